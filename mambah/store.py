@@ -1,0 +1,414 @@
+"""The batch-indexed DuckDB event store.
+
+A store is one DuckDB file (or an in-memory database) holding the tables of
+:mod:`mambah.schema`.  Data are written one batch at a time in a single
+transaction, so a crash or an exception leaves complete batches only.  A store
+can be exported to (and imported from) a hive-partitioned Parquet dataset, and
+such a dataset can be opened read-only through DuckDB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from .errors import SchemaVersionError, StoreError, StoreExistsError
+from .schema import DATA_TABLES, SCHEMA_VERSION, TABLES, column_names, create_ddl
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ("EventStore", "BatchRecord")
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+
+
+class BatchRecord:
+    """What the ``batches`` table records of one complete batch."""
+
+    __slots__ = ("batch", "n_events", "seed")
+
+    def __init__(self, batch: int, n_events: int, seed: int) -> None:
+        self.batch = int(batch)
+        self.n_events = int(n_events)
+        self.seed = int(seed)
+
+    def __repr__(self) -> str:
+        return f"BatchRecord(batch={self.batch}, n_events={self.n_events}, seed={self.seed})"
+
+
+class EventStore:
+    """A batch-indexed event store backed by DuckDB.
+
+    Open with :meth:`create`, :meth:`open`, :meth:`memory` or
+    :meth:`open_dataset` rather than the constructor.
+
+    Example::
+
+        with mambah.EventStore.open("mambah.duckdb", read_only=True) as store:
+            df = store.query_df("SELECT pid, count(*) FROM mc_particles GROUP BY pid")
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool) -> None:
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, overwrite: bool = False, primary_keys: bool = False) -> EventStore:
+        """Create a new store file at ``path`` (MambahError if it exists, unless ``overwrite``).
+
+        Args:
+            path: file to create, or ``":memory:"``.
+            overwrite: replace an existing file.
+            primary_keys: also create primary-key indexes on the data tables
+                (enforced uniqueness; costs memory and insert speed).
+        """
+        spath = str(path)
+        if spath != MEMORY:
+            p = Path(spath)
+            if p.is_dir():
+                raise StoreError(f"output '{spath}' is a directory, not a store file")
+            if p.exists():
+                if not overwrite:
+                    raise StoreExistsError(f"output '{spath}' exists; pass overwrite (--overwrite) or resume (--resume)")
+            parent = p.parent if str(p.parent) else Path(".")
+            if not parent.exists():
+                raise StoreError(f"directory '{parent}' of output '{spath}' does not exist")
+            if not os.access(parent, os.W_OK):
+                raise StoreError(f"directory '{parent}' of output '{spath}' is not writable")
+            if p.exists():
+                p.unlink()
+                wal = Path(spath + ".wal")
+                if wal.exists():
+                    wal.unlink()
+        con = _connect(spath, read_only=False)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for ddl in create_ddl(primary_keys=primary_keys):
+                con.execute(ddl)
+            con.executemany(
+                "INSERT INTO metadata VALUES (?, ?)",
+                [["schema_version", str(SCHEMA_VERSION)], ["primary_keys", json.dumps(primary_keys)]],
+            )
+            con.execute("COMMIT")
+        except duckdb.Error as err:  # pragma: no cover - DDL is static
+            con.close()
+            raise StoreError(f"cannot create store '{spath}': {err}") from err
+        return cls(con, spath, read_only=False)
+
+    @classmethod
+    def memory(cls, *, primary_keys: bool = False) -> EventStore:
+        """A new in-memory store."""
+        return cls.create(MEMORY, primary_keys=primary_keys)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> EventStore:
+        """Open an existing store file; checks that it is a Mambah store of this schema version."""
+        spath = str(path)
+        p = Path(spath)
+        if not p.exists():
+            raise StoreError(f"store '{spath}' does not exist")
+        if p.is_dir():
+            raise StoreError(f"'{spath}' is a directory; open a Parquet dataset with EventStore.open_dataset")
+        con = _connect(spath, read_only=read_only)
+        store = cls(con, spath, read_only=read_only)
+        try:
+            store._check_schema()
+        except BaseException:
+            con.close()
+            raise
+        return store
+
+    @classmethod
+    def open_dataset(cls, path: str | os.PathLike[str]) -> EventStore:
+        """Open a hive-partitioned Parquet dataset (see :meth:`to_parquet`) read-only.
+
+        The tables become DuckDB views over ``path/<table>/batch=<n>/*.parquet``.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            raise StoreError(f"Parquet dataset '{root}' is not a directory")
+        meta = root / "metadata.json"
+        if not meta.exists():
+            raise StoreError(f"'{root}' is not a Mambah Parquet dataset (no metadata.json)")
+        try:
+            meta_rows = json.loads(meta.read_text())
+        except ValueError as err:
+            raise StoreError(f"'{meta}' is not valid JSON: {err}") from err
+        if str(meta_rows.get("schema_version")) != str(SCHEMA_VERSION):
+            raise SchemaVersionError(
+                f"dataset '{root}' has schema version {meta_rows.get('schema_version')}, this Mambah reads {SCHEMA_VERSION}"
+            )
+        con = duckdb.connect(MEMORY)
+        # empty typed tables first, so that a table without files still exists
+        for ddl in create_ddl():
+            con.execute(ddl)
+        for name in (*DATA_TABLES, "batches"):
+            files = list((root / name).glob("**/*.parquet"))
+            if not files:
+                continue
+            cols = ", ".join(f'"{c}"' for c in column_names(name))
+            glob = str(root / name / "**" / "*.parquet").replace("'", "''")
+            con.execute(f"DROP TABLE {name}")
+            con.execute(
+                f"CREATE VIEW {name} AS SELECT {cols} FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+            )
+        con.executemany("INSERT INTO metadata VALUES (?, ?)", [[k, str(v)] for k, v in meta_rows.items()])
+        return cls(con, str(root), read_only=True)
+
+    def _check_schema(self) -> None:
+        try:
+            row = self._con.execute("SELECT value FROM metadata WHERE key = 'schema_version'").fetchone()
+        except duckdb.CatalogException as err:
+            raise StoreError(f"'{self.path}' is a DuckDB file but not a Mambah store (no metadata table)") from err
+        if row is None:
+            raise StoreError(f"'{self.path}' is not a Mambah store (no schema version)")
+        if row[0] != str(SCHEMA_VERSION):
+            raise SchemaVersionError(
+                f"store '{self.path}' has schema version {row[0]}, this Mambah reads version {SCHEMA_VERSION}"
+            )
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The underlying DuckDB connection, for power users."""
+        return self._con
+
+    def close(self) -> None:
+        """Close the store (checkpointing the file)."""
+        with contextlib.suppress(duckdb.Error):
+            self._con.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.path!r}, read_only={self.read_only})"
+
+    # ------------------------------------------------------------------ metadata
+    def get_metadata(self, key: str, default: str | None = None) -> str | None:
+        """A value of the ``metadata`` table."""
+        row = self._con.execute("SELECT value FROM metadata WHERE key = ?", [key]).fetchone()
+        return default if row is None else str(row[0])
+
+    def set_metadata(self, key: str, value: str) -> None:
+        """Set a value of the ``metadata`` table (in its own transaction)."""
+        self._writable()
+        self._con.execute("INSERT OR REPLACE INTO metadata VALUES (?, ?)", [key, value])
+
+    def metadata(self) -> dict[str, str]:
+        """All of the ``metadata`` table."""
+        return dict(self._con.execute("SELECT key, value FROM metadata ORDER BY key").fetchall())
+
+    # ------------------------------------------------------------------ batches
+    def batches(self) -> list[int]:
+        """Numbers of the complete batches, sorted."""
+        return [r[0] for r in self._con.execute("SELECT batch FROM batches ORDER BY batch").fetchall()]
+
+    def batch_records(self) -> list[BatchRecord]:
+        """The ``batches`` table as records."""
+        rows = self._con.execute("SELECT batch, n_events, seed FROM batches ORDER BY batch").fetchall()
+        return [BatchRecord(*r) for r in rows]
+
+    def n_events(self) -> int:
+        """Number of events in complete batches."""
+        return int(self._con.execute("SELECT coalesce(sum(n_events), 0) FROM batches").fetchone()[0])
+
+    @contextlib.contextmanager
+    def batch_transaction(self, record: BatchRecord) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction in which one batch is written; committed with its ``batches`` row.
+
+        Everything written inside the ``with`` block becomes visible together
+        with the batch's row in ``batches`` at commit; any exception (or a crash
+        of the process) rolls all of it back.
+
+        Raises:
+            StoreError: the batch exists already.
+        """
+        self._writable()
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            exists = con.execute("SELECT count(*) FROM batches WHERE batch = ?", [record.batch]).fetchone()[0]
+            if exists:
+                raise StoreError(f"batch {record.batch} is already in store '{self.path}'")
+            yield con
+            con.execute("INSERT INTO batches VALUES (?, ?, ?)", [record.batch, record.n_events, record.seed])
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+
+    def write_batch(self, record: BatchRecord, tables: Mapping[str, Any]) -> None:
+        """Write all tables of one batch atomically.
+
+        Args:
+            record: the batch (number, number of events, seed).
+            tables: table name → Arrow table (or pandas DataFrame / dict of arrays)
+                with the schema's column names; missing nullable columns are NULL.
+        """
+        with self.batch_transaction(record) as con:
+            for name, data in tables.items():
+                insert(con, name, data)
+
+    def delete_batch(self, batch: int) -> None:
+        """Delete every row of ``batch`` in one transaction."""
+        self._writable()
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name in (*DATA_TABLES, "batches"):
+                con.execute(f"DELETE FROM {name} WHERE batch = ?", [batch])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ reading
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        """Run SQL and return an Arrow table."""
+        try:
+            return self._con.execute(sql, params or []).fetch_arrow_table()
+        except duckdb.Error as err:
+            raise StoreError(f"query failed: {_first_line(err)}") from err
+
+    def query_df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run SQL and return a pandas DataFrame."""
+        return self.query(sql, params).to_pandas()
+
+    def table(self, name: str, batch: int | list[int] | None = None, columns: list[str] | None = None) -> pa.Table:
+        """Read ``name`` (optionally only some batches and columns) as Arrow."""
+        if name not in TABLES:
+            raise StoreError(f"unknown table '{name}'; tables are {', '.join(TABLES)}")
+        cols = "*" if columns is None else ", ".join(f'"{c}"' for c in columns)
+        key = {"events": "batch, event", "batches": "batch", "metadata": "key"}.get(name, 'batch, event, "index"')
+        if batch is None:
+            return self.query(f"SELECT {cols} FROM {name} ORDER BY {key}")
+        batches = [batch] if isinstance(batch, int) else list(batch)
+        return self.query(f"SELECT {cols} FROM {name} WHERE batch IN (SELECT unnest(?)) ORDER BY {key}", [batches])
+
+    def count(self, name: str) -> int:
+        """Number of rows of table ``name``."""
+        if name not in TABLES:
+            raise StoreError(f"unknown table '{name}'; tables are {', '.join(TABLES)}")
+        return int(self._con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+
+    def info(self) -> dict[str, Any]:
+        """Summary: path, schema version, rows per table, batches, events, run metadata."""
+        return {
+            "path": self.path,
+            "schema_version": self.get_metadata("schema_version"),
+            "tables": {name: self.count(name) for name in DATA_TABLES},
+            "batches": len(self.batches()),
+            "events": self.n_events(),
+            "metadata": {k: v for k, v in self.metadata().items() if k != "schema_version"},
+        }
+
+    # ------------------------------------------------------------------ parquet
+    def to_parquet(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Export the store as a hive-partitioned Parquet dataset (one partition per batch).
+
+        Layout: ``path/<table>/batch=<n>/*.parquet`` plus ``path/metadata.json``.
+        Written to a temporary directory and renamed at the end.
+        """
+        root = Path(path)
+        if root.exists() and not overwrite:
+            raise StoreExistsError(f"output '{root}' exists; pass overwrite=True")
+        tmp = root.with_name(root.name + ".tmp-mambah")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        try:
+            for name in (*DATA_TABLES, "batches"):
+                if self.count(name) == 0:
+                    continue
+                dest = str(tmp / name).replace("'", "''")
+                self._con.execute(
+                    f"COPY (SELECT * FROM {name}) TO '{dest}' (FORMAT PARQUET, PARTITION_BY (batch), OVERWRITE_OR_IGNORE)"
+                )
+            (tmp / "metadata.json").write_text(json.dumps(self.metadata(), indent=1, sort_keys=True))
+            if root.exists():
+                shutil.rmtree(root) if root.is_dir() else root.unlink()
+            tmp.rename(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return root
+
+    @classmethod
+    def from_parquet(cls, dataset: str | os.PathLike[str], path: str | os.PathLike[str] = MEMORY, *, overwrite: bool = False) -> EventStore:
+        """Import a Parquet dataset written by :meth:`to_parquet` into a new store, batch by batch."""
+        src = cls.open_dataset(dataset)
+        try:
+            dst = cls.create(path, overwrite=overwrite)
+            for key, value in src.metadata().items():
+                if key not in ("schema_version", "primary_keys"):
+                    dst.set_metadata(key, value)
+            for rec in src.batch_records():
+                dst.write_batch(rec, {name: src.table(name, rec.batch) for name in DATA_TABLES})
+        finally:
+            src.close()
+        return dst
+
+    # ------------------------------------------------------------------ helpers
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"store '{self.path}' is open read-only")
+
+
+def insert(con: duckdb.DuckDBPyConnection, table: str, data: Any) -> None:
+    """Insert Arrow/pandas/dict ``data`` into ``table`` by column name.
+
+    Raises:
+        StoreError: unknown table or column, or a DuckDB error (message kept).
+    """
+    if table not in DATA_TABLES:
+        raise StoreError(f"unknown table '{table}'; data tables are {', '.join(DATA_TABLES)}")
+    if isinstance(data, Mapping):
+        data = pa.table(dict(data))
+    names = list(data.column_names) if isinstance(data, pa.Table) else list(data.columns)
+    unknown = sorted(set(names) - set(column_names(table)))
+    if unknown:
+        raise StoreError(f"table '{table}' has no column(s) {', '.join(unknown)}")
+    if (data.num_rows if isinstance(data, pa.Table) else len(data)) == 0:
+        return
+    view = f"_mambah_insert_{table}"
+    con.register(view, data)
+    try:
+        cols = ", ".join(f'"{c}"' for c in names)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view}")
+    except duckdb.Error as err:
+        raise StoreError(f"cannot insert into '{table}': {_first_line(err)}") from err
+    finally:
+        con.unregister(view)
+
+
+def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.Error as err:
+        msg = _first_line(err)
+        if "lock" in msg.lower():
+            raise StoreError(f"store '{path}' is in use by another process: {msg}") from err
+        raise StoreError(f"'{path}' is not a readable DuckDB store: {msg}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
