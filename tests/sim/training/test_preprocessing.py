@@ -1,0 +1,96 @@
+"""Tests of sim/training/preprocessing.py: round trips, JSON, Gaussianity, weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mambah.errors import DataError, ModelError
+from sim.training.preprocessing import (
+    Identity,
+    QuantileGaussian,
+    Standardizer,
+    preprocessor_from_dict,
+)
+
+
+@pytest.fixture
+def sample() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return np.column_stack([rng.exponential(2000.0, 20_000), rng.uniform(2.0, 5.0, 20_000)])
+
+
+def test_quantile_gaussian_is_gaussian(sample: np.ndarray) -> None:
+    z = QuantileGaussian(500).fit(sample).transform(sample)
+    for j in range(z.shape[1]):
+        assert abs(z[:, j].mean()) < 0.01
+        assert abs(z[:, j].std() - 1.0) < 0.02
+        assert stats.kstest(z[:, j], "norm").statistic < 0.01
+
+
+def test_quantile_gaussian_round_trip(sample: np.ndarray) -> None:
+    qg = QuantileGaussian(1000).fit(sample)
+    back = qg.inverse_transform(qg.transform(sample))
+    # The two extreme values sit at probability 0 / 1, clipped to 1e-7 / 1 - 1e-7.
+    interior = np.all((sample > sample.min(axis=0)) & (sample < sample.max(axis=0)), axis=1)
+    np.testing.assert_allclose(back[interior], sample[interior], rtol=1e-6, atol=1e-6)
+    span = sample.max(axis=0) - sample.min(axis=0)
+    assert np.all(np.abs(back - sample) <= 1e-4 * span)
+
+
+@pytest.mark.parametrize("prep", [QuantileGaussian(200), Standardizer(), Identity()])
+def test_json_round_trip(prep, sample: np.ndarray) -> None:
+    prep.fit(sample)
+    text = json.dumps(prep.to_dict())
+    again = preprocessor_from_dict(json.loads(text))
+    assert type(again) is type(prep)
+    np.testing.assert_array_equal(again.transform(sample[:100]), prep.transform(sample[:100]))
+    np.testing.assert_array_equal(
+        again.inverse_transform(sample[:100]), prep.inverse_transform(sample[:100])
+    )
+
+
+def test_standardizer_weighted() -> None:
+    x = np.array([[0.0], [10.0]])
+    st = Standardizer().fit(x, weights=np.array([3.0, 1.0]))
+    assert st.mean_[0] == pytest.approx(2.5)
+    np.testing.assert_allclose(st.inverse_transform(st.transform(x)), x)
+
+
+def test_weighted_quantiles_follow_weights() -> None:
+    """Weights 0 on a contaminating component remove it from the quantiles."""
+    rng = np.random.default_rng(5)
+    signal, bkg = rng.normal(0.0, 1.0, 10_000), rng.normal(6.0, 1.0, 10_000)
+    x = np.concatenate([signal, bkg])[:, None]
+    w = np.concatenate([np.ones(10_000), -np.ones(10_000) * 0.0])
+    qg = QuantileGaussian(500).fit(x, weights=w)
+    assert qg.quantiles_[250, 0] == pytest.approx(0.0, abs=0.05)  # median of the signal
+    unweighted = QuantileGaussian(500).fit(x)
+    assert unweighted.quantiles_[250, 0] > 2.0
+    # negative weights are accepted (clipped to zero for the quantiles)
+    neg = QuantileGaussian(500).fit(x, weights=np.where(w > 0, 1.0, -0.3))
+    np.testing.assert_allclose(neg.quantiles_, qg.quantiles_)
+
+
+def test_discrete_column_maps_to_middle() -> None:
+    x = np.repeat([0.0, 1.0], 500)[:, None]
+    z = QuantileGaussian(100).fit(x).transform(np.array([[0.0], [1.0]]))
+    assert z[0, 0] < 0 < z[1, 0]
+    assert z[0, 0] == pytest.approx(-z[1, 0], rel=1e-6)
+
+
+def test_errors(sample: np.ndarray) -> None:
+    with pytest.raises(ModelError, match="not fitted"):
+        QuantileGaussian().transform(sample)
+    with pytest.raises(DataError, match="NaN"):
+        QuantileGaussian().fit(np.array([[1.0], [np.nan], [2.0]]))
+    qg = QuantileGaussian(10).fit(sample)
+    with pytest.raises(DataError, match="expected 2 columns"):
+        qg.transform(sample[:, :1])
+    with pytest.raises(ModelError, match="unknown preprocessing type 'nope'"):
+        preprocessor_from_dict({"type": "nope"})
+    with pytest.raises(ModelError, match="malformed"):
+        preprocessor_from_dict({"type": "quantile_gaussian", "n_quantiles": 3, "references": [0, 1]})
