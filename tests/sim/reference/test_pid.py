@@ -1,0 +1,172 @@
+"""Tests of the reference PID response (sim/reference/pid.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mambah.errors import ConfigError, DataError
+from sim.reference.pid import MUON_LL_SENTINEL, PID_COLUMNS, PIDConfig, simulate_pid
+
+N = 20_000
+
+
+def _tracks(
+    pid: int,
+    n: int,
+    rng: np.random.Generator,
+    p_range: tuple[float, float] = (2e3, 100e3),
+    n_tracks: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Toy long tracks: log-flat p [MeV], eta in the RICH/muon acceptance (2-4.4)."""
+    p = np.exp(rng.uniform(np.log(p_range[0]), np.log(p_range[1]), n))
+    eta = rng.uniform(2.0, 4.4, n)
+    phi = rng.uniform(0.0, 2.0 * np.pi, n)
+    pt = p / np.cosh(eta)
+    occupancy = rng.gamma(4.0, 40.0, n) if n_tracks is None else np.full(n, n_tracks)
+    return {
+        "pid": np.full(n, pid),
+        "charge": rng.choice([-1, 1], n),
+        "px": pt * np.cos(phi),
+        "py": pt * np.sin(phi),
+        "pz": pt * np.sinh(eta),
+        "n_tracks": occupancy,
+    }
+
+
+@pytest.fixture(scope="module")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20240611)
+
+
+def test_outputs_shape_range_and_reproducible() -> None:
+    truth = _tracks(321, 2000, np.random.default_rng(1))
+    out1 = simulate_pid(truth, np.random.default_rng(7))
+    out2 = simulate_pid(truth, np.random.default_rng(7))
+    assert tuple(out1) == PID_COLUMNS
+    for key in PID_COLUMNS:
+        assert out1[key].shape == (2000,)
+        np.testing.assert_array_equal(out1[key], out2[key])
+    probs = np.stack([out1[k] for k in PID_COLUMNS if k.startswith("ProbNN")], axis=1)
+    assert np.all((probs >= 0) & (probs <= 1))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+    # Sentinel exactly where not IsMuon; global DLLs built on the RICH ones.
+    assert np.all((out1["MuonMuLL"] == MUON_LL_SENTINEL) == ~out1["is_muon"])
+    np.testing.assert_array_equal(out1["PIDK"], out1["RichDLLK"])
+
+
+def test_no_rich_information_gives_zero_dll(rng: np.random.Generator) -> None:
+    truth = _tracks(211, 1000, rng, p_range=(1000.0, 1900.0))  # below p_min_rich
+    out = simulate_pid(truth, rng)
+    assert not out["has_rich"].any()
+    for key in ("RichDLLe", "RichDLLmu", "RichDLLK", "RichDLLp"):
+        assert np.all(out[key] == 0.0)
+
+
+def test_kaon_pion_threshold_and_performance(rng: np.random.Generator) -> None:
+    # Below the pion RICH1 threshold (2.6 GeV) and without RICH2 light no K/pi separation.
+    low_k = simulate_pid(_tracks(321, N, rng, (2.05e3, 2.5e3)), rng)["RichDLLK"]
+    low_pi = simulate_pid(_tracks(211, N, rng, (2.05e3, 2.5e3)), rng)["RichDLLK"]
+    assert abs(np.mean(low_k > 0) - np.mean(low_pi > 0)) < 0.1
+    # Above the K threshold (9.3 GeV): LHCb-like performance (arXiv:1211.6759 Fig. 17).
+    k = simulate_pid(_tracks(321, N, rng, (10e3, 60e3)), rng)["RichDLLK"]
+    pi = simulate_pid(_tracks(211, N, rng, (10e3, 60e3)), rng)["RichDLLK"]
+    assert np.mean(k > 0) >= 0.9
+    assert np.mean(pi > 0) <= 0.12
+    assert np.mean(k > 5) > np.mean(pi > 5) + 0.8
+
+
+def test_proton_kaon_sign_convention(rng: np.random.Generator) -> None:
+    prot = simulate_pid(_tracks(2212, N, rng, (20e3, 100e3)), rng)
+    kaon = simulate_pid(_tracks(321, N, rng, (20e3, 100e3)), rng)
+    assert np.mean(prot["RichDLLp"] - prot["RichDLLK"]) > np.mean(kaon["RichDLLp"] - kaon["RichDLLK"]) + 5
+    assert np.mean(prot["PIDp"] > 0) > 0.9
+    # Both below their RICH1 thresholds (K 9.3, p 17.7 GeV): weak p/K separation.
+    prot_low = simulate_pid(_tracks(2212, N, rng, (3e3, 8e3)), rng)
+    sep_low = np.mean(prot_low["RichDLLp"] - prot_low["RichDLLK"] > 0)
+    sep_high = np.mean(prot["RichDLLp"] - prot["RichDLLK"] > 0)
+    assert sep_low < sep_high - 0.3
+
+
+def test_muon_identification(rng: np.random.Generator) -> None:
+    mu = simulate_pid(_tracks(13, N, rng, (6e3, 100e3)), rng)
+    assert np.mean(mu["is_muon"]) >= 0.95
+    assert np.mean(mu["MuonMuLL"][mu["is_muon"]] - mu["MuonBkgLL"][mu["is_muon"]]) > 0
+    pi_high = simulate_pid(_tracks(211, N, rng, (10e3, 100e3)), rng)
+    assert 0.001 < np.mean(pi_high["is_muon"]) < 0.05
+    # Decays in flight: K (c tau 3.7 m) misID above pi's (7.8 m) at equal momentum.
+    pi_low = simulate_pid(_tracks(211, N, rng, (3e3, 6e3)), rng)["is_muon"]
+    k_low = simulate_pid(_tracks(321, N, rng, (3e3, 6e3)), rng)["is_muon"]
+    assert np.mean(k_low) > np.mean(pi_low) + 3 * np.sqrt(np.mean(pi_low) / N)
+    # Below 3 GeV IsMuon is not defined.
+    soft = simulate_pid(_tracks(13, 2000, rng, (2e3, 2.9e3)), rng)
+    assert not soft["is_muon"].any()
+    # Muon-hypothesis ProbNN favours true muons.
+    assert np.mean(mu["ProbNNmu"]) > np.mean(pi_high["ProbNNmu"]) + 0.5
+
+
+def test_electron_calorimeter_term(rng: np.random.Generator) -> None:
+    el = simulate_pid(_tracks(11, 5000, rng, (2e3, 20e3)), rng)
+    pi = simulate_pid(_tracks(211, 5000, rng, (2e3, 20e3)), rng)
+    assert np.mean(el["PIDe"]) > np.mean(pi["PIDe"]) + 8
+    assert np.mean(el["ProbNNe"]) > 0.5 > np.mean(pi["ProbNNe"])
+
+
+def test_occupancy_degrades_separation(rng: np.random.Generator) -> None:
+    def misid(n_tracks: float) -> float:
+        pi = simulate_pid(_tracks(211, N, rng, (10e3, 100e3), n_tracks=n_tracks), rng)["RichDLLK"]
+        return float(np.mean(pi > 0))
+
+    low, high = misid(20.0), misid(500.0)
+    assert high > low + 3 * np.sqrt(low / N)
+
+
+def test_other_charged_species_use_true_mass(rng: np.random.Generator) -> None:
+    sigma = simulate_pid(_tracks(3222, 2000, rng, (20e3, 40e3)), rng)  # Sigma+ (1189 MeV)
+    # Heavier than p: less light than a proton, so the p hypothesis beats K and pi.
+    assert np.mean(sigma["RichDLLp"] - sigma["RichDLLK"]) > 2
+    assert np.mean(sigma["RichDLLp"]) > 5
+
+
+@pytest.mark.parametrize("bad_pid", [0, 111, 99999999])
+def test_bad_species_raise(bad_pid: int, rng: np.random.Generator) -> None:
+    truth = _tracks(211, 10, rng)
+    truth["pid"] = np.full(10, bad_pid)
+    with pytest.raises(DataError, match="pid"):
+        simulate_pid(truth, rng)
+
+
+@pytest.mark.parametrize("key", ["pid", "charge", "px", "py", "pz", "n_tracks"])
+def test_missing_or_nan_column_named(key: str, rng: np.random.Generator) -> None:
+    truth = _tracks(211, 10, rng)
+    missing = {k: v for k, v in truth.items() if k != key}
+    with pytest.raises(DataError, match=key):
+        simulate_pid(missing, rng)
+    if key != "pid":
+        bad = dict(truth)
+        bad[key] = truth[key].astype(float)
+        bad[key][3] = np.nan
+        with pytest.raises(DataError, match=key):
+            simulate_pid(bad, rng)
+
+
+def test_shape_mismatch_and_zero_charge(rng: np.random.Generator) -> None:
+    truth = _tracks(211, 10, rng)
+    with pytest.raises(DataError, match="px"):
+        simulate_pid({**truth, "px": truth["px"][:5]}, rng)
+    with pytest.raises(DataError, match="charge"):
+        simulate_pid({**truth, "charge": np.zeros(10)}, rng)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="bogus"):
+        PIDConfig.from_mapping({"bogus": 1})
+    with pytest.raises(ConfigError, match="station_efficiency"):
+        PIDConfig(station_efficiency=1.5)
+    cfg = PIDConfig.from_mapping({"rich1": {"n_pe_saturated": 40.0}, "p_min_rich": 2500.0})
+    assert cfg.rich1.n_pe_saturated == 40.0
+    assert cfg.rich1.n_minus_1 == PIDConfig().rich1.n_minus_1
+    with pytest.raises(ConfigError, match="window"):
+        dataclasses.replace(PIDConfig().rich2, window=0.0)
