@@ -1,0 +1,720 @@
+"""Reference (\"full simulation\") tracking response of an LHCb-like spectrometer.
+
+A parametric, per-particle model of the LHCb Run 1/Run 2 tracking system (VELO,
+TT, dipole magnet, T stations).  It is the truth against which the neural-network
+fast passes of Mambah are trained and judged, so every number is a visible,
+documented field of :class:`TrackingConfig`.
+
+Units: MeV, mm, ns; charges in units of e; PDG ids for particle species.
+
+Sources (abbreviated in the docstrings below):
+
+* [PERF]  LHCb collaboration, "LHCb detector performance",
+  Int. J. Mod. Phys. A 30 (2015) 1530022, arXiv:1412.6352.
+* [TRKEFF] LHCb collaboration, "Measurement of the track reconstruction
+  efficiency at LHCb", JINST 10 (2015) P02007, arXiv:1408.1251.
+* [VELO]  LHCb VELO group, "Performance of the LHCb Vertex Locator",
+  JINST 9 (2014) P09007, arXiv:1405.7808.
+* [DET]   LHCb collaboration, "The LHCb detector at the LHC",
+  JINST 3 (2008) S08005.
+* [UPG]   LHCb collaboration, "The LHCb Upgrade I", JINST 19 (2024) P05065,
+  arXiv:2305.10515 (Run 3 numbers, quoted for reference only).
+
+Where a number is a modelling choice rather than a published value, its
+docstring says so.
+
+Model, in order (all vectorised over particles):
+
+1. Geometry.  Straight line from the production vertex to the dipole kick plane,
+   a transverse-momentum kick ``Δp_x = -q·polarity·p_kick`` there (``p_kick`` =
+   0.3·∫B dl), straight line to the T stations.  VELO hits are counted on
+   discrete stations (a hit where the line crosses a station between the inner
+   and outer sensor radius, measured from the beam line), TT and T acceptance
+   are boxes.  ``in_acceptance`` = charged, not a neutrino, 2 < η < 5 and
+   reaching the T-station box after the kick.
+2. Track type.  Long (≥3 VELO hits and T), Upstream (VELO and TT, but bent out
+   of the T stations), Downstream (no VELO track, origin upstream of the TT,
+   TT and T), each with an efficiency that is a product of documented factors.
+3. Measurement.  Momentum (double-Gaussian core ⊕ tail), slopes, IP (smeared in
+   the x and y projections at the z of the PV), χ²/ndf and ghost probability.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from mambah.errors import ConfigError, DataError
+
+__all__ = (
+    "TRACK_NONE",
+    "TRACK_LONG",
+    "TRACK_UPSTREAM",
+    "TRACK_DOWNSTREAM",
+    "TRUTH_KEYS",
+    "OUTPUT_KEYS",
+    "VELO_RUN2_STATION_Z",
+    "TrackingConfig",
+    "simulate_tracking",
+)
+
+_log = logging.getLogger(__name__)
+
+TRACK_NONE = 0
+"""Track type code: not reconstructed (LHCb ``Track::Types``)."""
+TRACK_LONG = 3
+"""Track type code: Long track (VELO + T, optionally TT)."""
+TRACK_UPSTREAM = 4
+"""Track type code: Upstream track (VELO + TT)."""
+TRACK_DOWNSTREAM = 5
+"""Track type code: Downstream track (TT + T)."""
+
+TRUTH_KEYS: tuple[str, ...] = (
+    "pid",
+    "charge",
+    "px",
+    "py",
+    "pz",
+    "e",
+    "origin_x",
+    "origin_y",
+    "origin_z",
+    "pv_x",
+    "pv_y",
+    "pv_z",
+    "n_tracks",
+)
+"""Keys :func:`simulate_tracking` reads from its ``truth`` mapping."""
+
+OUTPUT_KEYS: tuple[str, ...] = (
+    "in_acceptance",
+    "reconstructed",
+    "track_type",
+    "reco_px",
+    "reco_py",
+    "reco_pz",
+    "tx",
+    "ty",
+    "x",
+    "y",
+    "z",
+    "ip",
+    "ip_chi2",
+    "track_chi2ndof",
+    "ghost_prob",
+)
+"""Keys of the dict :func:`simulate_tracking` returns, in order."""
+
+VELO_RUN2_STATION_Z: tuple[float, ...] = (
+    -175.0, -145.0, -115.0, -85.0, -55.0, -25.0, 5.0, 35.0, 65.0, 95.0, 125.0,
+    155.0, 185.0, 215.0, 245.0, 275.0, 435.0, 585.0, 635.0, 685.0, 735.0,
+)  # fmt: skip
+"""z (mm) of the 21 Run 1/2 VELO stations: [DET] Sec. 5.1 and [VELO] Sec. 2 give
+21 stations spanning about −175 < z < +750 mm, 30 mm apart around the
+interaction region and wider downstream.  The individual positions here are an
+approximation of that layout (30 mm pitch up to 275 mm, five sparse stations
+after), not the survey values.  Run 3 ([UPG] Sec. 3): 26 modules, −289 … +751 mm."""
+
+_NEUTRINOS = np.array([12, 14, 16], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Numbers of the reference tracking model (Run 1/2 LHCb-like defaults).
+
+    Units: MeV, mm; efficiencies and fractions are plain numbers in [0, 1].
+    Every field documents its source; "model" marks modelling choices.
+
+    Attributes:
+        polarity: Dipole polarity, +1 MagUp (field along +y; positive
+            particles bend towards −x) or −1 MagDown ([DET] Sec. 4).
+        eta_min: Lower pseudorapidity edge of the acceptance, 2 ([PERF] Sec. 1).
+        eta_max: Upper pseudorapidity edge of the acceptance, 5 ([PERF] Sec. 1).
+        magnet_z: z (mm) of the effective kick plane of the dipole; the field
+            integral is centred at about z ≈ 5.2–5.3 m ([DET] Sec. 4, Fig. 4.3).
+        magnet_pt_kick: Transverse-momentum kick (MeV) = 0.3·∫B dl with
+            ∫B dl ≈ 4 Tm for 10 m tracks ([DET] Sec. 4; [PERF] Sec. 2.1).
+        magnet_tx_max: Horizontal half-aperture of the magnet, 300 mrad,
+            as a slope at the kick plane seen from z = 0 ([DET] Sec. 4).
+        magnet_ty_max: Vertical half-aperture of the magnet, 250 mrad ([DET] Sec. 4).
+        t_z: z (mm) where the T-station box acceptance is tested, the last
+            station T3 at z ≈ 9.4 m ([DET] Sec. 5.4).
+        t_x_half: Horizontal half-size (mm) of the T stations, ≈ 3 m (the Outer
+            Tracker active area is about 6 m × 5 m, [DET] Sec. 5.4).
+        t_y_half: Vertical half-size (mm) of the T stations, ≈ 2.5 m ([DET] Sec. 5.4).
+        t_x_centre: Horizontal offset (mm) of the T-station box (model).  A
+            left–right (A/C side) asymmetry of the downstream acceptance,
+            standing in for the detector-induced charge-detection asymmetries
+            that LHCb observes at low momentum, which flip sign with the magnet
+            polarity and cancel in the MagUp/MagDown average.  With a centred
+            box the model would have no charge asymmetry at all.
+        velo_station_z: z (mm) of the VELO stations, :data:`VELO_RUN2_STATION_Z`.
+        velo_r_min: Inner radius (mm) of the VELO sensitive area, 8.2 mm
+            ([VELO] Sec. 2); 5.1 mm in Run 3 ([UPG]).
+        velo_r_max: Outer radius (mm) of the VELO sensitive area, ≈ 42 mm
+            ([VELO] Sec. 2).
+        velo_hit_efficiency: Probability that a crossed station gives a hit,
+            > 99 % ([VELO] Sec. 6: cluster finding efficiency above 99 %).
+        velo_min_hits: Minimum number of VELO stations for a VELO track, 3
+            (the VELO tracking needs three space points, [PERF] Sec. 2.2).
+        tt_z: z (mm) where the TT box acceptance is tested, the middle of the
+            two TT stations at z ≈ 2.35 and 2.6 m ([DET] Sec. 5.2).
+        tt_z_first: Downstream tracks need the origin before the first TT
+            layer, z < 2300 mm ([DET] Sec. 5.2; the Upgrade UT starts at a
+            similar z, [UPG]).
+        tt_x_half: Horizontal half-size (mm) of TT, ≈ 150 cm wide ([DET] Sec. 5.2).
+        tt_y_half: Vertical half-size (mm) of TT, ≈ 130 cm high ([DET] Sec. 5.2).
+        long_efficiency: Plateau efficiency of Long tracks before the
+            occupancy, η-edge and φ-crack factors, 0.985: [TRKEFF] measures
+            above 96 % on average for 5 < p < 200 GeV, 2 < η < 5 in 2011–2012
+            data; the factors below bring the mean there.
+        low_p_loss: Amplitude of the low-momentum loss, ε ∝ 1 − A·exp(−p/p_s)
+            (model, shaped after the efficiency-vs-p curves of [TRKEFF] Fig. 9).
+        low_p_scale: Momentum scale p_s (MeV) of the low-momentum loss (model).
+        low_pt_loss: Amplitude of the low-pT loss, ε ∝ 1 − A·exp(−pT/pT_s) (model).
+        low_pt_scale: pT scale (MeV) of the low-pT loss (model).
+        eta_edge_loss_low: Loss at η = eta_min, decaying as
+            exp(−(η−η_min)/w) (model after [TRKEFF] Fig. 9, efficiency vs η).
+        eta_edge_loss_high: Loss at η = eta_max, decaying as exp(−(η_max−η)/w) (model).
+        eta_edge_width: Width w of the η-edge losses (model).
+        phi_crack_loss: Loss in the vertical crack between the two VELO halves
+            and the T-station boxes, at |φ| ≈ π/2 (model; Gaussian in φ).
+        phi_crack_width: Gaussian width (rad) of the φ crack (model).
+        occupancy_slope: Linear efficiency loss per track of the event, 5e-5:
+            −2 % from nTracks ≈ 50 to 450 ([TRKEFF] Fig. 10, efficiency vs
+            nTracks and nPV, drops by a few per cent; model of that trend).
+        occupancy_max_loss: Cap of the occupancy loss (model).
+        few_hits_loss: Loss for VELO tracks with few hits, ε ∝
+            1 − A·exp(−(n_hits − n_min)/s) (model: displaced tracks with a
+            short VELO segment are found less often, [PERF] Sec. 2.2).
+        few_hits_scale: Scale s (hits) of the few-hits loss (model).
+        displaced_loss: Loss of VELO-based (Long, Upstream) tracks born away
+            from the beam line, ε ∝ 1 − A·min(ρ/velo_r_max, 1)², ρ the
+            transverse distance of the origin from the beam line (model: the
+            VELO pattern recognition favours tracks pointing to the beam line;
+            K_S/Λ daughters are found less often as Long tracks, [PERF] Sec. 2.2).
+        upstream_efficiency: Plateau efficiency of Upstream (VELO–TT) tracks (model).
+        downstream_efficiency: Plateau efficiency of Downstream (TT–T) tracks
+            (model; of order 80–90 % for K_S daughters, [PERF] Sec. 2.2).
+        sigma_p_const: Constant term of σ_p/p for Long tracks, 0.5 % at low
+            momentum ([PERF] Sec. 2.3: δp/p from 0.5 % at low p to 1.0 % at
+            200 GeV).
+        sigma_p_slope: Linear term b (1/MeV) of σ_p/p = a ⊕ b·p, chosen so that
+            σ_p/p = 1.0 % at p = 200 GeV: b = √(1.0² − 0.5²) % / 200 GeV.
+        resolution_tail_fraction: Fraction of tracks drawn from the wide
+            Gaussian of the momentum, slope and IP resolutions (model:
+            non-Gaussian tails from hard scatters and wrong hits).
+        resolution_tail_scale: Width of the tail Gaussian in units of the core (model).
+        downstream_sigma_p_scale: σ_p/p of Downstream tracks relative to Long,
+            ×1.5 (model; no VELO point, [PERF] Sec. 2.3 quotes worse
+            resolution).
+        upstream_sigma_p: σ_p/p of Upstream tracks, 15 % (model: the momentum
+            comes only from the fringe field between VELO and TT; LHCb quotes
+            O(15–20 %) for VELO–TT tracks).
+        slope_res_const: Constant term (rad) of the slope resolution σ_tx =
+            σ_ty of VELO-measured tracks, 0.04 mrad (model: ≈ 10 µm hit
+            resolution over a ≈ 30 cm lever arm, [VELO] Sec. 6).
+        slope_res_ms: Multiple-scattering term (rad·MeV) of the slope
+            resolution, 1.5 mrad·GeV/p (model: ≈ 0.1 X0 of VELO material
+            before the last hit, [VELO] Sec. 2).
+        downstream_slope_scale: Slope resolution of Downstream tracks relative
+            to VELO tracks, ×5 (model: measured in TT + fringe field).
+        ip_res_const: Constant term (mm) of the IP resolution per projection,
+            11.6 µm ([PERF] Sec. 3.2: σ(IP_x) = (11.6 + 23.4/pT[GeV]) µm,
+            2012 data).
+        ip_res_ms: 1/pT term (mm·MeV) of the IP resolution per projection,
+            23.4 µm·GeV ([PERF] Sec. 3.2).
+        downstream_ip_scale: IP resolution of Downstream tracks relative to
+            VELO tracks, ×30 (model: millimetre-scale extrapolation through
+            the fringe field over ≈ 2.5 m).
+        chi2_low_p_excess: Relative excess of χ²/ndf at low momentum, χ²/ndf
+            ∝ 1 + A·exp(−p/p_c) (model: residual multiple scattering).
+        chi2_low_p_scale: Momentum scale p_c (MeV) of the χ²/ndf excess (model).
+        chi2_tail_fraction: Fraction of tracks with a χ²/ndf tail (model).
+        chi2_tail_mean: Mean of the exponential added to χ²/ndf in the tail (model).
+        downstream_chi2_scale: χ²/ndf scale of Downstream/Upstream tracks (model).
+        ghost_beta_a: Shape α of the Beta distribution of ghost_prob of real
+            tracks (model after the ghost-probability distributions of
+            [PERF] Sec. 2.4: real tracks peak at 0).
+        ghost_beta_b: Shape β of that Beta distribution at zero occupancy (model).
+        ghost_occupancy_scale: β is divided by 1 + nTracks/scale, so real tracks
+            look more ghost-like at high occupancy (model).
+        ghost_chi2_coupling: ghost_prob → 1 − (1 − g)·exp(−c·max(χ²/ndf − 1.5, 0))
+            (model: the ghost classifier uses the track χ²).
+        non_long_ghost_factor: β of Upstream/Downstream tracks is divided by
+            this factor (model: fewer hits, weaker classifier).
+    """
+
+    polarity: int = 1
+    eta_min: float = 2.0
+    eta_max: float = 5.0
+    magnet_z: float = 5250.0
+    magnet_pt_kick: float = 1200.0
+    magnet_tx_max: float = 0.30
+    magnet_ty_max: float = 0.25
+    t_z: float = 9400.0
+    t_x_half: float = 3000.0
+    t_y_half: float = 2500.0
+    t_x_centre: float = 20.0
+    velo_station_z: tuple[float, ...] = VELO_RUN2_STATION_Z
+    velo_r_min: float = 8.2
+    velo_r_max: float = 42.0
+    velo_hit_efficiency: float = 0.99
+    velo_min_hits: int = 3
+    tt_z: float = 2485.0
+    tt_z_first: float = 2300.0
+    tt_x_half: float = 750.0
+    tt_y_half: float = 650.0
+    long_efficiency: float = 0.985
+    low_p_loss: float = 0.5
+    low_p_scale: float = 1200.0
+    low_pt_loss: float = 0.05
+    low_pt_scale: float = 200.0
+    eta_edge_loss_low: float = 0.04
+    eta_edge_loss_high: float = 0.05
+    eta_edge_width: float = 0.25
+    phi_crack_loss: float = 0.03
+    phi_crack_width: float = 0.08
+    occupancy_slope: float = 5e-5
+    occupancy_max_loss: float = 0.10
+    few_hits_loss: float = 0.2
+    few_hits_scale: float = 1.0
+    displaced_loss: float = 0.3
+    upstream_efficiency: float = 0.85
+    downstream_efficiency: float = 0.85
+    sigma_p_const: float = 0.005
+    sigma_p_slope: float = 4.330127e-8
+    resolution_tail_fraction: float = 0.05
+    resolution_tail_scale: float = 3.0
+    downstream_sigma_p_scale: float = 1.5
+    upstream_sigma_p: float = 0.15
+    slope_res_const: float = 4e-5
+    slope_res_ms: float = 1.5
+    downstream_slope_scale: float = 5.0
+    ip_res_const: float = 0.0116
+    ip_res_ms: float = 23.4
+    downstream_ip_scale: float = 30.0
+    chi2_low_p_excess: float = 0.3
+    chi2_low_p_scale: float = 5000.0
+    chi2_tail_fraction: float = 0.03
+    chi2_tail_mean: float = 1.5
+    downstream_chi2_scale: float = 1.2
+    ghost_beta_a: float = 1.0
+    ghost_beta_b: float = 40.0
+    ghost_occupancy_scale: float = 200.0
+    ghost_chi2_coupling: float = 0.3
+    non_long_ghost_factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.polarity not in (1, -1):
+            raise ConfigError(
+                f"TrackingConfig.polarity={self.polarity!r}; expected +1 (MagUp) or -1 (MagDown)"
+            )
+        if not self.eta_min < self.eta_max:
+            raise ConfigError(
+                f"TrackingConfig eta range ({self.eta_min}, {self.eta_max}) is empty; "
+                "expected eta_min < eta_max"
+            )
+        if len(self.velo_station_z) == 0:
+            raise ConfigError("TrackingConfig.velo_station_z is empty; give the station z (mm)")
+        object.__setattr__(self, "velo_station_z", tuple(float(z) for z in self.velo_station_z))
+        fractions = (
+            "velo_hit_efficiency",
+            "long_efficiency",
+            "upstream_efficiency",
+            "downstream_efficiency",
+            "resolution_tail_fraction",
+            "chi2_tail_fraction",
+            "low_p_loss",
+            "low_pt_loss",
+            "eta_edge_loss_low",
+            "eta_edge_loss_high",
+            "phi_crack_loss",
+            "occupancy_max_loss",
+            "few_hits_loss",
+            "displaced_loss",
+        )
+        for name in fractions:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"TrackingConfig.{name}={value!r}; expected a number in [0, 1]")
+        positives = (
+            "magnet_z",
+            "t_z",
+            "t_x_half",
+            "t_y_half",
+            "tt_z",
+            "tt_x_half",
+            "tt_y_half",
+            "velo_r_max",
+            "low_p_scale",
+            "low_pt_scale",
+            "eta_edge_width",
+            "phi_crack_width",
+            "few_hits_scale",
+            "sigma_p_const",
+            "resolution_tail_scale",
+            "ip_res_const",
+            "chi2_low_p_scale",
+            "ghost_beta_a",
+            "ghost_beta_b",
+            "ghost_occupancy_scale",
+            "non_long_ghost_factor",
+        )
+        for name in positives:
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ConfigError(f"TrackingConfig.{name}={value!r}; expected a positive number")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, object]) -> TrackingConfig:
+        """Build a config from a mapping, refusing unknown keys.
+
+        Args:
+            options: Field names and values, e.g. from a pipeline config file.
+
+        Raises:
+            ConfigError: A key is not a field of :class:`TrackingConfig`.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown TrackingConfig option(s) {unknown}; known options: {sorted(known)}"
+            )
+        return cls(**options)  # type: ignore[arg-type]
+
+
+def _validate_truth(truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check keys, shapes and finiteness of the truth arrays; return float/int copies."""
+    missing = [key for key in TRUTH_KEYS if key not in truth]
+    if missing:
+        raise DataError(
+            f"simulate_tracking: truth is missing key(s) {missing}; expected {list(TRUTH_KEYS)}"
+        )
+    out: dict[str, np.ndarray] = {}
+    n: int | None = None
+    for key in TRUTH_KEYS:
+        arr = np.asarray(truth[key])
+        if arr.ndim != 1:
+            raise DataError(f"simulate_tracking: truth[{key!r}] has shape {arr.shape}; expected 1-D")
+        if n is None:
+            n = arr.shape[0]
+        elif arr.shape[0] != n:
+            raise DataError(
+                f"simulate_tracking: truth[{key!r}] has length {arr.shape[0]}; "
+                f"expected {n} like truth[{TRUTH_KEYS[0]!r}]"
+            )
+        if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+            raise DataError(
+                f"simulate_tracking: truth[{key!r}] has dtype {arr.dtype}; expected numbers"
+            )
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            raise DataError(f"simulate_tracking: truth[{key!r}] holds NaN or inf")
+        if key in ("pid", "n_tracks"):
+            if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
+                raise DataError(f"simulate_tracking: truth[{key!r}] holds non-integer values")
+            out[key] = arr.astype(np.int64)
+        else:
+            out[key] = arr.astype(np.float64)
+    return out
+
+
+def _mixture_normal(
+    rng: np.random.Generator, n: int, tail_fraction: float, tail_scale: float
+) -> np.ndarray:
+    """Unit-core double-Gaussian deviates, shape (n,): N(0,1) or N(0, tail_scale²)."""
+    z = rng.standard_normal(n)
+    tail = rng.random(n) < tail_fraction
+    return np.where(tail, z * tail_scale, z)
+
+
+def _velo_hits(
+    x0: np.ndarray,
+    y0: np.ndarray,
+    z0: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    u_hits: np.ndarray,
+    config: TrackingConfig,
+) -> np.ndarray:
+    """Number of VELO stations with a hit, shape (n,).
+
+    Args:
+        x0, y0: Origin relative to the beam line (mm), shape (n,).
+        z0: Origin z (mm), shape (n,).
+        tx, ty: True slopes, shape (n,).
+        u_hits: Uniform deviates, shape (n, n_stations), for the hit efficiency.
+        config: Geometry.
+    """
+    zs = np.asarray(config.velo_station_z)[None, :]
+    dz = zs - z0[:, None]
+    xs = x0[:, None] + tx[:, None] * dz
+    ys = y0[:, None] + ty[:, None] * dz
+    r2 = xs * xs + ys * ys
+    crossed = (dz > 0) & (r2 > config.velo_r_min**2) & (r2 < config.velo_r_max**2)
+    hit = crossed & (u_hits < config.velo_hit_efficiency)
+    return hit.sum(axis=1)
+
+
+def _t_station_acceptance(
+    x0: np.ndarray,
+    y0: np.ndarray,
+    z0: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    pz: np.ndarray,
+    charge: np.ndarray,
+    config: TrackingConfig,
+) -> np.ndarray:
+    """Whether the track passes the magnet aperture and reaches the T-station box.
+
+    Single kick at ``magnet_z``: ``Δp_x = −q·polarity·magnet_pt_kick``, the
+    momentum in the bending (x–z) plane keeps its magnitude; a track whose
+    ``|p_x|`` after the kick exceeds it curls up.  Shapes (n,), mm and MeV.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tx = px / pz
+        ty = py / pz
+        dzm = config.magnet_z - z0
+        xm = x0 + tx * dzm
+        ym = y0 + ty * dzm
+        aperture = (np.abs(xm) < config.magnet_tx_max * config.magnet_z) & (
+            np.abs(ym) < config.magnet_ty_max * config.magnet_z
+        )
+        pxz = np.hypot(px, pz)
+        px_out = px - charge * config.polarity * config.magnet_pt_kick
+        survives = np.abs(px_out) < pxz
+        pz_out = np.sqrt(np.where(survives, pxz * pxz - px_out * px_out, 1.0))
+        tx_out = px_out / pz_out
+        ty_out = py / pz_out
+        dzt = config.t_z - config.magnet_z
+        xt = xm + tx_out * dzt
+        yt = ym + ty_out * dzt
+        in_box = (np.abs(xt - config.t_x_centre) < config.t_x_half) & (
+            np.abs(yt) < config.t_y_half
+        )
+    return (pz > 0) & (dzm > 0) & aperture & survives & in_box
+
+
+def simulate_tracking(
+    truth: Mapping[str, np.ndarray],
+    rng: np.random.Generator,
+    config: TrackingConfig = TrackingConfig(),
+) -> dict[str, np.ndarray]:
+    """Reference tracking response for generated particles.
+
+    Args:
+        truth: 1-D arrays of equal length n, one entry per generated particle:
+            ``pid`` (PDG id), ``charge`` (e), ``px, py, pz, e`` (MeV),
+            ``origin_x, origin_y, origin_z`` (production vertex, mm),
+            ``pv_x, pv_y, pv_z`` (the event's primary vertex, mm), ``n_tracks``
+            (the event's number of reconstructed tracks).
+        rng: Source of randomness; the output is a pure function of the inputs
+            and the generator state (the number of draws does not depend on
+            the data values, only on n).
+        config: Model numbers, see :class:`TrackingConfig`.
+
+    Returns:
+        Dict of arrays of length n (keys :data:`OUTPUT_KEYS`):
+
+        * ``in_acceptance`` (bool): charged, not a neutrino, eta_min < η <
+          eta_max, inside the magnet aperture and reaching the T-station box
+          after the dipole kick.
+        * ``reconstructed`` (bool), ``track_type`` (int8: 0 none, 3 Long,
+          4 Upstream, 5 Downstream).
+        * ``reco_px, reco_py, reco_pz`` (MeV): reconstructed momentum;
+          ``tx, ty``: reconstructed slopes (``reco_px/reco_pz``, ``reco_py/reco_pz``).
+        * ``x, y, z`` (mm): reconstructed state, at the point of closest
+          approach to the beam line (the line parallel to z through the PV's
+          x, y) for Long and Upstream tracks, at ``tt_z`` (first measurement)
+          for Downstream tracks.
+        * ``ip`` (mm): 3-D distance of closest approach of the reconstructed
+          line to the PV.  The x and y projections of the track at the PV's z
+          are smeared independently with σ = ip_res_const + ip_res_ms/pT
+          ([PERF] convention for IP_x), so for prompt tracks ``ip`` follows a
+          Rayleigh law of that σ (mean ≈ 1.25 σ, i.e. the 3-D IP is ≈ √2
+          wider than one projection).
+        * ``ip_chi2``: ip² / σ² with the per-projection σ above (≈ χ² with
+          two degrees of freedom for prompt tracks).
+        * ``track_chi2ndof``: track fit χ²/ndf; ``ghost_prob``: in [0, 1].
+
+        Floats of not-reconstructed entries are NaN.
+
+    Raises:
+        DataError: A key is missing, arrays differ in length or are not 1-D,
+            or a value is NaN/inf.
+    """
+    t = _validate_truth(truth)
+    n = t["pid"].shape[0]
+    cfg = config
+
+    # --- random draws: fixed pattern, independent of the data values ----------
+    n_st = len(cfg.velo_station_z)
+    u_hits = rng.random((n, n_st))
+    u_eff = rng.random(n)
+    z_p = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
+    z_tx = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
+    z_ty = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
+    z_ipx = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
+    z_ipy = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
+    u_chi2_tail = rng.random(n)
+    e_chi2_tail = rng.exponential(cfg.chi2_tail_mean, n)
+
+    px, py, pz = t["px"], t["py"], t["pz"]
+    charge = t["charge"]
+    p = np.sqrt(px * px + py * py + pz * pz)
+    pt = np.hypot(px, py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), np.inf * np.sign(pz))
+    phi = np.arctan2(py, px)
+
+    is_neutrino = np.isin(np.abs(t["pid"]), _NEUTRINOS)
+    charged = (charge != 0) & ~is_neutrino
+    in_eta = (pz > 0) & (eta > cfg.eta_min) & (eta < cfg.eta_max)
+    forward = charged & in_eta
+
+    x0, y0, z0 = t["origin_x"], t["origin_y"], t["origin_z"]
+    safe_pz = np.where(pz > 0, pz, 1.0)
+    tx_true = px / safe_pz
+    ty_true = py / safe_pz
+
+    # --- geometry -------------------------------------------------------------
+    n_hits = _velo_hits(x0 - t["pv_x"], y0 - t["pv_y"], z0, tx_true, ty_true, u_hits, cfg)
+    has_velo = n_hits >= cfg.velo_min_hits
+    has_t = _t_station_acceptance(x0, y0, z0, px, py, pz, charge, cfg)
+    dz_tt = cfg.tt_z - z0
+    x_tt = x0 + tx_true * dz_tt
+    y_tt = y0 + ty_true * dz_tt
+    has_tt = (z0 < cfg.tt_z_first) & (np.abs(x_tt) < cfg.tt_x_half) & (np.abs(y_tt) < cfg.tt_y_half)
+
+    in_acceptance = forward & has_t
+    long_cand = in_acceptance & has_velo
+    up_cand = forward & has_velo & has_tt & ~has_t
+    down_cand = in_acceptance & ~has_velo & has_tt
+
+    # --- efficiency -----------------------------------------------------------
+    f_p = 1.0 - cfg.low_p_loss * np.exp(-p / cfg.low_p_scale)
+    f_pt = 1.0 - cfg.low_pt_loss * np.exp(-pt / cfg.low_pt_scale)
+    eta_c = np.clip(np.where(np.isfinite(eta), eta, cfg.eta_max), cfg.eta_min, cfg.eta_max)
+    f_eta = (
+        1.0
+        - cfg.eta_edge_loss_low * np.exp(-(eta_c - cfg.eta_min) / cfg.eta_edge_width)
+        - cfg.eta_edge_loss_high * np.exp(-(cfg.eta_max - eta_c) / cfg.eta_edge_width)
+    )
+    f_phi = 1.0 - cfg.phi_crack_loss * np.exp(
+        -0.5 * ((np.abs(phi) - 0.5 * np.pi) / cfg.phi_crack_width) ** 2
+    )
+    f_occ = 1.0 - np.minimum(cfg.occupancy_slope * t["n_tracks"], cfg.occupancy_max_loss)
+    f_hits = 1.0 - cfg.few_hits_loss * np.exp(
+        -np.maximum(n_hits - cfg.velo_min_hits, 0) / cfg.few_hits_scale
+    )
+    rho = np.hypot(x0 - t["pv_x"], y0 - t["pv_y"])
+    f_rho = 1.0 - cfg.displaced_loss * np.minimum(rho / cfg.velo_r_max, 1.0) ** 2
+    common = f_p * f_pt * f_eta * f_phi * f_occ
+    eff = np.select(
+        [long_cand, up_cand, down_cand],
+        [
+            cfg.long_efficiency * common * f_hits * f_rho,
+            cfg.upstream_efficiency * common * f_hits * f_rho,
+            cfg.downstream_efficiency * common,
+        ],
+        default=0.0,
+    )
+    found = u_eff < eff
+    track_type = np.select(
+        [found & long_cand, found & up_cand, found & down_cand],
+        [TRACK_LONG, TRACK_UPSTREAM, TRACK_DOWNSTREAM],
+        default=TRACK_NONE,
+    ).astype(np.int8)
+    reco = track_type != TRACK_NONE
+    is_long = track_type == TRACK_LONG
+    is_up = track_type == TRACK_UPSTREAM
+    is_down = track_type == TRACK_DOWNSTREAM
+
+    # --- momentum -------------------------------------------------------------
+    sigma_p_long = np.hypot(cfg.sigma_p_const, cfg.sigma_p_slope * p)
+    sigma_p = np.select(
+        [is_up, is_down],
+        [np.full(n, cfg.upstream_sigma_p), cfg.downstream_sigma_p_scale * sigma_p_long],
+        default=sigma_p_long,
+    )
+    p_reco = p * np.maximum(1.0 + sigma_p * z_p, 1e-3)
+
+    sigma_t = np.hypot(cfg.slope_res_const, cfg.slope_res_ms / np.where(p > 0, p, 1.0))
+    sigma_t = np.where(is_down, cfg.downstream_slope_scale * sigma_t, sigma_t)
+    tx = tx_true + sigma_t * z_tx
+    ty = ty_true + sigma_t * z_ty
+    norm = np.sqrt(1.0 + tx * tx + ty * ty)
+    reco_pz = p_reco / norm
+    reco_px = tx * reco_pz
+    reco_py = ty * reco_pz
+
+    # --- impact parameter and state -------------------------------------------
+    pt_safe = np.where(pt > 0, pt, 1.0)
+    sigma_ip = cfg.ip_res_const + cfg.ip_res_ms / pt_safe
+    sigma_ip = np.where(is_down, cfg.downstream_ip_scale * sigma_ip, sigma_ip)
+    # true line at the PV's z, plus independent x/y projection errors
+    dz_pv = t["pv_z"] - z0
+    qx = x0 + tx_true * dz_pv + sigma_ip * z_ipx
+    qy = y0 + ty_true * dz_pv + sigma_ip * z_ipy
+    qz = t["pv_z"]
+    # 3-D distance from PV to the reconstructed line through q with slopes tx, ty
+    dx = qx - t["pv_x"]
+    dy = qy - t["pv_y"]
+    # |d × u| / |u| with d = (dx, dy, 0), u = (tx, ty, 1): d × u = (dy, −dx, dx·ty − dy·tx)
+    ip = np.sqrt(dx * dx + dy * dy + (dx * ty - dy * tx) ** 2) / norm
+    ip_chi2 = (ip / sigma_ip) ** 2
+    # state: POCA to the beam line (x = pv_x, y = pv_y) or TT for Downstream
+    t2 = tx * tx + ty * ty
+    s_poca = -(dx * tx + dy * ty) / np.where(t2 > 0, t2, 1.0)
+    s_state = np.where(is_down, cfg.tt_z - qz, s_poca)
+    sx = qx + tx * s_state
+    sy = qy + ty * s_state
+    sz = qz + s_state
+
+    # --- fit quality ----------------------------------------------------------
+    ndf = np.where(is_down, 14, np.where(is_up, 2 * n_hits + 4 - 5, 2 * n_hits + 24 - 5))
+    ndf = np.maximum(ndf, 1)
+    chi2_ndf = rng.chisquare(ndf) / ndf
+    chi2_ndf *= 1.0 + cfg.chi2_low_p_excess * np.exp(-p / cfg.chi2_low_p_scale)
+    chi2_ndf += np.where(u_chi2_tail < cfg.chi2_tail_fraction, e_chi2_tail, 0.0)
+    chi2_ndf = np.where(is_long, chi2_ndf, cfg.downstream_chi2_scale * chi2_ndf)
+
+    beta = cfg.ghost_beta_b / (1.0 + t["n_tracks"] / cfg.ghost_occupancy_scale)
+    beta = np.where(is_long, beta, beta / cfg.non_long_ghost_factor)
+    ghost = rng.beta(cfg.ghost_beta_a, beta)
+    ghost = 1.0 - (1.0 - ghost) * np.exp(-cfg.ghost_chi2_coupling * np.maximum(chi2_ndf - 1.5, 0))
+    ghost = np.clip(ghost, 0.0, 1.0)
+
+    def masked(values: np.ndarray) -> np.ndarray:
+        return np.where(reco, values, np.nan).astype(np.float64)
+
+    _log.debug(
+        "simulate_tracking: %d particles, %d in acceptance, %d Long, %d Upstream, %d Downstream",
+        n,
+        int(in_acceptance.sum()),
+        int(is_long.sum()),
+        int(is_up.sum()),
+        int(is_down.sum()),
+    )
+    return {
+        "in_acceptance": in_acceptance,
+        "reconstructed": reco,
+        "track_type": track_type,
+        "reco_px": masked(reco_px),
+        "reco_py": masked(reco_py),
+        "reco_pz": masked(reco_pz),
+        "tx": masked(tx),
+        "ty": masked(ty),
+        "x": masked(sx),
+        "y": masked(sy),
+        "z": masked(sz),
+        "ip": masked(ip),
+        "ip_chi2": masked(ip_chi2),
+        "track_chi2ndof": masked(chi2_ndf),
+        "ghost_prob": masked(ghost),
+    }
