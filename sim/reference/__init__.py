@@ -13,6 +13,7 @@ from sim.reference.occupancy import (
     sample_primary_vertices,
     simulate_occupancy,
 )
+from sim.reference.pid import MUON_LL_SENTINEL, PID_COLUMNS, PIDConfig, RadiatorConfig, simulate_pid
 from sim.reference.tracking import (
     TRACK_DOWNSTREAM,
     TRACK_LONG,
@@ -33,6 +34,11 @@ __all__ = (
     "OccupancyConfig",
     "simulate_occupancy",
     "sample_primary_vertices",
+    "PIDConfig",
+    "RadiatorConfig",
+    "simulate_pid",
+    "PID_COLUMNS",
+    "MUON_LL_SENTINEL",
 )
 
 
