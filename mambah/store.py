@@ -171,7 +171,8 @@ class EventStore:
 
     def _check_schema(self) -> None:
         try:
-            row = self._con.execute("SELECT value FROM metadata WHERE key = 'schema_version'").fetchone()
+            rows = self._con.execute("SELECT value FROM metadata WHERE key = 'schema_version'").fetchall()
+            row = rows[0] if rows else None
         except duckdb.CatalogException as err:
             raise StoreError(f"'{self.path}' is a DuckDB file but not a Mambah store (no metadata table)") from err
         if row is None:
@@ -204,7 +205,8 @@ class EventStore:
     # ------------------------------------------------------------------ metadata
     def get_metadata(self, key: str, default: str | None = None) -> str | None:
         """A value of the ``metadata`` table."""
-        row = self._con.execute("SELECT value FROM metadata WHERE key = ?", [key]).fetchone()
+        rows = self._con.execute("SELECT value FROM metadata WHERE key = ?", [key]).fetchall()
+        row = rows[0] if rows else None
         return default if row is None else str(row[0])
 
     def set_metadata(self, key: str, value: str) -> None:
@@ -228,7 +230,7 @@ class EventStore:
 
     def n_events(self) -> int:
         """Number of events in complete batches."""
-        return int(self._con.execute("SELECT coalesce(sum(n_events), 0) FROM batches").fetchone()[0])
+        return int(self._con.execute("SELECT coalesce(sum(n_events), 0) FROM batches").fetchall()[0][0])
 
     @contextlib.contextmanager
     def batch_transaction(self, record: BatchRecord) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -245,7 +247,7 @@ class EventStore:
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
-            exists = con.execute("SELECT count(*) FROM batches WHERE batch = ?", [record.batch]).fetchone()[0]
+            exists = con.execute("SELECT count(*) FROM batches WHERE batch = ?", [record.batch]).fetchall()[0][0]
             if exists:
                 raise StoreError(f"batch {record.batch} is already in store '{self.path}'")
             yield con
@@ -285,7 +287,7 @@ class EventStore:
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """Run SQL and return an Arrow table."""
         try:
-            return self._con.execute(sql, params or []).fetch_arrow_table()
+            return query_arrow(self._con, sql, params)
         except duckdb.Error as err:
             raise StoreError(f"query failed: {_first_line(err)}") from err
 
@@ -308,7 +310,7 @@ class EventStore:
         """Number of rows of table ``name``."""
         if name not in TABLES:
             raise StoreError(f"unknown table '{name}'; tables are {', '.join(TABLES)}")
-        return int(self._con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+        return int(self._con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
 
     def info(self) -> dict[str, Any]:
         """Summary: path, schema version, rows per table, batches, events, run metadata."""
@@ -398,6 +400,15 @@ def insert(con: duckdb.DuckDBPyConnection, table: str, data: Any) -> None:
         raise StoreError(f"cannot insert into '{table}': {_first_line(err)}") from err
     finally:
         con.unregister(view)
+
+
+def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pa.Table:
+    """Run ``sql`` and return the whole result as an Arrow table (DuckDB 1.x and 2.x)."""
+    rel = con.sql(sql, params=params or None)
+    if rel is None:  # a statement without result
+        return pa.table({})
+    to_table = getattr(rel, "to_arrow_table", None) or rel.arrow
+    return to_table()
 
 
 def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
