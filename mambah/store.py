@@ -164,7 +164,7 @@ class EventStore:
             glob = str(root / name / "**" / "*.parquet").replace("'", "''")
             con.execute(f"DROP TABLE {name}")
             con.execute(
-                f"CREATE VIEW {name} AS SELECT {cols} FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+                f"CREATE VIEW {name} AS SELECT {cols} FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'batch': INTEGER}}, union_by_name = true)"
             )
         con.executemany("INSERT INTO metadata VALUES (?, ?)", [[k, str(v)] for k, v in meta_rows.items()])
         return cls(con, str(root), read_only=True)
@@ -399,7 +399,8 @@ def insert(con: duckdb.DuckDBPyConnection, table: str, data: Any) -> None:
     except duckdb.Error as err:
         raise StoreError(f"cannot insert into '{table}': {_first_line(err)}") from err
     finally:
-        con.unregister(view)
+        with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses even this
+            con.unregister(view)
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pa.Table:

@@ -9,6 +9,7 @@ any process.  A pipeline round-trips to TOML.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -126,7 +127,8 @@ class BatchContext:
         except duckdb.Error as err:
             raise StoreError(f"cannot update '{table}' in batch {self.batch.batch}: {str(err).splitlines()[0]}") from err
         finally:
-            self.con.unregister(view)
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister(view)
 
     def rng(self, stream: str) -> np.random.Generator:
         return self.batch.rng(stream)

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import mambah
+from mambah import BatchRecord, EventStore
+from mambah.schema import SCHEMA_VERSION, column_names
+
+
+def _tables(n_events: int, batch: int) -> dict[str, pa.Table]:
+    ev = np.arange(n_events, dtype=np.int32)
+    parts = {
+        "batch": np.full(2 * n_events, batch, np.int32),
+        "event": np.repeat(ev, 2),
+        "index": np.tile([0, 1], n_events).astype(np.int32),
+        "pid": np.tile([511, 211], n_events).astype(np.int32),
+        "px": np.ones(2 * n_events), "py": np.zeros(2 * n_events), "pz": np.full(2 * n_events, 10.0),
+        "e": np.full(2 * n_events, 20.0), "mass": np.full(2 * n_events, 5.0),
+        "charge": np.zeros(2 * n_events, np.int16),
+        "mother": np.tile([-1, 0], n_events).astype(np.int32),
+        "first_daughter": np.tile([1, -1], n_events).astype(np.int32),
+        "last_daughter": np.tile([1, -1], n_events).astype(np.int32),
+        "prod_vertex": np.tile([0, 1], n_events).astype(np.int32),
+        "decay_vertex": np.tile([1, -1], n_events).astype(np.int32),
+        "is_signal": np.ones(2 * n_events, bool),
+    }
+    events = {"batch": np.full(n_events, batch, np.int32), "event": ev, "pv_x": np.zeros(n_events), "pv_y": np.zeros(n_events), "pv_z": np.zeros(n_events), "pv_t": np.zeros(n_events)}
+    return {"events": pa.table(events), "mc_particles": pa.table(parts)}
+
+
+def test_write_read_delete(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with EventStore.create(path) as store:
+        store.write_batch(BatchRecord(0, 3, 11), _tables(3, 0))
+        store.write_batch(BatchRecord(1, 4, 12), _tables(4, 1))
+        assert store.batches() == [0, 1]
+        assert store.n_events() == 7
+        assert store.table("mc_particles", batch=1).num_rows == 8
+        assert store.query_df("SELECT count(*) AS n FROM events").n[0] == 7
+        store.delete_batch(0)
+        assert store.batches() == [1]
+        assert store.count("mc_particles") == 8
+    with EventStore.open(path, read_only=True) as store:
+        assert store.batches() == [1]
+        assert store.get_metadata("schema_version") == str(SCHEMA_VERSION)
+        with pytest.raises(mambah.StoreError, match="read-only"):
+            store.delete_batch(1)
+
+
+def test_batch_is_all_or_nothing(tmp_path):
+    path = tmp_path / "s.duckdb"
+    store = EventStore.create(path)
+    store.write_batch(BatchRecord(0, 3, 1), _tables(3, 0))
+    tabs = _tables(5, 1)
+    with pytest.raises(RuntimeError, match="boom"), store.batch_transaction(BatchRecord(1, 5, 2)) as con:
+        mambah.store.insert(con, "events", tabs["events"])
+        mambah.store.insert(con, "mc_particles", tabs["mc_particles"])
+        raise RuntimeError("boom")
+    assert store.batches() == [0]
+    assert store.count("events") == 3 and store.count("mc_particles") == 6
+    # a bad table mid-batch rolls back the tables written before it
+    bad = dict(tabs)
+    bad["mc_particles"] = tabs["mc_particles"].append_column("nonsense", pa.array(np.zeros(10)))
+    with pytest.raises(mambah.StoreError, match="nonsense"):
+        store.write_batch(BatchRecord(1, 5, 2), bad)
+    assert store.count("events") == 3
+    with pytest.raises(mambah.StoreError, match="already"):
+        store.write_batch(BatchRecord(0, 3, 1), _tables(3, 0))
+    store.close()
+
+
+def test_primary_keys_enforced_when_asked():
+    store = EventStore.memory(primary_keys=True)
+    t = _tables(2, 0)
+    t["events"] = pa.concat_tables([t["events"], t["events"]])
+    with pytest.raises(mambah.StoreError):
+        store.write_batch(BatchRecord(0, 2, 1), t)
+    assert store.count("events") == 0
+
+
+def test_parquet_round_trip(tmp_path):
+    store = EventStore.memory()
+    store.set_metadata("run", '{"seed": 3}')
+    store.write_batch(BatchRecord(0, 3, 1), _tables(3, 0))
+    store.write_batch(BatchRecord(1, 2, 2), _tables(2, 1))
+    root = store.to_parquet(tmp_path / "ds")
+    assert (root / "mc_particles" / "batch=1").is_dir()
+    with pytest.raises(mambah.StoreExistsError):
+        store.to_parquet(tmp_path / "ds")
+    ds = EventStore.open_dataset(root)
+    assert ds.read_only and ds.batches() == [0, 1]
+    assert ds.table("mc_particles").equals(store.table("mc_particles"))
+    assert ds.get_metadata("run") == '{"seed": 3}'
+    back = EventStore.from_parquet(root, tmp_path / "back.duckdb")
+    for name in mambah.DATA_TABLES:
+        assert back.table(name).equals(store.table(name)), name
+    assert back.query("SELECT * FROM batches").num_rows == 2
+
+
+def test_schema_columns_unique_and_keyed():
+    for name in mambah.DATA_TABLES:
+        cols = column_names(name)
+        assert len(set(cols)) == len(cols)
+        assert cols[:2] == ("batch", "event")
+
+
+@pytest.mark.parametrize("kind", ["text", "other_version", "plain_duckdb", "directory", "missing"])
+def test_bad_store_files(tmp_path, kind):
+    import duckdb
+
+    path = tmp_path / "s.duckdb"
+    if kind == "text":
+        path.write_text("this is not a database\n" * 100)
+        match = "not a readable DuckDB store"
+    elif kind == "other_version":
+        EventStore.create(path).close()
+        con = duckdb.connect(str(path))
+        con.execute("UPDATE metadata SET value = '999' WHERE key = 'schema_version'")
+        con.close()
+        match = "schema version 999"
+    elif kind == "plain_duckdb":
+        con = duckdb.connect(str(path))
+        con.execute("CREATE TABLE t (a INT)")
+        con.close()
+        match = "not a Mambah store"
+    elif kind == "directory":
+        path.mkdir()
+        match = "directory"
+    else:
+        match = "does not exist"
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(mambah.StoreError, match=match):
+        EventStore.open(path)
+    if before is not None:
+        assert path.read_bytes() == before
+
+
+def test_create_refuses_existing_and_unwritable(tmp_path):
+    path = tmp_path / "s.duckdb"
+    EventStore.create(path).close()
+    with pytest.raises(mambah.StoreExistsError, match="exists"):
+        EventStore.create(path)
+    EventStore.create(path, overwrite=True).close()
+    with pytest.raises(mambah.StoreError, match="does not exist"):
+        EventStore.create(tmp_path / "no" / "such" / "dir.duckdb")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        target = ro
+        if os.access(ro, os.W_OK):  # root ignores permissions: use a read-only file system instead
+            target = next((p for p in map(Path, ("/sys", "/proc")) if p.is_dir() and not os.access(p, os.W_OK)), None)
+            if target is None:
+                pytest.skip("no unwritable directory available for this user")
+        with pytest.raises(mambah.StoreError, match="not writable"):
+            EventStore.create(target / "s.duckdb")
+    finally:
+        ro.chmod(0o700)
