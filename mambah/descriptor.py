@@ -101,9 +101,22 @@ def lookup_particle(name: str | int, *, context: str = ""):  # noqa: ANN201 - pa
         except (ParticleNotFound, InvalidParticle, KeyError, ValueError):
             return Particle.from_name(name)
     except (ParticleNotFound, InvalidParticle, KeyError, ValueError) as err:
-        close = difflib.get_close_matches(str(name), _evtgen_names(), n=3, cutoff=0.5)
+        close = _suggest(str(name))
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownParticleError(f"unknown particle {str(name)!r}{where}{hint}") from err
+
+
+def _suggest(name: str) -> list[str]:
+    """Close EvtGen names: spelled-out charges ('Kplus'), case, typos."""
+    names = _evtgen_names()
+    lower = {n.lower(): n for n in names}
+    query = re.sub(r"(?i)plus$", "+", re.sub(r"(?i)minus$", "-", name)).replace("bar", "anti-")
+    out: list[str] = []
+    for q in dict.fromkeys((query, name)):
+        if q.lower() in lower:
+            out.append(lower[q.lower()])
+        out += [lower[m] for m in difflib.get_close_matches(q.lower(), list(lower), n=3, cutoff=0.6)]
+    return list(dict.fromkeys(out))[:3]
 
 
 _TOKEN = re.compile(r"\s*(->|\(|\)|[^\s()]+)")
