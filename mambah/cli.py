@@ -21,7 +21,9 @@ from .errors import ConfigError, MambahError
 __all__ = ("main", "build_parser")
 
 #: "module:function" adding a subcommand to the parser: ``register(subparsers)``.
-SUBCOMMANDS: list[str] = []
+SUBCOMMANDS: list[str] = [
+    "sim.cli_detector:register",
+]
 
 
 def _positive_int(text: str) -> int:
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--workers", type=_positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
+    run.add_argument("--scheduler", metavar="ADDRESS", help="run batches on an existing Dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--retries", type=_seed, default=2, help="re-runs of a failing batch in a distributed run (default 2)")
     run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="summary of a store: tables, batches, seed, schema, pipeline")
@@ -115,7 +120,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"wrote {args.save_config}")
         return 0
     check_output(args.output, resume=args.resume, overwrite=args.overwrite)
-    summary = run(pipeline, args.output, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    if args.workers is not None or args.scheduler is not None:
+        from sim.distributed import run_distributed
+
+        summary = run_distributed(
+            pipeline, args.output, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+            resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+        )
+    else:
+        summary = run(pipeline, args.output, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     print(
         f"{summary.output}: {summary.batches_run} batch(es) run, {summary.events} events in "
         f"{summary.seconds:.1f} s ({summary.events_per_second:,.0f} events/s); "
