@@ -1,0 +1,523 @@
+"""Building the candidate table of one batch: MC-truth candidates joined with reconstruction.
+
+A *candidate* is one MC-truth match of the decay descriptor
+(:func:`mambah.match_decay`).  For every particle of the descriptor this module
+collects, as 1-D numpy arrays with one entry per candidate:
+
+* truth: momentum, PDG id, mother id, production and decay vertices
+  (``mc_particles``, ``mc_vertices``);
+* for charged final-state particles ("tracks"): the reconstructed track, i.e.
+  the ``protoparticles`` row with ``mc_particle`` = the particle's index (the
+  lowest-index one if the particle was reconstructed more than once) and
+  ``track_type > 0``; E and M use the PDG mass of the true species;
+* for composites (particles with daughters in the descriptor): the four-vector
+  sum of their reconstructed charged final-state descendants (the *visible*
+  momentum; neutrinos and other neutral final-state particles are never
+  reconstructed), a decay vertex, a primary vertex and, from those, flight
+  distance, its chi2, DIRA and the corrected mass.
+
+Vertex model (documented in ``docs/ficino.md``): the decay vertex of a
+composite is its true end vertex smeared with independent Gaussians of widths
+:attr:`VertexResolution.sv_sigma`; the primary vertex is the reconstructed PV
+(``vertices`` row with ``is_primary`` and ``mc_vertex`` = the head's production
+vertex, uncertainties from its ``cov_xx/yy/zz``) when present, otherwise the
+true production vertex of the head smeared with :attr:`VertexResolution.pv_sigma`.
+The smearing random numbers derive from ``(seed, batch)`` only.
+
+Truth matching (``<composite>_BKGCAT``): 0 when every charged final-state
+descendant has a matched track whose reconstructed charge (if known) equals the
+true charge; 30 when all are matched but one has the wrong charge; 60 when at
+least one has no matched track (only in ``reconstructed_only=False`` exports).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse_descriptor
+from mambah.errors import DecayError, ExportError, MambahError
+from mambah.schema import column_names
+from mambah.tree import match_decay
+
+from .variables import VARIABLES, Variable
+
+if TYPE_CHECKING:
+    from mambah.store import EventStore
+
+__all__ = (
+    "DEFAULT_DECAY",
+    "DecaySpec",
+    "VertexResolution",
+    "Candidates",
+    "Column",
+    "decay_spec",
+    "default_decay",
+    "build_candidates",
+    "resolve_columns",
+    "present_sources",
+    "compute_columns",
+    "BKGCAT_SIGNAL",
+    "BKGCAT_WRONG_CHARGE",
+    "BKGCAT_NOT_RECONSTRUCTED",
+)
+
+log = logging.getLogger(__name__)
+
+#: The decay exported when neither the caller nor the store says otherwise.
+DEFAULT_DECAY = "Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"
+
+BKGCAT_SIGNAL = 0
+BKGCAT_WRONG_CHARGE = 30
+BKGCAT_NOT_RECONSTRUCTED = 60
+
+_MC_COLS = ("index", "pid", "px", "py", "pz", "e", "charge", "prod_vertex", "decay_vertex", "mother")
+_PP_COLS = tuple(c for c in column_names("protoparticles") if c not in ("batch", "event", "index", "mc_particle"))
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class VertexResolution:
+    """Gaussian vertex resolutions [mm] (x, y, z) of the vertex model.
+
+    Attributes:
+        sv_sigma: decay-vertex smearing of composites.
+        pv_sigma: primary-vertex smearing when the store has no reconstructed PV.
+    """
+
+    sv_sigma: tuple[float, float, float] = (0.015, 0.015, 0.150)
+    pv_sigma: tuple[float, float, float] = (0.010, 0.010, 0.050)
+
+
+@dataclass(frozen=True)
+class DecaySpec:
+    """A parsed descriptor with aliases and the role of each particle.
+
+    Attributes:
+        descriptor: the descriptor text.
+        tree: the parsed tree.
+        cc: also match the charge conjugate.
+        aliases: one per node, breadth-first (:meth:`DecayNode.walk` order).
+        kinds: alias -> ``"composite"``, ``"track"`` (charged final state) or ``"neutral"``.
+        masses: alias -> PDG mass [MeV] (the mass hypothesis of a track).
+        charges: alias -> charge [e] of the descriptor's particle.
+        tracks: composite alias -> aliases of its charged final-state descendants.
+    """
+
+    descriptor: str
+    tree: DecayNode
+    cc: bool
+    aliases: tuple[str, ...]
+    kinds: Mapping[str, str]
+    masses: Mapping[str, float]
+    charges: Mapping[str, float]
+    tracks: Mapping[str, tuple[str, ...]]
+
+    @property
+    def head(self) -> str:
+        return self.aliases[0]
+
+
+def decay_spec(decay: str, aliases: Sequence[str] | Mapping[str, str] | None = None) -> DecaySpec:
+    """Parse ``decay`` and assign aliases.
+
+    Args:
+        decay: descriptor, e.g. ``"Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"``.
+        aliases: ``None`` (defaults of :func:`mambah.default_aliases`), one alias per
+            particle in breadth-first order, or a mapping default alias -> new alias.
+
+    Raises:
+        ExportError: malformed descriptor, unknown or duplicate alias.
+    """
+    try:
+        tree, cc = parse_descriptor(decay)
+    except MambahError as err:
+        raise ExportError(str(err)) from err
+    nodes = tree.walk()
+    defaults = default_aliases(tree)
+    if aliases is None:
+        names = list(defaults)
+    elif isinstance(aliases, Mapping):
+        unknown = [k for k in aliases if k not in defaults]
+        if unknown:
+            raise ExportError(f"unknown alias(es) {', '.join(map(repr, unknown))} for decay {decay!r}; aliases are {', '.join(defaults)}")
+        names = [str(aliases.get(a, a)) for a in defaults]
+    else:
+        names = [str(a) for a in aliases]
+        if len(names) != len(nodes):
+            raise ExportError(
+                f"{len(names)} aliases given for the {len(nodes)} particles of {decay!r} "
+                f"(breadth-first: {', '.join(n.name for n in nodes)}); default aliases are {', '.join(defaults)}"
+            )
+    bad = [a for a in names if not _IDENT.fullmatch(a)]
+    if bad:
+        raise ExportError(f"alias(es) {', '.join(map(repr, bad))} are not identifiers (letters, digits, _)")
+    if len(set(names)) != len(names):
+        raise ExportError(f"aliases must be unique, got {', '.join(names)}")
+    kinds: dict[str, str] = {}
+    masses: dict[str, float] = {}
+    charges: dict[str, float] = {}
+    for node, name in zip(nodes, names):
+        part = lookup_particle(node.pid)
+        charges[name] = float(part.charge or 0.0)
+        masses[name] = float(part.mass) if part.mass is not None else 0.0
+        kinds[name] = "composite" if node.children else ("track" if charges[name] != 0 else "neutral")
+    alias_of = {id(n): a for n, a in zip(nodes, names)}
+    tracks = {
+        alias_of[id(n)]: tuple(alias_of[id(d)] for d in n.walk()[1:] if kinds[alias_of[id(d)]] == "track")
+        for n in nodes
+        if n.children
+    }
+    return DecaySpec(decay, tree, cc, tuple(names), kinds, masses, charges, tracks)
+
+
+def default_decay(store: EventStore) -> str:
+    """The decay of the store's generator pass (from its ``pipeline`` metadata), else :data:`DEFAULT_DECAY`.
+
+    Raises:
+        ExportError: the store was generated from a DecFile (several modes): give the decay.
+    """
+    text = store.get_metadata("pipeline")
+    if not text:
+        return DEFAULT_DECAY
+    try:
+        passes = tomllib.loads(text).get("passes", [])
+    except tomllib.TOMLDecodeError:
+        return DEFAULT_DECAY
+    for p in passes:
+        if isinstance(p, Mapping) and p.get("kind") == "generator":
+            if p.get("dec_file"):
+                raise ExportError(
+                    f"store '{store.path}' was generated from DecFile {p['dec_file']!r}; give the decay to export (--decay)"
+                )
+            return str(p.get("decay") or DEFAULT_DECAY)
+    return DEFAULT_DECAY
+
+
+# --------------------------------------------------------------------------- columns
+@dataclass(frozen=True)
+class Column:
+    """One output column: its name, the alias it belongs to (None: event), and its variable."""
+
+    name: str
+    alias: str | None
+    var: Variable
+
+
+def _applies(scope: str, kind: str) -> bool:
+    return scope == "truth" or (scope == "reco" and kind != "neutral") or scope == kind
+
+
+def resolve_columns(
+    spec: DecaySpec, variables: Iterable[str] | None = None, present: set[str] | None = None
+) -> list[Column]:
+    """The columns of the ntuple.
+
+    Args:
+        spec: decay and aliases.
+        variables: ``None`` for all applicable variables, else names: a variable
+            (``"PT"``: for every particle it applies to; ``"nTracks"``) or one
+            column (``"Lc_M"``).
+        present: ``protoparticles`` columns that hold data; with ``variables=None``
+            variables reading only absent columns are left out (``None``: keep all).
+
+    Raises:
+        ExportError: unknown variable or alias, naming the available ones.
+    """
+    every = [
+        Column(f"{a}_{v.name}", a, v)
+        for a in spec.aliases
+        for v in VARIABLES.values()
+        if v.scope != "event" and _applies(v.scope, spec.kinds[a])
+    ] + [Column(v.name, None, v) for v in VARIABLES.values() if v.scope == "event"]
+    if variables is None:
+        if present is None:
+            return every
+        return [c for c in every if not c.var.source or any(s in present for s in c.var.source)]
+    if isinstance(variables, str):
+        variables = [v.strip() for v in variables.split(",") if v.strip()]
+    by_name = {c.name: c for c in every}
+    out: dict[str, Column] = {}
+    for token in variables:
+        if token in by_name:
+            out[token] = by_name[token]
+        elif token in VARIABLES:
+            cols = [c for c in every if c.var.name == token]
+            if not cols:
+                raise ExportError(f"variable {token!r} ({VARIABLES[token].scope}) applies to no particle of {spec.descriptor!r}")
+            out.update((c.name, c) for c in cols)
+        else:
+            alias, _, var = token.partition("_")
+            hint = ""
+            for a in spec.aliases:
+                if token.startswith(a + "_"):
+                    alias, var = a, token[len(a) + 1 :]
+            if alias in spec.aliases and var in VARIABLES:
+                hint = f" ({var} does not apply to {alias}, a {spec.kinds[alias]} particle)"
+                raise ExportError(f"unknown column {token!r}{hint}")
+            if alias in spec.aliases or (var and var in VARIABLES):
+                hint = f"; aliases are {', '.join(spec.aliases)}"
+            raise ExportError(
+                f"unknown variable {token!r}{hint}; variables are {', '.join(VARIABLES)} "
+                f"(alone, or as <alias>_<variable> with aliases {', '.join(spec.aliases)})"
+            )
+    return list(out.values())
+
+
+def present_sources(store: EventStore, batch: int | Sequence[int] | None = None) -> set[str]:
+    """``protoparticles`` columns with at least one non-NULL value (in ``batch``, or the whole store)."""
+    counts = ", ".join(f'count("{c}") AS "{c}"' for c in _PP_COLS)
+    where = ""
+    params: list[Any] | None = None
+    if batch is not None:
+        batches = [int(batch)] if isinstance(batch, (int, np.integer)) else [int(b) for b in batch]
+        where, params = " WHERE batch IN (SELECT unnest(?))", [batches]
+    row = store.query(f"SELECT {counts} FROM protoparticles{where}", params).to_pylist()[0]
+    return {c for c, n in row.items() if n}
+
+
+# --------------------------------------------------------------------------- candidates
+@dataclass
+class Candidates:
+    """Candidates of one batch as arrays.
+
+    Attributes:
+        particles: alias -> key -> array (n,) (keys listed in :mod:`ficino.variables`).
+        event: key -> array (n,): ``batch, event, n_tracks, n_pv, n_candidate, tot_candidates``.
+        n_matched: MC-truth candidates before the reconstruction requirement.
+    """
+
+    particles: dict[str, dict[str, np.ndarray]]
+    event: dict[str, np.ndarray]
+    n_matched: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.event["event"])
+
+    def take(self, mask: np.ndarray) -> Candidates:
+        """The candidates where ``mask`` (bool (n,)) holds."""
+        return Candidates(
+            {a: {k: v[mask] for k, v in d.items()} for a, d in self.particles.items()},
+            {k: v[mask] for k, v in self.event.items()},
+            self.n_matched,
+        )
+
+
+def _f8(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(pc.cast(col, pa.float64()), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _i4(col: pa.ChunkedArray | pa.Array, null: int) -> np.ndarray:
+    return np.asarray(pc.fill_null(pc.cast(col, pa.int32()), null).to_numpy(zero_copy_only=False), dtype=np.int32)
+
+
+class _Lookup:
+    """Row positions of ``(event, index)`` keys in one batch's table (first row of each key)."""
+
+    def __init__(self, event: np.ndarray, index: np.ndarray, order_by: np.ndarray | None = None) -> None:
+        key = _key(event, index)
+        self.order = np.lexsort((order_by, key)) if order_by is not None else np.argsort(key, kind="stable")
+        self.sorted = key[self.order]
+
+    def find(self, event: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Positions (int64 (n,)), -1 where the key is absent or ``index < 0``."""
+        if len(self.sorted) == 0:
+            return np.full(len(event), -1, np.int64)
+        key = _key(event, index)
+        i = np.minimum(np.searchsorted(self.sorted, key), len(self.sorted) - 1)
+        ok = (self.sorted[i] == key) & (index >= 0)
+        return np.where(ok, self.order[i], -1)
+
+
+def _key(event: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return (np.asarray(event, np.int64) << 32) | (np.asarray(index, np.int64) & 0xFFFFFFFF)
+
+
+def _take(values: np.ndarray, pos: np.ndarray, fill: float | int = np.nan) -> np.ndarray:
+    out = values[np.maximum(pos, 0)] if len(values) else np.zeros(len(pos), values.dtype)
+    if np.issubdtype(out.dtype, np.floating) or not isinstance(fill, float):
+        return np.where(pos >= 0, out, fill)
+    return np.where(pos >= 0, out.astype(np.float64), fill)
+
+
+def _fetch(store: EventStore, batch: int) -> dict[str, dict[str, np.ndarray]]:
+    """The rows of ``batch`` the join needs, as numpy (NULL -> NaN, or -1 for integer keys)."""
+    b = int(batch)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    pp_cols = ", ".join(f'"{c}"' for c in _PP_COLS)
+    queries = {
+        "mv": f'SELECT event, "index", x, y, z FROM mc_vertices WHERE batch = {b}',
+        "mp": f'SELECT event, "index", pid FROM mc_particles WHERE batch = {b}',
+        "pp": f'SELECT event, "index", mc_particle, {pp_cols} FROM protoparticles WHERE batch = {b} AND mc_particle >= 0 AND track_type > 0',
+        "pv": f'SELECT event, "index", mc_vertex, x, y, z, cov_xx, cov_yy, cov_zz FROM vertices WHERE batch = {b} AND is_primary AND mc_vertex >= 0',
+        "ev": f"SELECT event, n_tracks, n_pv FROM events WHERE batch = {b}",
+    }
+    ints = {"event", "index", "mc_particle", "mc_vertex", "pid", "track_type", "n_tracks", "n_pv"}
+    for name, sql in queries.items():
+        t = store.query(sql)
+        out[name] = {c: (_i4(t[c], -1) if c in ints else _f8(t[c])) for c in t.column_names}
+    return out
+
+
+def build_candidates(
+    store: EventStore,
+    spec: DecaySpec,
+    batch: int,
+    *,
+    reconstructed_only: bool = True,
+    seed: int = 0,
+    resolution: VertexResolution = VertexResolution(),
+) -> Candidates:
+    """All candidates of ``spec`` in ``batch`` with truth, reconstruction and composite arrays.
+
+    Args:
+        store: the event store (reads ``mc_particles``, ``mc_vertices``,
+            ``protoparticles``, ``vertices``, ``events``).
+        spec: decay and aliases (:func:`decay_spec`).
+        batch: batch number.
+        reconstructed_only: keep only candidates whose charged final-state
+            particles all have a matched track (``BKGCAT`` of the head != 60).
+        seed: seed of the vertex smearing (with ``batch``).
+        resolution: vertex smearing widths [mm].
+
+    Returns:
+        :class:`Candidates`, in the order of :func:`mambah.match_decay`.
+    """
+    try:
+        truth = match_decay(store, spec.tree, aliases=list(spec.aliases), columns=_MC_COLS, batch=int(batch), cc=spec.cc)
+    except DecayError as err:  # pragma: no cover - aliases are checked in decay_spec
+        raise ExportError(str(err)) from err
+    tables = _fetch(store, batch) if truth.num_rows else None
+    rng = np.random.default_rng([int(seed), int(batch)])
+    return _assemble(spec, truth, tables, int(batch), reconstructed_only, rng, resolution)
+
+
+def _assemble(
+    spec: DecaySpec,
+    truth: pa.Table,
+    tables: dict[str, dict[str, np.ndarray]] | None,
+    batch: int,
+    reconstructed_only: bool,
+    rng: np.random.Generator,
+    res: VertexResolution,
+) -> Candidates:
+    n = truth.num_rows
+    if tables is None:
+        tables = {
+            "mv": {k: np.zeros(0) for k in ("event", "index", "x", "y", "z")},
+            "mp": {k: np.zeros(0, np.int32) for k in ("event", "index", "pid")},
+            "pp": {k: np.zeros(0) for k in ("event", "index", "mc_particle", *_PP_COLS)},
+            "pv": {k: np.zeros(0) for k in ("event", "index", "mc_vertex", "x", "y", "z", "cov_xx", "cov_yy", "cov_zz")},
+            "ev": {k: np.zeros(0, np.int32) for k in ("event", "n_tracks", "n_pv")},
+        }
+    mv, mp, pp, pvt, evt = (tables[k] for k in ("mv", "mp", "pp", "pv", "ev"))
+    event = _i4(truth["event"], -1)
+    mv_lookup = _Lookup(mv["event"], mv["index"])
+    mp_lookup = _Lookup(mp["event"], mp["index"])
+    pp_lookup = _Lookup(pp["event"], pp["mc_particle"], order_by=pp["index"])
+    parts: dict[str, dict[str, np.ndarray]] = {}
+    for a in spec.aliases:
+        d: dict[str, np.ndarray] = {
+            "pid": _i4(truth[f"{a}_pid"], 0),
+            "index": _i4(truth[f"{a}_index"], -1),
+            "true_charge": _f8(truth[f"{a}_charge"]),
+        }
+        d["mother_pid"] = _take(mp["pid"], mp_lookup.find(event, _i4(truth[f"{a}_mother"], -1)), 0).astype(np.int32)
+        for k in ("px", "py", "pz", "e"):
+            d[f"true_{k}"] = _f8(truth[f"{a}_{k}"])
+        ov = mv_lookup.find(event, _i4(truth[f"{a}_prod_vertex"], -1))
+        dv = mv_lookup.find(event, _i4(truth[f"{a}_decay_vertex"], -1))
+        for k in "xyz":
+            d[f"ov_{k}"] = _take(mv[k], ov)
+            d[f"ev_{k}"] = _take(mv[k], dv)
+        if spec.kinds[a] == "track":
+            pos = pp_lookup.find(event, d["index"])
+            for k in _PP_COLS:
+                d[k] = _take(pp[k], pos, 0).astype(np.int32) if k == "track_type" else _take(pp[k], pos)
+            d["m"] = np.full(n, spec.masses[a])
+            d["e"] = np.sqrt(d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2 + d["m"] ** 2)
+        parts[a] = d
+    head_pv = _Lookup(pvt["event"], pvt["mc_vertex"], order_by=pvt["index"]).find(event, _i4(truth[f"{spec.head}_prod_vertex"], -1))
+    ev_pos = _Lookup(evt["event"], np.zeros(len(evt["event"]), np.int32)).find(event, np.zeros(n, np.int32))
+    # primary vertex: reconstructed if matched, else smeared truth (head's production vertex)
+    pv_sigma = np.asarray(res.pv_sigma, dtype=np.float64)
+    sv_sigma = np.asarray(res.sv_sigma, dtype=np.float64)
+    head = parts[spec.head]
+    true_pv = np.stack([head[f"ov_{k}"] for k in "xyz"], axis=1)
+    reco_pv = np.stack([_take(pvt[k], head_pv) for k in "xyz"], axis=1)
+    reco_cov = np.stack([_take(pvt[f"cov_{k}{k}"], head_pv) for k in "xyz"], axis=1)
+    has_rpv = ~np.isnan(reco_pv).any(axis=1)
+    pv = np.where(has_rpv[:, None], reco_pv, true_pv + rng.normal(size=(n, 3)) * pv_sigma)
+    pv_var = np.where(has_rpv[:, None] & ~np.isnan(reco_cov), reco_cov, pv_sigma**2)
+    for a in spec.aliases:
+        if spec.kinds[a] != "composite":
+            continue
+        d = parts[a]
+        tr = [parts[t] for t in spec.tracks[a]]
+        for k in ("px", "py", "pz", "e"):
+            d[k] = np.sum([t[k] for t in tr], axis=0) if tr else np.full(n, np.nan)
+        p2 = d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2
+        d["m"] = np.sqrt(np.maximum(d["e"] ** 2 - p2, 0.0))
+        end = np.stack([d[f"ev_{k}"] for k in "xyz"], axis=1) + rng.normal(size=(n, 3)) * sv_sigma
+        flight = end - pv
+        fd = np.sqrt(np.sum(flight**2, axis=1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = flight / fd[:, None]
+            sigma2 = np.sum(u**2 * (sv_sigma**2 + pv_var), axis=1)
+            p = np.stack([d["px"], d["py"], d["pz"]], axis=1)
+            pabs = np.sqrt(p2)
+            along = np.sum(p * u, axis=1)
+            pperp = np.sqrt(np.maximum(p2 - along**2, 0.0))
+            d["dira"] = along / pabs
+            d["fdchi2"] = fd**2 / sigma2
+        d["fd"] = fd
+        d["mcorr"] = np.sqrt(d["m"] ** 2 + pperp**2) + pperp
+        for i, k in enumerate("xyz"):
+            d[f"end_{k}"] = end[:, i]
+            d[f"pv_{k}"] = pv[:, i]
+        matched = np.ones(n, bool)
+        charge_ok = np.ones(n, bool)
+        for t in tr:
+            matched &= t["track_type"] > 0
+            charge_ok &= np.isnan(t["charge"]) | (t["charge"] == t["true_charge"])
+        d["bkgcat"] = np.where(matched, np.where(charge_ok, BKGCAT_SIGNAL, BKGCAT_WRONG_CHARGE), BKGCAT_NOT_RECONSTRUCTED).astype(np.int32)
+    event = {
+        "batch": np.full(n, batch, np.int32),
+        "event": event,
+        "n_tracks": _take(evt["n_tracks"], ev_pos, -1).astype(np.int32),
+        "n_pv": _take(evt["n_pv"], ev_pos, -1).astype(np.int32),
+    }
+    cands = Candidates(parts, event, n)
+    if reconstructed_only and spec.kinds[spec.head] == "composite" and n:
+        keep = parts[spec.head]["bkgcat"] != BKGCAT_NOT_RECONSTRUCTED
+        if not keep.all():
+            cands = cands.take(keep)
+    ev = cands.event["event"]
+    m = len(ev)
+    if m:
+        starts = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1]])
+        counts = np.diff(np.r_[starts, m])
+        cands.event["n_candidate"] = (np.arange(m) - np.repeat(starts, counts)).astype(np.int32)
+        cands.event["tot_candidates"] = np.repeat(counts, counts).astype(np.int32)
+    else:
+        cands.event["n_candidate"] = np.zeros(0, np.int32)
+        cands.event["tot_candidates"] = np.zeros(0, np.int32)
+    return cands
+
+
+def compute_columns(cands: Candidates, columns: Sequence[Column]) -> dict[str, np.ndarray]:
+    """Evaluate ``columns`` on ``cands``: column name -> array (n,) of the variable's dtype."""
+    out: dict[str, np.ndarray] = {}
+    for c in columns:
+        data = cands.event if c.alias is None else cands.particles[c.alias]
+        out[c.name] = c.var(data)
+    return out
