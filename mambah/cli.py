@@ -23,6 +23,7 @@ __all__ = ("main", "build_parser")
 #: "module:function" adding a subcommand to the parser: ``register(subparsers)``.
 SUBCOMMANDS: list[str] = [
     "sim.cli_detector:register",
+    "ficino.cli:register",
 ]
 
 
@@ -120,20 +121,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"wrote {args.save_config}")
         return 0
     check_output(args.output, resume=args.resume, overwrite=args.overwrite)
-    if args.workers is not None or args.scheduler is not None:
-        from sim.distributed import run_distributed
+    # --export (ficino.cli): on_batch hook streaming committed batches into an ntuple
+    hook = args.export_hook(args, pipeline) if getattr(args, "export_hook", None) else None
+    try:
+        if args.workers is not None or args.scheduler is not None:
+            from sim.distributed import run_distributed
 
-        summary = run_distributed(
-            pipeline, args.output, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
-            resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-        )
-    else:
-        summary = run(pipeline, args.output, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+            summary = run_distributed(
+                pipeline, args.output, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+                resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+            )
+        else:
+            summary = run(
+                pipeline, args.output, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, on_batch=hook
+            )
+        exported = hook.finish(args.output) if hook is not None else None
+    except BaseException:
+        if hook is not None:
+            hook.abort()
+        raise
     print(
         f"{summary.output}: {summary.batches_run} batch(es) run, {summary.events} events in "
         f"{summary.seconds:.1f} s ({summary.events_per_second:,.0f} events/s); "
         f"{summary.batches_total} batch(es) in the run"
     )
+    if exported is not None:
+        print(f"{exported.path}: {exported.rows:,} rows x {len(exported.columns)} columns ({exported.format})")
     return 0
 
 

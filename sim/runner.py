@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ def run(
     overwrite: bool = False,
     progress: bool = True,
     store: EventStore | None = None,
+    on_batch: Callable[[EventStore, Batch], None] | None = None,
 ) -> RunSummary:
     """Run ``pipeline`` into ``output``, one transaction per batch.
 
@@ -103,6 +105,8 @@ def run(
         overwrite: replace an existing ``output``.
         progress: show a progress bar (events/s).
         store: write into this open store instead of ``output``.
+        on_batch: called as ``on_batch(store, batch)`` after each batch is
+            committed (e.g. :class:`sim.passes.export.ExportHook`).
     """
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
@@ -119,6 +123,8 @@ def run(
         for b in todo:
             with store.batch_transaction(BatchRecord(b.batch, b.n_events, b.seed)) as con:
                 run_batch(kernels, con, b)
+            if on_batch is not None:
+                on_batch(store, b)
             n_done += b.n_events
             bar.update(b.n_events)
     finally:
