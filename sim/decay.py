@@ -94,6 +94,7 @@ class DecayChain:
         self._compiled: Any = None
         self._rng: Any = None
         self.max_weight = 1.0
+        self.efficiency = 1.0  # accept-reject efficiency, measured at compile time
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -114,6 +115,7 @@ class DecayChain:
             # empirical maximum weight for accept-reject (fixed seed: deterministic)
             w, _ = self._raw(20_000, seed=12345)
             self.max_weight = float(np.max(w)) * 1.1 if len(w) else 1.0
+            self.efficiency = max(float(np.mean(w)) / self.max_weight, 1e-3)
 
     def _raw(self, n: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
         import tensorflow as tf
@@ -142,7 +144,7 @@ class DecayChain:
         round_ = 0
         while filled < n:
             need = n - filled
-            n_try = int(need / 0.4) + 64
+            n_try = int(need / self.efficiency * 1.05) + 64
             w, parts = self._raw(n_try, seed=int(ss.generate_state(1, np.uint64)[0] % (2**62)) + round_)
             keep = rnd.random(len(w)) * self.max_weight < w
             k = min(int(keep.sum()), need)
