@@ -15,7 +15,12 @@ DEFAULT_RUN = RunConfig(events=100_000, batch_size=25_000, seed=42)
 
 def default_passes() -> tuple[Pass, ...]:
     """Generator followed by the detector passes with the shipped models."""
-    return (Generator(),)
+    from .passes.acceptance import Acceptance
+    from .passes.efficiency import Efficiency
+    from .passes.occupancy import Occupancy
+    from .passes.resolution import Resolution
+
+    return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution())
 
 
 def default_pipeline(**run: Any) -> Pipeline:

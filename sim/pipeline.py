@@ -38,6 +38,10 @@ __all__ = (
 #: pass kind → "module:Class"; modules are imported only when a pipeline uses them.
 PASS_KINDS: dict[str, str] = {
     "generator": "sim.passes.generator:Generator",
+    "occupancy": "sim.passes.occupancy:Occupancy",
+    "acceptance": "sim.passes.acceptance:Acceptance",
+    "efficiency": "sim.passes.efficiency:Efficiency",
+    "resolution": "sim.passes.resolution:Resolution",
 }
 
 
