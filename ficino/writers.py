@@ -103,8 +103,10 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     if p.exists() and not overwrite:
         raise ExportError(f"output '{p}' exists; pass overwrite=True (--overwrite) to replace it")
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
+    if not parent.exists():
         raise ExportError(f"directory '{parent}' of output '{p}' does not exist")
+    if not parent.is_dir():
+        raise ExportError(f"'{parent}' (directory of output '{p}') is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ExportError(f"directory '{parent}' of output '{p}' is not writable")
     return p

@@ -1,0 +1,234 @@
+"""Candidate building: truth/reco join, composites against an independent vector computation, truth matching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import vector
+from conftest import DECAY, batch_tables, make_store
+
+import mambah
+from ficino.candidates import (
+    DEFAULT_DECAY,
+    VertexResolution,
+    build_candidates,
+    compute_columns,
+    decay_spec,
+    default_decay,
+    present_sources,
+    resolve_columns,
+)
+from mambah.errors import ExportError
+
+PDG_MASS = {"p": 938.27208816, "K": 493.677, "pi": 139.57039, "mu": 105.6583755}
+
+
+def _reco(store: mambah.EventStore, batch: int) -> dict[int, dict[str, np.ndarray]]:
+    pp = store.query(f"SELECT * FROM protoparticles WHERE batch = {batch} ORDER BY event").to_pandas()
+    return {j: pp[pp.mc_particle == j].set_index("event") for j in (2, 4, 5, 6)}
+
+
+def test_spec_roles_and_aliases():
+    spec = decay_spec(DECAY)
+    assert spec.aliases == ("Lb", "Lc", "mu", "nu", "p", "K", "pi")
+    assert spec.kinds == {"Lb": "composite", "Lc": "composite", "mu": "track", "nu": "neutral", "p": "track", "K": "track", "pi": "track"}
+    assert spec.tracks == {"Lb": ("mu", "p", "K", "pi"), "Lc": ("p", "K", "pi")}
+    assert decay_spec(DECAY, {"Lb": "B", "pi": "Pi"}).aliases == ("B", "Lc", "mu", "nu", "p", "K", "Pi")
+    assert decay_spec(DECAY, ["a", "b", "c", "d", "e", "f", "g"]).head == "a"
+
+
+@pytest.mark.parametrize(
+    ("aliases", "match"),
+    [({"Lx": "B"}, "unknown alias.*'Lx'.*Lb, Lc"), (["a", "b"], "2 aliases"), (["a"] * 7, "unique"), (["1a", "b", "c", "d", "e", "f", "g"], "identifier")],
+)
+def test_bad_aliases(aliases, match):
+    with pytest.raises(ExportError, match=match):
+        decay_spec(DECAY, aliases)
+
+
+def test_bad_descriptor():
+    with pytest.raises(ExportError, match="Lambda_bx"):
+        decay_spec("Lambda_bx -> p+ K-")
+
+
+def test_composite_masses_against_vector(small_store):
+    spec = decay_spec(DECAY)
+    cands = build_candidates(small_store, spec, 1)
+    cols = compute_columns(cands, resolve_columns(spec))
+    reco = _reco(small_store, 1)
+    ev = cols["eventNumber"]
+    p4 = {}
+    for name, j in (("mu", 2), ("p", 4), ("K", 5), ("pi", 6)):
+        r = reco[j].loc[ev]
+        p4[name] = vector.array({"px": r.px.to_numpy(), "py": r.py.to_numpy(), "pz": r.pz.to_numpy(), "M": np.full(len(ev), PDG_MASS[name])})
+        np.testing.assert_allclose(cols[f"{name}_PX"], r.px.to_numpy())
+        np.testing.assert_allclose(cols[f"{name}_PE"], p4[name].E, rtol=1e-6)
+    lc = p4["p"] + p4["K"] + p4["pi"]
+    lb = lc + p4["mu"]
+    np.testing.assert_allclose(cols["Lc_M"], lc.mass, rtol=1e-6)
+    np.testing.assert_allclose(cols["Lb_M"], lb.mass, rtol=1e-6)
+    np.testing.assert_allclose(cols["Lb_PT"], lb.pt, rtol=1e-9)
+    np.testing.assert_allclose(cols["Lb_ETA"], lb.eta, rtol=1e-9)
+    # corrected mass and DIRA with the flight direction from the written vertices
+    flight = vector.array({
+        "x": cols["Lb_ENDVERTEX_X"] - cols["Lb_OWNPV_X"],
+        "y": cols["Lb_ENDVERTEX_Y"] - cols["Lb_OWNPV_Y"],
+        "z": cols["Lb_ENDVERTEX_Z"] - cols["Lb_OWNPV_Z"],
+    })
+    p3 = lb.to_Vector3D()
+    pperp = p3.cross(flight.unit()).mag
+    np.testing.assert_allclose(cols["Lb_MCORR"], np.sqrt(lb.mass**2 + pperp**2) + pperp, rtol=1e-6)
+    np.testing.assert_allclose(cols["Lb_DIRA"], p3.dot(flight) / (p3.mag * flight.mag), rtol=1e-9)
+    np.testing.assert_allclose(cols["Lb_FD"], flight.mag, rtol=1e-12)
+    assert np.all(cols["Lb_MCORR"] >= cols["Lb_M"])
+    # with exact vertices the corrected mass is the smallest parent mass allowed by one missing massless
+    # particle: between the visible and the true Lb mass (up to the 0.5 % momentum smearing)
+    exact = VertexResolution(sv_sigma=(1e-9,) * 3, pv_sigma=(1e-9,) * 3)
+    sharp = compute_columns(build_candidates(small_store, spec, 1, resolution=exact), resolve_columns(spec, ["Lb_MCORR"]))
+    true_m = small_store.query("SELECT mass FROM mc_particles WHERE batch = 1 AND index = 0 ORDER BY event")["mass"].to_numpy()
+    assert np.mean(sharp["Lb_MCORR"] <= true_m * 1.01) > 0.95
+
+
+def test_truth_columns(small_store):
+    spec = decay_spec(DECAY)
+    cols = compute_columns(build_candidates(small_store, spec, 0), resolve_columns(spec))
+    mc = small_store.query("SELECT * FROM mc_particles WHERE batch = 0 ORDER BY event, index").to_pandas()
+    mv = small_store.query("SELECT * FROM mc_vertices WHERE batch = 0 ORDER BY event, index").to_pandas()
+    lc = mc[mc["index"] == 1]
+    np.testing.assert_array_equal(cols["Lc_TRUEP_X"], lc.px.to_numpy())
+    np.testing.assert_array_equal(cols["Lc_TRUEID"], 4122)
+    np.testing.assert_array_equal(cols["Lc_MC_MOTHER_ID"], 5122)
+    np.testing.assert_array_equal(cols["Lb_MC_MOTHER_ID"], 0)
+    np.testing.assert_array_equal(cols["nu_TRUEID"], -14)
+    np.testing.assert_array_equal(cols["Lc_TRUEENDVERTEX_Z"], mv[mv["index"] == 2].z.to_numpy())
+    np.testing.assert_array_equal(cols["p_TRUEORIGINVERTEX_Z"], mv[mv["index"] == 2].z.to_numpy())
+    assert np.isnan(cols["p_TRUEENDVERTEX_X"]).all()
+    np.testing.assert_array_equal(cols["runNumber"], 0)
+    np.testing.assert_array_equal(cols["eventNumber"], np.arange(200))
+    assert "nu_PX" not in cols and "nu_TRUEP_X" in cols
+
+
+def _hand_built(batch: int = 0, n: int = 6) -> dict[str, pa.Table]:
+    t = batch_tables(batch, n, seed=5)
+    pp = t["protoparticles"].to_pandas()
+    pp = pp[~((pp.event == 1) & (pp.mc_particle == 5))]  # event 1: K not reconstructed
+    pp.loc[(pp.event == 2) & (pp.mc_particle == 6), "charge"] = -1  # event 2: pi with the wrong charge
+    clone = pp[(pp.event == 3) & (pp.mc_particle == 4)].copy()  # event 3: p reconstructed twice
+    clone["index"] = 10
+    clone["px"] += 500.0
+    pp.loc[(pp.event == 4) & (pp.mc_particle == 2), "mc_particle"] = -1  # event 4: the muon track is a ghost
+    t["protoparticles"] = pa.Table.from_pandas(pd_concat(pp, clone), preserve_index=False)
+    return t
+
+
+def pd_concat(*frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_truth_matching_on_hand_built_events():
+    store = mambah.EventStore.memory()
+    tables = _hand_built()
+    store.write_batch(mambah.BatchRecord(0, 6, 5), tables)
+    spec = decay_spec(DECAY)
+    cands = build_candidates(store, spec, 0, reconstructed_only=False)
+    cols = compute_columns(cands, resolve_columns(spec))
+    np.testing.assert_array_equal(cols["Lb_BKGCAT"], [0, 60, 30, 0, 60, 0])
+    np.testing.assert_array_equal(cols["Lc_BKGCAT"], [0, 60, 30, 0, 0, 0])
+    np.testing.assert_array_equal(cols["K_TRACK_Type"], [3, 0, 3, 3, 3, 3])
+    assert np.isnan(cols["K_PX"][1]) and np.isnan(cols["Lc_M"][1]) and np.isnan(cols["Lb_M"][4])
+    assert np.isfinite(cols["Lc_M"][4])
+    # the clone: the lowest-index track is used
+    pp = tables["protoparticles"].to_pandas()
+    first = pp[(pp.event == 3) & (pp.mc_particle == 4)].sort_values("index").iloc[0]
+    assert cols["p_PX"][3] == first.px
+    reco = build_candidates(store, spec, 0, reconstructed_only=True)
+    assert reco.n_matched == 6 and len(reco) == 4
+    np.testing.assert_array_equal(reco.event["event"], [0, 2, 3, 5])
+    store.close()
+
+
+def test_reconstructed_pv_is_used_when_present():
+    store = mambah.EventStore.memory()
+    t = batch_tables(0, 4)
+    ev = t["events"].to_pandas()
+    t["vertices"] = pa.table({
+        "batch": np.zeros(4, np.int32), "event": np.arange(4, dtype=np.int32), "index": np.zeros(4, np.int32),
+        "x": ev.pv_x.to_numpy() + 0.001, "y": ev.pv_y.to_numpy(), "z": ev.pv_z.to_numpy() + 0.01,
+        "cov_xx": np.full(4, 1e-4), "cov_yy": np.full(4, 1e-4), "cov_zz": np.full(4, 4e-3),
+        "is_primary": np.ones(4, bool), "mc_vertex": np.array([0, 0, -1, 0], np.int32),
+    })
+    store.write_batch(mambah.BatchRecord(0, 4, 1), t)
+    spec = decay_spec(DECAY)
+    cols = compute_columns(build_candidates(store, spec, 0), resolve_columns(spec, ["Lb_OWNPV_X", "Lb_OWNPV_Z", "Lb_FDCHI2"]))
+    for i in (0, 1, 3):
+        assert cols["Lb_OWNPV_X"][i] == ev.pv_x[i] + 0.001
+        assert cols["Lb_OWNPV_Z"][i] == ev.pv_z[i] + 0.01
+    assert cols["Lb_OWNPV_X"][2] != ev.pv_x[2] + 0.001  # unmatched PV: smeared truth
+    assert abs(cols["Lb_OWNPV_X"][2] - ev.pv_x[2]) < 0.1
+    store.close()
+
+
+def test_smearing_is_reproducible_and_resolution_enters_fdchi2(small_store):
+    spec = decay_spec(DECAY)
+    cols = resolve_columns(spec, ["Lb_FD", "Lb_FDCHI2"])
+    a = compute_columns(build_candidates(small_store, spec, 0, seed=3), cols)
+    b = compute_columns(build_candidates(small_store, spec, 0, seed=3), cols)
+    c = compute_columns(build_candidates(small_store, spec, 0, seed=4), cols)
+    np.testing.assert_array_equal(a["Lb_FD"], b["Lb_FD"])
+    assert not np.array_equal(a["Lb_FD"], c["Lb_FD"])
+    exact = VertexResolution(sv_sigma=(1e-9,) * 3, pv_sigma=(1e-9,) * 3)
+    d = compute_columns(build_candidates(small_store, spec, 0, resolution=exact), cols)
+    mv = small_store.query("SELECT * FROM mc_vertices WHERE batch = 0 ORDER BY event, index").to_pandas()
+    pv, sv = mv[mv["index"] == 0], mv[mv["index"] == 1]
+    fd = np.sqrt((sv.x.to_numpy() - pv.x.to_numpy()) ** 2 + (sv.y.to_numpy() - pv.y.to_numpy()) ** 2 + (sv.z.to_numpy() - pv.z.to_numpy()) ** 2)
+    np.testing.assert_allclose(d["Lb_FD"], fd, atol=1e-7)
+    assert np.median(d["Lb_FDCHI2"]) > 1e6 * np.median(a["Lb_FDCHI2"])
+
+
+def test_null_pid_columns_are_nan_and_absent_by_default():
+    store = make_store(batches=1, n=50, pid=False)
+    assert "PIDK" not in present_sources(store) and "px" in present_sources(store)
+    spec = decay_spec(DECAY)
+    default = {c.name for c in resolve_columns(spec, None, present_sources(store))}
+    assert "p_PIDK" not in default and "p_TRACK_CHI2NDOF" in default
+    cols = compute_columns(build_candidates(store, spec, 0), resolve_columns(spec, ["PIDK", "isMuon"]))
+    assert set(cols) == {"mu_PIDK", "p_PIDK", "K_PIDK", "pi_PIDK", "mu_isMuon", "p_isMuon", "K_isMuon", "pi_isMuon"}
+    assert all(np.isnan(v).all() and v.dtype == np.float32 for v in cols.values())
+    store.close()
+
+
+def test_resolve_columns_selection_and_errors():
+    spec = decay_spec(DECAY)
+    names = [c.name for c in resolve_columns(spec, ["PT", "Lc_M", "nTracks", "Lc_M"])]
+    assert names == ["Lb_PT", "Lc_PT", "mu_PT", "p_PT", "K_PT", "pi_PT", "Lc_M", "nTracks"]
+    assert [c.name for c in resolve_columns(spec, "Lb_MCORR, nPVs")] == ["Lb_MCORR", "nPVs"]
+    with pytest.raises(ExportError, match="unknown variable 'FOO'.*variables are PX"):
+        resolve_columns(spec, ["FOO"])
+    with pytest.raises(ExportError, match="unknown variable 'Lx_PT'.*aliases are Lb, Lc"):
+        resolve_columns(spec, ["Lx_PT"])
+    with pytest.raises(ExportError, match="PX does not apply to nu"):
+        resolve_columns(spec, ["nu_PX"])
+    with pytest.raises(ExportError, match="applies to no particle"):
+        resolve_columns(decay_spec("B0 -> K0 gamma"), ["isMuon"])
+
+
+def test_default_decay_from_store_metadata():
+    store = mambah.EventStore.memory()
+    assert default_decay(store) == DEFAULT_DECAY
+    store.set_metadata("pipeline", '[run]\nevents = 1\n\n[[passes]]\nkind = "generator"\nname = "generator"\ndecay = "B+ -> K+ pi0"\n')
+    assert default_decay(store) == "B+ -> K+ pi0"
+    store.set_metadata("pipeline", '[[passes]]\nkind = "generator"\ndecay = "B+ -> K+ pi0"\ndec_file = "x.dec"\n')
+    with pytest.raises(ExportError, match="DecFile 'x.dec'"):
+        default_decay(store)
+    store.close()
+
+
+def test_empty_batch_gives_no_candidates(small_store):
+    spec = decay_spec("B+ -> K+ pi0")
+    cands = build_candidates(small_store, spec, 0)
+    assert len(cands) == 0 and cands.n_matched == 0
+    cols = compute_columns(cands, resolve_columns(spec))
+    assert all(len(v) == 0 for v in cols.values())
