@@ -157,7 +157,7 @@ def _make_step(
             return -tf.reduce_mean(w * d_fake)
         return tf.reduce_mean(w * tf.nn.softplus(-d_fake))
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(c: Any, y: Any, w: Any, z_d: Any, eps: Any, z_g: Any) -> tuple[Any, Any]:
         d_loss = tf.constant(0.0)
         for k in range(critic_steps):

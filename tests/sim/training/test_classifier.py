@@ -15,10 +15,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def test_learns_efficiency_shape() -> None:
     rng = np.random.default_rng(11)
-    x = rng.uniform(-2.5, 2.5, 20_000)
+    x = rng.uniform(-2.5, 2.5, 10_000)
     passed = rng.random(x.size) < _sigmoid(2.0 * x)
     model = train_classifier(
-        x, passed, epochs=8, batch_size=256, learning_rate=3e-3, seed=1,
+        x, passed, epochs=6, batch_size=256, learning_rate=3e-3, seed=1,
         validation_split=0.2, progress=False, hidden=(16, 16), input_names=["x"],
     )
     loss = model.history["loss"]
