@@ -1,0 +1,129 @@
+"""``mambah export`` and ``mambah run --export`` (streaming hook), exit statuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import uproot
+from conftest import batch_tables, make_store
+
+from ficino.cli import parse_aliases
+from mambah.cli import main
+from mambah.errors import ExportError
+from sim.pipeline import Pass, Pipeline, RunConfig
+
+
+@dataclass(frozen=True)
+class HandBuilt(Pass):
+    """A stand-in for generator + detector passes: writes the hand-built tables of the tests."""
+
+    kind: ClassVar[str] = "ficino_hand_built"
+    writes: ClassVar[tuple[str, ...]] = ("events", "mc_particles", "mc_vertices", "protoparticles")
+    name: str = "hand_built"
+
+    def build(self):  # noqa: ANN201
+        def kernel(ctx) -> None:  # noqa: ANN001
+            for name, table in batch_tables(ctx.batch.batch, ctx.batch.n_events).items():
+                ctx.insert(name, table)
+
+        return kernel
+
+
+@pytest.fixture(scope="module")
+def store_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "s.duckdb"
+    make_store(str(path), batches=2, n=50).close()
+    return path
+
+
+def test_parse_aliases():
+    assert parse_aliases(None) is None
+    assert parse_aliases("a, b,c") == ["a", "b", "c"]
+    assert parse_aliases("Lb=B,Lc=C") == {"Lb": "B", "Lc": "C"}
+    with pytest.raises(ExportError, match="OLD=NEW"):
+        parse_aliases("Lb=B,Lc")
+
+
+def test_export_command(store_file, tmp_path, capsys):
+    out = tmp_path / "o.root"
+    rc = main(["export", str(store_file), str(out), "--variables", "Lc_M,eventNumber", "--cut", "Lc_M > 0",
+               "--tree", "T", "--compression", "ZLIB", "--no-progress"])
+    assert rc == 0
+    assert "100 rows x 2 columns (root)" in capsys.readouterr().out
+    with uproot.open(out) as f:
+        assert f["T"].num_entries == 100
+    rc = main(["export", str(store_file), str(tmp_path / "o.csv"), "--aliases", "Lc=C", "--variables", "C_M",
+               "--all-candidates", "--no-progress"])
+    assert rc == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--variables", "Lx_PT"], "unknown variable 'Lx_PT'"),
+        (["--aliases", "Lx=B"], "unknown alias"),
+        (["--decay", "B+ -> K+ pi0"], "matches nothing"),
+        (["--cut", "Lc_M >"], "does not parse"),
+        (["--format", "parquet", "--compression", "LZMA"], "not available for Parquet"),
+    ],
+)
+def test_export_command_errors(store_file, tmp_path, capsys, extra, message):
+    assert main(["export", str(store_file), str(tmp_path / "o.root"), "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mambah: error: ") and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_command_output_exists_and_empty_store(store_file, tmp_path, capsys):
+    (tmp_path / "o.root").write_text("x")
+    assert main(["export", str(store_file), str(tmp_path / "o.root"), "--no-progress"]) == 2
+    assert "exists" in capsys.readouterr().err
+    empty = tmp_path / "e.duckdb"
+    import mambah
+
+    mambah.EventStore.create(empty).close()
+    assert main(["export", str(empty), str(tmp_path / "e.root"), "--no-progress"]) == 2
+    assert "is empty" in capsys.readouterr().err
+
+
+def test_runner_on_batch_streams_committed_batches(tmp_path):
+    from sim.passes.export import Export
+    from sim.runner import run
+
+    hook = Export(str(tmp_path / "run.parquet"), variables=("Lc_M", "runNumber")).open()
+    seen = []
+
+    def on_batch(store, batch):  # noqa: ANN001
+        hook(store, batch)
+        seen.append((batch.batch, hook.writer.rows))
+
+    pipeline = Pipeline((HandBuilt(),), RunConfig(events=300, batch_size=100, seed=2))
+    run(pipeline, tmp_path / "run.duckdb", progress=False, on_batch=on_batch)
+    assert seen == [(0, 100), (1, 200), (2, 300)]  # appended as each batch committed
+    summary = hook.finish(tmp_path / "run.duckdb")
+    assert summary.rows == 300
+    np.testing.assert_array_equal(pq.read_table(tmp_path / "run.parquet")["runNumber"].to_numpy(), np.repeat([0, 1, 2], 100))
+
+
+def test_mambah_run_export(tmp_path, monkeypatch, capsys):
+    import sim.runner
+
+    monkeypatch.setattr(sim.runner, "default_pipeline", lambda **kw: Pipeline((HandBuilt(),), RunConfig()))
+    store, out = tmp_path / "r.duckdb", tmp_path / "r.root"
+    rc = main(["run", "--events", "200", "--batch-size", "100", "-o", str(store), "--export", str(out),
+               "--export-cut", "Lc_M > 0", "--no-progress"])
+    assert rc == 0
+    assert "200 rows" in capsys.readouterr().out
+    with uproot.open(out) as f:
+        assert f["DecayTree"].num_entries == 200
+    # resume with nothing left to do rewrites the ntuple from the store; a bad cut fails before the run
+    assert main(["run", "--events", "200", "--batch-size", "100", "-o", str(store), "--resume", "--export", str(out),
+                 "--no-progress"]) == 0
+    assert main(["run", "--events", "200", "--batch-size", "100", "-o", str(tmp_path / "x.duckdb"), "--export",
+                 str(tmp_path / "x.root"), "--export-cut", "Lc_M >", "--no-progress"]) == 2
+    assert "does not parse" in capsys.readouterr().err
+    assert not (tmp_path / "x.duckdb").exists() and not (tmp_path / "x.root").exists()
