@@ -37,6 +37,7 @@ __all__ = (
     "check_inputs_finite",
     "feature_matrix",
     "arrow_columns",
+    "query_truth",
     "read_training_data",
     "add_derived",
 )
@@ -194,6 +195,21 @@ def feature_matrix(features: Mapping[str, np.ndarray], names: Sequence[str], whe
         n = len(next(iter(features.values()))) if features else 0
         return np.zeros((n, 0))
     return np.column_stack([np.asarray(features[name], dtype=np.float64) for name in names])
+
+
+_TRUTH_FLOATS = ("px", "py", "pz", "origin_x", "origin_y", "origin_z", "pv_x", "pv_y", "pv_z")
+
+
+def query_truth(ctx: Any, sql: str, where: str) -> dict[str, np.ndarray]:
+    """Run a truth query in a batch and check its kinematics and vertices are finite.
+
+    Raises:
+        DataError: naming the pass, the column and the batch when a value is NaN or inf.
+    """
+    truth = _arrow_to_numpy(ctx.query(sql))
+    present = [c for c in _TRUTH_FLOATS if c in truth]
+    check_inputs_finite(truth, present, f"{where}, batch {ctx.batch.batch}")
+    return truth
 
 
 def arrow_columns(table: Any) -> dict[str, np.ndarray]:

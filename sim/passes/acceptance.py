@@ -25,7 +25,7 @@ from mambah.errors import ConfigError
 
 from ..pipeline import BatchContext, Kernel, Pass
 from ._models import (
-    arrow_columns,
+    query_truth,
     feature_matrix,
     forward_mask,
     load_pass_model,
@@ -90,7 +90,7 @@ class Acceptance(Pass):
         sql = truth_sql()
 
         def kernel(ctx: BatchContext) -> None:
-            truth = arrow_columns(ctx.query(sql))
+            truth = query_truth(ctx, sql, f"pass {name!r}")
             feats = truth_features(truth)
             forward = forward_mask(feats, eta_min, eta_max)
             proba = np.zeros(forward.size)

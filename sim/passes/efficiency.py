@@ -29,7 +29,7 @@ from mambah.errors import ConfigError
 from ..pipeline import BatchContext, Kernel, Pass
 from ._models import (
     TRACK_TYPES,
-    arrow_columns,
+    query_truth,
     feature_matrix,
     forward_mask,
     load_pass_model,
@@ -126,7 +126,7 @@ class Efficiency(Pass):
         sql = truth_sql(with_acceptance=True)
 
         def kernel(ctx: BatchContext) -> None:
-            truth = arrow_columns(ctx.query(sql))
+            truth = query_truth(ctx, sql, f"pass {name!r}")
             feats = truth_features(truth)
             acc = np.nan_to_num(truth["in_acceptance"].astype(np.float64)).astype(bool)
             feats["in_acceptance"] = acc.astype(np.float64)

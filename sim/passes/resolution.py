@@ -35,7 +35,7 @@ import numpy as np
 from ..pipeline import BatchContext, Kernel, Pass
 from ._models import (
     add_derived,
-    arrow_columns,
+    query_truth,
     feature_matrix,
     load_pass_model,
     read_training_data,
@@ -197,7 +197,7 @@ class Resolution(Pass):
         sql = track_truth_sql()
 
         def kernel(ctx: BatchContext) -> None:
-            truth = arrow_columns(ctx.query(sql))
+            truth = query_truth(ctx, sql, f"pass {name!r}")
             n = truth["event"].size
             if n == 0:
                 return
