@@ -356,12 +356,12 @@ def _fetch(store: EventStore, batch: int) -> dict[str, dict[str, np.ndarray]]:
     pp_cols = ", ".join(f'"{c}"' for c in _PP_COLS)
     queries = {
         "mv": f'SELECT event, "index", x, y, z FROM mc_vertices WHERE batch = {b}',
-        "mp": f'SELECT event, "index", pid FROM mc_particles WHERE batch = {b}',
+        "mp": f'SELECT event, "index", {", ".join(_MC_COLS[1:])} FROM mc_particles WHERE batch = {b}',
         "pp": f'SELECT event, "index", mc_particle, {pp_cols} FROM protoparticles WHERE batch = {b} AND mc_particle >= 0 AND track_type > 0',
         "pv": f'SELECT event, "index", mc_vertex, x, y, z, cov_xx, cov_yy, cov_zz FROM vertices WHERE batch = {b} AND is_primary AND mc_vertex >= 0',
         "ev": f"SELECT event, n_tracks, n_pv FROM events WHERE batch = {b}",
     }
-    ints = {"event", "index", "mc_particle", "mc_vertex", "pid", "track_type", "n_tracks", "n_pv"}
+    ints = {"event", "index", "mc_particle", "mc_vertex", "pid", "track_type", "n_tracks", "n_pv", "prod_vertex", "decay_vertex", "mother"}
     for name, sql in queries.items():
         t = store.query(sql)
         out[name] = {c: (_i4(t[c], -1) if c in ints else _f8(t[c])) for c in t.column_names}
@@ -393,10 +393,10 @@ def build_candidates(
         :class:`Candidates`, in the order of :func:`mambah.match_decay`.
     """
     try:
-        truth = match_decay(store, spec.tree, aliases=list(spec.aliases), columns=_MC_COLS, batch=int(batch), cc=spec.cc)
+        truth = match_decay(store, spec.tree, aliases=list(spec.aliases), columns=("index",), batch=int(batch), cc=spec.cc)
     except DecayError as err:  # pragma: no cover - aliases are checked in decay_spec
         raise ExportError(str(err)) from err
-    tables = _fetch(store, batch) if truth.num_rows else None
+    tables = _fetch(store, batch)
     rng = np.random.default_rng([int(seed), int(batch)])
     return _assemble(spec, truth, tables, int(batch), reconstructed_only, rng, resolution)
 
@@ -404,38 +404,34 @@ def build_candidates(
 def _assemble(
     spec: DecaySpec,
     truth: pa.Table,
-    tables: dict[str, dict[str, np.ndarray]] | None,
+    tables: dict[str, dict[str, np.ndarray]],
     batch: int,
     reconstructed_only: bool,
     rng: np.random.Generator,
     res: VertexResolution,
 ) -> Candidates:
     n = truth.num_rows
-    if tables is None:
-        tables = {
-            "mv": {k: np.zeros(0) for k in ("event", "index", "x", "y", "z")},
-            "mp": {k: np.zeros(0, np.int32) for k in ("event", "index", "pid")},
-            "pp": {k: np.zeros(0) for k in ("event", "index", "mc_particle", *_PP_COLS)},
-            "pv": {k: np.zeros(0) for k in ("event", "index", "mc_vertex", "x", "y", "z", "cov_xx", "cov_yy", "cov_zz")},
-            "ev": {k: np.zeros(0, np.int32) for k in ("event", "n_tracks", "n_pv")},
-        }
     mv, mp, pp, pvt, evt = (tables[k] for k in ("mv", "mp", "pp", "pv", "ev"))
     event = _i4(truth["event"], -1)
     mv_lookup = _Lookup(mv["event"], mv["index"])
     mp_lookup = _Lookup(mp["event"], mp["index"])
     pp_lookup = _Lookup(pp["event"], pp["mc_particle"], order_by=pp["index"])
     parts: dict[str, dict[str, np.ndarray]] = {}
+    head_prod = np.zeros(n, np.int32)
     for a in spec.aliases:
+        row = mp_lookup.find(event, _i4(truth[f"{a}_index"], -1))  # always found: match_decay read these rows
         d: dict[str, np.ndarray] = {
-            "pid": _i4(truth[f"{a}_pid"], 0),
-            "index": _i4(truth[f"{a}_index"], -1),
-            "true_charge": _f8(truth[f"{a}_charge"]),
+            "pid": mp["pid"][row],
+            "index": mp["index"][row],
+            "true_charge": mp["charge"][row].astype(np.float64),
         }
-        d["mother_pid"] = _take(mp["pid"], mp_lookup.find(event, _i4(truth[f"{a}_mother"], -1)), 0).astype(np.int32)
+        d["mother_pid"] = _take(mp["pid"], mp_lookup.find(event, mp["mother"][row]), 0).astype(np.int32)
         for k in ("px", "py", "pz", "e"):
-            d[f"true_{k}"] = _f8(truth[f"{a}_{k}"])
-        ov = mv_lookup.find(event, _i4(truth[f"{a}_prod_vertex"], -1))
-        dv = mv_lookup.find(event, _i4(truth[f"{a}_decay_vertex"], -1))
+            d[f"true_{k}"] = mp[k][row]
+        if a == spec.head:
+            head_prod = mp["prod_vertex"][row]
+        ov = mv_lookup.find(event, mp["prod_vertex"][row])
+        dv = mv_lookup.find(event, mp["decay_vertex"][row])
         for k in "xyz":
             d[f"ov_{k}"] = _take(mv[k], ov)
             d[f"ev_{k}"] = _take(mv[k], dv)
@@ -446,7 +442,7 @@ def _assemble(
             d["m"] = np.full(n, spec.masses[a])
             d["e"] = np.sqrt(d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2 + d["m"] ** 2)
         parts[a] = d
-    head_pv = _Lookup(pvt["event"], pvt["mc_vertex"], order_by=pvt["index"]).find(event, _i4(truth[f"{spec.head}_prod_vertex"], -1))
+    head_pv = _Lookup(pvt["event"], pvt["mc_vertex"], order_by=pvt["index"]).find(event, head_prod)
     ev_pos = _Lookup(evt["event"], np.zeros(len(evt["event"]), np.int32)).find(event, np.zeros(n, np.int32))
     # primary vertex: reconstructed if matched, else smeared truth (head's production vertex)
     pv_sigma = np.asarray(res.pv_sigma, dtype=np.float64)

@@ -16,7 +16,6 @@ import pytest
 
 import mambah
 
-DECAY = "Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"
 PIDS = np.array([5122, 4122, 13, -14, 2212, -321, 211], np.int32)
 CHARGES = np.array([0, 1, -1, 0, 1, -1, 1], np.int16)
 MASSES = np.array([5619.6, 2286.46, 105.658, 0.0, 938.272, 493.677, 139.570])
@@ -28,7 +27,7 @@ DECV = np.array([1, 2, -1, -1, -1, -1, -1], np.int32)
 TRACKS = (2, 4, 5, 6)  # mu, p, K, pi
 
 
-def batch_tables(batch: int, n: int, seed: int = 1, *, pid: bool = True, missing: float = 0.0) -> dict[str, pa.Table]:
+def _batch_tables(batch: int, n: int, seed: int = 1, *, pid: bool = True, missing: float = 0.0) -> dict[str, pa.Table]:
     """Tables of one hand-built batch of ``n`` events (see module docstring).
 
     Args:
@@ -95,22 +94,29 @@ def batch_tables(batch: int, n: int, seed: int = 1, *, pid: bool = True, missing
     return {"events": pa.table(events), "mc_particles": pa.table(mc), "mc_vertices": pa.table(mv), "protoparticles": pa.table(pp)}
 
 
-def make_store(path: str = ":memory:", *, batches: int = 2, n: int = 200, seed: int = 1, **kw: object) -> mambah.EventStore:
+def _make_store(path: str = ":memory:", *, batches: int = 2, n: int = 200, seed: int = 1, **kw: object) -> mambah.EventStore:
     """A store of ``batches`` hand-built batches of ``n`` events each."""
     store = mambah.EventStore.create(path)
     for b in range(batches):
-        store.write_batch(mambah.BatchRecord(b, n, seed), batch_tables(b, n, seed, **kw))  # type: ignore[arg-type]
+        store.write_batch(mambah.BatchRecord(b, n, seed), _batch_tables(b, n, seed, **kw))  # type: ignore[arg-type]
     return store
 
 
-@pytest.fixture
-def store_factory() -> Callable[..., mambah.EventStore]:
-    return make_store
+@pytest.fixture(scope="session")
+def batch_tables() -> Callable[..., dict[str, pa.Table]]:
+    """The hand-built batch maker (:func:`_batch_tables`); test modules cannot import conftest."""
+    return _batch_tables
+
+
+@pytest.fixture(scope="session")
+def make_store() -> Callable[..., mambah.EventStore]:
+    """The hand-built store maker (:func:`_make_store`)."""
+    return _make_store
 
 
 @pytest.fixture(scope="module")
 def small_store() -> mambah.EventStore:
     """2 batches x 200 events, PID filled."""
-    store = make_store()
+    store = _make_store()
     yield store
     store.close()

@@ -6,7 +6,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import vector
-from conftest import DECAY, batch_tables, make_store
 
 import mambah
 from ficino.candidates import (
@@ -20,6 +19,8 @@ from ficino.candidates import (
     resolve_columns,
 )
 from mambah.errors import ExportError
+
+DECAY = DEFAULT_DECAY
 
 PDG_MASS = {"p": 938.27208816, "K": 493.677, "pi": 139.57039, "mu": 105.6583755}
 
@@ -109,7 +110,7 @@ def test_truth_columns(small_store):
     assert "nu_PX" not in cols and "nu_TRUEP_X" in cols
 
 
-def _hand_built(batch: int = 0, n: int = 6) -> dict[str, pa.Table]:
+def _hand_built(batch_tables, batch: int = 0, n: int = 6) -> dict[str, pa.Table]:
     t = batch_tables(batch, n, seed=5)
     pp = t["protoparticles"].to_pandas()
     pp = pp[~((pp.event == 1) & (pp.mc_particle == 5))]  # event 1: K not reconstructed
@@ -128,9 +129,9 @@ def pd_concat(*frames):
     return pd.concat(frames, ignore_index=True)
 
 
-def test_truth_matching_on_hand_built_events():
+def test_truth_matching_on_hand_built_events(batch_tables):
     store = mambah.EventStore.memory()
-    tables = _hand_built()
+    tables = _hand_built(batch_tables)
     store.write_batch(mambah.BatchRecord(0, 6, 5), tables)
     spec = decay_spec(DECAY)
     cands = build_candidates(store, spec, 0, reconstructed_only=False)
@@ -150,7 +151,7 @@ def test_truth_matching_on_hand_built_events():
     store.close()
 
 
-def test_reconstructed_pv_is_used_when_present():
+def test_reconstructed_pv_is_used_when_present(batch_tables):
     store = mambah.EventStore.memory()
     t = batch_tables(0, 4)
     ev = t["events"].to_pandas()
@@ -188,7 +189,7 @@ def test_smearing_is_reproducible_and_resolution_enters_fdchi2(small_store):
     assert np.median(d["Lb_FDCHI2"]) > 1e6 * np.median(a["Lb_FDCHI2"])
 
 
-def test_null_pid_columns_are_nan_and_absent_by_default():
+def test_null_pid_columns_are_nan_and_absent_by_default(make_store):
     store = make_store(batches=1, n=50, pid=False)
     assert "PIDK" not in present_sources(store) and "px" in present_sources(store)
     spec = decay_spec(DECAY)

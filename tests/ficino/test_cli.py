@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import uproot
-from conftest import batch_tables, make_store
 
 from ficino.cli import parse_aliases
 from mambah.cli import main
@@ -24,17 +24,25 @@ class HandBuilt(Pass):
     kind: ClassVar[str] = "ficino_hand_built"
     writes: ClassVar[tuple[str, ...]] = ("events", "mc_particles", "mc_vertices", "protoparticles")
     name: str = "hand_built"
+    tables: ClassVar[Callable[..., dict[str, Any]] | None] = None  # set by the fixture below
 
     def build(self):  # noqa: ANN201
+        make = type(self).tables
+
         def kernel(ctx) -> None:  # noqa: ANN001
-            for name, table in batch_tables(ctx.batch.batch, ctx.batch.n_events).items():
+            for name, table in make(ctx.batch.batch, ctx.batch.n_events).items():
                 ctx.insert(name, table)
 
         return kernel
 
 
+@pytest.fixture(autouse=True)
+def _hand_built_tables(batch_tables, monkeypatch):
+    monkeypatch.setattr(HandBuilt, "tables", staticmethod(batch_tables))
+
+
 @pytest.fixture(scope="module")
-def store_file(tmp_path_factory):
+def store_file(tmp_path_factory, make_store):
     path = tmp_path_factory.mktemp("store") / "s.duckdb"
     make_store(str(path), batches=2, n=50).close()
     return path

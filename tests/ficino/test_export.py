@@ -10,11 +10,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import uproot
-from conftest import DECAY, make_store
 
 import ficino
 import mambah
 from mambah.errors import ExportError
+
+DECAY = ficino.DEFAULT_DECAY
 
 SOME = ["Lb_M", "Lc_M", "p_PX", "mu_PZ", "Lc_TRUEP_X", "p_PIDK", "mu_isMuon", "runNumber", "eventNumber", "nTracks"]
 
@@ -108,8 +109,8 @@ def test_cut_and_aliases(small_store, tmp_path):
     assert pq.read_table(tmp_path / "c.parquet").column_names == ["C_M"] and renamed.rows > 0
 
 
-def test_all_candidates(store_factory, tmp_path):
-    store = store_factory(batches=1, n=300, missing=0.1)
+def test_all_candidates(make_store, tmp_path):
+    store = make_store(batches=1, n=300, missing=0.1)
     reco = ficino.export(store, tmp_path / "r.parquet", variables=["Lb_BKGCAT", "K_TRACK_Type"])
     every = ficino.export(store, tmp_path / "a.parquet", variables=["Lb_BKGCAT", "K_TRACK_Type"], reconstructed_only=False)
     assert every.rows == every.candidates == 300 and reco.candidates == 300
@@ -120,7 +121,7 @@ def test_all_candidates(store_factory, tmp_path):
     store.close()
 
 
-def test_store_path_and_default_decay(tmp_path):
+def test_store_path_and_default_decay(make_store, tmp_path):
     path = tmp_path / "s.duckdb"
     make_store(str(path), batches=1, n=20).close()
     summary = ficino.export(str(path), tmp_path / "o.csv", variables=["Lb_M"])
@@ -138,11 +139,11 @@ def test_ntuple_writer_streaming(small_store, tmp_path):
         _check_against_store(f["DecayTree"].arrays(library="np"), _store_reference(small_store))
 
 
-def test_streaming_memory_is_flat(store_factory, tmp_path):
+def test_streaming_memory_is_flat(make_store, tmp_path):
     """Peak Python/numpy memory of an export does not grow with the number of batches."""
     peaks = {}
     for nb in (3, 24):
-        store = store_factory(batches=nb, n=400)
+        store = make_store(batches=nb, n=400)
         tracemalloc.start()
         ficino.to_root(store, tmp_path / f"m{nb}.root", variables=["Lb_M", "Lc_M", "p_PX", "Lb_MCORR", "eventNumber"])
         peaks[nb] = tracemalloc.get_traced_memory()[1]
@@ -201,9 +202,7 @@ def test_empty_store(tmp_path):
         ficino.export(tmp_path / "missing.duckdb", tmp_path / "x.root")
 
 
-def test_no_protoparticles(tmp_path):
-    from conftest import batch_tables
-
+def test_no_protoparticles(batch_tables, tmp_path):
     store = mambah.EventStore.memory()
     t = batch_tables(0, 10)
     del t["protoparticles"]
