@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -107,38 +108,37 @@ def _digest(pipeline: Pipeline) -> str:
 
 # ---------------------------------------------------------------------------- worker side
 _CONFIGURED: dict[str, int] = {}
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
-def configure_worker(threads: int = 1) -> int:
+def configure_worker(threads: int = 1) -> dict[str, str]:
     """Limit this process's TensorFlow, OpenMP and BLAS pools to ``threads`` threads (idempotent).
 
-    Called on every worker (by :class:`MambahWorkerPlugin` and before the first
-    batch), so ``N`` workers on ``N`` cores do not oversubscribe.  TensorFlow's
-    pools can only be sized before TensorFlow initialises its runtime; if that
-    already happened, a warning is logged.
+    Called on every worker (by :class:`MambahWorkerPlugin` and before each
+    batch), so ``N`` workers on ``N`` cores do not oversubscribe.  Sets
+    ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` (read by TensorFlow
+    when its runtime starts, i.e. when the first pass builds) and, if
+    TensorFlow is imported already, also ``tf.config.threading``; TensorFlow
+    is not imported here.  A runtime that already started keeps its pools
+    (logged as a warning).
 
     Returns:
-        The intra-op thread count TensorFlow reports afterwards (0 = TF default).
+        The environment variables set.
     """
-    if "threads" in _CONFIGURED:
-        return _CONFIGURED["intra"]
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ[var] = str(threads)
+    env = {var: str(threads) for var in _THREAD_VARS}
+    if _CONFIGURED.get("threads") == threads:
+        return env
+    os.environ.update(env)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    intra = 0
-    try:
-        import tensorflow as tf
-    except ImportError:  # pragma: no cover - TensorFlow is a dependency
-        tf = None
+    tf = sys.modules.get("tensorflow")
     if tf is not None:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError as err:
-            log.warning("cannot limit TensorFlow threads on pid %d (already initialised): %s", os.getpid(), err)
-        intra = int(tf.config.threading.get_intra_op_parallelism_threads())
-    _CONFIGURED.update(threads=threads, intra=intra)
-    return intra
+        except (RuntimeError, AttributeError) as err:
+            log.warning("cannot limit TensorFlow threads on pid %d (runtime already started): %s", os.getpid(), err)
+    _CONFIGURED["threads"] = threads
+    return env
 
 
 class MambahWorkerPlugin:
@@ -295,10 +295,7 @@ def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any
         finally:
             client.close()
         return
-    env = {
-        var: str(threads_per_worker)
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-    }
+    env = {var: str(threads_per_worker) for var in _THREAD_VARS}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     cluster = distributed.LocalCluster(
         n_workers=int(workers or 1),
@@ -400,7 +397,9 @@ def run_distributed(
                 bar.update(n)
         todo = pending_batches(pipeline, store)
         with _client(workers, scheduler, threads_per_worker) as client:
-            n_workers = len(client.scheduler_info().get("workers", {}))
+            if workers is not None:
+                client.wait_for_workers(workers, timeout=120)
+            n_workers = len(client.nthreads())
             if todo:
                 n_merged_run, n_ev, m_s = _submit_and_merge(
                     client, pipeline, todo, store, spool_path, expected, digest, done, retries, threads_per_worker, bar
