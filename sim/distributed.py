@@ -301,7 +301,7 @@ def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any
         n_workers=int(workers or 1),
         threads_per_worker=threads_per_worker,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: 8787 may be taken (a warning, an error under -W error)
         silence_logs=logging.ERROR,
         env=env,
     )
