@@ -23,26 +23,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _sample import make_sample  # noqa: E402
 
 DECAY = "Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"
 MASS = {"p": 938.272, "K": 493.677, "pi": 139.570}  # MeV
-
-
-def make_sample(path: Path, events: int, seed: int) -> None:
-    """The default job's generator (plus whatever detector passes can be built here) into ``path``."""
-    from mambah.errors import MambahError
-    from sim import Generator, Pipeline, RunConfig, run
-    from sim.pipeline import build_kernels
-    from sim.runner import default_pipeline
-
-    cfg = RunConfig(events=events, batch_size=min(events, 10_000), seed=seed)
-    pipeline = Pipeline(default_pipeline().passes, cfg)
-    try:
-        build_kernels(pipeline)
-    except MambahError as err:  # e.g. detector models not trained on this checkout
-        print(f"(default job not buildable here: {err}; generating MC truth only)")
-        pipeline = Pipeline((Generator(),), cfg)
-    run(pipeline, path, overwrite=True, progress=False)
 
 
 def main(argv: list[str] | None = None) -> int:
