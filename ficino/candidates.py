@@ -312,12 +312,26 @@ class Candidates:
         )
 
 
+def _numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col.to_numpy(zero_copy_only=False)
+
+
 def _f8(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(pc.fill_null(pc.cast(col, pa.float64()), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+    """Floating numpy array (float32 kept as float32); NULL -> NaN."""
+    if col.null_count == 0 and (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+        out = _numpy(col)
+        return out if out.dtype in (np.float32, np.float64) else out.astype(np.float64)
+    target = pa.float32() if pa.types.is_float32(col.type) else pa.float64()
+    return _numpy(pc.fill_null(pc.cast(col, target), np.nan))
 
 
 def _i4(col: pa.ChunkedArray | pa.Array, null: int) -> np.ndarray:
-    return np.asarray(pc.fill_null(pc.cast(col, pa.int32()), null).to_numpy(zero_copy_only=False), dtype=np.int32)
+    """int32 numpy array; NULL -> ``null``."""
+    if col.null_count == 0 and pa.types.is_integer(col.type):
+        return _numpy(col).astype(np.int32, copy=False)
+    return np.asarray(_numpy(pc.fill_null(pc.cast(col, pa.int32()), null)), dtype=np.int32)
 
 
 class _Lookup:
@@ -343,6 +357,8 @@ def _key(event: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 def _take(values: np.ndarray, pos: np.ndarray, fill: float | int = np.nan) -> np.ndarray:
+    if len(pos) == 0 or (len(values) and pos.min() >= 0):
+        return values[pos]  # every key found: plain gather
     out = values[np.maximum(pos, 0)] if len(values) else np.zeros(len(pos), values.dtype)
     if np.issubdtype(out.dtype, np.floating) or not isinstance(fill, float):
         return np.where(pos >= 0, out, fill)

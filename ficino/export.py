@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,20 +194,28 @@ class NtupleWriter:
         try:
             if self._file is None:
                 self._start(store)
-            cands = build_candidates(
-                store, cast(DecaySpec, self.spec), int(batch), reconstructed_only=self.reconstructed_only, seed=self.seed, resolution=self.resolution
-            )
-            self.candidates += cands.n_matched
-            if self.cut is None:
-                data = compute_columns(cands, self.columns)
-            else:
-                everything = compute_columns(cands, self._cut_columns)
-                keep = self._evaluate_cut(everything)
-                data = {c.name: everything[c.name][keep] for c in self.columns}
-            cast(NtupleFile, self._file).write(data)
+            columns, matched = self._prepare(store, batch)
+            return self._append(batch, columns, matched)
         except BaseException:
             self.abort()
             raise
+
+    def _prepare(self, store: EventStore, batch: int) -> tuple[dict[str, np.ndarray], int]:
+        """Candidates and variables of ``batch`` (thread-safe given its own store connection)."""
+        cands = build_candidates(
+            store, cast(DecaySpec, self.spec), int(batch), reconstructed_only=self.reconstructed_only, seed=self.seed,
+            resolution=self.resolution,
+        )
+        return compute_columns(cands, self._cut_columns if self.cut is not None else self.columns), cands.n_matched
+
+    def _append(self, batch: int, columns: dict[str, np.ndarray], matched: int) -> int:
+        self.candidates += matched
+        if self.cut is None:
+            data = columns
+        else:
+            keep = self._evaluate_cut(columns)
+            data = {c.name: columns[c.name][keep] for c in self.columns}
+        cast(NtupleFile, self._file).write(data)
         n = len(next(iter(data.values()))) if data else 0
         self.rows += n
         self.batches.append(int(batch))
@@ -358,11 +367,22 @@ def export(
         _check_store(st, cast(DecaySpec, writer.spec), reconstructed_only)
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(batches), unit="batch", disable=not progress, desc="ficino", dynamic_ncols=True) as bar:
-            for b in batches:
-                writer.write_batch(st, b)
+        writer._start(st)
+        # one batch ahead: DuckDB matching of batch i+1 (own cursor, a worker thread) overlaps writing batch i
+        ahead = EventStore(st.connection.cursor(), st.path, read_only=True)
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool,
+            tqdm(total=len(batches), unit="batch", disable=not progress, desc="ficino", dynamic_ncols=True) as bar,
+        ):
+            future = pool.submit(writer._prepare, ahead, batches[0])
+            for i, b in enumerate(batches):
+                columns, matched = future.result()
+                if i + 1 < len(batches):
+                    future = pool.submit(writer._prepare, ahead, batches[i + 1])
+                writer._append(b, columns, matched)
                 bar.update(1)
                 bar.set_postfix(rows=writer.rows, refresh=False)
+        ahead.close()
         return writer.close()
     except BaseException:
         writer.abort()
