@@ -34,8 +34,10 @@ log = logging.getLogger("train_detector_models")
 #: Shipped settings: (trainer, keyword arguments).
 SETTINGS = {
     "occupancy": (train_occupancy, {"seed": 11, "epochs": 12, "batch_size": 512}),
-    "acceptance": (train_acceptance, {"seed": 12, "epochs": 6, "batch_size": 1024}),
-    "efficiency": (train_efficiency, {"seed": 13, "epochs": 6, "batch_size": 1024}),
+    "acceptance": (train_acceptance, {"seed": 12, "epochs": 20, "batch_size": 1024, "hidden": (128, 128),
+                                        "learning_rate": 3e-4}),
+    "efficiency": (train_efficiency, {"seed": 13, "epochs": 20, "batch_size": 1024, "hidden": (128, 128),
+                                        "learning_rate": 3e-4}),
     "resolution": (train_resolution, {"seed": 14, "epochs": 12, "batch_size": 512, "max_rows": 150_000}),
 }
 

@@ -13,7 +13,8 @@ same pure kernels the passes use, and compared with the reference response:
 * classifier two-sample tests (gradient-boosted trees, max_depth 5, max_leaf_nodes 14,
   :func:`sim.training.two_sample_test`): ROC AUC and KS distance of the classifier
   outputs, for (truth, track class) of acceptance + efficiency, for (conditions,
-  residuals) of the resolution, for (nPV, nTracks) of the occupancy;
+  residuals) and for the residuals alone of the resolution, for (nPV, nTracks) of the
+  occupancy;
 * plots (matplotlib + mplhep) into a report folder, and ``summary.json``.
 
 :data:`THRESHOLDS` are the numbers the shipped models are tested against.
@@ -278,6 +279,7 @@ def validate(
             report.ks[name] = ks_distance(a, b)
         report.two_sample["resolution"] = two_sample_test(ref_res, fast_res, conditions_ref=cond,
                                                           conditions_gen=cond, seed=seed)
+        report.two_sample["resolution residuals"] = two_sample_test(ref_res, fast_res, seed=seed)
         if report_dir is not None:
             from sim.training.validation import plot_histograms
 

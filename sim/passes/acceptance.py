@@ -123,6 +123,7 @@ def train_acceptance(
     epochs: int = 8,
     batch_size: int = 1024,
     hidden: Sequence[int] = (64, 64),
+    learning_rate: float = 1e-3,
     progress: bool = False,
     extra_provenance: Mapping[str, Any] | None = None,
 ) -> Any:
@@ -134,7 +135,7 @@ def train_acceptance(
         target: label column.
         weight: optional per-row weight column.
         select: rows used (default the η window flag ``forward``), or ``None`` for all.
-        seed, epochs, batch_size, hidden, progress: training settings.
+        seed, epochs, batch_size, hidden, learning_rate, progress: training settings.
 
     Returns:
         :class:`sim.training.TrainedModel` (binary classifier).
@@ -146,6 +147,7 @@ def train_acceptance(
     return train_classifier(
         x, np.asarray(cols[target]).astype(np.int64), cols[weight] if weight else None,
         n_classes=1, epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, progress=progress,
+        learning_rate=learning_rate,
         n_quantiles=300, input_names=tuple(inputs), output_names=("in_acceptance",),
         provenance={"data_file": str(data), "target": target, "select": select, "polarity": 1,
                     **(dict(extra_provenance) if extra_provenance else {})},

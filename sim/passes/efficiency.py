@@ -165,6 +165,7 @@ def train_efficiency(
     epochs: int = 8,
     batch_size: int = 1024,
     hidden: Sequence[int] = (64, 64),
+    learning_rate: float = 1e-3,
     progress: bool = False,
     extra_provenance: Mapping[str, Any] | None = None,
 ) -> Any:
@@ -186,6 +187,7 @@ def train_efficiency(
     return train_classifier(
         x, np.asarray(cols[target]).astype(np.int64), cols[weight] if weight else None,
         n_classes=4, epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, progress=progress,
+        learning_rate=learning_rate,
         n_quantiles=300, input_names=tuple(inputs), output_names=EFFICIENCY_CLASSES,
         provenance={"data_file": str(data), "target": target, "select": select,
                     **(dict(extra_provenance) if extra_provenance else {})},
