@@ -365,11 +365,15 @@ def _take(values: np.ndarray, pos: np.ndarray, fill: float | int = np.nan) -> np
     return np.where(pos >= 0, out.astype(np.float64), fill)
 
 
-def _fetch(store: EventStore, batch: int) -> dict[str, dict[str, np.ndarray]]:
+#: protoparticles columns every candidate needs (kinematics, matching).
+_PP_BASE = ("track_type", "charge", "px", "py", "pz")
+
+
+def _fetch(store: EventStore, batch: int, pp_columns: Sequence[str] = _PP_COLS) -> dict[str, dict[str, np.ndarray]]:
     """The rows of ``batch`` the join needs, as numpy (NULL -> NaN, or -1 for integer keys)."""
     b = int(batch)
     out: dict[str, dict[str, np.ndarray]] = {}
-    pp_cols = ", ".join(f'"{c}"' for c in _PP_COLS)
+    pp_cols = ", ".join(f'"{c}"' for c in pp_columns)
     queries = {
         "mv": f'SELECT event, "index", x, y, z FROM mc_vertices WHERE batch = {b}',
         "mp": f'SELECT event, "index", {", ".join(_MC_COLS[1:])} FROM mc_particles WHERE batch = {b}',
@@ -392,6 +396,7 @@ def build_candidates(
     reconstructed_only: bool = True,
     seed: int = 0,
     resolution: VertexResolution = VertexResolution(),
+    columns: Sequence[Column] | None = None,
 ) -> Candidates:
     """All candidates of ``spec`` in ``batch`` with truth, reconstruction and composite arrays.
 
@@ -404,6 +409,8 @@ def build_candidates(
             particles all have a matched track (``BKGCAT`` of the head != 60).
         seed: seed of the vertex smearing (with ``batch``).
         resolution: vertex smearing widths [mm].
+        columns: the columns that will be computed; only the ``protoparticles``
+            columns they read are fetched (default: all).
 
     Returns:
         :class:`Candidates`, in the order of :func:`mambah.match_decay`.
@@ -412,7 +419,11 @@ def build_candidates(
         truth = match_decay(store, spec.tree, aliases=list(spec.aliases), columns=("index",), batch=int(batch), cc=spec.cc)
     except DecayError as err:  # pragma: no cover - aliases are checked in decay_spec
         raise ExportError(str(err)) from err
-    tables = _fetch(store, batch)
+    pp_columns = _PP_COLS
+    if columns is not None:
+        wanted = set(_PP_BASE).union(*(c.var.source for c in columns))
+        pp_columns = tuple(c for c in _PP_COLS if c in wanted)
+    tables = _fetch(store, batch, pp_columns)
     rng = np.random.default_rng([int(seed), int(batch)])
     return _assemble(spec, truth, tables, int(batch), reconstructed_only, rng, resolution)
 
@@ -453,7 +464,7 @@ def _assemble(
             d[f"ev_{k}"] = _take(mv[k], dv)
         if spec.kinds[a] == "track":
             pos = pp_lookup.find(event, d["index"])
-            for k in _PP_COLS:
+            for k in (c for c in _PP_COLS if c in pp):
                 d[k] = _take(pp[k], pos, 0).astype(np.int32) if k == "track_type" else _take(pp[k], pos)
             d["m"] = np.full(n, spec.masses[a])
             d["e"] = np.sqrt(d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2 + d["m"] ** 2)

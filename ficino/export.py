@@ -202,11 +202,12 @@ class NtupleWriter:
 
     def _prepare(self, store: EventStore, batch: int) -> tuple[dict[str, np.ndarray], int]:
         """Candidates and variables of ``batch`` (thread-safe given its own store connection)."""
+        columns = self._cut_columns if self.cut is not None else self.columns
         cands = build_candidates(
             store, cast(DecaySpec, self.spec), int(batch), reconstructed_only=self.reconstructed_only, seed=self.seed,
-            resolution=self.resolution,
+            resolution=self.resolution, columns=columns,
         )
-        return compute_columns(cands, self._cut_columns if self.cut is not None else self.columns), cands.n_matched
+        return compute_columns(cands, columns), cands.n_matched
 
     def _append(self, batch: int, columns: dict[str, np.ndarray], matched: int) -> int:
         self.candidates += matched
