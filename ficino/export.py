@@ -360,6 +360,8 @@ def export(
     except MambahError as err:
         raise ExportError(str(err)) from err
     try:
+        if st.path not in (":memory:", "") and Path(st.path).resolve() == writer.path.resolve():
+            raise ExportError(f"output '{writer.path}' is the store being exported; choose another output")
         batches = st.batches()
         if not batches:
             raise ExportError(f"store '{st.path}' is empty (no complete batch); nothing to export")

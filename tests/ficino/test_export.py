@@ -193,6 +193,15 @@ def test_unwritable_path(small_store, tmp_path):
             ficino.export(small_store, "/proc/ficino-test.root", variables=["Lb_M"])
 
 
+def test_output_is_the_store(make_store, tmp_path):
+    path = tmp_path / "s.duckdb"
+    make_store(str(path), batches=1, n=5).close()
+    with pytest.raises(ExportError, match="is the store being exported"):
+        ficino.export(str(path), path, fmt="root", overwrite=True)
+    with mambah.EventStore.open(path, read_only=True) as store:
+        assert store.batches() == [0]
+
+
 def test_empty_store(tmp_path):
     store = mambah.EventStore.memory()
     with pytest.raises(ExportError, match="is empty"):
