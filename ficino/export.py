@@ -167,10 +167,13 @@ class NtupleWriter:
             types = [str(t) for t in rel.types]
         except duckdb.Error as err:
             msg = str(err).strip().splitlines()[0]
+            self._close_con()
             raise ExportError(f"cannot evaluate cut {self.cut!r}: {msg}; columns are <alias>_<VARIABLE> (e.g. {columns[0].name})") from err
         finally:
-            self._con.unregister("candidates")
+            if self._con is not None:
+                self._con.unregister("candidates")
         if types != ["BOOLEAN"]:
+            self._close_con()
             raise ExportError(f"cut {self.cut!r} is not a condition (it gives {types[0]}); write e.g. 'Lc_M > 2200'")
 
     def _start(self, store: EventStore) -> None:
