@@ -36,10 +36,10 @@ def _run(passes: tuple, events: int, batch_size: int) -> tuple[float, int]:
 
 
 def _inference_rates(n_events: int) -> dict[str, tuple[int, float]]:
-    """Rows/s of each model on the features of a reference sample (whole batch, big chunks)."""
+    """Rows/s of each model as the passes run it (preprocessing + ``tf.function`` network, big chunks)."""
     import numpy as np
 
-    from sim.passes._models import add_derived, feature_matrix, load_pass_model
+    from sim.passes._models import CompiledModel, add_derived, feature_matrix, load_pass_model
     from sim.passes.acceptance import ACCEPTANCE_INPUTS
     from sim.passes.efficiency import EFFICIENCY_INPUTS
     from sim.passes.occupancy import OCCUPANCY_TARGETS
@@ -61,7 +61,7 @@ def _inference_rates(n_events: int) -> dict[str, tuple[int, float]]:
     }
     for name, (kind, inputs, call, rows) in jobs.items():
         outputs = OCCUPANCY_TARGETS if name == "occupancy" else None
-        model = load_pass_model(None, name, kind=kind, inputs=inputs, outputs=outputs, pass_name=name)
+        model = CompiledModel(load_pass_model(None, name, kind=kind, inputs=inputs, outputs=outputs, pass_name=name))
         call(model)  # warm-up (graph tracing)
         t0 = time.perf_counter()
         call(model)

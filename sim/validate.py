@@ -54,7 +54,7 @@ EFFICIENCY_BINS: dict[str, list[float]] = {
 #: distance of single variables.
 THRESHOLDS: dict[str, float] = {
     "max_efficiency_diff": 0.03,
-    "min_bin_count": 1000,
+    "min_bin_count": 2000,
     "max_auc": 0.60,
     "max_auc_resolution": 0.85,
     "max_ks": 0.06,
@@ -85,7 +85,7 @@ class ValidationReport:
     plots: list[Path] = field(default_factory=list)
 
     def max_efficiency_diff(self, name: str, min_count: int = int(THRESHOLDS["min_bin_count"])) -> float:
-        """Largest |fast − reference| efficiency over the variables of ``name``, in bins with ≥ ``min_count`` entries."""
+        """Largest |fast − ref| efficiency of ``name`` over variables and bins with ≥ ``min_count`` entries."""
         worst = 0.0
         for var, eff in self.efficiencies[name].items():
             ok = (self.bin_counts[name][var] >= min_count) & np.isfinite(eff.fast) & np.isfinite(eff.ref)

@@ -25,6 +25,7 @@ from mambah.errors import ConfigError
 
 from ..pipeline import BatchContext, Kernel, Pass
 from ._models import (
+    CompiledModel,
     query_truth,
     feature_matrix,
     forward_mask,
@@ -85,7 +86,9 @@ class Acceptance(Pass):
             raise ConfigError(f"pass {self.name!r}: eta_min={self.eta_min} must be below eta_max={self.eta_max}")
 
     def build(self) -> Kernel:
-        model = load_pass_model(self.model, "acceptance", kind="classifier", inputs=self.inputs, pass_name=self.name)
+        model = CompiledModel(
+            load_pass_model(self.model, "acceptance", kind="classifier", inputs=self.inputs, pass_name=self.name)
+        )
         name, inputs, eta_min, eta_max = self.name, self.inputs, self.eta_min, self.eta_max
         sql = truth_sql()
 

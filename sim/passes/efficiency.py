@@ -28,6 +28,7 @@ from mambah.errors import ConfigError
 
 from ..pipeline import BatchContext, Kernel, Pass
 from ._models import (
+    CompiledModel,
     TRACK_TYPES,
     query_truth,
     feature_matrix,
@@ -120,8 +121,8 @@ class Efficiency(Pass):
             raise ConfigError(f"pass {self.name!r}: eta_min={self.eta_min} must be below eta_max={self.eta_max}")
 
     def build(self) -> Kernel:
-        model = load_pass_model(self.model, "efficiency", kind="classifier", inputs=self.inputs,
-                                outputs=EFFICIENCY_CLASSES, pass_name=self.name)
+        model = CompiledModel(load_pass_model(self.model, "efficiency", kind="classifier", inputs=self.inputs,
+                                outputs=EFFICIENCY_CLASSES, pass_name=self.name))
         name, inputs, eta_min, eta_max = self.name, self.inputs, self.eta_min, self.eta_max
         sql = truth_sql(with_acceptance=True)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..gun import LuminousRegion
 from ..pipeline import BatchContext, Kernel, Pass
-from ._models import arrow_columns, load_pass_model, read_training_data
+from ._models import CompiledModel, arrow_columns, load_pass_model, read_training_data
 
 __all__ = ("Occupancy", "OCCUPANCY_TARGETS", "samples_to_counts", "reconstruct_pvs", "train_occupancy")
 
@@ -127,12 +127,13 @@ class Occupancy(Pass):
     luminous_region: LuminousRegion = field(default_factory=LuminousRegion)
 
     def build(self) -> Kernel:
-        model = load_pass_model(self.model, "occupancy", kind="generator", inputs=(),
-                                outputs=OCCUPANCY_TARGETS, pass_name=self.name)
+        model = CompiledModel(load_pass_model(self.model, "occupancy", kind="generator", inputs=(),
+                                outputs=OCCUPANCY_TARGETS, pass_name=self.name))
         name, region = self.name, self.luminous_region
+        sql = "SELECT event, pv_x, pv_y, pv_z FROM events WHERE batch = $batch ORDER BY event"
 
         def kernel(ctx: BatchContext) -> None:
-            ev = arrow_columns(ctx.query("SELECT event, pv_x, pv_y, pv_z FROM events WHERE batch = $batch ORDER BY event"))
+            ev = arrow_columns(ctx.query(sql))
             n = ev["event"].size
             rng = ctx.rng(name)
             n_pv, n_tracks = samples_to_counts(model.sample(np.zeros((n, 0)), rng))
@@ -180,7 +181,10 @@ def train_occupancy(
     rng = np.random.default_rng(seed)
     k = np.asarray(cols[n_pv], dtype=np.float64)
     m = np.asarray(cols[n_tracks], dtype=np.float64)
-    targets = np.column_stack([k + rng.uniform(-0.5, 0.5, k.size), np.log(np.maximum(m, 0) + 1.0 + rng.uniform(-0.5, 0.5, m.size))])
+    targets = np.column_stack([
+        k + rng.uniform(-0.5, 0.5, k.size),
+        np.log(np.maximum(m, 0) + 1.0 + rng.uniform(-0.5, 0.5, m.size)),
+    ])
     w = np.asarray(cols[weight], dtype=np.float64) if weight else None
     return train_gan(
         np.zeros((k.size, 0)), targets, w, algorithm="cramer", epochs=epochs, batch_size=batch_size, seed=seed,

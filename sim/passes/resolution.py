@@ -34,6 +34,7 @@ import numpy as np
 
 from ..pipeline import BatchContext, Kernel, Pass
 from ._models import (
+    CompiledModel,
     add_derived,
     query_truth,
     feature_matrix,
@@ -191,8 +192,8 @@ class Resolution(Pass):
         object.__setattr__(self, "conditions", tuple(self.conditions))
 
     def build(self) -> Kernel:
-        model = load_pass_model(self.model, "resolution", kind="generator", inputs=self.conditions,
-                                outputs=RESOLUTION_TARGETS, pass_name=self.name)
+        model = CompiledModel(load_pass_model(self.model, "resolution", kind="generator", inputs=self.conditions,
+                                outputs=RESOLUTION_TARGETS, pass_name=self.name))
         name, conditions, z_down = self.name, self.conditions, self.downstream_state_z
         sql = track_truth_sql()
 
