@@ -23,6 +23,7 @@ __all__ = ("main", "build_parser")
 #: "module:function" adding a subcommand to the parser: ``register(subparsers)``.
 SUBCOMMANDS: list[str] = [
     "sim.cli_detector:register",
+    "sim.cli_pid:register",
     "ficino.cli:register",
 ]
 

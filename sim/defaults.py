@@ -18,9 +18,10 @@ def default_passes() -> tuple[Pass, ...]:
     from .passes.acceptance import Acceptance
     from .passes.efficiency import Efficiency
     from .passes.occupancy import Occupancy
+    from .passes.pid import PID
     from .passes.resolution import Resolution
 
-    return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution())
+    return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution(), PID())
 
 
 def default_pipeline(**run: Any) -> Pipeline:

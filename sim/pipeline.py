@@ -42,6 +42,7 @@ PASS_KINDS: dict[str, str] = {
     "acceptance": "sim.passes.acceptance:Acceptance",
     "efficiency": "sim.passes.efficiency:Efficiency",
     "resolution": "sim.passes.resolution:Resolution",
+    "pid": "sim.passes.pid:PID",
 }
 
 
