@@ -54,3 +54,13 @@ def test_03_export(tmp_path: Path, generated_store, capsys: pytest.CaptureFixtur
     assert "ROOT and Parquet agree" in out and ": True" in out
     assert (tmp_path / "out" / "sample.root").is_file()
     assert (tmp_path / "out" / "sample_parquet").is_dir()
+
+
+def test_04_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "train"
+    argv = ["--events", "2000", "--epochs", "1", "--validate-events", "1000", "--run-events", "500", "--out", str(out)]
+    assert run_example("04_training.py", *argv) == 0
+    text = capsys.readouterr().out
+    assert "trained efficiency model" in text and "tracking efficiency" in text
+    assert f"ran 500 events with {(out / 'my_efficiency.keras').resolve()}" in text
+    assert (out / "my_job.toml").is_file() and (out / "my_efficiency.json").is_file()
