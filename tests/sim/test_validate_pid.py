@@ -1,0 +1,63 @@
+"""The shipped PID models meet their stated thresholds on fresh sWeighted calibration samples.
+
+Thresholds (docs/pid.md), on fresh samples of 8000 signal + 2000 background candidates
+(seeds 201-204, never used in training):
+
+* third-player AUC (p, eta, nTracks, PIDe, PIDmu, PIDK, PIDp) below ``AUC_MAX`` (0.60 for mu, 0.62 for K, 0.65 for pi and p);
+* integrated efficiency of the cut at the reference median of the species' main DLL
+  within ``INTEGRATED_MAX`` absolute of the reference;
+* the same efficiency in every bin of p, eta, nTracks holding at least 1000
+  sWeighted candidates within ``BIN_MAX`` absolute.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sim.pid_models import SHIPPED_SPECIES, load_pid_models
+from sim.validate_pid import validate_pid, validate_species
+
+# Measured (this sample size): AUC mu 0.565, pi 0.610, K 0.573, p 0.614; integrated
+# |d eff| <= 0.022; per-bin max |d eff| mu 0.029, pi 0.046, K 0.070, p 0.049.
+AUC_MAX = {"mu": 0.60, "pi": 0.65, "K": 0.62, "p": 0.65}
+INTEGRATED_MAX = 0.03
+BIN_MAX = {"mu": 0.04, "pi": 0.07, "K": 0.10, "p": 0.07}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_pid_models()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("species", SHIPPED_SPECIES)
+def test_shipped_models_meet_thresholds(models, species):
+    r = validate_species(models.models[species], species, n_signal=8000, n_background=2000)
+    assert r.auc < AUC_MAX[species], r.auc
+    ref, _, fast, _ = r.integrated[0.5]
+    assert abs(fast - ref) < INTEGRATED_MAX, (ref, fast)
+    assert r.max_abs_diff[0.5] < BIN_MAX[species], r.max_abs_diff
+
+
+def test_validation_detects_a_wrong_model(models):
+    """The pion models pretending to be kaons fail every threshold (the test can fail)."""
+    r = validate_species(models.models["pi"], "K", n_signal=4000, n_background=1000)
+    assert r.auc > 0.9
+    assert r.max_abs_diff[0.5] > 0.3
+
+
+def test_report_folder(models, tmp_path):
+    res = validate_pid(models, ["p"], report_dir=tmp_path, n_signal=3000, n_background=1000)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"p"} and 0.4 < summary["p"]["auc"] < 1.0
+    assert "p->K" in summary["p"]["misid"]
+    assert (tmp_path / "summary.md").read_text().startswith("| species |")
+    pngs = sorted(f.name for f in (tmp_path / "p").glob("*.png"))
+    assert any(n.startswith("p_eff_PIDp_gt_q50_") for n in pngs)
+    assert any(n.startswith("misid_p_to_K_") for n in pngs)
+    assert any("GeV_PIDp" in n for n in pngs)
+    eff = res["p"].efficiencies[0.5]["p"]
+    assert np.nanmax(eff.ref_err) > 0  # uncertainties are filled
