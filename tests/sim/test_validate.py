@@ -36,7 +36,7 @@ def test_shipped_classifiers_pass(held_out: dict[str, np.ndarray], tmp_path: Pat
 
 
 def test_shipped_generators_pass(held_out: dict[str, np.ndarray]) -> None:
-    report = validate(("resolution", "occupancy"), data=held_out, seed=2024)
+    report = validate(("resolution", "occupancy"), data=held_out, seed=2024, max_tracks=15_000)
     for name in ("dp_rel", "dtx_p", "dty_p", "dx_pt", "dy_pt", "track_chi2ndof", "ghost_prob", "ip", "ip_chi2",
                  "n_pv", "n_tracks"):
         assert report.ks[name] < THRESHOLDS["max_ks"], name
