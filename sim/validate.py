@@ -289,9 +289,12 @@ def validate(
             from sim.training.validation import plot_histograms
 
             report.plots += plot_histograms(ref_res, fast_res, list(RESOLUTION_TARGETS), report_dir, prefix="res_")
-            report.plots += plot_histograms(np.column_stack([np.log10(np.maximum(o[0], 1e-6)) for o in obs.values()]),
-                                            np.column_stack([np.log10(np.maximum(o[1], 1e-6)) for o in obs.values()]),
-                                            [f"log10_{k}" for k in obs], report_dir, prefix="obs_")
+            def shown(k: str, v: np.ndarray) -> np.ndarray:  # ip, ip_chi2 on a log scale; z (mm) as is
+                return v if k == "z" else np.log10(np.maximum(v, 1e-6))
+
+            report.plots += plot_histograms(np.column_stack([shown(k, o[0]) for k, o in obs.items()]),
+                                            np.column_stack([shown(k, o[1]) for k, o in obs.items()]),
+                                            [k if k == "z" else f"log10_{k}" for k in obs], report_dir, prefix="obs_")
     if "occupancy" in wanted:
         _, first = np.unique(np.asarray(d["event"]), return_index=True)
         ref_occ = np.column_stack([np.asarray(d["n_pv"])[first], np.asarray(d["n_tracks"])[first]]).astype(np.float64)
