@@ -166,6 +166,19 @@ class PIDModelSet:
     config: PIDConfig = field(default_factory=PIDConfig)
     fallback: str = "pi"
 
+    def compiled(self) -> PIDModelSet:
+        """A copy whose networks run through one ``tf.function`` each (same results, ~2x faster).
+
+        Uses :class:`sim.passes._models.CompiledModel` (shared with the detector passes).
+        """
+        from sim.passes._models import CompiledModel
+
+        wrapped = {
+            s: SpeciesModels(s, *(CompiledModel(m) for m in (sm.rich, sm.ismuon, sm.muonll, sm.global_)))
+            for s, sm in self.models.items()
+        }
+        return PIDModelSet(wrapped, self.config, self.fallback)
+
     def generate(
         self,
         species: np.ndarray,

@@ -97,7 +97,11 @@ class PID(Pass):
     def build(self) -> Kernel:
         from sim.pid_models import load_pid_models
 
-        models = load_pid_models(self.model_dir, tuple(self.species))
+        models = load_pid_models(self.model_dir, tuple(self.species)).compiled()
+        # Trace every network once, before any batch (and fail here if a model cannot run).
+        n = 4 * len(models.models)
+        models.generate(np.repeat(np.array(list(models.models), dtype=object), 4), np.full(n, 2e4),
+                        np.full(n, 3.0), np.full(n, 150.0), np.random.default_rng(0))
         name = self.name
 
         def kernel(ctx: BatchContext) -> None:

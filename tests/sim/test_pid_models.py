@@ -227,3 +227,14 @@ def test_nan_loss_keeps_last_checkpoint(tmp_path: Path, monkeypatch: pytest.Monk
     latest = json.loads((tmp_path / "ckpt" / "latest.json").read_text())
     assert latest["epoch"] == 1
     assert (tmp_path / "ckpt" / latest["dir"] / "generator.weights.h5").is_file()
+
+
+def test_compiled_models_give_the_same_output(models):
+    rng = np.random.default_rng(2)
+    n = 600
+    species = np.array(["mu", "pi", "K", "p"] * (n // 4), dtype=object)
+    args = (species, rng.uniform(3e3, 1e5, n), rng.uniform(2.1, 4.7, n), rng.uniform(50, 300, n))
+    eager = models.generate(*args, np.random.default_rng(9))
+    compiled = models.compiled().generate(*args, np.random.default_rng(9))
+    for c in PID_COLUMNS:
+        np.testing.assert_allclose(compiled[c], eager[c], rtol=1e-5, atol=1e-4, err_msg=c)
