@@ -40,6 +40,7 @@ def train_model(
     inputs: Sequence[str] | None = None,
     targets: Sequence[str] | None = None,
     weight: str | None = None,
+    tree: str | None = None,
     progress: bool = False,
 ) -> tuple[Any, Path | None]:
     """Train one detector model from a file and (optionally) save it.
@@ -54,6 +55,7 @@ def train_model(
         targets: target column(s): one label column for classifiers, the residual
             columns for resolution, the ``n_pv n_tracks`` columns for occupancy.
         weight: per-row weight column.
+        tree: TTree of a ROOT ``data`` file (default: the first).
         progress: show training progress.
 
     Returns:
@@ -73,7 +75,7 @@ def train_model(
         raise ConfigError(f"unknown model {which!r}; choose from {list(MODELS)}")
     if output is not None and Path(output).suffix != ".keras":
         raise ConfigError(f"--output {output} must end in '.keras'")
-    kwargs: dict[str, Any] = {"seed": seed, "weight": weight, "progress": progress}
+    kwargs: dict[str, Any] = {"seed": seed, "weight": weight, "progress": progress, "tree": tree}
     if epochs is not None:
         kwargs["epochs"] = epochs
     if which in ("acceptance", "efficiency"):
@@ -109,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     output = args.output or f"{args.model}.keras"
     model, path = train_model(
         args.model, args.data, seed=args.seed, epochs=args.epochs, output=output, inputs=args.inputs,
-        targets=args.targets, weight=args.weight, progress=not args.no_progress,
+        targets=args.targets, weight=args.weight, tree=getattr(args, "tree", None), progress=not args.no_progress,
     )
     final = {k: round(v[-1], 5) for k, v in model.history.items() if v}
     print(f"trained {args.model} model in {model.provenance['training_seconds']} s; final {final}; wrote {path}")
@@ -159,6 +161,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--inputs", nargs="+", help="input feature / condition columns")
     train.add_argument("--targets", nargs="+", help="target column(s)")
     train.add_argument("--weight", help="per-row weight column")
+    train.add_argument("--tree", help="TTree name of a ROOT --data file (default: the first TTree)")
     train.add_argument("--no-progress", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
 

@@ -224,8 +224,11 @@ def read_training_data(
     *,
     weight: str | None = None,
     select: str | None = None,
+    tree: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Read training columns with :func:`sim.training.read_columns`, keep rows where ``select`` is true.
+
+    ``tree`` names the TTree of a ROOT file (default: its first TTree).
 
     Raises:
         DataError: missing file or column (named), NaN/inf, absent weight column, no rows left.
@@ -233,7 +236,7 @@ def read_training_data(
     from sim.training.data import read_columns
 
     wanted = list(dict.fromkeys([*columns, *([select] if select else [])]))
-    data = read_columns(path, wanted, weight=weight)
+    data = read_columns(path, wanted, weight=weight, tree=tree)
     if select:
         keep = np.asarray(data[select]).astype(bool)
         data = {k: np.asarray(v)[keep] for k, v in data.items()}

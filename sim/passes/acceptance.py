@@ -128,6 +128,7 @@ def train_acceptance(
     hidden: Sequence[int] = (64, 64),
     learning_rate: float = 1e-3,
     progress: bool = False,
+    tree: str | None = None,
     extra_provenance: Mapping[str, Any] | None = None,
 ) -> Any:
     """Train the acceptance classifier on a reference sample (Parquet or ROOT).
@@ -139,13 +140,14 @@ def train_acceptance(
         weight: optional per-row weight column.
         select: rows used (default the η window flag ``forward``), or ``None`` for all.
         seed, epochs, batch_size, hidden, learning_rate, progress: training settings.
+        tree: TTree of a ROOT ``data`` file (default: the first).
 
     Returns:
         :class:`sim.training.TrainedModel` (binary classifier).
     """
     from sim.training.classifier import train_classifier
 
-    cols = read_training_data(data, [*inputs, target], weight=weight, select=select)
+    cols = read_training_data(data, [*inputs, target], weight=weight, tree=tree, select=select)
     x = np.column_stack([cols[c] for c in inputs]).astype(np.float64)
     return train_classifier(
         x, np.asarray(cols[target]).astype(np.int64), cols[weight] if weight else None,

@@ -168,6 +168,7 @@ def train_efficiency(
     hidden: Sequence[int] = (64, 64),
     learning_rate: float = 1e-3,
     progress: bool = False,
+    tree: str | None = None,
     extra_provenance: Mapping[str, Any] | None = None,
 ) -> Any:
     """Train the track-type classifier on a reference sample.
@@ -177,13 +178,14 @@ def train_efficiency(
             2 Upstream, 3 Downstream) and ``select`` columns.
         inputs, target, weight, select, seed, epochs, batch_size, hidden, progress:
             as :func:`sim.passes.acceptance.train_acceptance`.
+        tree: TTree of a ROOT ``data`` file (default: the first).
 
     Returns:
         :class:`sim.training.TrainedModel` (4-class classifier).
     """
     from sim.training.classifier import train_classifier
 
-    cols = read_training_data(data, [*inputs, target], weight=weight, select=select)
+    cols = read_training_data(data, [*inputs, target], weight=weight, tree=tree, select=select)
     x = np.column_stack([np.asarray(cols[c], dtype=np.float64) for c in inputs])
     return train_classifier(
         x, np.asarray(cols[target]).astype(np.int64), cols[weight] if weight else None,

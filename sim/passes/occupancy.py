@@ -157,6 +157,7 @@ def train_occupancy(
     epochs: int = 20,
     batch_size: int = 512,
     progress: bool = False,
+    tree: str | None = None,
     extra_provenance: Mapping[str, Any] | None = None,
 ) -> Any:
     """Train the (nPV, nTracks) generator.
@@ -168,13 +169,14 @@ def train_occupancy(
         event: event-number column used to keep one row per event, or ``None``.
         weight: optional weight column.
         seed, epochs, batch_size, progress: :func:`sim.training.train_gan` settings.
+        tree: TTree of a ROOT ``data`` file (default: the first).
 
     Returns:
         :class:`sim.training.TrainedModel` (generator with no conditions).
     """
     from sim.training.gan import train_gan
 
-    cols = read_training_data(data, [n_pv, n_tracks, *([event] if event else [])], weight=weight)
+    cols = read_training_data(data, [n_pv, n_tracks, *([event] if event else [])], weight=weight, tree=tree)
     if event:
         _, first = np.unique(np.asarray(cols[event]), return_index=True)
         cols = {k: np.asarray(v)[first] for k, v in cols.items()}

@@ -231,8 +231,10 @@ def train_resolution(
     epochs: int = 10,
     batch_size: int = 512,
     algorithm: str = "cramer",
+    learning_rate: float = 1e-3,
     max_rows: int | None = None,
     progress: bool = False,
+    tree: str | None = None,
     extra_provenance: Mapping[str, Any] | None = None,
 ) -> Any:
     """Train the residual GAN on the reconstructed tracks of a reference sample.
@@ -244,8 +246,9 @@ def train_resolution(
             are derived from ``track_type``).
         weight: optional weight column.
         select: boolean column selecting the rows; ``None`` for all.
-        seed, epochs, batch_size, algorithm: :func:`sim.training.train_gan` settings.
+        seed, epochs, batch_size, algorithm, learning_rate: :func:`sim.training.train_gan` settings.
         max_rows: use at most this many rows (the first ones).
+        tree: TTree of a ROOT ``data`` file (default: the first).
 
     Returns:
         :class:`sim.training.TrainedModel` (generator).
@@ -256,13 +259,14 @@ def train_resolution(
     need = [c for c in conditions if c not in derived] + list(targets)
     if derived & set(conditions):
         need.append("track_type")
-    cols = add_derived(read_training_data(data, need, weight=weight, select=select))
+    cols = add_derived(read_training_data(data, need, weight=weight, tree=tree, select=select))
     rows = slice(None, max_rows)
     c = np.column_stack([np.asarray(cols[k], dtype=np.float64)[rows] for k in conditions])
     t = np.column_stack([np.asarray(cols[k], dtype=np.float64)[rows] for k in targets])
     w = np.asarray(cols[weight], dtype=np.float64)[rows] if weight else None
     return train_gan(
         c, t, w, algorithm=algorithm, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
+        learning_rate=learning_rate,
         n_noise=8, hidden_generator=(64, 64, 64), hidden_critic=(64, 64, 64), n_quantiles=300,
         condition_names=tuple(conditions), target_names=tuple(targets),
         provenance={"data_file": str(data), "select": select, **(dict(extra_provenance) if extra_provenance else {})},

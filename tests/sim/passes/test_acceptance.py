@@ -87,3 +87,18 @@ def test_config_round_trip_and_checks() -> None:
     assert Pipeline.from_toml(p.to_toml()) == p
     with pytest.raises(ConfigError, match="eta_min"):
         Acceptance(eta_min=5.0, eta_max=2.0)
+
+
+def test_training_from_a_root_file(sample_file: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    import uproot
+
+    table = pq.read_table(sample_file)
+    cols = {c: table.column(c).to_numpy().astype(np.float64) for c in (*ACCEPTANCE_INPUTS, "in_acceptance", "forward")}
+    path = tmp_path / "sample.root"
+    with uproot.recreate(path) as f:
+        f.mktree("reference", {k: np.float64 for k in cols})
+        f["reference"].extend(cols)
+    model = train_acceptance(path, epochs=1, tree="reference", hidden=(8,))
+    assert model.input_names == ACCEPTANCE_INPUTS
+    assert model.provenance["data_file"] == str(path)
