@@ -83,7 +83,9 @@ def test_pipeline_order_is_checked() -> None:
 
 
 def test_config_round_trip_and_checks() -> None:
-    p = Pipeline((Generator(), Acceptance(eta_max=4.5)))
+    from sim.passes.resolution import Resolution
+
+    p = Pipeline((Generator(), Occupancy(), Acceptance(eta_max=4.5), Efficiency(), Resolution(model="r.keras")))
     assert Pipeline.from_toml(p.to_toml()) == p
     with pytest.raises(ConfigError, match="eta_min"):
         Acceptance(eta_min=5.0, eta_max=2.0)
