@@ -141,19 +141,38 @@ def configure_worker(threads: int = 1) -> dict[str, str]:
     return env
 
 
-class MambahWorkerPlugin:
-    """Dask worker plugin: :func:`configure_worker` when a worker starts (and on every later worker)."""
+_PLUGIN: list[type] = []
 
-    name = "mambah-configure"
 
-    def __init__(self, threads: int = 1) -> None:
-        self.threads = threads
+def _plugin_class() -> type:
+    """:class:`MambahWorkerPlugin`, made on first use (it subclasses Dask's ``WorkerPlugin``)."""
+    if not _PLUGIN:
+        from distributed.diagnostics.plugin import WorkerPlugin
 
-    def setup(self, worker: Any) -> None:
-        configure_worker(self.threads)
+        class MambahWorkerPlugin(WorkerPlugin):  # type: ignore[misc]
+            """Dask worker plugin: :func:`configure_worker` on every worker, present and future."""
 
-    def teardown(self, worker: Any) -> None:  # pragma: no cover - nothing to release
-        pass
+            name = "mambah-configure"
+            idempotent = True
+
+            def __init__(self, threads: int = 1) -> None:
+                self.threads = threads
+
+            def setup(self, worker: Any) -> None:
+                configure_worker(self.threads)
+
+        MambahWorkerPlugin.__module__ = __name__
+        MambahWorkerPlugin.__qualname__ = "MambahWorkerPlugin"
+        _PLUGIN.append(MambahWorkerPlugin)
+    return _PLUGIN[0]
+
+
+def __getattr__(name: str) -> Any:
+    # ``MambahWorkerPlugin`` is created lazily so that importing this module never imports Dask;
+    # pickles refer to it as ``sim.distributed.MambahWorkerPlugin``.
+    if name == "MambahWorkerPlugin":
+        return _plugin_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _worker_address() -> str:
@@ -202,7 +221,7 @@ def run_part(pipeline: Pipeline, batch: Batch, spool: str | os.PathLike[str], *,
             tmp.mkdir(parents=True)
             try:
                 for name in DATA_TABLES:
-                    pq.write_table(store.table(name), tmp / f"{name}.parquet")
+                    pq.write_table(store.query(f"SELECT * FROM {name}"), tmp / f"{name}.parquet")  # unsorted: cheaper
                 info = {"batch": batch.batch, "n_events": batch.n_events, "seed": batch.seed, "pipeline": _digest(pipeline)}
                 (tmp / "batch.json").write_text(json.dumps(info))
                 try:
@@ -435,8 +454,11 @@ def _submit_and_merge(
 ) -> tuple[int, int, float]:
     import distributed
 
-    with contextlib.suppress(Exception):  # a plugin is an optimisation; configure_worker runs in the task too
-        client.register_plugin(MambahWorkerPlugin(threads), name=MambahWorkerPlugin.name)
+    plugin = _plugin_class()(threads)
+    try:
+        client.register_plugin(plugin, name=plugin.name)
+    except Exception as err:  # noqa: BLE001 - the plugin is a nicety: configure_worker also runs in each task
+        log.warning("cannot register the Mambah worker plugin (%s: %s); threads are limited per task", type(err).__name__, err)
     token = uuid.uuid4().hex[:8]
     futures = {
         client.submit(

@@ -81,6 +81,10 @@ def tf_threads() -> tuple[str | None, str | None]:
     return os.environ.get("TF_NUM_INTRAOP_THREADS"), os.environ.get("TF_NUM_INTEROP_THREADS")
 
 
+def worker_plugins(dask_worker) -> list[str]:  # noqa: ANN001
+    return list(dask_worker.plugins)
+
+
 def assert_same_store(a: Path | EventStore, b: Path) -> None:
     """Same pipeline metadata and the same rows, table by table (sorted by keys)."""
     sa = a if isinstance(a, EventStore) else EventStore.open(a, read_only=True)
@@ -144,6 +148,7 @@ def test_scheduler_address_kernels_once_per_worker_and_tf_threads(tmp_path: Path
     assert_same_store(serial(p, tmp_path / "serial.duckdb"), tmp_path / "out.duckdb")
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
         assert set(client.run(tf_threads).values()) == {("1", "1")}
+        assert all("mambah-configure" in names for names in client.run(worker_plugins).values())
 
 
 def test_killed_worker_is_rescheduled_without_duplicates(tmp_path: Path, cluster) -> None:
