@@ -38,7 +38,8 @@ SETTINGS = {
                                         "learning_rate": 3e-4}),
     "efficiency": (train_efficiency, {"seed": 13, "epochs": 20, "batch_size": 1024, "hidden": (128, 128),
                                         "learning_rate": 3e-4}),
-    "resolution": (train_resolution, {"seed": 14, "epochs": 12, "batch_size": 512, "max_rows": 150_000}),
+    "resolution": (train_resolution, {"seed": 14, "epochs": 20, "batch_size": 512, "max_rows": 150_000,
+                                      "learning_rate": 5e-4}),
 }
 
 

@@ -56,7 +56,7 @@ THRESHOLDS: dict[str, float] = {
     "max_efficiency_diff": 0.03,
     "min_bin_count": 2000,
     "max_auc": 0.60,
-    "max_auc_resolution": 0.85,
+    "max_auc_resolution": 0.75,
     "max_ks": 0.06,
 }
 
