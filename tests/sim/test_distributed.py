@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from mambah import DistributedError, EventStore  # noqa: E402
-from mambah.errors import ConfigError  # noqa: E402
+from mambah.errors import ConfigError, ModelError  # noqa: E402
 from sim.pipeline import PASS_KINDS, BatchContext, Kernel, Pass, Pipeline, RunConfig  # noqa: E402
 
 TABLES = ("events", "mc_particles", "mc_vertices", "protoparticles", "vertices", "batches")
@@ -45,8 +45,11 @@ class ToyEvents(Pass):
     fail_batch: int = -1
     fail_marker: str = ""
     build_log: str = ""
+    model: str = ""
 
     def build(self) -> Kernel:
+        if self.model and not os.path.exists(self.model):
+            raise ModelError(f"pass {self.name!r}: model file {self.model} does not exist")
         if self.build_log:
             with open(self.build_log, "a") as f:
                 f.write(f"{os.getpid()}\n")
@@ -182,6 +185,15 @@ def test_failing_batch_stops_then_resume_finishes(tmp_path: Path, cluster) -> No
     summary = run_distributed(p, out, scheduler=cluster.scheduler_address, resume=True, progress=False)
     assert summary.batches_total == 5
     assert_same_store(serial(toy(events=500, batch_size=100, fail_batch=3, fail_marker=str(marker)), tmp_path / "s.duckdb"), out)
+
+
+def test_worker_without_model_file_is_one_line(tmp_path: Path, cluster) -> None:
+    from sim.distributed import run_distributed
+
+    p = toy(events=200, batch_size=100, model=str(tmp_path / "nowhere" / "eff.keras"))
+    with pytest.raises(DistributedError, match=r"batch \d failed on worker tcp://.*: ModelError: pass 'toy': model file .*eff.keras does not exist; tried 1 time") as info:
+        run_distributed(p, tmp_path / "out.duckdb", scheduler=cluster.scheduler_address, retries=0, progress=False)
+    assert "\n" not in str(info.value)
 
 
 def test_resume_merges_finished_parts_and_skips_redelivered(tmp_path: Path, cluster) -> None:
