@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             summary = run_distributed(
                 pipeline, args.output, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
-                resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, on_batch=hook,
             )
         else:
             summary = run(

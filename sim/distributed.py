@@ -45,6 +45,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ from .runner import RunSummary, _progress, check_output, open_output, pending_ba
 __all__ = ("run_distributed", "DistributedSummary", "run_part", "spool_dir", "configure_worker", "MambahWorkerPlugin")
 
 log = logging.getLogger(__name__)
+
+#: ``on_batch(store, batch)``: called after each batch is merged.
+OnBatch = Callable[[EventStore, Batch], None]
 
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT_S = 5.0
@@ -254,7 +258,9 @@ def _read_part(part: Path) -> tuple[BatchRecord, dict[str, Any], str]:
     return BatchRecord(info["batch"], info["n_events"], info["seed"]), tables, str(info.get("pipeline", ""))
 
 
-def _merge_part(store: EventStore, part: Path, expected: dict[int, Batch], digest: str, done: set[int]) -> int:
+def _merge_part(
+    store: EventStore, part: Path, expected: dict[int, Batch], digest: str, done: set[int], on_batch: OnBatch | None = None
+) -> int:
     """Merge ``part`` into ``store`` (one transaction) and delete it.
 
     Returns the number of events merged (0 if the part was skipped: batch
@@ -276,6 +282,8 @@ def _merge_part(store: EventStore, part: Path, expected: dict[int, Batch], diges
         store.write_batch(record, tables)
         done.add(record.batch)
         n = record.n_events
+        if on_batch is not None:
+            on_batch(store, want)
     shutil.rmtree(part, ignore_errors=True)
     return n
 
@@ -346,6 +354,7 @@ def run_distributed(
     retries: int = 2,
     threads_per_worker: int = 1,
     spool: str | os.PathLike[str] | None = None,
+    on_batch: OnBatch | None = None,
 ) -> DistributedSummary:
     """Run ``pipeline`` into ``output`` on a Dask cluster, merging batch by batch.
 
@@ -365,6 +374,8 @@ def run_distributed(
             pools, DuckDB, Dask task threads).
         spool: part directory (default ``<output>.parts``); must be shared by
             the driver and all workers.
+        on_batch: called as ``on_batch(store, batch)`` after each batch is
+            merged (as in :func:`sim.runner.run`, e.g. the ``--export`` hook).
 
     Returns:
         A :class:`DistributedSummary` (events/s, workers, merge seconds).
@@ -408,7 +419,7 @@ def run_distributed(
         # parts finished by an interrupted run but not merged yet
         for part in _finished_parts(spool_path):
             t = time.perf_counter()
-            n = _merge_part(store, part, expected, digest, done)
+            n = _merge_part(store, part, expected, digest, done, on_batch)
             merge_s += time.perf_counter() - t
             if n:
                 n_merged += 1
@@ -421,7 +432,8 @@ def run_distributed(
             n_workers = len(client.nthreads())
             if todo:
                 n_merged_run, n_ev, m_s = _submit_and_merge(
-                    client, pipeline, todo, store, spool_path, expected, digest, done, retries, threads_per_worker, bar
+                    client, pipeline, todo, store, spool_path, expected, digest, done, retries, threads_per_worker, bar,
+                    on_batch,
                 )
                 n_merged += n_merged_run
                 n_events += n_ev
@@ -451,6 +463,7 @@ def _submit_and_merge(
     retries: int,
     threads: int,
     bar: Any,
+    on_batch: OnBatch | None,
 ) -> tuple[int, int, float]:
     import distributed
 
@@ -476,7 +489,7 @@ def _submit_and_merge(
                 raise _failure(fut, b, retries)
             part = Path(fut.result())
             t = time.perf_counter()
-            n = _merge_part(store, part, expected, digest, done)
+            n = _merge_part(store, part, expected, digest, done, on_batch)
             merge_s += time.perf_counter() - t
             if n:
                 n_merged += 1

@@ -210,7 +210,10 @@ def test_resume_merges_finished_parts_and_skips_redelivered(tmp_path: Path, clus
     run_part(p, batches[2], spool)  # finished on a worker, not merged yet
     run_part(p, batches[0], spool)  # re-delivered part of a merged batch
     assert sorted(x.name for x in spool.iterdir()) == ["batch=0", "batch=2"]
-    summary = run_distributed(p, out, scheduler=cluster.scheduler_address, resume=True, progress=False)
+    seen: list[int] = []
+    summary = run_distributed(p, out, scheduler=cluster.scheduler_address, resume=True, progress=False,
+                              on_batch=lambda store, b: seen.append(b.batch))
+    assert sorted(seen) == [2, 3]  # on_batch after each merge, as in the serial runner
     assert summary.batches_run == 1  # only batch 3 ran
     assert summary.batches_merged == 2  # part 2 + batch 3; part 0 skipped
     assert not spool.exists()
