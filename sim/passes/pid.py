@@ -87,8 +87,8 @@ class PID(Pass):
     """
 
     kind: ClassVar[str] = "pid"
-    reads: ClassVar[tuple[str, ...]] = ("protoparticles", "events", "mc_particles")
-    writes: ClassVar[tuple[str, ...]] = ("protoparticles",)
+    reads: ClassVar[tuple[str, ...]] = ("protoparticles.kinematics", "events.n_tracks", "mc_particles")
+    writes: ClassVar[tuple[str, ...]] = ("protoparticles.pid",)
 
     name: str = "pid"
     model_dir: str | None = None
