@@ -378,7 +378,8 @@ def run_distributed(
             merged (as in :func:`sim.runner.run`, e.g. the ``--export`` hook).
 
     Returns:
-        A :class:`DistributedSummary` (events/s, workers, merge seconds).
+        A :class:`DistributedSummary` (events/s, workers, merge seconds); its
+        ``seconds`` run from the connection to the cluster to the last merge.
 
     Raises:
         DistributedError: unreachable scheduler; a batch failed ``retries + 1``
@@ -402,34 +403,34 @@ def run_distributed(
     digest = _digest(pipeline)
     expected = {b.batch: b for b in pipeline.run.batches()}
 
-    store = open_output(pipeline, output, resume=resume, overwrite=overwrite)
-    t0 = time.perf_counter()
-    merge_s = 0.0
-    n_merged = 0
-    n_events = 0
-    bar = None
-    try:
-        done = set(store.batches())
-        spool_path.mkdir(parents=True, exist_ok=True)
-        if not resume:  # parts of an earlier run into a replaced output
+    # connect first: an unreachable scheduler leaves no output behind
+    with _client(workers, scheduler, threads_per_worker) as client:
+        if workers is not None:
+            client.wait_for_workers(workers, timeout=120)
+        n_workers = len(client.nthreads())
+        store = open_output(pipeline, output, resume=resume, overwrite=overwrite)
+        t0 = time.perf_counter()
+        merge_s = 0.0
+        n_merged = n_events = 0
+        bar = None
+        try:
+            done = set(store.batches())
+            spool_path.mkdir(parents=True, exist_ok=True)
+            if not resume:  # parts of an earlier run into a replaced output
+                for part in _finished_parts(spool_path):
+                    shutil.rmtree(part, ignore_errors=True)
+            _clear_tmp(spool_path)
+            bar = _progress(pipeline.run.events, store.n_events(), progress)
+            # parts finished by an interrupted run but not merged yet
             for part in _finished_parts(spool_path):
-                shutil.rmtree(part, ignore_errors=True)
-        _clear_tmp(spool_path)
-        bar = _progress(pipeline.run.events, store.n_events(), progress)
-        # parts finished by an interrupted run but not merged yet
-        for part in _finished_parts(spool_path):
-            t = time.perf_counter()
-            n = _merge_part(store, part, expected, digest, done, on_batch)
-            merge_s += time.perf_counter() - t
-            if n:
-                n_merged += 1
-                n_events += n
-                bar.update(n)
-        todo = pending_batches(pipeline, store)
-        with _client(workers, scheduler, threads_per_worker) as client:
-            if workers is not None:
-                client.wait_for_workers(workers, timeout=120)
-            n_workers = len(client.nthreads())
+                t = time.perf_counter()
+                n = _merge_part(store, part, expected, digest, done, on_batch)
+                merge_s += time.perf_counter() - t
+                if n:
+                    n_merged += 1
+                    n_events += n
+                    bar.update(n)
+            todo = pending_batches(pipeline, store)
             if todo:
                 n_merged_run, n_ev, m_s = _submit_and_merge(
                     client, pipeline, todo, store, spool_path, expected, digest, done, retries, threads_per_worker, bar,
@@ -438,10 +439,10 @@ def run_distributed(
                 n_merged += n_merged_run
                 n_events += n_ev
                 merge_s += m_s
-    finally:
-        if bar is not None:
-            bar.close()
-        store.close()
+        finally:
+            if bar is not None:
+                bar.close()
+            store.close()
     with contextlib.suppress(OSError):
         spool_path.rmdir()  # only if empty
     dt = time.perf_counter() - t0

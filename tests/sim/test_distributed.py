@@ -228,6 +228,7 @@ def test_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
         run_distributed(toy(), tmp_path / "out.duckdb", scheduler="tcp://127.0.0.1:9", progress=False)
     assert time.perf_counter() - t0 < 20
     assert "\n" not in str(info.value)
+    assert not (tmp_path / "out.duckdb").exists()  # nothing left behind: rerun without --overwrite
 
 
 @pytest.mark.parametrize(
