@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     counts, edges = np.histogram(mass, bins=bins)
     fig, ax = plt.subplots()
     hep.histplot(counts, edges, yerr=True, histtype="errorbar", ax=ax, label="Mambah")
+    ax.set_ylim(0, 1.25 * max(counts.max(), 1))
     ax.set_xlabel(label)
     ax.set_ylabel("candidates / bin")
     ax.legend()
