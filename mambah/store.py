@@ -412,9 +412,16 @@ def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | No
     return to_table()
 
 
+#: DuckDB buffer-pool limit of a store connection.  DuckDB's default (80 % of RAM)
+#: lets the page cache grow with the store; a bound keeps a long run's memory flat
+#: (pages are written to the file and evicted).  Override with MAMBAH_DUCKDB_MEMORY.
+MEMORY_LIMIT = "512MB"
+
+
 def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    config = {"memory_limit": os.environ.get("MAMBAH_DUCKDB_MEMORY", MEMORY_LIMIT)}
     try:
-        return duckdb.connect(path, read_only=read_only)
+        return duckdb.connect(path, read_only=read_only, config=config)
     except duckdb.Error as err:
         msg = _first_line(err)
         if "lock" in msg.lower():
