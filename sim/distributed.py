@@ -397,8 +397,10 @@ def run_distributed(
     if str(output) == ":memory:":
         raise ConfigError("a distributed run needs a store file as output, not ':memory:'")
     _require_dask()
-    pipeline.validate()
     check_output(output, resume=resume, overwrite=overwrite)
+    # build every pass here too (decays parsed, models loaded and checked): bad input
+    # fails before a cluster starts or an output store exists
+    build_kernels(pipeline)
     spool_path = Path(spool) if spool is not None else spool_dir(output)
     digest = _digest(pipeline)
     expected = {b.batch: b for b in pipeline.run.batches()}

@@ -46,9 +46,10 @@ class ToyEvents(Pass):
     fail_marker: str = ""
     build_log: str = ""
     model: str = ""
+    model_only_in_pid: int = 0  # >0: the model file is "there" only for this process (the driver)
 
     def build(self) -> Kernel:
-        if self.model and not os.path.exists(self.model):
+        if self.model and (not os.path.exists(self.model) or (self.model_only_in_pid and os.getpid() != self.model_only_in_pid)):
             raise ModelError(f"pass {self.name!r}: model file {self.model} does not exist")
         if self.build_log:
             with open(self.build_log, "a") as f:
@@ -147,7 +148,9 @@ def test_scheduler_address_kernels_once_per_worker_and_tf_threads(tmp_path: Path
     summary = run_distributed(p, tmp_path / "out.duckdb", scheduler=cluster.scheduler_address, progress=False)
     assert summary.batches_run == 8 and summary.workers == 2
     pids = log.read_text().split()
-    assert 1 <= len(pids) <= 2 and len(set(pids)) == len(pids)  # built once per process, not per batch
+    assert pids[0] == str(os.getpid())  # the driver checks the pipeline before any batch
+    workers = pids[1:]
+    assert 1 <= len(workers) <= 2 and len(set(workers)) == len(workers)  # built once per process, not per batch
     assert_same_store(serial(p, tmp_path / "serial.duckdb"), tmp_path / "out.duckdb")
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
         assert set(client.run(tf_threads).values()) == {("1", "1")}
@@ -187,10 +190,21 @@ def test_failing_batch_stops_then_resume_finishes(tmp_path: Path, cluster) -> No
     assert_same_store(serial(toy(events=500, batch_size=100, fail_batch=3, fail_marker=str(marker)), tmp_path / "s.duckdb"), out)
 
 
-def test_worker_without_model_file_is_one_line(tmp_path: Path, cluster) -> None:
+def test_missing_model_fails_in_the_driver_before_any_output(tmp_path: Path, cluster) -> None:
     from sim.distributed import run_distributed
 
     p = toy(events=200, batch_size=100, model=str(tmp_path / "nowhere" / "eff.keras"))
+    with pytest.raises(ModelError, match=r"model file .*eff.keras does not exist"):
+        run_distributed(p, tmp_path / "out.duckdb", scheduler=cluster.scheduler_address, retries=0, progress=False)
+    assert not (tmp_path / "out.duckdb").exists()
+
+
+def test_worker_without_model_file_is_one_line(tmp_path: Path, cluster) -> None:
+    from sim.distributed import run_distributed
+
+    model = tmp_path / "eff.keras"
+    model.write_text("the driver has it, the workers do not")
+    p = toy(events=200, batch_size=100, model=str(model), model_only_in_pid=os.getpid())
     with pytest.raises(DistributedError, match=r"batch \d failed on worker tcp://.*: ModelError: pass 'toy': model file .*eff.keras does not exist; tried 1 time") as info:
         run_distributed(p, tmp_path / "out.duckdb", scheduler=cluster.scheduler_address, retries=0, progress=False)
     assert "\n" not in str(info.value)
