@@ -28,23 +28,25 @@ SUBCOMMANDS: list[str] = [
 ]
 
 
-def _positive_int(text: str) -> int:
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds, retries, counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (events, batch sizes, epochs)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}")
     return value
 
 
@@ -58,18 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--decay", help="decay descriptor, e.g. 'B+ -> (J/psi -> mu+ mu-) K+'")
     run.add_argument("--dec-file", help="EvtGen .dec file (all modes with their branching fractions)")
     run.add_argument("--mother", help="decaying particle of --dec-file (default: its first Decay block)")
-    run.add_argument("--events", type=_positive_int, help="number of events (default 100000)")
-    run.add_argument("--batch-size", type=_positive_int, help="events per batch (default 25000)")
-    run.add_argument("--seed", type=_seed, help="run seed (default 42)")
+    run.add_argument("--events", type=positive_int, help="number of events (default 100000)")
+    run.add_argument("--batch-size", type=positive_int, help="events per batch (default 25000)")
+    run.add_argument("--seed", type=nonnegative_int, help="run seed (default 42)")
     run.add_argument("-o", "--output", default="mambah.duckdb", help="output store (default mambah.duckdb)")
     group = run.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="finish an interrupted run in --output")
     group.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--workers", type=_positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
+    run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
     run.add_argument("--scheduler", metavar="ADDRESS", help="run batches on an existing Dask cluster, e.g. tcp://host:8786")
-    run.add_argument("--retries", type=_seed, default=2, help="re-runs of a failing batch in a distributed run (default 2)")
+    run.add_argument("--retries", type=nonnegative_int, default=2, help="re-runs of a failing batch in a distributed run (default 2)")
     run.set_defaults(func=cmd_run)
 
     info = sub.add_parser("info", help="summary of a store: tables, batches, seed, schema, pipeline")
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--format", choices=("table", "csv", "parquet"), default="table")
     query.add_argument("-o", "--output", help="file for --format csv/parquet (csv: default stdout)")
-    query.add_argument("--max-rows", type=_positive_int, default=50, help="rows printed with --format table")
+    query.add_argument("--max-rows", type=positive_int, default=50, help="rows printed with --format table")
     query.set_defaults(func=cmd_query)
 
     for target in SUBCOMMANDS:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mambah.cli import nonnegative_int, positive_int
 from mambah.errors import ConfigError
 
 __all__ = ("register", "train_model", "MODELS")
@@ -133,30 +134,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if not failed or not args.strict else 1
 
 
-def _nonneg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _nonneg(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add ``train`` and ``validate`` to the ``mambah`` command line."""
     train = subparsers.add_parser("train", help="train a detector model from a Parquet/ROOT file")
     train.add_argument("model", choices=MODELS)
     train.add_argument("--data", required=True, help="training file (Parquet or ROOT)")
-    train.add_argument("--seed", type=_nonneg, default=0, help="training seed (default 0)")
-    train.add_argument("--epochs", type=_positive, help="epochs (default: the model's)")
+    train.add_argument("--seed", type=nonnegative_int, default=0, help="training seed (default 0)")
+    train.add_argument("--epochs", type=positive_int, help="epochs (default: the model's)")
     train.add_argument("-o", "--output", help="model file, .keras (default <model>.keras)")
     train.add_argument("--inputs", nargs="+", help="input feature / condition columns")
     train.add_argument("--targets", nargs="+", help="target column(s)")
@@ -167,8 +151,8 @@ def register(subparsers: Any) -> None:
 
     val = subparsers.add_parser("validate", help="validate the detector models against the reference detector")
     val.add_argument("detector", nargs="?", default="all", choices=("all", *MODELS))
-    val.add_argument("--events", type=_positive, default=20_000, help="held-out events (default 20000)")
-    val.add_argument("--seed", type=_nonneg, default=2024, help="seed of the held-out sample (default 2024)")
+    val.add_argument("--events", type=positive_int, default=20_000, help="held-out events (default 20000)")
+    val.add_argument("--seed", type=nonnegative_int, default=2024, help="seed of the held-out sample (default 2024)")
     val.add_argument("--report", help="folder for plots and summary.json")
     val.add_argument("--strict", action="store_true", help="exit 1 when a threshold is not met")
     val.set_defaults(func=cmd_validate)

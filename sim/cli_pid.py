@@ -19,6 +19,8 @@ import argparse
 import logging
 from typing import Any
 
+from mambah.cli import nonnegative_int
+
 __all__ = ("register",)
 
 log = logging.getLogger(__name__)
@@ -59,16 +61,6 @@ def _attach(subparsers: Any, command: str, help_text: str, dest: str, options: l
     parser.set_defaults(func=dispatch)
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add ``train pid`` and ``validate pid`` to the ``mambah`` CLI."""
     from sim.pid_models import SPECIES
@@ -80,8 +72,8 @@ def register(subparsers: Any) -> None:
         (("--tree",), {"default": None, "help": "pid: ROOT TTree name (default: the first)"}),
         (("--algorithm",), {"default": "cramer", "help": f"pid: GAN algorithm, {', '.join(ALGORITHMS)}"}),
         (("--weight",), {"default": None, "help": "pid: weight column (default sweight; 'none': unweighted)"}),
-        (("--seed",), {"type": _nonneg_int, "default": 0, "help": "training seed (default 0)"}),
-        (("--epochs",), {"type": _nonneg_int, "default": None, "help": "pid: GAN epochs (default 15)"}),
+        (("--seed",), {"type": nonnegative_int, "default": 0, "help": "training seed (default 0)"}),
+        (("--epochs",), {"type": nonnegative_int, "default": None, "help": "pid: GAN epochs (default 15)"}),
         (("--learning-rate",), {"type": float, "default": 1e-3, "help": "pid: GAN learning rate"}),
         (("--checkpoint",), {"default": None, "help": "pid: per-epoch GAN checkpoints in this folder"}),
         (("--resume",), {"action": "store_true", "help": "pid: continue from --checkpoint"}),
@@ -93,8 +85,8 @@ def register(subparsers: Any) -> None:
         (("--models",), {"default": None, "help": "pid: model folder (default: the shipped models)"}),
         (("--species",), {"nargs": "+", "default": None, "help": "pid: species (default: all loaded)"}),
         (("--report",), {"default": None, "help": "report folder (pid default: pid-report)"}),
-        (("--n-signal",), {"type": _nonneg_int, "default": 20_000, "help": "pid: signal candidates per species"}),
-        (("--n-background",), {"type": _nonneg_int, "default": 5_000, "help": "pid: background candidates"}),
+        (("--n-signal",), {"type": nonnegative_int, "default": 20_000, "help": "pid: signal candidates per species"}),
+        (("--n-background",), {"type": nonnegative_int, "default": 5_000, "help": "pid: background candidates"}),
     ]
     _attach(subparsers, "validate", "validate fast models against the reference", "model", val_opts,
             cmd_validate_pid)
