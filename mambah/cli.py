@@ -227,7 +227,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mambah: interrupted; complete batches are kept (finish with --resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def entry_point() -> None:  # pragma: no cover - exercised through the console script
+    """The ``mambah`` console script: run :func:`main` and leave without interpreter teardown.
+
+    Every store is closed and every file flushed by then; skipping the teardown avoids
+    the shutdown-order noise of the TensorFlow and DuckDB extension modules
+    ("nanobind: leaked ..." on stderr), which would bury the one-line summary.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry_point()
