@@ -1,7 +1,9 @@
 """Building the candidate table of one batch: MC-truth candidates joined with reconstruction.
 
-A *candidate* is one MC-truth match of the decay descriptor
-(:func:`mambah.match_decay`).  For every particle of the descriptor this module
+A *candidate* is one MC-truth match of the decay descriptor, exactly as
+:func:`mambah.match_decay` finds them, but matched in numpy (:func:`_match`)
+on the batch's ``mc_particles`` rows, which are read anyway: no self-join in
+DuckDB.  For every particle of the descriptor this module
 collects, as 1-D numpy arrays with one entry per candidate:
 
 * truth: momentum, PDG id, mother id, production and decay vertices
@@ -44,9 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse_descriptor
-from mambah.errors import DecayError, ExportError, MambahError
+from mambah.errors import ExportError, MambahError
 from mambah.schema import column_names
-from mambah.tree import match_decay
 
 from .variables import VARIABLES, Variable
 
@@ -339,8 +340,17 @@ class _Lookup:
 
     def __init__(self, event: np.ndarray, index: np.ndarray, order_by: np.ndarray | None = None) -> None:
         key = _key(event, index)
-        self.order = np.lexsort((order_by, key)) if order_by is not None else np.argsort(key, kind="stable")
-        self.sorted = key[self.order]
+        step = np.diff(key)
+        if order_by is None:
+            in_order = bool(np.all(step >= 0))
+        else:
+            in_order = bool(np.all((step > 0) | ((step == 0) & (np.diff(order_by) >= 0))))
+        if in_order:  # rows usually come sorted by (event, index): no sort, identity order
+            self.order = np.arange(len(key))
+            self.sorted = key
+        else:
+            self.order = np.lexsort((order_by, key)) if order_by is not None else np.argsort(key, kind="stable")
+            self.sorted = key[self.order]
 
     def find(self, event: np.ndarray, index: np.ndarray) -> np.ndarray:
         """Positions (int64 (n,)), -1 where the key is absent or ``index < 0``."""
@@ -356,8 +366,11 @@ def _key(event: np.ndarray, index: np.ndarray) -> np.ndarray:
     return (np.asarray(event, np.int64) << 32) | (np.asarray(index, np.int64) & 0xFFFFFFFF)
 
 
-def _take(values: np.ndarray, pos: np.ndarray, fill: float | int = np.nan) -> np.ndarray:
-    if len(pos) == 0 or (len(values) and pos.min() >= 0):
+def _take(values: np.ndarray, pos: np.ndarray, fill: float | int = np.nan, *, found: bool | None = None) -> np.ndarray:
+    """``values[pos]``, ``fill`` where ``pos < 0``; ``found``: whether every ``pos >= 0``, if known."""
+    if found is None:
+        found = len(pos) == 0 or (len(values) > 0 and pos.min() >= 0)
+    if found and (len(pos) == 0 or len(values)):
         return values[pos]  # every key found: plain gather
     out = values[np.maximum(pos, 0)] if len(values) else np.zeros(len(pos), values.dtype)
     if np.issubdtype(out.dtype, np.floating) or not isinstance(fill, float):
@@ -369,6 +382,84 @@ def _take(values: np.ndarray, pos: np.ndarray, fill: float | int = np.nan) -> np
 _PP_BASE = ("track_type", "charge", "px", "py", "pz")
 
 
+def _match_tree(tree: DecayNode, mp: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Rows of ``mp`` matching ``tree``, one array of row positions per node (breadth-first).
+
+    The numpy twin of one ``SELECT`` of :func:`mambah.tree.match_decay`: a node
+    matches a row with its PDG id; a node with children also needs
+    ``last_daughter - first_daughter + 1`` = its number of children, and each
+    child is a row of the same event whose ``mother`` is the node's row index;
+    a child with the PDG id of an earlier sibling needs a larger index than
+    that sibling's (identical daughters: one assignment per candidate).
+
+    Args:
+        tree: the decay tree.
+        mp: ``mc_particles`` columns ``event, index, pid, mother, n_daughters``
+            (int arrays (m,), one batch; any row order).
+
+    Returns:
+        One int64 array (n,) of row positions per node of ``tree.walk()``, n
+        candidates in no particular order.
+    """
+    nodes = tree.walk()
+    event, index, pid = mp["event"], mp["index"], mp["pid"]
+
+    def rows_of(node: DecayNode) -> np.ndarray:
+        ok = pid == node.pid
+        if node.children:
+            ok &= mp["n_daughters"] == len(node.children)
+        return np.flatnonzero(ok)
+
+    pos = {id(nodes[0]): rows_of(nodes[0])}
+    for node in nodes:
+        prev_same: dict[int, int] = {}
+        for child in node.children:
+            parent = pos[id(node)]
+            cand = rows_of(child)
+            ckey = _key(event[cand], mp["mother"][cand])
+            order = np.argsort(ckey, kind="stable")
+            cand, ckey = cand[order], ckey[order]
+            pkey = _key(event[parent], index[parent])
+            lo = np.searchsorted(ckey, pkey, "left")
+            hi = np.searchsorted(ckey, pkey, "right")
+            count = hi - lo
+            total = int(count.sum())
+            rep = np.repeat(np.arange(len(parent)), count)
+            offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+            child_rows = cand[np.repeat(lo, count) + offset]
+            pos = {k: v[rep] for k, v in pos.items()}
+            pos[id(child)] = child_rows
+            if child.pid in prev_same:
+                keep = index[child_rows] > index[pos[prev_same[child.pid]]]
+                pos = {k: v[keep] for k, v in pos.items()}
+            prev_same[child.pid] = id(child)
+    return [pos[id(n)] for n in nodes]
+
+
+def _match(spec: DecaySpec, mp: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """MC-truth candidates of ``spec`` in one batch's ``mc_particles`` rows, as :func:`mambah.match_decay` finds them.
+
+    The conjugate tree is matched too when ``spec.cc`` and it differs (rows of
+    both, as ``UNION ALL``).  Candidates are sorted by (event, head index), ties
+    by the indices of the other nodes (breadth-first).
+
+    Returns:
+        ``(event, rows)``: event int32 (n,) and one int64 array (n,) of row
+        positions in ``mp`` per alias.
+    """
+    nodes = spec.tree.walk()
+    parts = [_match_tree(spec.tree, mp)]
+    if spec.cc:
+        conj = spec.tree.conjugate()
+        if conj.walk() != nodes:
+            parts.append(_match_tree(conj, mp))
+    rows = [np.concatenate([p[i] for p in parts]) for i in range(len(nodes))]
+    event = mp["event"][rows[0]]
+    keys = [mp["index"][r] for r in reversed(rows[1:])] + [_key(event, mp["index"][rows[0]])]
+    order = np.lexsort(keys) if len(event) else np.zeros(0, np.int64)
+    return event[order], [r[order] for r in rows]
+
+
 def _fetch(store: EventStore, batch: int, pp_columns: Sequence[str] = _PP_COLS) -> dict[str, dict[str, np.ndarray]]:
     """The rows of ``batch`` the join needs, as numpy (NULL -> NaN, or -1 for integer keys)."""
     b = int(batch)
@@ -376,12 +467,12 @@ def _fetch(store: EventStore, batch: int, pp_columns: Sequence[str] = _PP_COLS) 
     pp_cols = ", ".join(f'"{c}"' for c in pp_columns)
     queries = {
         "mv": f'SELECT event, "index", x, y, z FROM mc_vertices WHERE batch = {b}',
-        "mp": f'SELECT event, "index", {", ".join(_MC_COLS[1:])} FROM mc_particles WHERE batch = {b}',
+        "mp": f'SELECT event, "index", {", ".join(_MC_COLS[1:])}, last_daughter - first_daughter + 1 AS n_daughters FROM mc_particles WHERE batch = {b}',
         "pp": f'SELECT event, "index", mc_particle, {pp_cols} FROM protoparticles WHERE batch = {b} AND mc_particle >= 0 AND track_type > 0',
         "pv": f'SELECT event, "index", mc_vertex, x, y, z, cov_xx, cov_yy, cov_zz FROM vertices WHERE batch = {b} AND is_primary AND mc_vertex >= 0',
         "ev": f"SELECT event, n_tracks, n_pv FROM events WHERE batch = {b}",
     }
-    ints = {"event", "index", "mc_particle", "mc_vertex", "pid", "track_type", "n_tracks", "n_pv", "prod_vertex", "decay_vertex", "mother"}
+    ints = {"event", "index", "mc_particle", "mc_vertex", "pid", "n_daughters", "track_type", "n_tracks", "n_pv", "prod_vertex", "decay_vertex", "mother"}
     for name, sql in queries.items():
         t = store.query(sql)
         out[name] = {c: (_i4(t[c], -1) if c in ints else _f8(t[c])) for c in t.column_names}
@@ -413,40 +504,37 @@ def build_candidates(
             columns they read are fetched (default: all).
 
     Returns:
-        :class:`Candidates`, in the order of :func:`mambah.match_decay`.
+        :class:`Candidates`, the rows of :func:`mambah.match_decay` sorted by
+        (event, head index, then the other particles' indices breadth-first).
     """
-    try:
-        truth = match_decay(store, spec.tree, aliases=list(spec.aliases), columns=("index",), batch=int(batch), cc=spec.cc)
-    except DecayError as err:  # pragma: no cover - aliases are checked in decay_spec
-        raise ExportError(str(err)) from err
     pp_columns = _PP_COLS
     if columns is not None:
         wanted = set(_PP_BASE).union(*(c.var.source for c in columns))
         pp_columns = tuple(c for c in _PP_COLS if c in wanted)
     tables = _fetch(store, batch, pp_columns)
+    event, rows = _match(spec, tables["mp"])
     rng = np.random.default_rng([int(seed), int(batch)])
-    return _assemble(spec, truth, tables, int(batch), reconstructed_only, rng, resolution)
+    return _assemble(spec, event, rows, tables, int(batch), reconstructed_only, rng, resolution)
 
 
 def _assemble(
     spec: DecaySpec,
-    truth: pa.Table,
+    event: np.ndarray,
+    rows: Sequence[np.ndarray],
     tables: dict[str, dict[str, np.ndarray]],
     batch: int,
     reconstructed_only: bool,
     rng: np.random.Generator,
     res: VertexResolution,
 ) -> Candidates:
-    n = truth.num_rows
+    n = len(event)
     mv, mp, pp, pvt, evt = (tables[k] for k in ("mv", "mp", "pp", "pv", "ev"))
-    event = _i4(truth["event"], -1)
     mv_lookup = _Lookup(mv["event"], mv["index"])
     mp_lookup = _Lookup(mp["event"], mp["index"])
     pp_lookup = _Lookup(pp["event"], pp["mc_particle"], order_by=pp["index"])
     parts: dict[str, dict[str, np.ndarray]] = {}
     head_prod = np.zeros(n, np.int32)
-    for a in spec.aliases:
-        row = mp_lookup.find(event, _i4(truth[f"{a}_index"], -1))  # always found: match_decay read these rows
+    for a, row in zip(spec.aliases, rows):
         d: dict[str, np.ndarray] = {
             "pid": mp["pid"][row],
             "index": mp["index"][row],
@@ -459,13 +547,16 @@ def _assemble(
             head_prod = mp["prod_vertex"][row]
         ov = mv_lookup.find(event, mp["prod_vertex"][row])
         dv = mv_lookup.find(event, mp["decay_vertex"][row])
+        ov_found = len(ov) == 0 or bool(ov.min() >= 0)
+        dv_found = len(dv) == 0 or bool(dv.min() >= 0)
         for k in "xyz":
-            d[f"ov_{k}"] = _take(mv[k], ov)
-            d[f"ev_{k}"] = _take(mv[k], dv)
+            d[f"ov_{k}"] = _take(mv[k], ov, found=ov_found)
+            d[f"ev_{k}"] = _take(mv[k], dv, found=dv_found)
         if spec.kinds[a] == "track":
             pos = pp_lookup.find(event, d["index"])
+            found = len(pos) == 0 or bool(pos.min() >= 0)
             for k in (c for c in _PP_COLS if c in pp):
-                d[k] = _take(pp[k], pos, 0).astype(np.int32) if k == "track_type" else _take(pp[k], pos)
+                d[k] = _take(pp[k], pos, 0, found=found).astype(np.int32) if k == "track_type" else _take(pp[k], pos, found=found)
             d["m"] = np.full(n, spec.masses[a])
             d["e"] = np.sqrt(d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2 + d["m"] ** 2)
         parts[a] = d

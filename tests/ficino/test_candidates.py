@@ -19,6 +19,7 @@ from ficino.candidates import (
     resolve_columns,
 )
 from mambah.errors import ExportError
+from mambah.tree import match_decay
 
 DECAY = DEFAULT_DECAY
 
@@ -233,3 +234,108 @@ def test_empty_batch_gives_no_candidates(small_store):
     assert len(cands) == 0 and cands.n_matched == 0
     cols = compute_columns(cands, resolve_columns(spec))
     assert all(len(v) == 0 for v in cols.values())
+
+
+def _truth_rows(store: mambah.EventStore, decay: str, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(numpy matcher, mambah.match_decay) candidates as int64 (n, 1 + particles): event, indices (breadth-first)."""
+    from ficino.candidates import _fetch, _match
+
+    spec = decay_spec(decay)
+    mp = _fetch(store, batch)["mp"]
+    event, rows = _match(spec, mp)
+    mine = np.stack([event] + [mp["index"][r] for r in rows], axis=1).astype(np.int64)
+    t = match_decay(store, spec.tree, aliases=list(spec.aliases), columns=("index",), batch=batch, cc=spec.cc)
+    ref = np.stack([t["event"].to_numpy()] + [t[f"{a}_index"].to_numpy() for a in spec.aliases], axis=1).astype(np.int64)
+    return mine, ref
+
+
+def _lexsorted(a: np.ndarray) -> np.ndarray:
+    return a[np.lexsort(a.T[::-1])] if len(a) else a
+
+
+@pytest.fixture(scope="module")
+def dplus_store(tmp_path_factory):
+    """Generated D+ -> K- pi+ pi+ and D- -> K+ pi- pi- events (identical daughters) mixed in each batch, 2 decays per event.
+
+    Batch b holds the events of batch b of a D+ run (events 0..299) and of a D- run (events 300..599).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from sim import Generator, Pipeline, RunConfig, run
+
+    tmp = tmp_path_factory.mktemp("dplus")
+    parts = []
+    for i, decay in enumerate(("D+ -> K- pi+ pi+", "D- -> K+ pi- pi-")):
+        gen = Generator(decay=decay, particles_per_event=2)
+        run(Pipeline((gen,), RunConfig(events=600, batch_size=300, seed=11 + i)), tmp / f"{i}.duckdb", progress=False)
+        parts.append(mambah.EventStore.open(tmp / f"{i}.duckdb", read_only=True))
+    store = mambah.EventStore.memory()
+    for b in (0, 1):
+        tables = {}
+        for name in ("events", "mc_particles", "mc_vertices"):
+            ts = [p.table(name, batch=b) for p in parts]
+            ts[1] = ts[1].set_column(ts[1].column_names.index("event"), "event", pc.add(ts[1]["event"], pa.scalar(300, ts[1]["event"].type)))
+            tables[name] = pa.concat_tables(ts)
+        store.write_batch(mambah.BatchRecord(b, 600, b), tables)
+    for p in parts:
+        p.close()
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "decay",
+    [
+        DEFAULT_DECAY,
+        f"[{DEFAULT_DECAY}]CC",
+        "[anti-Lambda_b0 -> (anti-Lambda_c- -> anti-p- K+ pi-) mu+ nu_mu]CC",
+        "anti-Lambda_b0 -> (anti-Lambda_c- -> anti-p- K+ pi-) mu+ nu_mu",
+        "Lambda_c+ -> p+ K- pi+",
+        "Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_e",
+        "Lambda_b0 -> Lambda_c+ mu- anti-nu_mu",
+        "Lambda_b0 -> Lambda_c+ mu-",
+    ],
+)
+def test_numpy_matcher_equals_match_decay_default(generated_store, decay):
+    for batch in (0, 1):
+        mine, ref = _truth_rows(generated_store, decay, batch)
+        assert len(ref) == len(mine)
+        np.testing.assert_array_equal(mine, _lexsorted(mine))  # sorted by event, head index, then the others
+        np.testing.assert_array_equal(mine, _lexsorted(ref))
+
+
+@pytest.mark.parametrize("decay", ["[D+ -> K- pi+ pi+]CC", "D+ -> K- pi+ pi+", "D- -> K+ pi- pi-", "D+ -> pi+ pi+ K-", "[D+ -> pi+ K- pi+]CC", "D+ -> K- pi+"])
+def test_numpy_matcher_equals_match_decay_identical_daughters(dplus_store, decay):
+    total = 0
+    for batch in (0, 1):
+        mine, ref = _truth_rows(dplus_store, decay, batch)
+        assert len(ref) == len(mine)
+        np.testing.assert_array_equal(mine, _lexsorted(ref))
+        total += len(mine)
+    if decay.endswith("CC"):
+        assert total == 2 * 2 * 600
+    elif decay != "D+ -> K- pi+":
+        assert total == 2 * 600
+
+
+def test_numpy_matcher_identical_daughters_all_assignments():
+    """Two pi+ under one D0 and a child list in non-index order: one row per assignment, as match_decay."""
+    import pyarrow as pa
+
+    store = mambah.EventStore.memory()
+    cols = {
+        "batch": [0] * 9, "event": [0] * 5 + [1] * 4, "index": [0, 1, 2, 3, 4, 0, 1, 2, 3],
+        "pid": [421, 211, -321, 211, 211, 421, 211, -321, 211], "px": [0.0] * 9, "py": [0.0] * 9, "pz": [0.0] * 9,
+        "e": [0.0] * 9, "mass": [0.0] * 9, "charge": [0, 1, -1, 1, 1, 0, 1, -1, 1], "mother": [-1, 0, 0, 0, 0, -1, 0, 0, 0],
+        "first_daughter": [1, -1, -1, -1, -1, 1, -1, -1, -1], "last_daughter": [4, -1, -1, -1, -1, 3, -1, -1, -1],
+        "prod_vertex": [0, 1, 1, 1, 1, 0, 1, 1, 1], "decay_vertex": [1, -1, -1, -1, -1, 1, -1, -1, -1], "is_signal": [True] * 9,
+    }
+    store.write_batch(mambah.BatchRecord(0, 2, 0), {"mc_particles": pa.table(cols)})
+    for decay in ("D0 -> K- pi+ pi+ pi+", "D0 -> pi+ K- pi+", "[D0 -> K- pi+ pi+]CC", "D0 -> K- pi+ pi+", "D0 -> K- pi+"):
+        mine, ref = _truth_rows(store, decay, 0)
+        np.testing.assert_array_equal(mine, _lexsorted(ref))
+    mine, _ = _truth_rows(store, "D0 -> K- pi+ pi+ pi+", 0)
+    np.testing.assert_array_equal(mine, [[0, 0, 2, 1, 3, 4]])
+    mine, _ = _truth_rows(store, "D0 -> pi+ K- pi+", 0)
+    np.testing.assert_array_equal(mine, [[1, 0, 1, 2, 3]])
