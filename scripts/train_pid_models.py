@@ -13,6 +13,7 @@ four chained models of :mod:`sim.pid_models` are then trained on the sWeighted s
 Usage::
 
     python scripts/train_pid_models.py [--species K pi] [--epochs N] [--output DIR] [--times FILE]
+        [--checkpoint DIR [--resume]]
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import numpy as np
 #: Fixed seeds: calibration sample and model initialisation, per species.
 SEEDS = {"mu": 101, "pi": 102, "K": 103, "p": 104, "e": 105}
 #: GAN epochs of the shipped models, per species.
-EPOCHS = {"mu": 30, "pi": 30, "K": 40, "p": 30, "e": 30}
+EPOCHS = {"mu": 30, "pi": 70, "K": 70, "p": 30, "e": 30}
+
+#: GAN Adam learning rate, per species.
+LEARNING_RATE = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3, "e": 1e-3}
 
 log = logging.getLogger("train_pid_models")
 
@@ -43,9 +47,13 @@ def main() -> int:
     parser.add_argument("--n-signal", type=int, default=50_000)
     parser.add_argument("--n-background", type=int, default=15_000)
     parser.add_argument("--epochs", type=int, default=None, help="GAN epochs (default: EPOCHS per species)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="GAN Adam learning rate (default: LEARNING_RATE per species)")
     parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--data-dir", default=None, help="also keep the calibration samples (Parquet) here")
     parser.add_argument("--times", default=None, help="write training times (JSON) here")
+    parser.add_argument("--checkpoint", default=None, help="per-epoch GAN checkpoints here (DIR/<species>_<part>)")
+    parser.add_argument("--resume", action="store_true", help="continue the GANs from --checkpoint")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     species = list(args.species) + (["e"] if args.electrons and "e" not in args.species else [])
@@ -62,6 +70,8 @@ def main() -> int:
         data = {c: df[c].to_numpy() for c in REQUIRED_COLUMNS}
         _, t_parts = train_species_models(
             data, sp, df["sweight"].to_numpy(), seed=SEEDS[sp], epochs=args.epochs or EPOCHS[sp], output_dir=args.output,
+            learning_rate=args.learning_rate or LEARNING_RATE[sp],
+            checkpoint_dir=args.checkpoint, resume=args.resume,
             data_file=f"make_calibration_sample({sp!r}, {args.n_signal}, {args.n_background}, seed={SEEDS[sp]})",
         )
         times[sp] = {"calibration_sample": t_sample, **t_parts}
