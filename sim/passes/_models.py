@@ -255,6 +255,22 @@ def add_derived(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return data
 
 
+class _OneTracePerModel(logging.Filter):
+    """Drop TensorFlow's "N out of the last N calls ... triggered tf.function retracing".
+
+    Every :class:`CompiledModel` owns one ``tf.function`` with a fixed signature that is
+    traced exactly once; building the ~20 models of the default pipeline one after the
+    other looks like retracing to TensorFlow's heuristic, which would print a misleading
+    warning on every ``mambah run``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+_RETRACE_FILTER = _OneTracePerModel()
+
+
 class CompiledModel:
     """A loaded model with its network wrapped in one ``tf.function`` (about 2x faster than eager calls).
 
@@ -270,6 +286,7 @@ class CompiledModel:
     def __init__(self, trained: TrainedModel, chunk: int = 262_144) -> None:
         import tensorflow as tf
 
+        tf.get_logger().addFilter(_RETRACE_FILTER)  # idempotent: a filter is added once
         self.trained = trained
         self.chunk = int(chunk)
         net = trained.model
