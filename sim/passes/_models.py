@@ -246,6 +246,36 @@ def read_training_data(
     return data
 
 
+def train_pass_classifier(
+    data: str | Path,
+    inputs: Sequence[str],
+    target: str,
+    *,
+    n_classes: int,
+    output_names: Sequence[str],
+    weight: str | None,
+    select: str | None,
+    tree: str | None,
+    provenance: Mapping[str, Any],
+    **settings: Any,
+) -> Any:
+    """Read a training file and train a pass classifier on it (acceptance, efficiency).
+
+    ``settings`` go to :func:`sim.training.train_classifier` (seed, epochs, batch_size,
+    hidden, learning_rate, progress); inputs use 300 quantiles.
+    """
+    from sim.training.classifier import train_classifier
+
+    cols = read_training_data(data, [*inputs, target], weight=weight, tree=tree, select=select)
+    x = np.column_stack([np.asarray(cols[c], dtype=np.float64) for c in inputs])
+    return train_classifier(
+        x, np.asarray(cols[target]).astype(np.int64), cols[weight] if weight else None,
+        n_classes=n_classes, n_quantiles=300, input_names=tuple(inputs), output_names=tuple(output_names),
+        provenance={"data_file": str(data), "target": target, "select": select, **provenance},
+        **settings,
+    )
+
+
 def add_derived(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Add the one-hot track-type flags ``is_long, is_upstream, is_downstream`` if ``track_type`` is there."""
     if "track_type" in data:

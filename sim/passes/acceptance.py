@@ -30,7 +30,7 @@ from ._models import (
     feature_matrix,
     forward_mask,
     load_pass_model,
-    read_training_data,
+    train_pass_classifier,
     truth_features,
     truth_sql,
 )
@@ -145,15 +145,9 @@ def train_acceptance(
     Returns:
         :class:`sim.training.TrainedModel` (binary classifier).
     """
-    from sim.training.classifier import train_classifier
-
-    cols = read_training_data(data, [*inputs, target], weight=weight, tree=tree, select=select)
-    x = np.column_stack([cols[c] for c in inputs]).astype(np.float64)
-    return train_classifier(
-        x, np.asarray(cols[target]).astype(np.int64), cols[weight] if weight else None,
-        n_classes=1, epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, progress=progress,
-        learning_rate=learning_rate,
-        n_quantiles=300, input_names=tuple(inputs), output_names=("in_acceptance",),
-        provenance={"data_file": str(data), "target": target, "select": select, "polarity": 1,
-                    **(dict(extra_provenance) if extra_provenance else {})},
+    return train_pass_classifier(
+        data, inputs, target, n_classes=1, output_names=("in_acceptance",), weight=weight, select=select,
+        tree=tree, provenance={"polarity": 1, **(dict(extra_provenance) if extra_provenance else {})},
+        epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, learning_rate=learning_rate,
+        progress=progress,
     )

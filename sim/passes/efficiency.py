@@ -34,7 +34,7 @@ from ._models import (
     feature_matrix,
     forward_mask,
     load_pass_model,
-    read_training_data,
+    train_pass_classifier,
     truth_features,
     truth_sql,
 )
@@ -183,15 +183,9 @@ def train_efficiency(
     Returns:
         :class:`sim.training.TrainedModel` (4-class classifier).
     """
-    from sim.training.classifier import train_classifier
-
-    cols = read_training_data(data, [*inputs, target], weight=weight, tree=tree, select=select)
-    x = np.column_stack([np.asarray(cols[c], dtype=np.float64) for c in inputs])
-    return train_classifier(
-        x, np.asarray(cols[target]).astype(np.int64), cols[weight] if weight else None,
-        n_classes=4, epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, progress=progress,
-        learning_rate=learning_rate,
-        n_quantiles=300, input_names=tuple(inputs), output_names=EFFICIENCY_CLASSES,
-        provenance={"data_file": str(data), "target": target, "select": select,
-                    **(dict(extra_provenance) if extra_provenance else {})},
+    return train_pass_classifier(
+        data, inputs, target, n_classes=4, output_names=EFFICIENCY_CLASSES, weight=weight, select=select,
+        tree=tree, provenance=dict(extra_provenance) if extra_provenance else {},
+        epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, learning_rate=learning_rate,
+        progress=progress,
     )
