@@ -336,7 +336,13 @@ def _i4(col: pa.ChunkedArray | pa.Array, null: int) -> np.ndarray:
 
 
 class _Lookup:
-    """Row positions of ``(event, index)`` keys in one batch's table (first row of each key)."""
+    """Row positions of ``(event, index)`` keys in one batch's table (first row of each key).
+
+    Store tables come sorted by ``(event, index)`` with ``index`` counting 0, 1, ... in
+    each event; then the row of a key is ``start[event] + index``, found with two
+    gathers instead of a binary search (checked against the key; any key not found
+    that way falls back to ``searchsorted``, so sparse or unsorted tables work too).
+    """
 
     def __init__(self, event: np.ndarray, index: np.ndarray, order_by: np.ndarray | None = None) -> None:
         key = _key(event, index)
@@ -345,9 +351,13 @@ class _Lookup:
             in_order = bool(np.all(step >= 0))
         else:
             in_order = bool(np.all((step > 0) | ((step == 0) & (np.diff(order_by) >= 0))))
+        self.start: np.ndarray | None = None
         if in_order:  # rows usually come sorted by (event, index): no sort, identity order
             self.order = np.arange(len(key))
             self.sorted = key
+            ev = np.asarray(event, np.int64)
+            if len(ev) and ev[0] >= 0 and ev[-1] <= 4 * len(ev) + 1024:  # events of a batch: 0..n-1
+                self.start = np.searchsorted(ev, np.arange(ev[-1] + 2))
         else:
             self.order = np.lexsort((order_by, key)) if order_by is not None else np.argsort(key, kind="stable")
             self.sorted = key[self.order]
@@ -357,8 +367,19 @@ class _Lookup:
         if len(self.sorted) == 0:
             return np.full(len(event), -1, np.int64)
         key = _key(event, index)
-        i = np.minimum(np.searchsorted(self.sorted, key), len(self.sorted) - 1)
-        ok = (self.sorted[i] == key) & (index >= 0)
+        if self.start is not None:
+            ev = np.clip(np.asarray(event, np.int64), 0, len(self.start) - 2)
+            first = self.start[ev]
+            i = np.minimum(first + np.maximum(np.asarray(index, np.int64), 0), len(self.sorted) - 1)
+            hit = self.sorted[i] == key
+            # a hit after a duplicate of its key is not the key's first row
+            redo = ~hit | ((i > 0) & (self.sorted[np.maximum(i - 1, 0)] == key))
+            if redo.any():  # sparse index or duplicated keys: binary search for those
+                miss = np.flatnonzero(redo)
+                i[miss] = np.minimum(np.searchsorted(self.sorted, key[miss]), len(self.sorted) - 1)
+        else:
+            i = np.minimum(np.searchsorted(self.sorted, key), len(self.sorted) - 1)
+        ok = (self.sorted[i] == key) & (np.asarray(index) >= 0)
         return np.where(ok, self.order[i], -1)
 
 
@@ -376,6 +397,25 @@ def _take(values: np.ndarray, pos: np.ndarray, fill: float | int = np.nan, *, fo
     if np.issubdtype(out.dtype, np.floating) or not isinstance(fill, float):
         return np.where(pos >= 0, out, fill)
     return np.where(pos >= 0, out.astype(np.float64), fill)
+
+
+def _first_track(mp_lookup: _Lookup, pp: Mapping[str, np.ndarray], n_mp: int) -> np.ndarray:
+    """For each ``mc_particles`` row, the ``protoparticles`` row matched to it (int64 (n_mp,), -1: none).
+
+    Several tracks of one MC particle (clones): the one with the smallest ``index``.
+    """
+    out = np.full(n_mp, -1, np.int64)
+    target = mp_lookup.find(pp["event"], pp["mc_particle"])
+    rows = np.flatnonzero(target >= 0)
+    key = _key(pp["event"][rows], pp["index"][rows])
+    if len(key) > 1 and not np.all(key[1:] >= key[:-1]):
+        rows = rows[np.argsort(key, kind="stable")]
+    t = target[rows]
+    if len(t) and np.bincount(t).max() > 1:  # clones: keep the first (smallest index)
+        _, first = np.unique(t, return_index=True)
+        rows, t = rows[first], t[first]
+    out[t] = rows
+    return out
 
 
 #: protoparticles columns every candidate needs (kinematics, matching).
@@ -531,7 +571,7 @@ def _assemble(
     mv, mp, pp, pvt, evt = (tables[k] for k in ("mv", "mp", "pp", "pv", "ev"))
     mv_lookup = _Lookup(mv["event"], mv["index"])
     mp_lookup = _Lookup(mp["event"], mp["index"])
-    pp_lookup = _Lookup(pp["event"], pp["mc_particle"], order_by=pp["index"])
+    pp_of_mp = _first_track(mp_lookup, pp, len(mp["event"]))
     parts: dict[str, dict[str, np.ndarray]] = {}
     head_prod = np.zeros(n, np.int32)
     for a, row in zip(spec.aliases, rows):
@@ -553,7 +593,7 @@ def _assemble(
             d[f"ov_{k}"] = _take(mv[k], ov, found=ov_found)
             d[f"ev_{k}"] = _take(mv[k], dv, found=dv_found)
         if spec.kinds[a] == "track":
-            pos = pp_lookup.find(event, d["index"])
+            pos = pp_of_mp[row]
             found = len(pos) == 0 or bool(pos.min() >= 0)
             for k in (c for c in _PP_COLS if c in pp):
                 d[k] = _take(pp[k], pos, 0, found=found).astype(np.int32) if k == "track_type" else _take(pp[k], pos, found=found)

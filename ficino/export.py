@@ -177,11 +177,20 @@ class NtupleWriter:
             raise ExportError(f"cut {self.cut!r} is not a condition (it gives {types[0]}); write e.g. 'Lc_M > 2200'")
 
     def _start(self, store: EventStore) -> None:
+        self._resolve(store)
+        self._open()
+
+    def _resolve(self, store: EventStore) -> None:
+        """Decay and columns (what :meth:`_prepare` needs)."""
         if self.spec is None:
             self._set_spec(default_decay(store))
         spec = cast(DecaySpec, self.spec)
         present = present_sources(store) if self.variables is None else None
         self.columns = resolve_columns(spec, self.variables, present)
+
+    def _open(self) -> None:
+        """Create the output (temporary name); uproot's ``mktree`` takes a while for many branches."""
+        spec = cast(DecaySpec, self.spec)
         dtypes = {c.name: c.var.dtype for c in self.columns}
         units = {c.name: c.var.unit for c in self.columns}
         self._file = open_ntuple(
@@ -373,14 +382,16 @@ def export(
         _check_store(st, cast(DecaySpec, writer.spec), reconstructed_only)
         from tqdm.auto import tqdm
 
-        writer._start(st)
-        # one batch ahead: DuckDB matching of batch i+1 (own cursor, a worker thread) overlaps writing batch i
+        writer._resolve(st)
+        # one batch ahead: reading and matching batch i+1 (own cursor, a worker thread) overlaps writing
+        # batch i, and batch 0 overlaps creating the output
         ahead = EventStore(st.connection.cursor(), st.path, read_only=True)
         with (
             ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool,
             tqdm(total=len(batches), unit="batch", disable=not progress, desc="ficino", dynamic_ncols=True) as bar,
         ):
             future = pool.submit(writer._prepare, ahead, batches[0])
+            writer._open()
             for i, b in enumerate(batches):
                 columns, matched = future.result()
                 if i + 1 < len(batches):

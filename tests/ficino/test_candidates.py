@@ -339,3 +339,30 @@ def test_numpy_matcher_identical_daughters_all_assignments():
     np.testing.assert_array_equal(mine, [[0, 0, 2, 1, 3, 4]])
     mine, _ = _truth_rows(store, "D0 -> pi+ K- pi+", 0)
     np.testing.assert_array_equal(mine, [[1, 0, 1, 2, 3]])
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse", "duplicated", "unsorted"])
+def test_lookup_matches_brute_force(layout):
+    """``_Lookup.find`` = the first row holding each (event, index) key, for any table layout."""
+    from ficino.candidates import _Lookup
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 6, 200)
+    event = np.repeat(np.arange(200), counts).astype(np.int32)
+    index = (np.arange(len(event)) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)
+    if layout == "sparse":
+        index = index * 3 + 1
+    elif layout == "duplicated":
+        dup = rng.random(len(event)) < 0.2
+        event, index = np.repeat(event, 1 + dup), np.repeat(index, 1 + dup)
+    elif layout == "unsorted":
+        perm = rng.permutation(len(event))
+        event, index = event[perm], index[perm]
+    q_event = rng.integers(-1, 202, 3000).astype(np.int32)
+    q_index = rng.integers(-2, 18, 3000).astype(np.int32)
+    got = _Lookup(event, index).find(q_event, q_index)
+    first = {}
+    for row, k in enumerate(zip(event.tolist(), index.tolist())):
+        first.setdefault(k, row)
+    want = [first.get((e, i), -1) if i >= 0 else -1 for e, i in zip(q_event.tolist(), q_index.tolist())]
+    assert got.tolist() == want
