@@ -358,6 +358,8 @@ def train_gan_part(
     epochs: int = 15,
     seed: int = 0,
     learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
+    ema: float | None = None,
     progress: bool = False,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
@@ -372,8 +374,8 @@ def train_gan_part(
         targets: ``(n, t)`` raw targets in ``MODEL_PARTS[part][2]`` order.
         weights: ``(n,)`` signed sWeights or ``None``; used in the generator and
             critic losses (:func:`sim.training.train_gan`).
-        algorithm, epochs, seed, learning_rate, progress, checkpoint_dir, resume:
-            passed to :func:`sim.training.train_gan`.
+        algorithm, epochs, seed, learning_rate, lr_schedule, ema, progress, checkpoint_dir,
+            resume: passed to :func:`sim.training.train_gan`.
         provenance: extra provenance entries.
 
     Returns:
@@ -386,8 +388,8 @@ def train_gan_part(
     _, names_c, names_t = MODEL_PARTS[part]
     return train_gan(
         conditions, targets, weights, algorithm=algorithm, epochs=epochs, seed=seed,
-        learning_rate=learning_rate, n_quantiles=N_QUANTILES, progress=progress,
-        checkpoint_dir=checkpoint_dir, resume=resume, condition_names=names_c, target_names=names_t,
+        learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, n_quantiles=N_QUANTILES,
+        progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, condition_names=names_c, target_names=names_t,
         provenance=dict(provenance or {}), **GAN_SETTINGS[part],
     )
 
@@ -402,6 +404,8 @@ def train_species_models(
     epochs: int = 15,
     classifier_epochs: int = 5,
     learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
+    ema: float | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     output_dir: str | Path | None = None,
@@ -420,6 +424,8 @@ def train_species_models(
         seed: seed of every model (each part adds a fixed offset).
         epochs: GAN epochs; classifier_epochs: IsMuon classifier epochs.
         learning_rate: GAN Adam learning rate.
+        lr_schedule, ema: learning-rate schedule and generator weight averaging of the
+            GANs (:func:`sim.training.train_gan`).
         checkpoint_dir: per-epoch GAN checkpoints in ``checkpoint_dir/<species>_<part>``.
         resume: continue the GANs from those checkpoints.
         output_dir: if given, save ``<species>_<part>.keras`` + ``.json`` there.
@@ -454,7 +460,7 @@ def train_species_models(
         t0 = time.perf_counter()
         model = train_gan_part(
             part, c[rows], t[rows], None if w is None else w[rows], algorithm=algorithm, epochs=epochs,
-            seed=seed + offset, learning_rate=learning_rate, progress=progress,
+            seed=seed + offset, learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, progress=progress,
             checkpoint_dir=None if ckpt is None else ckpt / f"{species}_{part}", resume=resume,
             provenance={**prov, "mambah_part": part},
         )

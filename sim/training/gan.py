@@ -65,11 +65,12 @@ from mambah.errors import ConfigError, DataError, TrainingError
 from sim.training.io import TrainedModel, provenance_defaults
 from sim.training.preprocessing import QuantileGaussian, preprocessor_from_dict
 
-__all__ = ("ALGORITHMS", "train_gan")
+__all__ = ("ALGORITHMS", "LR_SCHEDULES", "train_gan")
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("cramer", "wgan-gp", "bce")
+LR_SCHEDULES = ("constant", "cosine")
 _DEFAULT_CRITIC_STEPS = {"cramer": 2, "wgan-gp": 5, "bce": 1}
 _CHECKPOINT_FORMAT = "mambah-gan-checkpoint"
 _EPS_NORM = 1e-12
@@ -261,6 +262,8 @@ def train_gan(
     batch_size: int = 512,
     critic_steps: int | None = None,
     learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
+    ema: float | None = None,
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
@@ -289,6 +292,14 @@ def train_gan(
             wgan-gp 5, bce 1); each batch gives ``critic_steps`` critic updates and one
             generator update.
         learning_rate: Adam learning rate of both networks (``beta_1=0.5, beta_2=0.9``).
+        lr_schedule: ``"constant"`` or ``"cosine"``: cosine decay of both learning rates
+            from ``learning_rate`` to 5 % of it over all ``epochs``
+            (``keras.optimizers.schedules.CosineDecay``), so the last epochs refine
+            instead of oscillating around the equilibrium.
+        ema: if given (e.g. 0.999), the returned generator holds the exponential moving
+            average of its weights with this momentum (Keras' optimizer ``use_ema``;
+            Yazıcı et al. 2019, arXiv:1806.04498), which smooths the step-to-step
+            oscillation of adversarial training.  ``None``: the last weights.
         seed: seed of the weights initialisation, shuffling and noise.
         checkpoint_dir: write a checkpoint here after each epoch (see module doc).
         resume: continue from the latest checkpoint in ``checkpoint_dir`` (starts fresh
@@ -319,6 +330,10 @@ def train_gan(
 
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"unknown GAN algorithm {algorithm!r}; known: {list(ALGORITHMS)}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown learning-rate schedule {lr_schedule!r}; known: {list(LR_SCHEDULES)}")
+    if ema is not None and not 0.0 < float(ema) < 1.0:
+        raise ConfigError(f"train_gan: ema={ema!r} must be a momentum in (0, 1) or None")
     if penalty not in ("one-sided", "two-sided"):
         raise ConfigError(f"unknown gradient penalty {penalty!r}; known: ['one-sided', 'two-sided']")
     critic_steps = _DEFAULT_CRITIC_STEPS[algorithm] if critic_steps is None else int(critic_steps)
@@ -338,7 +353,10 @@ def train_gan(
         )
     config = {
         "algorithm": algorithm, "n_noise": int(n_noise), "batch_size": int(batch_size),
-        "critic_steps": critic_steps, "learning_rate": float(learning_rate), "seed": int(seed),
+        "critic_steps": critic_steps, "learning_rate": float(learning_rate), "lr_schedule": lr_schedule,
+        "ema": None if ema is None else float(ema),
+        # the cosine schedule spans all epochs, so a resumed run must keep their number
+        "schedule_epochs": int(epochs) if lr_schedule == "cosine" else None, "seed": int(seed),
         "hidden_generator": [int(h) for h in hidden_generator],
         "hidden_critic": [int(h) for h in hidden_critic],
         "n_critic_features": int(n_critic_features), "gp_lambda": float(gp_lambda), "penalty": penalty,
@@ -369,9 +387,18 @@ def train_gan(
     generator = build_generator(n_cond, n_noise, n_targ, hidden_generator)
     n_out = n_critic_features if algorithm == "cramer" else 1
     critic = build_critic(n_cond, n_targ, hidden_critic, n_out)
+    bs = min(int(batch_size), n)
+    n_batches = n // bs
+
+    def rate() -> Any:
+        if lr_schedule == "cosine":
+            return keras.optimizers.schedules.CosineDecay(learning_rate, int(epochs) * n_batches, alpha=0.05)
+        return learning_rate
+
+    ema_args = {} if ema is None else {"use_ema": True, "ema_momentum": float(ema)}
     optimizers = {
-        "generator": keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9),
-        "critic": keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9),
+        "generator": keras.optimizers.Adam(rate(), beta_1=0.5, beta_2=0.9, **ema_args),
+        "critic": keras.optimizers.Adam(rate(), beta_1=0.5, beta_2=0.9),
     }
     optimizers["generator"].build(generator.trainable_variables)
     optimizers["critic"].build(critic.trainable_variables)
@@ -387,8 +414,6 @@ def train_gan(
 
     step = _make_step(algorithm, generator, critic, optimizers["generator"], optimizers["critic"],
                       critic_steps, gp_lambda, penalty == "one-sided")
-    bs = min(int(batch_size), n)
-    n_batches = n // bs
 
     from tqdm.auto import tqdm
 
@@ -423,6 +448,8 @@ def train_gan(
                 "history": history,
             })
 
+    if ema is not None:  # the averaged weights become the generator's
+        optimizers["generator"].finalize_variable_values(generator.trainable_variables)
     prov = {
         **provenance_defaults(), "data_file": None, "epochs": int(epochs),
         **{k: v for k, v in config.items() if k not in ("conditions", "targets")},

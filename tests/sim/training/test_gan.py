@@ -122,6 +122,45 @@ def test_nan_loss_raises_and_keeps_checkpoint(tmp_path: Path, monkeypatch) -> No
     assert len(again.history["generator_loss"]) == 2
 
 
+def test_cosine_schedule_and_ema_learn_and_resume(tmp_path: Path) -> None:
+    """Cosine-decayed rates with an averaged generator learn the shift; a resumed run equals a straight one."""
+    c, y = _shift_sample(3000, np.random.default_rng(0))
+    kw = dict(algorithm="cramer", seed=0, lr_schedule="cosine", ema=0.9, **SMALL)
+    model = train_gan(c, y, epochs=10, **kw)
+    means, stds = _bin_means(model, c)
+    np.testing.assert_allclose(means, [y[c < -0.3].mean(), y[c > 0.3].mean()], atol=0.12)
+    np.testing.assert_allclose(stds, [np.std(y[c < -0.3]), np.std(y[c > 0.3])], atol=0.12)
+    assert model.provenance["lr_schedule"] == "cosine" and model.provenance["ema"] == 0.9
+    # the returned weights are the average, not the last step's
+    last = train_gan(c, y, epochs=10, **{**kw, "ema": None})
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(model.model.weights, last.model.weights))
+
+
+
+def test_cosine_schedule_resume_equals_straight_run(tmp_path: Path, monkeypatch) -> None:
+    """Killed after epoch 2 of 3, the resumed run continues the schedule and the average exactly."""
+    c, y = _shift_sample(600, np.random.default_rng(2))
+    kw = dict(algorithm="cramer", seed=3, lr_schedule="cosine", ema=0.9, **SMALL)
+    straight = train_gan(c, y, epochs=3, **kw)
+    real_save = gan._save_checkpoint
+
+    def save_then_die(ckpt, epoch, *args):
+        real_save(ckpt, epoch, *args)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(gan, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(c, y, epochs=3, checkpoint_dir=tmp_path, **kw)
+    monkeypatch.setattr(gan, "_save_checkpoint", real_save)
+    with pytest.raises(ConfigError, match="settings differ.*schedule_epochs"):  # the schedule spans 3 epochs
+        train_gan(c, y, epochs=4, checkpoint_dir=tmp_path, resume=True, **kw)
+    resumed = train_gan(c, y, epochs=3, checkpoint_dir=tmp_path, resume=True, **kw)
+    assert resumed.history == straight.history
+    for a, b in zip(resumed.model.weights, straight.model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_huge_learning_rate_diverges() -> None:
     c, y = _shift_sample(512, np.random.default_rng(3))
     with pytest.raises(TrainingError, match="wgan-gp GAN diverged"):
@@ -132,6 +171,10 @@ def test_bad_input() -> None:
     c, y = _shift_sample(100, np.random.default_rng(0))
     with pytest.raises(ConfigError, match="unknown GAN algorithm 'wgan'"):
         train_gan(c, y, algorithm="wgan", epochs=1)
+    with pytest.raises(ConfigError, match="unknown learning-rate schedule 'linear'"):
+        train_gan(c, y, lr_schedule="linear", epochs=1)
+    with pytest.raises(ConfigError, match="ema=1.5 must be a momentum"):
+        train_gan(c, y, ema=1.5, epochs=1)
     with pytest.raises(DataError, match="sum of weights"):
         train_gan(c, y, -np.ones(100), epochs=1)
     with pytest.raises(DataError, match="NaN or inf in targets"):
