@@ -63,6 +63,8 @@ __all__ = (
     "decay_spec",
     "default_decay",
     "build_candidates",
+    "candidates_from_tables",
+    "fetch_tables",
     "resolve_columns",
     "present_sources",
     "compute_columns",
@@ -547,11 +549,34 @@ def build_candidates(
         :class:`Candidates`, the rows of :func:`mambah.match_decay` sorted by
         (event, head index, then the other particles' indices breadth-first).
     """
+    tables = fetch_tables(store, batch, columns)
+    return candidates_from_tables(
+        tables, spec, batch, reconstructed_only=reconstructed_only, seed=seed, resolution=resolution
+    )
+
+
+def fetch_tables(store: EventStore, batch: int, columns: Sequence[Column] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Read the rows of ``batch`` that :func:`candidates_from_tables` needs (DuckDB; releases the GIL).
+
+    ``columns``: only the ``protoparticles`` columns they read are fetched (default: all).
+    """
     pp_columns = _PP_COLS
     if columns is not None:
         wanted = set(_PP_BASE).union(*(c.var.source for c in columns))
         pp_columns = tuple(c for c in _PP_COLS if c in wanted)
-    tables = _fetch(store, batch, pp_columns)
+    return _fetch(store, batch, pp_columns)
+
+
+def candidates_from_tables(
+    tables: dict[str, dict[str, np.ndarray]],
+    spec: DecaySpec,
+    batch: int,
+    *,
+    reconstructed_only: bool = True,
+    seed: int = 0,
+    resolution: VertexResolution = VertexResolution(),
+) -> Candidates:
+    """:func:`build_candidates` on tables already read by :func:`fetch_tables` (numpy only)."""
     event, rows = _match(spec, tables["mp"])
     rng = np.random.default_rng([int(seed), int(batch)])
     return _assemble(spec, event, rows, tables, int(batch), reconstructed_only, rng, resolution)

@@ -31,10 +31,11 @@ from .candidates import (
     Column,
     DecaySpec,
     VertexResolution,
-    build_candidates,
+    candidates_from_tables,
     compute_columns,
     decay_spec,
     default_decay,
+    fetch_tables,
     present_sources,
     resolve_columns,
 )
@@ -213,11 +214,18 @@ class NtupleWriter:
             raise
 
     def _prepare(self, store: EventStore, batch: int) -> tuple[dict[str, np.ndarray], int]:
-        """Candidates and variables of ``batch`` (thread-safe given its own store connection)."""
+        """Candidates and variables of ``batch``."""
+        return self._build(batch, self._fetch(store, batch))
+
+    def _fetch(self, store: EventStore, batch: int) -> dict[str, dict[str, np.ndarray]]:
+        """The store rows of ``batch`` (thread-safe given its own store connection)."""
+        return fetch_tables(store, batch, self._cut_columns if self.cut is not None else self.columns)
+
+    def _build(self, batch: int, tables: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], int]:
         columns = self._cut_columns if self.cut is not None else self.columns
-        cands = build_candidates(
-            store, cast(DecaySpec, self.spec), int(batch), reconstructed_only=self.reconstructed_only, seed=self.seed,
-            resolution=self.resolution, columns=columns,
+        cands = candidates_from_tables(
+            tables, cast(DecaySpec, self.spec), int(batch), reconstructed_only=self.reconstructed_only,
+            seed=self.seed, resolution=self.resolution,
         )
         return compute_columns(cands, columns), cands.n_matched
 
@@ -383,20 +391,21 @@ def export(
         from tqdm.auto import tqdm
 
         writer._resolve(st)
-        # one batch ahead: reading and matching batch i+1 (own cursor, a worker thread) overlaps writing
-        # batch i, and batch 0 overlaps creating the output
+        # one batch ahead: reading batch i+1 from DuckDB (own cursor, a worker thread; DuckDB releases the
+        # GIL) overlaps matching and writing batch i, and reading batch 0 overlaps creating the output.
+        # Matching in the worker too was slower: numpy and uproot then fight for the GIL.
         ahead = EventStore(st.connection.cursor(), st.path, read_only=True)
         with (
             ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool,
             tqdm(total=len(batches), unit="batch", disable=not progress, desc="ficino", dynamic_ncols=True) as bar,
         ):
-            future = pool.submit(writer._prepare, ahead, batches[0])
+            future = pool.submit(writer._fetch, ahead, batches[0])
             writer._open()
             for i, b in enumerate(batches):
-                columns, matched = future.result()
+                tables = future.result()
                 if i + 1 < len(batches):
-                    future = pool.submit(writer._prepare, ahead, batches[i + 1])
-                writer._append(b, columns, matched)
+                    future = pool.submit(writer._fetch, ahead, batches[i + 1])
+                writer._append(b, *writer._build(b, tables))
                 bar.update(1)
                 bar.set_postfix(rows=writer.rows, refresh=False)
         ahead.close()

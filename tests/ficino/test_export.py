@@ -247,7 +247,7 @@ def test_error_mid_export_leaves_no_file(small_store, tmp_path, monkeypatch):
     fx = importlib.import_module("ficino.export")  # the module (ficino.export is also the function)
 
     calls = {"n": 0}
-    real = fx.build_candidates
+    real = fx.candidates_from_tables
 
     def failing(*args, **kw):
         calls["n"] += 1
@@ -255,7 +255,7 @@ def test_error_mid_export_leaves_no_file(small_store, tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return real(*args, **kw)
 
-    monkeypatch.setattr(fx, "build_candidates", failing)
+    monkeypatch.setattr(fx, "candidates_from_tables", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
         ficino.export(small_store, tmp_path / "x.root", variables=["Lb_M"])
     assert list(tmp_path.iterdir()) == []
