@@ -374,8 +374,8 @@ class _Lookup:
             first = self.start[ev]
             i = np.minimum(first + np.maximum(np.asarray(index, np.int64), 0), len(self.sorted) - 1)
             hit = self.sorted[i] == key
-            # a hit after a duplicate of its key is not the key's first row
-            redo = ~hit | ((i > 0) & (self.sorted[np.maximum(i - 1, 0)] == key))
+            # a hit after a duplicate of its key is not the key's first row; index < 0 means none
+            redo = (~hit | ((i > 0) & (self.sorted[np.maximum(i - 1, 0)] == key))) & (np.asarray(index) >= 0)
             if redo.any():  # sparse index or duplicated keys: binary search for those
                 miss = np.flatnonzero(redo)
                 i[miss] = np.minimum(np.searchsorted(self.sorted, key[miss]), len(self.sorted) - 1)

@@ -13,7 +13,7 @@ four chained models of :mod:`sim.pid_models` are then trained on the sWeighted s
 Usage::
 
     python scripts/train_pid_models.py [--species K pi] [--epochs N] [--output DIR] [--times FILE]
-        [--checkpoint DIR [--resume]]
+        [--lr-schedule constant|cosine] [--ema 0.999] [--checkpoint DIR [--resume]]
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ EPOCHS = {"mu": 30, "pi": 70, "K": 70, "p": 30, "e": 30}
 
 #: GAN Adam learning rate, per species.
 LEARNING_RATE = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3, "e": 1e-3}
+#: GAN learning-rate schedule and generator weight averaging (EMA momentum), per species.
+LR_SCHEDULE = {"mu": "constant", "pi": "constant", "K": "constant", "p": "constant", "e": "constant"}
+EMA: dict[str, float | None] = {"mu": None, "pi": None, "K": None, "p": None, "e": None}
 
 log = logging.getLogger("train_pid_models")
 
@@ -49,6 +52,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None, help="GAN epochs (default: EPOCHS per species)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="GAN Adam learning rate (default: LEARNING_RATE per species)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                        help="GAN learning-rate schedule (default: LR_SCHEDULE per species)")
+    parser.add_argument("--ema", type=float, default=None,
+                        help="generator weight-averaging momentum, e.g. 0.999; 0 for none (default: EMA per species)")
     parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--data-dir", default=None, help="also keep the calibration samples (Parquet) here")
     parser.add_argument("--times", default=None, help="write training times (JSON) here")
@@ -71,6 +78,8 @@ def main() -> int:
         _, t_parts = train_species_models(
             data, sp, df["sweight"].to_numpy(), seed=SEEDS[sp], epochs=args.epochs or EPOCHS[sp], output_dir=args.output,
             learning_rate=args.learning_rate or LEARNING_RATE[sp],
+            lr_schedule=args.lr_schedule or LR_SCHEDULE[sp],
+            ema=EMA[sp] if args.ema is None else (args.ema or None),
             checkpoint_dir=args.checkpoint, resume=args.resume,
             data_file=f"make_calibration_sample({sp!r}, {args.n_signal}, {args.n_background}, seed={SEEDS[sp]})",
         )
