@@ -75,6 +75,10 @@ def register(subparsers: Any) -> None:
         (("--seed",), {"type": nonnegative_int, "default": 0, "help": "training seed (default 0)"}),
         (("--epochs",), {"type": nonnegative_int, "default": None, "help": "pid: GAN epochs (default 15)"}),
         (("--learning-rate",), {"type": float, "default": 1e-3, "help": "pid: GAN learning rate"}),
+        (("--lr-schedule",), {"default": "constant",
+                              "help": "pid: GAN learning-rate schedule, constant or cosine (decay to 5 %%)"}),
+        (("--ema",), {"type": float, "default": None,
+                      "help": "pid: average the generator weights with this momentum, e.g. 0.999"}),
         (("--checkpoint",), {"default": None, "help": "pid: per-epoch GAN checkpoints in this folder"}),
         (("--resume",), {"action": "store_true", "help": "pid: continue from --checkpoint"}),
         (("-o", "--output"), {"default": None, "help": "pid: output folder (default pid-models)"}),
@@ -112,7 +116,8 @@ def cmd_train_pid(args: argparse.Namespace) -> int:
     data = read_columns(args.data, REQUIRED_COLUMNS, weight=weight, tree=args.tree)
     _, times = train_species_models(
         data, args.species, None if weight is None else data[weight], algorithm=args.algorithm,
-        seed=args.seed, epochs=epochs, learning_rate=args.learning_rate, checkpoint_dir=args.checkpoint,
+        seed=args.seed, epochs=epochs, learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
+        ema=args.ema, checkpoint_dir=args.checkpoint,
         resume=args.resume, output_dir=output, progress=not args.no_progress, data_file=str(args.data),
     )
     print(f"{output}: {args.species} PID models trained in "

@@ -44,11 +44,12 @@ def test_tiny_train_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str
         return ["train", "pid", "--species", "K", "--data", str(data), "--epochs", str(epochs), "--checkpoint",
                 str(ckpt), "--output", str(out), "--no-progress", "--algorithm", "bce", *extra]
 
-    assert main(argv(1)) == 0
+    assert main(argv(1, "--lr-schedule", "cosine", "--ema", "0.9")) == 0
     assert "K PID models trained" in capsys.readouterr().out
     assert sorted(f.name for f in out.iterdir()) == sorted(f"K_{p}{s}" for p in MODEL_PARTS for s in (".keras", ".json"))
     models = load_species_models("K", out)
     assert models.rich.provenance["algorithm"] == "bce" and models.rich.provenance["weighted"] is True
+    assert models.global_.provenance["lr_schedule"] == "cosine" and models.global_.provenance["ema"] == 0.9
     assert json.loads((ckpt / "K_rich" / "latest.json").read_text())["epoch"] == 1
     # Without --resume an existing checkpoint is refused (resuming itself: tests/sim/training).
     assert "resume" in _error(capsys, argv(2))
@@ -68,6 +69,11 @@ def test_bad_input_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "unknown PID species 'kaon'" in _error(capsys, [*base[:3], "kaon", *base[4:], "--data", str(zero)])
     assert "unknown GAN algorithm" in _error(capsys, [*base, "--data", str(zero), "--algorithm", "vae"])
     assert "does not exist" in _error(capsys, [*base, "--data", str(tmp_path / "nope.parquet")])
+    ok = tmp_path / "ok.parquet"
+    _frame().to_parquet(ok)
+    assert "unknown learning-rate schedule 'linear'" in _error(capsys, [*base, "--data", str(ok), "--lr-schedule", "linear"])
+    assert "ema=2.0 must be a momentum" in _error(capsys, [*base, "--data", str(ok), "--ema", "2"])
+    assert not (tmp_path / "o").exists()
 
 
 def test_validate_with_mismatched_sidecar(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
