@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Regenerate the PID calibration samples and retrain every shipped PID model from scratch.
 
-For each species (mu, pi, K, p; ``--electrons`` adds e) a PIDCalib-like sample of
+For each species (e, mu, pi, K, p) a PIDCalib-like sample of
 ``--n-signal`` signal and ``--n-background`` combinatorial candidates is generated with
 the reference detector (:func:`sim.calibration.make_calibration_sample`, fixed seed per
 species), its mass is fitted with zfit and sWeights are computed with hepstats; the
@@ -29,13 +29,13 @@ import numpy as np
 #: Fixed seeds: calibration sample and model initialisation, per species.
 SEEDS = {"mu": 101, "pi": 102, "K": 103, "p": 104, "e": 105}
 #: GAN epochs of the shipped models, per species.
-EPOCHS = {"mu": 30, "pi": 80, "K": 80, "p": 60, "e": 30}
+EPOCHS = {"mu": 30, "pi": 80, "K": 80, "p": 60, "e": 60}
 
 #: GAN Adam learning rate, per species.
 LEARNING_RATE = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3, "e": 1e-3}
 #: GAN learning-rate schedule and generator weight averaging (EMA momentum), per species.
-LR_SCHEDULE = {"mu": "constant", "pi": "cosine", "K": "cosine", "p": "cosine", "e": "constant"}
-EMA: dict[str, float | None] = {"mu": None, "pi": 0.999, "K": 0.999, "p": 0.999, "e": None}
+LR_SCHEDULE = {"mu": "constant", "pi": "cosine", "K": "cosine", "p": "cosine", "e": "cosine"}
+EMA: dict[str, float | None] = {"mu": None, "pi": 0.999, "K": 0.999, "p": 0.999, "e": 0.999}
 
 log = logging.getLogger("train_pid_models")
 
@@ -45,8 +45,7 @@ def main() -> int:
     from sim.pid_models import DEFAULT_MODEL_DIR, REQUIRED_COLUMNS, train_species_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--species", nargs="+", default=["mu", "pi", "K", "p"], choices=sorted(SEEDS))
-    parser.add_argument("--electrons", action="store_true", help="also train e")
+    parser.add_argument("--species", nargs="+", default=["e", "mu", "pi", "K", "p"], choices=sorted(SEEDS))
     parser.add_argument("--n-signal", type=int, default=50_000)
     parser.add_argument("--n-background", type=int, default=15_000)
     parser.add_argument("--epochs", type=int, default=None, help="GAN epochs (default: EPOCHS per species)")
@@ -63,7 +62,7 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help="continue the GANs from --checkpoint")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    species = list(args.species) + (["e"] if args.electrons and "e" not in args.species else [])
+    species = list(args.species)
     times: dict[str, dict[str, float]] = {}
     for sp in species:
         t0 = time.perf_counter()

@@ -1,7 +1,6 @@
 """Per-species chained PID models: RICH GAN → muon (IsMuon classifier + MuonLL GAN) → global GAN.
 
-For each species (``mu, pi, K, p``; ``e`` can be trained but is not shipped) four
-models, trained on sWeighted PIDCalib-like samples (:mod:`sim.calibration`), generate
+For each species (``e, mu, pi, K, p``, all shipped) four models, trained on sWeighted PIDCalib-like samples (:mod:`sim.calibration`), generate
 the PID columns of :data:`sim.reference.pid.PID_COLUMNS` for a track with momentum
 ``p`` [MeV], pseudorapidity ``eta`` and event occupancy ``n_tracks``:
 
@@ -74,7 +73,7 @@ log = logging.getLogger(__name__)
 #: Species name → |PDG id|.
 SPECIES: dict[str, int] = {"e": 11, "mu": 13, "pi": 211, "K": 321, "p": 2212}
 #: Species with shipped default models.
-SHIPPED_SPECIES: tuple[str, ...] = ("mu", "pi", "K", "p")
+SHIPPED_SPECIES: tuple[str, ...] = ("e", "mu", "pi", "K", "p")
 #: Where the shipped models are.
 DEFAULT_MODEL_DIR: Path = Path(__file__).resolve().parent / "models" / "pid"
 

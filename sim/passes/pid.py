@@ -92,7 +92,7 @@ class PID(Pass):
 
     name: str = "pid"
     model_dir: str | None = None
-    species: tuple[str, ...] = ("mu", "pi", "K", "p")
+    species: tuple[str, ...] = ("e", "mu", "pi", "K", "p")
 
     def build(self) -> Kernel:
         from sim.pid_models import load_pid_models

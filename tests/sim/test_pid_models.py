@@ -72,6 +72,10 @@ def test_chain_outputs(models):
     k, pi, mu = species == "K", species == "pi", species == "mu"
     assert np.median(out["PIDK"][k]) > np.median(out["PIDK"][pi]) + 10
     assert out["is_muon"][mu].mean() > 0.8 > 0.1 > out["is_muon"][pi].mean()
+    # electrons run through their own (shipped) model: PIDe and ProbNNe high
+    e = species == "e"
+    assert np.median(out["PIDe"][e]) > np.median(out["PIDe"][pi]) + 5
+    assert np.median(out["ProbNNe"][e]) > 0.5 > 0.05 > np.median(out["ProbNNe"][pi])
     # Same seed -> same output.
     o1 = models.generate(species, p, eta, nt, np.random.default_rng(7))
     o2 = models.generate(species, p, eta, nt, np.random.default_rng(7))
