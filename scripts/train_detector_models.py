@@ -38,8 +38,8 @@ SETTINGS = {
                                         "learning_rate": 3e-4}),
     "efficiency": (train_efficiency, {"seed": 13, "epochs": 20, "batch_size": 1024, "hidden": (128, 128),
                                         "learning_rate": 3e-4}),
-    "resolution": (train_resolution, {"seed": 14, "epochs": 20, "batch_size": 512, "max_rows": 150_000,
-                                      "learning_rate": 5e-4}),
+    "resolution": (train_resolution, {"seed": 14, "epochs": 40, "batch_size": 512, "max_rows": 150_000,
+                                      "learning_rate": 5e-4, "lr_schedule": "cosine", "ema": 0.999}),
 }
 
 

@@ -232,6 +232,8 @@ def train_resolution(
     batch_size: int = 512,
     algorithm: str = "cramer",
     learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
+    ema: float | None = None,
     max_rows: int | None = None,
     progress: bool = False,
     tree: str | None = None,
@@ -246,7 +248,8 @@ def train_resolution(
             are derived from ``track_type``).
         weight: optional weight column.
         select: boolean column selecting the rows; ``None`` for all.
-        seed, epochs, batch_size, algorithm, learning_rate: :func:`sim.training.train_gan` settings.
+        seed, epochs, batch_size, algorithm, learning_rate, lr_schedule, ema:
+            :func:`sim.training.train_gan` settings.
         max_rows: use at most this many rows (the first ones).
         tree: TTree of a ROOT ``data`` file (default: the first).
 
@@ -266,7 +269,7 @@ def train_resolution(
     w = np.asarray(cols[weight], dtype=np.float64)[rows] if weight else None
     return train_gan(
         c, t, w, algorithm=algorithm, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
-        learning_rate=learning_rate,
+        learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema,
         n_noise=8, hidden_generator=(64, 64, 64), hidden_critic=(64, 64, 64), n_quantiles=300,
         condition_names=tuple(conditions), target_names=tuple(targets),
         provenance={"data_file": str(data), "select": select, **(dict(extra_provenance) if extra_provenance else {})},
