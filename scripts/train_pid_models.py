@@ -29,13 +29,13 @@ import numpy as np
 #: Fixed seeds: calibration sample and model initialisation, per species.
 SEEDS = {"mu": 101, "pi": 102, "K": 103, "p": 104, "e": 105}
 #: GAN epochs of the shipped models, per species.
-EPOCHS = {"mu": 30, "pi": 80, "K": 80, "p": 60, "e": 60}
+EPOCHS = {"mu": 60, "pi": 80, "K": 80, "p": 60, "e": 60}
 
 #: GAN Adam learning rate, per species.
 LEARNING_RATE = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3, "e": 1e-3}
 #: GAN learning-rate schedule and generator weight averaging (EMA momentum), per species.
-LR_SCHEDULE = {"mu": "constant", "pi": "cosine", "K": "cosine", "p": "cosine", "e": "cosine"}
-EMA: dict[str, float | None] = {"mu": None, "pi": 0.999, "K": 0.999, "p": 0.999, "e": 0.999}
+LR_SCHEDULE = {"mu": "cosine", "pi": "cosine", "K": "cosine", "p": "cosine", "e": "cosine"}
+EMA: dict[str, float | None] = {"mu": 0.999, "pi": 0.999, "K": 0.999, "p": 0.999, "e": 0.999}
 
 log = logging.getLogger("train_pid_models")
 
