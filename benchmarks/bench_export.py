@@ -8,7 +8,7 @@ In one process and one run:
    events (truth, vertices, protoparticles with PID columns; no generator, so
    only the export is timed) is written to a temporary DuckDB file;
 2. ``ficino.export`` to ROOT (LZ4) and to Parquet (LZ4): everything an export
-   does (MC-truth matching in DuckDB, joins, variables, composites, write);
+   does (read the batch from DuckDB, MC-truth matching, joins, variables, composites, write);
 3. the *same arrays* (read back from the ntuple into memory first) written raw,
    chunk by chunk (one chunk per batch), with ``uproot.recreate`` + ``mktree`` +
    ``extend`` and with ``pyarrow.parquet.ParquetWriter``, same compression;
