@@ -24,7 +24,7 @@ from sim.validate_pid import validate_pid, validate_species
 # |d eff| <= 0.024; per-bin max |d eff| e 0.023, mu 0.029, pi 0.034, K 0.035, p 0.020.
 AUC_MAX = {"e": 0.57, "mu": 0.57, "pi": 0.57, "K": 0.57, "p": 0.57}
 INTEGRATED_MAX = 0.03
-BIN_MAX = {"e": 0.04, "mu": 0.04, "pi": 0.05, "K": 0.05, "p": 0.04}
+BIN_MAX = {"e": 0.04, "mu": 0.04, "pi": 0.04, "K": 0.04, "p": 0.04}
 
 
 @pytest.fixture(scope="module")
