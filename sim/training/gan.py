@@ -293,9 +293,12 @@ def train_gan(
             generator update.
         learning_rate: Adam learning rate of both networks (``beta_1=0.5, beta_2=0.9``).
         lr_schedule: ``"constant"`` or ``"cosine"``: cosine decay of both learning rates
-            from ``learning_rate`` to 5 % of it over all ``epochs``
+            from ``learning_rate`` to 5 % of it over ``epochs x batches`` optimizer steps
             (``keras.optimizers.schedules.CosineDecay``), so the last epochs refine
-            instead of oscillating around the equilibrium.
+            instead of oscillating around the equilibrium.  The critic takes
+            ``critic_steps`` steps per batch, so its rate reaches the 5 % floor after
+            ``1 / critic_steps`` of the training and stays there (the shipped models
+            were trained so).
         ema: if given (e.g. 0.999), the returned generator holds the exponential moving
             average of its weights with this momentum (Keras' optimizer ``use_ema``;
             Yazıcı et al. 2019, arXiv:1806.04498), which smooths the step-to-step
@@ -390,7 +393,7 @@ def train_gan(
     bs = min(int(batch_size), n)
     n_batches = n // bs
 
-    def rate() -> Any:
+    def rate() -> Any:  # one schedule object per optimizer, counted in that optimizer's steps
         if lr_schedule == "cosine":
             return keras.optimizers.schedules.CosineDecay(learning_rate, int(epochs) * n_batches, alpha=0.05)
         return learning_rate
