@@ -97,7 +97,7 @@ MODEL_PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 #: Default training settings of each GAN part (``epochs`` is overridden by the caller).
 GAN_SETTINGS: dict[str, dict[str, Any]] = {
     "rich": {"n_noise": 8, "batch_size": 512, "hidden_generator": (64, 64, 64),
-             "hidden_critic": (64, 64, 64), "n_critic_features": 16},
+             "hidden_critic": (64, 64, 64), "n_critic_features": 16, "target_bins": 12},
     "muonll": {"n_noise": 4, "batch_size": 256, "hidden_generator": (32, 32),
                "hidden_critic": (32, 32), "n_critic_features": 8},
     "global": {"n_noise": 8, "batch_size": 512, "hidden_generator": (64, 64, 64),
@@ -363,6 +363,7 @@ def train_gan_part(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     provenance: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Any:
     """Train the GAN of one part (``"rich"``, ``"muonll"`` or ``"global"``) with its settings.
 
@@ -376,6 +377,7 @@ def train_gan_part(
         algorithm, epochs, seed, learning_rate, lr_schedule, ema, progress, checkpoint_dir,
             resume: passed to :func:`sim.training.train_gan`.
         provenance: extra provenance entries.
+        settings: overrides of :data:`GAN_SETTINGS` ``[part]`` (e.g. ``{"target_bins": None}``).
 
     Returns:
         The :class:`~sim.training.TrainedModel` generator.
@@ -389,7 +391,7 @@ def train_gan_part(
         conditions, targets, weights, algorithm=algorithm, epochs=epochs, seed=seed,
         learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, n_quantiles=N_QUANTILES,
         progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, condition_names=names_c, target_names=names_t,
-        provenance=dict(provenance or {}), **GAN_SETTINGS[part],
+        provenance=dict(provenance or {}), **{**GAN_SETTINGS[part], **dict(settings or {})},
     )
 
 
@@ -410,6 +412,8 @@ def train_species_models(
     output_dir: str | Path | None = None,
     progress: bool = False,
     data_file: str | None = None,
+    parts: Sequence[str] = tuple(MODEL_PARTS),
+    gan_settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[SpeciesModels, dict[str, float]]:
     """Train the four chained models of ``species`` on a (weighted) calibration sample.
 
@@ -430,6 +434,12 @@ def train_species_models(
         output_dir: if given, save ``<species>_<part>.keras`` + ``.json`` there.
         progress: progress bars.
         data_file: recorded in the provenance.
+        parts: train (and save) only these parts (default all four); the others are
+            ``None`` in the returned :class:`SpeciesModels`.  Each part depends only on
+            the calibration sample and its seed, so retraining one part gives the
+            model a full run would.
+        gan_settings: per-part overrides of :data:`GAN_SETTINGS`, e.g.
+            ``{"rich": {"target_bins": None}}`` for a marginal target preprocessing.
 
     Returns:
         (models, training seconds per part).
@@ -461,33 +471,42 @@ def train_species_models(
             part, c[rows], t[rows], None if w is None else w[rows], algorithm=algorithm, epochs=epochs,
             seed=seed + offset, learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, progress=progress,
             checkpoint_dir=None if ckpt is None else ckpt / f"{species}_{part}", resume=resume,
-            provenance={**prov, "mambah_part": part},
+            provenance={**prov, "mambah_part": part}, settings=(gan_settings or {}).get(part),
         )
         times[part] = time.perf_counter() - t0
         log.info("PID %s %s GAN trained in %.1f s", species, part, times[part])
         return model
 
-    rich = gan("rich", has_rich, cond, np.column_stack([cols[c] for c in RICH_TARGETS]), 0)
-    t0 = time.perf_counter()
-    ismuon = train_classifier(
-        cond, is_muon.astype(np.int64), w, epochs=classifier_epochs, batch_size=512, seed=seed + 1,
-        hidden=(32, 32), n_quantiles=N_QUANTILES, progress=progress, validation_split=0.1,
-        input_names=CONDITIONS, output_names=("is_muon",), provenance={**prov, "mambah_part": "ismuon"},
-    )
-    times["ismuon"] = time.perf_counter() - t0
-    muonll = gan("muonll", is_muon, cond, np.column_stack([cols[c] for c in MUON_TARGETS]), 2)
-    rich_arr = np.column_stack([cols[c] for c in RICH_TARGETS])
-    gcond = np.column_stack([cond, rich_arr, is_muon.astype(np.float64), muon_dll])
-    resid = np.column_stack([
-        cols["PIDe"] - cols["RichDLLe"],
-        cols["PIDmu"] - cols["RichDLLmu"] - muon_dll,
-        cols["PIDK"] - cols["RichDLLK"],
-        cols["PIDp"] - cols["RichDLLp"],
-        *[cols[c] for c in PROBNN],
-    ])
-    glob = gan("global", np.ones(cond.shape[0], dtype=bool), gcond, resid, 3)
+    unknown = sorted(set(parts) - set(MODEL_PARTS))
+    if unknown or not parts:
+        raise ConfigError(f"unknown PID model part(s) {unknown or list(parts)}; valid: {', '.join(MODEL_PARTS)}")
+    rich = ismuon = muonll = glob = None
+    if "rich" in parts:
+        rich = gan("rich", has_rich, cond, np.column_stack([cols[c] for c in RICH_TARGETS]), 0)
+    if "ismuon" in parts:
+        t0 = time.perf_counter()
+        ismuon = train_classifier(
+            cond, is_muon.astype(np.int64), w, epochs=classifier_epochs, batch_size=512, seed=seed + 1,
+            hidden=(32, 32), n_quantiles=N_QUANTILES, progress=progress, validation_split=0.1,
+            input_names=CONDITIONS, output_names=("is_muon",), provenance={**prov, "mambah_part": "ismuon"},
+        )
+        times["ismuon"] = time.perf_counter() - t0
+    if "muonll" in parts:
+        muonll = gan("muonll", is_muon, cond, np.column_stack([cols[c] for c in MUON_TARGETS]), 2)
+    if "global" in parts:
+        rich_arr = np.column_stack([cols[c] for c in RICH_TARGETS])
+        gcond = np.column_stack([cond, rich_arr, is_muon.astype(np.float64), muon_dll])
+        resid = np.column_stack([
+            cols["PIDe"] - cols["RichDLLe"],
+            cols["PIDmu"] - cols["RichDLLmu"] - muon_dll,
+            cols["PIDK"] - cols["RichDLLK"],
+            cols["PIDp"] - cols["RichDLLp"],
+            *[cols[c] for c in PROBNN],
+        ])
+        glob = gan("global", np.ones(cond.shape[0], dtype=bool), gcond, resid, 3)
     models = SpeciesModels(species, rich, ismuon, muonll, glob)
     if output_dir is not None:
         for part, model in models.parts().items():
-            save_model(model, Path(output_dir) / f"{species}_{part}.keras")
+            if model is not None:
+                save_model(model, Path(output_dir) / f"{species}_{part}.keras")
     return models, times

@@ -342,9 +342,11 @@ class CompiledModel:
 
     def sample(self, conditions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``(n, c)`` raw conditions → ``(n, t)`` generated targets in raw units."""
-        cond = np.asarray(conditions, dtype=np.float64)
+        from sim.training.preprocessing import inverse_transform
+
+        raw = cond = np.asarray(conditions, dtype=np.float64)
         if cond.shape[1]:
             cond = self.trained.input_preprocessor.transform(cond)
         noise = rng.standard_normal((cond.shape[0], self.trained.n_noise), dtype=np.float32)
         x = np.concatenate([cond.astype(np.float32), noise], axis=1)
-        return self.trained.output_preprocessor.inverse_transform(self._run(x))
+        return inverse_transform(self.trained.output_preprocessor, self._run(x), raw)

@@ -63,7 +63,12 @@ import numpy as np
 
 from mambah.errors import ConfigError, DataError, TrainingError
 from sim.training.io import TrainedModel, provenance_defaults
-from sim.training.preprocessing import QuantileGaussian, preprocessor_from_dict
+from sim.training.preprocessing import (
+    ConditionalQuantileGaussian,
+    QuantileGaussian,
+    preprocessor_from_dict,
+    transform,
+)
 
 __all__ = ("ALGORITHMS", "LR_SCHEDULES", "train_gan")
 
@@ -274,6 +279,7 @@ def train_gan(
     gp_lambda: float = 10.0,
     penalty: str = "one-sided",
     n_quantiles: int = 1000,
+    target_bins: int | None = None,
     condition_names: Sequence[str] | None = None,
     target_names: Sequence[str] | None = None,
     provenance: Mapping[str, Any] | None = None,
@@ -314,6 +320,11 @@ def train_gan(
         penalty: ``"one-sided"`` (default) or ``"two-sided"`` gradient penalty (see
             module doc).
         n_quantiles: quantile points of the ``QuantileGaussian`` preprocessing.
+        target_bins: if given, the targets' preprocessing follows the first condition
+            (:class:`~sim.training.preprocessing.ConditionalQuantileGaussian` with this
+            many bins of ``n_quantiles // 2`` points), so generated values stay inside
+            the range the targets take at that condition (e.g. below a Cherenkov
+            threshold).
         condition_names, target_names: column names (default ``c0..``, ``t0..``).
         provenance: extra provenance entries (e.g. ``data_file``).
 
@@ -363,6 +374,7 @@ def train_gan(
         "hidden_generator": [int(h) for h in hidden_generator],
         "hidden_critic": [int(h) for h in hidden_critic],
         "n_critic_features": int(n_critic_features), "gp_lambda": float(gp_lambda), "penalty": penalty,
+        "target_bins": None if target_bins is None else int(target_bins),
         "n_rows": int(n), "conditions": list(cond_names), "targets": list(targ_names),
     }
 
@@ -381,9 +393,15 @@ def train_gan(
         prep_t = preprocessor_from_dict(state["preprocessing"]["targets"])
     else:
         prep_c = QuantileGaussian(n_quantiles).fit(c_raw)
-        prep_t = QuantileGaussian(n_quantiles).fit(t_raw, weights=w if weights is not None else None)
+        if target_bins is None:
+            prep_t = QuantileGaussian(n_quantiles).fit(t_raw, weights=w if weights is not None else None)
+        elif n_cond == 0:
+            raise ConfigError("train_gan: target_bins needs a condition for the targets' preprocessing to follow")
+        else:
+            prep_t = ConditionalQuantileGaussian(max(n_quantiles // 2, 2), int(target_bins)).fit(
+                t_raw, weights=w if weights is not None else None, conditions=c_raw)
     c = prep_c.transform(c_raw).astype(np.float32)
-    t = prep_t.transform(t_raw).astype(np.float32)
+    t = transform(prep_t, t_raw, c_raw).astype(np.float32)
     w32 = w.astype(np.float32)
 
     keras.utils.set_random_seed(seed)

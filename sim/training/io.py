@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from mambah.errors import ConfigError, DataError, ModelError
-from sim.training.preprocessing import Preprocessor, preprocessor_from_dict
+from sim.training.preprocessing import Preprocessor, inverse_transform, preprocessor_from_dict
 
 __all__ = ("TrainedModel", "save_model", "load_model", "provenance_defaults")
 
@@ -174,10 +174,11 @@ class TrainedModel:
             if isinstance(rng_or_seed, np.random.Generator)
             else np.random.default_rng(rng_or_seed)
         )
-        cond = self.input_preprocessor.transform(_as_matrix(conditions, self.input_names, "sample"))
+        raw = _as_matrix(conditions, self.input_names, "sample")
+        cond = self.input_preprocessor.transform(raw)
         noise = rng.standard_normal((cond.shape[0], self.n_noise), dtype=np.float32)
         x = np.concatenate([cond.astype(np.float32), noise], axis=1)
-        return self.output_preprocessor.inverse_transform(self._run(x))
+        return inverse_transform(self.output_preprocessor, self._run(x), raw)
 
 
 def _sidecar(path: Path) -> Path:

@@ -27,6 +27,9 @@ __all__ = (
     "Identity",
     "Standardizer",
     "QuantileGaussian",
+    "ConditionalQuantileGaussian",
+    "inverse_transform",
+    "transform",
     "preprocessor_from_dict",
 )
 
@@ -248,13 +251,161 @@ class QuantileGaussian(_Base):
         }
 
 
-def preprocessor_from_dict(data: Mapping[str, Any]) -> Identity | Standardizer | QuantileGaussian:
+class ConditionalQuantileGaussian(_Base):
+    """Quantile-Gaussian transform of the targets that follows one raw condition (e.g. momentum).
+
+    The rows are split into ``n_bins`` equal-population bins of condition column
+    ``condition``; each bin gets weighted quantile tables ``Q_k(u)`` of the targets on
+    a shared probability grid, anchored at the bin's median condition ``c_k``.  For a
+    row with condition ``c`` between ``c_k`` and ``c_k+1`` the quantile function is the
+    linear interpolation ``Q_c(u) = (1 - a) Q_k(u) + a Q_k+1(u)``, ``a = (c - c_k) /
+    (c_k+1 - c_k)`` (clamped to the first/last bin outside), which is monotone in ``u``
+    and continuous in ``c``.  ``transform`` maps ``x`` to ``ndtri(Q_c^-1(x))`` and
+    ``inverse_transform`` maps ``z`` to ``Q_c(ndtr(z))``, so generated values stay
+    inside the range the targets take *at that condition*: sharp, condition-dependent
+    edges (a DLL below a Cherenkov threshold is bounded by the other hypothesis'
+    expected photon yield) are kept instead of being smeared by the network.
+
+    ``fit``, ``transform`` and ``inverse_transform`` take the raw conditions ``(n, c)``
+    (``conditional = True`` tells callers to pass them).  Negative weights are clipped
+    to zero for the quantiles, as in :class:`QuantileGaussian`.
+
+    Args:
+        n_quantiles: points of each bin's quantile table.
+        n_bins: number of bins (equal numbers of rows; with fewer than ``n_quantiles`` rows
+            per bin the tables get as many points as the smallest bin has rows).
+        condition: index of the condition column that the transform follows.
+    """
+
+    kind = "conditional_quantile_gaussian"
+    conditional: ClassVar[bool] = True
+
+    def __init__(self, n_quantiles: int = 128, n_bins: int = 12, condition: int = 0) -> None:
+        if int(n_quantiles) < 2 or int(n_bins) < 1:
+            raise DataError(f"ConditionalQuantileGaussian: n_quantiles={n_quantiles} must be >= 2, n_bins={n_bins} >= 1")
+        self.n_quantiles = int(n_quantiles)
+        self.n_bins = int(n_bins)
+        self.condition = int(condition)
+        self.centers_: np.ndarray | None = None
+        self.references_: np.ndarray | None = None
+        self.quantiles_: np.ndarray | None = None  # (n_bins, n_quantiles, d)
+
+    def _column(self, conditions: np.ndarray | None, n: int, what: str) -> np.ndarray:
+        if conditions is None:
+            raise ModelError(f"{what}: this preprocessing needs the raw conditions")
+        c = np.asarray(conditions, dtype=np.float64)
+        c = c[:, None] if c.ndim == 1 else c
+        if c.ndim != 2 or c.shape[0] != n or c.shape[1] <= self.condition:
+            raise DataError(f"{what}: conditions of shape {c.shape} for {n} rows; the transform follows column {self.condition}")
+        return c[:, self.condition]
+
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None,
+            conditions: np.ndarray | None = None) -> ConditionalQuantileGaussian:
+        """Fit on targets ``x`` ``(n, d)`` with the raw ``conditions`` ``(n, c)`` and optional ``weights``."""
+        arr = _as_2d(x, "ConditionalQuantileGaussian.fit")
+        n, d = arr.shape
+        w = _check_weights(weights, n, "ConditionalQuantileGaussian.fit")
+        col = self._column(conditions, n, "ConditionalQuantileGaussian.fit")
+        order = np.argsort(col, kind="stable")
+        chunks = np.array_split(order, self.n_bins)
+        smallest = min(len(ch) for ch in chunks)
+        if smallest < 2:
+            raise DataError(f"ConditionalQuantileGaussian.fit: {n} rows are too few for {self.n_bins} bins")
+        points = min(self.n_quantiles, smallest)  # one probability grid for every bin
+        tables, centers = [], []
+        for rows in chunks:
+            qg = QuantileGaussian(points).fit(arr[rows], None if w is None else w[rows])
+            tables.append(qg.quantiles_)
+            centers.append(float(np.median(col[rows])))
+        self.references_ = qg.references_
+        self.quantiles_ = np.stack(tables)
+        self.centers_ = np.maximum.accumulate(np.asarray(centers))
+        self.n_features_ = d
+        return self
+
+    def _neighbours(self, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower bin index and interpolation weight ``a`` in [0, 1] per row."""
+        c = self.centers_
+        if c.size == 1:
+            return np.zeros(col.size, np.int64), np.zeros(col.size)
+        k = np.clip(np.searchsorted(c, col, side="right") - 1, 0, c.size - 2)
+        span = c[k + 1] - c[k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(span > 0, (col - c[k]) / span, 0.0)
+        return k, np.clip(a, 0.0, 1.0)
+
+    def transform(self, x: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
+        """``(n, d)`` raw values (with their raw conditions) → standard-normal values."""
+        arr = _as_2d(x, "ConditionalQuantileGaussian.transform", self._fitted())
+        k, a = self._neighbours(self._column(conditions, arr.shape[0], "ConditionalQuantileGaussian.transform"))
+        r = self.references_
+        out = np.empty_like(arr)
+        for kk in np.unique(k):
+            rows = np.flatnonzero(k == kk)
+            lo, hi = self.quantiles_[kk], self.quantiles_[min(kk + 1, len(self.quantiles_) - 1)]
+            for start in range(0, rows.size, 4096):  # (rows, n_quantiles) tables, in chunks
+                rr = rows[start : start + 4096]
+                aa = a[rr, None]
+                for j in range(arr.shape[1]):
+                    table = (1.0 - aa) * lo[None, :, j] + aa * hi[None, :, j]
+                    xv = arr[rr, j, None]
+                    # probability by linear interpolation in the row's table, averaging the
+                    # first and last matching grid points (ties of discrete values map to the middle)
+                    below = np.clip((table < xv).sum(axis=1), 1, r.size - 1)
+                    upto = np.clip((table <= xv).sum(axis=1), 1, r.size - 1)
+                    probs = []
+                    for idx in (below, upto):
+                        t0 = np.take_along_axis(table, (idx - 1)[:, None], 1)[:, 0]
+                        t1 = np.take_along_axis(table, idx[:, None], 1)[:, 0]
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            f = np.where(t1 > t0, (xv[:, 0] - t0) / (t1 - t0), 0.5)
+                        probs.append(r[idx - 1] + np.clip(f, 0.0, 1.0) * (r[idx] - r[idx - 1]))
+                    out[rr, j] = 0.5 * (probs[0] + probs[1])
+        return ndtri(np.clip(out, BOUND, 1.0 - BOUND))
+
+    def inverse_transform(self, z: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
+        """``(n, d)`` standard-normal values (with the raw conditions) → raw values."""
+        arr = _as_2d(z, "ConditionalQuantileGaussian.inverse_transform", self._fitted())
+        k, a = self._neighbours(self._column(conditions, arr.shape[0], "ConditionalQuantileGaussian.inverse_transform"))
+        p = np.clip(ndtr(arr), BOUND, 1.0 - BOUND)
+        r = self.references_
+        out = np.empty_like(arr)
+        for kk in np.unique(k):
+            rows = np.flatnonzero(k == kk)
+            lo, hi = self.quantiles_[kk], self.quantiles_[min(kk + 1, len(self.quantiles_) - 1)]
+            for j in range(arr.shape[1]):
+                out[rows, j] = ((1.0 - a[rows]) * np.interp(p[rows, j], r, lo[:, j])
+                                + a[rows] * np.interp(p[rows, j], r, hi[:, j]))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        self._fitted()
+        return {
+            "type": self.kind, "n_quantiles": self.n_quantiles, "n_bins": self.n_bins,
+            "condition": self.condition, "centers": self.centers_.tolist(),
+            "references": self.references_.tolist(), "quantiles": self.quantiles_.tolist(),
+        }
+
+
+def inverse_transform(prep: Any, z: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """``prep.inverse_transform(z)``, passing the raw ``conditions`` to a conditional preprocessing."""
+    return prep.inverse_transform(z, conditions) if getattr(prep, "conditional", False) else prep.inverse_transform(z)
+
+
+def transform(prep: Any, x: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """``prep.transform(x)``, passing the raw ``conditions`` to a conditional preprocessing."""
+    return prep.transform(x, conditions) if getattr(prep, "conditional", False) else prep.transform(x)
+
+
+def preprocessor_from_dict(
+    data: Mapping[str, Any],
+) -> Identity | Standardizer | QuantileGaussian | ConditionalQuantileGaussian:
     """Rebuild a fitted preprocessor from its :meth:`to_dict` form.
 
     Raises:
         ModelError: unknown ``type`` or malformed parameters.
     """
-    kinds = {c.kind: c for c in (Identity, Standardizer, QuantileGaussian)}
+    kinds = {c.kind: c for c in (Identity, Standardizer, QuantileGaussian, ConditionalQuantileGaussian)}
     kind = data.get("type") if isinstance(data, Mapping) else None
     if kind not in kinds:
         raise ModelError(f"unknown preprocessing type {kind!r}; known: {sorted(kinds)}")
@@ -269,6 +420,16 @@ def preprocessor_from_dict(data: Mapping[str, Any]) -> Identity | Standardizer |
                 raise ValueError("mean and scale differ in length")
             obj.n_features_ = obj.mean_.size
             return obj
+        if kind == ConditionalQuantileGaussian.kind:
+            cq = ConditionalQuantileGaussian(int(data["n_quantiles"]), int(data["n_bins"]), int(data["condition"]))
+            cq.centers_ = np.asarray(data["centers"], dtype=np.float64).reshape(-1)
+            cq.references_ = np.asarray(data["references"], dtype=np.float64).reshape(-1)
+            cq.quantiles_ = np.asarray(data["quantiles"], dtype=np.float64)
+            if cq.quantiles_.ndim != 3 or cq.quantiles_.shape[:2] != (cq.centers_.size, cq.references_.size):
+                raise ValueError(f"quantiles shape {cq.quantiles_.shape} vs {cq.centers_.size} bins "
+                                 f"x {cq.references_.size} references")
+            cq.n_features_ = cq.quantiles_.shape[2]
+            return cq
         qg = QuantileGaussian(int(data["n_quantiles"]))
         refs = np.asarray(data["references"], dtype=np.float64).reshape(-1)
         quant = np.asarray(data["quantiles"], dtype=np.float64)

@@ -145,6 +145,40 @@ def test_tiny_training_learns_conditional_shift():
     assert np.median(g[lo, 2]) < -5.0
 
 
+def test_rich_gan_keeps_a_momentum_dependent_edge():
+    """RichDLLK uniform below an edge that grows with p (as below a Cherenkov threshold): the
+    RICH GAN's conditional target preprocessing keeps generated values under the edge,
+    where the marginal one (same GAN otherwise) spills over."""
+    from sim.pid_models import GAN_SETTINGS, N_QUANTILES
+    from sim.training import train_gan
+
+    rng = np.random.default_rng(7)
+    n = 6000
+    c = _conditions(rng, n)
+    edge = lambda cond: cond[:, 0] / 2e3  # noqa: E731  (1.5 ... 50)
+    t = rng.normal(0.0, 1.0, (n, 4))
+    t[:, 2] = edge(c) * rng.uniform(0.0, 1.0, n)
+    c_test = _conditions(np.random.default_rng(8), 4000)
+    over = {}
+    for label, bins in (("conditional", GAN_SETTINGS["rich"]["target_bins"]), ("marginal", None)):
+        settings = {**GAN_SETTINGS["rich"], "target_bins": bins}
+        model = train_gan(c, t, epochs=6, seed=1, n_quantiles=N_QUANTILES, progress=False, **settings)
+        g = model.sample(c_test, np.random.default_rng(9))[:, 2]
+        over[label] = np.mean(g > 1.1 * edge(c_test) + 1.0)
+    assert over["conditional"] < 0.02, over
+    assert over["marginal"] > 3 * over["conditional"] + 0.02
+
+
+def test_train_selected_parts_only(tmp_path: Path):
+    d = _sample(1200)
+    models, times = train_species_models(d, "K", parts=("ismuon",), classifier_epochs=1, output_dir=tmp_path)
+    assert models.rich is None and models.global_ is None and models.ismuon is not None
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["K_ismuon.json", "K_ismuon.keras"]
+    assert set(times) == {"ismuon"}
+    with pytest.raises(ConfigError, match="unknown PID model part"):
+        train_species_models(d, "K", parts=("rich", "dll"))
+
+
 def _sweights(mass: np.ndarray, n_s: float, n_b: float, mu: float, sigma: float, lo: float, hi: float) -> np.ndarray:
     """sPlot signal weights for a Gaussian over a flat background with known shapes."""
     fs = np.exp(-0.5 * ((mass - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))

@@ -3,7 +3,7 @@
 Thresholds (docs/pid.md), on fresh samples of 8000 signal + 2000 background candidates
 (seeds 201-205, never used in training):
 
-* third-player AUC (p, eta, nTracks, PIDe, PIDmu, PIDK, PIDp) below ``AUC_MAX`` (0.57 for every species);
+* third-player AUC (p, eta, nTracks, PIDe, PIDmu, PIDK, PIDp) below ``AUC_MAX`` (0.55 for every species);
 * integrated efficiency of the cut at the reference median of the species' main DLL
   within ``INTEGRATED_MAX`` absolute of the reference;
 * the same efficiency in every bin of p, eta, nTracks holding at least 1000
@@ -20,9 +20,9 @@ import pytest
 from sim.pid_models import SHIPPED_SPECIES, load_pid_models
 from sim.validate_pid import validate_pid, validate_species
 
-# Measured (this sample size): AUC e 0.532, mu 0.513, pi 0.533, K 0.531, p 0.546; integrated
-# |d eff| <= 0.024; per-bin max |d eff| e 0.023, mu 0.029, pi 0.034, K 0.035, p 0.020.
-AUC_MAX = {"e": 0.57, "mu": 0.57, "pi": 0.57, "K": 0.57, "p": 0.57}
+# Measured (this sample size): AUC e 0.521, mu 0.513, pi 0.520, K 0.515, p 0.524; integrated
+# |d eff| <= 0.011; per-bin max |d eff| e 0.031, mu 0.029, pi 0.021, K 0.029, p 0.026.
+AUC_MAX = {"e": 0.55, "mu": 0.55, "pi": 0.55, "K": 0.55, "p": 0.55}
 INTEGRATED_MAX = 0.03
 BIN_MAX = {"e": 0.04, "mu": 0.04, "pi": 0.04, "K": 0.04, "p": 0.04}
 
