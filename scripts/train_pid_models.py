@@ -33,20 +33,20 @@ EPOCHS = {"mu": 60, "pi": 80, "K": 80, "p": 60, "e": 60}
 
 #: GAN Adam learning rate, per species.
 LEARNING_RATE = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3, "e": 1e-3}
-#: GAN learning-rate schedule and generator weight averaging (EMA momentum), per species.
-LR_SCHEDULE = {"mu": "cosine", "pi": "cosine", "K": "cosine", "p": "cosine", "e": "cosine"}
+#: GAN learning-rate schedule and generator weight averaging (EMA momentum), every species.
+LR_SCHEDULE = "cosine"
+EMA = 0.999
 #: Per-species overrides of sim.pid_models.GAN_SETTINGS.  Muons are above the Cherenkov
 #: thresholds almost everywhere: the RICH GAN keeps the marginal target preprocessing
 #: (the momentum-following one gave a worse 20-30 GeV bin, 0.026 vs 0.017).
 GAN_OVERRIDES: dict[str, dict[str, dict[str, object]]] = {"mu": {"rich": {"target_bins": None}}}
-EMA: dict[str, float | None] = {"mu": 0.999, "pi": 0.999, "K": 0.999, "p": 0.999, "e": 0.999}
 
 log = logging.getLogger("train_pid_models")
 
 
 def main() -> int:
     from sim.calibration import make_calibration_sample
-    from sim.pid_models import DEFAULT_MODEL_DIR, REQUIRED_COLUMNS, train_species_models
+    from sim.pid_models import DEFAULT_MODEL_DIR, MODEL_PARTS, REQUIRED_COLUMNS, train_species_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--species", nargs="+", default=["e", "mu", "pi", "K", "p"], choices=sorted(SEEDS))
@@ -56,11 +56,10 @@ def main() -> int:
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="GAN Adam learning rate (default: LEARNING_RATE per species)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
-                        help="GAN learning-rate schedule (default: LR_SCHEDULE per species)")
+                        help=f"GAN learning-rate schedule (default: {LR_SCHEDULE})")
     parser.add_argument("--ema", type=float, default=None,
-                        help="generator weight-averaging momentum, e.g. 0.999; 0 for none (default: EMA per species)")
-    parser.add_argument("--parts", nargs="+", default=["rich", "ismuon", "muonll", "global"],
-                        choices=["rich", "ismuon", "muonll", "global"],
+                        help=f"generator weight-averaging momentum; 0 for none (default: {EMA})")
+    parser.add_argument("--parts", nargs="+", default=list(MODEL_PARTS), choices=list(MODEL_PARTS),
                         help="retrain only these parts (each depends only on the sample and its seed)")
     parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--data-dir", default=None, help="also keep the calibration samples (Parquet) here")
@@ -84,8 +83,8 @@ def main() -> int:
         _, t_parts = train_species_models(
             data, sp, df["sweight"].to_numpy(), seed=SEEDS[sp], epochs=args.epochs or EPOCHS[sp], output_dir=args.output,
             learning_rate=args.learning_rate or LEARNING_RATE[sp],
-            lr_schedule=args.lr_schedule or LR_SCHEDULE[sp],
-            ema=EMA[sp] if args.ema is None else (args.ema or None),
+            lr_schedule=args.lr_schedule or LR_SCHEDULE,
+            ema=EMA if args.ema is None else (args.ema or None),
             checkpoint_dir=args.checkpoint, resume=args.resume, parts=args.parts,
             gan_settings=GAN_OVERRIDES.get(sp),
             data_file=f"make_calibration_sample({sp!r}, {args.n_signal}, {args.n_background}, seed={SEEDS[sp]})",
