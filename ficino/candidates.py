@@ -369,20 +369,20 @@ class _Lookup:
         if len(self.sorted) == 0:
             return np.full(len(event), -1, np.int64)
         key = _key(event, index)
+        valid = np.asarray(index) >= 0
         if self.start is not None:
             ev = np.clip(np.asarray(event, np.int64), 0, len(self.start) - 2)
             first = self.start[ev]
             i = np.minimum(first + np.maximum(np.asarray(index, np.int64), 0), len(self.sorted) - 1)
             hit = self.sorted[i] == key
             # a hit after a duplicate of its key is not the key's first row; index < 0 means none
-            redo = (~hit | ((i > 0) & (self.sorted[np.maximum(i - 1, 0)] == key))) & (np.asarray(index) >= 0)
+            redo = (~hit | ((i > 0) & (self.sorted[np.maximum(i - 1, 0)] == key))) & valid
             if redo.any():  # sparse index or duplicated keys: binary search for those
                 miss = np.flatnonzero(redo)
                 i[miss] = np.minimum(np.searchsorted(self.sorted, key[miss]), len(self.sorted) - 1)
         else:
             i = np.minimum(np.searchsorted(self.sorted, key), len(self.sorted) - 1)
-        ok = (self.sorted[i] == key) & (np.asarray(index) >= 0)
-        return np.where(ok, self.order[i], -1)
+        return np.where((self.sorted[i] == key) & valid, self.order[i], -1)
 
 
 def _key(event: np.ndarray, index: np.ndarray) -> np.ndarray:

@@ -217,17 +217,21 @@ class NtupleWriter:
         """Candidates and variables of ``batch``."""
         return self._build(batch, self._fetch(store, batch))
 
+    @property
+    def _computed_columns(self) -> Sequence[Column]:
+        """The columns built per batch: every column the cut may use, else the written ones."""
+        return self._cut_columns if self.cut is not None else self.columns
+
     def _fetch(self, store: EventStore, batch: int) -> dict[str, dict[str, np.ndarray]]:
         """The store rows of ``batch`` (thread-safe given its own store connection)."""
-        return fetch_tables(store, batch, self._cut_columns if self.cut is not None else self.columns)
+        return fetch_tables(store, batch, self._computed_columns)
 
     def _build(self, batch: int, tables: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], int]:
-        columns = self._cut_columns if self.cut is not None else self.columns
         cands = candidates_from_tables(
             tables, cast(DecaySpec, self.spec), int(batch), reconstructed_only=self.reconstructed_only,
             seed=self.seed, resolution=self.resolution,
         )
-        return compute_columns(cands, columns), cands.n_matched
+        return compute_columns(cands, self._computed_columns), cands.n_matched
 
     def _append(self, batch: int, columns: dict[str, np.ndarray], matched: int) -> int:
         self.candidates += matched
