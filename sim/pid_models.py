@@ -1,8 +1,9 @@
 """Per-species chained PID models: RICH GAN → muon (IsMuon classifier + MuonLL GAN) → global GAN.
 
-For each species (``e, mu, pi, K, p``, all shipped) four models, trained on sWeighted PIDCalib-like samples (:mod:`sim.calibration`), generate
-the PID columns of :data:`sim.reference.pid.PID_COLUMNS` for a track with momentum
-``p`` [MeV], pseudorapidity ``eta`` and event occupancy ``n_tracks``:
+For each species (``e, mu, pi, K, p``, all shipped) four models, trained on sWeighted
+PIDCalib-like samples (:mod:`sim.calibration`), generate the PID columns of
+:data:`sim.reference.pid.PID_COLUMNS` for a track with momentum ``p`` [MeV],
+pseudorapidity ``eta`` and event occupancy ``n_tracks``:
 
 ==============  ==============================================  ================================
 file            model                                           conditions → outputs
