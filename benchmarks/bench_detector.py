@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def _run(passes: tuple, events: int, batch_size: int) -> tuple[float, int]:
     from mambah import EventStore
-    from sim.pipeline import Pipeline, RunConfig
-    from sim.runner import run
+    from sim.core.pipeline import Pipeline, RunConfig
+    from sim.core.runner import run
 
     store = EventStore.memory()
     summary = run(Pipeline(passes, RunConfig(events=events, batch_size=batch_size, seed=42)), store=store,
@@ -39,12 +39,13 @@ def _inference_rates(n_events: int) -> dict[str, tuple[int, float]]:
     """Rows/s of each model as the passes run it (preprocessing + ``tf.function`` network, big chunks)."""
     import numpy as np
 
-    from sim.passes._models import CompiledModel, add_derived, feature_matrix, load_pass_model
-    from sim.passes.acceptance import ACCEPTANCE_INPUTS
-    from sim.passes.efficiency import EFFICIENCY_INPUTS
-    from sim.passes.occupancy import OCCUPANCY_TARGETS
-    from sim.passes.resolution import RESOLUTION_CONDITIONS
-    from sim.reference_sample import reference_sample_arrays
+    from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
+    from sim.detector.features import add_derived
+    from sim.detector.acceptance import ACCEPTANCE_INPUTS
+    from sim.detector.efficiency import EFFICIENCY_INPUTS
+    from sim.detector.occupancy import OCCUPANCY_TARGETS
+    from sim.detector.resolution import RESOLUTION_CONDITIONS
+    from sim.reference.sample import reference_sample_arrays
 
     d = add_derived(reference_sample_arrays(n_events, seed=99))
     d["in_acceptance"] = d["in_acceptance"].astype(float)
@@ -77,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="interleaved repetitions; the best rate is kept")
     args = parser.parse_args(argv)
 
-    from sim.passes.acceptance import Acceptance
-    from sim.passes.efficiency import Efficiency
-    from sim.passes.generator import Generator
-    from sim.passes.occupancy import Occupancy
-    from sim.passes.resolution import Resolution
+    from sim.detector.acceptance import Acceptance
+    from sim.detector.efficiency import Efficiency
+    from sim.generation.generator import Generator
+    from sim.detector.occupancy import Occupancy
+    from sim.detector.resolution import Resolution
 
     detector = (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution())
     # warm both chains (build, first-call tracing) on a small run

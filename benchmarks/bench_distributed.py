@@ -17,7 +17,7 @@ through its scheduler address.  Reported per row:
   store in one transaction, then delete it (the serial part of a run);
 * ``startup s``: cluster start plus warm-up (paid once per run).
 
-The serial runner (``sim.runner.run``, same process, kernels warm) is the
+The serial runner (``sim.core.runner.run``, same process, kernels warm) is the
 reference line.  The pipeline is the default job if every pass of it can be
 built here (models present), else the generator alone (said in the header).
 """
@@ -41,8 +41,8 @@ def _pipeline(events: int, batch_size: int, seed: int):  # noqa: ANN202
 
     from mambah.errors import MambahError
     from sim import Generator, Pipeline, RunConfig
-    from sim.pipeline import build_kernels
-    from sim.runner import default_pipeline
+    from sim.core.pipeline import build_kernels
+    from sim.defaults import default_pipeline
 
     run = RunConfig(events=events, batch_size=batch_size, seed=seed)
     try:
@@ -61,8 +61,8 @@ def _isolated_merge_cost(pipeline, tmp: Path, n: int) -> tuple[float, float]:  #
     """Seconds per batch to read a part back and to write it into a store, nothing else running."""
     import shutil
 
-    from sim.distributed import _read_part, run_part
-    from sim.runner import open_output
+    from sim.core.distributed import _read_part, run_part
+    from sim.core.runner import open_output
 
     spool = tmp / "iso.parts"
     batches = pipeline.run.batches()[:n]
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     import distributed
 
     from sim import Pipeline
-    from sim.distributed import run_distributed
-    from sim.runner import run
+    from sim.core.distributed import run_distributed
+    from sim.core.runner import run
 
     pipeline, what = _pipeline(args.events, args.batch_size, args.seed)
     warm = Pipeline(pipeline.passes, dataclasses.replace(pipeline.run, events=2 * max(args.workers) * 100, batch_size=100))

@@ -58,7 +58,7 @@ def bare_phasespace(n: int) -> tuple[float, float]:
 
 def mambah_generate(n: int, batch: int, path: Path) -> float:
     from sim import Generator, Pipeline, RunConfig, run
-    from sim.pipeline import build_kernels
+    from sim.core.pipeline import build_kernels
 
     pl = Pipeline((Generator(),), RunConfig(events=n, batch_size=batch, seed=1))
     build_kernels(pl)  # compile once, outside the timing (done once per process in production)

@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_pid.py [--events 20000] [--rows 100000] [--times 
 
 Measures, in one process and one run:
 
-1. PID inference (:meth:`sim.pid_models.PIDModelSet.generate`: RICH GAN → IsMuon
+1. PID inference (:meth:`sim.pid.models.PIDModelSet.generate`: RICH GAN → IsMuon
    classifier → MuonLL GAN → global GAN) on ``--rows`` tracks of each species with
    calibration-like kinematics, rows/s;
 2. the default pipeline (generator, detector passes, pid) on ``--events`` events into an
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 
 def bench_inference(rows: int) -> dict[str, float]:
-    from sim.pid_models import SHIPPED_SPECIES, load_pid_models
+    from sim.pid.models import SHIPPED_SPECIES, load_pid_models
 
     models = load_pid_models().compiled()  # as the pid pass runs them
     rng = np.random.default_rng(0)
@@ -55,7 +55,7 @@ def bench_inference(rows: int) -> dict[str, float]:
 
 def _standin_pass():  # noqa: ANN202
     """A pass producing protoparticles from charged final-state MC particles (no detector model)."""
-    from sim.pipeline import BatchContext, Kernel, Pass
+    from sim.core.pipeline import BatchContext, Kernel, Pass
 
     @dataclass(frozen=True)
     class StandInTracks(Pass):
@@ -80,7 +80,7 @@ def _standin_pass():  # noqa: ANN202
 
 def _timed_run(passes: tuple, events: int, batch_size: int) -> dict[str, float]:  # noqa: ANN001
     import mambah
-    from sim.pipeline import BatchContext, Pipeline, RunConfig, build_kernels
+    from sim.core.pipeline import BatchContext, Pipeline, RunConfig, build_kernels
 
     pipeline = Pipeline(passes, RunConfig(events=events, batch_size=batch_size, seed=7))
     kernels = build_kernels(pipeline)
@@ -100,8 +100,8 @@ def _timed_run(passes: tuple, events: int, batch_size: int) -> dict[str, float]:
 
 def bench_chain(events: int, batch_size: int) -> dict[str, object]:
     from sim.defaults import default_passes
-    from sim.passes.generator import Generator
-    from sim.passes.pid import PID
+    from sim.generation.generator import Generator
+    from sim.pid.response import PID
 
     note = "default pipeline"
     try:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ).validate()
     t0 = time.perf_counter()
     if args.scheduler or args.workers > 0:
-        from sim.distributed import run_distributed
+        from sim.core.distributed import run_distributed
 
         where = f"scheduler {args.scheduler}" if args.scheduler else f"{args.workers} local worker(s)"
         summary = run_distributed(

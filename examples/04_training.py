@@ -3,10 +3,10 @@
 1. the calibration file: ``--data FILE`` (yours: Parquet/ROOT with the
    efficiency inputs and a ``track_class`` label 0 none / 1 Long / 2 Upstream /
    3 Downstream), or, by default, a reference-detector sample written with
-   :func:`sim.reference_sample.make_reference_sample`;
+   :func:`sim.reference.sample.make_reference_sample`;
 2. ``train_model("efficiency", ...)`` (same as ``mambah train efficiency --data FILE``)
    writes ``<out>/my_efficiency.keras`` and its JSON sidecar;
-3. :func:`sim.validate.validate` compares it with the reference detector on a
+3. :func:`sim.validation.detector.validate` compares it with the reference detector on a
    held-out sample (same as ``mambah validate efficiency``);
 4. the default job with the new model is written to ``<out>/my_job.toml`` and
    run from that file (same as ``mambah run --config <out>/my_job.toml``).
@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from sim import Pipeline, run
-    from sim.cli_detector import train_model
-    from sim.reference_sample import make_reference_sample
-    from sim.runner import default_pipeline
-    from sim.validate import validate
+    from sim.cli.detector import train_model
+    from sim.reference.sample import make_reference_sample
+    from sim.defaults import default_pipeline
+    from sim.validation.detector import validate
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ def make_sample(path: Path, events: int, seed: int) -> bool:
     """
     from mambah.errors import MambahError
     from sim import Generator, Pipeline, RunConfig, run
-    from sim.pipeline import build_kernels
-    from sim.runner import default_pipeline
+    from sim.core.pipeline import build_kernels
+    from sim.defaults import default_pipeline
 
     cfg = RunConfig(events=events, batch_size=min(events, 10_000), seed=seed)
     pipeline = Pipeline(default_pipeline().passes, cfg)

@@ -14,9 +14,9 @@ See ``docs/ficino.md`` for the variables and their units.
 
 from __future__ import annotations
 
-from .candidates import DEFAULT_DECAY, VertexResolution, decay_spec
-from .export import ExportSummary, NtupleWriter, export, to_csv, to_parquet, to_root
-from .variables import VARIABLES, Variable, register
+from ficino.candidates import DEFAULT_DECAY, VertexResolution, decay_spec
+from ficino.export import ExportSummary, NtupleWriter, export, to_csv, to_parquet, to_root
+from ficino.variables import VARIABLES, Variable, register
 
 __all__ = (
     "DEFAULT_DECAY",

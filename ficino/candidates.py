@@ -49,7 +49,7 @@ from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse
 from mambah.errors import ExportError, MambahError
 from mambah.schema import column_names
 
-from .variables import VARIABLES, Variable
+from ficino.variables import VARIABLES, Variable
 
 if TYPE_CHECKING:
     from mambah.store import EventStore

@@ -5,7 +5,7 @@
 while the run goes: :func:`register` adds ``--export`` and its options to the
 ``run`` parser and sets ``args.export_hook`` (:func:`make_run_hook`), which
 ``mambah.cli.cmd_run`` calls as ``hook = args.export_hook(args, pipeline)``;
-the hook is a :class:`sim.passes.export.ExportHook` (``on_batch`` callback,
+the hook is a :class:`ficino.hook.ExportHook` (``on_batch`` callback,
 ``finish(output)``, ``abort()``).
 """
 
@@ -69,7 +69,7 @@ def register(sub: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``mambah export``."""
-    from .export import export
+    from ficino.export import export
 
     summary = export(
         args.store, args.output, decay=args.decay, aliases=parse_aliases(args.aliases), variables=_variables(args.variables),
@@ -92,7 +92,7 @@ def make_run_hook(args: argparse.Namespace, pipeline: Any) -> Any:
     """
     if not getattr(args, "export", None):
         return None
-    from sim.passes.export import Export
+    from ficino.hook import Export
 
     decay = args.export_decay
     if decay is None:

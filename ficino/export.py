@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from mambah.errors import ExportError, MambahError
 from mambah.store import EventStore
 
-from .candidates import (
+from ficino.candidates import (
     Column,
     DecaySpec,
     VertexResolution,
@@ -39,7 +39,7 @@ from .candidates import (
     present_sources,
     resolve_columns,
 )
-from .writers import NtupleFile, check_output, open_ntuple, parse_compression, resolve_format
+from ficino.writers import NtupleFile, check_output, open_ntuple, parse_compression, resolve_format
 
 __all__ = ("ExportSummary", "NtupleWriter", "export", "to_root", "to_parquet", "to_csv")
 

@@ -7,8 +7,8 @@ export in :mod:`ficino`.
 
 from __future__ import annotations
 
-from .descriptor import DecayNode, default_aliases, lookup_particle, parse_descriptor
-from .errors import (
+from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse_descriptor
+from mambah.errors import (
     ConfigError,
     DataError,
     DecayError,
@@ -22,9 +22,9 @@ from .errors import (
     TrainingError,
     UnknownParticleError,
 )
-from .schema import DATA_TABLES, METADATA, SCHEMA_VERSION, TABLES
-from .store import BatchRecord, EventStore
-from .tree import daughters, descendants, match_decay, mother
+from mambah.schema import DATA_TABLES, METADATA, SCHEMA_VERSION, TABLES
+from mambah.store import BatchRecord, EventStore
+from mambah.tree import daughters, descendants, match_decay, mother
 
 __version__ = "0.1.0"
 

@@ -1,31 +1,38 @@
 """The ``mambah`` command line.
 
-``mambah run`` (generate + detector passes into a store), ``mambah info``,
-``mambah query``; further subcommands (``train``, ``validate``, ``export``)
-register themselves through :data:`SUBCOMMANDS`.  Any
+``mambah info`` and ``mambah query`` are the store's own commands; the others
+(``run``, ``train``, ``validate`` from ``sim``, ``export`` from ``ficino``) register
+themselves through the entry-point group :data:`COMMAND_GROUP`, so this package
+imports neither ``sim`` nor ``ficino``.  Any
 :class:`~mambah.errors.MambahError` becomes one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from .errors import ConfigError, MambahError
+from mambah.errors import ConfigError, MambahError
 
 __all__ = ("main", "build_parser")
 
-#: "module:function" adding a subcommand to the parser: ``register(subparsers)``.
-SUBCOMMANDS: list[str] = [
-    "sim.cli_detector:register",
-    "sim.cli_pid:register",
-    "ficino.cli:register",
-]
+#: Entry-point group of the subcommands: ``name = "module:register"``, where
+#: ``register(subparsers)`` adds the subcommand (``sim`` registers run/train/validate,
+#: ``ficino`` registers export).  Commands are registered in the order of
+#: :data:`COMMAND_ORDER` (``run`` before the options other commands add to it).
+COMMAND_GROUP = "mambah.commands"
+COMMAND_ORDER: tuple[str, ...] = ("run", "train", "validate", "export")
+
+
+def _commands() -> list[object]:
+    from importlib.metadata import entry_points
+
+    eps = list(entry_points(group=COMMAND_GROUP))
+    rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+    return sorted(eps, key=lambda ep: (rank.get(ep.name, len(rank)), ep.name))
 
 
 def nonnegative_int(text: str) -> int:
@@ -55,25 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="generate events through the pipeline into a store")
-    run.add_argument("--config", help="pipeline config file (TOML or YAML); default: the built-in job")
-    run.add_argument("--decay", help="decay descriptor, e.g. 'B+ -> (J/psi -> mu+ mu-) K+'")
-    run.add_argument("--dec-file", help="EvtGen .dec file (all modes with their branching fractions)")
-    run.add_argument("--mother", help="decaying particle of --dec-file (default: its first Decay block)")
-    run.add_argument("--events", type=positive_int, help="number of events (default 100000)")
-    run.add_argument("--batch-size", type=positive_int, help="events per batch (default 25000)")
-    run.add_argument("--seed", type=nonnegative_int, help="run seed (default 42)")
-    run.add_argument("-o", "--output", default="mambah.duckdb", help="output store (default mambah.duckdb)")
-    group = run.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="finish an interrupted run in --output")
-    group.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
-    run.add_argument("--scheduler", metavar="ADDRESS", help="run batches on an existing Dask cluster, e.g. tcp://host:8786")
-    run.add_argument("--retries", type=nonnegative_int, default=2, help="re-runs of a failing batch in a distributed run (default 2)")
-    run.set_defaults(func=cmd_run)
-
     info = sub.add_parser("info", help="summary of a store: tables, batches, seed, schema, pipeline")
     info.add_argument("store")
     info.set_defaults(func=cmd_info)
@@ -86,77 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--max-rows", type=positive_int, default=50, help="rows printed with --format table")
     query.set_defaults(func=cmd_query)
 
-    for target in SUBCOMMANDS:
-        module, _, func = target.partition(":")
-        getattr(importlib.import_module(module), func)(sub)
+    for ep in _commands():
+        ep.load()(sub)  # type: ignore[attr-defined]
     return parser
-
-
-def _pipeline_from_args(args: argparse.Namespace):  # noqa: ANN202
-    import dataclasses
-
-    from sim.pipeline import Pipeline
-    from sim.runner import default_pipeline
-
-    pipeline = Pipeline.load(args.config) if args.config else default_pipeline()
-    changes = {k: v for k, v in (("events", args.events), ("batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
-    if changes:
-        pipeline = Pipeline(pipeline.passes, dataclasses.replace(pipeline.run, **changes))
-    if args.decay and args.dec_file:
-        raise ConfigError("give only one of --decay and --dec-file")
-    if args.decay or args.dec_file:
-        gens = [p for p in pipeline.passes if p.kind == "generator"]
-        if not gens:
-            raise ConfigError("the pipeline has no generator pass to take --decay/--dec-file")
-        if args.decay:
-            pipeline = pipeline.replace(gens[0].name, decay=args.decay, dec_file=None, mother=None)
-        else:
-            pipeline = pipeline.replace(gens[0].name, dec_file=str(Path(args.dec_file).resolve()), mother=args.mother)
-    return pipeline.validate()
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from sim.runner import check_output, run
-
-    pipeline = _pipeline_from_args(args)
-    if args.save_config:
-        pipeline.save(args.save_config)
-        print(f"wrote {args.save_config}")
-        return 0
-    check_output(args.output, resume=args.resume, overwrite=args.overwrite)
-    # --export (ficino.cli): on_batch hook streaming committed batches into an ntuple
-    hook = args.export_hook(args, pipeline) if getattr(args, "export_hook", None) else None
-    try:
-        if args.workers is not None or args.scheduler is not None:
-            from sim.distributed import run_distributed
-
-            summary = run_distributed(
-                pipeline, args.output, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
-                resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, on_batch=hook,
-            )
-        else:
-            summary = run(
-                pipeline, args.output, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, on_batch=hook
-            )
-        exported = hook.finish(args.output) if hook is not None else None
-    except BaseException:
-        if hook is not None:
-            hook.abort()
-        raise
-    print(
-        f"{summary.output}: {summary.batches_run} batch(es) run, {summary.events} events in "
-        f"{summary.seconds:.1f} s ({summary.events_per_second:,.0f} events/s); "
-        f"{summary.batches_total} batch(es) in the run"
-    )
-    if exported is not None:
-        print(f"{exported.path}: {exported.rows:,} rows x {len(exported.columns)} columns ({exported.format})")
-    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from .store import EventStore
+    from mambah.store import EventStore
 
     with EventStore.open(args.store, read_only=True) as store:
         info = store.info()
@@ -181,7 +107,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from .store import EventStore
+    from mambah.store import EventStore
 
     with EventStore.open(args.store, read_only=True) as store:
         table = store.query(args.sql)

@@ -7,7 +7,7 @@ with the ``particle`` package (``Particle.from_evtgen_name``).  A descriptor is
 charge-conjugate decay as well (used when matching candidates).
 
 This module only describes decay *trees*; phasespace generation from them lives
-in :mod:`sim.decay` (with decaylanguage for the DecFile grammar).
+in :mod:`sim.generation.decay` (with decaylanguage for the DecFile grammar).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from .errors import DecayError, UnknownParticleError
+from mambah.errors import DecayError, UnknownParticleError
 
 __all__ = ("DecayNode", "parse_descriptor", "lookup_particle", "default_aliases")
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from .errors import SchemaVersionError, StoreError, StoreExistsError
-from .schema import DATA_TABLES, SCHEMA_VERSION, TABLES, column_names, create_ddl
+from mambah.errors import SchemaVersionError, StoreError, StoreExistsError
+from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, column_names, create_ddl
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from .descriptor import DecayNode, default_aliases, parse_descriptor
-from .errors import DecayError
+from mambah.descriptor import DecayNode, default_aliases, parse_descriptor
+from mambah.errors import DecayError
 
 if TYPE_CHECKING:
-    from .store import EventStore
+    from mambah.store import EventStore
 
 __all__ = ("daughters", "mother", "descendants", "match_decay", "MC_COLUMNS")
 

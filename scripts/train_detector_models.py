@@ -22,11 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sim.passes.acceptance import train_acceptance  # noqa: E402
-from sim.passes.efficiency import train_efficiency  # noqa: E402
-from sim.passes.occupancy import train_occupancy  # noqa: E402
-from sim.passes.resolution import train_resolution  # noqa: E402
-from sim.reference_sample import make_reference_sample  # noqa: E402
+from sim.detector.acceptance import train_acceptance  # noqa: E402
+from sim.detector.efficiency import train_efficiency  # noqa: E402
+from sim.detector.occupancy import train_occupancy  # noqa: E402
+from sim.detector.resolution import train_resolution  # noqa: E402
+from sim.reference.sample import make_reference_sample  # noqa: E402
 from sim.training.io import save_model  # noqa: E402
 
 log = logging.getLogger("train_detector_models")

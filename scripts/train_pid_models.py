@@ -3,9 +3,9 @@
 
 For each species (e, mu, pi, K, p) a PIDCalib-like sample of
 ``--n-signal`` signal and ``--n-background`` combinatorial candidates is generated with
-the reference detector (:func:`sim.calibration.make_calibration_sample`, fixed seed per
+the reference detector (:func:`sim.reference.calibration.make_calibration_sample`, fixed seed per
 species), its mass is fitted with zfit and sWeights are computed with hepstats; the
-four chained models of :mod:`sim.pid_models` are then trained on the sWeighted sample
+four chained models of :mod:`sim.pid.models` are then trained on the sWeighted sample
 (Cramér GAN, fixed seed) and written to ``--output`` (default: the shipped
 ``sim/models/pid/``).  Training times per model are logged and written to
 ``--times`` (JSON).
@@ -36,7 +36,7 @@ LEARNING_RATE = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3, "e": 1e-3}
 #: GAN learning-rate schedule and generator weight averaging (EMA momentum), every species.
 LR_SCHEDULE = "cosine"
 EMA = 0.999
-#: Per-species overrides of sim.pid_models.GAN_SETTINGS.  Muons are above the Cherenkov
+#: Per-species overrides of sim.pid.models.GAN_SETTINGS.  Muons are above the Cherenkov
 #: thresholds almost everywhere: the RICH GAN keeps the marginal target preprocessing
 #: (the momentum-following one gave a worse 20-30 GeV bin, 0.026 vs 0.017).
 GAN_OVERRIDES: dict[str, dict[str, dict[str, object]]] = {"mu": {"rich": {"target_bins": None}}}
@@ -45,8 +45,8 @@ log = logging.getLogger("train_pid_models")
 
 
 def main() -> int:
-    from sim.calibration import make_calibration_sample
-    from sim.pid_models import DEFAULT_MODEL_DIR, MODEL_PARTS, REQUIRED_COLUMNS, train_species_models
+    from sim.reference.calibration import make_calibration_sample
+    from sim.pid.models import DEFAULT_MODEL_DIR, MODEL_PARTS, REQUIRED_COLUMNS, train_species_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--species", nargs="+", default=["e", "mu", "pi", "K", "p"], choices=sorted(SEEDS))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .pipeline import Pass, Pipeline, RunConfig
-from .passes.generator import DEFAULT_DECAY, Generator
+from sim.core.pipeline import Pass, Pipeline, RunConfig
+from sim.generation.generator import DEFAULT_DECAY, Generator
 
 __all__ = ("default_pipeline", "default_passes", "DEFAULT_DECAY", "DEFAULT_RUN")
 
@@ -15,11 +15,11 @@ DEFAULT_RUN = RunConfig(events=100_000, batch_size=25_000, seed=42)
 
 def default_passes() -> tuple[Pass, ...]:
     """Generator followed by the detector passes with the shipped models."""
-    from .passes.acceptance import Acceptance
-    from .passes.efficiency import Efficiency
-    from .passes.occupancy import Occupancy
-    from .passes.pid import PID
-    from .passes.resolution import Resolution
+    from sim.detector.acceptance import Acceptance
+    from sim.detector.efficiency import Efficiency
+    from sim.detector.occupancy import Occupancy
+    from sim.pid.response import PID
+    from sim.detector.resolution import Resolution
 
     return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution(), PID())
 

@@ -31,11 +31,13 @@ Model of one triggered event:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from mambah.errors import ConfigError
+
+from sim.generation.beam import LuminousRegion, sample_primary_vertices
 
 __all__ = (
     "RUNS",
@@ -47,45 +49,6 @@ __all__ = (
 
 RUNS: tuple[str, ...] = ("run2", "run3")
 """Names of the occupancy presets."""
-
-
-@dataclass(frozen=True)
-class LuminousRegion:
-    """Gaussian luminous region of the pp collisions (mm, ns).
-
-    Attributes:
-        x0: Mean x (mm) of the beam line, 0.8 mm: "LHCb-like".  The luminous
-            region sits O(1 mm) off the nominal VELO axis and moves from fill
-            to fill ([VELO] Sec. 7 measures it per fill); the value is a
-            representative choice, not a measured one.
-        y0: Mean y (mm) of the beam line, −0.2 mm ("LHCb-like", as x0).
-        z0: Mean z (mm) of the luminous region, 0 (model; the nominal IP).
-        t0: Mean collision time (ns) relative to the bunch crossing, 0.
-        sigma_x: Transverse width (mm), 0.040 mm: the Run 2 luminous region is
-            ≈ 35–45 µm wide in x and y ([VELO] Sec. 7, [PERF] Sec. 3).
-        sigma_y: Transverse width (mm), 0.040 mm (as sigma_x).
-        sigma_z: Longitudinal width (mm), 45 mm (Run 2 ≈ 40–60 mm, [PERF] Sec. 3;
-            Run 3 similar, [UPG]).
-        sigma_t: Time spread (ns) of the collisions, 0.19 ns (bunch length
-            ≈ 7.5 cm rms gives ≈ 0.18–0.19 ns, [UPG] Sec. 1).
-    """
-
-    x0: float = 0.8
-    y0: float = -0.2
-    z0: float = 0.0
-    t0: float = 0.0
-    sigma_x: float = 0.040
-    sigma_y: float = 0.040
-    sigma_z: float = 45.0
-    sigma_t: float = 0.19
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not np.isfinite(value):
-                raise ConfigError(f"LuminousRegion.{f.name}={value!r}; expected a finite number")
-            if f.name.startswith("sigma_") and value < 0:
-                raise ConfigError(f"LuminousRegion.{f.name}={value!r}; expected a width >= 0")
 
 
 _PRESETS: dict[str, dict[str, float]] = {
@@ -226,43 +189,3 @@ def simulate_occupancy(
     extra = rng.poisson(cfg.n_signal_tracks, n)
     n_tracks = signal + pileup + extra
     return {"n_pv": n_pv.astype(np.int64), "n_tracks": n_tracks.astype(np.int64)}
-
-
-def sample_primary_vertices(
-    n: int,
-    rng: np.random.Generator,
-    config: LuminousRegion | OccupancyConfig = LuminousRegion(),
-) -> dict[str, np.ndarray]:
-    """Sample primary-vertex positions and times in the luminous region.
-
-    Args:
-        n: Number of vertices.
-        rng: Source of randomness.
-        config: A :class:`LuminousRegion`, or an :class:`OccupancyConfig`
-            whose ``luminous_region`` is used.
-
-    Returns:
-        ``{"pv_x", "pv_y", "pv_z"}`` (mm) and ``"pv_t"`` (ns), float64 arrays
-        of shape (n,), independent Gaussians.
-
-    Raises:
-        ConfigError: ``n`` is not a non-negative integer or ``config`` has the
-            wrong type.
-    """
-    n = _check_n(n, "sample_primary_vertices")
-    if isinstance(config, OccupancyConfig):
-        region = config.luminous_region
-    elif isinstance(config, LuminousRegion):
-        region = config
-    else:
-        raise ConfigError(
-            f"sample_primary_vertices: config is {type(config).__name__}; "
-            "expected LuminousRegion or OccupancyConfig"
-        )
-    z = rng.standard_normal((4, n))
-    return {
-        "pv_x": region.x0 + region.sigma_x * z[0],
-        "pv_y": region.y0 + region.sigma_y * z[1],
-        "pv_z": region.z0 + region.sigma_z * z[2],
-        "pv_t": region.t0 + region.sigma_t * z[3],
-    }

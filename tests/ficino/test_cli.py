@@ -14,7 +14,7 @@ import uproot
 from ficino.cli import parse_aliases
 from mambah.cli import main
 from mambah.errors import ExportError
-from sim.pipeline import Pass, Pipeline, RunConfig
+from sim.core.pipeline import Pass, Pipeline, RunConfig
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,8 @@ def test_export_command_output_exists_and_empty_store(store_file, tmp_path, caps
 
 
 def test_runner_on_batch_streams_committed_batches(tmp_path):
-    from sim.passes.export import Export
-    from sim.runner import run
+    from ficino.hook import Export
+    from sim.core.runner import run
 
     hook = Export(str(tmp_path / "run.parquet"), variables=("Lc_M", "runNumber")).open()
     seen = []
@@ -118,9 +118,9 @@ def test_runner_on_batch_streams_committed_batches(tmp_path):
 
 
 def test_mambah_run_export(tmp_path, monkeypatch, capsys):
-    import sim.runner
+    import sim.defaults
 
-    monkeypatch.setattr(sim.runner, "default_pipeline", lambda **kw: Pipeline((HandBuilt(),), RunConfig()))
+    monkeypatch.setattr(sim.defaults, "default_pipeline", lambda **kw: Pipeline((HandBuilt(),), RunConfig()))
     store, out = tmp_path / "r.duckdb", tmp_path / "r.root"
     rc = main(["run", "--events", "200", "--batch-size", "100", "-o", str(store), "--export", str(out),
                "--export-cut", "Lc_M > 0", "--no-progress"])

@@ -1,0 +1,122 @@
+"""Kinematics and straight-line geometry, numpy only: one home per formula.
+
+Every function is vectorised over leading axes and uses one convention for the
+edge cases: for pT = 0, ``eta`` is ±inf with the sign of pz (0 for p = 0),
+as in scikit-hep ``vector``; slopes ``tx = px/pz``, ``ty = py/pz``.
+
+Units: MeV for momenta and energies, mm for positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = (
+    "pt",
+    "p",
+    "eta",
+    "phi",
+    "theta",
+    "mass",
+    "boost",
+    "poca_to_point",
+    "ip_vector",
+    "ip",
+    "state_at_z",
+)
+
+Array = NDArray[np.float64]
+
+
+def pt(px: ArrayLike, py: ArrayLike) -> Array:
+    """Transverse momentum sqrt(px² + py²) [MeV]."""
+    return np.hypot(np.asarray(px, dtype=np.float64), np.asarray(py, dtype=np.float64))
+
+
+def p(px: ArrayLike, py: ArrayLike, pz: ArrayLike) -> Array:
+    """Momentum magnitude [MeV]."""
+    return np.sqrt(pt(px, py) ** 2 + np.asarray(pz, dtype=np.float64) ** 2)
+
+
+def eta(px: ArrayLike, py: ArrayLike, pz: ArrayLike) -> Array:
+    """Pseudorapidity arcsinh(pz / pT); ±inf for pT = 0 (sign of pz), 0 for p = 0."""
+    t = pt(px, py)
+    z = np.asarray(pz, dtype=np.float64) * np.ones_like(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.arcsinh(z / t)
+    zero = t == 0
+    if np.any(zero):
+        out = np.where(zero, np.where(z > 0, np.inf, np.where(z < 0, -np.inf, 0.0)), out)
+    return np.asarray(out, dtype=np.float64)
+
+
+def phi(px: ArrayLike, py: ArrayLike) -> Array:
+    """Azimuth atan2(py, px) in (−π, π]."""
+    return np.arctan2(np.asarray(py, dtype=np.float64), np.asarray(px, dtype=np.float64))
+
+
+def theta(px: ArrayLike, py: ArrayLike, pz: ArrayLike) -> Array:
+    """Polar angle atan2(pT, pz) in [0, π]."""
+    return np.arctan2(pt(px, py), np.asarray(pz, dtype=np.float64))
+
+
+def mass(px: ArrayLike, py: ArrayLike, pz: ArrayLike, e: ArrayLike) -> Array:
+    """Invariant mass sqrt(max(E² − p², 0)) [MeV]."""
+    e = np.asarray(e, dtype=np.float64)
+    return np.sqrt(np.maximum(e * e - p(px, py, pz) ** 2, 0.0))
+
+
+def boost(p4: ArrayLike, frame: ArrayLike) -> Array:
+    """Boost four-momenta from the rest frame of ``frame`` to the frame where ``frame`` has that momentum.
+
+    Args:
+        p4: ``(..., 4)`` (px, py, pz, E) in the rest frame of ``frame`` [MeV].
+        frame: ``(..., 4)`` four-momentum of the frame's particle, broadcastable to ``p4``.
+
+    Returns:
+        ``(..., 4)`` boosted four-momenta.
+    """
+    p4 = np.asarray(p4, dtype=np.float64)
+    f = np.asarray(frame, dtype=np.float64)
+    m = np.sqrt(np.maximum(f[..., 3] ** 2 - np.sum(f[..., :3] ** 2, axis=-1), 0.0))
+    m = np.where(m > 0, m, 1e-300)
+    b = f[..., :3] / f[..., 3:4]
+    gamma = f[..., 3] / m
+    bp = np.sum(b * p4[..., :3], axis=-1)
+    b2 = np.sum(b * b, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g2 = np.where(b2 > 0, (gamma - 1.0) / b2, 0.0)
+    space = p4[..., :3] + (g2 * bp + gamma * p4[..., 3])[..., None] * b
+    energy = gamma * (p4[..., 3] + bp)
+    return np.concatenate([space, energy[..., None]], axis=-1)
+
+
+def poca_to_point(origin: ArrayLike, direction: ArrayLike, point: ArrayLike) -> Array:
+    """Point of closest approach of the line ``origin + s·direction`` to ``point`` (``(..., 3)`` mm)."""
+    o = np.asarray(origin, dtype=np.float64)
+    d = np.asarray(direction, dtype=np.float64)
+    q = np.asarray(point, dtype=np.float64)
+    d2 = np.sum(d * d, axis=-1, keepdims=True)
+    s = np.sum((q - o) * d, axis=-1, keepdims=True) / np.where(d2 > 0, d2, 1.0)
+    return np.asarray(o + s * d, dtype=np.float64)
+
+
+def ip_vector(origin: ArrayLike, direction: ArrayLike, point: ArrayLike) -> Array:
+    """Vector from ``point`` to the line's point of closest approach (``(..., 3)`` mm)."""
+    return poca_to_point(origin, direction, point) - np.asarray(point, dtype=np.float64)
+
+
+def ip(origin: ArrayLike, direction: ArrayLike, point: ArrayLike) -> Array:
+    """Impact parameter of a straight line with respect to ``point`` [mm]."""
+    return np.asarray(np.linalg.norm(ip_vector(origin, direction, point), axis=-1), dtype=np.float64)
+
+
+def state_at_z(origin: ArrayLike, direction: ArrayLike, z: ArrayLike) -> tuple[Array, Array, Array, Array]:
+    """Straight-line state (x, y, tx, ty) at ``z`` of the line through ``origin`` along ``direction``."""
+    o = np.asarray(origin, dtype=np.float64)
+    d = np.asarray(direction, dtype=np.float64)
+    tx = d[..., 0] / d[..., 2]
+    ty = d[..., 1] / d[..., 2]
+    dz = np.asarray(z, dtype=np.float64) - o[..., 2]
+    return o[..., 0] + tx * dz, o[..., 1] + ty * dz, tx, ty

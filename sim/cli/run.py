@@ -1,0 +1,96 @@
+"""``mambah run``: generate events through the pipeline into a store (serial or Dask)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from mambah.cli import nonnegative_int, positive_int
+from mambah.errors import ConfigError
+
+from sim.core.pipeline import Pipeline
+
+__all__ = ("register", "cmd_run", "pipeline_from_args")
+
+
+def register(sub: Any) -> None:
+    """Add ``mambah run`` to the subcommands."""
+    run = sub.add_parser("run", help="generate events through the pipeline into a store")
+    run.add_argument("--config", help="pipeline config file (TOML or YAML); default: the built-in job")
+    run.add_argument("--decay", help="decay descriptor, e.g. 'B+ -> (J/psi -> mu+ mu-) K+'")
+    run.add_argument("--dec-file", help="EvtGen .dec file (all modes with their branching fractions)")
+    run.add_argument("--mother", help="decaying particle of --dec-file (default: its first Decay block)")
+    run.add_argument("--events", type=positive_int, help="number of events (default 100000)")
+    run.add_argument("--batch-size", type=positive_int, help="events per batch (default 25000)")
+    run.add_argument("--seed", type=nonnegative_int, help="run seed (default 42)")
+    run.add_argument("-o", "--output", default="mambah.duckdb", help="output store (default mambah.duckdb)")
+    group = run.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="finish an interrupted run in --output")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
+    run.add_argument("--scheduler", metavar="ADDRESS", help="run batches on an existing Dask cluster, e.g. tcp://host:8786")
+    run.add_argument("--retries", type=nonnegative_int, default=2, help="re-runs of a failing batch in a distributed run (default 2)")
+    run.set_defaults(func=cmd_run)
+
+
+def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
+    """The pipeline of ``mambah run``: the config file or the default job, with the command-line changes."""
+    from sim.defaults import default_pipeline
+
+    pipeline = Pipeline.load(args.config) if args.config else default_pipeline()
+    changes = {k: v for k, v in (("events", args.events), ("batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
+    if changes:
+        pipeline = Pipeline(pipeline.passes, dataclasses.replace(pipeline.run, **changes))
+    if args.decay and args.dec_file:
+        raise ConfigError("give only one of --decay and --dec-file")
+    if args.decay or args.dec_file:
+        gens = [p for p in pipeline.passes if p.kind == "generator"]
+        if not gens:
+            raise ConfigError("the pipeline has no generator pass to take --decay/--dec-file")
+        if args.decay:
+            pipeline = pipeline.replace(gens[0].name, decay=args.decay, dec_file=None, mother=None)
+        else:
+            pipeline = pipeline.replace(gens[0].name, dec_file=str(Path(args.dec_file).resolve()), mother=args.mother)
+    return pipeline.validate()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sim.core.runner import check_output, run
+
+    pipeline = pipeline_from_args(args)
+    if args.save_config:
+        pipeline.save(args.save_config)
+        print(f"wrote {args.save_config}")
+        return 0
+    check_output(args.output, resume=args.resume, overwrite=args.overwrite)
+    # --export (ficino.cli): on_batch hook streaming committed batches into an ntuple
+    hook = args.export_hook(args, pipeline) if getattr(args, "export_hook", None) else None
+    try:
+        if args.workers is not None or args.scheduler is not None:
+            from sim.core.distributed import run_distributed
+
+            summary = run_distributed(
+                pipeline, args.output, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+                resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, on_batch=hook,
+            )
+        else:
+            summary = run(
+                pipeline, args.output, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, on_batch=hook
+            )
+        exported = hook.finish(args.output) if hook is not None else None
+    except BaseException:
+        if hook is not None:
+            hook.abort()
+        raise
+    print(
+        f"{summary.output}: {summary.batches_run} batch(es) run, {summary.events} events in "
+        f"{summary.seconds:.1f} s ({summary.events_per_second:,.0f} events/s); "
+        f"{summary.batches_total} batch(es) in the run"
+    )
+    if exported is not None:
+        print(f"{exported.path}: {exported.rows:,} rows x {len(exported.columns)} columns ({exported.format})")
+    return 0

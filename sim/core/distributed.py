@@ -1,0 +1,520 @@
+"""Running a pipeline on a ``dask.distributed`` cluster, batch by batch.
+
+Batches are values (:class:`~sim.core.pipeline.Batch`), so any worker can run any
+batch.  Each task runs one batch into an in-memory DuckDB store on its worker
+and writes the batch's tables as Parquet files into a *spool* directory
+(``<output>.parts/batch=<n>/<table>.parquet`` plus ``batch.json``; written to a
+temporary name and renamed, so a part is complete or absent).  The driver
+merges each finished part into the output store in one transaction
+(:meth:`~mambah.store.EventStore.write_batch`) as results arrive, then deletes
+the part.  DuckDB thus only ever has one writer per file.
+
+Guarantees:
+
+* the output equals the serial run with the same seed (seeds derive from the
+  run seed and the batch number only);
+* no batch is written twice: the driver skips a part whose batch is already in
+  the store (the ``batches`` table guards it), e.g. a part re-delivered after a
+  worker was lost or one merged just before a crash;
+* an interrupted run resumes (``resume=True``): parts finished but not merged
+  are merged first, only missing batches are run;
+* a worker process that dies mid-batch is replaced and its batch rescheduled by
+  Dask; a batch that raises is retried ``retries`` times, then the run stops
+  with a :class:`~mambah.errors.DistributedError` naming the batch and the
+  worker's error.  Batches already merged are kept.
+
+Clusters: ``workers=N`` starts a :class:`distributed.LocalCluster` of ``N``
+processes on this machine.  ``scheduler`` takes the address of a running
+scheduler (``tcp://host:8786``), a :class:`distributed.Client` or a cluster
+object with a ``scheduler_address`` (e.g. ``dask_jobqueue.SLURMCluster`` or
+``dask_kubernetes.operator.KubeCluster``); all take the same code path.  The
+spool directory must then be on storage that the workers and the driver share.
+
+Dask is an optional dependency (``pip install mambah[dask]``) imported only
+inside the functions of this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mambah.errors import ConfigError, DistributedError, MambahError
+from mambah.schema import DATA_TABLES
+from mambah.store import BatchRecord, EventStore
+
+from sim.core.pipeline import Batch, Pipeline, build_kernels, run_batch
+from sim.core.runner import RunSummary, _progress, check_output, open_output, pending_batches
+
+__all__ = ("run_distributed", "DistributedSummary", "run_part", "spool_dir", "configure_worker", "MambahWorkerPlugin")
+
+log = logging.getLogger(__name__)
+
+#: ``on_batch(store, batch)``: called after each batch is merged.
+OnBatch = Callable[[EventStore, Batch], None]
+
+#: Seconds to wait for a scheduler given by address before giving up.
+CONNECT_TIMEOUT_S = 5.0
+
+_PART_PREFIX = "batch="
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class DistributedSummary(RunSummary):
+    """What a distributed run did; adds the number of workers and the merge cost.
+
+    Attributes:
+        workers: number of Dask workers the run saw at its start.
+        batches_merged: parts merged into the output (resumed parts included).
+        merge_seconds: wall time the driver spent merging parts (read back + insert + delete) [s].
+    """
+
+    workers: int = 0
+    batches_merged: int = 0
+    merge_seconds: float = 0.0
+
+    @property
+    def merge_seconds_per_batch(self) -> float:
+        return self.merge_seconds / self.batches_merged if self.batches_merged else 0.0
+
+
+def _require_dask() -> Any:
+    try:
+        import distributed
+    except ImportError as err:
+        raise MambahError(
+            f"distributed runs need Dask ({err}); install it with: pip install 'mambah[dask]'"
+        ) from None
+    return distributed
+
+
+def spool_dir(output: str | os.PathLike[str]) -> Path:
+    """The default spool directory of ``output``: ``<output>.parts`` next to it."""
+    p = Path(output)
+    return p.with_name(p.name + ".parts")
+
+
+def _digest(pipeline: Pipeline) -> str:
+    return hashlib.sha256(pipeline.to_toml().encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- worker side
+_CONFIGURED: dict[str, int] = {}
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def configure_worker(threads: int = 1) -> dict[str, str]:
+    """Limit this process's TensorFlow, OpenMP and BLAS pools to ``threads`` threads (idempotent).
+
+    Called on every worker (by :class:`MambahWorkerPlugin` and before each
+    batch), so ``N`` workers on ``N`` cores do not oversubscribe.  Sets
+    ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` (read by TensorFlow
+    when its runtime starts, i.e. when the first pass builds) and, if
+    TensorFlow is imported already, also ``tf.config.threading``; TensorFlow
+    is not imported here.  A runtime that already started keeps its pools
+    (logged as a warning).
+
+    Returns:
+        The environment variables set.
+    """
+    env = {var: str(threads) for var in _THREAD_VARS}
+    if _CONFIGURED.get("threads") == threads:
+        return env
+    os.environ.update(env)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except (RuntimeError, AttributeError) as err:
+            log.warning("cannot limit TensorFlow threads on pid %d (runtime already started): %s", os.getpid(), err)
+    _CONFIGURED["threads"] = threads
+    return env
+
+
+_PLUGIN: list[type] = []
+
+
+def _plugin_class() -> type:
+    """:class:`MambahWorkerPlugin`, made on first use (it subclasses Dask's ``WorkerPlugin``)."""
+    if not _PLUGIN:
+        from distributed.diagnostics.plugin import WorkerPlugin
+
+        class MambahWorkerPlugin(WorkerPlugin):  # type: ignore[misc]
+            """Dask worker plugin: :func:`configure_worker` on every worker, present and future."""
+
+            name = "mambah-configure"
+            idempotent = True
+
+            def __init__(self, threads: int = 1) -> None:
+                self.threads = threads
+
+            def setup(self, worker: Any) -> None:
+                configure_worker(self.threads)
+
+        MambahWorkerPlugin.__module__ = __name__
+        MambahWorkerPlugin.__qualname__ = "MambahWorkerPlugin"
+        _PLUGIN.append(MambahWorkerPlugin)
+    return _PLUGIN[0]
+
+
+def __getattr__(name: str) -> Any:
+    # ``MambahWorkerPlugin`` is created lazily so that importing this module never imports Dask;
+    # pickles refer to it as ``sim.core.distributed.MambahWorkerPlugin``.
+    if name == "MambahWorkerPlugin":
+        return _plugin_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
+
+
+def run_part(pipeline: Pipeline, batch: Batch, spool: str | os.PathLike[str], *, threads: int = 1) -> str:
+    """Run one batch into an in-memory store and write it as a part in ``spool`` (a worker task).
+
+    Kernels come from the per-process cache of :func:`sim.core.pipeline.build_kernels`
+    (built once per worker process, not once per batch).
+
+    Args:
+        pipeline: the pipeline (its passes; the run settings only for the digest).
+        batch: the batch to run.
+        spool: directory of the parts (shared with the driver).
+        threads: threads per worker for TensorFlow / DuckDB.
+
+    Returns:
+        Path of the part directory ``spool/batch=<n>`` (complete: written under
+        a temporary name and renamed).  If the part exists already (a re-run
+        of a batch whose part was delivered), the existing part is kept.
+
+    Raises:
+        DistributedError: the batch failed; names the batch, the worker and the error.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        configure_worker(threads)
+        kernels = build_kernels(pipeline)
+        final = Path(spool) / f"{_PART_PREFIX}{batch.batch}"
+        if final.is_dir():
+            return str(final)
+        store = EventStore.memory()
+        try:
+            store.connection.execute(f"SET threads TO {int(threads)}")
+            with store.batch_transaction(BatchRecord(batch.batch, batch.n_events, batch.seed)) as con:
+                run_batch(kernels, con, batch)
+            tmp = Path(spool) / f"{_TMP_PREFIX}{_PART_PREFIX}{batch.batch}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir(parents=True)
+            try:
+                for name in DATA_TABLES:
+                    pq.write_table(store.query(f"SELECT * FROM {name}"), tmp / f"{name}.parquet")  # unsorted: cheaper
+                info = {"batch": batch.batch, "n_events": batch.n_events, "seed": batch.seed, "pipeline": _digest(pipeline)}
+                (tmp / "batch.json").write_text(json.dumps(info))
+                try:
+                    tmp.rename(final)
+                except OSError:
+                    if not final.is_dir():
+                        raise
+                    log.info("part of batch %d exists already; keeping it", batch.batch)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            store.close()
+        return str(final)
+    except Exception as err:
+        # keep the worker's error as one picklable line (the traceback stays in the worker log)
+        log.exception("batch %d failed", batch.batch)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise DistributedError(
+            f"batch {batch.batch} failed on worker {_worker_address()}: {type(err).__name__}: {first}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------- driver side
+def _read_part(part: Path) -> tuple[BatchRecord, dict[str, Any], str]:
+    import pyarrow.parquet as pq
+
+    info = json.loads((part / "batch.json").read_text())
+    tables = {name: pq.read_table(part / f"{name}.parquet") for name in DATA_TABLES}
+    return BatchRecord(info["batch"], info["n_events"], info["seed"]), tables, str(info.get("pipeline", ""))
+
+
+def _merge_part(
+    store: EventStore, part: Path, expected: dict[int, Batch], digest: str, done: set[int], on_batch: OnBatch | None = None
+) -> int:
+    """Merge ``part`` into ``store`` (one transaction) and delete it.
+
+    Returns the number of events merged (0 if the part was skipped: batch
+    already in the store, not part of this run, or made by another pipeline).
+    """
+    n = 0
+    try:
+        record, tables, part_digest = _read_part(part)
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("discarding unreadable part %s: %s", part, err)
+        shutil.rmtree(part, ignore_errors=True)
+        return 0
+    want = expected.get(record.batch)
+    if record.batch in done:
+        log.info("batch %d is already in the store; skipping its re-delivered part", record.batch)
+    elif want is None or want.seed != record.seed or want.n_events != record.n_events or part_digest != digest:
+        log.warning("discarding part %s: not a batch of this run (other seed, size or pipeline)", part)
+    else:
+        store.write_batch(record, tables)
+        done.add(record.batch)
+        n = record.n_events
+        if on_batch is not None:
+            on_batch(store, want)
+    shutil.rmtree(part, ignore_errors=True)
+    return n
+
+
+def _finished_parts(spool: Path) -> list[Path]:
+    if not spool.is_dir():
+        return []
+    return sorted(p for p in spool.iterdir() if p.is_dir() and p.name.startswith(_PART_PREFIX))
+
+
+def _clear_tmp(spool: Path) -> None:
+    for p in spool.glob(f"{_TMP_PREFIX}*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any:
+    """A Dask client on a new LocalCluster (``workers``) or on an existing scheduler."""
+    distributed = _require_dask()
+    if scheduler is not None:
+        if isinstance(scheduler, distributed.Client):
+            yield scheduler
+            return
+        address = getattr(scheduler, "scheduler_address", scheduler)
+        if not isinstance(address, str):
+            raise ConfigError(f"scheduler must be an address 'tcp://host:port', a dask Client or a cluster, got {scheduler!r}")
+        try:
+            client = distributed.Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as err:
+            raise DistributedError(
+                f"cannot reach Dask scheduler {address!r} within {CONNECT_TIMEOUT_S:g} s ({type(err).__name__}); "
+                "check the address or use --workers N for a local cluster"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    env = {var: str(threads_per_worker) for var in _THREAD_VARS}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    cluster = distributed.LocalCluster(
+        n_workers=int(workers or 1),
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        dashboard_address=":0",  # a free port: 8787 may be taken (a warning, an error under -W error)
+        silence_logs=logging.ERROR,
+        env=env,
+    )
+    try:
+        client = distributed.Client(cluster, set_as_default=False)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def run_distributed(
+    pipeline: Pipeline,
+    output: str | os.PathLike[str] = "mambah.duckdb",
+    *,
+    workers: int | None = None,
+    scheduler: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    retries: int = 2,
+    threads_per_worker: int = 1,
+    spool: str | os.PathLike[str] | None = None,
+    on_batch: OnBatch | None = None,
+) -> DistributedSummary:
+    """Run ``pipeline`` into ``output`` on a Dask cluster, merging batch by batch.
+
+    Args:
+        pipeline: passes and run settings (events, batch size, seed).
+        output: DuckDB store file to write (the driver is its only writer).
+        workers: start a local cluster of this many worker processes.
+        scheduler: an existing cluster instead: address ``"tcp://host:8786"``,
+            a ``distributed.Client`` or a cluster object (dask-jobqueue,
+            dask-kubernetes) with a ``scheduler_address``.
+        resume: finish an interrupted run in ``output`` (parts already in the
+            spool are merged; only missing batches run).
+        overwrite: replace an existing ``output`` (and its spool).
+        progress: show a progress bar (events merged).
+        retries: times a batch that raised is re-run before the run stops.
+        threads_per_worker: threads per worker process (TensorFlow intra/inter-op
+            pools, DuckDB, Dask task threads).
+        spool: part directory (default ``<output>.parts``); must be shared by
+            the driver and all workers.
+        on_batch: called as ``on_batch(store, batch)`` after each batch is
+            merged (as in :func:`sim.core.runner.run`, e.g. the ``--export`` hook).
+
+    Returns:
+        A :class:`DistributedSummary` (events/s, workers, merge seconds); its
+        ``seconds`` run from the connection to the cluster to the last merge.
+
+    Raises:
+        DistributedError: unreachable scheduler; a batch failed ``retries + 1``
+            times or its worker kept dying (names the batch and the error).
+        ConfigError, StoreExistsError: bad options, existing output.
+    """
+    if (workers is None) == (scheduler is None):
+        raise ConfigError("give exactly one of workers (a local cluster) and scheduler (an existing cluster)")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
+    if isinstance(threads_per_worker, bool) or not isinstance(threads_per_worker, int) or threads_per_worker < 1:
+        raise ConfigError(f"threads_per_worker must be a positive integer, got {threads_per_worker!r}")
+    if str(output) == ":memory:":
+        raise ConfigError("a distributed run needs a store file as output, not ':memory:'")
+    _require_dask()
+    check_output(output, resume=resume, overwrite=overwrite)
+    # build every pass here too (decays parsed, models loaded and checked): bad input
+    # fails before a cluster starts or an output store exists
+    build_kernels(pipeline)
+    spool_path = Path(spool) if spool is not None else spool_dir(output)
+    digest = _digest(pipeline)
+    expected = {b.batch: b for b in pipeline.run.batches()}
+
+    # connect first: an unreachable scheduler leaves no output behind
+    with _client(workers, scheduler, threads_per_worker) as client:
+        if workers is not None:
+            client.wait_for_workers(workers, timeout=120)
+        n_workers = len(client.nthreads())
+        store = open_output(pipeline, output, resume=resume, overwrite=overwrite)
+        t0 = time.perf_counter()
+        merge_s = 0.0
+        n_merged = n_events = 0
+        bar = None
+        try:
+            done = set(store.batches())
+            spool_path.mkdir(parents=True, exist_ok=True)
+            if not resume:  # parts of an earlier run into a replaced output
+                for part in _finished_parts(spool_path):
+                    shutil.rmtree(part, ignore_errors=True)
+            _clear_tmp(spool_path)
+            bar = _progress(pipeline.run.events, store.n_events(), progress)
+            # parts finished by an interrupted run but not merged yet
+            for part in _finished_parts(spool_path):
+                t = time.perf_counter()
+                n = _merge_part(store, part, expected, digest, done, on_batch)
+                merge_s += time.perf_counter() - t
+                if n:
+                    n_merged += 1
+                    n_events += n
+                    bar.update(n)
+            todo = pending_batches(pipeline, store)
+            if todo:
+                n_merged_run, n_ev, m_s = _submit_and_merge(
+                    client, pipeline, todo, store, spool_path, expected, digest, done, retries, threads_per_worker, bar,
+                    on_batch,
+                )
+                n_merged += n_merged_run
+                n_events += n_ev
+                merge_s += m_s
+        finally:
+            if bar is not None:
+                bar.close()
+            store.close()
+    with contextlib.suppress(OSError):
+        spool_path.rmdir()  # only if empty
+    dt = time.perf_counter() - t0
+    return DistributedSummary(
+        str(output), len(todo), pipeline.run.n_batches, n_events, dt,
+        workers=n_workers, batches_merged=n_merged, merge_seconds=merge_s,
+    )
+
+
+def _submit_and_merge(
+    client: Any,
+    pipeline: Pipeline,
+    todo: list[Batch],
+    store: EventStore,
+    spool: Path,
+    expected: dict[int, Batch],
+    digest: str,
+    done: set[int],
+    retries: int,
+    threads: int,
+    bar: Any,
+    on_batch: OnBatch | None,
+) -> tuple[int, int, float]:
+    import distributed
+
+    plugin = _plugin_class()(threads)
+    try:
+        client.register_plugin(plugin, name=plugin.name)
+    except Exception as err:  # noqa: BLE001 - the plugin is a nicety: configure_worker also runs in each task
+        log.warning("cannot register the Mambah worker plugin (%s: %s); threads are limited per task", type(err).__name__, err)
+    token = uuid.uuid4().hex[:8]
+    futures = {
+        client.submit(
+            run_part, pipeline, b, str(spool), threads=threads,
+            key=f"mambah-batch-{b.batch}-{token}", retries=retries, pure=False,
+        ): b
+        for b in todo
+    }
+    n_merged = n_events = 0
+    merge_s = 0.0
+    try:
+        for fut in distributed.as_completed(list(futures), loop=client.loop):
+            b = futures[fut]
+            if fut.status != "finished":
+                raise _failure(fut, b, retries)
+            part = Path(fut.result())
+            t = time.perf_counter()
+            n = _merge_part(store, part, expected, digest, done, on_batch)
+            merge_s += time.perf_counter() - t
+            if n:
+                n_merged += 1
+                n_events += n
+                bar.update(n)
+            fut.release()
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    return n_merged, n_events, merge_s
+
+
+def _failure(fut: Any, b: Batch, retries: int) -> DistributedError:
+    try:
+        exc = fut.exception()
+    except Exception as err:  # cancelled futures raise here
+        exc = err
+    if isinstance(exc, DistributedError):
+        msg = f"{exc}; tried {retries + 1} time(s)"
+    elif type(exc).__name__ == "KilledWorker":
+        msg = f"batch {b.batch}: its worker process died every time it ran it ({exc})"
+    else:
+        first = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
+        msg = f"batch {b.batch} failed: {type(exc).__name__}: {first}"
+    return DistributedError(f"{msg}; completed batches are kept (finish with --resume)")

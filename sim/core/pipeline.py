@@ -1,0 +1,382 @@
+"""Pipelines as data: an ordered tuple of named, frozen pass configs.
+
+A pass is a ``@dataclass(frozen=True)`` subclass of :class:`Pass` that declares
+the tables it ``reads`` and ``writes`` and builds a *kernel* (a callable on a
+:class:`BatchContext`) once per process.  Batches are values
+(:class:`Batch`: number, number of events, seed), so a batch runs the same in
+any process.  A pipeline round-trips to TOML.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mambah.errors import ConfigError, StoreError
+from mambah.store import insert, query_arrow
+
+from sim.core import registry
+
+__all__ = (
+    "Batch",
+    "BatchContext",
+    "Pass",
+    "Pipeline",
+    "RunConfig",
+    "batch_seed",
+    "PASS_KINDS",
+    "pass_class",
+)
+
+#: Legacy table of pass kinds ("kind": "module:Class"), consulted after the registry.
+#: New passes register themselves with :func:`sim.core.registry.register_pass`.
+PASS_KINDS: dict[str, str] = {}
+
+
+def pass_class(kind: str) -> type[Pass]:
+    """The pass class registered under ``kind`` (see :mod:`sim.core.registry`)."""
+    if kind in PASS_KINDS:
+        module, _, name = PASS_KINDS[kind].partition(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return registry.pass_class(kind)  # type: ignore[no-any-return]
+
+
+def batch_seed(run_seed: int, batch: int) -> int:
+    """The seed of ``batch``: ``SeedSequence([run_seed, batch])``, 63 bits.
+
+    Depends only on the run seed and the batch number, never on order or worker.
+    """
+    state = np.random.SeedSequence([int(run_seed), int(batch)]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch as a value: its number, number of events and seed."""
+
+    batch: int
+    n_events: int
+    seed: int
+
+    def rng(self, stream: str) -> np.random.Generator:
+        """An independent numpy generator for ``stream`` (e.g. the pass name)."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_stable_hash(stream),)))
+
+    def int_seed(self, stream: str) -> int:
+        """An independent 62-bit integer seed for ``stream`` (for TensorFlow)."""
+        ss = np.random.SeedSequence(self.seed, spawn_key=(_stable_hash(stream),))
+        return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(2))
+
+
+class BatchContext:
+    """What a kernel sees of one batch: SQL on the store (inside the batch transaction) and RNG.
+
+    Args:
+        con: DuckDB connection with the batch's transaction open.
+        batch: the batch.
+    """
+
+    def __init__(self, con: Any, batch: Batch) -> None:
+        self.con = con
+        self.batch = batch
+
+    def query(self, sql: str, params: list[Any] | None = None) -> Any:
+        """Run SQL; ``$batch`` in the text is bound to the batch number. Returns Arrow."""
+        import duckdb
+
+        sql = sql.replace("$batch", str(int(self.batch.batch)))
+        try:
+            return query_arrow(self.con, sql, params)
+        except duckdb.Error as err:
+            raise StoreError(f"query failed in batch {self.batch.batch}: {str(err).splitlines()[0]}") from err
+
+    def insert(self, table: str, data: Any) -> None:
+        """Insert Arrow/pandas/dict rows into ``table``."""
+        insert(self.con, table, data)
+
+    def update(self, table: str, data: Any, keys: tuple[str, ...] = ("batch", "event", "index")) -> None:
+        """Set columns of existing rows of ``table`` from ``data`` (matched on ``keys``)."""
+        import duckdb
+        import pyarrow as pa
+
+        if isinstance(data, Mapping):
+            data = pa.table(dict(data))
+        if data.num_rows == 0:
+            return
+        cols = [c for c in data.column_names if c not in keys]
+        view = f"_mambah_update_{table}"
+        self.con.register(view, data)
+        try:
+            sets = ", ".join(f'"{c}" = s."{c}"' for c in cols)
+            on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+            self.con.execute(f"UPDATE {table} AS t SET {sets} FROM {view} AS s WHERE {on}")
+        except duckdb.Error as err:
+            raise StoreError(f"cannot update '{table}' in batch {self.batch.batch}: {str(err).splitlines()[0]}") from err
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self.con.unregister(view)
+
+    def rng(self, stream: str) -> np.random.Generator:
+        return self.batch.rng(stream)
+
+
+Kernel = Callable[[BatchContext], None]
+
+
+@dataclass(frozen=True)
+class Pass:
+    """Base of every pass config.  Subclasses are frozen dataclasses.
+
+    Class attributes:
+        kind: the name used in config files.
+        reads: tables that must be produced upstream.
+        writes: tables this pass writes (inserts into or updates).
+    """
+
+    kind: ClassVar[str] = ""
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+
+    name: str = ""
+
+    def build(self) -> Kernel:
+        """Load what the pass needs (models, compiled graphs) and return its kernel.
+
+        Called once per process; bad configuration (missing model, bad decay)
+        raises a :class:`~mambah.errors.MambahError` here, before any batch.
+        """
+        raise NotImplementedError
+
+    # ---- config round trip
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **_fields_to_dict(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Pass:
+        d = dict(d)
+        kind = d.pop("kind", None)
+        if kind is None:
+            raise ConfigError(f"pass {d.get('name', '?')!r} has no 'kind'")
+        klass = pass_class(str(kind))
+        return _dataclass_from_dict(klass, d, f"pass {kind!r}")
+
+
+def _fields_to_dict(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if v is None:
+            continue
+        if dataclasses.is_dataclass(v):
+            sub = _fields_to_dict(v)
+            if getattr(type(v), "kind", None):
+                sub = {"kind": type(v).kind, **sub}
+            out[f.name] = sub
+        elif isinstance(v, tuple):
+            out[f.name] = [list(x) if isinstance(x, tuple) else x for x in v]
+        else:
+            out[f.name] = v
+    return out
+
+
+def _dataclass_from_dict(klass: type, d: Mapping[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(klass) if f.init}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; valid keys: {', '.join(sorted(fields))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        f = fields[key]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        )
+        if isinstance(value, Mapping):
+            kwargs[key] = _nested_from_dict(default, value, f"{where}.{key}")
+        elif isinstance(value, list):
+            kwargs[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        else:
+            kwargs[key] = value
+    try:
+        return klass(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"bad value in {where}: {err}") from err
+
+
+def _nested_from_dict(default: Any, value: Mapping[str, Any], where: str) -> Any:
+    value = dict(value)
+    kind = value.pop("kind", None)
+    if kind is not None:
+        family = getattr(default, "family", None) or where.rsplit(".", 1)[-1]
+        return _dataclass_from_dict(registry.config_class(family, str(kind), where), value, where)
+    if default is None or not dataclasses.is_dataclass(default):
+        raise ConfigError(f"{where} must not be a table")
+    return _dataclass_from_dict(type(default), value, where)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How much to run: total events, events per batch, run seed."""
+
+    events: int = 100_000
+    batch_size: int = 25_000
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for key in ("events", "batch_size"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ConfigError(f"{key.replace('_', ' ')} must be a positive integer, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.events // self.batch_size)
+
+    def batches(self) -> list[Batch]:
+        """All batches of the run, as values."""
+        return [
+            Batch(i, min(self.batch_size, self.events - i * self.batch_size), batch_seed(self.seed, i))
+            for i in range(self.n_batches)
+        ]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An ordered tuple of passes; the first is the generator."""
+
+    passes: tuple[Pass, ...]
+    run: RunConfig = RunConfig()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passes", tuple(self.passes))
+
+    def validate(self) -> Pipeline:
+        """Check names are unique and every table read is written upstream.
+
+        Raises:
+            ConfigError: naming the pass and the missing table.
+        """
+        if not self.passes:
+            raise ConfigError("pipeline has no passes")
+        names: set[str] = set()
+        produced: set[str] = set()
+        for p in self.passes:
+            if not p.name:
+                raise ConfigError(f"a {p.kind!r} pass has no name")
+            if p.name in names:
+                raise ConfigError(f"two passes are named {p.name!r}")
+            names.add(p.name)
+            missing = [t for t in p.reads if t not in produced]
+            if missing:
+                raise ConfigError(
+                    f"pass {p.name!r} reads {', '.join(missing)}, which no pass before it writes "
+                    f"(upstream writes: {', '.join(sorted(produced)) or 'nothing'})"
+                )
+            produced.update(p.writes)
+        return self
+
+    def __getitem__(self, name: str) -> Pass:
+        for p in self.passes:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def replace(self, name: str, **changes: Any) -> Pipeline:
+        """A copy with pass ``name``'s config changed."""
+        return Pipeline(tuple(dataclasses.replace(p, **changes) if p.name == name else p for p in self.passes), self.run)
+
+    def without(self, *names: str) -> Pipeline:
+        return Pipeline(tuple(p for p in self.passes if p.name not in names), self.run)
+
+    # ---- config files
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": _fields_to_dict(self.run), "passes": [p.to_dict() for p in self.passes]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Pipeline:
+        unknown = sorted(set(d) - {"run", "passes"})
+        if unknown:
+            raise ConfigError(f"unknown top-level key(s) {', '.join(map(repr, unknown))} in config; valid: 'run', 'passes'")
+        run = _dataclass_from_dict(RunConfig, d.get("run", {}), "[run]")
+        passes = d.get("passes")
+        if not isinstance(passes, list) or not all(isinstance(p, Mapping) for p in passes):
+            raise ConfigError("config needs a list of [[passes]] tables")
+        return cls(tuple(Pass.from_dict(p) for p in passes), run)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "config") -> Pipeline:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"malformed config {source}: {err}") from err
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Pipeline:
+        """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist")
+        text = p.read_text()
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"malformed config '{p}': {str(err).splitlines()[0]}") from err
+            if not isinstance(data, Mapping):
+                raise ConfigError(f"config '{p}' must be a mapping")
+            return cls.from_dict(data)
+        return cls.from_toml(text, source=f"'{p}'")
+
+    def save(self, path: str | Path) -> None:
+        p = Path(path)
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            p.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            p.write_text(self.to_toml())
+
+
+def build_kernels(pipeline: Pipeline) -> list[Kernel]:
+    """Validate and build every pass's kernel (once per process)."""
+    pipeline.validate()
+    return [_build_cached(p) for p in pipeline.passes]
+
+
+_KERNEL_CACHE: dict[Pass, Kernel] = {}
+
+
+def _build_cached(p: Pass) -> Kernel:
+    """Kernels are cached per process by their (frozen, hashable) config."""
+    if p not in _KERNEL_CACHE:
+        _KERNEL_CACHE[p] = p.build()
+    return _KERNEL_CACHE[p]
+
+
+def run_batch(kernels: Iterable[Kernel], con: Any, batch: Batch) -> None:
+    """Run every kernel on ``batch`` inside an open transaction ``con``."""
+    ctx = BatchContext(con, batch)
+    for k in kernels:
+        k(ctx)

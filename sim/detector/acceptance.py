@@ -1,0 +1,148 @@
+"""The acceptance pass: a trained classifier gives P(in acceptance | truth); a Bernoulli draw sets it.
+
+Candidates are the final-state charged particles (neutrinos excluded) inside the η
+window of the detector (``eta_min < η < eta_max``, a fixed geometric cut); the
+classifier learns the rest of the geometric acceptance of the reference detector
+(magnet aperture, bending out of the T stations by the dipole, which depends on
+charge × polarity and momentum, and the origin of the particle).  The shipped model was
+trained for MagUp (polarity +1, recorded in its sidecar).
+
+Reads ``mc_particles``, ``mc_vertices``, ``events``; writes ``mc_particles.in_acceptance``
+(false for every other particle of the batch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mambah.errors import ConfigError
+
+from sim.core.pipeline import BatchContext, Kernel, Pass
+from sim.core.registry import register_pass
+from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
+from sim.detector.features import query_truth, forward_mask, truth_features, truth_sql
+from sim.training.passdata import train_pass_classifier
+
+__all__ = ("Acceptance", "ACCEPTANCE_INPUTS", "draw_acceptance", "train_acceptance")
+
+log = logging.getLogger(__name__)
+
+#: Default classifier inputs (see :func:`sim.core.modelio.truth_features`).
+ACCEPTANCE_INPUTS: tuple[str, ...] = ("log10_p", "eta", "phi", "charge", "origin_x", "origin_y", "origin_z")
+
+
+def draw_acceptance(proba: np.ndarray, forward: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bernoulli draw of the acceptance flag.
+
+    Args:
+        proba: ``(n,)`` P(in acceptance) of the classifier (ignored outside ``forward``).
+        forward: ``(n,)`` bool, inside the η window.
+        rng: the batch's generator for this pass; draws exactly ``n`` uniforms.
+
+    Returns:
+        ``(n,)`` bool.
+    """
+    u = rng.random(len(forward))
+    return np.asarray(forward, dtype=bool) & (u < proba)
+
+
+@register_pass
+@dataclass(frozen=True)
+class Acceptance(Pass):
+    """Geometric acceptance from a trained classifier.
+
+    Args:
+        name: pass name.
+        model: ``.keras`` model file (sidecar ``.json`` next to it); default the shipped
+            ``sim/models/acceptance.keras``.
+        inputs: feature names the model takes, in order (checked against its sidecar).
+        eta_min, eta_max: η window of the detector (fixed cut before the classifier).
+    """
+
+    kind: ClassVar[str] = "acceptance"
+    reads: ClassVar[tuple[str, ...]] = ("mc_particles", "mc_vertices", "events")
+    writes: ClassVar[tuple[str, ...]] = ("mc_particles.in_acceptance",)
+
+    name: str = "acceptance"
+    model: str | None = None
+    inputs: tuple[str, ...] = ACCEPTANCE_INPUTS
+    eta_min: float = 2.0
+    eta_max: float = 5.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if not self.eta_min < self.eta_max:
+            raise ConfigError(f"pass {self.name!r}: eta_min={self.eta_min} must be below eta_max={self.eta_max}")
+
+    def build(self) -> Kernel:
+        model = CompiledModel(
+            load_pass_model(self.model, "acceptance", kind="classifier", inputs=self.inputs, pass_name=self.name)
+        )
+        name, inputs, eta_min, eta_max = self.name, self.inputs, self.eta_min, self.eta_max
+        sql = truth_sql()
+
+        def kernel(ctx: BatchContext) -> None:
+            truth = query_truth(ctx, sql, f"pass {name!r}")
+            feats = truth_features(truth)
+            forward = forward_mask(feats, eta_min, eta_max)
+            proba = np.zeros(forward.size)
+            if forward.any():
+                x = feature_matrix({k: v[forward] for k, v in feats.items()}, inputs, f"pass {name!r}")
+                proba[forward] = model.predict_proba(x)
+            accepted = draw_acceptance(proba, forward, ctx.rng(name))
+            ctx.con.execute(f"UPDATE mc_particles SET in_acceptance = false WHERE batch = {int(ctx.batch.batch)}")
+            ctx.update(
+                "mc_particles",
+                {
+                    "batch": np.full(int(accepted.sum()), ctx.batch.batch, np.int32),
+                    "event": truth["event"][accepted],
+                    "index": truth["mc_index"][accepted],
+                    "in_acceptance": np.ones(int(accepted.sum()), bool),
+                },
+            )
+
+        return kernel
+
+
+def train_acceptance(
+    data: str | Path,
+    *,
+    inputs: Sequence[str] = ACCEPTANCE_INPUTS,
+    target: str = "in_acceptance",
+    weight: str | None = None,
+    select: str | None = "forward",
+    seed: int = 0,
+    epochs: int = 8,
+    batch_size: int = 1024,
+    hidden: Sequence[int] = (64, 64),
+    learning_rate: float = 1e-3,
+    progress: bool = False,
+    tree: str | None = None,
+    extra_provenance: Mapping[str, Any] | None = None,
+) -> Any:
+    """Train the acceptance classifier on a reference sample (Parquet or ROOT).
+
+    Args:
+        data: file with the ``inputs``, ``target`` (bool/0-1) and ``select`` columns.
+        inputs: feature columns, in model order.
+        target: label column.
+        weight: optional per-row weight column.
+        select: rows used (default the η window flag ``forward``), or ``None`` for all.
+        seed, epochs, batch_size, hidden, learning_rate, progress: training settings.
+        tree: TTree of a ROOT ``data`` file (default: the first).
+
+    Returns:
+        :class:`sim.training.TrainedModel` (binary classifier).
+    """
+    return train_pass_classifier(
+        data, inputs, target, n_classes=1, output_names=("in_acceptance",), weight=weight, select=select,
+        tree=tree, provenance={"polarity": 1, **(dict(extra_provenance) if extra_provenance else {})},
+        epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, learning_rate=learning_rate,
+        progress=progress,
+    )

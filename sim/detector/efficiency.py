@@ -1,0 +1,185 @@
+"""The efficiency pass: a multiclass classifier over track types, then a categorical draw.
+
+For each final-state charged particle inside the η window the classifier gives
+P(not reconstructed), P(Long), P(Upstream), P(Downstream) from its momentum,
+direction, charge, origin vertex (distance from the beam line, z), the event's
+nTracks and its acceptance flag.  Track types the geometry forbids are removed
+before the draw (Long and Downstream tracks reach the T stations, so they need
+``in_acceptance``; Upstream tracks are bent out of them, so they need its absence),
+their probability going to "not reconstructed".  One uniform per particle from the
+batch's generator picks the class.
+
+Reads ``mc_particles`` (with ``in_acceptance``), ``mc_vertices``, ``events``
+(``n_tracks``); inserts one ``protoparticles`` row per reconstructed particle
+(``mc_particle``, ``track_type``, ``charge``; kinematics come from the resolution pass).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mambah.errors import ConfigError
+
+from sim.core.pipeline import BatchContext, Kernel, Pass
+from sim.core.registry import register_pass
+from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
+from sim.detector.features import TRACK_TYPES, query_truth, forward_mask, truth_features, truth_sql
+from sim.training.passdata import train_pass_classifier
+
+__all__ = ("Efficiency", "EFFICIENCY_INPUTS", "EFFICIENCY_CLASSES", "draw_track_type", "track_indices",
+           "train_efficiency")
+
+log = logging.getLogger(__name__)
+
+#: Default classifier inputs (``in_acceptance`` as 0/1).
+EFFICIENCY_INPUTS: tuple[str, ...] = (
+    "log10_p", "eta", "phi", "charge", "origin_rho", "origin_dz", "origin_z", "n_tracks", "in_acceptance",
+)  # fmt: skip
+#: Class names of the classifier output, in :data:`TRACK_TYPES` order.
+EFFICIENCY_CLASSES: tuple[str, ...] = ("none", "long", "upstream", "downstream")
+
+
+def draw_track_type(
+    proba: np.ndarray, in_acceptance: np.ndarray, forward: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Draw the track type of each particle.
+
+    Args:
+        proba: ``(n, 4)`` class probabilities (none, Long, Upstream, Downstream).
+        in_acceptance: ``(n,)`` bool acceptance flags.
+        forward: ``(n,)`` bool, inside the η window (others are never reconstructed).
+        rng: draws exactly ``n`` uniforms.
+
+    Returns:
+        ``(n,)`` int16 track type codes (0, 3, 4, 5).
+    """
+    p = np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0).copy()
+    acc = np.asarray(in_acceptance, dtype=bool)
+    p[acc, 2] = 0.0
+    p[~acc, 1] = 0.0
+    p[~acc, 3] = 0.0
+    p[~np.asarray(forward, dtype=bool), 1:] = 0.0
+    reco = p[:, 1:]
+    total = reco.sum(axis=1)
+    over = total > 1.0
+    reco[over] /= total[over, None]
+    cum = np.cumsum(reco, axis=1)
+    u = rng.random(len(p))
+    cls = np.where(u < cum[:, -1], 1 + (u[:, None] >= cum).sum(axis=1), 0)
+    return np.asarray(TRACK_TYPES, dtype=np.int16)[np.minimum(cls, 3)]
+
+
+def track_indices(event: np.ndarray) -> np.ndarray:
+    """Index of each track within its event, for rows sorted by event (int32, (n,))."""
+    event = np.asarray(event)
+    if event.size == 0:
+        return np.zeros(0, np.int32)
+    start = np.r_[0, np.flatnonzero(np.diff(event)) + 1]
+    first = np.repeat(start, np.diff(np.r_[start, event.size]))
+    return (np.arange(event.size) - first).astype(np.int32)
+
+
+@register_pass
+@dataclass(frozen=True)
+class Efficiency(Pass):
+    """Track reconstruction efficiency and track type from a trained multiclass classifier.
+
+    Args:
+        name: pass name.
+        model: ``.keras`` model file; default the shipped ``sim/models/efficiency.keras``.
+        inputs: feature names the model takes (checked against its sidecar).
+        eta_min, eta_max: η window (particles outside are never reconstructed).
+    """
+
+    kind: ClassVar[str] = "efficiency"
+    reads: ClassVar[tuple[str, ...]] = (
+        "mc_particles", "mc_vertices", "events", "events.n_tracks", "mc_particles.in_acceptance",
+    )  # fmt: skip
+    writes: ClassVar[tuple[str, ...]] = ("protoparticles",)
+
+    name: str = "efficiency"
+    model: str | None = None
+    inputs: tuple[str, ...] = EFFICIENCY_INPUTS
+    eta_min: float = 2.0
+    eta_max: float = 5.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if not self.eta_min < self.eta_max:
+            raise ConfigError(f"pass {self.name!r}: eta_min={self.eta_min} must be below eta_max={self.eta_max}")
+
+    def build(self) -> Kernel:
+        model = CompiledModel(load_pass_model(self.model, "efficiency", kind="classifier", inputs=self.inputs,
+                                outputs=EFFICIENCY_CLASSES, pass_name=self.name))
+        name, inputs, eta_min, eta_max = self.name, self.inputs, self.eta_min, self.eta_max
+        sql = truth_sql(with_acceptance=True)
+
+        def kernel(ctx: BatchContext) -> None:
+            truth = query_truth(ctx, sql, f"pass {name!r}")
+            feats = truth_features(truth)
+            acc = np.nan_to_num(truth["in_acceptance"].astype(np.float64)).astype(bool)
+            feats["in_acceptance"] = acc.astype(np.float64)
+            forward = forward_mask(feats, eta_min, eta_max)
+            proba = np.zeros((forward.size, 4))
+            proba[:, 0] = 1.0
+            if forward.any():
+                x = feature_matrix({k: v[forward] for k, v in feats.items()}, inputs, f"pass {name!r}")
+                proba[forward] = model.predict_proba(x)
+            track_type = draw_track_type(proba, acc, forward, ctx.rng(name))
+            reco = track_type > 0
+            event = truth["event"][reco]
+            ctx.insert(
+                "protoparticles",
+                {
+                    "batch": np.full(event.size, ctx.batch.batch, np.int32),
+                    "event": event,
+                    "index": track_indices(event),
+                    "mc_particle": truth["mc_index"][reco],
+                    "track_type": track_type[reco],
+                    "charge": truth["charge"][reco].astype(np.int16),
+                },
+            )
+
+        return kernel
+
+
+def train_efficiency(
+    data: str | Path,
+    *,
+    inputs: Sequence[str] = EFFICIENCY_INPUTS,
+    target: str = "track_class",
+    weight: str | None = None,
+    select: str | None = "forward",
+    seed: int = 0,
+    epochs: int = 8,
+    batch_size: int = 1024,
+    hidden: Sequence[int] = (64, 64),
+    learning_rate: float = 1e-3,
+    progress: bool = False,
+    tree: str | None = None,
+    extra_provenance: Mapping[str, Any] | None = None,
+) -> Any:
+    """Train the track-type classifier on a reference sample.
+
+    Args:
+        data: Parquet/ROOT file with ``inputs``, ``target`` (class 0 none, 1 Long,
+            2 Upstream, 3 Downstream) and ``select`` columns.
+        inputs, target, weight, select, seed, epochs, batch_size, hidden, progress:
+            as :func:`sim.detector.acceptance.train_acceptance`.
+        tree: TTree of a ROOT ``data`` file (default: the first).
+
+    Returns:
+        :class:`sim.training.TrainedModel` (4-class classifier).
+    """
+    return train_pass_classifier(
+        data, inputs, target, n_classes=4, output_names=EFFICIENCY_CLASSES, weight=weight, select=select,
+        tree=tree, provenance=dict(extra_provenance) if extra_provenance else {},
+        epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, learning_rate=learning_rate,
+        progress=progress,
+    )

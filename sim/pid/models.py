@@ -1,0 +1,514 @@
+"""Per-species chained PID models: RICH GAN → muon (IsMuon classifier + MuonLL GAN) → global GAN.
+
+For each species (``e, mu, pi, K, p``, all shipped) four models, trained on sWeighted
+PIDCalib-like samples (:mod:`sim.reference.calibration`), generate the PID columns of
+:data:`sim.reference.pid.PID_COLUMNS` for a track with momentum ``p`` [MeV],
+pseudorapidity ``eta`` and event occupancy ``n_tracks``:
+
+==============  ==============================================  ================================
+file            model                                           conditions → outputs
+==============  ==============================================  ================================
+``X_rich``      Cramér GAN (tracks with RICH information)       p, eta, n_tracks → RichDLLe/mu/K/p
+``X_ismuon``    binary MLP classifier, P(IsMuon)                p, eta, n_tracks → is_muon
+``X_muonll``    Cramér GAN (IsMuon tracks only)                 p, eta, n_tracks → MuonMuLL, MuonBkgLL
+``X_global``    Cramér GAN, conditioned on the RICH and         p, eta, n_tracks, RichDLL×4,
+                muon outputs (the chain of LHCb's Lamarr)       is_muon, MuonDLL → dPIDe/mu/K/p,
+                                                                ProbNNe/mu/pi/k/p/ghost
+==============  ==============================================  ================================
+
+Chaining: generation runs the RICH GAN, draws IsMuon from the classifier's probability,
+runs the MuonLL GAN on IsMuon tracks (the others get :data:`MUON_LL_SENTINEL`), then the
+global GAN with the generated RICH and muon outputs as conditions.  The global GAN
+generates the *residuals* ``dPIDx = PIDx - RichDLLx`` (``dPIDmu = PIDmu - RichDLLmu -
+MuonDLL``, ``MuonDLL = MuonMuLL - MuonBkgLL`` for IsMuon tracks, else 0): the combined
+DLLs are sums of sub-detector terms, and generating the sum's remainder keeps the
+exact correlation with the RICH output that a GAN would only approximate.
+
+``has_rich`` is not learned: it is the geometric acceptance of the two RICH radiators
+(polar angle from ``eta``) and ``p > p_min_rich`` of :class:`~sim.reference.pid.PIDConfig`
+(every calibration track is inside it); tracks outside get DLL = 0 as in the reference.
+
+Models live in ``sim/models/pid/`` as ``.keras`` + ``.json`` sidecar (see
+:mod:`sim.training.io`); :func:`load_pid_models` loads and checks them all.
+Units: MeV.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.core.modelio import MODELS_DIR
+from mambah.errors import ConfigError, DataError, ModelError
+from sim.reference.pid import MUON_LL_SENTINEL, PID_COLUMNS, PIDConfig
+
+__all__ = (
+    "CONDITIONS",
+    "DEFAULT_MODEL_DIR",
+    "GLOBAL_CONDITIONS",
+    "GLOBAL_TARGETS",
+    "MODEL_PARTS",
+    "MUON_TARGETS",
+    "PIDModelSet",
+    "REQUIRED_COLUMNS",
+    "RICH_TARGETS",
+    "SHIPPED_SPECIES",
+    "SPECIES",
+    "SpeciesModels",
+    "generate_species",
+    "load_pid_models",
+    "load_species_models",
+    "rich_acceptance",
+    "species_of_pid",
+    "train_gan_part",
+    "train_species_models",
+)
+
+log = logging.getLogger(__name__)
+
+#: Species name → |PDG id|.
+SPECIES: dict[str, int] = {"e": 11, "mu": 13, "pi": 211, "K": 321, "p": 2212}
+#: Species with shipped default models.
+SHIPPED_SPECIES: tuple[str, ...] = ("e", "mu", "pi", "K", "p")
+#: Where the shipped models are.
+DEFAULT_MODEL_DIR: Path = MODELS_DIR / "pid"
+
+CONDITIONS: tuple[str, ...] = ("p", "eta", "n_tracks")
+RICH_TARGETS: tuple[str, ...] = ("RichDLLe", "RichDLLmu", "RichDLLK", "RichDLLp")
+MUON_TARGETS: tuple[str, ...] = ("MuonMuLL", "MuonBkgLL")
+GLOBAL_CONDITIONS: tuple[str, ...] = (*CONDITIONS, *RICH_TARGETS, "is_muon", "MuonDLL")
+PROBNN: tuple[str, ...] = ("ProbNNe", "ProbNNmu", "ProbNNpi", "ProbNNk", "ProbNNp", "ProbNNghost")
+GLOBAL_TARGETS: tuple[str, ...] = ("dPIDe", "dPIDmu", "dPIDK", "dPIDp", *PROBNN)
+#: Columns a training sample must hold (besides its weight column).
+REQUIRED_COLUMNS: tuple[str, ...] = (*CONDITIONS, *PID_COLUMNS)
+
+#: part → (kind, inputs, outputs)
+MODEL_PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "rich": ("generator", CONDITIONS, RICH_TARGETS),
+    "ismuon": ("classifier", CONDITIONS, ("is_muon",)),
+    "muonll": ("generator", CONDITIONS, MUON_TARGETS),
+    "global": ("generator", GLOBAL_CONDITIONS, GLOBAL_TARGETS),
+}
+
+#: Default training settings of each GAN part (``epochs`` is overridden by the caller).
+GAN_SETTINGS: dict[str, dict[str, Any]] = {
+    "rich": {"n_noise": 8, "batch_size": 512, "hidden_generator": (64, 64, 64),
+             "hidden_critic": (64, 64, 64), "n_critic_features": 16, "target_bins": 12},
+    "muonll": {"n_noise": 4, "batch_size": 256, "hidden_generator": (32, 32),
+               "hidden_critic": (32, 32), "n_critic_features": 8},
+    "global": {"n_noise": 8, "batch_size": 512, "hidden_generator": (64, 64, 64),
+               "hidden_critic": (64, 64, 64), "n_critic_features": 16},
+}
+#: Quantile points of the preprocessing (keeps the sidecars small).
+N_QUANTILES = 256
+#: Minimum IsMuon rows for the MuonLL GAN.
+MIN_MUON_ROWS = 100
+
+
+def species_of_pid(pid: np.ndarray) -> np.ndarray:
+    """Species name per PDG id (sign ignored); anything else (ghosts: 0) → ``"pi"``.
+
+    Args:
+        pid: ``(n,)`` PDG ids.
+
+    Returns:
+        ``(n,)`` array of species names (``object`` dtype).
+    """
+    a = np.abs(np.asarray(pid, dtype=np.int64))
+    out = np.full(a.shape, "pi", dtype=object)
+    for name, code in SPECIES.items():
+        out[a == code] = name
+    return out
+
+
+def rich_acceptance(p: np.ndarray, eta: np.ndarray, config: PIDConfig = PIDConfig()) -> np.ndarray:
+    """``has_rich``: inside RICH1 or RICH2 polar-angle acceptance and ``p > p_min_rich``.
+
+    Args:
+        p: ``(n,)`` momentum [MeV].
+        eta: ``(n,)`` pseudorapidity.
+        config: reference detector parameters (acceptances [mrad], ``p_min_rich`` [MeV]).
+
+    Returns:
+        ``(n,)`` bool.
+    """
+    theta = 2e3 * np.arctan(np.exp(-np.asarray(eta, dtype=np.float64)))  # mrad
+    inside = np.zeros(theta.shape, dtype=bool)
+    for rad in (config.rich1, config.rich2):
+        inside |= (theta >= rad.theta_min) & (theta <= rad.theta_max)
+    return inside & (np.asarray(p, dtype=np.float64) > config.p_min_rich)
+
+
+@dataclass
+class SpeciesModels:
+    """The four chained models of one species (see the module docstring)."""
+
+    species: str
+    rich: Any
+    ismuon: Any
+    muonll: Any
+    global_: Any
+
+    def parts(self) -> dict[str, Any]:
+        return {"rich": self.rich, "ismuon": self.ismuon, "muonll": self.muonll, "global": self.global_}
+
+
+@dataclass
+class PIDModelSet:
+    """Models per species plus the RICH acceptance; ``fallback`` serves unknown species."""
+
+    models: dict[str, SpeciesModels]
+    config: PIDConfig = field(default_factory=PIDConfig)
+    fallback: str = "pi"
+
+    def compiled(self) -> PIDModelSet:
+        """A copy whose networks run through one ``tf.function`` each (same results, ~2x faster).
+
+        Uses :class:`sim.core.modelio.CompiledModel` (shared with the detector passes).
+        """
+        from sim.core.modelio import CompiledModel
+
+        wrapped = {
+            s: SpeciesModels(s, *(CompiledModel(m) for m in (sm.rich, sm.ismuon, sm.muonll, sm.global_)))
+            for s, sm in self.models.items()
+        }
+        return PIDModelSet(wrapped, self.config, self.fallback)
+
+    def generate(
+        self,
+        species: np.ndarray,
+        p: np.ndarray,
+        eta: np.ndarray,
+        n_tracks: np.ndarray,
+        rng: np.random.Generator,
+    ) -> dict[str, np.ndarray]:
+        """PID columns for a batch of tracks, vectorised per species.
+
+        Args:
+            species: ``(n,)`` species names (e.g. from :func:`species_of_pid`); names
+                without a model use the ``fallback`` (pion) model.
+            p: ``(n,)`` momentum [MeV]; eta: ``(n,)``; n_tracks: ``(n,)`` event occupancy.
+            rng: source of randomness (noise and IsMuon draws).
+
+        Returns:
+            Every column of :data:`PID_COLUMNS`, shape ``(n,)`` (``has_rich``,
+            ``is_muon`` bool; the others float64).
+        """
+        species = np.asarray(species, dtype=object)
+        n = species.shape[0]
+        out = _empty_columns(n)
+        names = np.where(np.isin(species, list(self.models)), species, self.fallback)
+        for name in sorted(set(names.tolist())):
+            if name not in self.models:
+                raise ModelError(f"no PID model for species {name!r} (fallback); loaded: {sorted(self.models)}")
+            sel = np.nonzero(names == name)[0]
+            cols = generate_species(self.models[name], p[sel], eta[sel], n_tracks[sel], rng, self.config)
+            for key, values in cols.items():
+                out[key][sel] = values
+        return out
+
+
+def _empty_columns(n: int) -> dict[str, np.ndarray]:
+    return {c: np.zeros(n, dtype=bool if c in ("has_rich", "is_muon") else np.float64) for c in PID_COLUMNS}
+
+
+def generate_species(
+    models: SpeciesModels,
+    p: np.ndarray,
+    eta: np.ndarray,
+    n_tracks: np.ndarray,
+    rng: np.random.Generator,
+    config: PIDConfig = PIDConfig(),
+) -> dict[str, np.ndarray]:
+    """Run the chain RICH → muon → global for ``n`` tracks of one species.
+
+    Args:
+        models: the species' models.
+        p: ``(n,)`` momentum [MeV]; eta: ``(n,)``; n_tracks: ``(n,)``.
+        rng: numpy generator.
+        config: for the RICH acceptance.
+
+    Returns:
+        The :data:`PID_COLUMNS`, each ``(n,)``.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    n = p.shape[0]
+    out = _empty_columns(n)
+    if n == 0:
+        return out
+    cond = np.column_stack([p, np.asarray(eta, dtype=np.float64), np.asarray(n_tracks, dtype=np.float64)])
+    has_rich = rich_acceptance(p, cond[:, 1], config)
+    rich = np.zeros((n, len(RICH_TARGETS)))
+    if has_rich.any():
+        rich[has_rich] = models.rich.sample(cond[has_rich], rng)
+    prob = np.asarray(models.ismuon.predict_proba(cond), dtype=np.float64).reshape(-1)
+    is_muon = rng.random(n) < prob
+    muon = np.full((n, 2), MUON_LL_SENTINEL)
+    if is_muon.any():
+        muon[is_muon] = models.muonll.sample(cond[is_muon], rng)
+    muon_dll = np.where(is_muon, muon[:, 0] - muon[:, 1], 0.0)
+    glob = models.global_.sample(np.column_stack([cond, rich, is_muon.astype(np.float64), muon_dll]), rng)
+    out["has_rich"] = has_rich
+    for j, name in enumerate(RICH_TARGETS):
+        out[name] = rich[:, j]
+    out["is_muon"] = is_muon
+    out["MuonMuLL"], out["MuonBkgLL"] = muon[:, 0], muon[:, 1]
+    out["PIDe"] = rich[:, 0] + glob[:, 0]
+    out["PIDmu"] = rich[:, 1] + muon_dll + glob[:, 1]
+    out["PIDK"] = rich[:, 2] + glob[:, 2]
+    out["PIDp"] = rich[:, 3] + glob[:, 3]
+    for j, name in enumerate(PROBNN):
+        out[name] = np.clip(glob[:, 4 + j], 0.0, 1.0)
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _check_species(species: str) -> str:
+    if species not in SPECIES:
+        raise ConfigError(f"unknown PID species {species!r}; valid: {', '.join(SPECIES)}")
+    return species
+
+
+def load_species_models(species: str, directory: str | Path | None = None) -> SpeciesModels:
+    """Load and check the four models of ``species`` from ``directory``.
+
+    Raises:
+        ConfigError: unknown species.
+        ModelError: a missing/corrupt file, or a sidecar whose kind, inputs or outputs
+            differ from :data:`MODEL_PARTS` (the message names the file).
+    """
+    from sim.training.io import load_model
+
+    _check_species(species)
+    folder = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
+    loaded = {}
+    for part, (kind, inputs, outputs) in MODEL_PARTS.items():
+        path = folder / f"{species}_{part}.keras"
+        model = load_model(path, expect_inputs=inputs)
+        if model.kind != kind:
+            raise ModelError(f"model {path} is a {model.kind}, expected a {kind}")
+        if kind == "generator" and model.output_names != outputs:
+            raise ModelError(f"model {path} outputs {list(model.output_names)}, expected {list(outputs)}")
+        if kind == "classifier" and len(model.output_names) != 1:
+            raise ModelError(f"model {path} has {len(model.output_names)} classes, expected a binary classifier")
+        loaded[part] = model
+    return SpeciesModels(species, loaded["rich"], loaded["ismuon"], loaded["muonll"], loaded["global"])
+
+
+def load_pid_models(
+    directory: str | Path | None = None,
+    species: Sequence[str] = SHIPPED_SPECIES,
+    config: PIDConfig = PIDConfig(),
+) -> PIDModelSet:
+    """Load the models of every species in ``species`` (default: the shipped ones).
+
+    Raises:
+        ConfigError: unknown species, or no pion model (the fallback).
+        ModelError: see :func:`load_species_models`.
+    """
+    if "pi" not in species:
+        raise ConfigError(f"PID species {list(species)} must include 'pi' (the model of every other species)")
+    return PIDModelSet({s: load_species_models(s, directory) for s in species}, config)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _training_arrays(
+    data: Mapping[str, np.ndarray], weights: np.ndarray | None, species: str
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    missing = [c for c in REQUIRED_COLUMNS if c not in data]
+    if missing:
+        raise DataError(f"PID training sample for {species!r} lacks column(s) {missing}; "
+                        f"needed: {list(REQUIRED_COLUMNS)}")
+    cols = {c: np.asarray(data[c], dtype=np.float64).reshape(-1) for c in REQUIRED_COLUMNS}
+    n = cols["p"].size
+    for c, v in cols.items():
+        if v.size != n:
+            raise DataError(f"PID training column {c!r} has {v.size} rows, 'p' has {n}")
+        if not np.all(np.isfinite(v)):
+            raise DataError(f"PID training column {c!r} holds NaN or inf")
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if weights.size != n:
+            raise DataError(f"PID training weights have {weights.size} rows, the sample {n}")
+        if not np.all(np.isfinite(weights)):
+            raise DataError("PID training weights hold NaN or inf")
+        if not np.any(weights != 0):
+            raise DataError("PID training weights are zero everywhere")
+        if weights.sum() <= 0:
+            raise DataError(f"PID training weights sum to {weights.sum():.4g}; need a positive sum")
+    return cols, weights
+
+
+def train_gan_part(
+    part: str,
+    conditions: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    algorithm: str = "cramer",
+    epochs: int = 15,
+    seed: int = 0,
+    learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
+    ema: float | None = None,
+    progress: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    provenance: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Any:
+    """Train the GAN of one part (``"rich"``, ``"muonll"`` or ``"global"``) with its settings.
+
+    Args:
+        part: which model; fixes the column names (:data:`MODEL_PARTS`) and the network
+            sizes (:data:`GAN_SETTINGS`).
+        conditions: ``(n, c)`` raw conditions in ``MODEL_PARTS[part][1]`` order.
+        targets: ``(n, t)`` raw targets in ``MODEL_PARTS[part][2]`` order.
+        weights: ``(n,)`` signed sWeights or ``None``; used in the generator and
+            critic losses (:func:`sim.training.train_gan`).
+        algorithm, epochs, seed, learning_rate, lr_schedule, ema, progress, checkpoint_dir,
+            resume: passed to :func:`sim.training.train_gan`.
+        provenance: extra provenance entries.
+        settings: overrides of :data:`GAN_SETTINGS` ``[part]`` (e.g. ``{"target_bins": None}``).
+
+    Returns:
+        The :class:`~sim.training.TrainedModel` generator.
+    """
+    from sim.training import train_gan
+
+    if part not in GAN_SETTINGS:
+        raise ConfigError(f"unknown PID GAN part {part!r}; valid: {', '.join(GAN_SETTINGS)}")
+    _, names_c, names_t = MODEL_PARTS[part]
+    return train_gan(
+        conditions, targets, weights, algorithm=algorithm, epochs=epochs, seed=seed,
+        learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, n_quantiles=N_QUANTILES,
+        progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, condition_names=names_c, target_names=names_t,
+        provenance=dict(provenance or {}), **{**GAN_SETTINGS[part], **dict(settings or {})},
+    )
+
+
+def train_species_models(
+    data: Mapping[str, np.ndarray],
+    species: str,
+    weights: np.ndarray | None = None,
+    *,
+    algorithm: str = "cramer",
+    seed: int = 0,
+    epochs: int = 15,
+    classifier_epochs: int = 5,
+    learning_rate: float = 1e-3,
+    lr_schedule: str = "constant",
+    ema: float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    output_dir: str | Path | None = None,
+    progress: bool = False,
+    data_file: str | None = None,
+    parts: Sequence[str] = tuple(MODEL_PARTS),
+    gan_settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[SpeciesModels, dict[str, float]]:
+    """Train the four chained models of ``species`` on a (weighted) calibration sample.
+
+    Args:
+        data: column name → ``(n,)`` array with :data:`REQUIRED_COLUMNS` (``p`` [MeV],
+            ``eta``, ``n_tracks`` and the :data:`PID_COLUMNS`).
+        species: one of :data:`SPECIES`.
+        weights: ``(n,)`` sWeights (negative values kept; they enter the generator and
+            critic losses of every GAN and the classifier loss), or ``None``.
+        algorithm: GAN algorithm, ``"cramer"``, ``"wgan-gp"`` or ``"bce"``.
+        seed: seed of every model (each part adds a fixed offset).
+        epochs: GAN epochs; classifier_epochs: IsMuon classifier epochs.
+        learning_rate: GAN Adam learning rate.
+        lr_schedule, ema: learning-rate schedule and generator weight averaging of the
+            GANs (:func:`sim.training.train_gan`).
+        checkpoint_dir: per-epoch GAN checkpoints in ``checkpoint_dir/<species>_<part>``.
+        resume: continue the GANs from those checkpoints.
+        output_dir: if given, save ``<species>_<part>.keras`` + ``.json`` there.
+        progress: progress bars.
+        data_file: recorded in the provenance.
+        parts: train (and save) only these parts (default all four); the others are
+            ``None`` in the returned :class:`SpeciesModels`.  Each part depends only on
+            the calibration sample and its seed, so retraining one part gives the
+            model a full run would.
+        gan_settings: per-part overrides of :data:`GAN_SETTINGS`, e.g.
+            ``{"rich": {"target_bins": None}}`` for a marginal target preprocessing.
+
+    Returns:
+        (models, training seconds per part).
+
+    Raises:
+        ConfigError: unknown species or algorithm.
+        DataError: missing column (named), NaN/inf, all-zero / NaN weights, too few
+            IsMuon rows.
+        TrainingError: a GAN loss became NaN/inf (its last good checkpoint is kept).
+    """
+    from sim.training import save_model, train_classifier
+
+    _check_species(species)
+    cols, w = _training_arrays(data, weights, species)
+    cond = np.column_stack([cols[c] for c in CONDITIONS])
+    is_muon = cols["is_muon"] > 0.5
+    has_rich = cols["has_rich"] > 0.5
+    muon_dll = np.where(is_muon, cols["MuonMuLL"] - cols["MuonBkgLL"], 0.0)
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    prov = {"species": species, "data_file": data_file, "mambah_part": None}
+    times: dict[str, float] = {}
+
+    def gan(part: str, rows: np.ndarray, c: np.ndarray, t: np.ndarray, offset: int) -> Any:
+        if rows.sum() < MIN_MUON_ROWS:
+            raise DataError(f"PID training sample for {species!r} has {int(rows.sum())} rows for the "
+                            f"{part} model; need at least {MIN_MUON_ROWS}")
+        t0 = time.perf_counter()
+        model = train_gan_part(
+            part, c[rows], t[rows], None if w is None else w[rows], algorithm=algorithm, epochs=epochs,
+            seed=seed + offset, learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, progress=progress,
+            checkpoint_dir=None if ckpt is None else ckpt / f"{species}_{part}", resume=resume,
+            provenance={**prov, "mambah_part": part}, settings=(gan_settings or {}).get(part),
+        )
+        times[part] = time.perf_counter() - t0
+        log.info("PID %s %s GAN trained in %.1f s", species, part, times[part])
+        return model
+
+    unknown = sorted(set(parts) - set(MODEL_PARTS))
+    if unknown or not parts:
+        raise ConfigError(f"unknown PID model part(s) {unknown or list(parts)}; valid: {', '.join(MODEL_PARTS)}")
+    rich = ismuon = muonll = glob = None
+    if "rich" in parts:
+        rich = gan("rich", has_rich, cond, np.column_stack([cols[c] for c in RICH_TARGETS]), 0)
+    if "ismuon" in parts:
+        t0 = time.perf_counter()
+        ismuon = train_classifier(
+            cond, is_muon.astype(np.int64), w, epochs=classifier_epochs, batch_size=512, seed=seed + 1,
+            hidden=(32, 32), n_quantiles=N_QUANTILES, progress=progress, validation_split=0.1,
+            input_names=CONDITIONS, output_names=("is_muon",), provenance={**prov, "mambah_part": "ismuon"},
+        )
+        times["ismuon"] = time.perf_counter() - t0
+    if "muonll" in parts:
+        muonll = gan("muonll", is_muon, cond, np.column_stack([cols[c] for c in MUON_TARGETS]), 2)
+    if "global" in parts:
+        rich_arr = np.column_stack([cols[c] for c in RICH_TARGETS])
+        gcond = np.column_stack([cond, rich_arr, is_muon.astype(np.float64), muon_dll])
+        resid = np.column_stack([
+            cols["PIDe"] - cols["RichDLLe"],
+            cols["PIDmu"] - cols["RichDLLmu"] - muon_dll,
+            cols["PIDK"] - cols["RichDLLK"],
+            cols["PIDp"] - cols["RichDLLp"],
+            *[cols[c] for c in PROBNN],
+        ])
+        glob = gan("global", np.ones(cond.shape[0], dtype=bool), gcond, resid, 3)
+    models = SpeciesModels(species, rich, ismuon, muonll, glob)
+    if output_dir is not None:
+        for part, model in models.parts().items():
+            if model is not None:
+                save_model(model, Path(output_dir) / f"{species}_{part}.keras")
+    return models, times

@@ -1,0 +1,63 @@
+"""The shipped PID models meet their stated thresholds on fresh sWeighted calibration samples.
+
+Thresholds (docs/pid.md), on fresh samples of 8000 signal + 2000 background candidates
+(seeds 201-205, never used in training):
+
+* third-player AUC (p, eta, nTracks, PIDe, PIDmu, PIDK, PIDp) below ``AUC_MAX`` (0.55 for every species);
+* integrated efficiency of the cut at the reference median of the species' main DLL
+  within ``INTEGRATED_MAX`` absolute of the reference;
+* the same efficiency in every bin of p, eta, nTracks holding at least 1000
+  sWeighted candidates within ``BIN_MAX`` absolute.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sim.pid.models import SHIPPED_SPECIES, load_pid_models
+from sim.validation.pid import validate_pid, validate_species
+
+# Measured (this sample size): AUC e 0.521, mu 0.513, pi 0.520, K 0.515, p 0.524; integrated
+# |d eff| <= 0.011; per-bin max |d eff| e 0.031, mu 0.029, pi 0.021, K 0.029, p 0.026.
+AUC_MAX = {"e": 0.55, "mu": 0.55, "pi": 0.55, "K": 0.55, "p": 0.55}
+INTEGRATED_MAX = 0.03
+BIN_MAX = {"e": 0.04, "mu": 0.04, "pi": 0.04, "K": 0.04, "p": 0.04}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_pid_models()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("species", SHIPPED_SPECIES)
+def test_shipped_models_meet_thresholds(models, species):
+    r = validate_species(models.models[species], species, n_signal=8000, n_background=2000)
+    assert r.auc < AUC_MAX[species], r.auc
+    ref, _, fast, _ = r.integrated[0.5]
+    assert abs(fast - ref) < INTEGRATED_MAX, (ref, fast)
+    assert r.max_abs_diff[0.5] < BIN_MAX[species], r.max_abs_diff
+
+
+def test_validation_detects_a_wrong_model(models):
+    """The pion models pretending to be kaons fail every threshold (the test can fail)."""
+    r = validate_species(models.models["pi"], "K", n_signal=4000, n_background=1000)
+    assert r.auc > 0.9
+    assert r.max_abs_diff[0.5] > 0.3
+
+
+def test_report_folder(models, tmp_path):
+    res = validate_pid(models, ["p"], report_dir=tmp_path, n_signal=3000, n_background=1000)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"p"} and 0.4 < summary["p"]["auc"] < 1.0
+    assert "p->K" in summary["p"]["misid"]
+    assert (tmp_path / "summary.md").read_text().startswith("| species |")
+    pngs = sorted(f.name for f in (tmp_path / "p").glob("*.png"))
+    assert any(n.startswith("p_eff_PIDp_gt_q50_") for n in pngs)
+    assert any(n.startswith("misid_p_to_K_") for n in pngs)
+    assert any("GeV_PIDp" in n for n in pngs)
+    eff = res["p"].efficiencies[0.5]["p"]
+    assert np.nanmax(eff.ref_err) > 0  # uncertainties are filled
