@@ -15,6 +15,7 @@ __all__ = (
     "SPECIES",
     "SPECIES_OF_PDG",
     "PID_COLUMNS",
+    "MUON_LL_SENTINEL",
     "is_neutrino",
 )
 
@@ -40,11 +41,17 @@ SPECIES: dict[str, int] = {"e": 11, "mu": 13, "pi": 211, "K": 321, "p": 2212}
 #: |PDG id| -> species name.
 SPECIES_OF_PDG: dict[int, str] = {v: k for k, v in SPECIES.items()}
 
-#: Global PID columns of ``protoparticles``.
+#: PID columns of ``protoparticles`` (RICH, muon system, global), in the order the
+#: reference detector and the PID pass produce them.
 PID_COLUMNS: tuple[str, ...] = (
+    "has_rich", "RichDLLe", "RichDLLmu", "RichDLLK", "RichDLLp",
+    "is_muon", "MuonMuLL", "MuonBkgLL",
     "PIDe", "PIDmu", "PIDK", "PIDp",
     "ProbNNe", "ProbNNmu", "ProbNNpi", "ProbNNk", "ProbNNp", "ProbNNghost",
 )  # fmt: skip
+
+#: MuonMuLL / MuonBkgLL of tracks without IsMuon (no muon-system likelihood).
+MUON_LL_SENTINEL: float = -1000.0
 
 
 def is_neutrino(pid: int) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 from mambah.errors import DataError, ModelError
 
 if TYPE_CHECKING:
-    from sim.training.io import TrainedModel
+    from sim.core.io import TrainedModel
 
 __all__ = (
     "MODELS_DIR",
@@ -53,7 +53,7 @@ def load_pass_model(
         ModelError: missing/corrupt file or sidecar, wrong model kind, input features
             (or outputs) differing from the pass's, naming the pass and the file.
     """
-    from sim.training.io import load_model
+    from sim.core.io import load_model
 
     file = model_path(path, default_name)
     try:
@@ -152,7 +152,7 @@ class CompiledModel:
 
     def sample(self, conditions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``(n, c)`` raw conditions → ``(n, t)`` generated targets in raw units."""
-        from sim.training.preprocessing import inverse_transform
+        from sim.core.preprocessing import inverse_transform
 
         raw = cond = np.asarray(conditions, dtype=np.float64)
         if cond.shape[1]:

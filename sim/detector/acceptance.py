@@ -25,9 +25,9 @@ from mambah.errors import ConfigError
 
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
+from sim.detector.card import card
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.detector.features import query_truth, forward_mask, truth_features, truth_sql
-from sim.training.passdata import train_pass_classifier
 
 __all__ = ("Acceptance", "ACCEPTANCE_INPUTS", "draw_acceptance", "train_acceptance")
 
@@ -52,6 +52,9 @@ def draw_acceptance(proba: np.ndarray, forward: np.ndarray, rng: np.random.Gener
     return np.asarray(forward, dtype=bool) & (u < proba)
 
 
+_CARD = card()
+
+
 @register_pass
 @dataclass(frozen=True)
 class Acceptance(Pass):
@@ -72,8 +75,8 @@ class Acceptance(Pass):
     name: str = "acceptance"
     model: str | None = None
     inputs: tuple[str, ...] = ACCEPTANCE_INPUTS
-    eta_min: float = 2.0
-    eta_max: float = 5.0
+    eta_min: float = _CARD.eta_min
+    eta_max: float = _CARD.eta_max
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -140,6 +143,8 @@ def train_acceptance(
     Returns:
         :class:`sim.training.TrainedModel` (binary classifier).
     """
+    from sim.training.passdata import train_pass_classifier
+
     return train_pass_classifier(
         data, inputs, target, n_classes=1, output_names=("in_acceptance",), weight=weight, select=select,
         tree=tree, provenance={"polarity": 1, **(dict(extra_provenance) if extra_provenance else {})},

@@ -28,9 +28,9 @@ from mambah.errors import ConfigError
 
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
+from sim.detector.card import card
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.detector.features import TRACK_TYPES, query_truth, forward_mask, truth_features, truth_sql
-from sim.training.passdata import train_pass_classifier
 
 __all__ = ("Efficiency", "EFFICIENCY_INPUTS", "EFFICIENCY_CLASSES", "draw_track_type", "track_indices",
            "train_efficiency")
@@ -85,6 +85,9 @@ def track_indices(event: np.ndarray) -> np.ndarray:
     return (np.arange(event.size) - first).astype(np.int32)
 
 
+_CARD = card()
+
+
 @register_pass
 @dataclass(frozen=True)
 class Efficiency(Pass):
@@ -106,8 +109,8 @@ class Efficiency(Pass):
     name: str = "efficiency"
     model: str | None = None
     inputs: tuple[str, ...] = EFFICIENCY_INPUTS
-    eta_min: float = 2.0
-    eta_max: float = 5.0
+    eta_min: float = _CARD.eta_min
+    eta_max: float = _CARD.eta_max
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -177,6 +180,8 @@ def train_efficiency(
     Returns:
         :class:`sim.training.TrainedModel` (4-class classifier).
     """
+    from sim.training.passdata import train_pass_classifier
+
     return train_pass_classifier(
         data, inputs, target, n_classes=4, output_names=EFFICIENCY_CLASSES, weight=weight, select=select,
         tree=tree, provenance=dict(extra_provenance) if extra_provenance else {},

@@ -30,15 +30,18 @@ import numpy as np
 from sim.generation.gun import LuminousRegion
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
+from sim.detector.card import card
 from sim.core.modelio import CompiledModel, load_pass_model
 from sim.detector.features import arrow_columns
-from sim.training.passdata import read_training_data
 
 __all__ = ("Occupancy", "OCCUPANCY_TARGETS", "samples_to_counts", "reconstruct_pvs", "train_occupancy")
 
 log = logging.getLogger(__name__)
 
 OCCUPANCY_TARGETS: tuple[str, ...] = ("n_pv", "log_n_tracks")
+
+
+_CARD = card()
 
 
 def samples_to_counts(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,10 +59,10 @@ def reconstruct_pvs(
     rng: np.random.Generator,
     region: LuminousRegion = LuminousRegion(),
     *,
-    sigma_xy_25: float = 0.013,
-    sigma_z_25: float = 0.069,
-    share_signal: float = 90.0,
-    share_pileup: float = 70.0,
+    sigma_xy_25: float = _CARD.pv_sigma_xy_25,
+    sigma_z_25: float = _CARD.pv_sigma_z_25,
+    share_signal: float = _CARD.pv_share_signal,
+    share_pileup: float = _CARD.pv_share_pileup,
 ) -> dict[str, np.ndarray]:
     """Reconstructed PVs of each event (pure, vectorised).
 
@@ -178,6 +181,8 @@ def train_occupancy(
     Returns:
         :class:`sim.training.TrainedModel` (generator with no conditions).
     """
+    from sim.training.passdata import read_training_data
+
     from sim.training.gan import train_gan
 
     cols = read_training_data(data, [n_pv, n_tracks, *([event] if event else [])], weight=weight, tree=tree)

@@ -36,7 +36,6 @@ from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.detector.features import add_derived, query_truth, truth_features
-from sim.training.passdata import read_training_data
 
 __all__ = (
     "Resolution",
@@ -252,6 +251,8 @@ def train_resolution(
     Returns:
         :class:`sim.training.TrainedModel` (generator).
     """
+    from sim.training.passdata import read_training_data
+
     from sim.training.gan import train_gan
 
     derived = {"is_long", "is_upstream", "is_downstream"}

@@ -46,7 +46,9 @@ import numpy as np
 
 from sim.core.modelio import MODELS_DIR
 from mambah.errors import ConfigError, DataError, ModelError
-from sim.reference.pid import MUON_LL_SENTINEL, PID_COLUMNS, PIDConfig
+from mambah.codes import MUON_LL_SENTINEL, PID_COLUMNS
+
+from sim.detector.card import DetectorCard, card
 
 __all__ = (
     "CONDITIONS",
@@ -127,21 +129,23 @@ def species_of_pid(pid: np.ndarray) -> np.ndarray:
     return out
 
 
-def rich_acceptance(p: np.ndarray, eta: np.ndarray, config: PIDConfig = PIDConfig()) -> np.ndarray:
+def rich_acceptance(p: np.ndarray, eta: np.ndarray, config: DetectorCard | None = None) -> np.ndarray:
     """``has_rich``: inside RICH1 or RICH2 polar-angle acceptance and ``p > p_min_rich``.
 
     Args:
         p: ``(n,)`` momentum [MeV].
         eta: ``(n,)`` pseudorapidity.
-        config: reference detector parameters (acceptances [mrad], ``p_min_rich`` [MeV]).
+        config: the detector card (acceptances [mrad], ``p_min_rich`` [MeV]); default
+            the shipped models' card.
 
     Returns:
         ``(n,)`` bool.
     """
     theta = 2e3 * np.arctan(np.exp(-np.asarray(eta, dtype=np.float64)))  # mrad
     inside = np.zeros(theta.shape, dtype=bool)
-    for rad in (config.rich1, config.rich2):
-        inside |= (theta >= rad.theta_min) & (theta <= rad.theta_max)
+    config = config if config is not None else card()
+    for lo, hi in (config.rich1_theta, config.rich2_theta):
+        inside |= (theta >= lo) & (theta <= hi)
     return inside & (np.asarray(p, dtype=np.float64) > config.p_min_rich)
 
 
@@ -164,7 +168,7 @@ class PIDModelSet:
     """Models per species plus the RICH acceptance; ``fallback`` serves unknown species."""
 
     models: dict[str, SpeciesModels]
-    config: PIDConfig = field(default_factory=PIDConfig)
+    config: DetectorCard = field(default_factory=card)
     fallback: str = "pi"
 
     def compiled(self) -> PIDModelSet:
@@ -224,7 +228,7 @@ def generate_species(
     eta: np.ndarray,
     n_tracks: np.ndarray,
     rng: np.random.Generator,
-    config: PIDConfig = PIDConfig(),
+    config: DetectorCard | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the chain RICH → muon → global for ``n`` tracks of one species.
 
@@ -285,7 +289,7 @@ def load_species_models(species: str, directory: str | Path | None = None) -> Sp
         ModelError: a missing/corrupt file, or a sidecar whose kind, inputs or outputs
             differ from :data:`MODEL_PARTS` (the message names the file).
     """
-    from sim.training.io import load_model
+    from sim.core.io import load_model
 
     _check_species(species)
     folder = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
@@ -306,7 +310,7 @@ def load_species_models(species: str, directory: str | Path | None = None) -> Sp
 def load_pid_models(
     directory: str | Path | None = None,
     species: Sequence[str] = SHIPPED_SPECIES,
-    config: PIDConfig = PIDConfig(),
+    config: DetectorCard | None = None,
 ) -> PIDModelSet:
     """Load the models of every species in ``species`` (default: the shipped ones).
 
@@ -316,7 +320,7 @@ def load_pid_models(
     """
     if "pi" not in species:
         raise ConfigError(f"PID species {list(species)} must include 'pi' (the model of every other species)")
-    return PIDModelSet({s: load_species_models(s, directory) for s in species}, config)
+    return PIDModelSet({s: load_species_models(s, directory) for s in species}, config if config is not None else card())
 
 
 # --------------------------------------------------------------------------- training

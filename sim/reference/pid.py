@@ -57,7 +57,10 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln
 
+from mambah.codes import MUON_LL_SENTINEL, PID_COLUMNS
 from mambah.errors import ConfigError, DataError
+
+from sim.detector.card import card
 
 __all__ = (
     "MUON_LL_SENTINEL",
@@ -69,31 +72,9 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
-#: Value of ``MuonMuLL`` / ``MuonBkgLL`` for tracks that are not ``is_muon`` (the
-#: DaVinci ``PPINFO(LHCb.ProtoParticle.MuonMuLL, -1000)`` default of PIDCalib tuples).
-MUON_LL_SENTINEL: float = -1000.0
+# MUON_LL_SENTINEL (the DaVinci ``PPINFO(LHCb.ProtoParticle.MuonMuLL, -1000)`` default of
+# PIDCalib tuples) and PID_COLUMNS live with the schema's codes (mambah.codes).
 
-#: Output columns of :func:`simulate_pid`, in order.
-PID_COLUMNS: tuple[str, ...] = (
-    "has_rich",
-    "RichDLLe",
-    "RichDLLmu",
-    "RichDLLK",
-    "RichDLLp",
-    "is_muon",
-    "MuonMuLL",
-    "MuonBkgLL",
-    "PIDe",
-    "PIDmu",
-    "PIDK",
-    "PIDp",
-    "ProbNNe",
-    "ProbNNmu",
-    "ProbNNpi",
-    "ProbNNk",
-    "ProbNNp",
-    "ProbNNghost",
-)
 
 _REQUIRED = ("pid", "charge", "px", "py", "pz", "n_tracks")
 # Mass hypotheses, in the order of the likelihood arrays (pi is the reference).
@@ -172,14 +153,17 @@ class RadiatorConfig:
         return 1e3 * float(np.arccos(1.0 / (1.0 + self.n_minus_1)))
 
 
+#: The detector card whose geometry the reference PID defaults follow.
+_CARD = card()
+
 RICH1_C4F10 = RadiatorConfig(
     name="RICH1 C4F10",
     n_minus_1=1.4e-3,
     n_pe_saturated=30.0,
     sigma_photon=1.62,
     sigma_track=1.0,
-    theta_min=25.0,
-    theta_max=300.0,
+    theta_min=_CARD.rich1_theta[0],
+    theta_max=_CARD.rich1_theta[1],
     bkg_const=2.0,
     bkg_per_track=0.15,
     window=65.0,
@@ -193,8 +177,8 @@ RICH2_CF4 = RadiatorConfig(
     n_pe_saturated=22.0,
     sigma_photon=0.68,
     sigma_track=0.45,
-    theta_min=15.0,
-    theta_max=120.0,
+    theta_min=_CARD.rich2_theta[0],
+    theta_max=_CARD.rich2_theta[1],
     bkg_const=1.0,
     bkg_per_track=0.08,
     window=40.0,
@@ -253,10 +237,10 @@ class PIDConfig:
 
     rich1: RadiatorConfig = RICH1_C4F10
     rich2: RadiatorConfig = RICH2_CF4
-    p_min_rich: float = 2000.0
-    muon_theta_min: float = 20.0
-    muon_theta_max: float = 306.0
-    is_muon_p_edges: tuple[float, float, float] = (3000.0, 6000.0, 10000.0)
+    p_min_rich: float = _CARD.p_min_rich
+    muon_theta_min: float = _CARD.muon_theta[0]
+    muon_theta_max: float = _CARD.muon_theta[1]
+    is_muon_p_edges: tuple[float, float, float] = _CARD.is_muon_p_edges
     station_reach_p: tuple[float, float, float, float] = (2200.0, 2700.0, 4500.0, 6000.0)
     range_straggling: float = 0.08
     station_efficiency: float = 0.995
@@ -271,8 +255,8 @@ class PIDConfig:
     d2_scale_muon: float = 1.0
     d2_scale_dif: float = 1.5
     d2_scale_background: float = 3.0
-    ecal_theta_min: float = 30.0
-    ecal_theta_max: float = 300.0
+    ecal_theta_min: float = _CARD.ecal_theta[0]
+    ecal_theta_max: float = _CARD.ecal_theta[1]
     calo_e_mean_electron: float = 5.0
     calo_e_mean_other: float = -3.0
     calo_e_sigma: float = 3.0

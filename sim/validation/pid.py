@@ -166,7 +166,7 @@ def validate_species(
         raise ConfigError(f"unknown PID species {species!r}; valid: {', '.join(SPECIES)}")
     seed = VALIDATION_SEEDS[species] if seed is None else int(seed)
     df = make_calibration_sample(species, n_signal, n_background, np.random.default_rng(seed))
-    config = pid_models.config if pid_models is not None else PIDConfig()
+    config = pid_models.config if pid_models is not None else None
     fast = generate_species(models, df["p"].to_numpy(), df["eta"].to_numpy(), df["n_tracks"].to_numpy(),
                             np.random.default_rng(seed + 1), config)
     ref = {c: df[c].to_numpy() for c in df.columns}

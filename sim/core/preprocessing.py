@@ -1,0 +1,441 @@
+"""Column-wise preprocessing of training features, JSON-serialisable.
+
+Every fast model of Mambah sees its inputs (and, for generators, its targets)
+through a :class:`Preprocessor`.  The fitted parameters are plain lists of floats
+(:meth:`Preprocessor.to_dict`), written to the model's JSON sidecar, so that the
+simulation can apply them with numpy only.
+
+:class:`QuantileGaussian` is the Lamarr transform: each column is mapped to a
+standard normal through its empirical quantiles.  It is the logic of
+``sklearn.preprocessing.QuantileTransformer(output_distribution="normal")``,
+reimplemented in numpy so that the stored ``quantiles`` and ``references`` arrays
+are all there is to it (and so that sample weights can enter the quantiles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+from mambah.errors import DataError, ModelError
+
+__all__ = (
+    "Preprocessor",
+    "Identity",
+    "Standardizer",
+    "QuantileGaussian",
+    "ConditionalQuantileGaussian",
+    "inverse_transform",
+    "transform",
+    "preprocessor_from_dict",
+)
+
+#: Probabilities are clipped to [BOUND, 1 - BOUND] before ``ndtri`` (as sklearn does),
+#: so transformed values stay within about +-5.2.
+BOUND = 1e-7
+
+
+@runtime_checkable
+class Preprocessor(Protocol):
+    """What the training library needs of a column-wise transform of ``(n, d)`` arrays."""
+
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> Preprocessor:
+        """Fit on ``x`` of shape ``(n, d)``; returns ``self``."""
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Map ``(n, d)`` raw values to ``(n, d)`` model values."""
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        """Map ``(n, d)`` model values back to raw values."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe parameters; ``preprocessor_from_dict`` inverts it."""
+
+
+def _as_2d(x: np.ndarray, what: str, n_features: int | None = None) -> np.ndarray:
+    """Return ``x`` as a float64 ``(n, d)`` array, refusing NaN/inf and a wrong width."""
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise DataError(f"{what}: expected an (n, d) array, got shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise DataError(
+            f"{what}: expected {n_features} columns (as fitted), got {arr.shape[1]}"
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        cols = sorted(set(np.nonzero(bad)[1].tolist()))
+        raise DataError(f"{what}: NaN or inf in column(s) {cols}")
+    return arr
+
+
+def _check_weights(weights: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if w.shape[0] != n:
+        raise DataError(f"{what}: {w.shape[0]} weights for {n} rows")
+    if not np.all(np.isfinite(w)):
+        raise DataError(f"{what}: weights hold NaN or inf")
+    return w
+
+
+class _Base:
+    """Shared fitted-state check and ``from_dict`` dispatch for the concrete classes."""
+
+    kind: ClassVar[str] = ""
+    n_features_: int | None = None
+
+    def _fitted(self) -> int:
+        if self.n_features_ is None:
+            raise ModelError(f"{type(self).__name__} is not fitted; call fit(x) first")
+        return self.n_features_
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """Rebuild from :meth:`to_dict` output; wrong ``type`` gives ``ModelError``."""
+        obj = preprocessor_from_dict(data)
+        if not isinstance(obj, cls):
+            raise ModelError(f"preprocessing of type {data.get('type')!r} is not {cls.kind!r}")
+        return obj
+
+
+class Identity(_Base):
+    """No-op transform (``to_dict`` keeps the width so shapes are still checked)."""
+
+    kind = "identity"
+
+    def __init__(self, n_features: int | None = None) -> None:
+        self.n_features_ = n_features
+
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> Identity:
+        self.n_features_ = _as_2d(x, "Identity.fit").shape[1]
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return _as_2d(x, "Identity.transform", self._fitted())
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        return _as_2d(z, "Identity.inverse_transform", self._fitted())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, "n_features": self._fitted()}
+
+
+class Standardizer(_Base):
+    """``(x - mean) / std`` per column, weighted mean and std when weights are given."""
+
+    kind = "standardizer"
+
+    def __init__(self) -> None:
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> Standardizer:
+        arr = _as_2d(x, "Standardizer.fit")
+        w = _check_weights(weights, arr.shape[0], "Standardizer.fit")
+        if w is None:
+            w = np.ones(arr.shape[0])
+        if w.sum() <= 0:
+            raise DataError("Standardizer.fit: sum of weights is not positive")
+        mean = np.average(arr, axis=0, weights=w)
+        var = np.average((arr - mean) ** 2, axis=0, weights=w)
+        scale = np.sqrt(np.clip(var, 0.0, None))
+        self.mean_, self.scale_ = mean, np.where(scale > 0, scale, 1.0)
+        self.n_features_ = arr.shape[1]
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        arr = _as_2d(x, "Standardizer.transform", self._fitted())
+        return (arr - self.mean_) / self.scale_
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        arr = _as_2d(z, "Standardizer.inverse_transform", self._fitted())
+        return arr * self.scale_ + self.mean_
+
+    def to_dict(self) -> dict[str, Any]:
+        self._fitted()
+        return {"type": self.kind, "mean": self.mean_.tolist(), "scale": self.scale_.tolist()}
+
+
+class QuantileGaussian(_Base):
+    """Map each column to a standard normal through its (weighted) empirical quantiles.
+
+    ``fit`` stores, per column, the values ``quantiles_[:, j]`` at the cumulative
+    probabilities ``references_`` (``n_quantiles`` points on [0, 1]).  ``transform``
+    interpolates the probability of each value (averaging the forward and backward
+    interpolation, as sklearn does, so repeated quantiles of discrete columns map to
+    their middle) and applies the normal quantile function; values outside the fitted
+    range are clipped to the edge (about +-5.2 sigma).  ``inverse_transform`` runs the
+    chain backwards, so generator outputs are bounded by the training range.
+
+    Weights: with ``weights`` the quantiles are those of the weighted distribution.
+    Negative weights (sWeights) are clipped to zero for the quantiles only: the
+    transform needs a monotone CDF, and the positive-weighted mass spans the support of
+    the signal.  (The losses in :mod:`sim.training.gan` do use the signed weights.)
+
+    Args:
+        n_quantiles: number of quantile points (capped at the number of rows).
+    """
+
+    kind = "quantile_gaussian"
+
+    def __init__(self, n_quantiles: int = 1000) -> None:
+        if int(n_quantiles) < 2:
+            raise DataError(f"QuantileGaussian: n_quantiles={n_quantiles} must be >= 2")
+        self.n_quantiles = int(n_quantiles)
+        self.quantiles_: np.ndarray | None = None
+        self.references_: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> QuantileGaussian:
+        """Fit on ``x`` of shape ``(n, d)``, optional per-row ``weights`` of shape ``(n,)``."""
+        arr = _as_2d(x, "QuantileGaussian.fit")
+        n, d = arr.shape
+        if n < 2:
+            raise DataError(f"QuantileGaussian.fit: need at least 2 rows, got {n}")
+        w = _check_weights(weights, n, "QuantileGaussian.fit")
+        refs = np.linspace(0.0, 1.0, min(self.n_quantiles, n))
+        if w is None:
+            quantiles = np.quantile(arr, refs, axis=0)
+        else:
+            w = np.clip(w, 0.0, None)
+            if np.count_nonzero(w) < 2:
+                raise DataError("QuantileGaussian.fit: fewer than 2 rows with positive weight")
+            quantiles = np.empty((refs.size, d))
+            for j in range(d):  # loop over columns only
+                order = np.argsort(arr[:, j], kind="stable")
+                xs, ws = arr[order, j], w[order]
+                keep = ws > 0
+                xs, ws = xs[keep], ws[keep]
+                cdf = np.cumsum(ws)
+                cdf = (cdf - 0.5 * ws - 0.5 * ws[0]) / (cdf[-1] - 0.5 * ws[-1] - 0.5 * ws[0])
+                quantiles[:, j] = np.interp(refs, cdf, xs)
+        # Enforce monotonicity against round-off, as sklearn does.
+        self.quantiles_ = np.maximum.accumulate(quantiles, axis=0)
+        self.references_ = refs
+        self.n_features_ = d
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """``(n, d)`` raw values → ``(n, d)`` standard-normal values."""
+        arr = _as_2d(x, "QuantileGaussian.transform", self._fitted())
+        q, r = self.quantiles_, self.references_
+        out = np.empty_like(arr)
+        for j in range(arr.shape[1]):
+            fwd = np.interp(arr[:, j], q[:, j], r)
+            bwd = -np.interp(-arr[:, j], -q[::-1, j], -r[::-1])
+            out[:, j] = 0.5 * (fwd + bwd)
+        return ndtri(np.clip(out, BOUND, 1.0 - BOUND))
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        """``(n, d)`` standard-normal values → ``(n, d)`` raw values."""
+        arr = _as_2d(z, "QuantileGaussian.inverse_transform", self._fitted())
+        p = np.clip(ndtr(arr), BOUND, 1.0 - BOUND)
+        q, r = self.quantiles_, self.references_
+        out = np.empty_like(arr)
+        for j in range(arr.shape[1]):
+            out[:, j] = np.interp(p[:, j], r, q[:, j])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        self._fitted()
+        return {
+            "type": self.kind,
+            "n_quantiles": self.n_quantiles,
+            "references": self.references_.tolist(),
+            "quantiles": self.quantiles_.tolist(),
+        }
+
+
+class ConditionalQuantileGaussian(_Base):
+    """Quantile-Gaussian transform of the targets that follows one raw condition (e.g. momentum).
+
+    The rows are split into ``n_bins`` equal-population bins of condition column
+    ``condition``; each bin gets weighted quantile tables ``Q_k(u)`` of the targets on
+    a shared probability grid, anchored at the bin's median condition ``c_k``.  For a
+    row with condition ``c`` between ``c_k`` and ``c_k+1`` the quantile function is the
+    linear interpolation ``Q_c(u) = (1 - a) Q_k(u) + a Q_k+1(u)``, ``a = (c - c_k) /
+    (c_k+1 - c_k)`` (clamped to the first/last bin outside), which is monotone in ``u``
+    and continuous in ``c``.  ``transform`` maps ``x`` to ``ndtri(Q_c^-1(x))`` and
+    ``inverse_transform`` maps ``z`` to ``Q_c(ndtr(z))``, so generated values stay
+    inside the range the targets take *at that condition*: sharp, condition-dependent
+    edges (a DLL below a Cherenkov threshold is bounded by the other hypothesis'
+    expected photon yield) are kept instead of being smeared by the network.
+
+    ``fit``, ``transform`` and ``inverse_transform`` take the raw conditions ``(n, c)``
+    (``conditional = True`` tells callers to pass them).  Negative weights are clipped
+    to zero for the quantiles, as in :class:`QuantileGaussian`.
+
+    Args:
+        n_quantiles: points of each bin's quantile table.
+        n_bins: number of bins (equal numbers of rows; with fewer than ``n_quantiles`` rows
+            per bin the tables get as many points as the smallest bin has rows).
+        condition: index of the condition column that the transform follows.
+    """
+
+    kind = "conditional_quantile_gaussian"
+    conditional: ClassVar[bool] = True
+
+    def __init__(self, n_quantiles: int = 128, n_bins: int = 12, condition: int = 0) -> None:
+        if int(n_quantiles) < 2 or int(n_bins) < 1:
+            raise DataError(f"ConditionalQuantileGaussian: n_quantiles={n_quantiles} must be >= 2, n_bins={n_bins} >= 1")
+        self.n_quantiles = int(n_quantiles)
+        self.n_bins = int(n_bins)
+        self.condition = int(condition)
+        self.centers_: np.ndarray | None = None
+        self.references_: np.ndarray | None = None
+        self.quantiles_: np.ndarray | None = None  # (n_bins, n_quantiles, d)
+
+    def _column(self, conditions: np.ndarray | None, n: int, what: str) -> np.ndarray:
+        if conditions is None:
+            raise ModelError(f"{what}: this preprocessing needs the raw conditions")
+        c = np.asarray(conditions, dtype=np.float64)
+        c = c[:, None] if c.ndim == 1 else c
+        if c.ndim != 2 or c.shape[0] != n or c.shape[1] <= self.condition:
+            raise DataError(f"{what}: conditions of shape {c.shape} for {n} rows; the transform follows column {self.condition}")
+        return c[:, self.condition]
+
+    def fit(self, x: np.ndarray, weights: np.ndarray | None = None,
+            conditions: np.ndarray | None = None) -> ConditionalQuantileGaussian:
+        """Fit on targets ``x`` ``(n, d)`` with the raw ``conditions`` ``(n, c)`` and optional ``weights``."""
+        arr = _as_2d(x, "ConditionalQuantileGaussian.fit")
+        n, d = arr.shape
+        w = _check_weights(weights, n, "ConditionalQuantileGaussian.fit")
+        col = self._column(conditions, n, "ConditionalQuantileGaussian.fit")
+        order = np.argsort(col, kind="stable")
+        chunks = np.array_split(order, self.n_bins)
+        smallest = min(len(ch) for ch in chunks)
+        if smallest < 2:
+            raise DataError(f"ConditionalQuantileGaussian.fit: {n} rows are too few for {self.n_bins} bins")
+        points = min(self.n_quantiles, smallest)  # one probability grid for every bin
+        tables, centers = [], []
+        for rows in chunks:
+            qg = QuantileGaussian(points).fit(arr[rows], None if w is None else w[rows])
+            tables.append(qg.quantiles_)
+            centers.append(float(np.median(col[rows])))
+        self.references_ = qg.references_
+        self.quantiles_ = np.stack(tables)
+        self.centers_ = np.maximum.accumulate(np.asarray(centers))
+        self.n_features_ = d
+        return self
+
+    def _neighbours(self, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower bin index and interpolation weight ``a`` in [0, 1] per row."""
+        c = self.centers_
+        if c.size == 1:
+            return np.zeros(col.size, np.int64), np.zeros(col.size)
+        k = np.clip(np.searchsorted(c, col, side="right") - 1, 0, c.size - 2)
+        span = c[k + 1] - c[k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(span > 0, (col - c[k]) / span, 0.0)
+        return k, np.clip(a, 0.0, 1.0)
+
+    def transform(self, x: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
+        """``(n, d)`` raw values (with their raw conditions) → standard-normal values."""
+        arr = _as_2d(x, "ConditionalQuantileGaussian.transform", self._fitted())
+        k, a = self._neighbours(self._column(conditions, arr.shape[0], "ConditionalQuantileGaussian.transform"))
+        r = self.references_
+        out = np.empty_like(arr)
+        for kk in np.unique(k):
+            rows = np.flatnonzero(k == kk)
+            lo, hi = self.quantiles_[kk], self.quantiles_[min(kk + 1, len(self.quantiles_) - 1)]
+            for start in range(0, rows.size, 4096):  # (rows, n_quantiles) tables, in chunks
+                rr = rows[start : start + 4096]
+                aa = a[rr, None]
+                for j in range(arr.shape[1]):
+                    table = (1.0 - aa) * lo[None, :, j] + aa * hi[None, :, j]
+                    xv = arr[rr, j, None]
+                    # probability by linear interpolation in the row's table, averaging the
+                    # first and last matching grid points (ties of discrete values map to the middle)
+                    below = np.clip((table < xv).sum(axis=1), 1, r.size - 1)
+                    upto = np.clip((table <= xv).sum(axis=1), 1, r.size - 1)
+                    probs = []
+                    for idx in (below, upto):
+                        t0 = np.take_along_axis(table, (idx - 1)[:, None], 1)[:, 0]
+                        t1 = np.take_along_axis(table, idx[:, None], 1)[:, 0]
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            f = np.where(t1 > t0, (xv[:, 0] - t0) / (t1 - t0), 0.5)
+                        probs.append(r[idx - 1] + np.clip(f, 0.0, 1.0) * (r[idx] - r[idx - 1]))
+                    out[rr, j] = 0.5 * (probs[0] + probs[1])
+        return ndtri(np.clip(out, BOUND, 1.0 - BOUND))
+
+    def inverse_transform(self, z: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
+        """``(n, d)`` standard-normal values (with the raw conditions) → raw values."""
+        arr = _as_2d(z, "ConditionalQuantileGaussian.inverse_transform", self._fitted())
+        k, a = self._neighbours(self._column(conditions, arr.shape[0], "ConditionalQuantileGaussian.inverse_transform"))
+        p = np.clip(ndtr(arr), BOUND, 1.0 - BOUND)
+        r = self.references_
+        out = np.empty_like(arr)
+        for kk in np.unique(k):
+            rows = np.flatnonzero(k == kk)
+            lo, hi = self.quantiles_[kk], self.quantiles_[min(kk + 1, len(self.quantiles_) - 1)]
+            for j in range(arr.shape[1]):
+                out[rows, j] = ((1.0 - a[rows]) * np.interp(p[rows, j], r, lo[:, j])
+                                + a[rows] * np.interp(p[rows, j], r, hi[:, j]))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        self._fitted()
+        return {
+            "type": self.kind, "n_quantiles": self.n_quantiles, "n_bins": self.n_bins,
+            "condition": self.condition, "centers": self.centers_.tolist(),
+            "references": self.references_.tolist(), "quantiles": self.quantiles_.tolist(),
+        }
+
+
+def inverse_transform(prep: Any, z: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """``prep.inverse_transform(z)``, passing the raw ``conditions`` to a conditional preprocessing."""
+    return prep.inverse_transform(z, conditions) if getattr(prep, "conditional", False) else prep.inverse_transform(z)
+
+
+def transform(prep: Any, x: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """``prep.transform(x)``, passing the raw ``conditions`` to a conditional preprocessing."""
+    return prep.transform(x, conditions) if getattr(prep, "conditional", False) else prep.transform(x)
+
+
+def preprocessor_from_dict(
+    data: Mapping[str, Any],
+) -> Identity | Standardizer | QuantileGaussian | ConditionalQuantileGaussian:
+    """Rebuild a fitted preprocessor from its :meth:`to_dict` form.
+
+    Raises:
+        ModelError: unknown ``type`` or malformed parameters.
+    """
+    kinds = {c.kind: c for c in (Identity, Standardizer, QuantileGaussian, ConditionalQuantileGaussian)}
+    kind = data.get("type") if isinstance(data, Mapping) else None
+    if kind not in kinds:
+        raise ModelError(f"unknown preprocessing type {kind!r}; known: {sorted(kinds)}")
+    try:
+        if kind == Identity.kind:
+            return Identity(int(data["n_features"]))
+        if kind == Standardizer.kind:
+            obj = Standardizer()
+            obj.mean_ = np.asarray(data["mean"], dtype=np.float64).reshape(-1)
+            obj.scale_ = np.asarray(data["scale"], dtype=np.float64).reshape(-1)
+            if obj.mean_.shape != obj.scale_.shape:
+                raise ValueError("mean and scale differ in length")
+            obj.n_features_ = obj.mean_.size
+            return obj
+        if kind == ConditionalQuantileGaussian.kind:
+            cq = ConditionalQuantileGaussian(int(data["n_quantiles"]), int(data["n_bins"]), int(data["condition"]))
+            cq.centers_ = np.asarray(data["centers"], dtype=np.float64).reshape(-1)
+            cq.references_ = np.asarray(data["references"], dtype=np.float64).reshape(-1)
+            cq.quantiles_ = np.asarray(data["quantiles"], dtype=np.float64)
+            if cq.quantiles_.ndim != 3 or cq.quantiles_.shape[:2] != (cq.centers_.size, cq.references_.size):
+                raise ValueError(f"quantiles shape {cq.quantiles_.shape} vs {cq.centers_.size} bins "
+                                 f"x {cq.references_.size} references")
+            cq.n_features_ = cq.quantiles_.shape[2]
+            return cq
+        qg = QuantileGaussian(int(data["n_quantiles"]))
+        refs = np.asarray(data["references"], dtype=np.float64).reshape(-1)
+        quant = np.asarray(data["quantiles"], dtype=np.float64)
+        if quant.ndim != 2 or quant.shape[0] != refs.size:
+            raise ValueError(f"quantiles shape {quant.shape} vs {refs.size} references")
+        qg.references_, qg.quantiles_, qg.n_features_ = refs, quant, quant.shape[1]
+        return qg
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"malformed {kind!r} preprocessing parameters: {err}") from err
