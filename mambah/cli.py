@@ -10,8 +10,11 @@ imports neither ``sim`` nor ``ficino``.  Any
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -74,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--max-rows", type=positive_int, default=50, help="rows printed with --format table")
     query.set_defaults(func=cmd_query)
 
+    check = sub.add_parser("check", help="read all of a store: checksums, batches against data rows, schema version")
+    check.add_argument("store")
+    check.set_defaults(func=cmd_check)
+
     for ep in _commands():
         ep.load()(sub)  # type: ignore[attr-defined]
     return parser
@@ -107,55 +114,124 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from mambah.readonly import (
+        check_read_only_sql,
+        head,
+        lock_down,
+        stream,
+        write_csv_stream,
+        write_result,
+    )
     from mambah.store import EventStore
 
+    if args.format == "parquet" and not args.output:
+        raise ConfigError("--format parquet needs --output FILE")
     with EventStore.open(args.store, read_only=True) as store:
-        table = store.query(args.sql)
-    if args.format == "parquet":
-        if not args.output:
-            raise ConfigError("--format parquet needs --output FILE")
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, args.output)
-        print(f"wrote {table.num_rows} rows to {args.output}")
-    elif args.format == "csv":
-        import pyarrow.csv as pacsv
-
-        if args.output:
-            pacsv.write_csv(table, args.output)
-            print(f"wrote {table.num_rows} rows to {args.output}")
+        con = store.connection
+        check_read_only_sql(con, args.sql)  # nothing that writes, attaches, installs or sets
+        lock_down(con)
+        reader = stream(con, args.sql)
+        if args.output and args.format in ("csv", "parquet"):
+            rows = write_result(reader, args.output, args.format)
+            print(f"wrote {rows} rows to {args.output}")
+        elif args.format == "csv":
+            sys.stdout.flush()
+            write_csv_stream(reader, sys.stdout.buffer)  # rows go out as they come
+            sys.stdout.buffer.flush()
         else:
-            sys.stdout.write(table.to_pandas().to_csv(index=False))
-    else:
-        import pandas as pd
+            import pandas as pd
 
-        with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", 50, "display.width", 200):
-            print(table.slice(0, args.max_rows).to_pandas().to_string(index=False))
-        if table.num_rows > args.max_rows:
-            print(f"... {table.num_rows} rows in all")
+            table, more = head(reader, args.max_rows)
+            with pd.option_context("display.max_rows", args.max_rows, "display.max_columns", 50, "display.width", 200):
+                print(table.to_pandas().to_string(index=False))
+            if more:
+                print(f"... more rows (first {args.max_rows} shown; --max-rows N for more, --format csv for all)")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mambah`` command; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
-    if args.command is None:
-        parser.print_help()
+def cmd_check(args: argparse.Namespace) -> int:
+    from mambah.check import check_store
+
+    report = check_store(args.store)
+    lines = report.lines()
+    for line in lines:
+        print(f"mambah: error: {line}", file=sys.stderr)
+    if lines:
         return 2
+    n_batches = report.rows.get("batches", 0)
+    n_rows = sum(v for k, v in report.rows.items() if k not in ("batches", "metadata"))
+    print(f"{report.path}: ok ({n_batches} batch(es), {n_rows:,} data rows read in full, checksums verified)")
+    return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (batch systems, Kubernetes, ``kill``): handled like Ctrl-C, exit status 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _store_path(args: argparse.Namespace | None) -> str:
+    """The store a command works on, for messages about DuckDB errors."""
+    for key in ("store", "output"):
+        value = getattr(args, key, None) if args is not None else None
+        if value:
+            return str(value)
+    return "the store"
+
+
+def _interrupted(err: BaseException) -> int:
+    terminated = isinstance(err, Terminated)
+    what = "terminated (SIGTERM)" if terminated else "interrupted"
+    print(f"mambah: {what}; complete batches are kept (finish with --resume)", file=sys.stderr)
+    return 143 if terminated else 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mambah`` command; returns the exit status.
+
+    Bad input and failed runs (any :class:`~mambah.errors.MambahError`, a DuckDB
+    error, a full disk) end in one line on stderr and exit status 2; Ctrl-C in
+    130 and SIGTERM in 143, each with one line, whenever they arrive.
+    """
+    args: argparse.Namespace | None = None
+    previous = None
     try:
+        with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
+        if args.command is None:
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
     except MambahError as err:
         print(f"mambah: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mambah: interrupted; complete batches are kept (finish with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return _interrupted(err)
     except BrokenPipeError:  # output piped into e.g. `head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as err:
+        duckdb = sys.modules.get("duckdb")
+        if duckdb is not None and isinstance(err, duckdb.InterruptException):
+            return _interrupted(KeyboardInterrupt())
+        if duckdb is not None and isinstance(err, duckdb.Error):
+            from mambah.check import duckdb_error_line
+
+            print(f"mambah: error: {duckdb_error_line(err, _store_path(args))}", file=sys.stderr)
+            return 2
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            print(f"mambah: error: no space left on device writing '{err.filename or _store_path(args)}'", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        if previous is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, previous)
 
 
 def entry_point() -> None:  # pragma: no cover - exercised through the console script
@@ -164,7 +240,12 @@ def entry_point() -> None:  # pragma: no cover - exercised through the console s
     Every store is closed and every file flushed by then; skipping the teardown avoids
     the shutdown-order noise of the TensorFlow and DuckDB extension modules
     ("nanobind: leaked ..." on stderr), which would bury the one-line summary.
+    TensorFlow's C++ start-up lines are held back (:func:`mambah.quiet.quiet_tensorflow`,
+    before anything imports TensorFlow) unless ``-v`` is given.
     """
+    from mambah.quiet import quiet_tensorflow, verbosity_from_argv
+
+    quiet_tensorflow(verbosity_from_argv(sys.argv[1:]))
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

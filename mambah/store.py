@@ -10,10 +10,13 @@ such a dataset can be opened read-only through DuckDB.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
+from mambah.check import CheckReport, check_store, duckdb_error_line, is_lock_conflict
 from mambah.errors import SchemaVersionError, StoreError, StoreExistsError
 from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, column_names, create_ddl
 
@@ -67,46 +71,68 @@ class EventStore:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, overwrite: bool = False, primary_keys: bool = False) -> EventStore:
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        primary_keys: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> EventStore:
         """Create a new store file at ``path`` (MambahError if it exists, unless ``overwrite``).
+
+        The store is built under a temporary name in the same directory and
+        renamed to ``path`` once its tables and metadata are committed, so
+        ``path`` is either absent or a complete store with all of ``metadata``.
+        With ``overwrite``, the existing file's lock is taken first: a store
+        that another process has open is refused, never deleted under it.
 
         Args:
             path: file to create, or ``":memory:"``.
             overwrite: replace an existing file.
             primary_keys: also create primary-key indexes on the data tables
                 (enforced uniqueness; costs memory and insert speed).
+            metadata: further ``metadata`` rows (e.g. the run's pipeline and
+                settings), committed with the schema.
+
+        Raises:
+            StoreExistsError: ``path`` exists and not ``overwrite``.
+            StoreError: ``path`` is a directory, its directory is missing or
+                not writable, or the existing store is in use.
         """
         spath = str(path)
-        if spath != MEMORY:
-            p = Path(spath)
-            if p.is_dir():
-                raise StoreError(f"output '{spath}' is a directory, not a store file")
-            if p.exists():
-                if not overwrite:
-                    raise StoreExistsError(f"output '{spath}' exists; pass overwrite (--overwrite) or resume (--resume)")
-            parent = p.parent if str(p.parent) else Path(".")
-            if not parent.exists():
-                raise StoreError(f"directory '{parent}' of output '{spath}' does not exist")
-            if not os.access(parent, os.W_OK):
-                raise StoreError(f"directory '{parent}' of output '{spath}' is not writable")
-            if p.exists():
-                p.unlink()
-                wal = Path(spath + ".wal")
-                if wal.exists():
-                    wal.unlink()
+        rows = [["schema_version", str(SCHEMA_VERSION)], ["primary_keys", json.dumps(primary_keys)]]
+        rows += [[str(k), str(v)] for k, v in (metadata or {}).items()]
+        if spath == MEMORY:
+            con = _connect(spath, read_only=False)
+            _initialise(con, spath, primary_keys, rows)
+            return cls(con, spath, read_only=False)
+        p = Path(spath)
+        if p.is_dir():
+            raise StoreError(f"output '{spath}' is a directory, not a store file")
+        if p.exists() and not overwrite:
+            raise StoreExistsError(f"output '{spath}' exists; pass overwrite (--overwrite) or resume (--resume)")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.exists():
+            raise StoreError(f"directory '{parent}' of output '{spath}' does not exist")
+        if not os.access(parent, os.W_OK):
+            raise StoreError(f"directory '{parent}' of output '{spath}' is not writable")
+        tmp = parent / f".{p.name}.tmp-{uuid.uuid4().hex[:12]}"
+        with _file_lock(p):  # held until the new file has replaced the old one
+            try:
+                con = _connect(str(tmp), read_only=False)
+                try:
+                    _initialise(con, spath, primary_keys, rows)
+                finally:
+                    con.close()  # checkpoints: the temporary file holds everything, no WAL left
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(spath + ".wal")  # the replaced store's log must not be replayed into the new one
+                os.replace(tmp, p)
+            finally:
+                for leftover in (tmp, Path(str(tmp) + ".wal")):
+                    with contextlib.suppress(FileNotFoundError):
+                        leftover.unlink()
         con = _connect(spath, read_only=False)
-        try:
-            con.execute("BEGIN TRANSACTION")
-            for ddl in create_ddl(primary_keys=primary_keys):
-                con.execute(ddl)
-            con.executemany(
-                "INSERT INTO metadata VALUES (?, ?)",
-                [["schema_version", str(SCHEMA_VERSION)], ["primary_keys", json.dumps(primary_keys)]],
-            )
-            con.execute("COMMIT")
-        except duckdb.Error as err:  # pragma: no cover - DDL is static
-            con.close()
-            raise StoreError(f"cannot create store '{spath}': {err}") from err
         return cls(con, spath, read_only=False)
 
     @classmethod
@@ -127,6 +153,9 @@ class EventStore:
         store = cls(con, spath, read_only=read_only)
         try:
             store._check_schema()
+        except duckdb.Error as err:
+            con.close()
+            raise StoreError(duckdb_error_line(err, spath)) from err
         except BaseException:
             con.close()
             raise
@@ -181,6 +210,10 @@ class EventStore:
             raise SchemaVersionError(
                 f"store '{self.path}' has schema version {row[0]}, this Mambah reads version {SCHEMA_VERSION}"
             )
+
+    def check(self) -> CheckReport:
+        """Read all of the store and report every problem (see :func:`mambah.check.check_store`)."""
+        return check_store(self.path, con=self._con)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -238,7 +271,10 @@ class EventStore:
 
         Everything written inside the ``with`` block becomes visible together
         with the batch's row in ``batches`` at commit; any exception (or a crash
-        of the process) rolls all of it back.
+        of the process) rolls all of it back.  Rows of the batch that are in the
+        data tables without a ``batches`` row (left by a hand edit or a foreign
+        writer) are deleted first, in the same transaction, so a re-run batch is
+        never duplicated.
 
         Raises:
             StoreError: the batch exists already.
@@ -250,6 +286,8 @@ class EventStore:
             exists = con.execute("SELECT count(*) FROM batches WHERE batch = ?", [record.batch]).fetchall()[0][0]
             if exists:
                 raise StoreError(f"batch {record.batch} is already in store '{self.path}'")
+            for name in DATA_TABLES:  # stray rows of an unrecorded batch
+                con.execute(f"DELETE FROM {name} WHERE batch = ?", [record.batch])
             yield con
             con.execute("INSERT INTO batches VALUES (?, ?, ?)", [record.batch, record.n_events, record.seed])
             con.execute("COMMIT")
@@ -419,14 +457,57 @@ MEMORY_LIMIT = "512MB"
 
 
 def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    config = {"memory_limit": os.environ.get("MAMBAH_DUCKDB_MEMORY", MEMORY_LIMIT)}
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": os.environ.get("MAMBAH_DUCKDB_MEMORY", MEMORY_LIMIT)
+    }
     try:
         return duckdb.connect(path, read_only=read_only, config=config)
     except duckdb.Error as err:
-        msg = _first_line(err)
-        if "lock" in msg.lower():
-            raise StoreError(f"store '{path}' is in use by another process: {msg}") from err
-        raise StoreError(f"'{path}' is not a readable DuckDB store: {msg}") from err
+        if is_lock_conflict(err):
+            raise StoreError(duckdb_error_line(err, path)) from err
+        raise StoreError(f"'{path}' is not a readable DuckDB store: {_first_line(err)}") from err
+
+
+def _initialise(con: duckdb.DuckDBPyConnection, path: str, primary_keys: bool, rows: list[list[str]]) -> None:
+    """Create the tables and write the metadata ``rows`` in one transaction."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for ddl in create_ddl(primary_keys=primary_keys):
+            con.execute(ddl)
+        con.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", rows)
+        con.execute("COMMIT")
+    except duckdb.Error as err:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise StoreError(f"cannot create store '{path}': {_first_line(err)}") from err
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` if it exists (the lock DuckDB takes on a store).
+
+    Raises:
+        StoreError: another process has the store open (reading or writing).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        yield
+        return
+    except OSError as err:
+        raise StoreError(f"cannot replace '{path}': {err.strerror}") from err
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EAGAIN):
+                raise StoreError(
+                    f"store '{path}' is in use by another process; it was not replaced (stop that process or choose another output)"
+                ) from None
+            raise StoreError(f"cannot lock '{path}': {err.strerror}") from err
+        yield
+    finally:
+        os.close(fd)
 
 
 def _first_line(err: BaseException) -> str:
