@@ -57,6 +57,8 @@ EVENTS = sa.Table(
     sa.Column("pv_t", _F, comment="signal primary vertex time [ns]"),
     sa.Column("n_pv", sa.SmallInteger, comment="number of primary vertices (occupancy pass)"),
     sa.Column("n_tracks", sa.Integer, comment="number of reconstructed tracks, nTracks (occupancy pass)"),
+    sa.Column("n_interactions", sa.SmallInteger, comment="pp interactions in the crossing (full-event generators; NULL for the gun)"),
+    sa.Column("process", sa.Integer, comment="generator process code (Pythia code, HepMC signal_process_id); NULL if unknown"),
     sa.PrimaryKeyConstraint("batch", "event"),
     comment="one row per event",
 )
@@ -79,6 +81,7 @@ MC_PARTICLES = sa.Table(
     sa.Column("decay_vertex", sa.Integer, nullable=False, comment="index of the decay vertex, -1 if stable"),
     sa.Column("is_signal", sa.Boolean, nullable=False, comment="part of a generated signal decay"),
     sa.Column("in_acceptance", sa.Boolean, comment="geometric acceptance (acceptance pass)"),
+    sa.Column("status", sa.SmallInteger, comment="HepMC status: 1 final, 2 decayed, 4 beam (full-event generators; NULL for the gun)"),
     sa.PrimaryKeyConstraint("batch", "event", "index"),
     comment="generated (MC truth) particles",
 )

@@ -22,6 +22,10 @@ def register(sub: Any) -> None:
     run.add_argument("--decay", help="decay descriptor, e.g. 'B+ -> (J/psi -> mu+ mu-) K+'")
     run.add_argument("--dec-file", help="EvtGen .dec file (all modes with their branching fractions)")
     run.add_argument("--mother", help="decaying particle of --dec-file (default: its first Decay block)")
+    run.add_argument("--pythia", metavar="PRESET", help="full events from Pythia 8: minbias, bbbar or ccbar (needs mambah[pythia]); "
+                     "--decay/--dec-file then name the signal that Mambah decays")
+    run.add_argument("--hepmc", metavar="FILE", nargs="+", help="full events from HepMC3/HepMC2 ASCII files or globs "
+                     "(needs mambah[hepmc]); --decay then flags the signal")
     run.add_argument("--events", type=positive_int, help="number of events (default 100000)")
     run.add_argument("--batch-size", type=positive_int, help="events per batch (default 25000)")
     run.add_argument("--seed", type=nonnegative_int, help="run seed (default 42)")
@@ -47,6 +51,10 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         pipeline = Pipeline(pipeline.passes, dataclasses.replace(pipeline.run, **changes))
     if args.decay and args.dec_file:
         raise ConfigError("give only one of --decay and --dec-file")
+    if getattr(args, "pythia", None) or getattr(args, "hepmc", None):
+        from sim.generation.full_events import full_event_pipeline
+
+        return full_event_pipeline(pipeline, args).validate()
     if args.decay or args.dec_file:
         gens = [p for p in pipeline.passes if p.kind == "generator"]
         if not gens:

@@ -1,0 +1,62 @@
+"""``mambah run --pythia PRESET`` / ``--hepmc FILE ...``: the default job with a full-event generator.
+
+The first ``generator`` pass of the pipeline is replaced by :class:`~sim.generation.pythia.Pythia`
+or :class:`~sim.generation.hepmc.HepMCInput`; the detector passes stay.  Full events hold
+about a thousand particles each, so the batch size defaults to :data:`FULL_EVENT_BATCH`
+instead of the gun's 25 000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from mambah.errors import ConfigError, DataError
+from sim.core.pipeline import Pass, Pipeline
+
+__all__ = ("FULL_EVENT_BATCH", "full_event_pipeline")
+
+#: Default events per batch for full events (≈ 1 000 particles per event).
+FULL_EVENT_BATCH = 500
+
+
+def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipeline:
+    """``pipeline`` with its generator replaced as ``args.pythia`` / ``args.hepmc`` ask.
+
+    Args:
+        pipeline: the job (run settings from the command line already applied).
+        args: ``mambah run`` arguments: ``pythia, hepmc, decay, dec_file, mother, events, batch_size``.
+
+    Raises:
+        ConfigError: both generators asked, no generator pass, or --dec-file with --hepmc.
+        DataError: more events asked than the HepMC files hold (or a bad file).
+    """
+    if args.pythia and args.hepmc:
+        raise ConfigError("give only one of --pythia and --hepmc")
+    gens = [p for p in pipeline.passes if p.kind == "generator"]
+    if not gens:
+        raise ConfigError("the pipeline has no generator pass to replace with --pythia/--hepmc")
+    batch = args.batch_size or FULL_EVENT_BATCH
+    gen: Pass
+    if args.hepmc:
+        from sim.generation.hepmc import HepMCInput
+
+        if args.dec_file:
+            raise ConfigError("--dec-file does not apply to --hepmc (the file holds the decays); flag the signal with --decay DESCRIPTOR")
+        hep = HepMCInput(files=tuple(args.hepmc), batch_size=batch, signal=args.decay)
+        total = hep.n_events()
+        events = args.events or total
+        if events > total:
+            raise DataError(f"the HepMC input holds {total} events; --events {events} asks for more")
+        gen = hep
+    else:
+        from sim.generation.pythia import Pythia
+
+        gen = Pythia(
+            preset=args.pythia, decay=args.decay,
+            dec_file=str(Path(args.dec_file).resolve()) if args.dec_file else None, mother=args.mother,
+        )
+        events = args.events or pipeline.run.events
+    run = dataclasses.replace(pipeline.run, events=events, batch_size=batch)
+    return Pipeline(tuple(gen if p is gens[0] else p for p in pipeline.passes), run)

@@ -1,0 +1,552 @@
+"""The ``hepmc`` input pass: events of any generator from HepMC3 / HepMC2 ASCII files.
+
+Reads one file, a list or a glob with ``pyhepmc`` (``mambah[hepmc]``).  Batch *i*
+holds events ``[i·B, (i+1)·B)`` of the files in order (``B`` = ``batch_size``, the
+run's batch size), so a batch reads the same events in any process, after
+``--resume`` and in distributed runs: at build time every file is scanned once
+for the byte offsets of its events (and checked: a HepMC header, the end-of-listing
+line, the last event complete), and a batch then parses only its own events.
+
+Conversion (see :mod:`sim.generation._event_tables` for the layout):
+
+* units from each event's ``U`` line: momenta GeV or MeV → MeV, lengths mm or
+  cm → mm; HepMC vertex times are c·t in length units → ns (t / c);
+* status 1 (final), 2 (decayed), 4 (beam) kept as ``mc_particles.status``; any
+  other line (documentation, partons, strings) dropped and the links re-attached
+  to the nearest kept ancestor;
+* interactions: the top vertex of each particle's ancestry (the collision of its
+  beams, or a production vertex without incoming particles) is its primary vertex;
+  ``events.n_interactions`` counts them, ``events.process`` is HepMC's
+  ``signal_process_id`` when the file has it;
+* ``signal``: an optional descriptor (``"[B+ -> (J/psi -> mu+ mu-) K+]CC"``); every
+  particle whose stored decay matches it is flagged ``is_signal`` with all its
+  descendants.  The interaction holding the first signal particle becomes PV 0.
+
+A file that is not HepMC, a truncated file, an event that does not parse or whose
+links are broken (a particle other than a beam without production vertex counts as
+broken: the reader leaves unresolved links that way) stop the run with a one-line :class:`~mambah.errors.DataError`
+naming the file, the event and the line; the batch's transaction is rolled back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import io
+import logging
+import mmap
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from mambah.errors import ConfigError, DataError
+from sim.core.pipeline import BatchContext, Kernel, Pass
+from sim.core.registry import register_pass
+from sim.generation._event_tables import STATUS_BEAM, GeneratorRecord, layout_tables
+
+__all__ = ("C_LIGHT", "HepMCIndex", "HepMCInput", "flag_signal", "read_events", "scan_hepmc")
+
+log = logging.getLogger(__name__)
+
+#: speed of light [mm/ns]
+C_LIGHT = 299.792458
+
+_HEADERS = {
+    b"HepMC::Asciiv3-START_EVENT_LISTING": ("hepmc3", b"HepMC::Asciiv3-END_EVENT_LISTING"),
+    b"HepMC::IO_GenEvent-START_EVENT_LISTING": ("hepmc2", b"HepMC::IO_GenEvent-END_EVENT_LISTING"),
+}
+
+
+def _require_pyhepmc() -> Any:
+    try:
+        import pyhepmc
+    except ImportError:
+        raise ConfigError("the hepmc pass needs pyhepmc: pip install mambah[hepmc]") from None
+    return pyhepmc
+
+
+@dataclass(frozen=True)
+class HepMCIndex:
+    """Where the events of one HepMC ASCII file are.
+
+    Attributes:
+        path: the file.
+        format: ``"hepmc3"`` or ``"hepmc2"``.
+        header: the bytes before the first event (version, listing start, run info).
+        footer: the end-of-listing line.
+        offsets: ``(n_events + 1,)`` byte offsets of each ``E`` line, then of the footer.
+    """
+
+    path: str
+    format: str
+    header: bytes
+    footer: bytes
+    offsets: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        return int(self.offsets.size - 1)
+
+    def line_of(self, offset: int) -> int:
+        """1-based line number of the byte at ``offset``."""
+        with open(self.path, "rb") as f:
+            return f.read(offset).count(b"\n") + 1
+
+
+def scan_hepmc(path: str | Path) -> HepMCIndex:
+    """Check a HepMC3/HepMC2 ASCII file and find its events.
+
+    Raises:
+        DataError: missing file, not HepMC ASCII, no events, or truncated.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"HepMC file '{p}' does not exist")
+    with open(p, "rb") as f:
+        if p.stat().st_size == 0:
+            raise DataError(f"'{p}' is empty; expected a HepMC3 or HepMC2 ASCII file")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            head = mm[:4096].split(b"\n")
+            lines = [ln.strip() for ln in head[:3]]
+            kind = next((_HEADERS[ln] for ln in lines[:2] if ln in _HEADERS), None)
+            if not lines[0].startswith(b"HepMC::Version") or kind is None:
+                first = lines[0][:60].decode("utf-8", "replace")
+                raise DataError(
+                    f"'{p}' is not a HepMC ASCII file (first line {first!r}); expected 'HepMC::Version' and an "
+                    "Asciiv3 (HepMC3) or IO_GenEvent (HepMC2) listing"
+                )
+            fmt, footer = kind
+            starts = np.fromiter((m.start() for m in re.finditer(rb"^E ", mm, re.MULTILINE)), np.int64)
+            end = mm.rfind(footer)
+            if starts.size == 0:
+                raise DataError(f"HepMC file '{p}' holds no events")
+            index = HepMCIndex(str(p), fmt, bytes(mm[: int(starts[0])]), footer + b"\n", np.r_[starts, max(end, 0)])
+            if end < int(starts[-1]):
+                raise DataError(
+                    f"HepMC file '{p}' is truncated: no '{footer.decode()}' after its last event "
+                    f"(event {starts.size - 1}, line {index.line_of(int(starts[-1]))})"
+                )
+            _check_last_event(index, bytes(mm[int(starts[-1]) : end]))
+    return index
+
+
+def _check_last_event(index: HepMCIndex, text: bytes) -> None:
+    """The declared particle (HepMC3) / vertex (HepMC2) count of the last event is there."""
+    lines = text.split(b"\n")
+    fields = lines[0].split()
+    try:
+        if index.format == "hepmc3":
+            want, got, what = int(fields[3]), sum(1 for ln in lines if ln.startswith(b"P ")), "particles"
+        else:
+            want, got, what = int(fields[8]), sum(1 for ln in lines if ln.startswith(b"V ")), "vertices"
+    except (IndexError, ValueError):
+        raise DataError(
+            f"HepMC file '{index.path}': malformed event line {lines[0][:60].decode('utf-8', 'replace')!r} "
+            f"(event {index.n_events - 1}, line {index.line_of(int(index.offsets[-2]))})"
+        ) from None
+    if got < want:
+        raise DataError(
+            f"HepMC file '{index.path}' is truncated: its last event (event {index.n_events - 1}, line "
+            f"{index.line_of(int(index.offsets[-2]))}) declares {want} {what} and has {got}"
+        )
+
+
+def _diagnose(index: HepMCIndex, event: int, text: bytes) -> str:
+    """The first line of an event that does not parse: undefined links or too few fields."""
+    first_line = index.line_of(int(index.offsets[event]))
+    lines = text.split(b"\n")
+    if index.format == "hepmc3":
+        particles: set[int] = set()
+        vertices: set[int] = set()
+        for f in (ln.split() for ln in lines):
+            if f[:1] == [b"V"] and len(f) > 1:
+                with contextlib.suppress(ValueError):
+                    vertices.add(int(f[1]))
+        for k, ln in enumerate(lines):
+            f = ln.split()
+            if f[:1] == [b"P"]:
+                if len(f) < 10:
+                    return f"line {first_line + k}: particle line has {len(f)} fields, expected 10"
+                link = int(f[2])
+                if (link < 0 and link not in vertices) or (link > 0 and link not in particles):
+                    return f"line {first_line + k}: particle {int(f[1])} links to undefined {'vertex' if link < 0 else 'particle'} {link}"
+                particles.add(int(f[1]))
+            elif f[:1] == [b"V"]:
+                inc = re.findall(rb"-?\d+", ln.split(b"[")[1].split(b"]")[0]) if b"[" in ln else []
+                for x in inc:
+                    if int(x) not in particles:
+                        return f"line {first_line + k}: vertex {int(f[1])} has undefined incoming particle {int(x)}"
+    else:
+        vertices2 = {int(f[1]) for f in (ln.split() for ln in lines) if f[:1] == [b"V"] and len(f) > 1}
+        for k, ln in enumerate(lines):
+            f = ln.split()
+            if f[:1] == [b"P"]:
+                if len(f) < 12:
+                    return f"line {first_line + k}: particle line has {len(f)} fields, expected at least 12"
+                end = int(f[11])
+                if end != 0 and end not in vertices2:
+                    return f"line {first_line + k}: particle {int(f[1])} ends in undefined vertex {end}"
+    return f"line {first_line}: the event does not parse"
+
+
+def expand_files(files: Sequence[str]) -> list[str]:
+    """Files and globs → the list of files, globs sorted; a glob matching nothing is an error."""
+    out: list[str] = []
+    for f in files:
+        if any(c in f for c in "*?["):
+            hits = sorted(glob.glob(f))
+            if not hits:
+                raise DataError(f"HepMC glob '{f}' matches no file")
+            out += hits
+        else:
+            out.append(f)
+    if not out:
+        raise ConfigError("the hepmc pass needs at least one file (files = [...])")
+    return out
+
+
+_MOMENTUM = {"GEV": 1000.0, "MEV": 1.0}
+_LENGTH = {"MM": 1.0, "CM": 10.0}
+
+
+def read_events(index: HepMCIndex, first: int, stop: int) -> list[dict[str, Any]]:
+    """Parse events ``[first, stop)`` of one file into raw per-event arrays (units converted).
+
+    Returns:
+        One dict per event: ``pid, status, p4 (n, 4) [MeV], mass [MeV], prod, end`` (vertex row of the
+        production / end vertex, -1 none), ``vin`` (links particle → vertex as rows), ``vpos (m, 4)``
+        [mm, ns], ``vset`` (vertex position given), ``event_pos (4,)``, ``process`` (-1 unknown).
+
+    Raises:
+        DataError: an event that does not parse (file, event and line named).
+    """
+    pyhepmc = _require_pyhepmc()
+    with open(index.path, "rb") as f:
+        f.seek(int(index.offsets[first]))
+        body = f.read(int(index.offsets[stop]) - int(index.offsets[first]))
+    stream = pyhepmc.io.pyiostream(io.BytesIO(index.header + body + index.footer))
+    reader = (pyhepmc.io.ReaderAscii if index.format == "hepmc3" else pyhepmc.io.ReaderAsciiHepMC2)(stream)
+    out = []
+    base = int(index.offsets[first])
+    try:
+        for k in range(first, stop):
+            evt = pyhepmc.GenEvent()
+            ok = reader.read_event(evt)
+            if ok is False or reader.failed() or (len(evt.particles) == 0 and len(evt.vertices) == 0):
+                a, b = int(index.offsets[k]) - base, int(index.offsets[k + 1]) - base
+                raise DataError(f"HepMC file '{index.path}', event {k}: {_diagnose(index, k, body[a:b])}")
+            arrays = _event_arrays(evt, pyhepmc, index, k)
+            orphan = np.flatnonzero((arrays["prod"] < 0) & (arrays["status"] != STATUS_BEAM))
+            if orphan.size:  # the reader leaves a particle whose link it cannot resolve without production vertex
+                a, b = int(index.offsets[k]) - base, int(index.offsets[k + 1]) - base
+                why = _diagnose(index, k, body[a:b])
+                if why.endswith("does not parse"):
+                    why = f"particle {int(orphan[0]) + 1} is not a beam (status 4) and has no production vertex"
+                raise DataError(f"HepMC file '{index.path}', event {k}: {why}")
+            out.append(arrays)
+    finally:
+        reader.close()
+    return out
+
+
+def _event_arrays(evt: Any, pyhepmc: Any, index: HepMCIndex, k: int) -> dict[str, Any]:
+    data = pyhepmc.GenEventData()
+    evt.write_data(data)
+    mu = _MOMENTUM[str(data.momentum_unit.name)]
+    lu = _LENGTH[str(data.length_unit.name)]
+    part = data.particles
+    n = part.size
+    p4 = np.empty((n, 4))
+    for j, c in enumerate(("px", "py", "pz", "e")):
+        p4[:, j] = part[c] * mu
+    l1 = np.asarray(data.links1, dtype=np.int64)
+    l2 = np.asarray(data.links2, dtype=np.int64)
+    out_v = (l1 < 0) & (l2 > 0)  # vertex -> particle
+    in_v = (l1 > 0) & (l2 < 0)  # particle -> vertex
+    if np.any(~(out_v | in_v)) or (l2[out_v].max(initial=0) > n) or (l1[in_v].max(initial=0) > n):
+        raise DataError(f"HepMC file '{index.path}', event {k}: links between undefined particles or vertices")
+    prod = np.full(n, -1, np.int64)
+    prod[l2[out_v] - 1] = -l1[out_v] - 1
+    end = np.full(n, -1, np.int64)
+    end[l1[in_v] - 1] = -l2[in_v] - 1
+    nv = evt.numpy.vertices
+    vpos = np.column_stack([nv.x * lu, nv.y * lu, nv.z * lu, nv.t * lu / C_LIGHT]) if len(evt.vertices) else np.zeros((0, 4))
+    ep = data.event_pos
+    attrs = evt.attributes
+    process = -1
+    if "signal_process_id" in attrs:
+        with contextlib.suppress(TypeError, ValueError):
+            process = int(str(attrs["signal_process_id"]))
+    mass = np.where(part["is_mass_set"], part["mass"] * mu, np.sqrt(np.maximum(p4[:, 3] ** 2 - np.sum(p4[:, :3] ** 2, axis=1), 0.0)))
+    return {
+        "pid": part["pid"].astype(np.int64), "status": part["status"].astype(np.int64), "p4": p4, "mass": mass,
+        "prod": prod, "end": end, "in_p": l1[in_v] - 1, "in_v": -l2[in_v] - 1, "vpos": vpos,
+        "event_pos": np.array([ep.x * lu, ep.y * lu, ep.z * lu, ep.t * lu / C_LIGHT]), "process": process,
+    }
+
+
+def records_from_events(events: list[dict[str, Any]]) -> tuple[GeneratorRecord, np.ndarray]:
+    """Raw per-event arrays (:func:`read_events`) → one :class:`GeneratorRecord` and ``process`` per event.
+
+    The parent of a particle is the first incoming particle of its production vertex; its
+    interaction is the top vertex of its ancestry (a production vertex without incoming
+    particles, or the end vertex of a particle without production vertex, i.e. the beams'
+    collision).
+    """
+    n_ev = len(events)
+    sizes = np.array([e["pid"].size for e in events], np.int64)
+    vsizes = np.array([e["vpos"].shape[0] for e in events], np.int64)
+    p0 = np.cumsum(sizes) - sizes
+    v0 = np.cumsum(vsizes) - vsizes
+    n, m = int(sizes.sum()), int(vsizes.sum())
+    cat = lambda key: np.concatenate([e[key] for e in events]) if n_ev else np.zeros(0)
+    event = np.repeat(np.arange(n_ev), sizes)
+    prod = np.concatenate([np.where(e["prod"] >= 0, e["prod"] + v0[i], -1) for i, e in enumerate(events)])
+    end = np.concatenate([np.where(e["end"] >= 0, e["end"] + v0[i], -1) for i, e in enumerate(events)])
+    in_p = np.concatenate([e["in_p"] + p0[i] for i, e in enumerate(events)])
+    in_v = np.concatenate([e["in_v"] + v0[i] for i, e in enumerate(events)])
+    vpos = np.concatenate([e["vpos"] for e in events]).reshape(m, 4)
+    # first incoming particle of every vertex (links in file order: the first wins)
+    first_in = np.full(m, -1, np.int64)
+    first_in[in_v[::-1]] = in_p[::-1]
+    parent = np.where(prod >= 0, first_in[np.maximum(prod, 0)], -1)
+    # top of each ancestry by pointer jumping
+    top = np.where(parent >= 0, parent, np.arange(n))
+    for _ in range(64):
+        nxt = top[top]
+        if np.array_equal(nxt, top):
+            break
+        top = nxt
+    else:
+        raise DataError("HepMC mother links form a cycle")
+    key = np.where(prod[top] >= 0, prod[top], end[top])  # the interaction vertex (global row), -1 none
+    # interactions per event in order of first appearance
+    pairs = np.stack([event, key], axis=1)
+    uniq, first_at, inv = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    by_first = np.argsort(first_at, kind="stable")
+    uniq, first_at = uniq[by_first], first_at[by_first]
+    remap = np.empty(len(by_first), np.int64)
+    remap[by_first] = np.arange(len(by_first))
+    u_sorted = np.lexsort((first_at, uniq[:, 0]))  # by event, then first appearance
+    rank_in_ev = np.empty(len(uniq), np.int64)
+    ev_u = uniq[u_sorted, 0]
+    starts = np.flatnonzero(np.r_[True, ev_u[1:] != ev_u[:-1]]) if ev_u.size else np.zeros(0, np.int64)
+    rank_in_ev[u_sorted] = np.arange(ev_u.size) - np.repeat(starts, np.diff(np.r_[starts, ev_u.size]))
+    interaction = rank_in_ev[remap[inv]]
+    n_int = np.bincount(uniq[:, 0], minlength=n_ev).astype(np.int64)
+    event_pos = np.stack([e["event_pos"] for e in events]) if n_ev else np.zeros((0, 4))
+    pv_rows = uniq[u_sorted]
+    pv = np.where((pv_rows[:, 1] >= 0)[:, None], vpos[np.maximum(pv_rows[:, 1], 0)], event_pos[pv_rows[:, 0]])
+    # events without particles still need one interaction
+    empty = np.flatnonzero(n_int == 0)
+    if empty.size:
+        raise DataError(f"HepMC event {int(empty[0])} of the batch has no particles")
+    decay_pos = np.full((n, 4), np.nan)
+    has_end = end >= 0
+    decay_pos[has_end] = vpos[end[has_end]]
+    rec = GeneratorRecord(
+        n_events=n_ev, event=event, pid=cat("pid"), status=cat("status"), p4=np.concatenate([e["p4"] for e in events]).reshape(n, 4),
+        mass=cat("mass"), parent=parent, decay_pos=decay_pos, interaction=interaction, n_interactions=n_int, pv=pv,
+        is_signal=np.zeros(n, bool),
+    )
+    return rec, np.array([e["process"] for e in events], np.int64)
+
+
+def _match(pid: np.ndarray, first: np.ndarray, last: np.ndarray, row: int, node: Any, conj: bool) -> bool:
+    want = -node.pid if conj and _has_anti(node.pid) else node.pid
+    if pid[row] != want:
+        return False
+    if not node.children:
+        return True
+    if first[row] < 0:
+        return False
+    kids = list(range(int(first[row]), int(last[row]) + 1))
+    if len(kids) != len(node.children):
+        return False
+    used: set[int] = set()
+    for child in sorted(node.children, key=lambda c: -len(c.children)):
+        hit = next((k for k in kids if k not in used and _match(pid, first, last, k, child, conj)), None)
+        if hit is None:
+            return False
+        used.add(hit)
+    return True
+
+
+def _has_anti(pid: int) -> bool:
+    from mambah.descriptor import lookup_particle
+
+    try:
+        return int(lookup_particle(-pid).pdgid) == -pid
+    except Exception:  # noqa: BLE001 - self-conjugate species
+        return False
+
+
+def flag_signal(particles: dict[str, np.ndarray], tree: Any, cc: bool) -> np.ndarray:
+    """``is_signal`` for laid-out particles: every decay matching ``tree`` (or its CC) and its descendants.
+
+    Args:
+        particles: ``mc_particles`` columns sorted by (event, index): ``event, index, pid,
+            first_daughter, last_daughter``.
+        tree: :class:`mambah.descriptor.DecayNode`.
+        cc: also match the charge conjugate.
+
+    Returns:
+        ``(n,)`` bool.
+    """
+    ev = np.asarray(particles["event"])
+    pid = np.asarray(particles["pid"], dtype=np.int64)
+    counts = np.bincount(ev) if ev.size else np.zeros(0, np.int64)
+    start = np.cumsum(counts) - counts
+    base = start[ev] if ev.size else ev
+    first = np.where(np.asarray(particles["first_daughter"]) >= 0, np.asarray(particles["first_daughter"]) + base, -1)
+    last = np.where(np.asarray(particles["last_daughter"]) >= 0, np.asarray(particles["last_daughter"]) + base, -1)
+    heads = np.flatnonzero((pid == tree.pid) | ((pid == -tree.pid) if cc else False))
+    flag = np.zeros(pid.size, bool)
+    for r in heads:
+        if _match(pid, first, last, int(r), tree, False) or (cc and _match(pid, first, last, int(r), tree, True)):
+            todo = [int(r)]
+            while todo:
+                x = todo.pop()
+                flag[x] = True
+                if first[x] >= 0:
+                    todo.extend(range(int(first[x]), int(last[x]) + 1))
+    return flag
+
+
+def _signal_first(tables: dict[str, dict[str, np.ndarray]], rec: GeneratorRecord, signal: np.ndarray) -> None:
+    """Renumber interactions so that the one holding each event's first signal particle is PV 0 (in place)."""
+    p, v, e = tables["mc_particles"], tables["mc_vertices"], tables["events"]
+    n_int = np.asarray(e["n_interactions"], dtype=np.int64)
+    ev = np.asarray(p["event"])
+    sig_rows = np.flatnonzero(signal)
+    if sig_rows.size == 0 or n_int.max(initial=1) <= 1:
+        return
+    # the interaction of a particle = the PV its chain of mothers starts from
+    counts = np.bincount(ev, minlength=n_int.size)
+    start = np.cumsum(counts) - counts
+    mother = np.asarray(p["mother"], dtype=np.int64)
+    row = np.arange(ev.size)
+    top = row.copy()
+    while True:
+        m = mother[top]
+        move = m >= 0
+        if not move.any():
+            break
+        top = np.where(move, start[ev] + m, top)
+    inter = np.asarray(p["prod_vertex"], dtype=np.int64)[top]
+    ev_sig, first_sig = np.unique(ev[sig_rows], return_index=True)
+    target = np.zeros(n_int.size, np.int64)
+    target[ev_sig] = inter[sig_rows[first_sig]]
+
+    def swap(ev_col: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        t = target[ev_col]
+        is_pv = idx < n_int[ev_col]
+        return np.where(is_pv & (idx == t), 0, np.where(is_pv & (idx == 0), t, idx))
+
+    p["prod_vertex"] = swap(ev, np.asarray(p["prod_vertex"], dtype=np.int64)).astype(np.int32)
+    dvx = np.asarray(p["decay_vertex"], dtype=np.int64)
+    beam = np.asarray(p["status"]) == STATUS_BEAM
+    p["decay_vertex"] = np.where(beam, swap(ev, dvx), dvx).astype(np.int32)
+    vev = np.asarray(v["event"])
+    v["index"] = swap(vev, np.asarray(v["index"], dtype=np.int64)).astype(np.int32)
+    o = np.lexsort((v["index"], vev))
+    for key in v:
+        v[key] = np.asarray(v[key])[o]
+    pv0 = np.asarray(v["index"]) == 0
+    for c in ("x", "y", "z", "t"):
+        e[f"pv_{c}"] = np.asarray(v[c])[pv0]
+
+
+@register_pass
+@dataclass(frozen=True)
+class HepMCInput(Pass):
+    """Events from HepMC3 / HepMC2 ASCII files.
+
+    Args:
+        name: pass name.
+        files: file paths and/or globs (a glob's matches sorted), read in order.
+        batch_size: events per batch; must be the run's batch size (``mambah run --hepmc`` sets it).
+        signal: optional decay descriptor; matching decays are flagged ``is_signal``.
+
+    Writes ``events`` (PV of interaction 0, ``n_interactions``, ``process``), ``mc_particles``
+    (with ``status``), ``mc_vertices``.
+    """
+
+    kind: ClassVar[str] = "hepmc"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ("events", "mc_particles", "mc_vertices")
+
+    name: str = "hepmc"
+    files: tuple[str, ...] = ()
+    batch_size: int = 1000
+    signal: str | None = None
+
+    def __post_init__(self) -> None:
+        files = (self.files,) if isinstance(self.files, str) else tuple(self.files)
+        object.__setattr__(self, "files", tuple(str(f) for f in files))
+        b = self.batch_size
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise ConfigError(f"hepmc batch_size must be a positive integer, got {b!r}")
+
+    def scan(self) -> list[HepMCIndex]:
+        """Index every file (checks them all; see :func:`scan_hepmc`)."""
+        _require_pyhepmc()
+        return [scan_hepmc(f) for f in expand_files(self.files)]
+
+    def n_events(self) -> int:
+        """Events in all the files."""
+        return sum(ix.n_events for ix in self.scan())
+
+    def build(self) -> Kernel:
+        indexes = self.scan()
+        sizes = np.array([ix.n_events for ix in indexes], np.int64)
+        bounds = np.r_[0, np.cumsum(sizes)]
+        total = int(bounds[-1])
+        tree_cc = None
+        if self.signal is not None:
+            from mambah.descriptor import parse_descriptor
+
+            tree_cc = parse_descriptor(self.signal)
+        bsize = self.batch_size
+
+        def kernel(ctx: BatchContext) -> None:
+            b = ctx.batch
+            if b.n_events > bsize:
+                raise ConfigError(f"batch {b.batch} has {b.n_events} events but the hepmc pass has batch_size {bsize}; set them equal")
+            lo = b.batch * bsize
+            hi = lo + b.n_events
+            if hi > total:
+                raise DataError(f"batch {b.batch} needs HepMC events [{lo}, {hi}) but the files hold {total}; ask for at most {total} events")
+            raw: list[dict[str, Any]] = []
+            for i, ix in enumerate(indexes):
+                a, z = max(lo, int(bounds[i])), min(hi, int(bounds[i + 1]))
+                if a < z:
+                    raw += read_events(ix, a - int(bounds[i]), z - int(bounds[i]))
+            rec, process = records_from_events(raw)
+            tables = layout_tables(rec)
+            if tree_cc is not None:
+                sig = flag_signal(tables["mc_particles"], *tree_cc)
+                tables["mc_particles"]["is_signal"] = sig
+                _signal_first(tables, rec, sig)
+            tables["events"]["process"] = process
+            write_tables(ctx, tables)
+
+        return kernel
+
+
+def write_tables(ctx: BatchContext, tables: dict[str, dict[str, np.ndarray]]) -> None:
+    """Insert laid-out tables into the batch (``process`` < 0 stored as NULL)."""
+    for name in ("events", "mc_particles", "mc_vertices"):
+        cols = dict(tables[name])
+        n = len(next(iter(cols.values())))
+        arrays = {"batch": pa.array(np.full(n, ctx.batch.batch, np.int32))}
+        for key, val in cols.items():
+            val = np.asarray(val)
+            arrays[key] = pa.array(val, mask=val < 0) if key == "process" else pa.array(val)
+        ctx.insert(name, pa.table(arrays))
