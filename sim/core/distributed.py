@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from mambah.errors import ConfigError, DistributedError, MambahError
+from mambah.quiet import quiet_if_inherited
 from mambah.schema import DATA_TABLES
 from mambah.store import BatchRecord, EventStore
 
@@ -129,6 +130,7 @@ def configure_worker(threads: int = 1) -> dict[str, str]:
     Returns:
         The environment variables set.
     """
+    quiet_if_inherited()  # the driver ran mambah.quiet: hold this worker's TensorFlow start-up lines back too
     env = {var: str(threads) for var in _THREAD_VARS}
     if _CONFIGURED.get("threads") == threads:
         return env
@@ -323,7 +325,13 @@ def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any
             client.close()
         return
     env = {var: str(threads_per_worker) for var in _THREAD_VARS}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Dask's INFO lines (start, connections, shutdown) and its shutdown warnings ("Worker process still
+    # alive after 4.0 seconds, killing") reach the root handler; shown only when INFO is on (mambah -v)
+    dask_log = logging.getLogger("distributed")
+    dask_level = dask_log.level
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        dask_log.setLevel(logging.ERROR)
     cluster = distributed.LocalCluster(
         n_workers=int(workers or 1),
         threads_per_worker=threads_per_worker,
@@ -340,6 +348,7 @@ def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any
             client.close()
     finally:
         cluster.close()
+        dask_log.setLevel(dask_level)
 
 
 def run_distributed(
