@@ -25,7 +25,9 @@ Model, all vectorised over particles:
    cell edge lies on a lattice of pitch 20.2 mm (40.4/2 = 60.6/3 = 121.2/6), so the
    shower matrix — ``grid_n x grid_n`` (30 x 30) fine cells of 20.2 mm, "20 mm" as in the
    LHCb ECAL GAN — is aligned to that lattice: its fine cells sum exactly into real cells
-   (:func:`matrix_to_cells`).  The entry point lies in fine cell ``(15, 15)`` (row = y,
+   (:func:`matrix_to_cells`; the geometry and digitisation functions live in
+   :mod:`sim.detector.ecal_geometry`, shared with the fast pass, and are re-exported
+   here).  The entry point lies in fine cell ``(15, 15)`` (row = y,
    column = x), at fractional offset ``(u_x, u_y)`` in ``[0, 1)``.
 2. Longitudinal profile.  e/γ: Γ profile ``dE/dt ∝ (βt)^(α-1) e^(-βt)`` with
    ``ln T`` and ``ln α`` Gaussian-distributed and correlated shower by shower ([GP]
@@ -70,6 +72,17 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from mambah.errors import ConfigError, DataError
+from sim.detector.card import card
+from sim.detector.ecal_geometry import (
+    cell_geometry,
+    cell_of,
+    check_layout,
+    digitise,
+    ecal_entry,
+    grid_offset,
+    grid_origin,
+    matrix_to_cells,
+)
 
 __all__ = (
     "SHOWER_TYPES",
@@ -159,7 +172,7 @@ class ECALConfig:
             softer photons are invisible; 0.005 of the electron energy).
     """
 
-    z_front: float = 12620.0
+    z_front: float = card().ecal_z
     cell_inner: float = 40.4
     cell_middle: float = 60.6
     cell_outer: float = 121.2
@@ -213,15 +226,7 @@ class ECALConfig:
         for name in ("grid_n", "n_slices"):
             if int(getattr(self, name)) != getattr(self, name):
                 raise ConfigError(f"ECALConfig.{name}={getattr(self, name)!r}; expected an integer")
-        for size in (self.cell_inner, self.cell_middle, self.cell_outer):
-            ratio = size / self.grid_pitch
-            if abs(ratio - round(ratio)) > 1e-6:
-                raise ConfigError(
-                    f"ECALConfig: cell size {size} mm is not a multiple of grid_pitch {self.grid_pitch} mm"
-                )
-        if not (self.hole_half < self.inner_x_half < self.middle_x_half < self.outer_x_half
-                and self.hole_half < self.inner_y_half < self.middle_y_half < self.outer_y_half):
-            raise ConfigError("ECALConfig: region boxes must nest: hole < inner < middle < outer")
+        check_layout(self, "ECALConfig")
         if not 0.0 < self.brem_y_min < 1.0:
             raise ConfigError(f"ECALConfig.brem_y_min={self.brem_y_min!r}; expected a number in (0, 1)")
 
@@ -259,115 +264,6 @@ def shower_type(pid: np.ndarray) -> np.ndarray:
     out[a == 11] = 1
     out[a == 13] = 3
     return out
-
-
-def _region_boxes(cfg: ECALConfig) -> tuple[tuple[float, float], ...]:
-    return (
-        (cfg.inner_x_half, cfg.inner_y_half),
-        (cfg.middle_x_half, cfg.middle_y_half),
-        (cfg.outer_x_half, cfg.outer_y_half),
-    )
-
-
-def cell_of(x: np.ndarray, y: np.ndarray, config: ECALConfig | None = None) -> np.ndarray:
-    """Cell id of points on the ECAL front face, ``-1`` outside or in the beam hole.
-
-    The id is ``region * 10**6 + iy * 1000 + ix``, ``ix``/``iy`` counted from the lower
-    left corner of the region's box in its own cell size.
-
-    Args:
-        x, y: ``(n,)`` positions (mm) at ``z_front``.
-        config: the ECAL.
-
-    Returns:
-        ``(n,)`` int64 cell ids.
-    """
-    cfg = config or ECALConfig()
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    ax, ay = np.abs(x), np.abs(y)
-    region = np.full(x.shape, -1, dtype=np.int64)
-    boxes = _region_boxes(cfg)
-    for r in (2, 1, 0):
-        xh, yh = boxes[r]
-        region[(ax < xh) & (ay < yh)] = r
-    region[(ax < cfg.hole_half) & (ay < cfg.hole_half)] = -1
-    cid = np.full(x.shape, -1, dtype=np.int64)
-    for r in range(3):
-        m = region == r
-        if not m.any():
-            continue
-        xh, yh = boxes[r]
-        s = cfg.cell_size(r)
-        ix = np.floor((x[m] + xh) / s + 1e-9).astype(np.int64)
-        iy = np.floor((y[m] + yh) / s + 1e-9).astype(np.int64)
-        cid[m] = r * 1_000_000 + iy * 1000 + ix
-    return cid
-
-
-def cell_geometry(cell_id: np.ndarray, config: ECALConfig | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre and size of cells.
-
-    Args:
-        cell_id: ``(n,)`` ids from :func:`cell_of` (all >= 0).
-        config: the ECAL.
-
-    Returns:
-        ``(x, y, size)``, each ``(n,)`` float64 (mm).
-    """
-    cfg = config or ECALConfig()
-    cid = np.asarray(cell_id, dtype=np.int64)
-    if np.any(cid < 0):
-        raise DataError("cell_geometry: negative cell id (outside the ECAL) given")
-    region = cid // 1_000_000
-    iy = (cid // 1000) % 1000
-    ix = cid % 1000
-    boxes = np.asarray(_region_boxes(cfg))
-    sizes = np.asarray([cfg.cell_size(r) for r in range(3)])
-    s = sizes[region]
-    return ix * s - boxes[region, 0] + 0.5 * s, iy * s - boxes[region, 1] + 0.5 * s, s
-
-
-def ecal_entry(
-    origin: tuple[np.ndarray, np.ndarray, np.ndarray],
-    momentum: tuple[np.ndarray, np.ndarray, np.ndarray],
-    charge: np.ndarray,
-    config: ECALConfig | None = None,
-    *,
-    polarity: int = 1,
-    magnet_z: float = 5250.0,
-    magnet_pt_kick: float = 1200.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Where particles cross the ECAL front face (straight lines and one dipole kick).
-
-    The same kick model as :mod:`sim.reference.tracking`: ``Δp_x = -q·polarity·p_kick``
-    at ``magnet_z`` for particles born before it.
-
-    Args:
-        origin: ``(x, y, z)`` production points (mm), each ``(n,)``.
-        momentum: ``(px, py, pz)`` (MeV), each ``(n,)``; ``pz <= 0`` never reaches the ECAL.
-        charge: ``(n,)`` charges (e).
-        config: the ECAL.
-        polarity, magnet_z, magnet_pt_kick: the dipole (see ``TrackingConfig``).
-
-    Returns:
-        ``(x, y, tx, ty, reaches)``: entry point (mm), slopes after the magnet and a bool
-        mask of particles that hit a cell (forward, inside the ECAL, outside the hole).
-    """
-    cfg = config or ECALConfig()
-    x0, y0, z0 = (np.asarray(a, dtype=np.float64) for a in origin)
-    px, py, pz = (np.asarray(a, dtype=np.float64) for a in momentum)
-    q = np.asarray(charge, dtype=np.float64)
-    forward = (pz > 0) & (z0 < cfg.z_front)
-    pz_safe = np.where(forward, pz, 1.0)
-    tx, ty = px / pz_safe, py / pz_safe
-    before = z0 < magnet_z
-    xm = x0 + tx * (magnet_z - z0)
-    tx_after = np.where(before, (px - q * polarity * magnet_pt_kick) / pz_safe, tx)
-    x = np.where(before, xm + tx_after * (cfg.z_front - magnet_z), x0 + tx * (cfg.z_front - z0))
-    y = y0 + ty * (cfg.z_front - z0)
-    reaches = forward & (cell_of(x, y, cfg) >= 0)
-    return x, y, tx_after, ty, reaches
 
 
 # --------------------------------------------------------------------------- showers
@@ -562,104 +458,6 @@ def calibration_spread(config: ECALConfig) -> float:
     """
     leak = leakage_spread(config)
     return float(np.sqrt(max(config.constant**2 - leak**2, 0.0)))
-
-
-def grid_origin(x: np.ndarray, y: np.ndarray, config: ECALConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-left corner (mm) of the fine grid of particles entering at ``(x, y)``.
-
-    The entry point lies in fine cell ``(grid_n//2, grid_n//2)``.
-
-    Returns:
-        ``(g_x, g_y)``, each ``(n,)`` float64 (mm).
-    """
-    cfg = config or ECALConfig()
-    half = int(cfg.grid_n) // 2
-    p = cfg.grid_pitch
-    gx = p * (np.floor(np.asarray(x, dtype=np.float64) / p) - half)
-    gy = p * (np.floor(np.asarray(y, dtype=np.float64) / p) - half)
-    return gx, gy
-
-
-def grid_offset(x: np.ndarray, y: np.ndarray, config: ECALConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fractional position ``(u_x, u_y)`` in ``[0, 1)`` of the entry point in its fine cell."""
-    cfg = config or ECALConfig()
-    p = cfg.grid_pitch
-    ux = np.asarray(x, dtype=np.float64) / p
-    uy = np.asarray(y, dtype=np.float64) / p
-    return ux - np.floor(ux), uy - np.floor(uy)
-
-
-# --------------------------------------------------------------------------- cells
-
-
-def matrix_to_cells(
-    matrices: np.ndarray, x: np.ndarray, y: np.ndarray, config: ECALConfig | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum fine-grid deposits into real ECAL cells (exact: the lattices are aligned).
-
-    Args:
-        matrices: ``(n, grid_n, grid_n)`` deposits (MeV) from :func:`simulate_showers`
-            or a fast model.
-        x, y: ``(n,)`` entry points (mm) the matrices belong to.
-        config: the ECAL.
-
-    Returns:
-        ``(shower, cell_id, energy)``: 1-D arrays, one row per (shower, cell) pair with a
-        deposit; fine cells in the beam hole or outside the ECAL are dropped (lost energy).
-    """
-    cfg = config or ECALConfig()
-    m = np.asarray(matrices, dtype=np.float64)
-    g = int(cfg.grid_n)
-    n = m.shape[0]
-    if m.shape != (n, g, g):
-        raise DataError(f"matrix_to_cells: matrices have shape {m.shape}; expected (n, {g}, {g})")
-    gx, gy = grid_origin(x, y, cfg)
-    centres = (np.arange(g) + 0.5) * cfg.grid_pitch
-    fx = np.broadcast_to(gx[:, None, None] + centres[None, None, :], m.shape)
-    fy = np.broadcast_to(gy[:, None, None] + centres[None, :, None], m.shape)
-    nz = m > 0
-    shower = np.broadcast_to(np.arange(n)[:, None, None], m.shape)[nz]
-    cid = cell_of(fx[nz], fy[nz], cfg)
-    e = m[nz]
-    keep = cid >= 0
-    shower, cid, e = shower[keep], cid[keep], e[keep]
-    key = shower.astype(np.int64) * 10_000_000 + cid
-    uniq, inverse = np.unique(key, return_inverse=True)
-    total = np.bincount(inverse, weights=e)
-    return uniq // 10_000_000, uniq % 10_000_000, total
-
-
-def digitise(
-    event: np.ndarray,
-    shower: np.ndarray,
-    cell_id: np.ndarray,
-    energy: np.ndarray,
-    rng: np.random.Generator,
-    config: ECALConfig | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-event cell energies with electronic noise and zero suppression.
-
-    Args:
-        event: ``(n_showers,)`` event number of each shower.
-        shower, cell_id, energy: the output of :func:`matrix_to_cells`.
-        rng: random generator (noise).
-        config: the ECAL.
-
-    Returns:
-        ``(event, cell_id, energy)`` of the cells above ``threshold_et`` (MeV), sorted by
-        event then cell.  Noise is Gaussian with σ = ``noise_et``/sin θ of the cell centre.
-    """
-    cfg = config or ECALConfig()
-    ev = np.asarray(event, dtype=np.int64)[np.asarray(shower, dtype=np.int64)]
-    key = ev * 10_000_000 + np.asarray(cell_id, dtype=np.int64)
-    uniq, inverse = np.unique(key, return_inverse=True)
-    e = np.bincount(inverse, weights=np.asarray(energy, dtype=np.float64))
-    cid = uniq % 10_000_000
-    cx, cy, _ = cell_geometry(cid, cfg)
-    sin_theta = np.hypot(cx, cy) / np.sqrt(cx * cx + cy * cy + cfg.z_front**2)
-    e = e + rng.standard_normal(e.shape[0]) * cfg.noise_et / sin_theta
-    keep = e * sin_theta > cfg.threshold_et
-    return uniq[keep] // 10_000_000, cid[keep], e[keep]
 
 
 # --------------------------------------------------------------------------- material
