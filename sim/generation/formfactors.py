@@ -1,0 +1,628 @@
+"""Semileptonic form factors (ISGW2, HQET2/CLN, BaryonPCR) and their covariant amplitudes.
+
+Form factors are pure functions of q² [GeV²] and the masses [GeV]; the amplitude of a
+decay ``P → X ℓ ν`` is the hadronic current they define contracted with the V−A lepton
+current, as in EvtGen (``EvtSemiLeptonicScalarAmp``, ``EvtSemiLeptonicVectorAmp``,
+``EvtSLBaryonAmp``).  Conventions:
+
+* P → P:  <P'|V^μ|P> = f+ (P^μ − (M²−m²)/q² q^μ) + f0 (M²−m²)/q² q^μ, P = p+p', q = p−p'.
+* P → V (BSW):  <V|V^μ|P> = 2V/(M+m) · i ε^{μνρσ} ε*_ν p_ρ p'_σ;
+  <V|A^μ|P> = (M+m) A1 ε*^μ − A2/(M+m) (ε*·p) P^μ − 2m (ε*·p)/q² (A3 − A0) q^μ,
+  A3 = ((M+m) A1 − (M−m) A2)/(2m); the current is V − A.
+* ½ → ½ (Pervin, Roberts, Capstick, Phys. Rev. C 72 (2005) 035201):
+  ū'[F1 γ^μ + F2 v^μ + F3 v'^μ]u − ū'[G1 γ^μ + G2 v^μ + G3 v'^μ]γ5 u, v = p/M, v' = p'/m.
+
+Models:
+
+* ``ISGW2``: Scora & Isgur, Phys. Rev. D 52 (1995) 2783, with EvtGen's constituent
+  quark masses and wave-function parameters (``EvtISGW2FF``), for the 1S0 (pseudoscalar)
+  and 3S1 (vector) daughters of B0/B+ (→ D, D*, π, η, η′, ρ, ω), B_s0 (→ D_s, D_s*, K, K*),
+  D0/D+ (→ K, K*, π, η, η′, ρ, ω) and D_s+ (→ K0, K*0, π0, η, η′, φ).  Other ISGW2
+  transitions (P-wave and radially excited daughters) are refused.
+* ``HQET2``: the dispersive parametrisation of Caprini, Lellouch, Neubert, Nucl. Phys.
+  B 530 (1998) 153 (CLN) with the DecFile's ρ², h_A1(1), R1(1), R2(1) [R0(1)] for
+  B → D* ℓ ν, or ρ², V1(1) [Δ] for B → D ℓ ν (EvtGen ``EvtHQET2FF``: without R0/Δ the
+  scalar/time-like form factor is zero, as there).
+* ``BaryonPCR``: the constituent-quark-model form factors of Pervin, Roberts, Capstick
+  (2005) for Λb → Λc (EvtGen ``EvtBaryonPCRFF``).
+
+Analytic helicity formulas (:func:`helicity_pv`, :func:`dgamma_dq2_dcos`) are those of
+Körner & Schuler, Z. Phys. C 46 (1990) 93, with θ the angle of the charged lepton in the
+W rest frame to the W direction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mambah.errors import DecayError
+
+if TYPE_CHECKING:
+    from sim.generation.amplitudes import NodeSpec
+
+__all__ = (
+    "check_model",
+    "dgamma_dq2_dcos",
+    "form_factors",
+    "helicity_pp",
+    "helicity_pv",
+    "hqet2_scalar",
+    "hqet2_vector",
+    "isgw2_scalar",
+    "isgw2_vector",
+    "pcr_dirac",
+    "semileptonic_tensor",
+)
+
+_B = frozenset({511, 521})
+_BS = frozenset({531})
+_D = frozenset({411, 421})
+_DS = frozenset({431})
+_LIGHT_P = frozenset({111, 211, 221, 331})
+_K = frozenset({321, 311, 310, 130})
+_K0 = frozenset({311, 310, 130})
+_DP = frozenset({411, 421})
+_RHO = frozenset({113, 213, 223})
+_KST = frozenset({323, 313})
+_DST = frozenset({413, 423})
+
+# ----------------------------------------------------------------------------- ISGW2 (EvtISGW2FF)
+
+#: parent constants: msb, msd, beta_B², m̄_B, n_f  [GeV]
+_ISGW2_PARENT = {
+    "B": (5.2, 0.33, 0.431**2, 5.31, 4.0),
+    "Bs": (5.2, 0.55, 0.54**2, 5.38, 4.0),
+    "D": (1.82, 0.33, 0.45**2, 1.963, 3.0),
+    "Ds": (1.82, 0.55, 0.56**2, 1.968, 3.0),
+}
+
+#: 1S0 daughters: msq, beta_X², m̄_X, n_f'
+_ISGW2_1S0 = {
+    ("B", "light"): (0.33, 0.406**2, 0.75 * 0.770 + 0.25 * 0.14, 0.0),
+    ("B", "D"): (1.82, 0.45**2, 0.75 * 2.01 + 0.25 * 1.87, 3.0),
+    ("D", "light"): (0.33, 0.406**2, 0.75 * 0.770 + 0.25 * 0.14, 0.0),
+    ("D", "K"): (0.55, 0.44**2, 0.75 * 0.892 + 0.25 * 0.49767, 2.0),
+    ("Ds", "K0"): (0.33, 0.44**2, 0.75 * 0.770 + 0.25 * 0.14, 0.0),
+    ("Ds", "light0"): (0.33, 0.53**2, 0.75 * 0.892 + 0.25 * 0.49767, 0.0),
+    ("Bs", "Ds"): (1.82, 0.56**2, 0.75 * 2.11 + 0.25 * 1.97, 3.0),
+    ("Bs", "Kc"): (0.55, 0.44**2, 0.75 * 0.892 + 0.25 * 0.49767, 2.0),
+}
+
+#: 3S1 daughters: cf, msq, beta_X², m̄_X, n_f'
+_ISGW2_3S1 = {
+    ("B", "Dst"): (0.989, 1.82, 0.38**2, 0.75 * 2.01 + 0.25 * 1.87, 3.0),
+    ("B", "rho"): (0.905, 0.33, 0.299**2, 0.75 * 0.770 + 0.25 * 0.14, 0.0),
+    ("D", "Kst"): (0.928, 0.55, 0.33**2, 0.75 * 0.892 + 0.25 * 0.494, 2.0),
+    ("D", "rho"): (0.889, 0.33, 0.299**2, 0.75 * 0.770 + 0.25 * 0.14, 0.0),
+    ("Ds", "Kst0"): (0.8731, 0.55, 0.33**2, 0.87, 2.0),
+    ("Ds", "phi"): (0.911, 0.55, 0.37**2, 0.97, 2.0),
+    ("Bs", "Dsst"): (0.984, 1.82, 0.49**2, 0.75 * 2.11 + 0.25 * 1.97, 3.0),
+    ("Bs", "Kst"): (0.928, 0.55, 0.33**2, 0.75 * 0.892 + 0.25 * 0.494, 2.0),
+}
+
+
+def _family(parent: int) -> str | None:
+    a = abs(parent)
+    return "B" if a in _B else "Bs" if a in _BS else "D" if a in _D else "Ds" if a in _DS else None
+
+
+def _isgw2_key(parent: int, daughter: int) -> tuple[str, tuple[str, str]] | None:
+    """('1S0' or '3S1', table key) of an ISGW2 transition, or None."""
+    fam = _family(parent)
+    d = abs(daughter)
+    if fam is None:
+        return None
+    if fam == "B":
+        if d in _LIGHT_P:
+            return "1S0", ("B", "light")
+        if d in _DP:
+            return "1S0", ("B", "D")
+        if d in _DST:
+            return "3S1", ("B", "Dst")
+        if d in _RHO:
+            return "3S1", ("B", "rho")
+    if fam == "D":
+        if d in _LIGHT_P:
+            return "1S0", ("D", "light")
+        if d in _K:
+            return "1S0", ("D", "K")
+        if d in _KST:
+            return "3S1", ("D", "Kst")
+        if d in _RHO:
+            return "3S1", ("D", "rho")
+    if fam == "Ds":
+        if d in _K0:
+            return "1S0", ("Ds", "K0")
+        if d in (111, 221, 331):
+            return "1S0", ("Ds", "light0")
+        if d == 313:
+            return "3S1", ("Ds", "Kst0")
+        if d == 333:
+            return "3S1", ("Ds", "phi")
+    if fam == "Bs":
+        if d == 431:
+            return "1S0", ("Bs", "Ds")
+        if d == 321:
+            return "1S0", ("Bs", "Kc")
+        if d == 433:
+            return "3S1", ("Bs", "Dsst")
+        if d in _KST:
+            return "3S1", ("Bs", "Kst")
+    return None
+
+
+def _alpha_s(massq: float, massx: float) -> float:
+    """EvtISGW2FF::EvtGetas: one-loop α_s with Λ² = 0.04 GeV², frozen at 0.6 below 0.6 GeV."""
+    if massx <= 0.6:
+        return 0.6
+    nflav = 3.0 if massq < 1.85 else 4.0
+    return 12.0 * math.pi / (33.0 - 2.0 * nflav) / math.log(massx * massx / 0.04)
+
+
+def _gammaji(z: float) -> float:
+    return -(2.0 + (2.0 * z / (1.0 - z)) * math.log(z))
+
+
+def _isgw2_common(parent: int, daughter: int, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    key = _isgw2_key(parent, daughter)
+    if key is None or key[0] != kind:
+        raise DecayError(f"ISGW2 transition {parent} -> {daughter} is not implemented; {_ISGW2_DOC}")
+    return _ISGW2_PARENT[key[1][0]], (_ISGW2_1S0 if kind == "1S0" else _ISGW2_3S1)[key[1]]
+
+
+_ISGW2_DOC = (
+    "ISGW2 has B0/B+ -> D, D*, pi, eta, eta', rho, omega; B_s0 -> D_s, D_s*, K+, K*; "
+    "D0/D+ -> K, K*, pi, eta, eta', rho, omega; D_s+ -> K0, K*0, pi0, eta, eta', phi"
+)
+
+
+def isgw2_scalar(parent: int, daughter: int, q2: np.ndarray, mb: float, mx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ISGW2 form factors (f+, f0) of a pseudoscalar → pseudoscalar transition.
+
+    Args:
+        parent, daughter: PDG ids (charge conjugates alike).
+        q2: ``(n,)`` momentum transfer squared [GeV²].
+        mb: parent mass [GeV] (EvtGen: the nominal mass).
+        mx: ``(n,)`` or scalar daughter mass [GeV].
+
+    Returns:
+        (f+, f0), each ``(n,)``, dimensionless.
+    """
+    (msb, msd, bb2, mbb, nf), (msq, bx2, mbx, nfp) = _isgw2_common(parent, daughter, "1S0")
+    q2 = np.asarray(q2, dtype=np.float64)
+    mx = np.broadcast_to(np.asarray(mx, dtype=np.float64), q2.shape)
+    mtb, mtx = msb + msd, msq + msd
+    mup = 1.0 / (1.0 / msq + 1.0 / msb)
+    bbx2 = 0.5 * (bb2 + bx2)
+    tm = (mb - mx) ** 2
+    t = np.where(q2 > tm, 0.99 * tm, q2)
+    r2 = (
+        3.0 / (4.0 * msb * msq)
+        + 3 * msd * msd / (2 * mbb * mbx * bbx2)
+        + (16.0 / (mbb * mbx * (33.0 - 2.0 * nfp))) * math.log(_alpha_s(0.1, 0.1) / _alpha_s(msq, msq))
+    )
+    f3 = math.sqrt(mtx / mtb) * (math.sqrt(bx2 * bb2) / bbx2) ** 1.5 / (1.0 + r2 * (tm - t) / 12.0) ** 2
+    ai = -6.0 / (33.0 - 2.0 * nf)
+    cji = (_alpha_s(msb, msb) / _alpha_s(msq, msq)) ** ai
+    zji = msq / msb
+    gji = _gammaji(zji)
+    chiji = -1.0 - gji / (1 - zji)
+    a_s = _alpha_s(msq, math.sqrt(msb * msq))
+    rfppfm = cji * (1.0 + (gji - (2.0 / 3.0) * chiji) * a_s / math.pi)
+    rfpmfm = cji * (1.0 + (gji + (2.0 / 3.0) * chiji) * a_s / math.pi)
+    f3fppfm = f3 * (mbb / mtb) ** -0.5 * (mbx / mtx) ** 0.5
+    f3fpmfm = f3 * (mbb / mtb) ** 0.5 * (mbx / mtx) ** -0.5
+    corr = 1 - (msd * msq * bb2) / (2.0 * mup * mtx * bbx2)
+    fppfm = f3fppfm * rfppfm * (2.0 - (mtx / msq) * corr)
+    fpmfm = f3fpmfm * rfpmfm * (mtb / msq) * corr
+    fp = (fppfm + fpmfm) / 2.0
+    fm = (fppfm - fpmfm) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f0 = fm / ((mb * mb - mx * mx) / q2) + fp
+    return fp, np.where(q2 > 0, f0, fp)
+
+
+def isgw2_vector(
+    parent: int, daughter: int, q2: np.ndarray, mb: float, mx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """ISGW2 form factors (A1, A2, V, A0) of a pseudoscalar → vector transition.
+
+    Args: as :func:`isgw2_scalar`.
+
+    Returns:
+        (A1, A2, V, A0), each ``(n,)``, dimensionless (BSW convention).
+    """
+    (msb, msd, bb2, mbb, nf), (cf, msq, bx2, mbx, nfp) = _isgw2_common(parent, daughter, "3S1")
+    q2 = np.asarray(q2, dtype=np.float64)
+    mx = np.broadcast_to(np.asarray(mx, dtype=np.float64), q2.shape)
+    mtb, mtx = msb + msd, msq + msd
+    mup = 1.0 / (1.0 / msq + 1.0 / msb)
+    mum = 1.0 / (1.0 / msq - 1.0 / msb)
+    bbx2 = 0.5 * (bb2 + bx2)
+    tm = (mb - mx) ** 2
+    t = np.where(q2 > tm, 0.99 * tm, q2)
+    wt = 1.0 + (tm - t) / (2.0 * mbb * mbx)
+    r2 = (
+        3.0 / (4.0 * msb * msq)
+        + 3 * msd * msd / (2 * mbb * mbx * bbx2)
+        + (16.0 / (mbb * mbx * (33.0 - 2.0 * nfp))) * math.log(_alpha_s(0.1, 0.1) / _alpha_s(msq, msq))
+    )
+    ai = -6.0 / (33.0 - 2.0 * nf)
+    cji = (_alpha_s(msb, msb) / _alpha_s(msq, msq)) ** ai
+    zji = msq / msb
+    gji = _gammaji(zji)
+    chiji = -1.0 - gji / (1 - zji)
+    b_g = 2.0 / 3.0 + gji
+    b_f = -2.0 / 3.0 + gji
+    b_appam = -1.0 - chiji + 4.0 / (3.0 * (1.0 - zji)) + 2.0 * (1 + zji) * gji / (3.0 * (1.0 - zji) ** 2)
+    b_apmam = 1.0 / 3.0 - chiji - 4.0 / (3.0 * (1.0 - zji)) - 2.0 * (1 + zji) * gji / (3.0 * (1.0 - zji) ** 2) + gji
+    a_s = _alpha_s(msq, math.sqrt(mb * msq))
+    r_g = cji * (1 + b_g * a_s / math.pi)
+    r_f = cji * (1 + b_f * a_s / math.pi)
+    r_apmam = cji * (1 + b_apmam * a_s / math.pi)
+    f3 = math.sqrt(mtx / mtb) * (math.sqrt(bx2 * bb2) / bbx2) ** 1.5 / (1.0 + r2 * (tm - t) / 12.0) ** 2
+    f3f = math.sqrt(mbx * mbb / (mtx * mtb)) * f3
+    f3g = math.sqrt(mtx * mtb / (mbx * mbb)) * f3
+    f3appam = math.sqrt(mtb**3 * mbx / (mbb**3 * mtx)) * f3
+    f3apmam = math.sqrt(mtx * mtb / (mbx * mbb)) * f3
+    f = cf * mtb * (1 + wt + msd * (wt - 1) / (2 * mup)) * f3f * r_f
+    g = 0.5 * (1 / msq - msd * bb2 / (2 * mum * mtx * bbx2)) * f3g * r_g
+    k = msd * bx2 * (1 - msd * bx2 / (2 * mtb * bbx2))
+    appam = cji * (k / ((1 + wt) * msq * msb * bbx2) - b_appam * a_s / (mtb * math.pi)) * f3appam
+    apmam = -(mtb / msb - msd * bx2 / (2 * mup * bbx2) + wt * msd * mtb * bx2 * (1 - msd * bx2 / (2 * mtb * bbx2)) / ((wt + 1) * msq * msb * bbx2)) * f3apmam * r_apmam / mtx
+    ap = 0.5 * (appam + apmam)
+    am = 0.5 * (appam - apmam)
+    vf = g * (mb + mx)
+    a1 = f / (mb + mx)
+    a2 = -ap * (mb + mx)
+    a3 = ((mb + mx) / (2.0 * mx)) * a1 - ((mb - mx) / (2.0 * mx)) * a2
+    a0 = a3 + q2 * am / (2.0 * mx)
+    return a1, a2, vf, a0
+
+
+# ----------------------------------------------------------------------------- HQET2 (CLN)
+
+
+def _cln_z(w: np.ndarray) -> np.ndarray:
+    return (np.sqrt(w + 1) - math.sqrt(2.0)) / (np.sqrt(w + 1) + math.sqrt(2.0))
+
+
+def hqet2_scalar(params: Sequence[float], q2: np.ndarray, mb: float, mx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CLN form factors (f+, f0) of B → D ℓ ν; ``params`` = (ρ², V1(1)[, Δ]) (EvtGen HQET2).
+
+    Args:
+        params: DecFile parameters; with Δ the scalar form factor of Tanaka & Watanabe,
+            Phys. Rev. D 82 (2010) 034027, else f0 = 0 (as EvtGen).
+        q2: ``(n,)`` [GeV²]; mb, mx: masses [GeV].
+    """
+    q2 = np.asarray(q2, dtype=np.float64)
+    mx = np.broadcast_to(np.asarray(mx, dtype=np.float64), q2.shape)
+    rho2, v11 = params[0], params[1]
+    w = (mb * mb + mx * mx - q2) / (2.0 * mb * mx)
+    z = _cln_z(w)
+    v1 = v11 * (1.0 - 8.0 * rho2 * z + (51.0 * rho2 - 10.0) * z**2 - (252.0 * rho2 - 84.0) * z**3)
+    f0 = np.zeros_like(v1)
+    if len(params) == 3:
+        delta = params[2]
+        r = mx / mb
+        s1 = v1 * (1 + delta * (-0.019 + 0.041 * (w - 1) - 0.015 * (w - 1) ** 2))
+        f0 = s1 * (w + 1.0) * 2.0 * r / (r + 1.0) ** 2
+    return v1, f0
+
+
+def hqet2_vector(
+    params: Sequence[float], q2: np.ndarray, mb: float, mx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CLN form factors (A1, A2, V, A0) of B → D* ℓ ν; ``params`` = (ρ², h_A1(1), R1(1), R2(1)[, R0(1)]).
+
+    R0(w) of Fajfer, Kamenik, Nisandzic, Phys. Rev. D 85 (2012) 094025 when given (else A0 = 0, as EvtGen).
+    """
+    q2 = np.asarray(q2, dtype=np.float64)
+    mx = np.broadcast_to(np.asarray(mx, dtype=np.float64), q2.shape)
+    rho2, ha11, r11, r21 = params[:4]
+    w = (mb * mb + mx * mx - q2) / (2.0 * mb * mx)
+    rstar = 2.0 * np.sqrt(mb * mx) / (mb + mx)
+    z = _cln_z(w)
+    ha1 = ha11 * (1.0 - 8.0 * rho2 * z + (53.0 * rho2 - 15.0) * z**2 - (231.0 * rho2 - 91.0) * z**3)
+    r1 = r11 - 0.12 * (w - 1) + 0.05 * (w - 1) ** 2
+    r2 = r21 + 0.11 * (w - 1) - 0.06 * (w - 1) ** 2
+    a1 = (1.0 - q2 / (mb + mx) ** 2) * ha1 / rstar
+    a2 = (r2 / rstar) * ha1
+    vf = (r1 / rstar) * ha1
+    a0 = np.zeros_like(a1)
+    if len(params) == 5:
+        r0 = params[4] - 0.11 * (w - 1) + 0.01 * (w - 1) ** 2
+        a0 = (r0 / rstar) * ha1
+    return a1, a2, vf, a0
+
+
+# ----------------------------------------------------------------------------- BaryonPCR
+
+
+def pcr_dirac(q2: np.ndarray, mb: float, mx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Pervin–Roberts–Capstick form factors (F1, F2, F3, G1, G2, G3) of Λb → Λc (EvtBaryonPCRFF).
+
+    Args:
+        q2: ``(n,)`` [GeV²]; mb, mx: Λb and Λc masses [GeV].
+    """
+    q2 = np.asarray(q2, dtype=np.float64)
+    mx = np.broadcast_to(np.asarray(mx, dtype=np.float64), q2.shape)
+    m_big, m_q, m_d = 5.28, 1.89, 0.40
+    al, alp = 0.59, 0.55
+    al2, alp2 = al * al, alp * alp
+    all2 = 0.5 * (al2 + alp2)
+    rho2 = 3.0 * m_d * m_d / (2.0 * all2)
+    w = 0.5 * (mb * mb + mx * mx - q2) / mb / mx
+    i_w = (al * alp / all2) ** 1.5 * np.exp(-rho2 * (w * w - 1.0))
+    f1 = i_w * (1.0 + (m_d / all2) * (alp2 / m_q + al2 / m_big))
+    f2 = -i_w * ((m_d / m_q) * (alp2 / all2) - al2 * alp2 / (4.0 * all2 * m_q * m_big))
+    f3 = -i_w * m_d * al2 / (m_big * all2)
+    g1 = i_w * (1.0 - (al2 * alp2) / (12.0 * all2 * m_q * m_big))
+    g2 = -i_w * (m_d * alp2 / (m_q * all2) + (al2 * alp2) / (12.0 * all2 * m_q * m_big) * (1.0 + 12.0 * m_d * m_d / all2))
+    g3 = i_w * (m_d * al2 / (m_big * all2) + m_d * m_d * al2 * alp2 / (m_q * m_big * all2 * all2))
+    return f1, f2, f3, g1, g2, g3
+
+
+# ----------------------------------------------------------------------------- analytic helicity formulas
+
+
+def _pmag(mb: float | np.ndarray, mx: float | np.ndarray, q2: np.ndarray) -> np.ndarray:
+    lam = (mb * mb - mx * mx - q2) ** 2 - 4.0 * mx * mx * q2
+    return np.sqrt(np.maximum(lam, 0.0)) / (2.0 * mb)
+
+
+def helicity_pp(fp: np.ndarray, f0: np.ndarray, q2: np.ndarray, mb: float, mx: float) -> tuple[np.ndarray, np.ndarray]:
+    """(H0, Ht) of P → P ℓ ν: H0 = 2M|p| f+/√q², Ht = (M²−m²) f0/√q² [GeV]."""
+    p = _pmag(mb, mx, q2)
+    sq = np.sqrt(q2)
+    return 2.0 * mb * p * fp / sq, (mb * mb - mx * mx) * f0 / sq
+
+
+def helicity_pv(
+    a1: np.ndarray, a2: np.ndarray, vf: np.ndarray, a0: np.ndarray, q2: np.ndarray, mb: float, mx: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(H+, H−, H0, Ht) of P → V ℓ ν (Körner–Schuler; H± = (M+m)A1 ∓ 2M|p| V/(M+m)) [GeV]."""
+    p = _pmag(mb, mx, q2)
+    sq = np.sqrt(q2)
+    hp = (mb + mx) * a1 - 2.0 * mb * p * vf / (mb + mx)
+    hm = (mb + mx) * a1 + 2.0 * mb * p * vf / (mb + mx)
+    h0 = ((mb * mb - mx * mx - q2) * (mb + mx) * a1 - 4.0 * mb * mb * p * p * a2 / (mb + mx)) / (2.0 * mx * sq)
+    ht = 2.0 * mb * p * a0 / sq
+    return hp, hm, h0, ht
+
+
+def dgamma_dq2_dcos(
+    hp: np.ndarray, hm: np.ndarray, h0: np.ndarray, ht: np.ndarray, q2: np.ndarray, cos: np.ndarray, m_lep: float, mb: float, mx: float
+) -> np.ndarray:
+    """d²Γ/dq² dcosθ (arbitrary units) of P → X ℓ⁻ ν̄ from helicity amplitudes (Körner–Schuler).
+
+    θ: angle of ℓ⁻ in the W rest frame to the W direction in the parent frame.
+    ∝ |p| q² (1−m²/q²)² [ (1+c)²|H−|² + (1−c)²|H+|² + 2 s²|H0|²
+    + m²/q² ( s²(|H+|²+|H−|²) + 2 |Ht − c H0|² ) ].
+    """
+    p = _pmag(mb, mx, q2)
+    c = cos
+    s2 = 1.0 - c * c
+    v = np.maximum(1.0 - m_lep**2 / q2, 0.0)
+    nf = (1 + c) ** 2 * hm**2 + (1 - c) ** 2 * hp**2 + 2 * s2 * h0**2
+    fl = (m_lep**2 / q2) * (s2 * (hp**2 + hm**2) + 2 * (ht - c * h0) ** 2)
+    return p * q2 * v * v * (nf + fl)
+
+
+# ----------------------------------------------------------------------------- model dispatch
+
+
+def check_model(model: str, parent: int, daughter: int, params: Sequence[float]) -> None:
+    """Raise :class:`DecayError` unless ``model`` can describe parent → daughter ℓ ν with ``params``."""
+    from sim.generation.amplitudes import _pdata
+
+    j2x = _pdata(daughter)[0]
+    pname, dname = _pdata(parent)[2], _pdata(daughter)[2]
+    if model == "ISGW2":
+        key = _isgw2_key(parent, daughter)
+        if key is None:
+            raise DecayError(f"ISGW2 transition {pname} -> {dname} is not implemented; {_ISGW2_DOC}")
+        if params:
+            raise DecayError(f"ISGW2 takes no parameters; decay of {pname} gives {tuple(params)}")
+    elif model == "HQET2":
+        if _family(parent) not in ("B", "Bs"):
+            raise DecayError(f"HQET2 needs a B meson parent, got {pname}")
+        if j2x == 0 and len(params) not in (2, 3):
+            raise DecayError(f"HQET2 for {pname} -> {dname} (scalar) needs 2 or 3 parameters (rho2 V1 [delta]), got {tuple(params)}")
+        if j2x == 2 and len(params) not in (4, 5):
+            raise DecayError(
+                f"HQET2 for {pname} -> {dname} (vector) needs 4 or 5 parameters (rho2 hA1 R1 R2 [R0]), got {tuple(params)}"
+            )
+        if j2x not in (0, 2):
+            raise DecayError(f"HQET2 needs a scalar or vector daughter, {dname} has spin {j2x / 2:g}")
+    elif model == "BaryonPCR":
+        if abs(parent) != 5122 or abs(daughter) != 4122:
+            raise DecayError(f"BaryonPCR is implemented for Lambda_b0 -> Lambda_c+ only, got {pname} -> {dname}")
+        if len(params) != 4:
+            raise DecayError(f"BaryonPCR needs 4 parameters (spin density r00 r01 r10 r11), got {tuple(params)}")
+    else:
+        raise DecayError(f"{model} is not a semileptonic form-factor model")
+
+
+def form_factors(model: str, parent: int, daughter: int, params: Sequence[float], q2: np.ndarray, mb: float, mx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The form factors of a model at q² [GeV²]: (f+, f0), (A1, A2, V, A0) or (F1, F2, F3, G1, G2, G3)."""
+    from sim.generation.amplitudes import _pdata
+
+    j2x = _pdata(daughter)[0]
+    if model == "ISGW2":
+        return (isgw2_scalar if j2x == 0 else isgw2_vector)(parent, daughter, q2, mb, mx)
+    if model == "HQET2":
+        return (hqet2_scalar if j2x == 0 else hqet2_vector)(params, q2, mb, mx)
+    return pcr_dirac(q2, mb, mx)
+
+
+# ----------------------------------------------------------------------------- Dirac algebra
+
+_I2 = np.eye(2, dtype=complex)
+_SIG = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=complex)
+_Z2 = np.zeros((2, 2), dtype=complex)
+_G0 = np.block([[_I2, _Z2], [_Z2, -_I2]])
+_GK = [np.block([[_Z2, s], [-s, _Z2]]) for s in _SIG]
+_GAMMA = np.stack([_G0, *_GK])  # γ^μ, μ = 0..3
+_G5 = np.block([[_Z2, _I2], [_I2, _Z2]])
+_METRIC = np.array([1.0, -1.0, -1.0, -1.0])
+
+
+def _sigma_dot(p3: np.ndarray) -> np.ndarray:
+    """``(n, 2, 2)`` σ·p."""
+    return np.einsum("ni,ijk->njk", p3.astype(complex), _SIG)
+
+
+def _u_spinors(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``(n, 2, 4)`` canonical Dirac spinors u(p, s), s = +½, −½ (Dirac representation, ū u = 2m)."""
+    e = p4[:, 3]
+    norm = np.sqrt(e + m)[:, None, None]
+    sp = _sigma_dot(p4[:, :3]) / norm  # (n, 2, 2)
+    chi = np.broadcast_to(_I2, (p4.shape[0], 2, 2))  # columns: χ_s
+    upper = norm * chi
+    lower = sp @ chi
+    return np.concatenate([upper, lower], axis=1).transpose(0, 2, 1)
+
+
+def _v_spinors(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``(n, 2, 4)`` antiparticle spinors v(p, s) (an orthonormal spin basis; only spin sums are used)."""
+    e = p4[:, 3]
+    norm = np.sqrt(e + m)[:, None, None]
+    sp = _sigma_dot(p4[:, :3]) / norm
+    eta = np.broadcast_to(np.array([[0, 1], [-1, 0]], dtype=complex), (p4.shape[0], 2, 2))
+    upper = sp @ eta
+    lower = norm * eta
+    return np.concatenate([upper, lower], axis=1).transpose(0, 2, 1)
+
+
+def _bar(sp: np.ndarray) -> np.ndarray:
+    return np.conj(sp) @ _G0
+
+
+def _polarisations(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``(n, 3, 4)`` canonical polarisation vectors ε^μ(p, m), m = +1, 0, −1 (upper index)."""
+    r2 = math.sqrt(0.5)
+    e_rest = np.array([[-r2, -1j * r2, 0], [0, 0, 1], [r2, -1j * r2, 0]], dtype=complex)
+    p3 = p4[:, :3].astype(complex)
+    pe = np.einsum("ni,mi->nm", p3, e_rest)  # (n, 3)
+    e0 = pe / m[:, None]
+    coef = pe / (m * (p4[:, 3] + m))[:, None]
+    space = e_rest[None, :, :] + coef[:, :, None] * p3[:, None, :]
+    return np.concatenate([e0[:, :, None], space], axis=2)
+
+
+def _levi_civita() -> np.ndarray:
+    eps = np.zeros((4, 4, 4, 4))
+    import itertools
+
+    for perm in itertools.permutations(range(4)):
+        sign = 1
+        p = list(perm)
+        for a in range(4):
+            for b in range(a + 1, 4):
+                if p[a] > p[b]:
+                    sign = -sign
+        eps[perm] = sign
+    return eps  # ε^{0123} = +1
+
+
+_EPS = _levi_civita()
+
+
+def _lower(v: np.ndarray) -> np.ndarray:
+    return v * _METRIC
+
+
+def _lepton_current(pl: np.ndarray, pnu: np.ndarray, m_lep: float) -> np.ndarray:
+    """``(n, 2, 2, 4)`` L^μ(s_ℓ, s_ν) = ū_ℓ γ^μ (1 − γ5) v_ν (ℓ⁻ ν̄)."""
+    n = pl.shape[0]
+    ul = _bar(_u_spinors(pl, np.full(n, m_lep)))  # (n, 2, 4) rows ū
+    vn = _v_spinors(pnu, np.zeros(n))  # (n, 2, 4)
+    proj = _GAMMA @ (np.eye(4) - _G5)  # (4μ, 4, 4)
+    return np.einsum("nsa,mab,ntb->nstm", ul, proj, vn)
+
+
+def semileptonic_tensor(
+    nodes: Sequence[NodeSpec],
+    i: int,
+    mom: dict[int, np.ndarray],
+    model: str,
+    child_tensor: Callable[[Sequence[NodeSpec], int, dict[int, np.ndarray]], np.ndarray | None],
+) -> np.ndarray:
+    """Amplitude tensor ``(n, d_parent, F)`` of a semileptonic node in the parent's canonical basis.
+
+    Args:
+        nodes: the chain; ``nodes[i]`` decays with ``model`` to X ℓ ν.
+        i: the node.
+        mom: four-momenta [MeV] of node i's sub-tree in i's rest frame.
+        model: ISGW2, HQET2 or BaryonPCR.
+        child_tensor: callback giving a child's own tensor (None for a final particle).
+    """
+    from sim.generation.amplitudes import _pdata, _semileptonic_roles
+
+    node = nodes[i]
+    kids = [nodes[c].pid for c in node.children]
+    ix, il, inu = _semileptonic_roles(model, node.pid, kids, node.params)
+    cx, cl, cnu = (node.children[k] for k in (ix, il, inu))
+    if nodes[cl].pid < 0:  # ℓ+ : evaluate the CP image (momenta reversed, particle amplitude)
+        mom = {k: v * np.array([-1.0, -1.0, -1.0, 1.0]) for k, v in mom.items()}
+    gev = 1e-3
+    pb = mom[i] * gev
+    px, pl, pnu = mom[cx] * gev, mom[cl] * gev, mom[cnu] * gev
+    n = pb.shape[0]
+    mb = np.sqrt(np.maximum(pb[:, 3] ** 2 - np.sum(pb[:, :3] ** 2, axis=1), 0.0))
+    mx = np.sqrt(np.maximum(px[:, 3] ** 2 - np.sum(px[:, :3] ** 2, axis=1), 0.0))
+    m_lep = _pdata(nodes[cl].pid)[1] * gev
+    q = pl + pnu
+    q2 = np.maximum(q[:, 3] ** 2 - np.sum(q[:, :3] ** 2, axis=1), 1e-12)
+    mb_nom = _pdata(node.pid)[1] * gev
+    ff = form_factors(model, node.pid, nodes[cx].pid, node.params, q2, mb_nom, mx)
+    lep = _lepton_current(pl, pnu, m_lep)  # (n, 2, 2, 4) upper μ
+    lep_low = _lower(lep)
+    j2x = _pdata(nodes[cx].pid)[0]
+    # covariant vectors with the time component first (μ = 0..3), as the γ matrices
+    tb, tx_, tq = pb[:, [3, 0, 1, 2]], px[:, [3, 0, 1, 2]], q[:, [3, 0, 1, 2]]
+    big_p = tb + tx_
+    q = tq
+    if j2x == 0:
+        fp, f0 = ff
+        r = ((mb * mb - mx * mx) / q2)[:, None]
+        had = fp[:, None] * (big_p - r * q) + f0[:, None] * r * q  # (n, 4)
+        amp = np.einsum("nm,nstm->nst", had.astype(complex), lep_low)[:, None, None, :, :]  # (n, 1, 1, 2, 2)
+    elif j2x == 2:
+        a1, a2, vf, a0 = ff
+        eps = np.conj(_polarisations(px, mx))  # ε*^μ (n, 3, 4)
+        eps_low = _lower(eps)
+        vec = (2.0 * vf / (mb + mx))[:, None, None] * 1j * np.einsum(
+            "mabc,xka,xb,xc->xkm", _EPS, eps_low, _lower(tb), _lower(tx_)
+        )
+        e_dot_pb = np.einsum("nkm,nm->nk", eps_low, tb)  # ε*·p_B
+        a3 = ((mb + mx) * a1 - (mb - mx) * a2) / (2.0 * mx)
+        axial = (
+            ((mb + mx) * a1)[:, None, None] * eps
+            - (a2 / (mb + mx))[:, None, None] * e_dot_pb[:, :, None] * big_p[:, None, :]
+            - (2.0 * mx / q2 * (a3 - a0))[:, None, None] * e_dot_pb[:, :, None] * q[:, None, :]
+        )
+        had = vec - axial  # (n, 3, 4)
+        amp = np.einsum("nkm,nstm->nkst", had, lep_low)[:, None, :, :, :]  # (n, 1, 3, 2, 2)
+    else:
+        f1, f2, f3, g1, g2, g3 = ff
+        ub = _u_spinors(pb, mb)  # (n, 2, 4)
+        ux = _bar(_u_spinors(px, mx))
+        v = tb / mb[:, None]
+        vp = tx_ / mx[:, None]
+        gam = np.broadcast_to(_GAMMA, (n, 4, 4, 4))
+        one = np.eye(4)
+        vec_op = f1[:, None, None, None] * gam + (f2[:, None] * v + f3[:, None] * vp)[:, :, None, None] * one
+        ax_op = g1[:, None, None, None] * gam + (g2[:, None] * v + g3[:, None] * vp)[:, :, None, None] * one
+        op = vec_op - ax_op @ _G5  # (n, 4μ, 4, 4)
+        had = np.einsum("nxa,nmab,nsb->nsxm", ux, op, ub)  # (n, sB, sX, μ)
+        amp = np.einsum("nsxm,nltm->nsxlt", had, lep_low)  # (n, 2, 2, 2, 2)
+    tx = child_tensor(nodes, cx, mom)
+    if tx is not None:
+        amp = np.einsum("naxlt,nxf->naflt", amp, tx)
+    return amp.reshape(n, amp.shape[1], -1)
