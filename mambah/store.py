@@ -321,6 +321,23 @@ class EventStore:
             con.execute("ROLLBACK")
             raise
 
+    def delete_unrecorded(self) -> int:
+        """Delete, in one transaction, the data rows of batches without a ``batches`` row; returns the rows deleted."""
+        self._writable()
+        con = self._con
+        n = 0
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name in DATA_TABLES:
+                rows = con.execute(f"DELETE FROM {name} WHERE batch NOT IN (SELECT batch FROM batches)").fetchall()
+                n += int(rows[0][0]) if rows else 0
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        return n
+
     # ------------------------------------------------------------------ reading
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """Run SQL and return an Arrow table."""

@@ -45,7 +45,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,8 @@ from mambah.schema import DATA_TABLES
 from mambah.store import BatchRecord, EventStore
 
 from sim.core.pipeline import Batch, Pipeline, build_kernels, run_batch
-from sim.core.runner import RunSummary, _progress, check_output, open_output, pending_batches
+from sim.core.resources import check_batch_memory
+from sim.core.runner import RunSummary, _progress, _raise_store_failure, _remove_store, check_output, iter_pending, open_output
 
 __all__ = ("run_distributed", "DistributedSummary", "run_part", "spool_dir", "configure_worker", "MambahWorkerPlugin")
 
@@ -261,7 +262,7 @@ def _read_part(part: Path) -> tuple[BatchRecord, dict[str, Any], str]:
 
 
 def _merge_part(
-    store: EventStore, part: Path, expected: dict[int, Batch], digest: str, done: set[int], on_batch: OnBatch | None = None
+    store: EventStore, part: Path, expected: _RunBatches, digest: str, done: set[int], on_batch: OnBatch | None = None
 ) -> int:
     """Merge ``part`` into ``store`` (one transaction) and delete it.
 
@@ -410,9 +411,12 @@ def run_distributed(
     # build every pass here too (decays parsed, models loaded and checked): bad input
     # fails before a cluster starts or an output store exists
     build_kernels(pipeline)
+    if workers is not None:  # a local cluster holds one batch per worker on this machine
+        check_batch_memory(pipeline, processes=workers)
     spool_path = Path(spool) if spool is not None else spool_dir(output)
     digest = _digest(pipeline)
-    expected = {b.batch: b for b in pipeline.run.batches()}
+    expected = _RunBatches(pipeline)
+    created = not (resume and Path(output).exists())
 
     # connect first: an unreachable scheduler leaves no output behind
     with _client(workers, scheduler, threads_per_worker) as client:
@@ -422,8 +426,9 @@ def run_distributed(
         store = open_output(pipeline, output, resume=resume, overwrite=overwrite)
         t0 = time.perf_counter()
         merge_s = 0.0
-        n_merged = n_events = 0
+        n_merged = n_events = n_run = 0
         bar = None
+        done: set[int] = set()
         try:
             done = set(store.batches())
             spool_path.mkdir(parents=True, exist_ok=True)
@@ -441,15 +446,21 @@ def run_distributed(
                     n_merged += 1
                     n_events += n
                     bar.update(n)
-            todo = pending_batches(pipeline, store)
-            if todo:
-                n_merged_run, n_ev, m_s = _submit_and_merge(
-                    client, pipeline, todo, store, spool_path, expected, digest, done, retries, threads_per_worker, bar,
-                    on_batch,
-                )
-                n_merged += n_merged_run
-                n_events += n_ev
-                merge_s += m_s
+            # batches are made and submitted a window at a time: never the list of all of them
+            todo = iter_pending(pipeline, set(done))
+            n_run, n_merged_run, n_ev, m_s = _submit_and_merge(
+                client, pipeline, todo, store, spool_path, expected, digest, done, retries, threads_per_worker, bar,
+                on_batch, window=max(2 * n_workers * threads_per_worker, 4),
+            )
+            n_merged += n_merged_run
+            n_events += n_ev
+            merge_s += m_s
+        except BaseException as err:
+            store.close()
+            if created and not done:
+                _remove_store(Path(output))  # a new output that holds no batch is not left behind
+            _raise_store_failure(err, output, len(done))
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -458,7 +469,7 @@ def run_distributed(
         spool_path.rmdir()  # only if empty
     dt = time.perf_counter() - t0
     return DistributedSummary(
-        str(output), len(todo), pipeline.run.n_batches, n_events, dt,
+        str(output), n_run, pipeline.run.n_batches, n_events, dt,
         workers=n_workers, batches_merged=n_merged, merge_seconds=merge_s,
     )
 
@@ -466,17 +477,24 @@ def run_distributed(
 def _submit_and_merge(
     client: Any,
     pipeline: Pipeline,
-    todo: list[Batch],
+    todo: Iterable[Batch],
     store: EventStore,
     spool: Path,
-    expected: dict[int, Batch],
+    expected: _RunBatches,
     digest: str,
     done: set[int],
     retries: int,
     threads: int,
     bar: Any,
     on_batch: OnBatch | None,
-) -> tuple[int, int, float]:
+    *,
+    window: int = 8,
+) -> tuple[int, int, int, float]:
+    """Submit ``todo`` keeping at most ``window`` batches in flight; merge each as it finishes.
+
+    Returns:
+        (batches submitted, batches merged, events merged, merge seconds).
+    """
     import distributed
 
     plugin = _plugin_class()(threads)
@@ -485,18 +503,30 @@ def _submit_and_merge(
     except Exception as err:  # noqa: BLE001 - the plugin is a nicety: configure_worker also runs in each task
         log.warning("cannot register the Mambah worker plugin (%s: %s); threads are limited per task", type(err).__name__, err)
     token = uuid.uuid4().hex[:8]
-    futures = {
-        client.submit(
+    batches = iter(todo)
+    futures: dict[Any, Batch] = {}
+
+    def submit_next() -> Any:
+        b = next(batches, None)
+        if b is None:
+            return None
+        fut = client.submit(
             run_part, pipeline, b, str(spool), threads=threads,
             key=f"mambah-batch-{b.batch}-{token}", retries=retries, pure=False,
-        ): b
-        for b in todo
-    }
+        )
+        futures[fut] = b
+        return fut
+
+    first = [f for f in (submit_next() for _ in range(window)) if f is not None]
+    n_submitted = len(first)
     n_merged = n_events = 0
     merge_s = 0.0
+    if not first:
+        return 0, 0, 0, 0.0
     try:
-        for fut in distributed.as_completed(list(futures), loop=client.loop):
-            b = futures[fut]
+        queue = distributed.as_completed(first, loop=client.loop)
+        for fut in queue:
+            b = futures.pop(fut)
             if fut.status != "finished":
                 raise _failure(fut, b, retries)
             part = Path(fut.result())
@@ -508,10 +538,24 @@ def _submit_and_merge(
                 n_events += n
                 bar.update(n)
             fut.release()
+            nxt = submit_next()
+            if nxt is not None:
+                n_submitted += 1
+                queue.add(nxt)
     except BaseException:
         client.cancel(list(futures))
         raise
-    return n_merged, n_events, merge_s
+    return n_submitted, n_merged, n_events, merge_s
+
+
+class _RunBatches:
+    """The batches of a run by number, made on demand (``expected.get(n)``)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._run = pipeline.run
+
+    def get(self, batch: int) -> Batch | None:
+        return self._run.batch(batch) if 0 <= batch < self._run.n_batches else None
 
 
 def _failure(fut: Any, b: Batch, retries: int) -> DistributedError:

@@ -14,21 +14,22 @@ import dataclasses
 import hashlib
 import importlib
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import numpy as np
 
 from mambah.errors import ConfigError, StoreError
 from mambah.store import insert, query_arrow
-
 from sim.core import registry
+from sim.core.configcheck import check_value, field_hints
 
 __all__ = (
     "Batch",
     "BatchContext",
+    "Batches",
     "Pass",
     "Pipeline",
     "RunConfig",
@@ -100,6 +101,8 @@ class BatchContext:
         sql = sql.replace("$batch", str(int(self.batch.batch)))
         try:
             return query_arrow(self.con, sql, params)
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None  # Ctrl-C while DuckDB ran the statement
         except duckdb.Error as err:
             raise StoreError(f"query failed in batch {self.batch.batch}: {str(err).splitlines()[0]}") from err
 
@@ -123,6 +126,8 @@ class BatchContext:
             sets = ", ".join(f'"{c}" = s."{c}"' for c in cols)
             on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
             self.con.execute(f"UPDATE {table} AS t SET {sets} FROM {view} AS s WHERE {on}")
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
         except duckdb.Error as err:
             raise StoreError(f"cannot update '{table}' in batch {self.batch.batch}: {str(err).splitlines()[0]}") from err
         finally:
@@ -197,6 +202,7 @@ def _dataclass_from_dict(klass: type, d: Mapping[str, Any], where: str) -> Any:
     unknown = sorted(set(d) - set(fields))
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}; valid keys: {', '.join(sorted(fields))}")
+    hints = field_hints(klass)
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
         f = fields[key]
@@ -205,13 +211,16 @@ def _dataclass_from_dict(klass: type, d: Mapping[str, Any], where: str) -> Any:
         )
         if isinstance(value, Mapping):
             kwargs[key] = _nested_from_dict(default, value, f"{where}.{key}")
-        elif isinstance(value, list):
-            kwargs[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        else:
-            kwargs[key] = value
+            continue
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        # type and finiteness of every field, with its path (NaN, "abc" for a number, name = 3)
+        kwargs[key] = check_value(value, hints[key], f"{where}.{key}") if key in hints else value
     try:
         return klass(**kwargs)
-    except TypeError as err:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError, ArithmeticError) as err:
         raise ConfigError(f"bad value in {where}: {err}") from err
 
 
@@ -241,17 +250,68 @@ class RunConfig:
                 raise ConfigError(f"{key.replace('_', ' ')} must be a positive integer, got {v!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.seed > MAX_SEED:
+            raise ConfigError(f"seed must be at most {MAX_SEED} (64 bits), got {self.seed}")
+        # batch and event numbers are 32-bit columns of the store (mambah.schema)
+        if self.batch_size > MAX_BATCH_NUMBER:
+            raise ConfigError(f"batch size must be at most {MAX_BATCH_NUMBER:,} events (32-bit event numbers), got {self.batch_size:,}")
+        if self.n_batches > MAX_BATCH_NUMBER:
+            raise ConfigError(
+                f"events = {self.events:,} needs {self.n_batches:,} batches of {self.batch_size:,}; at most "
+                f"{MAX_BATCH_NUMBER:,} batches (32-bit batch numbers): at most {MAX_BATCH_NUMBER * self.batch_size:,} events"
+            )
 
     @property
     def n_batches(self) -> int:
         return -(-self.events // self.batch_size)
 
-    def batches(self) -> list[Batch]:
-        """All batches of the run, as values."""
-        return [
-            Batch(i, min(self.batch_size, self.events - i * self.batch_size), batch_seed(self.seed, i))
-            for i in range(self.n_batches)
-        ]
+    def batch(self, i: int) -> Batch:
+        """Batch number ``i`` of the run, as a value."""
+        if not 0 <= i < self.n_batches:
+            raise IndexError(f"batch {i} is not in a run of {self.n_batches} batches")
+        return Batch(i, min(self.batch_size, self.events - i * self.batch_size), batch_seed(self.seed, i))
+
+    def batches(self) -> Batches:
+        """All batches of the run, as a lazy sequence (nothing is made until it is asked for)."""
+        return Batches(self)
+
+
+#: largest batch number and batch size: ``batch`` and ``event`` are 32-bit integer columns
+MAX_BATCH_NUMBER = 2**31 - 1
+#: largest run seed (numpy SeedSequence takes any integer; the store records 64 bits)
+MAX_SEED = 2**63 - 1
+
+
+class Batches(Sequence[Batch]):
+    """The batches of a run as a lazy, indexable sequence (``len``, ``[i]``, slices, iteration)."""
+
+    def __init__(self, run: RunConfig) -> None:
+        self._run = run
+
+    def __len__(self) -> int:
+        return self._run.n_batches
+
+    @overload
+    def __getitem__(self, i: int) -> Batch: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Batch]: ...
+
+    def __getitem__(self, i: int | slice) -> Batch | list[Batch]:
+        if isinstance(i, slice):
+            return [self._run.batch(j) for j in range(*i.indices(len(self)))]
+        n = len(self)
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(f"batch index {i} out of range for {n} batches")
+        return self._run.batch(j)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for i in range(len(self)):
+            yield self._run.batch(i)
+
+    def __repr__(self) -> str:
+        return f"Batches({len(self)} of {self._run.batch_size} events, seed {self._run.seed})"
 
 
 @dataclass(frozen=True)
@@ -328,7 +388,12 @@ class Pipeline:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"malformed config {source}: {err}") from err
-        return cls.from_dict(data)
+        except RecursionError:
+            raise ConfigError(f"malformed config {source}: nested too deeply") from None
+        try:
+            return cls.from_dict(data)
+        except RecursionError:
+            raise ConfigError(f"malformed config {source}: nested too deeply") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Pipeline:
@@ -336,7 +401,12 @@ class Pipeline:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file '{p}' does not exist")
-        text = p.read_text()
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config '{p}' is not a UTF-8 text file (byte {err.start}: {err.reason}); give a TOML or YAML file") from None
+        except OSError as err:
+            raise ConfigError(f"cannot read config '{p}': {err.strerror}") from None
         if p.suffix in (".yaml", ".yml"):
             import yaml
 
@@ -344,9 +414,14 @@ class Pipeline:
                 data = yaml.safe_load(text)
             except yaml.YAMLError as err:
                 raise ConfigError(f"malformed config '{p}': {str(err).splitlines()[0]}") from err
+            except RecursionError:
+                raise ConfigError(f"malformed config '{p}': nested too deeply") from None
             if not isinstance(data, Mapping):
                 raise ConfigError(f"config '{p}' must be a mapping")
-            return cls.from_dict(data)
+            try:
+                return cls.from_dict(data)
+            except RecursionError:
+                raise ConfigError(f"malformed config '{p}': nested too deeply") from None
         return cls.from_toml(text, source=f"'{p}'")
 
     def save(self, path: str | Path) -> None:

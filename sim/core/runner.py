@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mambah.errors import ConfigError, StoreExistsError
+from mambah.check import duckdb_error_line
+from mambah.errors import ConfigError, StoreError, StoreExistsError
 from mambah.store import BatchRecord, EventStore
+from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
+from sim.core.resources import check_batch_memory
 
-from sim.core.pipeline import Batch, Pipeline, build_kernels, run_batch
-
-__all__ = ("run", "RunSummary", "open_output", "pending_batches")
+__all__ = ("RunSummary", "iter_pending", "open_output", "pending_batches", "run")
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ def _run_record(pipeline: Pipeline) -> str:
     return json.dumps({"events": pipeline.run.events, "batch_size": pipeline.run.batch_size, "seed": pipeline.run.seed})
 
 
-def check_output(output: str | Path, *, resume: bool, overwrite: bool) -> None:
+def check_output(output: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> None:
     """Refuse an existing output early (before any heavy work) unless resume/overwrite."""
     if resume and overwrite:
         raise ConfigError("choose one of resume and overwrite")
@@ -48,30 +51,69 @@ def check_output(output: str | Path, *, resume: bool, overwrite: bool) -> None:
         raise StoreExistsError(f"output '{p}' exists; pass --overwrite to replace it or --resume to finish it")
 
 
-def open_output(pipeline: Pipeline, output: str | Path, *, resume: bool, overwrite: bool) -> EventStore:
-    """Create (or reopen for resume) the output store and record the run in its metadata.
+def open_output(pipeline: Pipeline, output: str | os.PathLike[str], *, resume: bool, overwrite: bool) -> EventStore:
+    """Create (or reopen for resume) the output store with the run recorded in its metadata.
 
-    On resume the stored pipeline and run settings must equal ``pipeline``'s.
+    A new store is created atomically with its pipeline and run settings
+    (:meth:`~mambah.store.EventStore.create`), so a store on disk always knows
+    the settings it was made with.  On resume the store is first read in full
+    (:meth:`~mambah.store.EventStore.check`): a damaged store is refused, as is
+    one without recorded settings, one recorded with other settings, and one
+    holding a batch whose seed or size is not this run's.  Stray rows of
+    batches not recorded as complete are removed (one transaction) before any
+    batch runs.
+
+    Raises:
+        StoreError: damaged store, or no recorded settings.
+        ConfigError: the store was made with another pipeline, seed or sizes.
     """
     check_output(output, resume=resume, overwrite=overwrite)
     p = Path(output)
     if resume and p.exists():
         store = EventStore.open(p)
-        stored = store.get_metadata("pipeline")
-        if stored is not None and stored != pipeline.to_toml():
+        try:
+            _check_resumable(pipeline, store)
+        except BaseException:
             store.close()
-            raise ConfigError(f"cannot resume '{p}': it was made with another pipeline or run settings (see 'mambah info {p}')")
+            raise
         return store
-    store = EventStore.create(output, overwrite=overwrite)
-    store.set_metadata("pipeline", pipeline.to_toml())
-    store.set_metadata("run", _run_record(pipeline))
-    return store
+    return EventStore.create(output, overwrite=overwrite, metadata={"pipeline": pipeline.to_toml(), "run": _run_record(pipeline)})
+
+
+def _check_resumable(pipeline: Pipeline, store: EventStore) -> None:
+    p = store.path
+    report = store.check()
+    if report.problems:
+        more = f" (and {len(report.problems) - 1} more problem(s))" if len(report.problems) > 1 else ""
+        raise StoreError(f"cannot resume '{p}': {report.problems[0]}{more}; see 'mambah check {p}'")
+    stored, run_rec = store.get_metadata("pipeline"), store.get_metadata("run")
+    if stored is None or run_rec is None:
+        raise StoreError(
+            f"cannot resume '{p}': it does not record the pipeline and run settings it was made with; "
+            "run with --overwrite to replace it"
+        )
+    if stored != pipeline.to_toml() or run_rec != _run_record(pipeline):
+        raise ConfigError(f"cannot resume '{p}': it was made with another pipeline or run settings (see 'mambah info {p}')")
+    run = pipeline.run
+    for rec in store.batch_records():
+        if rec.batch >= run.n_batches or rec.seed != batch_seed(run.seed, rec.batch) or rec.n_events != run.batch(rec.batch).n_events:
+            raise ConfigError(
+                f"cannot resume '{p}': batch {rec.batch} (seed {rec.seed}, {rec.n_events} events) is not a batch of this run "
+                f"(seed {run.seed}, batch size {run.batch_size}); run with --overwrite to replace the store"
+            )
+    if report.stray_batches:
+        n = store.delete_unrecorded()
+        log.warning("removed %d stray row(s) of %d batch(es) not recorded as complete in '%s'", n, len(report.stray_batches), p)
+
+
+def iter_pending(pipeline: Pipeline, done: set[int]) -> Iterator[Batch]:
+    """Batches of the run not in ``done``, made one at a time (never the list of all batches)."""
+    return (b for b in pipeline.run.batches() if b.batch not in done)
 
 
 def pending_batches(pipeline: Pipeline, store: EventStore) -> list[Batch]:
-    """Batches of the run not yet complete in ``store``."""
-    done = set(store.batches())
-    return [b for b in pipeline.run.batches() if b.batch not in done]
+    """Batches of the run not yet complete in ``store`` (a list: for runs of a manageable number of batches)."""
+    return list(iter_pending(pipeline, set(store.batches())))
 
 
 def run(
@@ -104,28 +146,61 @@ def run(
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
     kernels = build_kernels(pipeline)
+    check_batch_memory(pipeline)  # before the store: a batch that cannot fit is refused in one line
     own = store is None
+    created = own and str(output) != ":memory:" and not (resume and Path(output).exists())
     if store is None:
         store = open_output(pipeline, output, resume=resume, overwrite=overwrite)
-    todo = pending_batches(pipeline, store)
+    done = set(store.batches())
+    kept = len(done)
     total = pipeline.run.n_batches
     t0 = time.perf_counter()
-    n_done = 0
+    n_done = n_batches = 0
     bar = _progress(pipeline.run.events, store.n_events(), progress)
     try:
-        for b in todo:
+        for b in iter_pending(pipeline, done):
             with store.batch_transaction(BatchRecord(b.batch, b.n_events, b.seed)) as con:
                 run_batch(kernels, con, b)
+            n_batches += 1
             if on_batch is not None:
                 on_batch(store, b)
             n_done += b.n_events
             bar.update(b.n_events)
-    finally:
+    except BaseException as err:
         bar.close()
         if own:
             store.close()
+            if created and n_batches == 0:
+                _remove_store(Path(output))  # a new output that holds no batch is not left behind
+        _raise_store_failure(err, output, kept + n_batches)
+        raise
+    bar.close()
+    if own:
+        store.close()
     dt = time.perf_counter() - t0
-    return RunSummary(str(output), len(todo), total, n_done, dt)
+    return RunSummary(str(output), n_batches, total, n_done, dt)
+
+
+def _remove_store(path: Path) -> None:
+    for f in (path, Path(f"{path}.wal")):
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+
+
+def _raise_store_failure(err: BaseException, output: str | os.PathLike[str], kept: int) -> None:
+    """A DuckDB or OS error of the store as one line (disk full: how to go on); other errors pass."""
+    import duckdb
+
+    if isinstance(err, duckdb.InterruptException):
+        raise KeyboardInterrupt from None
+    text = str(err).lower()
+    full = (isinstance(err, OSError) and err.errno == 28) or "no space left on device" in text
+    if full:
+        raise StoreError(
+            f"no space left on device writing '{output}': {kept} complete batch(es) kept; free space and run --resume"
+        ) from None
+    if isinstance(err, duckdb.Error):
+        raise StoreError(f"{duckdb_error_line(err, os.fspath(output))}; {kept} complete batch(es) kept") from None
 
 
 def _progress(total: int, initial: int, enabled: bool) -> Any:

@@ -36,9 +36,17 @@ class Spectrum(Protocol):
     def sample(self, n: int, mass: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
-def _check_range(name: str, r: tuple[float, float], lo: float = -math.inf) -> None:
-    if len(r) != 2 or not all(math.isfinite(v) for v in r) or not (lo <= r[0] < r[1]):
-        raise ConfigError(f"{name} range must be (min, max) with {lo} <= min < max, got {tuple(r)}")
+#: largest momentum a gun may give [MeV]: the LHC design beam energy, 7 TeV
+#: (LHC Design Report Vol. I, CERN-2004-003); no particle of a pp collision exceeds it.
+MAX_MOMENTUM = 7.0e6
+#: largest |pseudorapidity| or |rapidity| a gun may give: at 15 the polar angle is 6e-7 rad,
+#: far beyond any detector (LHCb covers 2 < eta < 5) and still finite in float64 (cosh, sinh).
+MAX_ETA = 15.0
+
+
+def _check_range(name: str, r: tuple[float, float], lo: float = -math.inf, hi: float = math.inf) -> None:
+    if len(r) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in r) or not (lo <= r[0] < r[1] <= hi):
+        raise ConfigError(f"{name} range must be (min, max) with {lo:g} <= min < max <= {hi:g}, got {tuple(r)}")
 
 
 def _from_pt_eta(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,8 +62,10 @@ class FixedMomentum:
     eta: float = 3.5
 
     def __post_init__(self) -> None:
-        if not (self.p > 0 and math.isfinite(self.p)):
-            raise ConfigError(f"fixed momentum p must be positive, got {self.p}")
+        if not (self.p > 0 and math.isfinite(self.p)) or self.p > MAX_MOMENTUM:
+            raise ConfigError(f"fixed momentum p must be in (0, {MAX_MOMENTUM:g}] MeV (the LHC beam energy), got {self.p}")
+        if not (math.isfinite(self.eta) and abs(self.eta) <= MAX_ETA):
+            raise ConfigError(f"fixed momentum eta must be in [-{MAX_ETA:g}, {MAX_ETA:g}], got {self.eta}")
 
     def sample(self, n: int, mass: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         phi = rng.uniform(-math.pi, math.pi, n)
@@ -75,8 +85,8 @@ class UniformSpectrum:
     def __post_init__(self) -> None:
         if self.variable not in ("p", "pt"):
             raise ConfigError(f"uniform spectrum variable must be 'p' or 'pt', got {self.variable!r}")
-        _check_range(f"uniform {self.variable}", tuple(self.range), 0.0)
-        _check_range("eta", tuple(self.eta))
+        _check_range(f"uniform {self.variable} [MeV]", tuple(self.range), 0.0, MAX_MOMENTUM)
+        _check_range("eta", tuple(self.eta), -MAX_ETA, MAX_ETA)
         object.__setattr__(self, "range", tuple(float(v) for v in self.range))
         object.__setattr__(self, "eta", tuple(float(v) for v in self.eta))
 
@@ -119,7 +129,7 @@ class HeavyHadronSpectrum:
             raise ConfigError(f"heavy-hadron flavour must be 'b' or 'c', got {self.flavour!r}")
         if self.sqrt_s not in (13.0, 13.6, 14.0):
             raise ConfigError(f"sqrt_s must be 13, 13.6 or 14 [TeV], got {self.sqrt_s}")
-        _check_range("y", tuple(self.y_range))
+        _check_range("y", tuple(self.y_range), -MAX_ETA, MAX_ETA)
         object.__setattr__(self, "y_range", tuple(float(v) for v in self.y_range))
 
     @property

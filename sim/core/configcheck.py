@@ -1,0 +1,121 @@
+"""Type and value checks of config fields as they are read (TOML, YAML, keywords).
+
+:func:`check_value` compares one value with its field's annotation
+(``int``, ``float``, ``str``, ``bool``, ``X | None``, ``tuple[float, float]``,
+``tuple[str, ...]``) and returns it in the field's type, or raises a
+:class:`~mambah.errors.ConfigError` naming the field's path
+(``pass 'resolution'.downstream_state_z``).  Floats must be finite (NaN and
+infinities are refused); integers must fit 64 bits.  Range checks that depend
+on the field's meaning stay in each config's ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from typing import Any
+
+import numpy as np
+
+from mambah.errors import ConfigError
+
+__all__ = ("INT64_MAX", "check_finite", "check_value", "field_hints")
+
+INT64_MAX = 2**63 - 1
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def field_hints(klass: type) -> dict[str, Any]:
+    """The resolved annotations of ``klass`` (empty where they cannot be resolved)."""
+    if klass not in _HINTS:
+        try:
+            _HINTS[klass] = typing.get_type_hints(klass)
+        except Exception:  # noqa: BLE001 - annotations naming TYPE_CHECKING-only types: no check
+            _HINTS[klass] = {}
+    return _HINTS[klass]
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def check_finite(value: Any, where: str) -> float:
+    """``value`` as a finite float (ConfigError naming ``where`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{where} must be a number, got {_describe(value)}")
+    try:
+        out = float(value)
+    except OverflowError:
+        raise ConfigError(f"{where} = {value!r} is too large for a float") from None
+    if not math.isfinite(out):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    return out
+
+
+def _check_int(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} must be an integer, got {_describe(value)}")
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value) or not float(value).is_integer():
+            raise ConfigError(f"{where} must be an integer, got {_describe(value)}")
+        value = int(value)
+    if not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{where} must be an integer, got {_describe(value)}")
+    if not -INT64_MAX - 1 <= int(value) <= INT64_MAX:
+        raise ConfigError(f"{where} = {value} does not fit a 64-bit integer")
+    return int(value)
+
+
+def check_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against the annotation ``hint``; converted where lossless.
+
+    Args:
+        value: the value read from the config (TOML/YAML scalar, list, ...).
+        hint: the field's resolved annotation.
+        where: the field's path, for the message.
+
+    Returns:
+        The value (ints for ``int``, floats for ``float``, tuples for tuples).
+
+    Raises:
+        ConfigError: wrong type, non-finite float, out-of-range integer.
+    """
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any or hint is object:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1:
+            return check_value(value, others[0], where)
+        return value  # a real union: left to the config's own checks
+    if hint is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise ConfigError(f"{where} must be true or false, got {_describe(value)}")
+        return bool(value)
+    if hint is int:
+        return _check_int(value, where)
+    if hint is float:
+        return check_finite(value, where)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {_describe(value)}")
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {_describe(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(check_value(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if args and args != ((),):
+            if len(value) != len(args):
+                raise ConfigError(f"{where} must be a list of {len(args)} values, got {len(value)}: {_describe(value)}")
+            return tuple(check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+        return tuple(value)
+    return value
