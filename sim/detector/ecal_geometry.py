@@ -13,6 +13,10 @@ Digitisation (:func:`digitise`) adds Gaussian electronic noise of ``noise_et`` (
 E_T) to every touched cell and drops cells below the ``threshold_et`` zero suppression.
 Cells no particle touched get no noise (no noise clusters: a documented simplification).
 
+Material before the magnet (``material_x0``): electrons radiate Bethe-Heitler
+bremsstrahlung photons (:func:`bremsstrahlung`) and photons convert
+(:func:`convert_photons`), before the track momentum is measured.
+
 Units: mm, MeV.  Pure numpy.
 """
 
@@ -29,8 +33,10 @@ from sim.detector.card import card
 __all__ = (
     "ECALGeometry",
     "ECALLayout",
+    "bremsstrahlung",
     "cell_geometry",
     "cell_of",
+    "convert_photons",
     "digitise",
     "ecal_entry",
     "grid_offset",
@@ -66,6 +72,10 @@ class ECALLayout(Protocol):
     def noise_et(self) -> float: ...
     @property
     def threshold_et(self) -> float: ...
+    @property
+    def material_x0(self) -> float: ...
+    @property
+    def brem_y_min(self) -> float: ...
     def cell_size(self, region: int) -> float: ...
 
 
@@ -87,6 +97,10 @@ class ECALGeometry:
         noise_et: electronic noise per cell, 3 MeV of E_T: about 1.2 ADC counts of
             2.5 MeV (12-bit ADC for E_T up to 10 GeV, [DET] Sec. 6.2; model).
         threshold_et: zero suppression per cell, 6 MeV of E_T (model, 2 sigma of noise).
+        material_x0: material before the magnet in X0, 0.2 (VELO + RICH1 + TT: about
+            0.2-0.25 X0 before the magnet, LHCb detector performance, IJMPA 30 (2015)
+            1530022, Sec. 2).
+        brem_y_min: lowest photon energy fraction generated in bremsstrahlung (model).
     """
 
     z_front: float = card().ecal_z
@@ -104,6 +118,8 @@ class ECALGeometry:
     grid_pitch: float = 20.2
     noise_et: float = 3.0
     threshold_et: float = 6.0
+    material_x0: float = 0.2
+    brem_y_min: float = 0.005
 
     def __post_init__(self) -> None:
         check_layout(self, "ECALGeometry")
@@ -335,3 +351,81 @@ def digitise(
     e = e + rng.standard_normal(e.shape[0]) * cfg.noise_et / sin_theta
     keep = e * sin_theta > cfg.threshold_et
     return uniq[keep] // 10_000_000, cid[keep], e[keep]
+
+
+# --------------------------------------------------------------------------- material
+
+
+def _bh_integral(y_min: float) -> float:
+    """∫_{y_min}^1 (4/3 (1 - y) + y²) / y dy: photons per X0 above y_min ([PDG]: Particle Data Group, "Passage of particles through matter", Eq. 34.29)."""
+    return 4.0 / 3.0 * np.log(1.0 / y_min) - 4.0 / 3.0 * (1.0 - y_min) + 0.5 * (1.0 - y_min**2)
+
+
+def bremsstrahlung(
+    energy: np.ndarray, rng: np.random.Generator, config: ECALLayout | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bremsstrahlung photons of electrons crossing ``material_x0`` before the magnet.
+
+    Bethe–Heitler spectrum in the complete-screening limit,
+    ``dN/dy = (t/y)(4/3 - 4/3 y + y²)`` per electron for ``t`` X0 ([PDG] Eq. 34.29),
+    ``y = k/E`` the photon's fraction of the electron's current energy, photons with
+    ``y > brem_y_min``; successive photons are taken from the degraded energy.
+
+    Args:
+        energy: ``(n,)`` electron energies (MeV) at the production point.
+        rng: random generator.
+        config: the ECAL (``material_x0``, ``brem_y_min``).
+
+    Returns:
+        ``(electron, photon_energy)``: for each photon, the index of its electron and its
+        energy (MeV).  The electron keeps ``energy - sum(photons)``.
+    """
+    cfg = config or ECALGeometry()
+    e = np.asarray(energy, dtype=np.float64)
+    n_mean = cfg.material_x0 * _bh_integral(cfg.brem_y_min)
+    counts = np.asarray(rng.poisson(n_mean, e.shape[0]), dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    # sample y from (4/3 (1-y) + y^2)/y by accept-reject under the envelope (4/3)/y
+    ys = np.empty(0)
+    while ys.size < total:
+        k = 2 * (total - ys.size) + 16
+        cand = cfg.brem_y_min ** rng.random(k)  # density ∝ 1/y on [y_min, 1]
+        accept = rng.random(k) * (4.0 / 3.0) < (4.0 / 3.0 * (1.0 - cand) + cand * cand)
+        ys = np.concatenate([ys, cand[accept]])
+    ys = ys[:total]
+    electron = np.repeat(np.arange(e.shape[0]), counts)
+    # fraction of the *current* energy: cumulative product of (1 - y) within an electron
+    start = np.repeat(np.cumsum(counts) - counts, counts)
+    log_keep = np.log1p(-np.minimum(ys, 1.0 - 1e-12))
+    cum = np.cumsum(log_keep)
+    before = np.exp(cum - log_keep - np.concatenate([[0.0], cum])[start])
+    return electron, e[electron] * before * ys
+
+
+def convert_photons(n: int, rng: np.random.Generator, config: ECALLayout | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which photons convert in ``material_x0`` and the electron's share of the energy.
+
+    Conversion probability ``1 - exp(-7/9 · X/X0)``; the electron's energy fraction ``x``
+    follows the Bethe–Heitler pair spectrum ``1 - 4/3 x(1 - x)`` ([PDG] Eq. 34.31).
+
+    Args:
+        n: number of photons.
+        rng: random generator.
+        config: the ECAL.
+
+    Returns:
+        ``(converted, fraction)``: ``(n,)`` bool and ``(n,)`` float64 (0 where not converted).
+    """
+    cfg = config or ECALGeometry()
+    converted = rng.random(n) < 1.0 - np.exp(-7.0 / 9.0 * cfg.material_x0)
+    frac = np.zeros(n)
+    m = int(converted.sum())
+    out = np.empty(0)
+    while out.size < m:
+        cand = rng.random(2 * (m - out.size) + 16)
+        accept = rng.random(cand.size) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand)
+        out = np.concatenate([out, cand[accept]])
+    frac[converted] = out[:m]
+    return converted, frac

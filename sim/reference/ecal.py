@@ -74,9 +74,11 @@ import numpy as np
 from mambah.errors import ConfigError, DataError
 from sim.detector.card import card
 from sim.detector.ecal_geometry import (
+    bremsstrahlung,
     cell_geometry,
     cell_of,
     check_layout,
+    convert_photons,
     digitise,
     ecal_entry,
     grid_offset,
@@ -98,8 +100,10 @@ __all__ = (
     "grid_origin",
     "leakage_spread",
     "matrix_to_cells",
+    "shower_sample",
     "shower_type",
     "simulate_showers",
+    "write_shower_sample",
 )
 
 _log = logging.getLogger(__name__)
@@ -460,79 +464,59 @@ def calibration_spread(config: ECALConfig) -> float:
     return float(np.sqrt(max(config.constant**2 - leak**2, 0.0)))
 
 
-# --------------------------------------------------------------------------- material
+# --------------------------------------------------------------------------- samples
+
+SAMPLE_MIX: tuple[tuple[int, float], ...] = ((22, 0.4), (11, 0.4), (211, 0.15), (13, 0.05))
+"""Default species mix (PDG id, fraction) of :func:`shower_sample`."""
 
 
-def _bh_integral(y_min: float) -> float:
-    """∫_{y_min}^1 (4/3 (1 - y) + y²) / y dy: photons per X0 above y_min ([PDG] Eq. 34.29)."""
-    return 4.0 / 3.0 * np.log(1.0 / y_min) - 4.0 / 3.0 * (1.0 - y_min) + 0.5 * (1.0 - y_min**2)
+def shower_sample(
+    n: int,
+    rng: np.random.Generator,
+    config: ECALConfig | None = None,
+    *,
+    mix: tuple[tuple[int, float], ...] = SAMPLE_MIX,
+    e_min: float = 1000.0,
+    e_max: float = 100_000.0,
+) -> dict[str, np.ndarray]:
+    """Single-particle reference showers for training and validating a fast model.
 
-
-def bremsstrahlung(
-    energy: np.ndarray, rng: np.random.Generator, config: ECALConfig | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bremsstrahlung photons of electrons crossing ``material_x0`` before the magnet.
-
-    Bethe–Heitler spectrum in the complete-screening limit,
-    ``dN/dy = (t/y)(4/3 - 4/3 y + y²)`` per electron for ``t`` X0 ([PDG] Eq. 34.29),
-    ``y = k/E`` the photon's fraction of the electron's current energy, photons with
-    ``y > brem_y_min``; successive photons are taken from the degraded energy.
-
-    Args:
-        energy: ``(n,)`` electron energies (MeV) at the production point.
-        rng: random generator.
-        config: the ECAL (``material_x0``, ``brem_y_min``).
+    Energies log-uniform in ``[e_min, e_max]`` (MeV), entry points uniform over the ECAL
+    face (outside the hole), slopes pointing back to the origin (``tx = x / z_front``),
+    charges' sign random.
 
     Returns:
-        ``(electron, photon_energy)``: for each photon, the index of its electron and its
-        energy (MeV).  The electron keeps ``energy - sum(photons)``.
+        Columns ``pid, energy, x, y, tx, ty`` ``(n,)`` and ``matrix`` ``(n, g, g)`` (MeV).
     """
     cfg = config or ECALConfig()
-    e = np.asarray(energy, dtype=np.float64)
-    n_mean = cfg.material_x0 * _bh_integral(cfg.brem_y_min)
-    counts = np.asarray(rng.poisson(n_mean, e.shape[0]), dtype=np.int64)
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    # sample y from (4/3 (1-y) + y^2)/y by accept-reject under the envelope (4/3)/y
-    ys = np.empty(0)
-    while ys.size < total:
-        k = 2 * (total - ys.size) + 16
-        cand = cfg.brem_y_min ** rng.random(k)  # density ∝ 1/y on [y_min, 1]
-        accept = rng.random(k) * (4.0 / 3.0) < (4.0 / 3.0 * (1.0 - cand) + cand * cand)
-        ys = np.concatenate([ys, cand[accept]])
-    ys = ys[:total]
-    electron = np.repeat(np.arange(e.shape[0]), counts)
-    # fraction of the *current* energy: cumulative product of (1 - y) within an electron
-    start = np.repeat(np.cumsum(counts) - counts, counts)
-    log_keep = np.log1p(-np.minimum(ys, 1.0 - 1e-12))
-    cum = np.cumsum(log_keep)
-    before = np.exp(cum - log_keep - np.concatenate([[0.0], cum])[start])
-    return electron, e[electron] * before * ys
+    if int(n) != n or n < 1:
+        raise ConfigError(f"shower_sample: n={n!r} must be an integer >= 1")
+    pids = np.array([p for p, _ in mix], dtype=np.int64)
+    frac = np.array([f for _, f in mix], dtype=np.float64)
+    if np.any(frac < 0) or frac.sum() <= 0:
+        raise ConfigError(f"shower_sample: mix {mix!r} needs non-negative fractions with a positive sum")
+    x = np.empty(0)
+    y = np.empty(0)
+    while x.size < n:
+        cx = rng.uniform(-cfg.outer_x_half, cfg.outer_x_half, 2 * n)
+        cy = rng.uniform(-cfg.outer_y_half, cfg.outer_y_half, 2 * n)
+        ok = cell_of(cx, cy, cfg) >= 0
+        x, y = np.concatenate([x, cx[ok]]), np.concatenate([y, cy[ok]])
+    x, y = x[:n], y[:n]
+    pid = pids[rng.choice(len(pids), size=n, p=frac / frac.sum())]
+    pid = np.where((pid != 22) & (rng.random(n) < 0.5), -pid, pid)
+    energy = np.exp(rng.uniform(np.log(e_min), np.log(e_max), n))
+    tx, ty = x / cfg.z_front, y / cfg.z_front
+    matrix = simulate_showers(pid, energy, x, y, tx, ty, rng, cfg)
+    return {"pid": pid, "energy": energy, "x": x, "y": y, "tx": tx, "ty": ty, "matrix": matrix}
 
 
-def convert_photons(n: int, rng: np.random.Generator, config: ECALConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Which photons convert in ``material_x0`` and the electron's share of the energy.
+def write_shower_sample(sample: Mapping[str, np.ndarray], path: str) -> None:
+    """Write :func:`shower_sample` output to Parquet (``matrix`` as a fixed-size list column)."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-    Conversion probability ``1 - exp(-7/9 · X/X0)``; the electron's energy fraction ``x``
-    follows the Bethe–Heitler pair spectrum ``1 - 4/3 x(1 - x)`` ([PDG] Eq. 34.31).
-
-    Args:
-        n: number of photons.
-        rng: random generator.
-        config: the ECAL.
-
-    Returns:
-        ``(converted, fraction)``: ``(n,)`` bool and ``(n,)`` float64 (0 where not converted).
-    """
-    cfg = config or ECALConfig()
-    converted = rng.random(n) < 1.0 - np.exp(-7.0 / 9.0 * cfg.material_x0)
-    frac = np.zeros(n)
-    m = int(converted.sum())
-    out = np.empty(0)
-    while out.size < m:
-        cand = rng.random(2 * (m - out.size) + 16)
-        accept = rng.random(cand.size) < 1.0 - 4.0 / 3.0 * cand * (1.0 - cand)
-        out = np.concatenate([out, cand[accept]])
-    frac[converted] = out[:m]
-    return converted, frac
+    m = np.asarray(sample["matrix"], dtype=np.float32)
+    cols = {k: pa.array(np.asarray(v)) for k, v in sample.items() if k != "matrix"}
+    cols["matrix"] = pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), m.shape[1] * m.shape[2])
+    pq.write_table(pa.table(cols), path)
