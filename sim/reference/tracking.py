@@ -35,29 +35,44 @@ Model, in order (all vectorised over particles):
 2. Track type.  Long (≥3 VELO hits and T), Upstream (VELO and TT, but bent out
    of the T stations), Downstream (no VELO track, origin upstream of the TT,
    TT and T), each with an efficiency that is a product of documented factors.
-3. Measurement.  Momentum (double-Gaussian core ⊕ tail), slopes, IP (smeared in
-   the x and y projections at the z of the PV), χ²/ndf and ghost probability.
+3. Measurement.  Each track's state ``(x, y, tx, ty, q/p)`` gets its 5 × 5
+   covariance from the hit-resolution + multiple-scattering model of
+   :mod:`sim.detector.trackcov` (``TrackingConfig.errors``), and its residuals are
+   drawn from that covariance (a correlated Gaussian), so the pulls are unit
+   Gaussian by construction; the IP and IPχ² follow from the state, its covariance
+   and the PV (:func:`sim.detector.vertexing.impact_parameter`); then χ²/ndf and
+   ghost probability.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from mambah.errors import ConfigError, DataError
+from sim.detector.trackcov import (
+    COV_COLUMNS,
+    VELO_RUN2_STATION_Z,
+    TrackErrorModel,
+    cov_to_columns,
+    crossed_velo_stations,
+    state_covariance,
+)
+from sim.detector.vertexing import impact_parameter
 
 __all__ = (
-    "TRACK_NONE",
-    "TRACK_LONG",
-    "TRACK_UPSTREAM",
-    "TRACK_DOWNSTREAM",
-    "TRUTH_KEYS",
     "OUTPUT_KEYS",
+    "TRACK_DOWNSTREAM",
+    "TRACK_LONG",
+    "TRACK_NONE",
+    "TRACK_UPSTREAM",
+    "TRUTH_KEYS",
     "VELO_RUN2_STATION_Z",
     "TrackingConfig",
+    "draw_state_residuals",
     "simulate_tracking",
 )
 
@@ -105,18 +120,13 @@ OUTPUT_KEYS: tuple[str, ...] = (
     "ip_chi2",
     "track_chi2ndof",
     "ghost_prob",
+    *COV_COLUMNS,
 )
-"""Keys of the dict :func:`simulate_tracking` returns, in order."""
+"""Keys of the dict :func:`simulate_tracking` returns, in order (the last 15: the state
+covariance, :data:`sim.detector.trackcov.COV_COLUMNS`)."""
 
-VELO_RUN2_STATION_Z: tuple[float, ...] = (
-    -175.0, -145.0, -115.0, -85.0, -55.0, -25.0, 5.0, 35.0, 65.0, 95.0, 125.0,
-    155.0, 185.0, 215.0, 245.0, 275.0, 435.0, 585.0, 635.0, 685.0, 735.0,
-)  # fmt: skip
-"""z (mm) of the 21 Run 1/2 VELO stations: [DET] Sec. 5.1 and [VELO] Sec. 2 give
-21 stations spanning about −175 < z < +750 mm, 30 mm apart around the
-interaction region and wider downstream.  The individual positions here are an
-approximation of that layout (30 mm pitch up to 275 mm, five sparse stations
-after), not the survey values.  Run 3 ([UPG] Sec. 3): 26 modules, −289 … +751 mm."""
+# VELO_RUN2_STATION_Z (the VELO station z) lives in sim.detector.trackcov with the error model.
+
 
 _NEUTRINOS = np.array([12, 14, 16], dtype=np.int64)
 
@@ -199,37 +209,10 @@ class TrackingConfig:
         upstream_efficiency: Plateau efficiency of Upstream (VELO–TT) tracks (model).
         downstream_efficiency: Plateau efficiency of Downstream (TT–T) tracks
             (model; of order 80–90 % for K_S daughters, [PERF] Sec. 2.2).
-        sigma_p_const: Constant term of σ_p/p for Long tracks, 0.5 % at low
-            momentum ([PERF] Sec. 2.3: δp/p from 0.5 % at low p to 1.0 % at
-            200 GeV).
-        sigma_p_slope: Linear term b (1/MeV) of σ_p/p = a ⊕ b·p, chosen so that
-            σ_p/p = 1.0 % at p = 200 GeV: b = √(1.0² − 0.5²) % / 200 GeV.
-        resolution_tail_fraction: Fraction of tracks drawn from the wide
-            Gaussian of the momentum, slope and IP resolutions (model:
-            non-Gaussian tails from hard scatters and wrong hits).
-        resolution_tail_scale: Width of the tail Gaussian in units of the core (model).
-        downstream_sigma_p_scale: σ_p/p of Downstream tracks relative to Long,
-            ×1.5 (model; no VELO point, [PERF] Sec. 2.3 quotes worse
-            resolution).
-        upstream_sigma_p: σ_p/p of Upstream tracks, 15 % (model: the momentum
-            comes only from the fringe field between VELO and TT; LHCb quotes
-            O(15–20 %) for VELO–TT tracks).
-        slope_res_const: Constant term (rad) of the slope resolution σ_tx =
-            σ_ty of VELO-measured tracks, 0.04 mrad (model: ≈ 10 µm hit
-            resolution over a ≈ 30 cm lever arm, [VELO] Sec. 6).
-        slope_res_ms: Multiple-scattering term (rad·MeV) of the slope
-            resolution, 1.5 mrad·GeV/p (model: ≈ 0.1 X0 of VELO material
-            before the last hit, [VELO] Sec. 2).
-        downstream_slope_scale: Slope resolution of Downstream tracks relative
-            to VELO tracks, ×5 (model: measured in TT + fringe field).
-        ip_res_const: Constant term (mm) of the IP resolution per projection,
-            11.6 µm ([PERF] Sec. 3.2: σ(IP_x) = (11.6 + 23.4/pT[GeV]) µm,
-            2012 data).
-        ip_res_ms: 1/pT term (mm·MeV) of the IP resolution per projection,
-            23.4 µm·GeV ([PERF] Sec. 3.2).
-        downstream_ip_scale: IP resolution of Downstream tracks relative to
-            VELO tracks, ×30 (model: millimetre-scale extrapolation through
-            the fringe field over ≈ 2.5 m).
+        errors: The track-state error model (hit resolution, multiple scattering,
+            momentum resolution): :class:`sim.detector.trackcov.TrackErrorModel`, the
+            one home of those numbers, shared with the fast resolution pass.  Its VELO
+            geometry must equal ``velo_station_z``, ``velo_r_min``, ``velo_r_max``.
         chi2_low_p_excess: Relative excess of χ²/ndf at low momentum, χ²/ndf
             ∝ 1 + A·exp(−p/p_c) (model: residual multiple scattering).
         chi2_low_p_scale: Momentum scale p_c (MeV) of the χ²/ndf excess (model).
@@ -285,18 +268,7 @@ class TrackingConfig:
     displaced_loss: float = 0.3
     upstream_efficiency: float = 0.85
     downstream_efficiency: float = 0.85
-    sigma_p_const: float = 0.005
-    sigma_p_slope: float = 4.330127e-8
-    resolution_tail_fraction: float = 0.05
-    resolution_tail_scale: float = 3.0
-    downstream_sigma_p_scale: float = 1.5
-    upstream_sigma_p: float = 0.15
-    slope_res_const: float = 4e-5
-    slope_res_ms: float = 1.5
-    downstream_slope_scale: float = 5.0
-    ip_res_const: float = 0.0116
-    ip_res_ms: float = 23.4
-    downstream_ip_scale: float = 30.0
+    errors: TrackErrorModel = field(default_factory=TrackErrorModel)
     chi2_low_p_excess: float = 0.3
     chi2_low_p_scale: float = 5000.0
     chi2_tail_fraction: float = 0.03
@@ -326,7 +298,6 @@ class TrackingConfig:
             "long_efficiency",
             "upstream_efficiency",
             "downstream_efficiency",
-            "resolution_tail_fraction",
             "chi2_tail_fraction",
             "low_p_loss",
             "low_pt_loss",
@@ -355,9 +326,6 @@ class TrackingConfig:
             "eta_edge_width",
             "phi_crack_width",
             "few_hits_scale",
-            "sigma_p_const",
-            "resolution_tail_scale",
-            "ip_res_const",
             "chi2_low_p_scale",
             "ghost_beta_a",
             "ghost_beta_b",
@@ -368,6 +336,22 @@ class TrackingConfig:
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ConfigError(f"TrackingConfig.{name}={value!r}; expected a positive number")
+        if isinstance(self.errors, Mapping):
+            known_err = {f.name for f in fields(TrackErrorModel)}
+            unknown_err = sorted(set(self.errors) - known_err)
+            if unknown_err:
+                raise ConfigError(
+                    f"unknown TrackingConfig.errors option(s) {unknown_err}; known options: {sorted(known_err)}"
+                )
+            object.__setattr__(self, "errors", TrackErrorModel(**self.errors))
+        if not isinstance(self.errors, TrackErrorModel):
+            raise ConfigError(f"TrackingConfig.errors={self.errors!r}; expected a TrackErrorModel")
+        e = self.errors
+        if (e.velo_station_z, e.velo_r_min, e.velo_r_max) != (self.velo_station_z, self.velo_r_min, self.velo_r_max):
+            raise ConfigError(
+                "TrackingConfig VELO geometry (velo_station_z, velo_r_min, velo_r_max) differs from "
+                "errors' (TrackErrorModel); give both the same geometry"
+            )
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, object]) -> TrackingConfig:
@@ -423,15 +407,6 @@ def _validate_truth(truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _mixture_normal(
-    rng: np.random.Generator, n: int, tail_fraction: float, tail_scale: float
-) -> np.ndarray:
-    """Unit-core double-Gaussian deviates, shape (n,): N(0,1) or N(0, tail_scale²)."""
-    z = rng.standard_normal(n)
-    tail = rng.random(n) < tail_fraction
-    return np.where(tail, z * tail_scale, z)
-
-
 def _velo_hits(
     x0: np.ndarray,
     y0: np.ndarray,
@@ -450,12 +425,7 @@ def _velo_hits(
         u_hits: Uniform deviates, shape (n, n_stations), for the hit efficiency.
         config: Geometry.
     """
-    zs = np.asarray(config.velo_station_z)[None, :]
-    dz = zs - z0[:, None]
-    xs = x0[:, None] + tx[:, None] * dz
-    ys = y0[:, None] + ty[:, None] * dz
-    r2 = xs * xs + ys * ys
-    crossed = (dz > 0) & (r2 > config.velo_r_min**2) & (r2 < config.velo_r_max**2)
+    crossed = crossed_velo_stations(x0, y0, z0, tx, ty, config.errors)
     hit = crossed & (u_hits < config.velo_hit_efficiency)
     return hit.sum(axis=1)
 
@@ -500,6 +470,38 @@ def _t_station_acceptance(
     return (pz > 0) & (dzm > 0) & aperture & survives & in_box
 
 
+def draw_state_residuals(
+    p: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    z0: np.ndarray,
+    track_type: np.ndarray,
+    normal: np.ndarray,
+    errors: TrackErrorModel,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """State residuals drawn from the track covariance: ``L·normal`` with ``C = L Lᵀ``.
+
+    Args:
+        p, tx, ty: true momentum (MeV) and slopes, ``(n,)``.
+        x0, y0: origin relative to the beam line (mm); z0: origin z (mm), ``(n,)``.
+        track_type: ``(n,)`` codes; rows of other types get NaN.
+        normal: ``(n, 5)`` standard-normal deviates.
+        errors: the error model.
+
+    Returns:
+        ``residuals`` ``(n, 5)`` of ``(x, y, tx, ty, q/p)``, the state z ``(n,)`` and the
+        covariance ``(n, 5, 5)`` (:func:`sim.detector.trackcov.state_covariance`).
+    """
+    tt = np.asarray(track_type)
+    known = np.isin(tt, (TRACK_LONG, TRACK_UPSTREAM, TRACK_DOWNSTREAM))
+    zs, cov = state_covariance(p, tx, ty, x0, y0, z0, np.where(known, tt, TRACK_NONE), errors)
+    chol = np.linalg.cholesky(np.where(known[:, None, None], cov, np.eye(5)))
+    residuals = np.einsum("nij,nj->ni", chol, normal)
+    return np.where(known[:, None], residuals, np.nan), zs, cov
+
+
 def simulate_tracking(
     truth: Mapping[str, np.ndarray],
     rng: np.random.Generator,
@@ -528,19 +530,21 @@ def simulate_tracking(
           4 Upstream, 5 Downstream).
         * ``reco_px, reco_py, reco_pz`` (MeV): reconstructed momentum;
           ``tx, ty``: reconstructed slopes (``reco_px/reco_pz``, ``reco_py/reco_pz``).
-        * ``x, y, z`` (mm): reconstructed state, at the point of closest
-          approach to the beam line (the line parallel to z through the PV's
-          x, y) for Long and Upstream tracks, at ``tt_z`` (first measurement)
-          for Downstream tracks.
+        * ``x, y, z`` (mm): reconstructed state; ``z`` is the reference z of the
+          state covariance: the z where the true line passes closest to the beam
+          line (the line parallel to z through the PV's x, y) for Long and Upstream
+          tracks, ``errors.downstream_z`` (the TT, first measurement) for
+          Downstream tracks.  The residuals of ``(x, y, tx, ty, q/p)`` at that z
+          are drawn from the covariance below.
         * ``ip`` (mm): 3-D distance of closest approach of the reconstructed
-          line to the PV.  The x and y projections of the track at the PV's z
-          are smeared independently with σ = ip_res_const + ip_res_ms/pT
-          ([PERF] convention for IP_x), so for prompt tracks ``ip`` follows a
-          Rayleigh law of that σ (mean ≈ 1.25 σ, i.e. the 3-D IP is ≈ √2
-          wider than one projection).
-        * ``ip_chi2``: ip² / σ² with the per-projection σ above (≈ χ² with
-          two degrees of freedom for prompt tracks).
+          line to the (true) PV.
+        * ``ip_chi2``: χ² of the 2-D residual of the line at the PV's z with the
+          projected state covariance (χ² with two degrees of freedom for prompt
+          tracks, by construction).
         * ``track_chi2ndof``: track fit χ²/ndf; ``ghost_prob``: in [0, 1].
+        * ``cov_x_x … cov_qop_qop``: the 15 independent elements of the 5 × 5
+          covariance of ``(x, y, tx, ty, q/p)`` (mm, rad, 1/MeV),
+          :data:`sim.detector.trackcov.COV_COLUMNS`.
 
         Floats of not-reconstructed entries are NaN.
 
@@ -556,11 +560,7 @@ def simulate_tracking(
     n_st = len(cfg.velo_station_z)
     u_hits = rng.random((n, n_st))
     u_eff = rng.random(n)
-    z_p = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
-    z_tx = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
-    z_ty = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
-    z_ipx = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
-    z_ipy = _mixture_normal(rng, n, cfg.resolution_tail_fraction, cfg.resolution_tail_scale)
+    z_state = rng.standard_normal((n, 5))
     u_chi2_tail = rng.random(n)
     e_chi2_tail = rng.exponential(cfg.chi2_tail_mean, n)
 
@@ -635,46 +635,33 @@ def simulate_tracking(
     is_up = track_type == TRACK_UPSTREAM
     is_down = track_type == TRACK_DOWNSTREAM
 
-    # --- momentum -------------------------------------------------------------
-    sigma_p_long = np.hypot(cfg.sigma_p_const, cfg.sigma_p_slope * p)
-    sigma_p = np.select(
-        [is_up, is_down],
-        [np.full(n, cfg.upstream_sigma_p), cfg.downstream_sigma_p_scale * sigma_p_long],
-        default=sigma_p_long,
+    # --- state: residuals drawn from the state covariance -------------------------
+    residuals, zs, cov = draw_state_residuals(
+        p, tx_true, ty_true, x0 - t["pv_x"], y0 - t["pv_y"], z0, track_type, z_state, cfg.errors
     )
-    p_reco = p * np.maximum(1.0 + sigma_p * z_p, 1e-3)
-
-    sigma_t = np.hypot(cfg.slope_res_const, cfg.slope_res_ms / np.where(p > 0, p, 1.0))
-    sigma_t = np.where(is_down, cfg.downstream_slope_scale * sigma_t, sigma_t)
-    tx = tx_true + sigma_t * z_tx
-    ty = ty_true + sigma_t * z_ty
+    dzs = zs - z0
+    qop_true = charge / np.where(p > 0, p, 1.0)
+    tx = tx_true + residuals[:, 2]
+    ty = ty_true + residuals[:, 3]
+    sx = x0 + tx_true * dzs + residuals[:, 0]
+    sy = y0 + ty_true * dzs + residuals[:, 1]
+    qop = qop_true + residuals[:, 4]
+    p_reco = 1.0 / np.maximum(np.abs(qop), 1e-12)
     norm = np.sqrt(1.0 + tx * tx + ty * ty)
     reco_pz = p_reco / norm
     reco_px = tx * reco_pz
     reco_py = ty * reco_pz
+    sz = zs
 
-    # --- impact parameter and state -------------------------------------------
-    pt_safe = np.where(pt > 0, pt, 1.0)
-    sigma_ip = cfg.ip_res_const + cfg.ip_res_ms / pt_safe
-    sigma_ip = np.where(is_down, cfg.downstream_ip_scale * sigma_ip, sigma_ip)
-    # true line at the PV's z, plus independent x/y projection errors
-    dz_pv = t["pv_z"] - z0
-    qx = x0 + tx_true * dz_pv + sigma_ip * z_ipx
-    qy = y0 + ty_true * dz_pv + sigma_ip * z_ipy
-    qz = t["pv_z"]
-    # 3-D distance from PV to the reconstructed line through q with slopes tx, ty
-    dx = qx - t["pv_x"]
-    dy = qy - t["pv_y"]
-    # |d × u| / |u| with d = (dx, dy, 0), u = (tx, ty, 1): d × u = (dy, −dx, dx·ty − dy·tx)
-    ip = np.sqrt(dx * dx + dy * dy + (dx * ty - dy * tx) ** 2) / norm
-    ip_chi2 = (ip / sigma_ip) ** 2
-    # state: POCA to the beam line (x = pv_x, y = pv_y) or TT for Downstream
-    t2 = tx * tx + ty * ty
-    s_poca = -(dx * tx + dy * ty) / np.where(t2 > 0, t2, 1.0)
-    s_state = np.where(is_down, cfg.tt_z - qz, s_poca)
-    sx = qx + tx * s_state
-    sy = qy + ty * s_state
-    sz = qz + s_state
+    # --- impact parameter w.r.t. the true PV: 3-D distance, IPχ² with the state covariance
+    state = np.column_stack([sx, sy, tx, ty, qop])
+    pv = np.column_stack([t["pv_x"], t["pv_y"], t["pv_z"]])[:, None, :]
+    safe = np.where(reco[:, None, None], cov, np.eye(5))
+    with np.errstate(invalid="ignore"):
+        ip2, ip_chi22 = impact_parameter(
+            np.where(reco, zs, 0.0), np.where(reco[:, None], state, 0.0), safe, pv, np.zeros((n, 1, 3, 3))
+        )
+    ip, ip_chi2 = ip2[:, 0], ip_chi22[:, 0]
 
     # --- fit quality ----------------------------------------------------------
     ndf = np.where(is_down, 14, np.where(is_up, 2 * n_hits + 4 - 5, 2 * n_hits + 24 - 5))
@@ -717,4 +704,5 @@ def simulate_tracking(
         "ip_chi2": masked(ip_chi2),
         "track_chi2ndof": masked(chi2_ndf),
         "ghost_prob": masked(ghost),
+        **{k: masked(v) for k, v in cov_to_columns(cov).items()},
     }

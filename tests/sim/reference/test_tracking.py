@@ -266,9 +266,10 @@ def test_momentum_resolution_core_at_5_gev(
     # and it grows towards 1 % at 200 GeV
     high = (out["track_type"] == TRACK_LONG) & (p > 1.5e5)
     assert core_sigma(((p_reco - p) / p)[high]) > 1.4 * sigma
-    # non-Gaussian tails: more than a Gaussian's 0.27 % beyond 3 σ
-    pull = ((p_reco - p) / p)[sel] / sigma
-    assert np.mean(np.abs(pull) > 3) > 0.005
+    # residuals are drawn from the state covariance: q/p pulls are unit Gaussian (no tails)
+    qop_pull = ((truth["charge"] / p_reco - truth["charge"] / p) / np.sqrt(out["cov_qop_qop"]))[sel]
+    assert abs(np.mean(qop_pull)) < 0.05 and abs(np.std(qop_pull) - 1.0) < 0.05
+    assert np.mean(np.abs(qop_pull) > 3) < 0.005
 
 
 def test_ip_resolution_versus_inverse_pt() -> None:
@@ -358,3 +359,46 @@ def test_config_refuses_bad_values() -> None:
     with pytest.raises(ConfigError, match="magnet_field"):
         TrackingConfig.from_mapping({"magnet_field": 4.0})
     assert TrackingConfig.from_mapping({"polarity": -1}).polarity == -1
+
+
+def test_state_residuals_are_drawn_from_the_state_covariance() -> None:
+    """Pulls of (x, y, tx, ty, q/p) at the state z: mean 0, width 1 for every track type."""
+    from sim.detector.trackcov import cov_from_columns
+
+    rng = np.random.default_rng(71)
+    truth = make_truth(60_000, rng, p_range=(2e3, 1e5), eta_range=(2.0, 5.0))
+    far = dict(truth, origin_z=rng.uniform(800.0, 2200.0, truth["pid"].shape[0]))
+    for sample in (truth, far):
+        out = simulate_tracking(sample, rng)
+        cov = cov_from_columns(out)
+        p = np.sqrt(sample["px"] ** 2 + sample["py"] ** 2 + sample["pz"] ** 2)
+        tx, ty = sample["px"] / sample["pz"], sample["py"] / sample["pz"]
+        dz = out["z"] - sample["origin_z"]
+        true = np.column_stack(
+            [sample["origin_x"] + tx * dz, sample["origin_y"] + ty * dz, tx, ty, sample["charge"] / p]
+        )
+        p_reco = np.sqrt(out["reco_px"] ** 2 + out["reco_py"] ** 2 + out["reco_pz"] ** 2)
+        reco = np.column_stack([out["x"], out["y"], out["tx"], out["ty"], sample["charge"] / p_reco])
+        for code in (TRACK_LONG, TRACK_UPSTREAM, TRACK_DOWNSTREAM):
+            sel = out["track_type"] == code
+            if sel.sum() < 2_000:
+                continue
+            pull = (reco - true)[sel] / np.sqrt(np.diagonal(cov[sel], axis1=1, axis2=2))
+            assert np.all(np.abs(pull.mean(axis=0)) < 0.05), (code, pull.mean(axis=0))
+            assert np.all(np.abs(pull.std(axis=0) - 1.0) < 0.1), (code, pull.std(axis=0))
+            # the full 5-D chi2 of the residual is chi2(5): the correlations are right too
+            d = (reco - true)[sel]
+            chi2 = np.einsum("ni,nij,nj->n", d, np.linalg.inv(cov[sel]), d)
+            assert abs(np.mean(chi2) - 5.0) < 0.15
+    assert np.all(np.isnan(out["cov_x_x"][~out["reconstructed"]]))
+
+
+def test_errors_config_must_share_the_velo_geometry() -> None:
+    from sim.detector.trackcov import TrackErrorModel
+
+    with pytest.raises(ConfigError, match="VELO geometry"):
+        TrackingConfig(errors=TrackErrorModel(velo_r_min=5.1))
+    cfg = TrackingConfig.from_mapping({"errors": {"hit_resolution": 0.01}})
+    assert cfg.errors.hit_resolution == 0.01
+    with pytest.raises(ConfigError, match="unknown TrackingConfig.errors"):
+        TrackingConfig.from_mapping({"errors": {"hit_res": 0.01}})

@@ -1,0 +1,267 @@
+"""Track-state covariance: the hit-resolution + multiple-scattering error model of a track.
+
+One home for the 5 × 5 covariance of the state ``(x, y, tx, ty, q/p)`` that the
+reference detector (:mod:`sim.reference.tracking`) draws its residuals from and that
+the fast resolution pass (:mod:`sim.detector.resolution`) gives every track.  The
+covariance is an analytic function of the true kinematics (p, slopes — i.e. η, φ),
+the origin, the track type and the VELO geometry, so the fast pass evaluates the
+same function instead of learning it; it does not depend on the occupancy.
+
+Model (per transverse projection, x and y independent):
+
+* VELO-based tracks (Long, Upstream): straight-line least-squares fit of one hit of
+  resolution ``hit_resolution`` on every VELO station the true line crosses inside
+  the sensor radii, giving the 2 × 2 covariance of (position, slope) at the state
+  z (the closest approach of the line to the beam line), plus one effective
+  scatterer (RF foil and first sensors, ``ms_x0`` radiation lengths at normal
+  incidence, path ∝ sqrt(1 + tx² + ty²)) at the first crossed station: with
+  θ₀ = 13.6 MeV/p·sqrt(X)(1 + 0.038 ln X) (Highland, PDG RPP Sec. 34.3) and lever
+  arm L to the state, it adds θ₀²·[[L², −L], [−L, 1]].  The ``hit_resolution`` and
+  ``ms_x0`` defaults are tuned so that σ(IP_x) of prompt Long tracks follows the
+  published (11.6 + 23.4/pT[GeV]) µm ([PERF] Sec. 3.2, Fig. 11) to a few per cent;
+  the VELO's best hit resolution is ≈ 4 µm ([VELO] Sec. 4.2).
+* Downstream tracks: state at the TT, position σ ``downstream_position_resolution``,
+  slope σ ``downstream_slope_scale``·hypot(``slope_res_const``, ``slope_res_ms``/p)
+  (model: TT + T stations through the fringe field).
+* q/p: σ(q/p) = (σ_p/p)/p, uncorrelated with the geometry (model); σ_p/p = a ⊕ b·p
+  for Long tracks ([PERF] Sec. 2.3: 0.5 % at low p to 1.0 % at 200 GeV), ×1.5 for
+  Downstream, 15 % for Upstream (model).
+
+Units: mm, MeV, rad; q/p in 1/MeV.
+
+Sources:
+
+* [PERF] LHCb collaboration, "LHCb detector performance", Int. J. Mod. Phys. A 30
+  (2015) 1530022, arXiv:1412.6352.
+* [VELO] LHCb VELO group, "Performance of the LHCb Vertex Locator", JINST 9 (2014)
+  P09007, arXiv:1405.7808.
+* [DET]  LHCb collaboration, "The LHCb Detector at the LHC", JINST 3 (2008) S08005.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from mambah.codes import TrackType
+from mambah.errors import ConfigError, DataError
+
+__all__ = (
+    "COV_COLUMNS",
+    "STATE_NAMES",
+    "VELO_RUN2_STATION_Z",
+    "TrackErrorModel",
+    "cov_from_columns",
+    "cov_to_columns",
+    "crossed_velo_stations",
+    "state_covariance",
+)
+
+VELO_RUN2_STATION_Z: tuple[float, ...] = (
+    -175.0, -145.0, -115.0, -85.0, -55.0, -25.0, 5.0, 35.0, 65.0, 95.0, 125.0,
+    155.0, 185.0, 215.0, 245.0, 275.0, 435.0, 585.0, 635.0, 685.0, 735.0,
+)  # fmt: skip
+"""z (mm) of the 21 Run 1/2 VELO stations: [DET] Sec. 5.1 and [VELO] Sec. 2 give
+21 stations spanning about −175 < z < +750 mm, 30 mm apart around the
+interaction region and wider downstream.  The individual positions here are an
+approximation of that layout (30 mm pitch up to 275 mm, five sparse stations
+after), not the survey values."""
+
+STATE_NAMES: tuple[str, ...] = ("x", "y", "tx", "ty", "qop")
+"""Order of the state vector (mm, mm, rad, rad, 1/MeV)."""
+
+COV_COLUMNS: tuple[str, ...] = tuple(
+    f"cov_{STATE_NAMES[i]}_{STATE_NAMES[j]}" for i in range(5) for j in range(i, 5)
+)
+"""The 15 independent covariance elements, upper triangle row by row:
+``cov_x_x, cov_x_y, cov_x_tx, cov_x_ty, cov_x_qop, cov_y_y, …, cov_qop_qop``."""
+
+_IU = np.triu_indices(5)
+
+
+@dataclass(frozen=True)
+class TrackErrorModel:
+    """Numbers of the track-state error model (module docstring).
+
+    Attributes:
+        velo_station_z: z (mm) of the VELO stations, :data:`VELO_RUN2_STATION_Z`.
+        velo_r_min: inner radius (mm) of the VELO sensors, 8.2 mm ([VELO] Sec. 2).
+        velo_r_max: outer radius (mm), ≈ 42 mm ([VELO] Sec. 2).
+        hit_resolution: effective σ (mm) of one VELO hit per coordinate, 17 µm (tuned with
+            ``ms_x0`` so that σ(IP_x) of prompt Long tracks, fitted as a + b/pT over
+            0.3 < 1/pT < 3 GeV⁻¹, gives a = 12.3 µm, b = 22.9 µm·GeV against the published
+            11.6 and 23.4 of [PERF] Sec. 3.2; single hits measure 4–20 µm depending on
+            pitch and angle, [VELO] Sec. 4.2, and the fit here ignores alignment and
+            the scattering between hits, which this number absorbs).
+        ms_x0: effective material (radiation lengths at normal incidence) before the
+            first measurement, 0.05 (tuned as above; the RF foil and first sensor are
+            ≈ 0.02 X0 at normal incidence, [VELO] Sec. 2, crossed at grazing angles
+            by the foil's corrugations).
+        sigma_p_const: constant term of σ_p/p of Long tracks, 0.5 % ([PERF] Sec. 2.3).
+        sigma_p_slope: linear term (1/MeV), 1.0 % at 200 GeV ([PERF] Sec. 2.3).
+        upstream_sigma_p: σ_p/p of Upstream tracks, 15 % (model).
+        downstream_sigma_p_scale: σ_p/p of Downstream relative to Long, ×1.5 (model).
+        downstream_z: z (mm) of the Downstream state, the TT, 2485 mm ([DET] Sec. 5.2).
+        downstream_position_resolution: σ (mm) of the Downstream state position (model).
+        slope_res_const: constant term (rad) of the slope resolution used for
+            Downstream tracks (model, 0.04 mrad before the scale).
+        slope_res_ms: multiple-scattering term (rad·MeV), 1.5 mrad·GeV/p (model).
+        downstream_slope_scale: Downstream slope resolution relative to that, ×5 (model).
+    """
+
+    velo_station_z: tuple[float, ...] = VELO_RUN2_STATION_Z
+    velo_r_min: float = 8.2
+    velo_r_max: float = 42.0
+    hit_resolution: float = 0.017
+    ms_x0: float = 0.05
+    sigma_p_const: float = 0.005
+    sigma_p_slope: float = 4.330127e-8
+    upstream_sigma_p: float = 0.15
+    downstream_sigma_p_scale: float = 1.5
+    downstream_z: float = 2485.0
+    downstream_position_resolution: float = 0.1
+    slope_res_const: float = 4e-5
+    slope_res_ms: float = 1.5
+    downstream_slope_scale: float = 5.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "velo_station_z", tuple(float(z) for z in self.velo_station_z))
+        if len(self.velo_station_z) < 3 or list(self.velo_station_z) != sorted(self.velo_station_z):
+            raise ConfigError(
+                f"TrackErrorModel.velo_station_z={self.velo_station_z!r}; expected >= 3 increasing z values"
+            )
+        for f in fields(self):
+            if f.name == "velo_station_z":
+                continue
+            value = getattr(self, f.name)
+            if f.name != "downstream_z" and not (np.isfinite(value) and value > 0):
+                raise ConfigError(f"TrackErrorModel.{f.name}={value!r}; expected a positive number")
+        if not self.velo_r_min < self.velo_r_max:
+            raise ConfigError(
+                f"TrackErrorModel.velo_r_min={self.velo_r_min} must be below velo_r_max={self.velo_r_max}"
+            )
+
+
+def crossed_velo_stations(
+    x0: np.ndarray, y0: np.ndarray, z0: np.ndarray, tx: np.ndarray, ty: np.ndarray, model: TrackErrorModel
+) -> np.ndarray:
+    """Stations ``(n, n_stations)`` bool that the line crosses downstream of its origin inside the sensors.
+
+    Args:
+        x0, y0: origin relative to the beam line (mm), ``(n,)``; z0: origin z (mm).
+        tx, ty: slopes, ``(n,)``.
+        model: geometry.
+    """
+    zs = np.asarray(model.velo_station_z)[None, :]
+    dz = zs - z0[:, None]
+    xs = x0[:, None] + tx[:, None] * dz
+    ys = y0[:, None] + ty[:, None] * dz
+    r2 = xs * xs + ys * ys
+    return (dz > 0) & (r2 > model.velo_r_min**2) & (r2 < model.velo_r_max**2)
+
+
+def state_covariance(
+    p: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    z0: np.ndarray,
+    track_type: np.ndarray,
+    model: TrackErrorModel = TrackErrorModel(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """State z and 5 × 5 covariance of each track's ``(x, y, tx, ty, q/p)``.
+
+    Args:
+        p: true momentum (MeV), ``(n,)``.
+        tx, ty: true slopes, ``(n,)``.
+        x0, y0: origin relative to the beam line (mm), ``(n,)``.
+        z0: origin z (mm), ``(n,)``.
+        track_type: ``(n,)`` codes 3 Long, 4 Upstream, 5 Downstream (others: NaN rows).
+        model: numbers of the error model.
+
+    Returns:
+        ``z_state`` ``(n,)`` (mm): the z of the true line's closest approach to the beam
+        line for Long/Upstream tracks, ``model.downstream_z`` for Downstream;
+        ``cov`` ``(n, 5, 5)``.  Rows of other track types are NaN.
+
+    Raises:
+        DataError: A VELO track crosses fewer than 2 stations (no straight-line fit).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    tx = np.asarray(tx, dtype=np.float64)
+    ty = np.asarray(ty, dtype=np.float64)
+    x0 = np.asarray(x0, dtype=np.float64)
+    y0 = np.asarray(y0, dtype=np.float64)
+    z0 = np.asarray(z0, dtype=np.float64)
+    tt = np.asarray(track_type)
+    n = p.shape[0]
+    velo = (tt == TrackType.LONG) | (tt == TrackType.UPSTREAM)
+    down = tt == TrackType.DOWNSTREAM
+    t2 = tx * tx + ty * ty
+    s_poca = -(x0 * tx + y0 * ty) / np.where(t2 > 0, t2, 1.0)
+    z_state = np.where(down, model.downstream_z, z0 + s_poca)
+
+    crossed = crossed_velo_stations(x0, y0, z0, tx, ty, model)
+    n_crossed = crossed.sum(axis=1)
+    if np.any(velo & (n_crossed < 2)):
+        raise DataError(
+            f"state_covariance: {int((velo & (n_crossed < 2)).sum())} VELO track(s) cross fewer than 2 "
+            "VELO stations; check the track types against the geometry"
+        )
+    u = np.asarray(model.velo_station_z)[None, :] - z_state[:, None]
+    w = crossed / model.hit_resolution**2
+    s0, s1, s2 = w.sum(axis=1), (w * u).sum(axis=1), (w * u * u).sum(axis=1)
+    det = np.where(velo, s0 * s2 - s1 * s1, 1.0)
+    c_xx, c_xt, c_tt = s2 / det, -s1 / det, s0 / det
+    z_first = np.min(np.where(crossed, np.asarray(model.velo_station_z)[None, :], np.inf), axis=1)
+    lever = np.where(velo, np.maximum(z_first - z_state, 0.0), 0.0)
+    safe_p = np.where(p > 0, p, 1.0)
+    x_rad = model.ms_x0 * np.sqrt(1.0 + t2)
+    theta0 = 13.6 / safe_p * np.sqrt(x_rad) * (1.0 + 0.038 * np.log(x_rad))
+    c_xx = c_xx + (theta0 * lever) ** 2
+    c_xt = c_xt - theta0**2 * lever
+    c_tt = c_tt + theta0**2
+
+    sigma_t_down = model.downstream_slope_scale * np.hypot(model.slope_res_const, model.slope_res_ms / safe_p)
+    c_xx = np.where(down, model.downstream_position_resolution**2, c_xx)
+    c_xt = np.where(down, 0.0, c_xt)
+    c_tt = np.where(down, sigma_t_down**2, c_tt)
+
+    sigma_long = np.hypot(model.sigma_p_const, model.sigma_p_slope * p)
+    sigma_rel = np.select(
+        [tt == TrackType.UPSTREAM, down], [np.full(n, model.upstream_sigma_p), model.downstream_sigma_p_scale * sigma_long],
+        default=sigma_long,
+    )
+    cov = np.zeros((n, 5, 5))
+    for a, b in ((0, 2), (1, 3)):
+        cov[:, a, a] = c_xx
+        cov[:, a, b] = cov[:, b, a] = c_xt
+        cov[:, b, b] = c_tt
+    cov[:, 4, 4] = (sigma_rel / safe_p) ** 2
+    ok = velo | down
+    cov[~ok] = np.nan
+    return np.where(ok, z_state, np.nan), cov
+
+
+def cov_to_columns(cov: np.ndarray) -> dict[str, np.ndarray]:
+    """The 15 :data:`COV_COLUMNS` of ``(n, 5, 5)`` covariances, each ``(n,)``."""
+    c = np.asarray(cov, dtype=np.float64)
+    return {name: c[:, i, j] for name, i, j in zip(COV_COLUMNS, *_IU, strict=True)}
+
+
+def cov_from_columns(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """``(n, 5, 5)`` symmetric covariances from the 15 :data:`COV_COLUMNS`.
+
+    Raises:
+        DataError: A column is missing.
+    """
+    missing = [c for c in COV_COLUMNS if c not in columns]
+    if missing:
+        raise DataError(f"cov_from_columns: missing column(s) {missing}; expected {list(COV_COLUMNS)}")
+    first = np.asarray(columns[COV_COLUMNS[0]], dtype=np.float64)
+    cov = np.zeros((first.shape[0], 5, 5))
+    for name, i, j in zip(COV_COLUMNS, *_IU, strict=True):
+        cov[:, i, j] = cov[:, j, i] = np.asarray(columns[name], dtype=np.float64)
+    return cov
