@@ -59,6 +59,7 @@ EVENTS = sa.Table(
     sa.Column("n_tracks", sa.Integer, comment="number of reconstructed tracks, nTracks (occupancy pass)"),
     sa.Column("n_interactions", sa.SmallInteger, comment="pp interactions in the crossing (full-event generators; NULL for the gun)"),
     sa.Column("process", sa.Integer, comment="generator process code (Pythia code, HepMC signal_process_id); NULL if unknown"),
+    sa.Column("n_tried", sa.Integer, comment="generator events tried for this kept event (signal filter); sum/count = 1/efficiency"),
     sa.PrimaryKeyConstraint("batch", "event"),
     comment="one row per event",
 )

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from mambah.errors import DataError
 
-__all__ = ("KEPT_STATUS", "STATUS_BEAM", "STATUS_DECAYED", "STATUS_FINAL", "GeneratorRecord", "charges", "layout_tables")
+__all__ = ("KEPT_STATUS", "STATUS_BEAM", "STATUS_DECAYED", "STATUS_FINAL", "GeneratorRecord", "charges", "layout_tables", "write_tables")
 
 #: HepMC status codes kept in ``mc_particles.status``.
 STATUS_FINAL = 1
@@ -266,3 +268,14 @@ def layout_tables(rec: GeneratorRecord) -> dict[str, dict[str, np.ndarray]]:
     }
     return {"events": events, "mc_particles": particles, "mc_vertices": vertices}
 
+
+def write_tables(ctx: Any, tables: dict[str, dict[str, np.ndarray]]) -> None:
+    """Insert laid-out tables into the batch (``process`` < 0 stored as NULL)."""
+    for name in ("events", "mc_particles", "mc_vertices"):
+        cols = dict(tables[name])
+        n = len(next(iter(cols.values())))
+        arrays = {"batch": pa.array(np.full(n, ctx.batch.batch, np.int32))}
+        for key, val in cols.items():
+            val = np.asarray(val)
+            arrays[key] = pa.array(val, mask=val < 0) if key == "process" else pa.array(val)
+        ctx.insert(name, pa.table(arrays))

@@ -42,12 +42,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pyarrow as pa
 
 from mambah.errors import ConfigError, DataError
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
-from sim.generation._event_tables import STATUS_BEAM, GeneratorRecord, layout_tables
+from sim.generation._event_tables import (
+    STATUS_BEAM,
+    GeneratorRecord,
+    layout_tables,
+    write_tables,
+)
 
 __all__ = ("C_LIGHT", "HepMCIndex", "HepMCInput", "flag_signal", "read_events", "scan_hepmc")
 
@@ -539,14 +543,3 @@ class HepMCInput(Pass):
 
         return kernel
 
-
-def write_tables(ctx: BatchContext, tables: dict[str, dict[str, np.ndarray]]) -> None:
-    """Insert laid-out tables into the batch (``process`` < 0 stored as NULL)."""
-    for name in ("events", "mc_particles", "mc_vertices"):
-        cols = dict(tables[name])
-        n = len(next(iter(cols.values())))
-        arrays = {"batch": pa.array(np.full(n, ctx.batch.batch, np.int32))}
-        for key, val in cols.items():
-            val = np.asarray(val)
-            arrays[key] = pa.array(val, mask=val < 0) if key == "process" else pa.array(val)
-        ctx.insert(name, pa.table(arrays))

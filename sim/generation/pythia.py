@@ -1,0 +1,538 @@
+"""The ``pythia`` generator pass: full pp events from Pythia 8, the signal decayed by Mambah.
+
+Pythia 8 (``pythia8mc``, GPL, the optional extra ``mambah[pythia]``) makes the
+whole event: the hard process of a preset plus underlying event, hadronisation
+and the decays of everything (``ParticleDecays`` defaults: K_S0, Λ, Σ, Ξ, Ω and
+the heavy hadrons decay with their sampled proper lifetimes and displaced
+vertices, so long-lived particles decay in flight; K_L0, π±, K±, μ, p, n are
+stable).  The batch of events comes out of ``Pythia.nextBatch`` as columns
+(awkward arrays), and the record is laid out as the gun generator's
+(:mod:`sim.generation._event_tables`).
+
+Signal, as LHCb's Gauss does it (Belyaev et al., "Handling of the generation of
+primary events in Gauss, the LHCb simulation framework", J. Phys. Conf. Ser. 331
+(2011) 032047): events are kept only if they contain the signal species or its
+charge conjugate; one of them (chosen at random when there are several) has its
+Pythia decay undone (every descendant removed) and is decayed by Mambah's decay
+model (:func:`sim.generation.decay.load_decay`: descriptor or DecFile), with its
+flight distance from Mambah's lifetime; its mass is Mambah's (the 3-momentum is
+Pythia's), so four-momentum is conserved at every vertex Mambah makes.
+Long-lived daughters of the Mambah decay (K_S0, Λ in a descriptor) stay undecayed
+(the decay engine treats them as stable).  ``events.n_tried`` counts the Pythia events generated for each kept
+event (the events without signal before it, plus itself), so
+``sum(n_tried) / count(*)`` is the inverse signal efficiency and
+``σ_gen · count(*) / sum(n_tried)`` the cross-section of what the store holds
+(σ_gen is in the ``generator`` metadata).
+
+Pile-up: the crossing has ``n ~ Poisson(ν)`` inelastic interactions, ``n >= 1``
+(zero-truncated, one of them the hard one), Gauss' ``FixedLuminosity`` tool
+(same reference); the others are minimum-bias events (``SoftQCD:nonDiffractive``)
+from a second Pythia instance.  Each interaction has its own primary vertex from
+the luminous region (:mod:`sim.generation.beam`).  ν: :data:`NU_RUN2` = 1.1 and
+:data:`NU_RUN3` = 5.5 (issue #17; the visible pile-up of Run 2 and Run 3 used by
+:mod:`sim.reference.occupancy`, LHCb detector performance IJMPA 30 (2015) 1530022 and
+LHCb Upgrade I JINST 19 (2024) P05065).
+
+Seeds: every batch makes fresh Pythia instances with ``Random:setSeed = on`` and
+``Random:seed`` from the batch seed (``ctx.batch.int_seed``, mapped to 1 … 900 000 000),
+so a batch is the same in any process and order (one ``init`` per batch and instance,
+≈ 0.35 s; larger batches amortise it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mambah.errors import ConfigError, DecayError
+from mambah.kinematics import boost
+from sim.core.pipeline import BatchContext, Kernel, Pass
+from sim.core.registry import register_pass
+from sim.generation._event_tables import (
+    STATUS_BEAM,
+    STATUS_DECAYED,
+    STATUS_FINAL,
+    GeneratorRecord,
+    layout_tables,
+    write_tables,
+)
+from sim.generation.beam import LuminousRegion, sample_primary_vertices
+
+__all__ = (
+    "NU_RUN2",
+    "NU_RUN3",
+    "PRESETS",
+    "SQRT_S",
+    "Pythia",
+    "pythia_columns",
+    "pythia_lines",
+)
+
+log = logging.getLogger(__name__)
+
+#: speed of light [mm/ns]
+C_LIGHT = 299.792458
+
+#: Process presets: Pythia setting lines.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "minbias": ("SoftQCD:nonDiffractive = on",),
+    "bbbar": ("HardQCD:hardbbbar = on",),
+    "ccbar": ("HardQCD:hardccbar = on",),
+}
+#: Pythia process codes of the presets' subprocesses: (preset, gluon-gluon initial state) -> code.
+_CODES: dict[tuple[str, bool], int] = {
+    ("minbias", True): 101, ("minbias", False): 101,
+    ("ccbar", True): 121, ("ccbar", False): 122,
+    ("bbbar", True): 123, ("bbbar", False): 124,
+}
+#: Setting prefixes that switch processes on (then the process code is not known per event: NULL).
+_PROCESS_GROUPS = ("HardQCD:", "SoftQCD:", "PromptPhoton:", "WeakBoson", "WeakSingleBoson:", "WeakDoubleBoson:",
+                   "Charmonium:", "Bottomonium:", "Onia:", "Top:", "HiggsSM:", "PhotonParton:", "PhotonCollision:")
+#: Centre-of-mass energies [TeV] of the LHC runs.
+SQRT_S: tuple[float, ...] = (13.0, 13.6, 14.0)
+#: Mean pp interactions per crossing: LHCb Run 2 and Run 3 (see the module docstring).
+NU_RUN2 = 1.1
+NU_RUN3 = 5.5
+_PILEUP_LINES = PRESETS["minbias"]
+
+
+def _require_pythia() -> Any:
+    try:
+        import pythia8mc
+    except ImportError:
+        raise ConfigError("the pythia pass needs Pythia 8: pip install mambah[pythia]") from None
+    return pythia8mc
+
+
+def pythia_lines(process: tuple[str, ...], sqrt_s: float, settings: tuple[str, ...], seed: int) -> list[str]:
+    """All setting lines of one Pythia instance (quiet, pp at ``sqrt_s`` TeV, seeded)."""
+    return [
+        "Print:quiet = on", "Next:numberCount = 0", "Beams:idA = 2212", "Beams:idB = 2212",
+        f"Beams:eCM = {sqrt_s * 1000.0:.1f}", *process, *settings, "Random:setSeed = on", f"Random:seed = {seed}",
+    ]
+
+
+def _make_pythia(lines: list[str]) -> Any:
+    p8 = _require_pythia()
+    py = p8.Pythia("", False)
+    for line in lines:
+        if not py.readString(line):
+            raise ConfigError(f"Pythia refuses the setting {line!r}; see the Pythia 8 manual for valid settings")
+    if not py.init():
+        raise ConfigError(f"Pythia does not initialise with the settings {'; '.join(lines)}")
+    return py
+
+
+def _pythia_seed(ctx: BatchContext, stream: str) -> int:
+    """A Pythia seed in 1 … 900 000 000 from the batch seed."""
+    return int(ctx.batch.int_seed(stream) % 900_000_000) + 1
+
+
+def pythia_columns(batch: Any) -> dict[str, np.ndarray]:
+    """Flat numpy columns of a ``Pythia.nextBatch`` result.
+
+    Returns:
+        ``counts (n_events,)`` and per line ``id, status, mother1, daughter1, daughter2, px, py, pz, e, m``
+        [GeV], ``x, y, z, t`` (production vertex [mm, mm/c]), ``tau`` [mm/c]; per event ``id1, id2``.
+    """
+    import awkward as ak
+
+    prt = batch["prt"]
+    flat = ak.flatten(prt)
+    out = {"counts": ak.to_numpy(ak.num(prt)).astype(np.int64)}
+    for key in ("id", "status", "mother1", "daughter1", "daughter2"):
+        out[key] = ak.to_numpy(flat[key]).astype(np.int64)
+    for key in ("px", "py", "pz", "e"):
+        out[key] = ak.to_numpy(flat["p", key]).astype(np.float64)
+    out["m"] = ak.to_numpy(flat["m"]).astype(np.float64)
+    out["tau"] = ak.to_numpy(flat["tau"]).astype(np.float64)
+    for key, comp in (("x", "px"), ("y", "py"), ("z", "pz"), ("t", "e")):
+        out[key] = ak.to_numpy(ak.fill_none(flat["vProd", comp], 0.0)).astype(np.float64)
+    for key in ("id1", "id2"):
+        out[key] = ak.to_numpy(batch["info", key]).astype(np.int64)
+    return out
+
+
+def _hepmc_status(pid: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """Pythia status → HepMC status: 1 final, 2 decayed hadron/lepton, 4 beam, 0 documentation/parton."""
+    a = np.abs(pid)
+    parton = (a < 10) | (a == 21) | ((a > 1000) & ((a // 10) % 10 == 0)) | ((a >= 81) & (a <= 100))
+    decayable = ((a >= 100) & ~parton) | (a == 11) | (a == 13) | (a == 15)
+    s = np.abs(status)
+    out = np.zeros(pid.size, np.int64)
+    out[status > 0] = STATUS_FINAL
+    out[(status < 0) & (s >= 81) & (s <= 99) & decayable] = STATUS_DECAYED
+    out[status == -12] = STATUS_BEAM
+    return out
+
+
+def _zero_truncated_poisson(nu: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` draws of Poisson(ν) conditioned on >= 1 (inverse CDF; exactly 1 when ν = 0)."""
+    if nu <= 0:
+        return np.ones(n, np.int64)
+    from scipy.stats import poisson
+
+    p0 = np.exp(-nu)
+    u = p0 + rng.random(n) * (1.0 - p0)
+    return np.maximum(poisson.ppf(u, nu).astype(np.int64), 1)
+
+
+@functools.cache
+def _conjugate_pid(pid: int) -> int:
+    from mambah.descriptor import lookup_particle
+
+    try:
+        return -pid if int(lookup_particle(-pid).pdgid) == -pid else pid
+    except Exception:  # noqa: BLE001 - self-conjugate species have no antiparticle entry
+        return pid
+
+
+@register_pass
+@dataclass(frozen=True)
+class Pythia(Pass):
+    """Full pp events from Pythia 8 with pile-up; the signal decayed by Mambah.
+
+    Args:
+        name: pass name.
+        preset: process preset, one of :data:`PRESETS` (``minbias``, ``bbbar``, ``ccbar``).
+        sqrt_s: centre-of-mass energy [TeV], one of :data:`SQRT_S`.
+        settings: extra Pythia setting lines (``"PhaseSpace:pTHatMin = 2."``, tunes, ...).
+        nu: mean pp interactions per crossing (Poisson, at least one); 0 for exactly one.
+        decay: signal descriptor, e.g. ``"[B+ -> (J/psi -> mu+ mu-) K+]cc"``; ``None`` keeps every event.
+        dec_file: signal DecFile instead of ``decay`` (its mother and charge conjugate are the signal).
+        mother: decaying particle of ``dec_file``.
+        max_tries: give up (error) when this many Pythia events in a row hold no signal.
+        luminous_region: primary-vertex distribution [mm, ns].
+
+    Writes ``events`` (PV of the hard interaction, ``n_interactions``, ``process``, ``n_tried``),
+    ``mc_particles`` (with ``status``), ``mc_vertices``.
+    """
+
+    kind: ClassVar[str] = "pythia"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ("events", "mc_particles", "mc_vertices")
+
+    name: str = "pythia"
+    preset: str = "bbbar"
+    sqrt_s: float = 13.0
+    settings: tuple[str, ...] = ()
+    nu: float = NU_RUN2
+    decay: str | None = None
+    dec_file: str | None = None
+    mother: str | None = None
+    max_tries: int = 20_000
+    luminous_region: LuminousRegion = field(default_factory=LuminousRegion)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown Pythia preset {self.preset!r}; presets: {', '.join(PRESETS)}")
+        if float(self.sqrt_s) not in SQRT_S:
+            raise ConfigError(f"sqrt_s must be one of {', '.join(f'{s:g}' for s in SQRT_S)} [TeV], got {self.sqrt_s!r}")
+        object.__setattr__(self, "settings", (self.settings,) if isinstance(self.settings, str) else tuple(self.settings))
+        if not (isinstance(self.nu, (int, float)) and 0 <= float(self.nu) <= 50):
+            raise ConfigError(f"pile-up nu must be a number in [0, 50], got {self.nu!r}")
+        if self.decay is not None and self.dec_file is not None:
+            raise ConfigError("give only one of decay and dec_file for the pythia signal")
+        if isinstance(self.max_tries, bool) or not isinstance(self.max_tries, int) or self.max_tries < 1:
+            raise ConfigError(f"max_tries must be a positive integer, got {self.max_tries!r}")
+
+    def _model(self) -> tuple[Any, bool]:
+        from sim.generation.decay import load_decay
+
+        if self.decay is not None:
+            from mambah.descriptor import parse_descriptor
+
+            _tree, cc = parse_descriptor(self.decay)
+            return load_decay(self.decay), cc
+        if self.dec_file is not None:
+            return load_decay(dec_file=self.dec_file, mother=self.mother), True
+        return None, False
+
+    def build(self) -> Kernel:
+        _require_pythia()
+        model, cc = self._model()
+        if model is not None:
+            for chain in model.chains:  # compile the phasespace graphs once, before any batch
+                chain.generate_rest_frame(1, seed=0)
+        process_known = not any(s.strip().startswith(_PROCESS_GROUPS) for s in self.settings)
+        hard_lines = pythia_lines(PRESETS[self.preset], float(self.sqrt_s), self.settings, 1)
+        check = _make_pythia(hard_lines)  # bad settings fail here, before the store is touched
+        meta = {
+            "generator": "Pythia", "version": f"{check.parm('Pythia:versionNumber'):.3f}", "preset": self.preset,
+            "sqrt_s_TeV": float(self.sqrt_s), "nu": float(self.nu), "settings": list(self.settings),
+            "signal": self.decay or self.dec_file,
+        }
+        del check
+        cfg = self
+
+        def kernel(ctx: BatchContext) -> None:
+            rng = ctx.rng(cfg.name)
+            tables, sigma = _generate(cfg, ctx, rng, model, cc, process_known)
+            write_tables(ctx, tables)
+            ctx.con.execute(
+                "INSERT OR REPLACE INTO metadata VALUES ('generator', ?)", [json.dumps({**meta, "sigma_gen_mb": sigma})]
+            )
+
+        return kernel
+
+
+def _generate(
+    cfg: Pythia, ctx: BatchContext, rng: np.random.Generator, model: Any, cc: bool, process_known: bool
+) -> tuple[dict[str, dict[str, np.ndarray]], float]:
+    """One batch: hard events with signal, pile-up, Mambah signal decays → laid-out tables and σ_gen [mb]."""
+    n_events = ctx.batch.n_events
+    hard = _make_pythia(pythia_lines(PRESETS[cfg.preset], float(cfg.sqrt_s), cfg.settings, _pythia_seed(ctx, cfg.name)))
+    chunks: list[dict[str, np.ndarray]] = []
+    n_kept, since_last = 0, 0
+    tried_of: list[np.ndarray] = []
+    chosen_of: list[np.ndarray] = []
+    eff = 1.0
+    while n_kept < n_events:
+        need = n_events - n_kept
+        n_try = int(min(max(need / max(eff, 1e-3) * 1.1 + 8, 16), 5000))
+        cols = pythia_columns(hard.nextBatch(n_try))
+        keep, chosen = _select_signal(cols, model, cc, rng)
+        n_gen = cols["counts"].size
+        idx = np.flatnonzero(keep)
+        # tries per kept event: events since the previous kept one
+        pos = np.r_[-1, idx]
+        tries = np.diff(pos)
+        if tries.size:
+            tries[0] += since_last
+        since_last = (n_gen - 1 - idx[-1]) if idx.size else since_last + n_gen
+        if since_last >= cfg.max_tries:
+            raise DecayError(
+                f"Pythia preset {cfg.preset!r} made no {model.mother} (or its conjugate) in {since_last} events in a row "
+                f"(max_tries {cfg.max_tries}); choose a preset that makes it"
+            )
+        idx, tries = idx[: need], tries[: need]
+        chunks.append(_take_events(cols, idx))
+        tried_of.append(tries)
+        chosen_of.append(chosen[idx])
+        n_kept += idx.size
+        eff = max(n_kept, 1) / max(sum(int(t.sum()) for t in tried_of), 1)
+    sigma = float(hard.infoPython().sigmaGen())
+    ev = _concat(chunks)
+    chosen = np.concatenate(chosen_of)
+    n_tried = np.concatenate(tried_of)
+    n_int = _zero_truncated_poisson(float(cfg.nu), n_events, rng)
+    n_pu = int((n_int - 1).sum())
+    pu = None
+    if n_pu:
+        minb = _make_pythia(pythia_lines(_PILEUP_LINES, float(cfg.sqrt_s), (), _pythia_seed(ctx, cfg.name + ":pileup")))
+        pu = pythia_columns(minb.nextBatch(n_pu))
+        while pu["counts"].size < n_pu:  # nextBatch skips failed events
+            pu = _concat([pu, pythia_columns(minb.nextBatch(n_pu - pu["counts"].size))])
+    rec, prod_pos, hard_start = _record(ev, pu, n_int, rng, cfg.luminous_region)
+    if model is not None:
+        _decay_signal(rec, hard_start + chosen, prod_pos, model, rng)
+    tables = layout_tables(rec)
+    gg = (ev["id1"] == 21) & (ev["id2"] == 21)
+    process = np.array([_CODES[(cfg.preset, bool(g))] for g in gg], np.int64) if process_known else np.full(n_events, -1)
+    tables["events"]["process"] = process
+    tables["events"]["n_tried"] = n_tried.astype(np.int64)
+    return tables, sigma
+
+
+def _select_signal(cols: dict[str, np.ndarray], model: Any, cc: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Events holding the signal species, and the chosen signal line (within the event) of each (-1 none)."""
+    counts = cols["counts"]
+    n = counts.size
+    if model is None:
+        return np.ones(n, bool), np.full(n, -1, np.int64)
+    pid = cols["id"]
+    head = int(model.head.pid)
+    cand = (pid == head) | ((pid == -head) if cc else False)
+    # not an oscillation copy (B0 -> anti-B0 with one daughter): keep the last copy only
+    d1, d2 = cols["daughter1"], cols["daughter2"]
+    start = np.cumsum(counts) - counts
+    ev = np.repeat(np.arange(n), counts)
+    d1g = np.where(d1 > 0, start[ev] + d1, 0)
+    osc = (d1 > 0) & (d1 == d2) & (np.abs(pid[d1g]) == abs(head))
+    cand &= ~osc & (cols["status"] != 0)
+    rows = np.flatnonzero(cand)
+    n_c = np.bincount(ev[rows], minlength=n)
+    keep = n_c > 0
+    pick = np.full(n, -1, np.int64)
+    if rows.size:
+        first = np.cumsum(n_c) - n_c
+        r = rng.integers(0, np.maximum(n_c, 1))  # one per event, at random among its candidates
+        sel = keep
+        pick[sel] = rows[first[sel] + r[sel]] - start[sel]
+    return keep, pick
+
+
+def _take_events(cols: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    counts = cols["counts"]
+    start = np.cumsum(counts) - counts
+    rows = np.concatenate([np.arange(start[i], start[i] + counts[i]) for i in idx]) if idx.size else np.zeros(0, np.int64)
+    out = {k: v[rows] for k, v in cols.items() if k not in ("counts", "id1", "id2")}
+    out["counts"] = counts[idx]
+    out["id1"], out["id2"] = cols["id1"][idx], cols["id2"][idx]
+    return out
+
+
+def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def _record(
+    ev: dict[str, np.ndarray], pu: dict[str, np.ndarray] | None, n_int: np.ndarray,
+    rng: np.random.Generator, region: LuminousRegion,
+) -> tuple[GeneratorRecord, np.ndarray, np.ndarray]:
+    """Hard events plus pile-up as one :class:`GeneratorRecord` (GeV → MeV, mm/c → ns, PVs added).
+
+    Returns:
+        The record, the production position ``(n, 4)`` [mm, ns] of every line and the row of
+        line 0 of each hard event.
+    """
+    n_ev = ev["counts"].size
+    parts = [(ev, np.arange(n_ev), np.zeros(n_ev, np.int64))]
+    if pu is not None:
+        pu_event = np.repeat(np.arange(n_ev), n_int - 1)
+        pu_inter = np.concatenate([np.arange(1, k) for k in n_int]) if pu_event.size else np.zeros(0, np.int64)
+        parts.append((pu, pu_event, pu_inter))
+    pvd = sample_primary_vertices(int(n_int.sum()), rng, region)
+    pv = np.stack([pvd["pv_x"], pvd["pv_y"], pvd["pv_z"], pvd["pv_t"]], axis=1)  # event by event, interaction by interaction
+    first_pv = np.cumsum(n_int) - n_int
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("event", "pid", "status", "p4", "mass", "parent", "decay_pos", "interaction", "pos")}
+    offset = 0
+    hard_start = np.zeros(0, np.int64)
+    for c, event_of, inter_of in parts:
+        counts = c["counts"]
+        n = int(counts.sum())
+        start = np.cumsum(counts) - counts
+        event = np.repeat(event_of, counts)
+        inter = np.repeat(inter_of, counts)
+        local = np.arange(n) - np.repeat(start, counts)
+        parent = np.where(c["mother1"] > 0, np.repeat(start, counts) + c["mother1"] + offset, -1)
+        parent[local == 0] = -1
+        status = _hepmc_status(c["id"], c["status"])
+        p4 = np.stack([c["px"], c["py"], c["pz"], c["e"]], axis=1) * 1000.0
+        shift = pv[first_pv[event] + inter]
+        prod = np.stack([c["x"], c["y"], c["z"], c["t"] / C_LIGHT], axis=1) + shift
+        m = np.where(c["m"] > 0, c["m"], 1.0)
+        step = (c["tau"] / m)[:, None] * np.stack([c["px"], c["py"], c["pz"], c["e"] / C_LIGHT], axis=1)
+        dpos = prod + step
+        cols["event"].append(event)
+        cols["pid"].append(c["id"])
+        cols["status"].append(status)
+        cols["p4"].append(p4)
+        cols["mass"].append(c["m"] * 1000.0)
+        cols["parent"].append(parent)
+        cols["decay_pos"].append(dpos)
+        cols["interaction"].append(inter)
+        cols["pos"].append(prod)
+        if c is ev:
+            hard_start = start
+        offset += n
+    cat = {k: np.concatenate(v) for k, v in cols.items()}
+    rec = GeneratorRecord(
+        n_events=n_ev, event=cat["event"], pid=cat["pid"], status=cat["status"], p4=cat["p4"], mass=cat["mass"],
+        parent=cat["parent"], decay_pos=cat["decay_pos"], interaction=cat["interaction"], n_interactions=n_int,
+        pv=pv, is_signal=np.zeros(cat["pid"].size, bool),
+    )
+    return rec, cat["pos"], hard_start
+
+
+def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray, model: Any, rng: np.random.Generator) -> None:
+    """Undo Pythia's decay of the signal lines ``heads`` and append Mambah's decay (in place).
+
+    Args:
+        rec: the batch's record.
+        heads: ``(k,)`` rows of the chosen signal lines, one per event.
+        prod_pos: ``(n, 4)`` production positions of the lines [mm, ns].
+        model: the signal :class:`~sim.generation.decay.DecayModel`.
+        rng: randomness (mode choice, phasespace seeds, decay times).
+    """
+    n_lines = rec.pid.size
+    # remove every descendant of the chosen lines (propagate down the mother links)
+    desc = np.zeros(n_lines, bool)
+    mark = np.zeros(n_lines, bool)
+    mark[heads] = True
+    par = rec.parent
+    has_par = par >= 0
+    while True:
+        new = np.zeros(n_lines, bool)
+        new[has_par] = mark[par[has_par]] & ~desc[has_par]
+        new[heads] = False
+        if not new.any():
+            break
+        desc |= new
+        mark = mark | new
+    rec.status[desc] = 0
+    rec.parent[desc] = -1
+    # Mambah decays, all instances of each chain at once
+    k = heads.size
+    conj = rec.pid[heads] != model.head.pid
+    mode = rng.choice(len(model.chains), size=k, p=model.probabilities) if len(model.chains) > 1 else np.zeros(k, np.int64)
+    seeds = rng.integers(0, 2**62, size=len(model.chains))
+    new_rows: dict[str, list[np.ndarray]] = {key: [] for key in ("event", "pid", "status", "p4", "mass", "parent", "decay_pos", "interaction")}
+    base = n_lines
+    m_head = float(model.head.mass)
+    p3 = rec.p4[heads, :3]
+    e_head = np.sqrt(np.sum(p3**2, axis=1) + m_head**2)
+    rec.p4[heads, 3] = e_head  # Mambah's mass, Pythia's 3-momentum
+    rec.mass[heads] = m_head
+    rec.status[heads] = STATUS_DECAYED
+    rec.is_signal[heads] = True
+    extra_signal = []
+    for ci, chain in enumerate(model.chains):
+        sel = np.flatnonzero(mode == ci)
+        if sel.size == 0:
+            continue
+        nodes = chain.nodes
+        S = len(nodes)
+        rest = chain.generate_rest_frame(sel.size, int(seeds[ci]))
+        head4 = rec.p4[heads[sel]]
+        lab = boost(rest, head4[:, None, :])
+        lab[:, 0] = head4
+        mass = np.sqrt(np.maximum(rest[..., 3] ** 2 - np.sum(rest[..., :3] ** 2, axis=2), 0.0))
+        mass[:, 0] = m_head
+        pos = np.empty((sel.size, S, 4))
+        dec = np.full((sel.size, S, 4), np.nan)
+        pos[:, 0] = prod_pos[heads[sel]]
+        for j, nd in enumerate(nodes):
+            if j > 0:
+                pos[:, j] = dec[:, nd.mother]
+            if nd.first_daughter >= 0:
+                t = rng.exponential(1.0, sel.size) * nd.lifetime  # proper time [ns]
+                mj = np.maximum(mass[:, j], 1e-9)
+                dec[:, j, :3] = pos[:, j, :3] + lab[:, j, :3] / mj[:, None] * (C_LIGHT * t)[:, None]
+                dec[:, j, 3] = pos[:, j, 3] + lab[:, j, 3] / mj * t
+        rec.decay_pos[heads[sel]] = dec[:, 0]
+        # appended lines: nodes 1..S-1 of each instance, instance by instance
+        row_of = base + np.arange(sel.size)[:, None] * (S - 1) + (np.arange(S) - 1)[None, :]
+        row_of[:, 0] = heads[sel]
+        pids = np.array([nd.pid for nd in nodes], np.int64)
+        cpids = np.array([_conjugate_pid(int(p)) for p in pids], np.int64)
+        pid_i = np.where(conj[sel][:, None], cpids[None, :], pids[None, :])
+        mothers = np.array([max(nd.mother, 0) for nd in nodes])
+        st = np.array([STATUS_DECAYED if nd.first_daughter >= 0 else STATUS_FINAL for nd in nodes])
+        new_rows["event"].append(np.repeat(rec.event[heads[sel]], S - 1))
+        new_rows["pid"].append(pid_i[:, 1:].ravel())
+        new_rows["status"].append(np.tile(st[1:], sel.size))
+        new_rows["p4"].append(lab[:, 1:].reshape(-1, 4))
+        new_rows["mass"].append(mass[:, 1:].ravel())
+        new_rows["parent"].append(row_of[:, mothers[1:]].ravel())
+        new_rows["decay_pos"].append(dec[:, 1:].reshape(-1, 4))
+        new_rows["interaction"].append(np.repeat(rec.interaction[heads[sel]], S - 1))
+        extra_signal.append(np.ones(sel.size * (S - 1), bool))
+        base += sel.size * (S - 1)
+    if not extra_signal:
+        return
+    add = {key: np.concatenate(v) for key, v in new_rows.items()}
+    rec.event = np.concatenate([rec.event, add["event"]])
+    rec.pid = np.concatenate([rec.pid, add["pid"]])
+    rec.status = np.concatenate([rec.status, add["status"]])
+    rec.p4 = np.concatenate([rec.p4, add["p4"]])
+    rec.mass = np.concatenate([rec.mass, add["mass"]])
+    rec.parent = np.concatenate([rec.parent, add["parent"]])
+    rec.decay_pos = np.concatenate([rec.decay_pos, add["decay_pos"]])
+    rec.interaction = np.concatenate([rec.interaction, add["interaction"]])
+    rec.is_signal = np.concatenate([rec.is_signal, np.concatenate(extra_signal)])

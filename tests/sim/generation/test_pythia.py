@@ -1,0 +1,144 @@
+"""The pythia pass: reproducible full events, Mambah's signal decay in them, pile-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pythia8mc")
+
+import mambah
+from mambah.errors import ConfigError
+from sim.core.pipeline import Pipeline, RunConfig, build_kernels
+from sim.core.runner import run
+from sim.generation.pythia import NU_RUN2, Pythia
+
+SIGNAL = "[B+ -> (J/psi -> mu+ mu-) K+]cc"
+TABLES = ("events", "mc_particles", "mc_vertices")
+
+
+def _store(tmp: Path, name: str, seed: int, events: int = 20, **kw: object) -> Path:
+    cfg = {"preset": "bbbar", "decay": SIGNAL, "nu": NU_RUN2, **kw}
+    path = tmp / f"{name}.duckdb"
+    run(Pipeline((Pythia(**cfg),), RunConfig(events=events, batch_size=10, seed=seed)), path, progress=False)  # type: ignore[arg-type]
+    return path
+
+
+def _dump(path: Path) -> dict[str, object]:
+    with mambah.EventStore.open(path, read_only=True) as s:
+        return {t: s.query_df(f'SELECT * FROM {t} ORDER BY batch, event, "index"' if t != "events" else
+                              "SELECT * FROM events ORDER BY batch, event") for t in TABLES}
+
+
+@pytest.fixture(scope="module")
+def signal_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _store(tmp_path_factory.mktemp("py"), "a", seed=5, events=160)
+
+
+def test_same_seed_same_store_other_seed_differs(tmp_path: Path) -> None:
+    a, b, c = (_dump(_store(tmp_path, n, s)) for n, s in (("a", 11), ("b", 11), ("c", 12)))
+    for t in TABLES:
+        assert a[t].equals(b[t]), t  # type: ignore[attr-defined]
+    assert not a["mc_particles"].equals(c["mc_particles"])  # type: ignore[attr-defined]
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    full = _dump(_store(tmp_path, "full", seed=21, events=30))
+    pipe = Pipeline((Pythia(preset="bbbar", decay=SIGNAL),), RunConfig(events=30, batch_size=10, seed=21))
+    out = tmp_path / "part.duckdb"
+
+    class Stop(Exception):
+        pass
+
+    def stop(store: object, batch: object) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        run(pipe, out, progress=False, on_batch=stop)
+    with mambah.EventStore.open(out, read_only=True) as s:
+        assert s.batches() == [0]
+    run(pipe, out, progress=False, resume=True)
+    part = _dump(out)
+    for t in TABLES:
+        assert full[t].equals(part[t]), t  # type: ignore[attr-defined]
+
+
+def test_four_momentum_conserved_at_mambah_vertices(signal_store: Path) -> None:
+    with mambah.EventStore.open(signal_store, read_only=True) as s:
+        d = s.query_df("""
+            SELECT m.batch, m.event, m."index", m.px, m.py, m.pz, m.e,
+                   sum(d.px) AS dpx, sum(d.py) AS dpy, sum(d.pz) AS dpz, sum(d.e) AS de, count(*) AS nd
+            FROM mc_particles m JOIN mc_particles d
+              ON d.batch = m.batch AND d.event = m.event AND d.mother = m."index"
+            WHERE m.is_signal AND m.decay_vertex >= 0
+            GROUP BY ALL""")
+    assert len(d) == 2 * 160  # B and J/psi of every event
+    for a, b in (("px", "dpx"), ("py", "dpy"), ("pz", "dpz"), ("e", "de")):
+        np.testing.assert_allclose(d[b], d[a], rtol=1e-9, atol=1e-6)
+
+
+def test_signal_decay_matches_its_descriptor(signal_store: Path) -> None:
+    with mambah.EventStore.open(signal_store, read_only=True) as s:
+        p = s.query_df('SELECT batch, event, "index", pid, mother, status, decay_vertex FROM mc_particles WHERE is_signal ORDER BY batch, event, "index"')
+        n_ev = int(s.query_df("SELECT count(*) AS n FROM events")["n"][0])
+    groups = p.groupby(["batch", "event"])
+    assert groups.ngroups == n_ev
+    signs = []
+    for _, g in groups:
+        pid = g["pid"].tolist()
+        head = pid[0]
+        assert abs(head) == 521 and g["mother"].tolist()[0] >= -1
+        q = 1 if head > 0 else -1
+        signs.append(q)
+        # head, then J/psi K (breadth-first), then mu+ mu-
+        assert sorted(pid) == sorted([521 * q, 443, 321 * q, -13, 13])
+        assert g["status"].tolist()[0] == 2
+    # both charge states taken from Pythia ([...]cc): B+ and B- about equally often
+    n_plus = signs.count(1)
+    assert abs(n_plus - n_ev / 2) < 3 * np.sqrt(n_ev / 4)
+
+
+def test_signal_kinematics_are_pythias_not_the_guns(signal_store: Path) -> None:
+    """pp is forward-backward symmetric: the signal's η is symmetric about 0 (the gun's lies in 1.5 < y < 5.5)."""
+    with mambah.EventStore.open(signal_store, read_only=True) as s:
+        h = s.query_df("SELECT px, py, pz FROM mc_particles WHERE is_signal AND abs(pid) = 521")
+    eta = np.arcsinh(h["pz"] / np.hypot(h["px"], h["py"]))
+    n = len(eta)
+    assert abs(np.sum(eta > 0) - n / 2) < 3 * np.sqrt(n / 4)  # binomial(n, 1/2)
+    assert np.mean(eta < 1.5) > 0.4  # the gun has none there
+
+
+def test_pile_up_interactions_and_bookkeeping(signal_store: Path) -> None:
+    with mambah.EventStore.open(signal_store, read_only=True) as s:
+        e = s.query_df("SELECT n_interactions, n_tried, process FROM events")
+        pv = s.query_df('SELECT event, batch, count(*) AS n FROM mc_vertices WHERE mother_particle = -1 GROUP BY ALL')
+        meta = s.get_metadata("generator")
+    n = e["n_interactions"].to_numpy()
+    nu = NU_RUN2
+    mean = nu / (1 - np.exp(-nu))  # zero-truncated Poisson
+    var = mean * (1 + nu) - mean**2
+    assert abs(n.mean() - mean) < 3 * np.sqrt(var / n.size)
+    assert sorted(pv["n"].tolist()) == sorted(n.tolist())  # one PV per interaction
+    assert (e["n_tried"] >= 1).all() and set(e["process"]) <= {123, 124}
+    assert '"version": "8.317"' in meta and '"sigma_gen_mb"' in meta
+
+
+def test_bad_settings_fail_at_build() -> None:
+    with pytest.raises(ConfigError, match="refuses the setting 'Nonsense:flag = on'"):
+        build_kernels(Pipeline((Pythia(preset="minbias", settings=("Nonsense:flag = on",)),)))
+    with pytest.raises(ConfigError, match="unknown Pythia preset 'ttbar'"):
+        Pythia(preset="ttbar")
+    with pytest.raises(ConfigError, match="sqrt_s must be one of 13, 13.6, 14"):
+        Pythia(sqrt_s=7.0)
+
+
+def test_config_round_trip() -> None:
+    from sim.generation.hepmc import HepMCInput
+
+    pipe = Pipeline((Pythia(preset="ccbar", sqrt_s=13.6, settings=("PhaseSpace:pTHatMin = 1.",), nu=5.5, decay="D0 -> K- pi+"),),
+                    RunConfig(events=10, batch_size=5))
+    assert Pipeline.from_toml(pipe.to_toml()) == pipe
+    hep = Pipeline((HepMCInput(files=("a.hepmc3", "b/*.hepmc"), batch_size=5, signal="B+ -> J/psi K+"),), RunConfig(events=10, batch_size=5))
+    assert Pipeline.from_toml(hep.to_toml()) == hep
