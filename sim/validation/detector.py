@@ -33,7 +33,7 @@ import numpy as np
 
 from mambah.errors import ConfigError
 
-__all__ = ("DETECTORS", "THRESHOLDS", "ValidationReport", "validate", "EFFICIENCY_BINS")
+__all__ = ("DETECTORS", "EFFICIENCY_BINS", "THRESHOLDS", "TWO_SAMPLE_THRESHOLD", "Check", "ValidationReport", "validate")
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,11 @@ EFFICIENCY_BINS: dict[str, list[float]] = {
 #: (acceptance + efficiency, occupancy), maximum AUC of the joint (conditions,
 #: residuals) test of the resolution GAN (looser: the reference IP uncertainty is an
 #: exact function of pT and track type, which a GAN only approximates), and maximum KS
-#: distance of single variables.
+#: distance of single variables.  An AUC far *below* 0.5 also means the samples differ:
+#: an AUC threshold ``t`` is two-sided, ``|AUC - 0.5| < t - 0.5``.  Every efficiency
+#: comparison needs, for each of p, eta and nTracks, at least one bin with
+#: ``min_bin_count`` particles; otherwise nothing was compared and the check fails
+#: ("not enough events").
 THRESHOLDS: dict[str, float] = {
     "max_efficiency_diff": 0.03,
     "min_bin_count": 2000,
@@ -61,6 +65,34 @@ THRESHOLDS: dict[str, float] = {
 }
 
 _RESIDUAL_PLOTS = ("dp_rel", "dtx_p", "dty_p", "dx_pt", "dy_pt", "log10_sigma_ip", "track_chi2ndof", "ghost_prob")
+
+#: The :data:`THRESHOLDS` key of each two-sample test (docs/detector.md): the residuals-only
+#: test of the resolution is held to the joint test's threshold (both see ``log10_sigma_ip``).
+TWO_SAMPLE_THRESHOLD: dict[str, str] = {
+    "acceptance+efficiency": "max_auc",
+    "occupancy": "max_auc",
+    "resolution": "max_auc_resolution",
+    "resolution residuals": "max_auc_resolution",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pass/fail criterion of a validation.
+
+    Attributes:
+        name: what was tested, e.g. ``"tracking efficiency"``, ``"two-sample test occupancy"``.
+        value: the measured figure (|fast - ref|, |AUC - 0.5| or a KS distance; NaN when nothing was measured).
+        limit: the threshold ``value`` must stay below.
+        passed: whether it did (never when nothing was measured).
+        line: one human-readable line with the result.
+    """
+
+    name: str
+    value: float
+    limit: float
+    passed: bool
+    line: str
 
 
 @dataclass
@@ -85,13 +117,61 @@ class ValidationReport:
     plots: list[Path] = field(default_factory=list)
 
     def max_efficiency_diff(self, name: str, min_count: int = int(THRESHOLDS["min_bin_count"])) -> float:
-        """Largest |fast − ref| efficiency of ``name`` over variables and bins with ≥ ``min_count`` entries."""
+        """Largest |fast − ref| efficiency of ``name`` over variables and bins with ≥ ``min_count`` entries.
+
+        NaN when some variable (p, eta, nTracks) has no such bin: then that variable was not compared.
+        """
         worst = 0.0
         for var, eff in self.efficiencies[name].items():
             ok = (self.bin_counts[name][var] >= min_count) & np.isfinite(eff.fast) & np.isfinite(eff.ref)
-            if ok.any():
-                worst = max(worst, float(np.max(np.abs(eff.fast[ok] - eff.ref[ok]))))
+            if not ok.any():
+                return float("nan")
+            worst = max(worst, float(np.max(np.abs(eff.fast[ok] - eff.ref[ok]))))
         return worst
+
+    def events_needed(self, name: str, min_count: int = int(THRESHOLDS["min_bin_count"])) -> int:
+        """Events for which every variable of ``name`` would have a bin of ``min_count`` particles (0: enough now).
+
+        Scaled from the fullest bin of the worst variable: ``n_events * min_count / fullest``.
+        """
+        fullest = min(int(np.max(counts)) if counts.size else 0 for counts in self.bin_counts[name].values())
+        if fullest >= min_count:
+            return 0
+        return int(np.ceil(self.n_events * min_count / max(fullest, 1)))
+
+    def checks(self) -> list[Check]:
+        """Every criterion of :data:`THRESHOLDS` that this report measured, with its own threshold."""
+        out: list[Check] = []
+        min_count = int(THRESHOLDS["min_bin_count"])
+        limit = THRESHOLDS["max_efficiency_diff"]
+        for name in self.efficiencies:
+            diff = self.max_efficiency_diff(name, min_count)
+            if np.isnan(diff):
+                need = self.events_needed(name, min_count)
+                out.append(Check(f"{name} efficiency", diff, limit, False,
+                                 f"{name} efficiency: not enough events: need >= {need:,} "
+                                 f"(a bin of >= {min_count} particles in each of p, eta, nTracks; {self.n_events:,} given)"))
+            else:
+                ok = diff < limit
+                out.append(Check(f"{name} efficiency", diff, limit, ok,
+                                 f"{name} efficiency: max |fast - ref| = {diff:.4f} (bins with >= {min_count} particles; "
+                                 f"limit {limit:g}): {'ok' if ok else 'FAIL'}"))
+        for name, res in self.two_sample.items():
+            t = THRESHOLDS[TWO_SAMPLE_THRESHOLD.get(name, "max_auc")] - 0.5
+            dev = abs(res["auc"] - 0.5)
+            ok = dev < t
+            out.append(Check(f"two-sample test {name}", dev, t, ok,
+                             f"two-sample test {name}: AUC {res['auc']:.4f} (|AUC - 0.5| = {dev:.4f}, limit {t:.2f}), "
+                             f"KS {res['ks']:.4f}: {'ok' if ok else 'FAIL'}"))
+        for name, value in self.ks.items():
+            ok = value < THRESHOLDS["max_ks"]
+            out.append(Check(f"KS {name}", value, THRESHOLDS["max_ks"], ok,
+                             f"KS {name}: {value:.4f} (limit {THRESHOLDS['max_ks']:g}): {'ok' if ok else 'FAIL'}"))
+        return out
+
+    def failed(self) -> list[Check]:
+        """The checks that did not pass."""
+        return [c for c in self.checks() if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -108,24 +188,22 @@ class ValidationReport:
         }
         return {
             "n_events": self.n_events,
-            "max_efficiency_diff": {name: self.max_efficiency_diff(name) for name in self.efficiencies},
+            "max_efficiency_diff": {name: _none_if_nan(self.max_efficiency_diff(name)) for name in self.efficiencies},
             "ks": self.ks,
             "two_sample": self.two_sample,
             "efficiencies": effs,
             "thresholds": THRESHOLDS,
+            "checks": [{"name": c.name, "value": _none_if_nan(c.value), "limit": c.limit, "passed": c.passed}
+                       for c in self.checks()],
         }
 
     def summary_lines(self) -> list[str]:
         """Human-readable one-line results."""
-        lines = [f"held-out reference sample: {self.n_events} events"]
-        for name in self.efficiencies:
-            lines.append(f"{name} efficiency: max |fast - ref| = {self.max_efficiency_diff(name):.4f} "
-                         f"(bins with >= {int(THRESHOLDS['min_bin_count'])} particles)")
-        for name, res in self.two_sample.items():
-            lines.append(f"two-sample test {name}: AUC {res['auc']:.4f}, KS {res['ks']:.4f}")
-        for name, value in self.ks.items():
-            lines.append(f"KS {name}: {value:.4f}")
-        return lines
+        return [f"held-out reference sample: {self.n_events} events", *(c.line for c in self.checks())]
+
+
+def _none_if_nan(v: float) -> float | None:
+    return None if not np.isfinite(v) else float(v)
 
 
 def _nan_list(a: np.ndarray) -> list[float | None]:
