@@ -13,8 +13,23 @@ Tables
 ``protoparticles``  reconstructed tracks, each linked to its MC particle, with
                     reconstructed kinematics, track quality and PID columns.
 ``vertices``        reconstructed vertices (primary vertices).
+``calo_clusters``   ECAL clusters (calorimeter pass).
+``neutral_protoparticles``  photon candidates from neutral clusters (calorimeter pass).
 ``batches``         one row per complete batch (written in the batch's transaction).
 ``metadata``        key/value: schema version, run seed, pipeline config.
+
+Views (in every store and Parquet dataset, :data:`VIEWS`)
+---------------------------------------------------------
+``particles``       ``mc_particles`` with global keys ``particle_id``, ``event_id``,
+                    ``mother_id`` and the mother's ``mother_pid``.
+``tracks``          ``protoparticles`` joined to their MC particle: ``track_id``,
+                    ``event_id``, ``particle_id``, ``true_pid``, ``true_px/py/pz/e``,
+                    ``mother_id``, ``true_mother_pid`` (NULL for ghosts).
+
+A global key is one BIGINT: ``event_id = batch * 2**24 + event`` and
+``particle_id = event_id * 2**19 + index`` (so batches < 2**20, events per batch
+< 2**24, particles per event < 2**19; beyond, DuckDB stops with an overflow error),
+so joins on it cannot forget ``batch``.
 """
 
 from __future__ import annotations
@@ -26,7 +41,9 @@ __all__ = (
     "METADATA",
     "DATA_TABLES",
     "TABLES",
+    "VIEWS",
     "create_ddl",
+    "create_view_ddl",
     "column_names",
 )
 
@@ -129,6 +146,13 @@ PROTOPARTICLES = sa.Table(
         sa.Column(f"ProbNN{h}", _f, comment=f"ProbNN-like probability for {h}")
         for h in ("e", "mu", "pi", "k", "p", "ghost")
     ],
+    sa.Column("calo_cluster", sa.Integer, comment="matched ECAL cluster (calorimeter pass), -1 if none"),
+    sa.Column("calo_e_over_p", _f, comment="E(cluster)/p(track) (calorimeter pass)"),
+    sa.Column("EcalPIDe", _f, comment="calorimeter electron delta log-likelihood e - pi (calorimeter pass)"),
+    sa.Column("track_p", _F, comment="track momentum before brem recovery [MeV] (calorimeter pass)"),
+    sa.Column("brem_multiplicity", sa.SmallInteger, comment="brem photon clusters added back (calorimeter pass)"),
+    sa.Column("has_brem_added", sa.Boolean, comment="brem recovery added energy (calorimeter pass)"),
+    sa.Column("brem_energy", _F, comment="energy added by brem recovery [MeV]; px, py, pz include it"),
     sa.PrimaryKeyConstraint("batch", "event", "index"),
     comment="reconstructed tracks (detector and PID passes)",
 )
@@ -152,6 +176,49 @@ VERTICES = sa.Table(
     comment="reconstructed vertices",
 )
 
+CALO_CLUSTERS = sa.Table(
+    "calo_clusters",
+    METADATA,
+    *_key(sa.Column("index", sa.Integer, nullable=False, comment="cluster index within the event")),
+    sa.Column("mc_particle", sa.Integer, nullable=False, comment="MC particle with the largest deposit in the seed cell, -1 if none"),
+    sa.Column("track", sa.Integer, nullable=False, comment="index of the matched protoparticle, -1 for a neutral cluster"),
+    sa.Column("seed_cell", sa.Integer, nullable=False, comment="ECAL cell id of the seed: region*10^6 + iy*1000 + ix"),
+    sa.Column("region", sa.SmallInteger, nullable=False, comment="0 inner, 1 middle, 2 outer"),
+    sa.Column("x", _F, comment="energy-weighted barycentre at the ECAL face [mm]"),
+    sa.Column("y", _F, comment="[mm]"),
+    sa.Column("z", _F, comment="ECAL front face [mm]"),
+    sa.Column("energy", _F, comment="3x3 cluster energy, corrected for the mean containment [MeV]"),
+    sa.Column("e3x3", _F, comment="raw 3x3 energy sum [MeV]"),
+    sa.Column("e_seed", _F, comment="seed-cell energy [MeV]"),
+    sa.Column("e_seed_frac", _f, comment="E(seed)/E(3x3)"),
+    sa.Column("sxx", _f, comment="second moment about the barycentre [mm^2]"),
+    sa.Column("syy", _f, comment="[mm^2]"),
+    sa.Column("sxy", _f, comment="[mm^2]"),
+    sa.Column("n_cells", sa.SmallInteger, comment="cells above threshold in the 3x3 block"),
+    sa.Column("track_distance", _f, comment="distance to the nearest track extrapolation [seed-cell sizes]; NULL if none"),
+    sa.Column("matrix", sa.ARRAY(sa.REAL, dimensions=1), comment="30x30 deposits of the matched particle [MeV], row = y; NULL unless asked for"),
+    sa.PrimaryKeyConstraint("batch", "event", "index"),
+    comment="ECAL clusters (calorimeter pass)",
+)
+
+NEUTRAL_PROTOPARTICLES = sa.Table(
+    "neutral_protoparticles",
+    METADATA,
+    *_key(sa.Column("index", sa.Integer, nullable=False, comment="neutral index within the event")),
+    sa.Column("mc_particle", sa.Integer, nullable=False, comment="matched MC particle (of the cluster seed), -1 if none"),
+    sa.Column("cluster", sa.Integer, nullable=False, comment="index in calo_clusters"),
+    sa.Column("e", _F, comment="energy [MeV]"),
+    sa.Column("px", _F, comment="momentum from the primary vertex to the cluster [MeV]"),
+    sa.Column("py", _F, comment="[MeV]"),
+    sa.Column("pz", _F, comment="[MeV]"),
+    sa.Column("pt", _F, comment="transverse momentum [MeV]"),
+    sa.Column("CL", _f, comment="photon confidence level in [0, 1]"),
+    sa.Column("is_not_e", _f, comment="1 - exp(-d^2/2), d the distance to the nearest track [cell sizes]"),
+    sa.Column("is_merged_pi0", sa.Boolean, comment="cluster shape of two merged photons (high-pT pi0)"),
+    sa.PrimaryKeyConstraint("batch", "event", "index"),
+    comment="photon candidates (calorimeter pass)",
+)
+
 BATCHES = sa.Table(
     "batches",
     METADATA,
@@ -169,7 +236,9 @@ META = sa.Table(
 )
 
 #: Tables that hold per-batch data, in dependency order.
-DATA_TABLES: tuple[str, ...] = ("events", "mc_particles", "mc_vertices", "protoparticles", "vertices")
+DATA_TABLES: tuple[str, ...] = (
+    "events", "mc_particles", "mc_vertices", "protoparticles", "vertices", "calo_clusters", "neutral_protoparticles",
+)
 TABLES: tuple[str, ...] = (*DATA_TABLES, "batches", "metadata")
 
 
@@ -215,3 +284,62 @@ def _dialect() -> sa.engine.Dialect:
         from sqlalchemy.dialects import postgresql
 
         return postgresql.dialect()
+
+
+# ---------------------------------------------------------------------------- views
+#: Views of every store: the natural analysis query is also the right one (keys include ``batch``).
+VIEWS: tuple[str, ...] = ("particles", "tracks")
+
+_EVENT_BITS = 24  # events per batch < 2**24
+_INDEX_BITS = 19  # particles (tracks) per event < 2**19
+
+
+def _event_id(t: sa.Table) -> sa.ColumnElement[int]:
+    return sa.cast(t.c.batch, sa.BigInteger) * (1 << _EVENT_BITS) + t.c.event
+
+
+def _object_id(t: sa.Table, index: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
+    """Global key of object ``index`` of ``t``'s event; NULL where ``index`` < 0 (no mother, a ghost)."""
+    return sa.case((index >= 0, _event_id(t) * (1 << _INDEX_BITS) + index), else_=sa.null())
+
+
+def _view_selects() -> dict[str, sa.Select]:  # type: ignore[type-arg]
+    m, mo = MC_PARTICLES.alias("m"), MC_PARTICLES.alias("mo")
+    particles = sa.select(
+        _object_id(m, m.c.index).label("particle_id"),
+        _event_id(m).label("event_id"),
+        _object_id(m, m.c.mother).label("mother_id"),
+        mo.c.pid.label("mother_pid"),
+        *m.c,
+    ).select_from(m.outerjoin(mo, sa.and_(mo.c.batch == m.c.batch, mo.c.event == m.c.event, mo.c.index == m.c.mother)))
+    t, tm, tmo = PROTOPARTICLES.alias("t"), MC_PARTICLES.alias("tm"), MC_PARTICLES.alias("tmo")
+    tracks = sa.select(
+        _object_id(t, t.c.index).label("track_id"),
+        _event_id(t).label("event_id"),
+        _object_id(t, t.c.mc_particle).label("particle_id"),
+        *t.c,
+        tm.c.pid.label("true_pid"),
+        *[tm.c[k].label(f"true_{k}") for k in ("px", "py", "pz", "e")],
+        sa.case((tm.c.mother >= 0, _event_id(tm) * (1 << _INDEX_BITS) + tm.c.mother), else_=sa.null()).label("mother_id"),
+        tmo.c.pid.label("true_mother_pid"),
+    ).select_from(
+        t.outerjoin(tm, sa.and_(tm.c.batch == t.c.batch, tm.c.event == t.c.event, tm.c.index == t.c.mc_particle)).outerjoin(
+            tmo, sa.and_(tmo.c.batch == tm.c.batch, tmo.c.event == tm.c.event, tmo.c.index == tm.c.mother)
+        )
+    )
+    return {"particles": particles, "tracks": tracks}
+
+
+def create_view_ddl(*, temporary: bool = False) -> list[str]:
+    """``CREATE VIEW`` statements of :data:`VIEWS` (after the tables of :func:`create_ddl`).
+
+    Args:
+        temporary: ``CREATE TEMP VIEW`` (for a store file opened read-only that predates the views).
+    """
+    dialect = _dialect()
+    kind = "TEMP VIEW" if temporary else "VIEW"
+    out = []
+    for name, select in _view_selects().items():
+        sql = str(select.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        out.append(f"CREATE {kind} {name} AS {sql}")
+    return out
