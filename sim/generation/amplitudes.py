@@ -529,23 +529,32 @@ def _rotation(pid: int, lams: Sequence[int], alpha: np.ndarray, beta: np.ndarray
 def model_weight_bound(nodes: Sequence[NodeSpec]) -> float | None:
     """An analytic upper bound of :func:`chain_weight` for this chain, or None (engine: empirical maximum).
 
-    For chains of two-body helicity models the bound is Π_chains Π_nodes (2J_A+1) / (2J_head+1)
-    (Frobenius norm of each node's amplitude matrix, Σ|H|² = 2J_A+1): valid, not tight.
-    Semileptonic models give None.
+    A chain's weight is (1/(2J_h+1))·||T||², T the head's amplitude matrix times the
+    daughters' ones; with Σ|H|² = 2J_h+1 at the head, ||T||² <= Π over the other
+    two-body nodes of their squared operator norm, which is max over λ = λB − λC of
+    Σ_{λB−λC=λ} |H_{λB λC}|² (the Wigner-D columns are orthonormal).  For B+ → J/ψ(→ μμ) K+
+    this is 3/2, the weight at θ = 90°.  Semileptonic models give None.
 
     Raises:
         DecayError: as :func:`chain_weight`.
     """
     _check(nodes)
     bound = 1.0
-    for i, node in enumerate(nodes):
+    for node in nodes:
         model = _model_of(node)
         if model in _SEMILEPTONIC:
             return None
-        if model in _TWO_BODY:
-            bound *= _pdata(node.pid)[0] + 1
-            is_root = node.mother < 0 or not _is_spin_node(nodes[node.mother])
-            if is_root:
-                bound /= _pdata(node.pid)[0] + 1
-        del i
+        is_root = node.mother < 0 or not _is_spin_node(nodes[node.mother])
+        if model not in _TWO_BODY or is_root:
+            continue
+        if model == "VLL":
+            bound *= 1.5  # max(3/(2+2r), 3r/(1+r)) with r = 2m²/M² <= 1/2 above threshold
+            continue
+        lb, lc, h = helicity_couplings(model, node.pid, [nodes[c].pid for c in node.children], node.params)
+        assert not callable(h)
+        per_lambda: dict[int, float] = {}
+        for x, lam_b in enumerate(lb):
+            for y, lam_c in enumerate(lc):
+                per_lambda[lam_b - lam_c] = per_lambda.get(lam_b - lam_c, 0.0) + float(abs(h[x, y]) ** 2)
+        bound *= max(per_lambda.values())
     return float(bound)
