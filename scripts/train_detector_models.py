@@ -22,25 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sim.detector.acceptance import train_acceptance  # noqa: E402
-from sim.detector.efficiency import train_efficiency  # noqa: E402
-from sim.detector.occupancy import train_occupancy  # noqa: E402
-from sim.detector.resolution import train_resolution  # noqa: E402
+from sim.core.io import save_model  # noqa: E402
+from sim.core.registry import trainer  # noqa: E402
 from sim.reference.sample import make_reference_sample  # noqa: E402
-from sim.training.io import save_model  # noqa: E402
 
 log = logging.getLogger("train_detector_models")
 
-#: Shipped settings: (trainer, keyword arguments).
-SETTINGS = {
-    "occupancy": (train_occupancy, {"seed": 11, "epochs": 12, "batch_size": 512}),
-    "acceptance": (train_acceptance, {"seed": 12, "epochs": 20, "batch_size": 1024, "hidden": (128, 128),
-                                        "learning_rate": 3e-4}),
-    "efficiency": (train_efficiency, {"seed": 13, "epochs": 20, "batch_size": 1024, "hidden": (128, 128),
-                                        "learning_rate": 3e-4}),
-    "resolution": (train_resolution, {"seed": 14, "epochs": 40, "batch_size": 512, "max_rows": 150_000,
-                                      "learning_rate": 5e-4, "lr_schedule": "cosine", "ema": 0.999}),
-}
+#: The shipped detector models, in training order; their settings are the registered
+#: recipes (sim/training/recipes/<model>.py, ``mambah train <model> --recipe shipped``).
+MODELS: tuple[str, ...] = ("occupancy", "acceptance", "efficiency", "resolution")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-events", type=int, default=50_000, help="events of the validation sample")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "build" / "reference")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "sim" / "models")
-    parser.add_argument("--only", nargs="+", choices=sorted(SETTINGS), help="retrain only these models")
+    parser.add_argument("--only", nargs="+", choices=sorted(MODELS), help="retrain only these models")
     parser.add_argument("--reuse-samples", action="store_true", help="keep existing reference samples")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -61,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         make_reference_sample(train, args.events, seed=1)
         make_reference_sample(valid, args.validation_events, seed=2)
         log.info("reference samples written in %.1f s", time.perf_counter() - t0)
-    for name in args.only or list(SETTINGS):
-        trainer, kwargs = SETTINGS[name]
+    for name in args.only or list(MODELS):
+        spec = trainer(name)
         t0 = time.perf_counter()
-        model = trainer(train, **kwargs, extra_provenance={"script": "scripts/train_detector_models.py",
+        model = spec.function(train, **spec.recipe, extra_provenance={"script": "scripts/train_detector_models.py",
                                                            "sample_events": args.events, "sample_seed": 1})
         dt = time.perf_counter() - t0
         model.provenance["training_seconds"] = round(dt, 1)

@@ -26,20 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: Fixed seeds: calibration sample and model initialisation, per species.
-SEEDS = {"mu": 101, "pi": 102, "K": 103, "p": 104, "e": 105}
-#: GAN epochs of the shipped models, per species.
-EPOCHS = {"mu": 60, "pi": 80, "K": 80, "p": 60, "e": 60}
-
-#: GAN Adam learning rate, per species.
-LEARNING_RATE = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3, "e": 1e-3}
-#: GAN learning-rate schedule and generator weight averaging (EMA momentum), every species.
-LR_SCHEDULE = "cosine"
-EMA = 0.999
-#: Per-species overrides of sim.pid.models.GAN_SETTINGS.  Muons are above the Cherenkov
-#: thresholds almost everywhere: the RICH GAN keeps the marginal target preprocessing
-#: (the momentum-following one gave a worse 20-30 GeV bin, 0.026 vs 0.017).
-GAN_OVERRIDES: dict[str, dict[str, dict[str, object]]] = {"mu": {"rich": {"target_bins": None}}}
+from sim.training.recipes.pid import EMA, EPOCHS, GAN_OVERRIDES, LEARNING_RATE, LR_SCHEDULE, SEEDS  # noqa: E402
 
 log = logging.getLogger("train_pid_models")
 

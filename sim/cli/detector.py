@@ -23,11 +23,11 @@ from typing import Any
 from mambah.cli import nonnegative_int, positive_int
 from mambah.errors import ConfigError
 
-__all__ = ("register", "train_model", "MODELS")
+__all__ = ("add_train_arguments", "add_validate_arguments", "cmd_train", "cmd_validate", "train_model", "MODELS")
 
 log = logging.getLogger(__name__)
 
-#: Trainable detector models.
+#: Detector models validated by ``mambah validate`` (trainers: :func:`sim.core.registry.trainers`).
 MODELS: tuple[str, ...] = ("acceptance", "efficiency", "resolution", "occupancy")
 
 
@@ -35,48 +35,53 @@ def train_model(
     which: str,
     data: str | Path,
     *,
-    seed: int = 0,
+    seed: int | None = None,
     epochs: int | None = None,
     output: str | Path | None = None,
     inputs: Sequence[str] | None = None,
     targets: Sequence[str] | None = None,
     weight: str | None = None,
     tree: str | None = None,
+    recipe: str = "default",
     progress: bool = False,
 ) -> tuple[Any, Path | None]:
-    """Train one detector model from a file and (optionally) save it.
+    """Train one detector model from a file with its registered trainer and (optionally) save it.
 
     Args:
-        which: one of :data:`MODELS`.
+        which: a registered trainer kind (``acceptance``, ``efficiency``, ``resolution``,
+            ``occupancy``, ...; :func:`sim.core.registry.trainers`).
         data: Parquet or ROOT training file.
-        seed: training seed.
-        epochs: epochs (default: the model's default).
+        seed: training seed (default: the recipe's, else 0).
+        epochs: epochs (default: the recipe's, else the trainer's default).
         output: ``.keras`` path to write (with its ``.json`` sidecar), or ``None``.
         inputs: input feature (classifiers) or condition (resolution) columns.
         targets: target column(s): one label column for classifiers, the residual
             columns for resolution, the ``n_pv n_tracks`` columns for occupancy.
         weight: per-row weight column.
         tree: TTree of a ROOT ``data`` file (default: the first).
+        recipe: ``"shipped"`` trains with the settings of the shipped model (which it
+            reproduces from the same sample); ``"default"`` with the trainer's defaults.
         progress: show training progress.
 
     Returns:
         ``(TrainedModel, saved path or None)``.
 
     Raises:
-        ConfigError: unknown model or bad option combination.
+        ConfigError: unknown model or recipe, or bad option combination.
         DataError: missing file or column, NaN/inf, absent weight column.
     """
-    from sim.detector.acceptance import train_acceptance
-    from sim.detector.efficiency import train_efficiency
-    from sim.detector.occupancy import train_occupancy
-    from sim.detector.resolution import train_resolution
-    from sim.training.io import save_model
+    from sim.core.io import save_model
+    from sim.core.registry import trainer
 
-    if which not in MODELS:
-        raise ConfigError(f"unknown model {which!r}; choose from {list(MODELS)}")
+    spec = trainer(which)
+    if recipe not in ("default", "shipped"):
+        raise ConfigError(f"unknown recipe {recipe!r}; choose 'default' or 'shipped'")
     if output is not None and Path(output).suffix != ".keras":
         raise ConfigError(f"--output {output} must end in '.keras'")
-    kwargs: dict[str, Any] = {"seed": seed, "weight": weight, "progress": progress, "tree": tree}
+    kwargs: dict[str, Any] = dict(spec.recipe) if recipe == "shipped" else {}
+    kwargs.update({"weight": weight, "progress": progress, "tree": tree})
+    if seed is not None:
+        kwargs["seed"] = seed
     if epochs is not None:
         kwargs["epochs"] = epochs
     if which in ("acceptance", "efficiency"):
@@ -86,24 +91,24 @@ def train_model(
             if len(targets) != 1:
                 raise ConfigError(f"{which} takes one --targets column (the label), got {list(targets)}")
             kwargs["target"] = targets[0]
-        trainer = train_acceptance if which == "acceptance" else train_efficiency
     elif which == "resolution":
         if inputs:
             kwargs["conditions"] = tuple(inputs)
         if targets:
             kwargs["targets"] = tuple(targets)
-        trainer = train_resolution
-    else:
+    elif which == "occupancy":
         if inputs:
             raise ConfigError("occupancy takes no --inputs (it is an unconditional generator)")
         if targets:
             if len(targets) != 2:
                 raise ConfigError(f"occupancy takes two --targets (n_pv n_tracks columns), got {list(targets)}")
             kwargs["n_pv"], kwargs["n_tracks"] = targets
-        trainer = train_occupancy
+    elif inputs or targets:
+        raise ConfigError(f"{which} takes no --inputs/--targets")
     t0 = time.perf_counter()
-    model = trainer(data, **kwargs)
+    model = spec.function(data, **kwargs)
     model.provenance["training_seconds"] = round(time.perf_counter() - t0, 1)
+    model.provenance["recipe"] = recipe
     path = save_model(model, output) if output is not None else None
     return model, path
 
@@ -112,7 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     output = args.output or f"{args.model}.keras"
     model, path = train_model(
         args.model, args.data, seed=args.seed, epochs=args.epochs, output=output, inputs=args.inputs,
-        targets=args.targets, weight=args.weight, tree=getattr(args, "tree", None), progress=not args.no_progress,
+        targets=args.targets, weight=args.weight, tree=getattr(args, "tree", None), recipe=args.recipe,
+        progress=not args.no_progress,
     )
     final = {k: round(v[-1], 5) for k, v in model.history.items() if v}
     print(f"trained {args.model} model in {model.provenance['training_seconds']} s; final {final}; wrote {path}")
@@ -122,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from sim.validation.detector import validate
 
-    report = validate(args.detector, events=args.events, seed=args.seed, report_dir=args.report)
+    report = validate(args.kind or "all", events=args.events, seed=args.seed, report_dir=args.report)
     for line in report.summary_lines():
         print(line)
     failed = [c.name for c in report.failed()]  # each check against its own threshold (THRESHOLDS)
@@ -132,25 +138,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if not failed or not args.strict else 1
 
 
-def register(subparsers: Any) -> None:
-    """Add ``train`` and ``validate`` to the ``mambah`` command line."""
-    train = subparsers.add_parser("train", help="train a detector model from a Parquet/ROOT file")
-    train.add_argument("model", choices=MODELS)
-    train.add_argument("--data", required=True, help="training file (Parquet or ROOT)")
-    train.add_argument("--seed", type=nonnegative_int, default=0, help="training seed (default 0)")
-    train.add_argument("--epochs", type=positive_int, help="epochs (default: the model's)")
-    train.add_argument("-o", "--output", help="model file, .keras (default <model>.keras)")
-    train.add_argument("--inputs", nargs="+", help="input feature / condition columns")
-    train.add_argument("--targets", nargs="+", help="target column(s)")
-    train.add_argument("--weight", help="per-row weight column")
-    train.add_argument("--tree", help="TTree name of a ROOT --data file (default: the first TTree)")
-    train.add_argument("--no-progress", action="store_true", help="no progress output")
-    train.set_defaults(func=cmd_train)
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mambah train <detector model>``."""
+    parser.add_argument("--data", required=True, help="training file (Parquet or ROOT)")
+    parser.add_argument("--seed", type=nonnegative_int, help="training seed (default: the recipe's, else 0)")
+    parser.add_argument("--recipe", choices=("default", "shipped"), default="default",
+                        help="settings: the trainer's defaults, or those of the shipped model (reproduces it)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs (default: the recipe's)")
+    parser.add_argument("-o", "--output", help="model file, .keras (default <model>.keras)")
+    parser.add_argument("--inputs", nargs="+", help="input feature / condition columns")
+    parser.add_argument("--targets", nargs="+", help="target column(s)")
+    parser.add_argument("--weight", help="per-row weight column")
+    parser.add_argument("--tree", help="TTree name of a ROOT --data file (default: the first TTree)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
 
-    val = subparsers.add_parser("validate", help="validate the detector models against the reference detector")
-    val.add_argument("detector", nargs="?", default="all", choices=("all", *MODELS))
-    val.add_argument("--events", type=positive_int, default=20_000, help="held-out events (default 20000)")
-    val.add_argument("--seed", type=nonnegative_int, default=2024, help="seed of the held-out sample (default 2024)")
-    val.add_argument("--report", help="folder for plots and summary.json")
-    val.add_argument("--strict", action="store_true", help="exit 1 when a threshold is not met")
-    val.set_defaults(func=cmd_validate)
+
+def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mambah validate [<detector model>|all]``."""
+    parser.add_argument("--events", type=positive_int, default=20_000, help="held-out events (default 20000)")
+    parser.add_argument("--seed", type=nonnegative_int, default=2024, help="seed of the held-out sample (default 2024)")
+    parser.add_argument("--report", help="folder for plots and summary.json")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a threshold is not met")

@@ -9,8 +9,8 @@ and a weight column (``--weight none``: unweighted).
 ``mambah validate pid [--models DIR] [--species ...] [--report DIR]`` runs
 :func:`sim.validation.pid.validate_pid` and prints the summary table.
 
-The ``train`` and ``validate`` commands are shared with other model families: this
-module adds its ``pid`` subcommand to them, creating them if no one did.
+The ``train`` and ``validate`` commands (:mod:`sim.cli.train`, :mod:`sim.cli.validate`)
+take their kinds from the registry; this module gives the ``pid`` kind its options.
 """
 
 from __future__ import annotations
@@ -21,79 +21,41 @@ from typing import Any
 
 from mambah.cli import nonnegative_int
 
-__all__ = ("register",)
+__all__ = ("add_train_arguments", "add_validate_arguments", "cmd_train_pid", "cmd_validate_pid")
 
 log = logging.getLogger(__name__)
 
 
-def _attach(subparsers: Any, command: str, help_text: str, dest: str, options: list[tuple[tuple[str, ...], dict[str, Any]]],
-            func: Any) -> None:
-    """Add kind ``pid`` to ``mambah <command> KIND``, sharing the command with other model families.
-
-    If another module already registered ``command`` with a positional KIND argument
-    (e.g. ``mambah train acceptance``), ``pid`` is added to its choices, the options it
-    lacks are added, and its handler dispatches ``pid`` here; otherwise the command is
-    created with ``pid`` as its only kind.
-    """
-    parser = subparsers.choices.get(command)
-    if parser is None:
-        parser = subparsers.add_parser(command, help=help_text)
-        parser.add_argument(dest, choices=("pid",), help="model family")
-        other = None
-    else:
-        positional = [a for a in parser._actions if not a.option_strings and a.choices is not None]
-        if not positional:
-            raise RuntimeError(f"cannot add 'pid' to 'mambah {command}': it has no KIND argument")
-        action = positional[0]
-        action.choices = (*tuple(action.choices), "pid")
-        dest = action.dest
-        other = parser.get_default("func")
-    known = parser._option_string_actions
-    for flags, kwargs in options:
-        if not any(f in known for f in flags):
-            parser.add_argument(*flags, **kwargs)
-
-    def dispatch(args: argparse.Namespace) -> int:
-        if getattr(args, dest) == "pid" or other is None:
-            return int(func(args) or 0)
-        return int(other(args) or 0)
-
-    parser.set_defaults(func=dispatch)
-
-
-def register(subparsers: Any) -> None:
-    """Add ``train pid`` and ``validate pid`` to the ``mambah`` CLI."""
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mambah train pid``."""
     from sim.pid.models import SPECIES
     from sim.training.gan import ALGORITHMS
 
-    train_opts: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-        (("--species",), {"help": f"pid: species, one of {', '.join(SPECIES)}"}),
-        (("--data",), {"required": True, "help": "training file (Parquet or ROOT)"}),
-        (("--tree",), {"default": None, "help": "pid: ROOT TTree name (default: the first)"}),
-        (("--algorithm",), {"default": "cramer", "help": f"pid: GAN algorithm, {', '.join(ALGORITHMS)}"}),
-        (("--weight",), {"default": None, "help": "pid: weight column (default sweight; 'none': unweighted)"}),
-        (("--seed",), {"type": nonnegative_int, "default": 0, "help": "training seed (default 0)"}),
-        (("--epochs",), {"type": nonnegative_int, "default": None, "help": "pid: GAN epochs (default 15)"}),
-        (("--learning-rate",), {"type": float, "default": 1e-3, "help": "pid: GAN learning rate"}),
-        (("--lr-schedule",), {"default": "constant",
-                              "help": "pid: GAN learning-rate schedule, constant or cosine (decay to 5 %%)"}),
-        (("--ema",), {"type": float, "default": None,
-                      "help": "pid: average the generator weights with this momentum, e.g. 0.999"}),
-        (("--checkpoint",), {"default": None, "help": "pid: per-epoch GAN checkpoints in this folder"}),
-        (("--resume",), {"action": "store_true", "help": "pid: continue from --checkpoint"}),
-        (("-o", "--output"), {"default": None, "help": "pid: output folder (default pid-models)"}),
-        (("--no-progress",), {"action": "store_true", "help": "no progress output"}),
-    ]
-    _attach(subparsers, "train", "train fast models", "model", train_opts, cmd_train_pid)
-    val_opts: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-        (("--models",), {"default": None, "help": "pid: model folder (default: the shipped models)"}),
-        (("--species",), {"nargs": "+", "default": None, "help": "pid: species (default: all loaded)"}),
-        (("--report",), {"default": None, "help": "report folder (pid default: pid-report)"}),
-        (("--n-signal",), {"type": nonnegative_int, "default": 20_000, "help": "pid: signal candidates per species"}),
-        (("--n-background",), {"type": nonnegative_int, "default": 5_000, "help": "pid: background candidates"}),
-    ]
-    _attach(subparsers, "validate", "validate fast models against the reference", "model", val_opts,
-            cmd_validate_pid)
+    parser.add_argument("--species", help=f"species, one of {', '.join(SPECIES)}")
+    parser.add_argument("--data", required=True, help="training file (Parquet or ROOT)")
+    parser.add_argument("--tree", default=None, help="ROOT TTree name (default: the first)")
+    parser.add_argument("--algorithm", default="cramer", help=f"GAN algorithm, {', '.join(ALGORITHMS)}")
+    parser.add_argument("--weight", default=None, help="weight column (default sweight; 'none': unweighted)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="training seed (default 0)")
+    parser.add_argument("--epochs", type=nonnegative_int, default=None, help="GAN epochs (default 15)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="GAN learning rate")
+    parser.add_argument("--lr-schedule", default="constant",
+                        help="GAN learning-rate schedule, constant or cosine (decay to 5 %%)")
+    parser.add_argument("--ema", type=float, default=None,
+                        help="average the generator weights with this momentum, e.g. 0.999")
+    parser.add_argument("--checkpoint", default=None, help="per-epoch GAN checkpoints in this folder")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("-o", "--output", default=None, help="output folder (default pid-models)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress output")
+
+
+def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mambah validate pid``."""
+    parser.add_argument("--models", default=None, help="model folder (default: the shipped models)")
+    parser.add_argument("--species", nargs="+", default=None, help="species (default: all loaded)")
+    parser.add_argument("--report", default=None, help="report folder (default pid-report)")
+    parser.add_argument("--n-signal", type=nonnegative_int, default=20_000, help="signal candidates per species")
+    parser.add_argument("--n-background", type=nonnegative_int, default=5_000, help="background candidates")
 
 
 def cmd_train_pid(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ __all__ = (
 #: Subpackages whose modules define passes; imported (module by module) on first lookup.
 PASS_PACKAGES: tuple[str, ...] = ("sim.generation", "sim.detector", "sim.pid")
 #: Subpackages whose modules define trainers and validators.
-TRAINING_PACKAGES: tuple[str, ...] = ("sim.generation", "sim.detector", "sim.pid", "sim.validation")
+TRAINING_PACKAGES: tuple[str, ...] = ("sim.training.recipes", "sim.validation")
 
 T = TypeVar("T")
 

@@ -14,10 +14,8 @@ Reads ``mc_particles``, ``mc_vertices``, ``events``; writes ``mc_particles.in_ac
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -29,7 +27,7 @@ from sim.detector.card import card
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.detector.features import query_truth, forward_mask, truth_features, truth_sql
 
-__all__ = ("Acceptance", "ACCEPTANCE_INPUTS", "draw_acceptance", "train_acceptance")
+__all__ = ("Acceptance", "ACCEPTANCE_INPUTS", "draw_acceptance")
 
 log = logging.getLogger(__name__)
 
@@ -111,43 +109,3 @@ class Acceptance(Pass):
             )
 
         return kernel
-
-
-def train_acceptance(
-    data: str | Path,
-    *,
-    inputs: Sequence[str] = ACCEPTANCE_INPUTS,
-    target: str = "in_acceptance",
-    weight: str | None = None,
-    select: str | None = "forward",
-    seed: int = 0,
-    epochs: int = 8,
-    batch_size: int = 1024,
-    hidden: Sequence[int] = (64, 64),
-    learning_rate: float = 1e-3,
-    progress: bool = False,
-    tree: str | None = None,
-    extra_provenance: Mapping[str, Any] | None = None,
-) -> Any:
-    """Train the acceptance classifier on a reference sample (Parquet or ROOT).
-
-    Args:
-        data: file with the ``inputs``, ``target`` (bool/0-1) and ``select`` columns.
-        inputs: feature columns, in model order.
-        target: label column.
-        weight: optional per-row weight column.
-        select: rows used (default the η window flag ``forward``), or ``None`` for all.
-        seed, epochs, batch_size, hidden, learning_rate, progress: training settings.
-        tree: TTree of a ROOT ``data`` file (default: the first).
-
-    Returns:
-        :class:`sim.training.TrainedModel` (binary classifier).
-    """
-    from sim.training.passdata import train_pass_classifier
-
-    return train_pass_classifier(
-        data, inputs, target, n_classes=1, output_names=("in_acceptance",), weight=weight, select=select,
-        tree=tree, provenance={"polarity": 1, **(dict(extra_provenance) if extra_provenance else {})},
-        epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, learning_rate=learning_rate,
-        progress=progress,
-    )

@@ -17,10 +17,8 @@ Reads ``mc_particles`` (with ``in_acceptance``), ``mc_vertices``, ``events``
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -32,8 +30,7 @@ from sim.detector.card import card
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.detector.features import TRACK_TYPES, query_truth, forward_mask, truth_features, truth_sql
 
-__all__ = ("Efficiency", "EFFICIENCY_INPUTS", "EFFICIENCY_CLASSES", "draw_track_type", "track_indices",
-           "train_efficiency")
+__all__ = ("Efficiency", "EFFICIENCY_INPUTS", "EFFICIENCY_CLASSES", "draw_track_type", "track_indices")
 
 log = logging.getLogger(__name__)
 
@@ -150,41 +147,3 @@ class Efficiency(Pass):
             )
 
         return kernel
-
-
-def train_efficiency(
-    data: str | Path,
-    *,
-    inputs: Sequence[str] = EFFICIENCY_INPUTS,
-    target: str = "track_class",
-    weight: str | None = None,
-    select: str | None = "forward",
-    seed: int = 0,
-    epochs: int = 8,
-    batch_size: int = 1024,
-    hidden: Sequence[int] = (64, 64),
-    learning_rate: float = 1e-3,
-    progress: bool = False,
-    tree: str | None = None,
-    extra_provenance: Mapping[str, Any] | None = None,
-) -> Any:
-    """Train the track-type classifier on a reference sample.
-
-    Args:
-        data: Parquet/ROOT file with ``inputs``, ``target`` (class 0 none, 1 Long,
-            2 Upstream, 3 Downstream) and ``select`` columns.
-        inputs, target, weight, select, seed, epochs, batch_size, hidden, progress:
-            as :func:`sim.detector.acceptance.train_acceptance`.
-        tree: TTree of a ROOT ``data`` file (default: the first).
-
-    Returns:
-        :class:`sim.training.TrainedModel` (4-class classifier).
-    """
-    from sim.training.passdata import train_pass_classifier
-
-    return train_pass_classifier(
-        data, inputs, target, n_classes=4, output_names=EFFICIENCY_CLASSES, weight=weight, select=select,
-        tree=tree, provenance=dict(extra_provenance) if extra_provenance else {},
-        epochs=epochs, batch_size=batch_size, seed=seed, hidden=hidden, learning_rate=learning_rate,
-        progress=progress,
-    )

@@ -64,8 +64,6 @@ THRESHOLDS: dict[str, float] = {
     "max_ks": 0.06,
 }
 
-_RESIDUAL_PLOTS = ("dp_rel", "dtx_p", "dty_p", "dx_pt", "dy_pt", "log10_sigma_ip", "track_chi2ndof", "ghost_prob")
-
 #: The :data:`THRESHOLDS` key of each two-sample test (docs/detector.md): the residuals-only
 #: test of the resolution is held to the joint test's threshold (both see ``log10_sigma_ip``).
 TWO_SAMPLE_THRESHOLD: dict[str, str] = {
@@ -93,6 +91,7 @@ class Check:
     limit: float
     passed: bool
     line: str
+
 
 
 @dataclass
@@ -398,3 +397,17 @@ def validate(
     for line in report.summary_lines():
         log.info("%s", line)
     return report
+
+
+def _register_validators() -> None:
+    import functools
+
+    from sim.core.registry import register_validator
+
+    register_validator("all", help="every detector model (occupancy, acceptance, efficiency, resolution)")(
+        functools.partial(validate, "all"))
+    for kind in DETECTORS:
+        register_validator(kind, help=f"the {kind} model against the reference detector")(functools.partial(validate, kind))
+
+
+_register_validators()

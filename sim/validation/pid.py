@@ -277,3 +277,12 @@ def summary_table(results: dict[str, SpeciesValidation]) -> str:
         lines.append(f"| {s} | {CUT_VARIABLE[s]} | {r.auc:.3f} | {r.ks:.3f} | {er} | {ef} | "
                      f"{r.max_abs_diff[0.5]:.3f} | {mis} |")
     return "\n".join(lines) + "\n"
+
+
+def _register_validator() -> None:
+    from sim.core.registry import register_validator
+
+    register_validator("pid", help="the PID models of every species against calibration samples")(validate_pid)
+
+
+_register_validator()

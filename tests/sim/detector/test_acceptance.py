@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mambah.errors import ConfigError, DataError, ModelError
-from sim.detector.acceptance import ACCEPTANCE_INPUTS, Acceptance, draw_acceptance, train_acceptance
+from sim.detector.acceptance import ACCEPTANCE_INPUTS, Acceptance, draw_acceptance
+from sim.training.recipes.acceptance import train_acceptance
 from sim.detector.efficiency import Efficiency
 from sim.generation.generator import Generator
 from sim.detector.occupancy import Occupancy

@@ -13,7 +13,8 @@ import pytest
 
 from mambah import EventStore
 from mambah.errors import DataError
-from sim.detector.efficiency import draw_track_type, track_indices, train_efficiency
+from sim.detector.efficiency import draw_track_type, track_indices
+from sim.training.recipes.efficiency import train_efficiency
 from sim.detector.acceptance import Acceptance
 from sim.detector.efficiency import Efficiency
 from sim.generation.generator import Generator
