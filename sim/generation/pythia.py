@@ -250,13 +250,16 @@ class Pythia(Pass):
             _tree, cc = parse_descriptor(self.decay)
             return load_decay(self.decay), cc
         if self.dec_file is not None:
-            return load_decay(dec_file=self.dec_file, mother=self.mother), True
+            model = load_decay(dec_file=self.dec_file, mother=self.mother)
+            return model, bool(getattr(model, "has_cc", True))  # the complete-tree engine knows the DecFile's CDecay
         return None, False
 
     def build(self) -> Kernel:
         _require_pythia()
         model, cc = self._model()
-        if model is not None:
+        if model is not None and hasattr(model, "prepare"):
+            model.prepare()  # accept-reject bounds, before any batch
+        elif model is not None:
             for chain in model.chains:  # compile the phasespace graphs once, before any batch
                 chain.generate_rest_frame(1, seed=0)
         process_known = not any(s.strip().startswith(_PROCESS_GROUPS) for s in self.settings)
@@ -443,6 +446,10 @@ def _record(
 def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray, model: Any, rng: np.random.Generator) -> None:
     """Undo Pythia's decay of the signal lines ``heads`` and append Mambah's decay (in place).
 
+    With the complete-tree decay engine (``model.engine``) the signal's whole tree comes from
+    Mambah, the particles the user left undecayed completed by its decay table (K_S0, Λ
+    decaying in flight); otherwise the user's chains are generated as written.
+
     Args:
         rec: the batch's record.
         heads: ``(k,)`` rows of the chosen signal lines, one per event.
@@ -467,21 +474,74 @@ def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray,
         mark = mark | new
     rec.status[desc] = 0
     rec.parent[desc] = -1
-    # Mambah decays, all instances of each chain at once
-    k = heads.size
     conj = rec.pid[heads] != model.head.pid
-    mode = rng.choice(len(model.chains), size=k, p=model.probabilities) if len(model.chains) > 1 else np.zeros(k, np.int64)
-    seeds = rng.integers(0, 2**62, size=len(model.chains))
-    new_rows: dict[str, list[np.ndarray]] = {key: [] for key in ("event", "pid", "status", "p4", "mass", "parent", "decay_pos", "interaction")}
-    base = n_lines
     m_head = float(model.head.mass)
-    p3 = rec.p4[heads, :3]
-    e_head = np.sqrt(np.sum(p3**2, axis=1) + m_head**2)
-    rec.p4[heads, 3] = e_head  # Mambah's mass, Pythia's 3-momentum
+    rec.p4[heads, 3] = np.sqrt(np.sum(rec.p4[heads, :3] ** 2, axis=1) + m_head**2)  # Mambah's mass, Pythia's 3-momentum
     rec.mass[heads] = m_head
     rec.status[heads] = STATUS_DECAYED
     rec.is_signal[heads] = True
-    extra_signal = []
+    make = _engine_rows if hasattr(model, "engine") and hasattr(model, "sample_heads") else _chain_rows
+    add = make(rec, heads, conj, prod_pos[heads], model, rng)
+    if add is None:
+        return
+    rec.event = np.concatenate([rec.event, rec.event[heads][add["inst"]]])
+    rec.pid = np.concatenate([rec.pid, add["pid"]])
+    rec.status = np.concatenate([rec.status, add["status"]])
+    rec.p4 = np.concatenate([rec.p4, add["p4"]])
+    rec.mass = np.concatenate([rec.mass, add["mass"]])
+    rec.parent = np.concatenate([rec.parent, add["parent"]])
+    rec.decay_pos = np.concatenate([rec.decay_pos, add["decay_pos"]])
+    rec.interaction = np.concatenate([rec.interaction, rec.interaction[heads][add["inst"]]])
+    rec.is_signal = np.concatenate([rec.is_signal, np.ones(add["pid"].size, bool)])
+
+
+def _engine_rows(
+    rec: GeneratorRecord, heads: np.ndarray, conj: np.ndarray, head_pos: np.ndarray, model: Any, rng: np.random.Generator
+) -> dict[str, np.ndarray] | None:
+    """Complete trees from the decay engine: appended lines (``inst`` = instance) and the heads' decay positions."""
+    engine = model.engine
+    k = heads.size
+    if np.any(conj) and not model.has_cc:
+        raise DecayError(f"the signal {model.source!r} has no charge-conjugate decay for the {int(rec.pid[heads[conj][0]])} Pythia made")
+    roots = np.empty(k, np.int64)
+    for flag, chains in ((False, model.chains), (True, model.cc_chains)):
+        sel = np.flatnonzero(conj == flag)
+        if sel.size == 0:
+            continue
+        r = np.array([c.root for c in chains])
+        probs = np.array([c.probability for c in chains])
+        pick = rng.choice(len(chains), size=sel.size, p=probs / probs.sum()) if len(chains) > 1 else np.zeros(sel.size, np.int64)
+        roots[sel] = r[pick]
+    rows = engine.generate(roots, rec.p4[heads], rng)
+    _prod, dec = engine.decay_positions(rows, head_pos, rng)
+    is_head = rows.gen == 0
+    head_rows = np.flatnonzero(is_head)
+    rec.decay_pos[heads[rows.inst[head_rows]]] = dec[head_rows]
+    rec.p4[heads[rows.inst[head_rows]]] = rows.p4[head_rows]
+    rec.mass[heads[rows.inst[head_rows]]] = rows.mass[head_rows]
+    other = np.flatnonzero(~is_head)
+    if other.size == 0:
+        return None
+    new_index = np.full(is_head.size, -1, np.int64)
+    new_index[other] = rec.pid.size + np.arange(other.size)
+    new_index[head_rows] = heads[rows.inst[head_rows]]
+    return {
+        "inst": rows.inst[other], "pid": engine.pid[rows.species[other]].astype(np.int64),
+        "status": np.where(rows.mode[other] >= 0, STATUS_DECAYED, STATUS_FINAL), "p4": rows.p4[other], "mass": rows.mass[other],
+        "parent": new_index[rows.parent[other]], "decay_pos": dec[other],
+    }
+
+
+def _chain_rows(
+    rec: GeneratorRecord, heads: np.ndarray, conj: np.ndarray, head_pos: np.ndarray, model: Any, rng: np.random.Generator
+) -> dict[str, np.ndarray] | None:
+    """The user's exclusive chains (phasespace in the head's rest frame, boosted); CC by conjugating the ids."""
+    k = heads.size
+    mode = rng.choice(len(model.chains), size=k, p=model.probabilities) if len(model.chains) > 1 else np.zeros(k, np.int64)
+    seeds = rng.integers(0, 2**62, size=len(model.chains))
+    out: dict[str, list[np.ndarray]] = {key: [] for key in ("inst", "pid", "status", "p4", "mass", "parent", "decay_pos")}
+    base = rec.pid.size
+    m_head = float(model.head.mass)
     for ci, chain in enumerate(model.chains):
         sel = np.flatnonzero(mode == ci)
         if sel.size == 0:
@@ -496,7 +556,7 @@ def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray,
         mass[:, 0] = m_head
         pos = np.empty((sel.size, S, 4))
         dec = np.full((sel.size, S, 4), np.nan)
-        pos[:, 0] = prod_pos[heads[sel]]
+        pos[:, 0] = head_pos[sel]
         for j, nd in enumerate(nodes):
             if j > 0:
                 pos[:, j] = dec[:, nd.mother]
@@ -506,6 +566,8 @@ def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray,
                 dec[:, j, :3] = pos[:, j, :3] + lab[:, j, :3] / mj[:, None] * (C_LIGHT * t)[:, None]
                 dec[:, j, 3] = pos[:, j, 3] + lab[:, j, 3] / mj * t
         rec.decay_pos[heads[sel]] = dec[:, 0]
+        if S == 1:
+            continue
         # appended lines: nodes 1..S-1 of each instance, instance by instance
         row_of = base + np.arange(sel.size)[:, None] * (S - 1) + (np.arange(S) - 1)[None, :]
         row_of[:, 0] = heads[sel]
@@ -514,25 +576,14 @@ def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray,
         pid_i = np.where(conj[sel][:, None], cpids[None, :], pids[None, :])
         mothers = np.array([max(nd.mother, 0) for nd in nodes])
         st = np.array([STATUS_DECAYED if nd.first_daughter >= 0 else STATUS_FINAL for nd in nodes])
-        new_rows["event"].append(np.repeat(rec.event[heads[sel]], S - 1))
-        new_rows["pid"].append(pid_i[:, 1:].ravel())
-        new_rows["status"].append(np.tile(st[1:], sel.size))
-        new_rows["p4"].append(lab[:, 1:].reshape(-1, 4))
-        new_rows["mass"].append(mass[:, 1:].ravel())
-        new_rows["parent"].append(row_of[:, mothers[1:]].ravel())
-        new_rows["decay_pos"].append(dec[:, 1:].reshape(-1, 4))
-        new_rows["interaction"].append(np.repeat(rec.interaction[heads[sel]], S - 1))
-        extra_signal.append(np.ones(sel.size * (S - 1), bool))
+        out["inst"].append(np.repeat(sel, S - 1))
+        out["pid"].append(pid_i[:, 1:].ravel())
+        out["status"].append(np.tile(st[1:], sel.size))
+        out["p4"].append(lab[:, 1:].reshape(-1, 4))
+        out["mass"].append(mass[:, 1:].ravel())
+        out["parent"].append(row_of[:, mothers[1:]].ravel())
+        out["decay_pos"].append(dec[:, 1:].reshape(-1, 4))
         base += sel.size * (S - 1)
-    if not extra_signal:
-        return
-    add = {key: np.concatenate(v) for key, v in new_rows.items()}
-    rec.event = np.concatenate([rec.event, add["event"]])
-    rec.pid = np.concatenate([rec.pid, add["pid"]])
-    rec.status = np.concatenate([rec.status, add["status"]])
-    rec.p4 = np.concatenate([rec.p4, add["p4"]])
-    rec.mass = np.concatenate([rec.mass, add["mass"]])
-    rec.parent = np.concatenate([rec.parent, add["parent"]])
-    rec.decay_pos = np.concatenate([rec.decay_pos, add["decay_pos"]])
-    rec.interaction = np.concatenate([rec.interaction, add["interaction"]])
-    rec.is_signal = np.concatenate([rec.is_signal, np.concatenate(extra_signal)])
+    if not out["pid"]:
+        return None
+    return {key: np.concatenate(v) for key, v in out.items()}

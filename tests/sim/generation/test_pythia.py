@@ -114,7 +114,7 @@ def test_pile_up_interactions_and_bookkeeping(signal_store: Path) -> None:
     with mambah.EventStore.open(signal_store, read_only=True) as s:
         e = s.query_df("SELECT n_interactions, n_tried, process FROM events")
         pv = s.query_df('SELECT event, batch, count(*) AS n FROM mc_vertices WHERE mother_particle = -1 GROUP BY ALL')
-        meta = s.get_metadata("generator")
+        meta = s.get_metadata("generator") or ""
     n = e["n_interactions"].to_numpy()
     nu = NU_RUN2
     mean = nu / (1 - np.exp(-nu))  # zero-truncated Poisson
@@ -142,3 +142,28 @@ def test_config_round_trip() -> None:
     assert Pipeline.from_toml(pipe.to_toml()) == pipe
     hep = Pipeline((HepMCInput(files=("a.hepmc3", "b/*.hepmc"), batch_size=5, signal="B+ -> J/psi K+"),), RunConfig(events=10, batch_size=5))
     assert Pipeline.from_toml(hep.to_toml()) == hep
+
+
+def test_long_lived_signal_daughters_decay_in_flight(tmp_path: Path) -> None:
+    """With the complete-tree decay engine, a K_S0 the descriptor leaves undecayed is decayed by Mambah, displaced."""
+    from sim.generation.decay import load_decay
+
+    if not hasattr(load_decay("B0 -> (J/psi -> mu+ mu-) K_S0"), "engine"):
+        pytest.skip("the decay engine does not complete trees (K_S0 stays undecayed)")
+    path = _store(tmp_path, "ks", seed=9, events=20, decay="[B0 -> (J/psi -> mu+ mu-) K_S0]cc", nu=0.0)
+    with mambah.EventStore.open(path, read_only=True) as s:
+        ks = s.query_df("""
+            SELECT p.status, p.first_daughter, sqrt((d.x - o.x)^2 + (d.y - o.y)^2 + (d.z - o.z)^2) AS flight
+            FROM mc_particles p
+            JOIN mc_vertices d ON d.batch = p.batch AND d.event = p.event AND d."index" = p.decay_vertex
+            JOIN mc_vertices o ON o.batch = p.batch AND o.event = p.event AND o."index" = p.prod_vertex
+            WHERE p.is_signal AND p.pid = 310""")
+        bad = s.query_df("""
+            SELECT count(*) AS n FROM (
+              SELECT m.e, sum(d.e) AS de FROM mc_particles m JOIN mc_particles d
+                ON d.batch = m.batch AND d.event = m.event AND d.mother = m."index"
+              WHERE m.is_signal AND m.decay_vertex >= 0 GROUP BY m.batch, m.event, m."index", m.e)
+            WHERE abs(de - e) > 1e-6 * e""")
+    assert len(ks) == 20 and (ks["status"] == 2).all() and (ks["first_daughter"] >= 0).all()
+    assert (ks["flight"] > 0).all() and ks["flight"].median() > 10.0  # K_S0: cτ = 26.8 mm, boosted
+    assert int(bad["n"][0]) == 0
