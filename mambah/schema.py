@@ -34,6 +34,8 @@ so joins on it cannot forget ``batch``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 __all__ = (
@@ -294,33 +296,38 @@ _EVENT_BITS = 24  # events per batch < 2**24
 _INDEX_BITS = 19  # particles (tracks) per event < 2**19
 
 
-def _event_id(t: sa.Table) -> sa.ColumnElement[int]:
+def _event_id(t: sa.FromClause) -> sa.ColumnElement[int]:
     return sa.cast(t.c.batch, sa.BigInteger) * (1 << _EVENT_BITS) + t.c.event
 
 
-def _object_id(t: sa.Table, index: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
-    """Global key of object ``index`` of ``t``'s event; NULL where ``index`` < 0 (no mother, a ghost)."""
-    return sa.case((index >= 0, _event_id(t) * (1 << _INDEX_BITS) + index), else_=sa.null())
+def _object_id(t: sa.FromClause, index: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
+    """Global key of object ``index`` of ``t``'s event."""
+    return _event_id(t) * (1 << _INDEX_BITS) + index
 
 
-def _view_selects() -> dict[str, sa.Select]:  # type: ignore[type-arg]
+def _link_id(t: sa.FromClause, index: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
+    """Global key of the object a link ``index`` of ``t`` points to; NULL where ``index`` < 0 (no mother, a ghost)."""
+    return sa.case((index >= 0, _object_id(t, index)), else_=sa.null())
+
+
+def _view_selects() -> dict[str, sa.Select[Any]]:
     m, mo = MC_PARTICLES.alias("m"), MC_PARTICLES.alias("mo")
-    particles = sa.select(
+    particles: sa.Select[Any] = sa.select(
         _object_id(m, m.c.index).label("particle_id"),
         _event_id(m).label("event_id"),
-        _object_id(m, m.c.mother).label("mother_id"),
+        _link_id(m, m.c.mother).label("mother_id"),
         mo.c.pid.label("mother_pid"),
-        *m.c,
+        sa.literal_column("m.*"),  # every column the table has (also in a store made before a column was added)
     ).select_from(m.outerjoin(mo, sa.and_(mo.c.batch == m.c.batch, mo.c.event == m.c.event, mo.c.index == m.c.mother)))
     t, tm, tmo = PROTOPARTICLES.alias("t"), MC_PARTICLES.alias("tm"), MC_PARTICLES.alias("tmo")
-    tracks = sa.select(
+    tracks: sa.Select[Any] = sa.select(
         _object_id(t, t.c.index).label("track_id"),
         _event_id(t).label("event_id"),
-        _object_id(t, t.c.mc_particle).label("particle_id"),
-        *t.c,
+        _link_id(t, t.c.mc_particle).label("particle_id"),
+        sa.literal_column("t.*"),
         tm.c.pid.label("true_pid"),
         *[tm.c[k].label(f"true_{k}") for k in ("px", "py", "pz", "e")],
-        sa.case((tm.c.mother >= 0, _event_id(tm) * (1 << _INDEX_BITS) + tm.c.mother), else_=sa.null()).label("mother_id"),
+        _link_id(tm, tm.c.mother).label("mother_id"),
         tmo.c.pid.label("true_mother_pid"),
     ).select_from(
         t.outerjoin(tm, sa.and_(tm.c.batch == t.c.batch, tm.c.event == t.c.event, tm.c.index == t.c.mc_particle)).outerjoin(

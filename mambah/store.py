@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from mambah.check import CheckReport, check_store, duckdb_error_line, is_lock_conflict
 from mambah.errors import SchemaVersionError, StoreError, StoreExistsError
-from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, column_names, create_ddl
+from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, VIEWS, column_names, create_ddl, create_view_ddl
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -153,6 +153,7 @@ class EventStore:
         store = cls(con, spath, read_only=read_only)
         try:
             store._check_schema()
+            _ensure_views(con)
         except duckdb.Error as err:
             con.close()
             raise StoreError(duckdb_error_line(err, spath)) from err
@@ -196,6 +197,8 @@ class EventStore:
                 f"CREATE VIEW {name} AS SELECT {cols} FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'batch': INTEGER}}, union_by_name = true)"
             )
         con.executemany("INSERT INTO metadata VALUES (?, ?)", [[k, str(v)] for k, v in meta_rows.items()])
+        for ddl in create_view_ddl():
+            con.execute(ddl)
         return cls(con, str(root), read_only=True)
 
     def _check_schema(self) -> None:
@@ -485,11 +488,22 @@ def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"'{path}' is not a readable DuckDB store: {_first_line(err)}") from err
 
 
+def _ensure_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Temporary :data:`~mambah.schema.VIEWS` on a connection to a store file made before they existed."""
+    present = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    for name, ddl in zip(VIEWS, create_view_ddl(temporary=True), strict=True):
+        if name not in present:
+            try:
+                con.execute(ddl)
+            except duckdb.Error as err:  # a store older than a column the view reads: the tables still work
+                log.info("store has no view %s (%s)", name, _first_line(err))
+
+
 def _initialise(con: duckdb.DuckDBPyConnection, path: str, primary_keys: bool, rows: list[list[str]]) -> None:
     """Create the tables and write the metadata ``rows`` in one transaction."""
     try:
         con.execute("BEGIN TRANSACTION")
-        for ddl in create_ddl(primary_keys=primary_keys):
+        for ddl in (*create_ddl(primary_keys=primary_keys), *create_view_ddl()):
             con.execute(ddl)
         con.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", rows)
         con.execute("COMMIT")
