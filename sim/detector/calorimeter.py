@@ -20,15 +20,30 @@ Units: MeV, mm.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from mambah.errors import DataError, ModelError
-from sim.detector.ecal_geometry import ECALGeometry, ECALLayout, grid_offset
+from mambah.errors import ConfigError, DataError, ModelError
+from sim.core.pipeline import BatchContext, Kernel, Pass
+from sim.core.registry import register_pass
+from sim.detector.card import card
+from sim.detector.ecal_geometry import (
+    ECALGeometry,
+    ECALLayout,
+    bremsstrahlung,
+    cell_geometry,
+    cell_of,
+    digitise,
+    ecal_entry,
+    grid_offset,
+    matrix_to_cells,
+)
 
 __all__ = (
     "CONDITIONS",
@@ -227,3 +242,471 @@ def generate_showers(
     out = model.sample(shower_conditions(pid, e, x, y, tx, ty, geo), rng)
     eps = float(model.trained.provenance["image"]["eps"])
     return targets_to_matrices(out, e, eps, int(geo.grid_n))
+
+
+# --------------------------------------------------------------------------- reconstruction
+
+CLUSTER_KEY = 10_000_000
+"""Key of a cell in an event: ``event * CLUSTER_KEY + cell_id``."""
+
+
+def _lookup(keys_sorted: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``values`` at ``query`` keys (0 where absent)."""
+    if keys_sorted.size == 0:
+        return np.zeros(query.shape)
+    pos = np.clip(np.searchsorted(keys_sorted, query), 0, keys_sorted.size - 1)
+    found = keys_sorted[pos] == query
+    return np.where(found, values[pos], 0.0)
+
+
+def neighbour_cells(cell_id: np.ndarray, geometry: ECALLayout | None = None) -> np.ndarray:
+    """The 3 x 3 block of cells around each cell, ``(n, 9)`` ids (centre at column 4).
+
+    Neighbours are the cells holding the points one cell size away from the centre, so
+    across a region border the coarser cell appears (once: repeats become ``-1``);
+    outside the ECAL or in the beam hole ``-1``.
+    """
+    geo = geometry or ECALGeometry()
+    cx, cy, s = cell_geometry(cell_id, geo)
+    out = np.empty((cx.shape[0], 9), dtype=np.int64)
+    k = 0
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            out[:, k] = cell_of(cx + dx * s, cy + dy * s, geo)
+            k += 1
+    for k in range(9):
+        for j in range(k):
+            out[:, k] = np.where(out[:, k] == out[:, j], -1, out[:, k])
+    out[:, 4] = cell_id
+    return out
+
+
+def find_clusters(
+    event: np.ndarray, cell_id: np.ndarray, energy: np.ndarray, geometry: ECALLayout | None = None,
+    *, seed_et_min: float = 50.0,
+) -> dict[str, np.ndarray]:
+    """3 x 3 clusters around local maxima of the digitised cells.
+
+    A seed is a cell with E_T above ``seed_et_min`` (MeV) and more energy than each of
+    its neighbours (LHCb's cellular-automaton seeds).  The cluster takes the 3 x 3 block
+    (cells shared by two clusters count in both: no splitting), its position is the
+    energy-weighted barycentre (no S-shape correction) and its second moments are
+    ``sxx, syy, sxy`` (mm²) about it.
+
+    Args:
+        event, cell_id, energy: ``(n,)`` cells from :func:`~sim.detector.ecal_geometry.digitise`.
+        geometry: the ECAL.
+        seed_et_min: seed threshold (MeV of E_T; model).
+
+    Returns:
+        Columns ``event, seed_cell, region, x, y, energy (3x3 sum), e_seed, sxx, syy, sxy,
+        n_cells``, one row per cluster, ordered by event then energy (descending).
+    """
+    geo = geometry or ECALGeometry()
+    ev = np.asarray(event, dtype=np.int64)
+    cid = np.asarray(cell_id, dtype=np.int64)
+    e = np.asarray(energy, dtype=np.float64)
+    keys = ev * CLUSTER_KEY + cid
+    order = np.argsort(keys)
+    keys, ev, cid, e = keys[order], ev[order], cid[order], e[order]
+    empty = {k: np.zeros(0) for k in ("x", "y", "energy", "e_seed", "sxx", "syy", "sxy")}
+    if keys.size == 0:
+        return {"event": np.zeros(0, np.int64), "seed_cell": np.zeros(0, np.int64), "region": np.zeros(0, np.int64),
+                "n_cells": np.zeros(0, np.int64), **empty}
+    nb = neighbour_cells(cid, geo)
+    nb_keys = np.where(nb >= 0, ev[:, None] * CLUSTER_KEY + nb, -1)
+    nb_e = np.where(nb >= 0, _lookup(keys, e, nb_keys), 0.0)
+    cx, cy, _ = cell_geometry(cid, geo)
+    sin_t = np.hypot(cx, cy) / np.sqrt(cx * cx + cy * cy + geo.z_front**2)
+    others = np.delete(nb_e, 4, axis=1)
+    seed = (e * sin_t > seed_et_min) & np.all(e[:, None] > others, axis=1)
+    s_nb, s_e = nb[seed], nb_e[seed]
+    px, py, _ = cell_geometry(np.where(s_nb >= 0, s_nb, 0), geo)
+    w = np.where(s_nb >= 0, np.maximum(s_e, 0.0), 0.0)
+    tot = w.sum(axis=1)
+    safe = np.where(tot > 0, tot, 1.0)
+    bx = (w * px).sum(axis=1) / safe
+    by = (w * py).sum(axis=1) / safe
+    dxx = px - bx[:, None]
+    dyy = py - by[:, None]
+    out = {
+        "event": ev[seed], "seed_cell": cid[seed], "region": cid[seed] // 1_000_000, "x": bx, "y": by,
+        "energy": np.where(s_nb >= 0, s_e, 0.0).sum(axis=1), "e_seed": e[seed],
+        "sxx": (w * dxx * dxx).sum(axis=1) / safe, "syy": (w * dyy * dyy).sum(axis=1) / safe,
+        "sxy": (w * dxx * dyy).sum(axis=1) / safe, "n_cells": ((s_nb >= 0) & (s_e > 0)).sum(axis=1),
+    }
+    order = np.lexsort((-out["energy"], out["event"]))
+    return {k: v[order] for k, v in out.items()}
+
+
+def seed_truth(
+    cluster_event: np.ndarray, seed_cell: np.ndarray, shower_event: np.ndarray, shower: np.ndarray,
+    cell_id: np.ndarray, energy: np.ndarray,
+) -> np.ndarray:
+    """Index of the shower that deposited most in each cluster's seed cell (-1 if none).
+
+    Args:
+        cluster_event, seed_cell: ``(k,)`` clusters.
+        shower_event: ``(n_showers,)`` event of each shower.
+        shower, cell_id, energy: ``(m,)`` per-(shower, cell) deposits (:func:`matrix_to_cells`).
+    """
+    sh = np.asarray(shower, dtype=np.int64)
+    if sh.size == 0:
+        return np.full(np.asarray(seed_cell).shape, -1, dtype=np.int64)
+    keys = np.asarray(shower_event, dtype=np.int64)[sh] * CLUSTER_KEY + np.asarray(cell_id, dtype=np.int64)
+    order = np.lexsort((-np.asarray(energy, dtype=np.float64), keys))
+    k_sorted, sh_sorted = keys[order], sh[order]
+    first = np.concatenate([[True], k_sorted[1:] != k_sorted[:-1]])
+    k_first, sh_first = k_sorted[first], sh_sorted[first]
+    q = np.asarray(cluster_event, dtype=np.int64) * CLUSTER_KEY + np.asarray(seed_cell, dtype=np.int64)
+    pos = np.clip(np.searchsorted(k_first, q), 0, max(k_first.size - 1, 0))
+    return np.where(k_first[pos] == q, sh_first[pos], -1)
+
+
+def match_tracks(
+    cluster_event: np.ndarray, cluster_x: np.ndarray, cluster_y: np.ndarray, cluster_size: np.ndarray,
+    track_event: np.ndarray, track_x: np.ndarray, track_y: np.ndarray, window: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest cluster of each track's ECAL extrapolation, and each cluster's nearest track distance.
+
+    Args:
+        cluster_event, cluster_x, cluster_y, cluster_size: ``(k,)`` clusters (mm; seed cell size).
+        track_event, track_x, track_y: ``(t,)`` track extrapolations to the ECAL face (mm).
+        window: match if the distance is below ``window`` seed-cell sizes.
+
+    Returns:
+        ``(track_cluster (t,), cluster_distance (k,))``: the matched cluster index per track
+        (-1 if none within the window), and per cluster the distance to the nearest track
+        in units of its cell size (``inf`` when the event has no track).
+    """
+    ce = np.asarray(cluster_event, dtype=np.int64)
+    te = np.asarray(track_event, dtype=np.int64)
+    track_cluster = np.full(te.shape, -1, dtype=np.int64)
+    dist = np.full(ce.shape, np.inf)
+    if ce.size == 0 or te.size == 0:
+        return track_cluster, dist
+    # events are few per batch row-wise; loop over events that have both
+    c_order = np.argsort(ce, kind="stable")
+    t_order = np.argsort(te, kind="stable")
+    c_ev, t_ev = ce[c_order], te[t_order]
+    for evt in np.intersect1d(c_ev, t_ev):
+        ci = c_order[np.searchsorted(c_ev, evt, "left"):np.searchsorted(c_ev, evt, "right")]
+        ti = t_order[np.searchsorted(t_ev, evt, "left"):np.searchsorted(t_ev, evt, "right")]
+        d = np.hypot(cluster_x[ci][None, :] - track_x[ti][:, None], cluster_y[ci][None, :] - track_y[ti][:, None])
+        d = d / cluster_size[ci][None, :]
+        best = np.argmin(d, axis=1)
+        ok = d[np.arange(ti.size), best] < window
+        track_cluster[ti[ok]] = ci[best[ok]]
+        dist[ci] = d.min(axis=0)
+    return track_cluster, dist
+
+
+def photon_cl(track_distance: np.ndarray, spread: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """A photon confidence level in [0, 1] from the track-match distance and the cluster shape.
+
+    ``CL = (1 - exp(-d²/2)) · exp(-max(0, w - w_γ(E)) / 0.1)``: ``d`` the distance to the
+    nearest track extrapolation in cell sizes (large: not an electron), ``w`` the
+    cluster's r.m.s. spread in cell sizes and ``w_γ(E)`` the spread below which 95 % of
+    single photons fall (:data:`PHOTON_SPREAD_95`; model).  Like LHCb's γ CL it is not a
+    probability; it orders candidates.
+    """
+    d = np.asarray(track_distance, dtype=np.float64)
+    p_track = np.where(np.isfinite(d), 1.0 - np.exp(-0.5 * d * d), 1.0)
+    w_ref = PHOTON_SPREAD_95[0] + PHOTON_SPREAD_95[1] * np.log10(np.maximum(np.asarray(energy, dtype=np.float64), 1.0) / 1000.0)
+    p_shape = np.exp(-np.maximum(np.asarray(spread, dtype=np.float64) - w_ref, 0.0) / 0.1)
+    return p_track * p_shape
+
+
+PHOTON_SPREAD_95: tuple[float, float] = (0.45, 0.0)
+"""(a, b) of the 95 % quantile of single-photon cluster spread in cell sizes, ``a + b·log10(E/GeV)``."""
+
+
+CONTAINMENT: tuple[float, float, float] = (0.968, 0.989, 0.993)
+"""Median E(3x3)/E of photons in the inner, middle, outer region: reference ECAL with
+digitisation, 20 000 photons of 2-50 GeV uniform over the face (seed 5); the cluster
+energy is the 3x3 sum divided by it (means: 0.960 / 0.986 / 0.975, lowered by the
+outer edge)."""
+
+
+def electron_dll(e_over_p: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """Calorimeter electron log-likelihood difference e - π from E/p (model).
+
+    Electrons: Gaussian at 1 with σ = ``nominal_resolution(E)`` ⊕ 3 % (momentum, brem
+    leakage); hadrons: an exponential of mean 0.3 (MIP and partial showers in 1.1 λ_I).
+    Clipped to ``[-20, 20]``.
+    """
+    x = np.asarray(e_over_p, dtype=np.float64)
+    sig = np.sqrt(nominal_resolution(np.maximum(np.asarray(energy, dtype=np.float64), 1.0)) ** 2 + 0.03**2)
+    log_e = -0.5 * ((x - 1.0) / sig) ** 2 - np.log(sig * np.sqrt(2 * np.pi))
+    lam = 1.0 / 0.3
+    log_h = np.log(lam) - lam * np.maximum(x, 0.0)
+    return np.clip(log_e - log_h, -20.0, 20.0)
+
+
+_PARTICLES_SQL = """
+    SELECT p.event, p."index" AS mc_index, p.pid, p.charge, p.px, p.py, p.pz, p.e,
+           v.x AS origin_x, v.y AS origin_y, v.z AS origin_z
+    FROM mc_particles AS p
+    JOIN mc_vertices AS v ON v.batch = p.batch AND v.event = p.event AND v."index" = p.prod_vertex
+    WHERE p.batch = $batch AND v.batch = $batch AND p.decay_vertex < 0 AND abs(p.pid) NOT IN (12, 14, 16)
+      AND p.pz > 0
+    ORDER BY p.event, p."index"
+"""
+_TRACKS_SQL = """
+    SELECT t.event, t."index" AS track_index, t.mc_particle, t.charge, t.px, t.py, t.pz, t.tx, t.ty, t.x, t.y, t.z
+    FROM protoparticles AS t WHERE t.batch = $batch ORDER BY t.event, t."index"
+"""
+_EVENTS_SQL = 'SELECT event, pv_x, pv_y, pv_z FROM events WHERE batch = $batch ORDER BY event'
+
+
+def _np(table: Any) -> dict[str, np.ndarray]:
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+@register_pass
+@dataclass(frozen=True)
+class Calorimeter(Pass):
+    """ECAL response of final-state particles, clusters, photons and the electron hypothesis.
+
+    For every final-state particle reaching the ECAL (γ, e±, μ±, charged and neutral
+    hadrons; electrons first radiate Bethe–Heitler bremsstrahlung photons in
+    ``material_x0`` before the magnet, which lowers their tracked momentum), the fast
+    shower model draws a 30 x 30 deposit matrix; deposits are summed into cells,
+    digitised (noise, zero suppression) and clustered (3 x 3 around local maxima).
+    Tracks are extrapolated to the ECAL and matched to clusters (``match_window``
+    cell sizes); unmatched clusters become ``neutral_protoparticles`` (photon CL,
+    merged-π0 flag).  Electron hypothesis: E/p of the matched cluster, the
+    calorimeter ``EcalPIDe``, and for electron-like tracks (E/p > ``brem_e_over_p``)
+    brem recovery: neutral clusters within ``brem_window`` cell sizes of the
+    straight-line extrapolation of the track's first state are added to its momentum.
+
+    Reads ``mc_particles``, ``mc_vertices``, ``events``, ``protoparticles`` (reconstructed
+    kinematics); writes ``calo_clusters``, ``neutral_protoparticles`` and the calorimeter
+    columns of ``protoparticles`` (px, py, pz become the brem-recovered momentum).
+
+    Args:
+        name: pass name.
+        model: ``.keras`` shower generator; default the shipped ``sim/models/calorimeter.keras``.
+        store_matrix: also write the seed particle's 30 x 30 matrix into ``calo_clusters.matrix``.
+        seed_et_min: cluster seed threshold (MeV of E_T; model).
+        match_window: track-cluster matching window (seed-cell sizes; model).
+        brem_window: brem-recovery window (cell sizes; model).
+        brem_e_over_p: E/p above which a track is an electron candidate for brem recovery (model).
+        merged_pt_min, merged_spread: a neutral cluster with p_T above ``merged_pt_min``
+            (MeV) and r.m.s. spread above ``merged_spread`` cell sizes is flagged as a
+            merged π0 (model).
+        material_x0: material before the magnet (X0).
+    """
+
+    kind: ClassVar[str] = "calorimeter"
+    reads: ClassVar[tuple[str, ...]] = ("mc_particles", "mc_vertices", "events", "protoparticles",
+                                         "protoparticles.kinematics")
+    writes: ClassVar[tuple[str, ...]] = ("calo_clusters", "neutral_protoparticles", "protoparticles.calorimeter")
+
+    name: str = "calorimeter"
+    model: str | None = None
+    store_matrix: bool = False
+    seed_et_min: float = 50.0
+    match_window: float = 1.5
+    brem_window: float = 1.5
+    brem_e_over_p: float = 0.7
+    merged_pt_min: float = 2000.0
+    merged_spread: float = 0.6
+    material_x0: float = 0.2
+
+    def __post_init__(self) -> None:
+        for f in ("seed_et_min", "match_window", "brem_window", "brem_e_over_p", "merged_pt_min", "merged_spread"):
+            v = getattr(self, f)
+            if not (np.isfinite(v) and v > 0):
+                raise ConfigError(f"pass {self.name!r}: {f}={v!r}; expected a positive number")
+        if not (np.isfinite(self.material_x0) and self.material_x0 >= 0):
+            raise ConfigError(f"pass {self.name!r}: material_x0={self.material_x0!r}; expected a number >= 0")
+
+    def build(self) -> Kernel:
+        model = load_shower_model(self.model, self.name)
+        geo = dataclasses.replace(ECALGeometry(), material_x0=self.material_x0)
+        cfg = self
+
+        def kernel(ctx: BatchContext) -> None:
+            out = reconstruct_batch(
+                _np(ctx.query(_PARTICLES_SQL)), _np(ctx.query(_TRACKS_SQL)), _np(ctx.query(_EVENTS_SQL)),
+                model, ctx.rng(cfg.name), cfg, geo,
+            )
+            b = ctx.batch.batch
+            for table in ("calo_clusters", "neutral_protoparticles"):
+                rows = out[table]
+                if rows["event"].size:
+                    ctx.insert(table, _with_batch(rows, b))
+            if out["protoparticles"]["event"].size:
+                ctx.update("protoparticles", _with_batch(out["protoparticles"], b))
+
+        return kernel
+
+
+def _with_batch(rows: Mapping[str, Any], batch: int) -> Any:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    n = len(rows["event"])
+    cols: dict[str, Any] = {"batch": pa.array(np.full(n, batch, np.int32))}
+    for k, v in rows.items():
+        if k == "matrix":
+            m = np.asarray(v, dtype=np.float32)
+            cols[k] = pa.array([None] * n, type=pa.list_(pa.float32())) if m.size == 0 and n else \
+                pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * m.shape[1]), pa.array(m.reshape(-1)))
+        else:
+            cols[k] = pa.array(np.asarray(v))
+    return pa.table(cols)
+
+
+def reconstruct_batch(
+    particles: Mapping[str, np.ndarray],
+    tracks: Mapping[str, np.ndarray],
+    events: Mapping[str, np.ndarray],
+    model: Any,
+    rng: np.random.Generator,
+    cfg: Calorimeter,
+    geometry: ECALGeometry,
+) -> dict[str, dict[str, np.ndarray]]:
+    """The calorimeter pass on arrays (testable without DuckDB).
+
+    Args:
+        particles: final-state particles: ``event, mc_index, pid, charge, px, py, pz, e,
+            origin_x, origin_y, origin_z`` (``(n,)`` each).
+        tracks: protoparticles: ``event, track_index, mc_particle, charge, px, py, pz,
+            tx, ty, x, y, z``.
+        events: ``event, pv_x, pv_y, pv_z``.
+        model: the shower generator (:func:`load_shower_model`) or any object with the
+            same ``sample`` and ``trained.provenance``.
+        rng: random generator.
+        cfg: the pass settings.
+        geometry: the ECAL.
+
+    Returns:
+        ``{"calo_clusters": {...}, "neutral_protoparticles": {...}, "protoparticles": {...}}``
+        column dicts (without ``batch``).
+    """
+    crd = card()
+    p = {k: np.asarray(v) for k, v in particles.items()}
+    t = {k: np.asarray(v) for k, v in tracks.items()}
+    n_p = p["event"].shape[0]
+    # --- bremsstrahlung of electrons born before the magnet
+    is_e = (np.abs(p["pid"]) == 11) & (p["origin_z"] < crd.magnet_z)
+    e_idx = np.nonzero(is_e)[0]
+    brem_el, brem_k = bremsstrahlung(p["e"][e_idx], rng, geometry)
+    brem_parent = e_idx[brem_el]
+    kept = np.ones(n_p)
+    lost = np.bincount(brem_parent, weights=brem_k, minlength=n_p)
+    kept = np.clip(1.0 - lost / p["e"], 1e-3, 1.0)
+    # --- the objects that shower: particles (after brem) then brem photons
+    scale = np.concatenate([kept, brem_k / p["e"][brem_parent]])
+    src = np.concatenate([np.arange(n_p), brem_parent])
+    pid = np.concatenate([p["pid"], np.full(brem_parent.size, 22)])
+    charge = np.concatenate([p["charge"], np.zeros(brem_parent.size)])
+    mom = [np.asarray(p[c], dtype=np.float64)[src] * scale for c in ("px", "py", "pz")]
+    energy = np.asarray(p["e"], dtype=np.float64)[src] * scale
+    origin = tuple(np.asarray(p[c], dtype=np.float64)[src] for c in ("origin_x", "origin_y", "origin_z"))
+    x, y, tx, ty, reaches = ecal_entry(origin, tuple(mom), charge, geometry,  # type: ignore[arg-type]
+                                       magnet_z=crd.magnet_z)
+    reaches &= energy > 50.0
+    sel = np.nonzero(reaches)[0]
+    mats = generate_showers(model, pid[sel], energy[sel], x[sel], y[sel], tx[sel], ty[sel], rng, geometry)
+    shower_event = np.asarray(p["event"], dtype=np.int64)[src[sel]]
+    sh, cid, dep = matrix_to_cells(mats, x[sel], y[sel], geometry)
+    ev_c, cell_c, e_c = digitise(shower_event, sh, cid, dep, rng, geometry)
+    cl = find_clusters(ev_c, cell_c, e_c, geometry, seed_et_min=cfg.seed_et_min)
+    k = cl["event"].shape[0]
+    seed_sh = seed_truth(cl["event"], cl["seed_cell"], shower_event, sh, cid, dep)
+    mc = np.where(seed_sh >= 0, np.asarray(p["mc_index"], dtype=np.int64)[src[sel]][np.maximum(seed_sh, 0)], -1)
+    _, _, size = cell_geometry(cl["seed_cell"], geometry) if k else (None, None, np.zeros(0))
+    corr = np.asarray(CONTAINMENT)[cl["region"]] if k else np.zeros(0)
+    energy_c = cl["energy"] / np.where(corr > 0, corr, 1.0)
+    # --- tracks: momentum after brem, extrapolation, matching
+    n_t = t["event"].shape[0]
+    mc_to_p = {(int(e), int(i)): j for j, (e, i) in enumerate(zip(p["event"], p["mc_index"], strict=True))}
+    t_kept = np.array([kept[mc_to_p[(int(e), int(i))]] if (int(e), int(i)) in mc_to_p else 1.0
+                       for e, i in zip(t["event"], t["mc_particle"], strict=True)]) if n_t else np.zeros(0)
+    tp = [np.nan_to_num(np.asarray(t[c], dtype=np.float64)) * t_kept for c in ("px", "py", "pz")]
+    t_origin = tuple(np.nan_to_num(np.asarray(t[c], dtype=np.float64)) for c in ("x", "y", "z"))
+    t_x, t_y, _, _, _ = ecal_entry(t_origin, tuple(tp), np.asarray(t["charge"], dtype=np.float64), geometry,  # type: ignore[arg-type]
+                                   magnet_z=crd.magnet_z)
+    track_cluster, dist = match_tracks(cl["event"], cl["x"], cl["y"], size, t["event"], t_x, t_y, cfg.match_window)
+    cluster_track = np.full(k, -1, dtype=np.int64)
+    ok = track_cluster >= 0
+    cluster_track[track_cluster[ok]] = np.asarray(t["track_index"], dtype=np.int64)[ok]
+    p_track = np.sqrt(tp[0] ** 2 + tp[1] ** 2 + tp[2] ** 2)
+    e_over_p = np.where(ok, energy_c[np.maximum(track_cluster, 0)] / np.maximum(p_track, 1.0), 0.0) if k else np.zeros(n_t)
+    dll = np.where(ok, electron_dll(e_over_p, p_track), 0.0)
+    # --- brem recovery for electron candidates: neutral clusters on the upstream line
+    tx0 = np.nan_to_num(np.asarray(t["tx"], dtype=np.float64))
+    ty0 = np.nan_to_num(np.asarray(t["ty"], dtype=np.float64))
+    bx = t_origin[0] + tx0 * (geometry.z_front - t_origin[2])
+    by = t_origin[1] + ty0 * (geometry.z_front - t_origin[2])
+    neutral = cluster_track < 0
+    cand = np.nonzero(ok & (e_over_p > cfg.brem_e_over_p))[0]
+    brem_e = np.zeros(n_t)
+    brem_n = np.zeros(n_t, dtype=np.int16)
+    if k and cand.size:
+        n_idx = np.nonzero(neutral)[0]
+        for ti in cand:
+            m = n_idx[cl["event"][n_idx] == t["event"][ti]]
+            if m.size == 0:
+                continue
+            d = np.hypot(cl["x"][m] - bx[ti], cl["y"][m] - by[ti]) / size[m]
+            hit = m[d < cfg.brem_window]
+            brem_e[ti] = energy_c[hit].sum()
+            brem_n[ti] = hit.size
+    fac = 1.0 + brem_e / np.maximum(p_track, 1.0)
+    protos = {
+        "event": np.asarray(t["event"], dtype=np.int32), "index": np.asarray(t["track_index"], dtype=np.int32),
+        "px": tp[0] * fac, "py": tp[1] * fac, "pz": tp[2] * fac,
+        "calo_cluster": np.where(ok, _local_index(cl["event"])[np.maximum(track_cluster, 0)] if k else -1, -1).astype(np.int32),
+        "calo_e_over_p": np.where(ok, e_over_p, np.nan).astype(np.float32),
+        "EcalPIDe": dll.astype(np.float32), "track_p": p_track, "brem_multiplicity": brem_n,
+        "has_brem_added": brem_n > 0, "brem_energy": brem_e,
+    }
+    local = _local_index(cl["event"])
+    clusters = {
+        "event": cl["event"].astype(np.int32), "index": local.astype(np.int32), "mc_particle": mc.astype(np.int32),
+        "track": cluster_track.astype(np.int32), "seed_cell": cl["seed_cell"].astype(np.int32),
+        "region": cl["region"].astype(np.int16), "x": cl["x"], "y": cl["y"],
+        "z": np.full(k, geometry.z_front), "energy": energy_c, "e3x3": cl["energy"], "e_seed": cl["e_seed"],
+        "e_seed_frac": (cl["e_seed"] / np.where(cl["energy"] > 0, cl["energy"], 1.0)).astype(np.float32),
+        "sxx": cl["sxx"].astype(np.float32), "syy": cl["syy"].astype(np.float32), "sxy": cl["sxy"].astype(np.float32),
+        "n_cells": cl["n_cells"].astype(np.int16),
+        "track_distance": np.where(np.isfinite(dist), dist, np.nan).astype(np.float32),
+    }
+    if cfg.store_matrix:
+        clusters["matrix"] = np.where((seed_sh >= 0)[:, None], mats[np.maximum(seed_sh, 0)].reshape(k, -1), 0.0) \
+            if k else np.zeros((0, geometry.grid_n**2))
+    # --- photons: neutral clusters, direction from the event's primary vertex
+    nz = np.nonzero(neutral)[0]
+    ev_rows = {int(e): j for j, e in enumerate(np.asarray(events["event"]))}
+    j = np.array([ev_rows.get(int(e), -1) for e in cl["event"][nz]], dtype=np.int64)
+    pv = [np.where(j >= 0, np.asarray(events[c], dtype=np.float64)[np.maximum(j, 0)], 0.0) if j.size else np.zeros(0)
+          for c in ("pv_x", "pv_y", "pv_z")]
+    dx, dy, dz = cl["x"][nz] - pv[0], cl["y"][nz] - pv[1], geometry.z_front - pv[2]
+    r = np.sqrt(dx * dx + dy * dy + dz * dz)
+    e_n = energy_c[nz]
+    px_n, py_n, pz_n = e_n * dx / r, e_n * dy / r, e_n * dz / r
+    pt_n = np.hypot(px_n, py_n)
+    spread = np.sqrt(np.maximum(cl["sxx"][nz] + cl["syy"][nz], 0.0)) / size[nz]
+    d_n = dist[nz]
+    neutrals = {
+        "event": cl["event"][nz].astype(np.int32), "index": _local_index(cl["event"][nz]).astype(np.int32),
+        "mc_particle": mc[nz].astype(np.int32), "cluster": local[nz].astype(np.int32),
+        "e": e_n, "px": px_n, "py": py_n, "pz": pz_n, "pt": pt_n,
+        "CL": photon_cl(d_n, spread, e_n).astype(np.float32),
+        "is_not_e": np.where(np.isfinite(d_n), 1.0 - np.exp(-0.5 * d_n * d_n), 1.0).astype(np.float32),
+        "is_merged_pi0": (pt_n > cfg.merged_pt_min) & (spread > cfg.merged_spread),
+    }
+    return {"calo_clusters": clusters, "neutral_protoparticles": neutrals, "protoparticles": protos}
+
+
+def _local_index(event: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal (sorted) event numbers."""
+    ev = np.asarray(event, dtype=np.int64)
+    if ev.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    start = np.concatenate([[True], ev[1:] != ev[:-1]])
+    first = np.maximum.accumulate(np.where(start, np.arange(ev.size), 0))
+    return np.arange(ev.size) - first

@@ -1,0 +1,82 @@
+"""Benchmark of the fast calorimeter: shower generation ms/shower at batch 1, 128, 1024.
+
+Run: ``python benchmarks/bench_calorimeter.py [--repeats 20] [--model PATH]``
+
+Measures, in one process:
+
+1. the shipped shower generator (``sim/models/calorimeter.keras``, as the calorimeter
+   pass runs it: :func:`sim.detector.calorimeter.generate_showers`, preprocessing and
+   the matrix reconstruction included) at batch sizes 1, 128 and 1024, ms/shower (best
+   of ``--repeats`` calls after a warm-up);
+2. the reference ECAL (:func:`sim.reference.ecal.simulate_showers`) at the same batch
+   sizes, as the in-run baseline;
+3. beside them, the seed table's CaloGAN CPU figures (13.1 / 2.19 / 2.03 ms/shower at
+   batch 1 / 128 / 1024) and Geant4's 1 772 ms/shower; target <= 0.1 ms/shower at 1024.
+
+Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+CALOGAN_CPU_MS = {1: 13.1, 128: 2.19, 1024: 2.03}
+GEANT4_MS = 1772.0
+BATCHES = (1, 128, 1024)
+
+
+def _particles(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    from sim.reference.ecal import shower_sample
+
+    s = shower_sample(n, rng, mix=((22, 0.5), (11, 0.5)))
+    s.pop("matrix")
+    return s
+
+
+def _best(fn, repeats: int) -> float:  # noqa: ANN001
+    fn()
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return float(best)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--model", default=None)
+    args = parser.parse_args()
+    from sim.detector.calorimeter import generate_showers, load_shower_model
+    from sim.reference.ecal import simulate_showers
+
+    model = load_shower_model(args.model)
+    rng = np.random.default_rng(0)
+    parts = _particles(4096, rng)
+    out: dict[str, object] = {"calogan_cpu_ms": CALOGAN_CPU_MS, "geant4_ms": GEANT4_MS}
+    fast, ref = {}, {}
+    for b in BATCHES:
+        sl = {k: v[:b] for k, v in parts.items()}
+        cols = (sl["pid"], sl["energy"], sl["x"], sl["y"], sl["tx"], sl["ty"])
+        reps = max(3, args.repeats if b <= 128 else args.repeats // 4)
+        fast[b] = 1e3 * _best(lambda c=cols: generate_showers(model, *c, rng), reps) / b
+        ref[b] = 1e3 * _best(lambda c=cols: simulate_showers(*c, rng), max(3, reps // 2)) / b
+    out["fast_ms_per_shower"] = {str(k): round(v, 4) for k, v in fast.items()}
+    out["reference_ms_per_shower"] = {str(k): round(v, 4) for k, v in ref.items()}
+    out["speedup_vs_calogan_cpu"] = {str(k): round(CALOGAN_CPU_MS[k] / fast[k], 1) for k in BATCHES}
+    out["target_1024_ms"] = 0.1
+    out["meets_target"] = bool(fast[1024] <= 0.1)
+    out["load_average"] = os.getloadavg()[0]
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
