@@ -22,10 +22,11 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 CALOGAN_CPU_MS = {1: 13.1, 128: 2.19, 1024: 2.03}
 GEANT4_MS = 1772.0
@@ -40,7 +41,7 @@ def _particles(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return s
 
 
-def _best(fn, repeats: int) -> float:  # noqa: ANN001
+def _best(fn: Callable[[], object], repeats: int) -> float:
     fn()
     best = np.inf
     for _ in range(repeats):
@@ -65,10 +66,16 @@ def main() -> None:
     fast, ref = {}, {}
     for b in BATCHES:
         sl = {k: v[:b] for k, v in parts.items()}
-        cols = (sl["pid"], sl["energy"], sl["x"], sl["y"], sl["tx"], sl["ty"])
         reps = max(3, args.repeats if b <= 128 else args.repeats // 4)
-        fast[b] = 1e3 * _best(lambda c=cols: generate_showers(model, *c, rng), reps) / b
-        ref[b] = 1e3 * _best(lambda c=cols: simulate_showers(*c, rng), max(3, reps // 2)) / b
+
+        def fast_call(s: dict[str, np.ndarray] = sl) -> object:
+            return generate_showers(model, s["pid"], s["energy"], s["x"], s["y"], s["tx"], s["ty"], rng)
+
+        def ref_call(s: dict[str, np.ndarray] = sl) -> object:
+            return simulate_showers(s["pid"], s["energy"], s["x"], s["y"], s["tx"], s["ty"], rng)
+
+        fast[b] = 1e3 * _best(fast_call, reps) / b
+        ref[b] = 1e3 * _best(ref_call, max(3, reps // 2)) / b
     out["fast_ms_per_shower"] = {str(k): round(v, 4) for k, v in fast.items()}
     out["reference_ms_per_shower"] = {str(k): round(v, 4) for k, v in ref.items()}
     out["speedup_vs_calogan_cpu"] = {str(k): round(CALOGAN_CPU_MS[k] / fast[k], 1) for k in BATCHES}
