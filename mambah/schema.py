@@ -26,6 +26,13 @@ Views (in every store and Parquet dataset, :data:`VIEWS`)
                     ``event_id``, ``particle_id``, ``true_pid``, ``true_px/py/pz/e``,
                     ``mother_id``, ``true_mother_pid`` (NULL for ghosts).
 
+Track-state covariance (``protoparticles``, resolution pass): the state is
+``(x, y, tx, ty, qop)`` at ``z`` (mm, mm, rad, rad, q/p in 1/MeV); its symmetric 5 × 5
+covariance is stored as the 15 independent elements of the upper triangle, row by
+row: ``cov_x_x, cov_x_y, cov_x_tx, cov_x_ty, cov_x_qop, cov_y_y, cov_y_tx, cov_y_ty,
+cov_y_qop, cov_tx_tx, cov_tx_ty, cov_tx_qop, cov_ty_ty, cov_ty_qop, cov_qop_qop``
+(``sim.detector.trackcov.COV_COLUMNS``; ``cov_from_columns`` rebuilds the matrix).
+
 A global key is one BIGINT: ``event_id = batch * 2**24 + event`` and
 ``particle_id = event_id * 2**19 + index`` (so batches < 2**20, events per batch
 < 2**24, particles per event < 2**19; beyond, DuckDB stops with an overflow error),
@@ -138,6 +145,11 @@ PROTOPARTICLES = sa.Table(
     sa.Column("ip_chi2", _F, comment="impact-parameter chi2"),
     sa.Column("track_chi2ndof", _F, comment="track fit chi2/ndf"),
     sa.Column("ghost_prob", _F, comment="ghost probability"),
+    *[
+        sa.Column(f"cov_{a}_{b}", _F, comment=f"state covariance ({a}, {b}) at z [units of {a} x {b}; mm, rad, 1/MeV]")
+        for i, a in enumerate(("x", "y", "tx", "ty", "qop"))
+        for b in ("x", "y", "tx", "ty", "qop")[i:]
+    ],
     sa.Column("has_rich", sa.Boolean, comment="RICH information available (pid pass)"),
     *[sa.Column(f"RichDLL{h}", _f, comment=f"RICH delta log-likelihood {h} - pi") for h in ("e", "mu", "K", "p")],
     sa.Column("is_muon", sa.Boolean, comment="IsMuon"),

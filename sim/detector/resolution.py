@@ -1,4 +1,19 @@
-"""The resolution pass: a conditional GAN samples track residuals; geometry turns them into tracks.
+"""The resolution pass: track states drawn from their covariance; a conditional GAN gives χ²/ndf and ghost probability.
+
+Track states.  Each reconstructed track gets the 5 × 5 covariance of its state
+``(x, y, tx, ty, q/p)`` from the error model of :mod:`sim.detector.trackcov` (VELO
+hit resolution + multiple scattering, an analytic function of p, the slopes, the
+origin and the track type — the same function the reference detector uses, so the
+fast pass evaluates it rather than learning it; it does not depend on the
+occupancy), and its residuals are drawn from that covariance
+(:func:`sim.detector.trackcov.reconstruct_states`); the IP and IPχ² follow from the
+state and its covariance.  The 15 ``cov_*`` columns of ``protoparticles`` carry the
+covariance (:data:`sim.detector.trackcov.COV_COLUMNS`).
+
+GAN.  The generator (trained on the reference before the covariance model, kept
+unchanged) still draws the full residual vector below; the pass uses its
+``track_chi2ndof`` and ``ghost_prob``.  :func:`residual_targets` /
+:func:`apply_residuals` keep the residual representation for training and validation.
 
 The generator (trained with :func:`sim.training.train_gan`, Cramér GAN) draws, for each
 reconstructed track, the residual vector (:data:`RESOLUTION_TARGETS`)
@@ -19,31 +34,37 @@ the same geometry as :mod:`sim.reference.tracking`.
 
 Reads ``protoparticles``, ``mc_particles``, ``mc_vertices``, ``events``; writes
 ``protoparticles.kinematics`` (px, py, pz, tx, ty, x, y, z, ip, ip_chi2,
-track_chi2ndof, ghost_prob, charge).
+track_chi2ndof, ghost_prob, charge, cov_x_x … cov_qop_qop).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
+from mambah.errors import ConfigError
+from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
-from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.detector.features import add_derived, query_truth, truth_features
+from sim.detector.trackcov import (
+    TrackErrorModel,
+    cov_to_columns,
+    reconstruct_states,
+    state_z,
+)
 
 __all__ = (
-    "Resolution",
     "RESOLUTION_CONDITIONS",
     "RESOLUTION_TARGETS",
+    "Resolution",
     "apply_residuals",
+    "pass_residuals",
     "residual_targets",
-    "train_resolution",
     "track_truth_sql",
 )
 
@@ -110,6 +131,9 @@ def apply_residuals(
         residuals: ``(n, 8)`` in :data:`RESOLUTION_TARGETS` order.
         downstream_state_z: z (mm) of the first state of Downstream tracks.
 
+    The state is placed at :func:`sim.detector.trackcov.state_z` (the reference z of
+    the reference detector's states).
+
     Returns:
         ``px, py, pz`` (MeV), ``tx, ty``, ``x, y, z`` (mm), ``ip`` (mm), ``ip_chi2``,
         ``track_chi2ndof``, ``ghost_prob``: float64 arrays of shape (n,).
@@ -128,9 +152,10 @@ def apply_residuals(
     dx, dy = qx - truth["pv_x"], qy - truth["pv_y"]
     ip = np.sqrt(dx * dx + dy * dy + (dx * ty - dy * tx) ** 2) / norm
     sigma_ip = 10.0 ** r[:, 5]
-    t2 = tx * tx + ty * ty
-    s_poca = -(dx * tx + dy * ty) / np.where(t2 > 0, t2, 1.0)
-    s = np.where(np.asarray(track_type) == 5, downstream_state_z - qz, s_poca)
+    # the state sits at the reference z of the covariance model (true line's closest approach)
+    zs = state_z(features["tx_true"], features["ty_true"], truth["origin_x"] - truth["pv_x"],
+                 truth["origin_y"] - truth["pv_y"], truth["origin_z"], track_type, downstream_state_z)
+    s = zs - qz
     return {
         "px": tx * pz,
         "py": ty * pz,
@@ -145,6 +170,40 @@ def apply_residuals(
         "track_chi2ndof": np.maximum(r[:, 6], 0.0),
         "ghost_prob": np.clip(r[:, 7], 0.0, 1.0),
     }
+
+
+def pass_residuals(
+    features: Mapping[str, np.ndarray],
+    truth: Mapping[str, np.ndarray],
+    track_type: np.ndarray,
+    gan: np.ndarray,
+    rng: np.random.Generator,
+    errors: TrackErrorModel | None = None,
+) -> np.ndarray:
+    """The residual vector (:data:`RESOLUTION_TARGETS` order) of what the pass produces.
+
+    State residuals (``dp_rel … log10_sigma_ip``) from the covariance draw of
+    :func:`sim.detector.trackcov.reconstruct_states`, ``track_chi2ndof`` and
+    ``ghost_prob`` from the GAN samples: what validation compares with the reference.
+
+    Args:
+        features: :func:`~sim.detector.features.truth_features` of the tracks' particles.
+        truth: ``charge, px, py, pz`` (MeV), ``origin_x/y/z, pv_x/y/z`` (mm), ``(n,)``.
+        track_type: ``(n,)`` codes 3, 4, 5.
+        gan: ``(n, 8)`` generator samples.
+        rng: source of the state draws.
+        errors: the error model (default :class:`~sim.detector.trackcov.TrackErrorModel`).
+
+    Returns:
+        ``(n, 8)`` float64.
+    """
+    n = np.asarray(track_type).shape[0]
+    st = reconstruct_states(dict(truth), track_type, rng.standard_normal((n, 5)), errors or TrackErrorModel())
+    ref = {"reco_px": st["px"], "reco_py": st["py"], "reco_pz": st["pz"],
+           **{k: st[k] for k in ("tx", "ty", "x", "y", "z", "ip", "ip_chi2")}}
+    res = residual_targets(features, truth, ref)
+    g = np.asarray(gan, dtype=np.float64)
+    return np.column_stack([res[k] for k in RESOLUTION_TARGETS[:6]] + [np.maximum(g[:, 6], 0.0), np.clip(g[:, 7], 0.0, 1.0)])
 
 
 def track_truth_sql() -> str:
@@ -171,7 +230,9 @@ class Resolution(Pass):
         name: pass name.
         model: ``.keras`` generator file; default the shipped ``sim/models/resolution.keras``.
         conditions: condition names the generator takes (checked against its sidecar).
-        downstream_state_z: z (mm) of the first state of Downstream tracks (TT).
+        downstream_state_z: z (mm) of the first state of Downstream tracks (TT); must
+            equal ``errors.downstream_z``.
+        errors: the track-state error model (:class:`sim.detector.trackcov.TrackErrorModel`).
     """
 
     kind: ClassVar[str] = "resolution"
@@ -182,14 +243,20 @@ class Resolution(Pass):
     model: str | None = None
     conditions: tuple[str, ...] = RESOLUTION_CONDITIONS
     downstream_state_z: float = 2485.0
+    errors: TrackErrorModel = field(default_factory=TrackErrorModel)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conditions", tuple(self.conditions))
+        if self.downstream_state_z != self.errors.downstream_z:
+            raise ConfigError(
+                f"pass {self.name!r}: downstream_state_z={self.downstream_state_z} differs from "
+                f"errors.downstream_z={self.errors.downstream_z}; give both the same z"
+            )
 
     def build(self) -> Kernel:
         model = CompiledModel(load_pass_model(self.model, "resolution", kind="generator", inputs=self.conditions,
                                 outputs=RESOLUTION_TARGETS, pass_name=self.name))
-        name, conditions, z_down = self.name, self.conditions, self.downstream_state_z
+        name, conditions, errors = self.name, self.conditions, self.errors
         sql = track_truth_sql()
 
         def kernel(ctx: BatchContext) -> None:
@@ -199,8 +266,13 @@ class Resolution(Pass):
                 return
             feats = add_derived({**truth_features(truth), "track_type": truth["track_type"]})
             cond = feature_matrix(feats, conditions, f"pass {name!r}")
-            residuals = model.sample(cond, ctx.rng(name))
-            out = apply_residuals(feats, truth, truth["track_type"], residuals, z_down)
+            gan = model.sample(cond, ctx.rng(name))
+            st = reconstruct_states(truth, truth["track_type"], ctx.rng(f"{name}.state").standard_normal((n, 5)),
+                                    errors)
+            out = {k: st[k] for k in ("px", "py", "pz", "tx", "ty", "x", "y", "z", "ip", "ip_chi2")}
+            out["track_chi2ndof"] = np.maximum(gan[:, 6], 0.0)
+            out["ghost_prob"] = np.clip(gan[:, 7], 0.0, 1.0)
+            out.update(cov_to_columns(st["cov"]))
             ctx.update(
                 "protoparticles",
                 {
@@ -213,61 +285,3 @@ class Resolution(Pass):
             )
 
         return kernel
-
-
-def train_resolution(
-    data: str | Path,
-    *,
-    conditions: Sequence[str] = RESOLUTION_CONDITIONS,
-    targets: Sequence[str] = RESOLUTION_TARGETS,
-    weight: str | None = None,
-    select: str | None = "reconstructed",
-    seed: int = 0,
-    epochs: int = 10,
-    batch_size: int = 512,
-    algorithm: str = "cramer",
-    learning_rate: float = 1e-3,
-    lr_schedule: str = "constant",
-    ema: float | None = None,
-    max_rows: int | None = None,
-    progress: bool = False,
-    tree: str | None = None,
-    extra_provenance: Mapping[str, Any] | None = None,
-) -> Any:
-    """Train the residual GAN on the reconstructed tracks of a reference sample.
-
-    Args:
-        data: Parquet/ROOT file with ``track_type``, the truth feature columns and the
-            targets (``reconstructed`` selects the rows; default).
-        conditions, targets: column names (``is_upstream``/``is_downstream``/``is_long``
-            are derived from ``track_type``).
-        weight: optional weight column.
-        select: boolean column selecting the rows; ``None`` for all.
-        seed, epochs, batch_size, algorithm, learning_rate, lr_schedule, ema:
-            :func:`sim.training.train_gan` settings.
-        max_rows: use at most this many rows (the first ones).
-        tree: TTree of a ROOT ``data`` file (default: the first).
-
-    Returns:
-        :class:`sim.training.TrainedModel` (generator).
-    """
-    from sim.training.passdata import read_training_data
-
-    from sim.training.gan import train_gan
-
-    derived = {"is_long", "is_upstream", "is_downstream"}
-    need = [c for c in conditions if c not in derived] + list(targets)
-    if derived & set(conditions):
-        need.append("track_type")
-    cols = add_derived(read_training_data(data, need, weight=weight, tree=tree, select=select))
-    rows = slice(None, max_rows)
-    c = np.column_stack([np.asarray(cols[k], dtype=np.float64)[rows] for k in conditions])
-    t = np.column_stack([np.asarray(cols[k], dtype=np.float64)[rows] for k in targets])
-    w = np.asarray(cols[weight], dtype=np.float64)[rows] if weight else None
-    return train_gan(
-        c, t, w, algorithm=algorithm, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
-        learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema,
-        n_noise=8, hidden_generator=(64, 64, 64), hidden_critic=(64, 64, 64), n_quantiles=300,
-        condition_names=tuple(conditions), target_names=tuple(targets),
-        provenance={"data_file": str(data), "select": select, **(dict(extra_provenance) if extra_provenance else {})},
-    )

@@ -46,6 +46,7 @@ import numpy as np
 
 from mambah.codes import TrackType
 from mambah.errors import ConfigError, DataError
+from sim.detector.vertexing import impact_parameter
 
 __all__ = (
     "COV_COLUMNS",
@@ -55,7 +56,9 @@ __all__ = (
     "cov_from_columns",
     "cov_to_columns",
     "crossed_velo_stations",
+    "reconstruct_states",
     "state_covariance",
+    "state_z",
 )
 
 VELO_RUN2_STATION_Z: tuple[float, ...] = (
@@ -161,6 +164,19 @@ def crossed_velo_stations(
     return (dz > 0) & (r2 > model.velo_r_min**2) & (r2 < model.velo_r_max**2)
 
 
+def state_z(
+    tx: np.ndarray, ty: np.ndarray, x0: np.ndarray, y0: np.ndarray, z0: np.ndarray, track_type: np.ndarray,
+    downstream_z: float,
+) -> np.ndarray:
+    """Reference z ``(n,)`` of a track's state (mm): where the true line (origin ``x0, y0``
+    relative to the beam line, ``z0``; slopes ``tx, ty``) passes closest to the beam
+    line, or ``downstream_z`` for Downstream tracks (code 5)."""
+    tx, ty, x0, y0, z0 = (np.asarray(a, dtype=np.float64) for a in (tx, ty, x0, y0, z0))
+    t2 = tx * tx + ty * ty
+    s_poca = -(x0 * tx + y0 * ty) / np.where(t2 > 0, t2, 1.0)
+    return np.where(np.asarray(track_type) == TrackType.DOWNSTREAM, downstream_z, z0 + s_poca)
+
+
 def state_covariance(
     p: np.ndarray,
     tx: np.ndarray,
@@ -200,8 +216,7 @@ def state_covariance(
     velo = (tt == TrackType.LONG) | (tt == TrackType.UPSTREAM)
     down = tt == TrackType.DOWNSTREAM
     t2 = tx * tx + ty * ty
-    s_poca = -(x0 * tx + y0 * ty) / np.where(t2 > 0, t2, 1.0)
-    z_state = np.where(down, model.downstream_z, z0 + s_poca)
+    z_state = state_z(tx, ty, x0, y0, z0, tt, model.downstream_z)
 
     crossed = crossed_velo_stations(x0, y0, z0, tx, ty, model)
     n_crossed = crossed.sum(axis=1)
@@ -243,6 +258,62 @@ def state_covariance(
     ok = velo | down
     cov[~ok] = np.nan
     return np.where(ok, z_state, np.nan), cov
+
+
+def reconstruct_states(
+    truth: dict[str, np.ndarray],
+    track_type: np.ndarray,
+    normal: np.ndarray,
+    model: TrackErrorModel = TrackErrorModel(),
+) -> dict[str, np.ndarray]:
+    """Reconstructed track states: the true state plus residuals drawn from its covariance.
+
+    The one place where both the reference detector and the fast resolution pass turn
+    truth into a measured state: ``residual = L·normal`` with ``C = L Lᵀ``
+    (:func:`state_covariance`), so ``(reco − true)`` has exactly the covariance ``C``.
+
+    Args:
+        truth: ``(n,)`` arrays ``charge`` (e), ``px, py, pz`` (MeV), ``origin_x/y/z`` and
+            ``pv_x/y/z`` (mm; the PV defines the beam line and the IP reference point).
+        track_type: ``(n,)`` codes 3, 4, 5 (other codes give NaN rows).
+        normal: ``(n, 5)`` standard-normal deviates (from the caller's Generator).
+        model: the error model.
+
+    Returns:
+        ``(n,)`` float64 arrays ``px, py, pz`` (MeV), ``tx, ty``, ``x, y, z`` (mm, the state
+        at its reference z), ``qop`` (1/MeV), ``ip`` (mm, 3-D, w.r.t. the PV), ``ip_chi2``
+        (2 dof, with the state covariance), and ``cov`` ``(n, 5, 5)``.
+    """
+    tt = np.asarray(track_type)
+    px, py, pz = (np.asarray(truth[k], dtype=np.float64) for k in ("px", "py", "pz"))
+    charge = np.asarray(truth["charge"], dtype=np.float64)
+    x0, y0, z0 = (np.asarray(truth[k], dtype=np.float64) for k in ("origin_x", "origin_y", "origin_z"))
+    pv = np.column_stack([np.asarray(truth[k], dtype=np.float64) for k in ("pv_x", "pv_y", "pv_z")])
+    n = px.shape[0]
+    known = (tt == TrackType.LONG) | (tt == TrackType.UPSTREAM) | (tt == TrackType.DOWNSTREAM)
+    p = np.sqrt(px * px + py * py + pz * pz)
+    safe_pz = np.where(known & (pz > 0), pz, 1.0)
+    tx_true, ty_true = px / safe_pz, py / safe_pz
+    zs, cov = state_covariance(p, tx_true, ty_true, x0 - pv[:, 0], y0 - pv[:, 1], z0,
+                               np.where(known, tt, TrackType.NONE), model)
+    safe_cov = np.where(known[:, None, None], cov, np.eye(5))
+    res = np.einsum("nij,nj->ni", np.linalg.cholesky(safe_cov), np.asarray(normal, dtype=np.float64))
+    zs0 = np.where(known, zs, 0.0)
+    dz = zs0 - z0
+    state = np.column_stack([
+        x0 + tx_true * dz, y0 + ty_true * dz, tx_true, ty_true, charge / np.where(p > 0, p, 1.0),
+    ]) + res
+    tx, ty, qop = state[:, 2], state[:, 3], state[:, 4]
+    p_reco = 1.0 / np.maximum(np.abs(qop), 1e-12)
+    pz_reco = p_reco / np.sqrt(1.0 + tx * tx + ty * ty)
+    ip, ip_chi2 = impact_parameter(zs0, state, safe_cov, pv[:, None, :], np.zeros((n, 1, 3, 3)))
+    out = {
+        "px": tx * pz_reco, "py": ty * pz_reco, "pz": pz_reco, "tx": tx, "ty": ty,
+        "x": state[:, 0], "y": state[:, 1], "z": zs0, "qop": qop, "ip": ip[:, 0], "ip_chi2": ip_chi2[:, 0],
+    }
+    out = {k: np.where(known, v, np.nan) for k, v in out.items()}
+    out["cov"] = cov
+    return out
 
 
 def cov_to_columns(cov: np.ndarray) -> dict[str, np.ndarray]:

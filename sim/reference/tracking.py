@@ -59,9 +59,8 @@ from sim.detector.trackcov import (
     TrackErrorModel,
     cov_to_columns,
     crossed_velo_stations,
-    state_covariance,
+    reconstruct_states,
 )
-from sim.detector.vertexing import impact_parameter
 
 __all__ = (
     "OUTPUT_KEYS",
@@ -72,7 +71,6 @@ __all__ = (
     "TRUTH_KEYS",
     "VELO_RUN2_STATION_Z",
     "TrackingConfig",
-    "draw_state_residuals",
     "simulate_tracking",
 )
 
@@ -470,38 +468,6 @@ def _t_station_acceptance(
     return (pz > 0) & (dzm > 0) & aperture & survives & in_box
 
 
-def draw_state_residuals(
-    p: np.ndarray,
-    tx: np.ndarray,
-    ty: np.ndarray,
-    x0: np.ndarray,
-    y0: np.ndarray,
-    z0: np.ndarray,
-    track_type: np.ndarray,
-    normal: np.ndarray,
-    errors: TrackErrorModel,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """State residuals drawn from the track covariance: ``L·normal`` with ``C = L Lᵀ``.
-
-    Args:
-        p, tx, ty: true momentum (MeV) and slopes, ``(n,)``.
-        x0, y0: origin relative to the beam line (mm); z0: origin z (mm), ``(n,)``.
-        track_type: ``(n,)`` codes; rows of other types get NaN.
-        normal: ``(n, 5)`` standard-normal deviates.
-        errors: the error model.
-
-    Returns:
-        ``residuals`` ``(n, 5)`` of ``(x, y, tx, ty, q/p)``, the state z ``(n,)`` and the
-        covariance ``(n, 5, 5)`` (:func:`sim.detector.trackcov.state_covariance`).
-    """
-    tt = np.asarray(track_type)
-    known = np.isin(tt, (TRACK_LONG, TRACK_UPSTREAM, TRACK_DOWNSTREAM))
-    zs, cov = state_covariance(p, tx, ty, x0, y0, z0, np.where(known, tt, TRACK_NONE), errors)
-    chol = np.linalg.cholesky(np.where(known[:, None, None], cov, np.eye(5)))
-    residuals = np.einsum("nij,nj->ni", chol, normal)
-    return np.where(known[:, None], residuals, np.nan), zs, cov
-
-
 def simulate_tracking(
     truth: Mapping[str, np.ndarray],
     rng: np.random.Generator,
@@ -635,33 +601,10 @@ def simulate_tracking(
     is_up = track_type == TRACK_UPSTREAM
     is_down = track_type == TRACK_DOWNSTREAM
 
-    # --- state: residuals drawn from the state covariance -------------------------
-    residuals, zs, cov = draw_state_residuals(
-        p, tx_true, ty_true, x0 - t["pv_x"], y0 - t["pv_y"], z0, track_type, z_state, cfg.errors
-    )
-    dzs = zs - z0
-    qop_true = charge / np.where(p > 0, p, 1.0)
-    tx = tx_true + residuals[:, 2]
-    ty = ty_true + residuals[:, 3]
-    sx = x0 + tx_true * dzs + residuals[:, 0]
-    sy = y0 + ty_true * dzs + residuals[:, 1]
-    qop = qop_true + residuals[:, 4]
-    p_reco = 1.0 / np.maximum(np.abs(qop), 1e-12)
-    norm = np.sqrt(1.0 + tx * tx + ty * ty)
-    reco_pz = p_reco / norm
-    reco_px = tx * reco_pz
-    reco_py = ty * reco_pz
-    sz = zs
-
-    # --- impact parameter w.r.t. the true PV: 3-D distance, IPχ² with the state covariance
-    state = np.column_stack([sx, sy, tx, ty, qop])
-    pv = np.column_stack([t["pv_x"], t["pv_y"], t["pv_z"]])[:, None, :]
-    safe = np.where(reco[:, None, None], cov, np.eye(5))
-    with np.errstate(invalid="ignore"):
-        ip2, ip_chi22 = impact_parameter(
-            np.where(reco, zs, 0.0), np.where(reco[:, None], state, 0.0), safe, pv, np.zeros((n, 1, 3, 3))
-        )
-    ip, ip_chi2 = ip2[:, 0], ip_chi22[:, 0]
+    # --- state: residuals drawn from the state covariance; IP from the state ------
+    st = reconstruct_states(t, track_type, z_state, cfg.errors)
+    reco_px, reco_py, reco_pz = st["px"], st["py"], st["pz"]
+    tx, ty, sx, sy, sz, ip, ip_chi2, cov = (st[k] for k in ("tx", "ty", "x", "y", "z", "ip", "ip_chi2", "cov"))
 
     # --- fit quality ----------------------------------------------------------
     ndf = np.where(is_down, 14, np.where(is_up, 2 * n_hits + 4 - 5, 2 * n_hits + 24 - 5))

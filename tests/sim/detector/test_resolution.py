@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from mambah.errors import DataError, ModelError
-from sim.detector.features import add_derived
 from sim.core.modelio import feature_matrix, load_pass_model
+from sim.detector.features import add_derived
 from sim.detector.resolution import (
     RESOLUTION_CONDITIONS,
     RESOLUTION_TARGETS,
     Resolution,
     apply_residuals,
+    pass_residuals,
     residual_targets,
 )
 from sim.reference.sample import reference_sample_arrays
@@ -50,15 +51,20 @@ def test_residual_targets_are_zero_for_lost_particles() -> None:
 
 
 def test_shipped_gan_matches_reference_marginals(sample: dict[str, np.ndarray]) -> None:
-    from sim.training.validation import ks_distance
+    from scipy.stats import ks_2samp  # type: ignore[import-untyped]
 
     model = load_pass_model(None, "resolution", kind="generator", inputs=RESOLUTION_CONDITIONS,
                             outputs=RESOLUTION_TARGETS, pass_name="resolution")
     cond = feature_matrix(sample, RESOLUTION_CONDITIONS, "test")
-    fast = model.sample(cond, np.random.default_rng(5))
-    assert fast.shape == (cond.shape[0], len(RESOLUTION_TARGETS))
+    gan = model.sample(cond, np.random.default_rng(5))
+    assert gan.shape == (cond.shape[0], len(RESOLUTION_TARGETS))
+    # what the pass produces: state residuals drawn from the shared covariance model, chi2/ndf and
+    # ghost probability from the GAN (its own state residuals, trained before the covariance model,
+    # are not used: KS of dtx_p/dty_p 0.13 against the covariance-driven reference)
+    fast = pass_residuals(sample, sample, sample["track_type"], gan, np.random.default_rng(6))
     for j, name in enumerate(RESOLUTION_TARGETS):
-        assert ks_distance(sample[name], fast[:, j]) < 0.08, name
+        # asymptotic KS: log10_sigma_ip is the same function of the truth in both (statistic ~ 0.005)
+        assert ks_2samp(sample[name], fast[:, j], method="asymp").statistic < 0.08, name
     out = apply_residuals(sample, sample, sample["track_type"], fast)
     assert all(np.all(np.isfinite(v)) for v in out.values())
     assert np.all((out["ghost_prob"] >= 0) & (out["ghost_prob"] <= 1))
@@ -70,7 +76,7 @@ def test_shipped_gan_matches_reference_marginals(sample: dict[str, np.ndarray]) 
     assert width == pytest.approx(width_ref, rel=0.25)
 
 
-def test_model_with_wrong_conditions_is_refused(tmp_path) -> None:  # noqa: ANN001
+def test_model_with_wrong_conditions_is_refused(tmp_path) -> None:
     with pytest.raises(ModelError, match="inputs"):
         Resolution(conditions=("log10_p", "eta")).build()
     src = load_pass_model.__globals__["MODELS_DIR"]
