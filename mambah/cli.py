@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="summary of a store: tables, batches, seed, schema, pipeline")
     info.add_argument("store")
+    info.add_argument("--pipeline", action="store_true",
+                      help="print the store's pipeline config (TOML, usable with mambah run --config) instead")
     info.set_defaults(func=cmd_info)
 
     query = sub.add_parser("query", help="run SQL on a store")
@@ -92,6 +94,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     from mambah.store import EventStore
 
     with EventStore.open(args.store, read_only=True) as store:
+        if args.pipeline:
+            text = store.get_metadata("pipeline")
+            if not text:
+                raise ConfigError(f"store '{args.store}' records no pipeline config")
+            print(text.rstrip())
+            return 0
         info = store.info()
     meta = info.pop("metadata")
     print(f"store:          {info['path']}")
@@ -102,15 +110,34 @@ def cmd_info(args: argparse.Namespace) -> int:
     if run:
         print(f"run:            events={run.get('events')} batch_size={run.get('batch_size')} seed={run.get('seed')}")
     print("tables:")
+    width = max(16, *(len(name) + 2 for name in info["tables"]))
     for name, rows in info["tables"].items():
-        print(f"  {name:<16}{rows:>14,} rows")
+        print(f"  {name:<{width}}{rows:>14,} rows")
     pipeline = meta.pop("pipeline", None)
     for k, v in meta.items():
         print(f"{k}: {v}")
     if pipeline:
-        print("pipeline:")
-        print("  " + pipeline.strip().replace("\n", "\n  "))
+        passes = _pipeline_passes(pipeline)
+        print(f"pipeline:       {len(passes)} passes (the config: mambah info --pipeline {args.store})")
+        for line in passes:
+            print(f"  {line}")
     return 0
+
+
+def _pipeline_passes(toml_text: str) -> list[str]:
+    """One line per pass of a pipeline TOML: name, kind and the decay or model it was given."""
+    import tomllib
+
+    try:
+        passes = tomllib.loads(toml_text).get("passes", [])
+    except tomllib.TOMLDecodeError as err:
+        return [f"(unreadable pipeline config: {err})"]
+    width = max([len(str(p.get("name", ""))) for p in passes] + [8])
+    lines = []
+    for p in passes:
+        what = [f"{key} = {p[key]!r}" for key in ("decay", "dec_file", "preset", "model", "models") if p.get(key)]
+        lines.append(f"{str(p.get('name', '?')):<{width}}  {str(p.get('kind', '?')):<{width}}  {', '.join(what)}".rstrip())
+    return lines
 
 
 def cmd_query(args: argparse.Namespace) -> int:
