@@ -33,7 +33,8 @@ log = logging.getLogger("train_pid_models")
 
 def main() -> int:
     from sim.reference.calibration import make_calibration_sample
-    from sim.pid.models import DEFAULT_MODEL_DIR, MODEL_PARTS, REQUIRED_COLUMNS, train_species_models
+    from sim.pid.models import DEFAULT_MODEL_DIR, MODEL_PARTS, REQUIRED_COLUMNS
+    from sim.training.recipes.pid import train_species_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--species", nargs="+", default=["e", "mu", "pi", "K", "p"], choices=sorted(SEEDS))

@@ -60,7 +60,8 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_train_pid(args: argparse.Namespace) -> int:
     from mambah.errors import ConfigError
-    from sim.pid.models import REQUIRED_COLUMNS, SPECIES, train_species_models
+    from sim.pid.models import REQUIRED_COLUMNS, SPECIES
+    from sim.training.recipes.pid import train_species_models
     from sim.training import read_columns
     from sim.training.gan import ALGORITHMS
 

@@ -36,8 +36,7 @@ Units: MeV.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from sim.core.modelio import MODELS_DIR
-from mambah.errors import ConfigError, DataError, ModelError
+from mambah.errors import ConfigError, ModelError
 from mambah.codes import MUON_LL_SENTINEL, PID_COLUMNS
 
 from sim.detector.card import DetectorCard, card
@@ -68,8 +67,6 @@ __all__ = (
     "load_species_models",
     "rich_acceptance",
     "species_of_pid",
-    "train_gan_part",
-    "train_species_models",
 )
 
 log = logging.getLogger(__name__)
@@ -290,6 +287,7 @@ def load_species_models(species: str, directory: str | Path | None = None) -> Sp
             differ from :data:`MODEL_PARTS` (the message names the file).
     """
     from sim.core.io import load_model
+    from sim.core.modelio import check_model_numbers
 
     _check_species(species)
     folder = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
@@ -303,6 +301,7 @@ def load_species_models(species: str, directory: str | Path | None = None) -> Sp
             raise ModelError(f"model {path} outputs {list(model.output_names)}, expected {list(outputs)}")
         if kind == "classifier" and len(model.output_names) != 1:
             raise ModelError(f"model {path} has {len(model.output_names)} classes, expected a binary classifier")
+        check_model_numbers(model, path, f"PID model of {species!r}")  # finite, monotonic quantiles, widths
         loaded[part] = model
     return SpeciesModels(species, loaded["rich"], loaded["ismuon"], loaded["muonll"], loaded["global"])
 
@@ -324,195 +323,3 @@ def load_pid_models(
 
 
 # --------------------------------------------------------------------------- training
-
-
-def _training_arrays(
-    data: Mapping[str, np.ndarray], weights: np.ndarray | None, species: str
-) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    missing = [c for c in REQUIRED_COLUMNS if c not in data]
-    if missing:
-        raise DataError(f"PID training sample for {species!r} lacks column(s) {missing}; "
-                        f"needed: {list(REQUIRED_COLUMNS)}")
-    cols = {c: np.asarray(data[c], dtype=np.float64).reshape(-1) for c in REQUIRED_COLUMNS}
-    n = cols["p"].size
-    for c, v in cols.items():
-        if v.size != n:
-            raise DataError(f"PID training column {c!r} has {v.size} rows, 'p' has {n}")
-        if not np.all(np.isfinite(v)):
-            raise DataError(f"PID training column {c!r} holds NaN or inf")
-    if weights is not None:
-        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if weights.size != n:
-            raise DataError(f"PID training weights have {weights.size} rows, the sample {n}")
-        if not np.all(np.isfinite(weights)):
-            raise DataError("PID training weights hold NaN or inf")
-        if not np.any(weights != 0):
-            raise DataError("PID training weights are zero everywhere")
-        if weights.sum() <= 0:
-            raise DataError(f"PID training weights sum to {weights.sum():.4g}; need a positive sum")
-    return cols, weights
-
-
-def train_gan_part(
-    part: str,
-    conditions: np.ndarray,
-    targets: np.ndarray,
-    weights: np.ndarray | None = None,
-    *,
-    algorithm: str = "cramer",
-    epochs: int = 15,
-    seed: int = 0,
-    learning_rate: float = 1e-3,
-    lr_schedule: str = "constant",
-    ema: float | None = None,
-    progress: bool = False,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    provenance: Mapping[str, Any] | None = None,
-    settings: Mapping[str, Any] | None = None,
-) -> Any:
-    """Train the GAN of one part (``"rich"``, ``"muonll"`` or ``"global"``) with its settings.
-
-    Args:
-        part: which model; fixes the column names (:data:`MODEL_PARTS`) and the network
-            sizes (:data:`GAN_SETTINGS`).
-        conditions: ``(n, c)`` raw conditions in ``MODEL_PARTS[part][1]`` order.
-        targets: ``(n, t)`` raw targets in ``MODEL_PARTS[part][2]`` order.
-        weights: ``(n,)`` signed sWeights or ``None``; used in the generator and
-            critic losses (:func:`sim.training.train_gan`).
-        algorithm, epochs, seed, learning_rate, lr_schedule, ema, progress, checkpoint_dir,
-            resume: passed to :func:`sim.training.train_gan`.
-        provenance: extra provenance entries.
-        settings: overrides of :data:`GAN_SETTINGS` ``[part]`` (e.g. ``{"target_bins": None}``).
-
-    Returns:
-        The :class:`~sim.training.TrainedModel` generator.
-    """
-    from sim.training import train_gan
-
-    if part not in GAN_SETTINGS:
-        raise ConfigError(f"unknown PID GAN part {part!r}; valid: {', '.join(GAN_SETTINGS)}")
-    _, names_c, names_t = MODEL_PARTS[part]
-    return train_gan(
-        conditions, targets, weights, algorithm=algorithm, epochs=epochs, seed=seed,
-        learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, n_quantiles=N_QUANTILES,
-        progress=progress, checkpoint_dir=checkpoint_dir, resume=resume, condition_names=names_c, target_names=names_t,
-        provenance=dict(provenance or {}), **{**GAN_SETTINGS[part], **dict(settings or {})},
-    )
-
-
-def train_species_models(
-    data: Mapping[str, np.ndarray],
-    species: str,
-    weights: np.ndarray | None = None,
-    *,
-    algorithm: str = "cramer",
-    seed: int = 0,
-    epochs: int = 15,
-    classifier_epochs: int = 5,
-    learning_rate: float = 1e-3,
-    lr_schedule: str = "constant",
-    ema: float | None = None,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    output_dir: str | Path | None = None,
-    progress: bool = False,
-    data_file: str | None = None,
-    parts: Sequence[str] = tuple(MODEL_PARTS),
-    gan_settings: Mapping[str, Mapping[str, Any]] | None = None,
-) -> tuple[SpeciesModels, dict[str, float]]:
-    """Train the four chained models of ``species`` on a (weighted) calibration sample.
-
-    Args:
-        data: column name → ``(n,)`` array with :data:`REQUIRED_COLUMNS` (``p`` [MeV],
-            ``eta``, ``n_tracks`` and the :data:`PID_COLUMNS`).
-        species: one of :data:`SPECIES`.
-        weights: ``(n,)`` sWeights (negative values kept; they enter the generator and
-            critic losses of every GAN and the classifier loss), or ``None``.
-        algorithm: GAN algorithm, ``"cramer"``, ``"wgan-gp"`` or ``"bce"``.
-        seed: seed of every model (each part adds a fixed offset).
-        epochs: GAN epochs; classifier_epochs: IsMuon classifier epochs.
-        learning_rate: GAN Adam learning rate.
-        lr_schedule, ema: learning-rate schedule and generator weight averaging of the
-            GANs (:func:`sim.training.train_gan`).
-        checkpoint_dir: per-epoch GAN checkpoints in ``checkpoint_dir/<species>_<part>``.
-        resume: continue the GANs from those checkpoints.
-        output_dir: if given, save ``<species>_<part>.keras`` + ``.json`` there.
-        progress: progress bars.
-        data_file: recorded in the provenance.
-        parts: train (and save) only these parts (default all four); the others are
-            ``None`` in the returned :class:`SpeciesModels`.  Each part depends only on
-            the calibration sample and its seed, so retraining one part gives the
-            model a full run would.
-        gan_settings: per-part overrides of :data:`GAN_SETTINGS`, e.g.
-            ``{"rich": {"target_bins": None}}`` for a marginal target preprocessing.
-
-    Returns:
-        (models, training seconds per part).
-
-    Raises:
-        ConfigError: unknown species or algorithm.
-        DataError: missing column (named), NaN/inf, all-zero / NaN weights, too few
-            IsMuon rows.
-        TrainingError: a GAN loss became NaN/inf (its last good checkpoint is kept).
-    """
-    from sim.training import save_model, train_classifier
-
-    _check_species(species)
-    cols, w = _training_arrays(data, weights, species)
-    cond = np.column_stack([cols[c] for c in CONDITIONS])
-    is_muon = cols["is_muon"] > 0.5
-    has_rich = cols["has_rich"] > 0.5
-    muon_dll = np.where(is_muon, cols["MuonMuLL"] - cols["MuonBkgLL"], 0.0)
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    prov = {"species": species, "data_file": data_file, "mambah_part": None}
-    times: dict[str, float] = {}
-
-    def gan(part: str, rows: np.ndarray, c: np.ndarray, t: np.ndarray, offset: int) -> Any:
-        if rows.sum() < MIN_MUON_ROWS:
-            raise DataError(f"PID training sample for {species!r} has {int(rows.sum())} rows for the "
-                            f"{part} model; need at least {MIN_MUON_ROWS}")
-        t0 = time.perf_counter()
-        model = train_gan_part(
-            part, c[rows], t[rows], None if w is None else w[rows], algorithm=algorithm, epochs=epochs,
-            seed=seed + offset, learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, progress=progress,
-            checkpoint_dir=None if ckpt is None else ckpt / f"{species}_{part}", resume=resume,
-            provenance={**prov, "mambah_part": part}, settings=(gan_settings or {}).get(part),
-        )
-        times[part] = time.perf_counter() - t0
-        log.info("PID %s %s GAN trained in %.1f s", species, part, times[part])
-        return model
-
-    unknown = sorted(set(parts) - set(MODEL_PARTS))
-    if unknown or not parts:
-        raise ConfigError(f"unknown PID model part(s) {unknown or list(parts)}; valid: {', '.join(MODEL_PARTS)}")
-    rich = ismuon = muonll = glob = None
-    if "rich" in parts:
-        rich = gan("rich", has_rich, cond, np.column_stack([cols[c] for c in RICH_TARGETS]), 0)
-    if "ismuon" in parts:
-        t0 = time.perf_counter()
-        ismuon = train_classifier(
-            cond, is_muon.astype(np.int64), w, epochs=classifier_epochs, batch_size=512, seed=seed + 1,
-            hidden=(32, 32), n_quantiles=N_QUANTILES, progress=progress, validation_split=0.1,
-            input_names=CONDITIONS, output_names=("is_muon",), provenance={**prov, "mambah_part": "ismuon"},
-        )
-        times["ismuon"] = time.perf_counter() - t0
-    if "muonll" in parts:
-        muonll = gan("muonll", is_muon, cond, np.column_stack([cols[c] for c in MUON_TARGETS]), 2)
-    if "global" in parts:
-        rich_arr = np.column_stack([cols[c] for c in RICH_TARGETS])
-        gcond = np.column_stack([cond, rich_arr, is_muon.astype(np.float64), muon_dll])
-        resid = np.column_stack([
-            cols["PIDe"] - cols["RichDLLe"],
-            cols["PIDmu"] - cols["RichDLLmu"] - muon_dll,
-            cols["PIDK"] - cols["RichDLLK"],
-            cols["PIDp"] - cols["RichDLLp"],
-            *[cols[c] for c in PROBNN],
-        ])
-        glob = gan("global", np.ones(cond.shape[0], dtype=bool), gcond, resid, 3)
-    models = SpeciesModels(species, rich, ismuon, muonll, glob)
-    if output_dir is not None:
-        for part, model in models.parts().items():
-            if model is not None:
-                save_model(model, Path(output_dir) / f"{species}_{part}.keras")
-    return models, times

@@ -19,9 +19,8 @@ from sim.pid.models import (
     load_species_models,
     rich_acceptance,
     species_of_pid,
-    train_gan_part,
-    train_species_models,
 )
+from sim.training.recipes.pid import train_gan_part, train_species_models
 from sim.reference.pid import MUON_LL_SENTINEL, PID_COLUMNS
 from sim.training import ks_distance
 
