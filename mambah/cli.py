@@ -136,7 +136,7 @@ def _pipeline_passes(toml_text: str) -> list[str]:
     lines = []
     for p in passes:
         what = [f"{key} = {p[key]!r}" for key in ("decay", "dec_file", "preset", "model", "models") if p.get(key)]
-        lines.append(f"{str(p.get('name', '?')):<{width}}  {str(p.get('kind', '?')):<{width}}  {', '.join(what)}".rstrip())
+        lines.append(f"{p.get('name', '?')!s:<{width}}  {p.get('kind', '?')!s:<{width}}  {', '.join(what)}".rstrip())
     return lines
 
 

@@ -207,13 +207,21 @@ def _short(name: str) -> str:
     return s
 
 
-def default_aliases(tree: DecayNode) -> list[str]:
+def default_aliases(tree: DecayNode | str) -> list[str]:
     """LHCb-style branch aliases for the nodes of ``tree`` in :meth:`DecayNode.walk` order.
 
     ``Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu`` gives
     ``["Lb", "Lc", "mu", "nu", "p", "K", "pi"]``; repeated names get a number
     (``pi1``, ``pi2``).
+
+    Args:
+        tree: a parsed decay (:func:`parse_descriptor`) or a descriptor string.
+
+    Raises:
+        DecayError: a malformed descriptor string (UnknownParticleError: an unknown name).
     """
+    if isinstance(tree, str):
+        tree = parse_descriptor(tree)[0]
     nodes = tree.walk()
     base = [_short(n.name) for n in nodes]
     counts = {b: base.count(b) for b in base}
