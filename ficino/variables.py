@@ -191,6 +191,18 @@ for _c, _n in PID_COLUMNS.items():
         _doc = _PID_DOC[_c]
     register(Variable(_n, "", _doc, "track", _col(_c), "f4", (_c,)))
 
+# ----------------------------------------------------------------- calorimeter (electron hypothesis)
+#: protoparticles column -> (ntuple suffix, doc) of the calorimeter variables (float32, NaN where NULL).
+CALO_COLUMNS: dict[str, tuple[str, str]] = {
+    "calo_e_over_p": ("EoverP", "E of the matched ECAL cluster / track p (NaN: no matched cluster)"),
+    "EcalPIDe": ("EcalPIDe", "calorimeter electron delta log-likelihood e - pi"),
+    "brem_multiplicity": ("BremMultiplicity", "brem photon clusters added back to the track"),
+    "has_brem_added": ("HasBremAdded", "brem recovery added energy (1/0)"),
+    "brem_energy": ("BremEnergy", "energy added by brem recovery [MeV] (P includes it)"),
+}
+for _c, (_n, _doc) in CALO_COLUMNS.items():
+    register(Variable(_n, "MeV" if _c == "brem_energy" else "", _doc, "track", _col(_c), "f4", (_c,)))
+
 # ----------------------------------------------------------------- composites
 register(Variable("MCORR", "MeV", "corrected mass sqrt(M^2 + pperp^2) + pperp, pperp w.r.t. the flight direction", "composite", _col("mcorr")))
 register(Variable("FD", "mm", "flight distance own PV -> decay vertex", "composite", _col("fd")))
