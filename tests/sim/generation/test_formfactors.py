@@ -1,0 +1,268 @@
+"""Semileptonic models: dΓ/dq² and the lepton/hadron angles of chain_weight against independent formulas.
+
+Flat three-body phase space (numpy) is weighted by :func:`chain_weight`; its weighted q² and
+cosθ_ℓ histograms are compared (χ² with the weights' own variance) with
+
+* mesons: the helicity-amplitude formula d²Γ/dq²dcosθ of Körner & Schuler (written in
+  ``formfactors.dgamma_dq2_dcos``), integrated numerically over each bin;
+* Λb → Λc: Dirac traces of the hadronic and leptonic tensors with explicit γ matrices,
+  integrated over the lepton direction by quadrature — no spinor, no helicity convention.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from particle import Particle
+
+from mambah.errors import DecayError
+from sim.generation import formfactors as ff
+from sim.generation.amplitudes import NodeSpec, chain_weight, model_weight_bound
+from sim.generation.sampling import rest_frame, three_body, two_body
+
+M_MU = 105.658
+N_BINS = 10
+
+CASES = [
+    # parent, hadron, lepton, neutrino, model, DecFile parameters
+    (-511, 413, 13, -14, "HQET2", (1.122, 0.908, 1.270, 0.852)),
+    (511, -413, -13, 14, "HQET2", (1.122, 0.908, 1.270, 0.852)),
+    (-511, 411, 13, -14, "HQET2", (1.131, 1.081)),
+    (-521, 421, 13, -14, "ISGW2", ()),
+    (-521, 423, 13, -14, "ISGW2", ()),
+    (-511, 211, 13, -14, "ISGW2", ()),
+    (421, -321, -13, 14, "ISGW2", ()),
+]
+
+
+def _mass(pid: int) -> float:
+    return float(Particle.from_pdgid(pid).mass)
+
+
+def _q2_cos(px: np.ndarray, pl: np.ndarray, pn: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    q = pl + pn
+    q2 = (q[:, 3] ** 2 - np.sum(q[:, :3] ** 2, axis=1)) * 1e-6
+    qb = rest_frame(q, pb)
+    lw = rest_frame(rest_frame(pl, pb), qb)
+    cos = np.sum(lw[:, :3] * qb[:, :3], 1) / np.linalg.norm(lw[:, :3], axis=1) / np.linalg.norm(qb[:, :3], axis=1)
+    return q2, cos
+
+
+def _midpoints(lo: float, hi: float, n: int) -> np.ndarray:
+    """Centres of n equal cells of [lo, hi] (each histogram bin gets the same number)."""
+    return lo + (np.arange(n) + 0.5) * (hi - lo) / n
+
+
+def _chi2(values: np.ndarray, weights: np.ndarray, edges: np.ndarray, expected: np.ndarray) -> float:
+    """χ²/ndf of a weighted histogram against expected bin fractions."""
+    h, _ = np.histogram(values, edges, weights=weights)
+    v, _ = np.histogram(values, edges, weights=weights**2)
+    total = h.sum()
+    pred = expected / expected.sum() * total
+    return float(np.sum((h - pred) ** 2 / np.maximum(v, 1e-300)) / (len(h) - 1))
+
+
+def _generate(par: int, had: int, lep: int, nu: int, n: int, seed: int) -> tuple[list[np.ndarray], np.random.Generator]:
+    rng = np.random.default_rng(seed)
+    pb = np.zeros((n, 4))
+    pb[:, 2] = 30000.0
+    pb[:, 3] = np.hypot(_mass(par), 30000.0)
+    px, pl, pn = three_body(pb, _mass(had), M_MU, 0.0, rng)
+    return [pb, px, pl, pn], rng
+
+
+def _analytic_bins(par: int, had: int, model: str, params: tuple[float, ...], q_edges: np.ndarray, c_edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mb, mx = _mass(par) * 1e-3, _mass(had) * 1e-3
+    qq = _midpoints(q_edges[0], q_edges[-1], 300 * N_BINS)
+    cs = _midpoints(-1.0, 1.0, 40 * N_BINS)
+    q2, c = (a.ravel() for a in np.meshgrid(qq, cs, indexing="ij"))
+    f = ff.form_factors(model, par, had, params, q2, mb, mx)
+    if len(f) == 2:
+        h0, ht = ff.helicity_pp(f[0], f[1], q2, mb, mx)
+        hp = hm = np.zeros_like(h0)
+    else:
+        hp, hm, h0, ht = ff.helicity_pv(*f, q2, mb, mx)
+    d = ff.dgamma_dq2_dcos(hp, hm, h0, ht, q2, c, M_MU * 1e-3, mb, mx).reshape(len(qq), len(cs))
+    by_q = np.array([d[(qq >= a) & (qq < b)].sum() for a, b in itertools.pairwise(q_edges)])
+    by_c = np.array([d[:, (cs >= a) & (cs < b)].sum() for a, b in itertools.pairwise(c_edges)])
+    return by_q, by_c
+
+
+@pytest.mark.parametrize(("par", "had", "lep", "nu", "model", "params"), CASES)
+def test_meson_dgamma_dq2_and_lepton_angle(par: int, had: int, lep: int, nu: int, model: str, params: tuple[float, ...]) -> None:
+    p4, _ = _generate(par, had, lep, nu, 60_000, 100 + abs(had))
+    nodes = [NodeSpec(par, model, params, (1, 2, 3), -1), NodeSpec(had, "", (), (), 0), NodeSpec(lep, "", (), (), 0), NodeSpec(nu, "", (), (), 0)]
+    assert model_weight_bound(nodes) is None
+    w = chain_weight(nodes, p4)
+    q2, cos = _q2_cos(p4[1], p4[2], p4[3], p4[0])
+    q_edges = np.linspace((M_MU * 1e-3) ** 2, ((_mass(par) - _mass(had)) * 1e-3) ** 2, N_BINS + 1)
+    c_edges = np.linspace(-1, 1, N_BINS + 1)
+    by_q, by_c = _analytic_bins(par, had, model, params, q_edges, c_edges)
+    assert _chi2(q2, w, q_edges, by_q) < 2.5
+    assert _chi2(cos, w, c_edges, by_c) < 2.5
+    # the same events are far from phase space and from the mirrored lepton angle: the test can fail
+    assert _chi2(q2, np.ones_like(w), q_edges, by_q) > 10
+    if not np.allclose(by_c, by_c[::-1], rtol=0.1):  # forward-backward asymmetric: its mirror image is excluded
+        assert _chi2(cos, w, c_edges, by_c[::-1]) > 10
+
+
+def test_semileptonic_vector_feeds_its_decay_the_right_polarisation() -> None:
+    """B0bar -> D*+ mu- nu (HQET2), D*+ -> D0 pi+ (VSS): slow-pion angle = f_L cos² + (1 - f_L) sin²/2."""
+    par, had, params = -511, 413, (1.122, 0.908, 1.270, 0.852)
+    p4, rng = _generate(par, had, 13, -14, 80_000, 7)
+    pd0, ppi = two_body(p4[1], _mass(421), _mass(211), rng)
+    nodes = [
+        NodeSpec(par, "HQET2", params, (1, 2, 3), -1),
+        NodeSpec(had, "VSS", (), (4, 5), 0),
+        NodeSpec(13, "", (), (), 0),
+        NodeSpec(-14, "", (), (), 0),
+        NodeSpec(421, "", (), (), 1),
+        NodeSpec(211, "", (), (), 1),
+    ]
+    w = chain_weight(nodes, [*p4, pd0, ppi])
+    # f_L: the D* helicity-0 share of the rate (|H0|² and |Ht|² terms), integrated over q²
+    mb, mx, ml = _mass(par) * 1e-3, _mass(had) * 1e-3, M_MU * 1e-3
+    q2 = np.linspace(ml**2, (mb - mx) ** 2, 4001)[1:-1]
+    hp, hm, h0, ht = ff.helicity_pv(*ff.hqet2_vector(params, q2, mb, mx), q2, mb, mx)
+    common = ff._pmag(mb, mx, q2) * q2 * (1 - ml**2 / q2) ** 2
+    long_ = np.sum(common * (h0**2 * (1 + ml**2 / (2 * q2)) + 1.5 * ml**2 / q2 * ht**2))
+    tran = np.sum(common * (hp**2 + hm**2) * (1 + ml**2 / (2 * q2)))
+    f_l = long_ / (long_ + tran)
+    assert 0.4 < f_l < 0.6
+    ds_b = rest_frame(p4[1], p4[0])
+    pi_ds = rest_frame(rest_frame(ppi, p4[0]), ds_b)
+    cos = np.sum(pi_ds[:, :3] * ds_b[:, :3], 1) / np.linalg.norm(pi_ds[:, :3], axis=1) / np.linalg.norm(ds_b[:, :3], axis=1)
+    edges = np.linspace(-1, 1, N_BINS + 1)
+    grid = _midpoints(-1.0, 1.0, 200 * N_BINS)
+    dens = f_l * 1.5 * grid**2 + (1 - f_l) * 0.75 * (1 - grid**2)
+    expected = np.array([dens[(grid >= a) & (grid < b)].sum() for a, b in itertools.pairwise(edges)])
+    assert _chi2(cos, w, edges, expected) < 2.5
+    assert _chi2(cos, np.ones_like(w), edges, expected) > 10
+
+
+# ----------------------------------------------------------------------------- Λb → Λc: Dirac traces
+
+_I2 = np.eye(2)
+_S = [np.array([[0, 1], [1, 0]], complex), np.array([[0, -1j], [1j, 0]]), np.array([[1, 0], [0, -1]], complex)]
+_Z = np.zeros((2, 2))
+_G = [np.block([[_I2, _Z], [_Z, -_I2]]).astype(complex)] + [np.block([[_Z, s], [-s, _Z]]) for s in _S]
+_G5 = np.block([[_Z, _I2], [_I2, _Z]]).astype(complex)
+_ETA = np.diag([1.0, -1.0, -1.0, -1.0])
+
+
+def _slash(p: np.ndarray) -> np.ndarray:
+    """p̸ of a (E, px, py, pz) vector."""
+    return p[0] * _G[0] - p[1] * _G[1] - p[2] * _G[2] - p[3] * _G[3]
+
+
+def _bar(m: np.ndarray) -> np.ndarray:
+    return _G[0] @ m.conj().T @ _G[0]
+
+
+def _lambda_b_config(q2: float, cos_l: np.ndarray, phi_l: np.ndarray, mb: float, mx: float, ml: float) -> list[np.ndarray]:
+    """Λb at rest, Λc along −z, ℓ⁻ at (cos_l, phi_l) in the W rest frame: (E, px, py, pz) [GeV] of Λb, Λc, ℓ, ν."""
+    n = len(cos_l)
+    e_x = (mb * mb + mx * mx - q2) / (2 * mb)
+    px = np.sqrt(max(e_x * e_x - mx * mx, 0.0))
+    e_w, pw = mb - e_x, px
+    gamma_w, beta_w = e_w / np.sqrt(q2), pw / e_w
+    el = (q2 + ml * ml) / (2 * np.sqrt(q2))
+    kl = (q2 - ml * ml) / (2 * np.sqrt(q2))
+    s = np.sqrt(1 - cos_l**2)
+    lw = np.stack([np.full(n, el), kl * s * np.cos(phi_l), kl * s * np.sin(phi_l), kl * cos_l], axis=1)
+    nw = np.concatenate([np.full((n, 1), kl), -lw[:, 1:]], axis=1)
+
+    def to_lab(v: np.ndarray) -> np.ndarray:
+        return np.stack([gamma_w * (v[:, 0] + beta_w * v[:, 3]), v[:, 1], v[:, 2], gamma_w * (v[:, 3] + beta_w * v[:, 0])], axis=1)
+
+    return [np.tile([mb, 0, 0, 0.0], (n, 1)), np.tile([e_x, 0, 0, -px], (n, 1)), to_lab(lw), to_lab(nw)]
+
+
+def _slashes(v: np.ndarray) -> np.ndarray:
+    return np.einsum("nm,mab->nab", v * np.array([1.0, -1.0, -1.0, -1.0]), np.stack(_G))
+
+
+def _trace_rate(config: list[np.ndarray], mb: float, mx: float, ml: float, f: tuple[float, ...], spin_z: bool = False) -> np.ndarray:
+    """|M|² of Λb → Λc ℓ⁻ ν̄ from Dirac traces: spin-averaged, or Λb spin up along +z (u ū = (p̸+M)(1+γ5 s̸)/2)."""
+    f1, f2, f3, g1, g2, g3 = f
+    p, pp, pl, pn = config
+    v, vp = p[0] / mb, pp[0] / mx
+    gam = [f1 * _G[m] + (f2 * v[m] + f3 * vp[m]) * np.eye(4) - (g1 * _G[m] + (g2 * v[m] + g3 * vp[m]) * np.eye(4)) @ _G5 for m in range(4)]
+    rho_b = _slash(p[0]) + mb * np.eye(4)
+    rho_b = rho_b @ (np.eye(4) + _G5 @ (-_G[3])) / 2 if spin_z else rho_b / 2
+    rho_x = _slash(pp[0]) + mx * np.eye(4)
+    had = np.array([[np.trace(rho_x @ gam[m] @ rho_b @ _bar(gam[k])) for k in range(4)] for m in range(4)])
+    gp = np.stack([g @ (np.eye(4) - _G5) for g in _G])  # γ^μ (1 − γ5)
+    lep = np.einsum("nab,mbc,ncd,kda->nmk", _slashes(pl) + ml * np.eye(4), gp, _slashes(pn), gp)  # Tr[(l̸+m) γ^μ P ν̸ γ^ν P]
+    return np.real(np.einsum("mk,nmk->n", _ETA @ had @ _ETA, lep))
+
+
+def _mev_xyz(v: np.ndarray) -> np.ndarray:
+    return v[:, [1, 2, 3, 0]] * 1e3
+
+
+def test_lambda_b_baryonpcr_matrix_element_equals_dirac_traces() -> None:
+    """Point by point over (q², cosθ_ℓ, φ_ℓ): chain_weight == the trace |M|², unpolarised and polarised Λb."""
+    par, had = 5122, 4122
+    mb, mx, ml = _mass(par) * 1e-3, _mass(had) * 1e-3, M_MU * 1e-3
+    cos, phi = (a.ravel() for a in np.meshgrid(np.linspace(-0.95, 0.95, 5), np.linspace(0.0, 6.0, 4), indexing="ij"))
+    for q2 in (0.3, 2.0, 5.5, 9.0, 11.0):
+        config = _lambda_b_config(q2, cos, phi, mb, mx, ml)
+        f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([q2]), mb, np.array([mx])))
+        p4 = [_mev_xyz(c) for c in config]
+        for params, spin_z in (((1.0, 0.0, 0.0, 1.0), False), ((1.0, 0.0, 0.0, 0.0), True)):
+            nodes = [NodeSpec(par, "BaryonPCR", params, (1, 2, 3), -1), NodeSpec(had, "", (), (), 0), NodeSpec(13, "", (), (), 0), NodeSpec(-14, "", (), (), 0)]
+            np.testing.assert_allclose(chain_weight(nodes, p4), _trace_rate(config, mb, mx, ml, f, spin_z), rtol=1e-6)
+    # a polarised Λb is not an unpolarised one: the comparison can fail
+    config = _lambda_b_config(5.5, cos, phi, mb, mx, ml)
+    f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([5.5]), mb, np.array([mx])))
+    assert not np.allclose(_trace_rate(config, mb, mx, ml, f, True), _trace_rate(config, mb, mx, ml, f, False), rtol=1e-2)
+
+
+def test_lambda_b_baryonpcr_q2_spectrum() -> None:
+    """The default job's Λb → Λc μ ν̄ (BaryonPCR 1 1 1 1): weighted q² histogram vs the trace-integrated dΓ/dq²."""
+    par, had = 5122, 4122
+    mb, mx, ml = _mass(par) * 1e-3, _mass(had) * 1e-3, M_MU * 1e-3
+    p4, _ = _generate(par, had, 13, -14, 60_000, 9)
+    nodes = [NodeSpec(par, "BaryonPCR", (1.0, 1.0, 1.0, 1.0), (1, 2, 3), -1), NodeSpec(had, "", (), (), 0), NodeSpec(13, "", (), (), 0), NodeSpec(-14, "", (), (), 0)]
+    w = chain_weight(nodes, p4)
+    q2, _cos = _q2_cos(p4[1], p4[2], p4[3], p4[0])
+    q_edges = np.linspace(ml**2, (mb - mx) ** 2, N_BINS + 1)
+    x, wq = np.polynomial.legendre.leggauss(8)
+    cos, phi = (a.ravel() for a in np.meshgrid(np.linspace(-1, 1, 21), np.linspace(0, 2 * np.pi, 4, endpoint=False), indexing="ij"))
+    by_q = np.zeros(N_BINS)
+    for i, (a, b) in enumerate(itertools.pairwise(q_edges)):
+        for xi, wi in zip(x, wq, strict=True):
+            qq = 0.5 * (a + b) + 0.5 * (b - a) * xi
+            f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([qq]), mb, np.array([mx])))
+            rate = _trace_rate(_lambda_b_config(qq, cos, phi, mb, mx, ml), mb, mx, ml, f).reshape(21, 4).mean(axis=1)
+            ps = ff._pmag(mb, mx, np.array([qq]))[0] * (qq - ml * ml) / qq  # dΦ3 ∝ |p_X| (1 − m²/q²) dq² dcosθ
+            by_q[i] += wi * ps * np.trapezoid(rate, np.linspace(-1, 1, 21))
+    assert _chi2(q2, w, q_edges, by_q) < 2.5
+    assert _chi2(q2, np.ones_like(w), q_edges, by_q) > 10
+
+
+def test_form_factor_models_refuse_what_they_cannot_do() -> None:
+    with pytest.raises(DecayError, match="ISGW2 transition B0 -> .* is not implemented; ISGW2 has"):
+        ff.check_model("ISGW2", 511, -10413, ())
+    with pytest.raises(DecayError, match=r"HQET2 for .* \(vector\) needs 4 or 5 parameters"):
+        ff.check_model("HQET2", -511, 413, (1.1, 0.9))
+    with pytest.raises(DecayError, match="BaryonPCR is implemented for Lambda_b0 -> Lambda_c"):
+        ff.check_model("BaryonPCR", 5122, 2212, (1, 1, 1, 1))
+    nodes = [NodeSpec(-511, "HQET2", (1.1, 0.9), (1, 2, 3), -1), NodeSpec(413, "", (), (), 0), NodeSpec(13, "", (), (), 0), NodeSpec(-14, "", (), (), 0)]
+    with pytest.raises(DecayError, match="HQET2"):
+        model_weight_bound(nodes)
+
+
+def test_cln_form_factors_at_zero_recoil() -> None:
+    """At w = 1 (q² = (M−m)²): h_A1 = h_A1(1), R1 = R1(1), R2 = R2(1) by construction of the CLN parametrisation."""
+    mb, mx = 5.27966, 2.01026
+    params = (1.122, 0.908, 1.270, 0.852)
+    q2 = np.array([(mb - mx) ** 2])
+    a1, a2, v, _a0 = ff.hqet2_vector(params, q2, mb, mx)
+    rstar = 2 * np.sqrt(mb * mx) / (mb + mx)
+    np.testing.assert_allclose(a1 * rstar / (1 - q2 / (mb + mx) ** 2), 0.908)
+    np.testing.assert_allclose(v / a1 * (1 - q2 / (mb + mx) ** 2), 1.270)
+    np.testing.assert_allclose(a2 / a1 * (1 - q2 / (mb + mx) ** 2), 0.852)
