@@ -7,7 +7,26 @@ export in :mod:`ficino`.
 
 from __future__ import annotations
 
-from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse_descriptor
+import os
+import signal
+import sys
+
+
+def _early_signal(signum: int, frame: object) -> None:  # pragma: no cover - timing dependent
+    """Ctrl-C or SIGTERM while the ``mambah`` command is still starting: one line, 130 or 143, no traceback."""
+    term = signum == signal.SIGTERM
+    what = b"terminated (SIGTERM)" if term else b"interrupted"
+    os.write(2, b"mambah: " + what + b"; complete batches are kept (finish with --resume)\n")
+    os._exit(143 if term else 130)
+
+
+if os.path.basename(sys.argv[0]) == "mambah":  # the console script: until mambah.cli.main takes over
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, _early_signal)
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mambah.errors import (
     ConfigError,
     DataError,
@@ -22,9 +41,27 @@ from mambah.errors import (
     TrainingError,
     UnknownParticleError,
 )
-from mambah.schema import DATA_TABLES, METADATA, SCHEMA_VERSION, TABLES
-from mambah.store import BatchRecord, EventStore
-from mambah.tree import daughters, descendants, match_decay, mother
+
+if TYPE_CHECKING:
+    from mambah.descriptor import (
+        DecayNode,
+        default_aliases,
+        lookup_particle,
+        parse_descriptor,
+    )
+    from mambah.schema import DATA_TABLES, METADATA, SCHEMA_VERSION, TABLES
+    from mambah.store import BatchRecord, EventStore
+    from mambah.tree import daughters, descendants, match_decay, mother
+
+#: names imported on first use, so that ``import mambah`` (and the ``mambah`` command's
+#: first moments, where a Ctrl-C must still end in one line) costs milliseconds, not DuckDB's,
+#: Arrow's and SQLAlchemy's import time
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("DecayNode", "default_aliases", "lookup_particle", "parse_descriptor"), "mambah.descriptor"),
+    **dict.fromkeys(("DATA_TABLES", "METADATA", "SCHEMA_VERSION", "TABLES"), "mambah.schema"),
+    **dict.fromkeys(("BatchRecord", "EventStore"), "mambah.store"),
+    **dict.fromkeys(("daughters", "descendants", "match_decay", "mother"), "mambah.tree"),
+}
 
 __version__ = "0.1.0"
 
@@ -57,6 +94,18 @@ __all__ = (
     "mother",
     "parse_descriptor",
 )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        try:  # a submodule used as an attribute (``mambah.store``) after ``import mambah``
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

@@ -9,13 +9,21 @@ imports neither ``sim`` nor ``ficino``.  Any
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
+from mambah import _early_signal
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "mambah":  # the command, not an import
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, _early_signal)
+
+# imported after the early signal handlers are in place
 import argparse
 import contextlib
 import errno
 import logging
-import os
-import signal
-import sys
 from collections.abc import Sequence
 
 from mambah.errors import ConfigError, MambahError
@@ -195,8 +203,14 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (batch systems, Kubernetes, ``kill``): handled like Ctrl-C, exit status 143."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
+#: signals received by :func:`main`: an error that follows one (DuckDB turns the exception a signal
+#: raised inside a statement into "Query interrupted" or a failed Arrow scan) is still the interruption
+_SIGNALLED: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _SIGNALLED.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _store_path(args: argparse.Namespace | None) -> str:
@@ -209,7 +223,7 @@ def _store_path(args: argparse.Namespace | None) -> str:
 
 
 def _interrupted(err: BaseException) -> int:
-    terminated = isinstance(err, Terminated)
+    terminated = isinstance(err, Terminated) or signal.SIGTERM in _SIGNALLED
     what = "terminated (SIGTERM)" if terminated else "interrupted"
     print(f"mambah: {what}; complete batches are kept (finish with --resume)", file=sys.stderr)
     return 143 if terminated else 130
@@ -224,9 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args: argparse.Namespace | None = None
     previous = None
+    previous_int = None
     try:
-        with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
-            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        _SIGNALLED.clear()
+        with contextlib.suppress(ValueError):  # not the main thread: leave the signals alone
+            previous = signal.signal(signal.SIGTERM, _on_signal)
+            if signal.getsignal(signal.SIGINT) in (_early_signal, signal.default_int_handler):
+                previous_int = signal.signal(signal.SIGINT, _on_signal)
         parser = build_parser()
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
@@ -235,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return int(args.func(args) or 0)
     except MambahError as err:
+        if _SIGNALLED:
+            return _interrupted(err)
         print(f"mambah: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
@@ -243,9 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:
+        if _SIGNALLED:
+            return _interrupted(err)
         duckdb = sys.modules.get("duckdb")
         if duckdb is not None and isinstance(err, duckdb.InterruptException):
             return _interrupted(KeyboardInterrupt())
+        if isinstance(err, RuntimeError) and str(err).startswith("Query interrupted"):  # DuckDB, on a signal
+            return _interrupted(err)
         if duckdb is not None and isinstance(err, duckdb.Error):
             from mambah.check import duckdb_error_line
 
@@ -256,9 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         raise
     finally:
-        if previous is not None:
-            with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, TypeError):
+            if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+            if previous_int is not None:
+                signal.signal(signal.SIGINT, previous_int)
 
 
 def entry_point() -> None:  # pragma: no cover - exercised through the console script

@@ -410,9 +410,8 @@ def run_distributed(
     check_output(output, resume=resume, overwrite=overwrite)
     # build every pass here too (decays parsed, models loaded and checked): bad input
     # fails before a cluster starts or an output store exists
+    check_batch_memory(pipeline, processes=workers or 1)  # a local cluster holds a batch per worker here
     build_kernels(pipeline)
-    if workers is not None:  # a local cluster holds one batch per worker on this machine
-        check_batch_memory(pipeline, processes=workers)
     spool_path = Path(spool) if spool is not None else spool_dir(output)
     digest = _digest(pipeline)
     expected = _RunBatches(pipeline)

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 __all__ = (
     "MODELS_DIR",
-    "model_path",
-    "load_pass_model",
-    "check_inputs_finite",
-    "feature_matrix",
     "CompiledModel",
+    "check_inputs_finite",
+    "check_model_numbers",
+    "feature_matrix",
+    "load_pass_model",
+    "model_path",
 )
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,63 @@ def load_pass_model(
         raise ModelError(
             f"pass {pass_name!r}: model {file} has outputs {list(model.output_names)}, expected {list(outputs)}"
         )
+    check_model_numbers(model, file, f"pass {pass_name!r}")
     log.info("pass %s: loaded %s model %s", pass_name, kind, file)
     return model
+
+
+def check_model_numbers(model: TrainedModel, file: str | Path, where: str) -> None:
+    """Check the numbers of a model's sidecar: widths match its inputs/outputs, all finite, quantiles monotonic.
+
+    Called when a pass is built, before any store exists, so a sidecar with NaN
+    quantiles, non-monotonic quantiles or a column too few is refused up front
+    instead of giving a silently wrong store or failing inside batch 0.
+
+    Raises:
+        ModelError: naming ``where``, the file, the preprocessing and the fault.
+    """
+    widths = (("input", model.input_preprocessor, len(model.input_names)),
+              ("output", model.output_preprocessor, len(model.output_names)))
+    for role, pre, width in widths:
+        fault = _preprocessor_fault(pre, width)
+        if fault:
+            raise ModelError(f"{where}: model {file} has bad {role} preprocessing ({type(pre).__name__}): {fault}; retrain it")
+
+
+def _preprocessor_fault(pre: Any, width: int) -> str:
+    """What is wrong with a fitted preprocessor of ``width`` columns ('' if nothing)."""
+    n = getattr(pre, "n_features_", None)
+    if n is not None and int(n) != width:
+        return f"it has {n} column(s), the model has {width}"
+
+    def bad(name: str, arr: Any, axis: int | None = None, lo: float | None = None, hi: float | None = None) -> str:
+        if arr is None:
+            return ""
+        a = np.asarray(arr, dtype=np.float64)
+        if not np.all(np.isfinite(a)):
+            return f"{name} hold {int(np.sum(~np.isfinite(a)))} NaN/inf value(s)"
+        if axis is not None and a.shape[axis] > 1 and np.any(np.diff(a, axis=axis) < 0):
+            return f"{name} are not monotonic"
+        if lo is not None and a.size and (a.min() < lo or (hi is not None and a.max() > hi)):
+            return f"{name} leave [{lo:g}, {hi:g}]"
+        return ""
+
+    checks = [
+        bad("means", getattr(pre, "mean_", None)),
+        bad("scales", getattr(pre, "scale_", None)),
+        bad("quantile references", getattr(pre, "references_", None), 0, 0.0, 1.0),
+        bad("bin centres", getattr(pre, "centers_", None), 0),
+    ]
+    q = getattr(pre, "quantiles_", None)
+    if q is not None:
+        qa = np.asarray(q, dtype=np.float64)
+        checks.append(bad("quantiles", qa, qa.ndim - 2))  # (n_q, d) or (n_bins, n_q, d): along the probability axis
+        if qa.shape[-1] != width:
+            checks.append(f"its quantile tables have {qa.shape[-1]} column(s), the model has {width}")
+    scale = getattr(pre, "scale_", None)
+    if scale is not None and np.any(np.asarray(scale) <= 0):
+        checks.append("scales are not all positive")
+    return next((c for c in checks if c), "")
 
 
 def check_inputs_finite(features: Mapping[str, np.ndarray], names: Sequence[str], where: str) -> None:

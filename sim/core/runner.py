@@ -145,8 +145,8 @@ def run(
     """
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
+    check_batch_memory(pipeline)  # before anything heavy: a batch that cannot fit is refused in one line
     kernels = build_kernels(pipeline)
-    check_batch_memory(pipeline)  # before the store: a batch that cannot fit is refused in one line
     own = store is None
     created = own and str(output) != ":memory:" and not (resume and Path(output).exists())
     if store is None:
@@ -191,8 +191,8 @@ def _raise_store_failure(err: BaseException, output: str | os.PathLike[str], kep
     """A DuckDB or OS error of the store as one line (disk full: how to go on); other errors pass."""
     import duckdb
 
-    if isinstance(err, duckdb.InterruptException):
-        raise KeyboardInterrupt from None
+    if isinstance(err, duckdb.InterruptException) or (isinstance(err, RuntimeError) and str(err).startswith("Query interrupted")):
+        raise KeyboardInterrupt from None  # a signal while DuckDB ran a statement
     text = str(err).lower()
     full = (isinstance(err, OSError) and err.errno == 28) or "no space left on device" in text
     if full:

@@ -1,0 +1,263 @@
+"""Runs against hostile stores and faults: locked, damaged, mixed-seed, duplicated, interrupted, terminated, full disks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pytest
+
+import mambah
+from mambah.errors import ConfigError, StoreError
+from sim.core.pipeline import Pass, Pipeline, RunConfig
+from sim.core.runner import run
+from sim.generation.generator import Generator
+
+SMALL = RunConfig(events=3000, batch_size=1000, seed=11)
+
+
+def _tables(path: Path) -> dict[str, Any]:
+    with mambah.EventStore.open(path, read_only=True) as s:
+        return {name: s.table(name) for name in (*mambah.DATA_TABLES, "batches")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ref") / "ref.duckdb"
+    run(Pipeline((Generator(),), SMALL), path, progress=False)
+    return path
+
+
+@pytest.fixture()
+def store(tmp_path: Path, reference: Path) -> Path:
+    path = tmp_path / "s.duckdb"
+    shutil.copy(reference, path)
+    return path
+
+
+#: the ``mambah`` console script (what users run), else the module
+_SCRIPT = Path(sys.executable).with_name("mambah")
+MAMBAH = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "mambah.cli"]
+
+
+def _cli(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MAMBAH, *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def _config(tmp_path: Path, runcfg: RunConfig = SMALL) -> Path:
+    cfg = tmp_path / "gen.toml"
+    Pipeline((Generator(),), runcfg).save(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------- resume
+def test_resume_removes_stray_rows_instead_of_duplicating(store: Path, reference: Path) -> None:
+    con = duckdb.connect(str(store))
+    con.execute("DELETE FROM batches WHERE batch = 1")  # its rows stay: what a foreign writer could leave
+    con.close()
+    summary = run(Pipeline((Generator(),), SMALL), store, resume=True, progress=False)
+    assert summary.batches_run == 1
+    got, ref = _tables(store), _tables(reference)
+    for name in ref:
+        assert got[name].equals(ref[name]), name
+
+
+def test_resume_refuses_a_store_without_recorded_settings(tmp_path: Path) -> None:
+    out = tmp_path / "bare.duckdb"
+    mambah.EventStore.create(out).close()  # what an old Mambah killed before its metadata left
+    with pytest.raises(StoreError, match="does not record the pipeline and run settings"):
+        run(Pipeline((Generator(),), SMALL), out, resume=True, progress=False)
+
+
+def test_resume_refuses_batches_of_another_seed(store: Path) -> None:
+    con = duckdb.connect(str(store))
+    con.execute("UPDATE batches SET seed = seed + 1 WHERE batch = 0")
+    con.close()
+    with pytest.raises(ConfigError, match="batch 0 .* is not a batch of this run"):
+        run(Pipeline((Generator(),), SMALL), store, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="another pipeline or run settings"):
+        run(Pipeline((Generator(),), RunConfig(events=3000, batch_size=1000, seed=99)), store, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "events"])
+def test_resume_refuses_a_damaged_store(store: Path, damage: str) -> None:
+    if damage == "truncate":
+        data = store.read_bytes()
+        store.write_bytes(data[: len(data) // 2])
+    else:
+        con = duckdb.connect(str(store))
+        con.execute("DELETE FROM events WHERE batch = 2 AND event < 5")
+        con.close()
+    before = store.read_bytes()
+    with pytest.raises(StoreError, match="s.duckdb"):
+        run(Pipeline((Generator(),), SMALL), store, resume=True, progress=False)
+    assert store.read_bytes() == before
+    res = _cli("run", "--config", str(_config(store.parent)), "-o", str(store), "--resume", "--no-progress")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "batch(es) run" not in res.stdout
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+# ---------------------------------------------------------------------------- overwrite and locks
+@pytest.fixture()
+def holder(store: Path) -> Iterator[subprocess.Popen[str]]:
+    code = f"import duckdb, sys\nc = duckdb.connect({str(store)!r})\nprint('ok', flush=True)\nsys.stdin.read()\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ok"
+    yield proc
+    proc.communicate("")
+
+
+def test_overwrite_of_a_store_in_use_is_refused(store: Path, holder: subprocess.Popen[str]) -> None:
+    before = store.read_bytes()
+    res = _cli("run", "--config", str(_config(store.parent)), "-o", str(store), "--overwrite", "--no-progress")
+    assert res.returncode == 2, res.stderr
+    assert "in use by another process" in res.stderr and "Traceback" not in res.stderr
+    assert "batch(es) run" not in res.stdout
+    assert store.read_bytes() == before
+
+
+def test_new_store_appears_complete_with_its_settings(tmp_path: Path) -> None:
+    out = tmp_path / "n.duckdb"
+    run(Pipeline((Generator(),), RunConfig(events=500, batch_size=500, seed=3)), out, progress=False)
+    with mambah.EventStore.open(out, read_only=True) as s:
+        assert s.get_metadata("pipeline") is not None and '"seed": 3' in (s.get_metadata("run") or "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.duckdb"]  # no temporary file left
+
+
+@dataclass(frozen=True)
+class Explode(Pass):
+    """Test pass: raises ``error`` in batch ``at``."""
+
+    kind: ClassVar[str] = "test-explode"
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    name: str = "explode"
+    at: int = 0
+    error: str = "runtime"
+
+    def build(self):  # noqa: ANN201
+        at, error = self.at, self.error
+
+        def kernel(ctx: Any) -> None:
+            if ctx.batch.batch == at:
+                if error == "interrupt":
+                    raise KeyboardInterrupt
+                raise RuntimeError("boom")
+
+        return kernel
+
+
+@pytest.mark.parametrize("error", ["runtime", "interrupt"])
+def test_failure_in_the_first_batch_removes_the_new_store(tmp_path: Path, error: str) -> None:
+    out = tmp_path / "f.duckdb"
+    with pytest.raises((RuntimeError, KeyboardInterrupt)):
+        run(Pipeline((Generator(), Explode(at=0, error=error)), SMALL), out, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        run(Pipeline((Generator(), Explode(at=1)), SMALL), out, progress=False)
+    with mambah.EventStore.open(out, read_only=True) as s:
+        assert s.batches() == [0]  # a later failure keeps the complete batches
+
+
+# ---------------------------------------------------------------------------- signals
+def _wait_for_batches(out: Path, n: int, proc: subprocess.Popen[str], timeout: float = 180) -> None:
+    """Wait until ``out`` exists and (judging by its WAL / size) holds about ``n`` batches."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and (Path(f"{out}.wal").exists() or out.stat().st_size > 300_000 * n):
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigterm_is_like_ctrl_c(tmp_path: Path) -> None:
+    out = tmp_path / "t.duckdb"
+    cfg = _config(tmp_path, RunConfig(events=400_000, batch_size=500, seed=5))
+    proc = subprocess.Popen([*MAMBAH, "run", "--config", str(cfg), "-o", str(out), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_batches(out, 1, proc)
+    time.sleep(4.0)  # batches of 500 events take a fraction of a second
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (proc.returncode, stderr)
+    assert stderr.strip().splitlines() == ["mambah: terminated (SIGTERM); complete batches are kept (finish with --resume)"]
+    with mambah.EventStore.open(out, read_only=True) as s:
+        done = s.batches()
+        assert 0 < len(done) < 800 and s.count("events") == 500 * len(done)
+    assert not mambah.EventStore.open(out, read_only=True).check().problems
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.6, 1.2, 2.5, 5.0, 9.0])
+def test_ctrl_c_at_any_moment_is_one_line_and_130(tmp_path: Path, delay: float) -> None:
+    out = tmp_path / "c.duckdb"
+    cfg = _config(tmp_path, RunConfig(events=40_000, batch_size=2000, seed=5))
+    proc = subprocess.Popen([*MAMBAH, "run", "--config", str(cfg), "-o", str(out), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # the run finished before the signal (a fast machine)
+        return
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "mambah: interrupted; complete batches are kept (finish with --resume)", stderr
+    if out.exists():
+        with mambah.EventStore.open(out, read_only=True) as s:
+            assert s.count("events") == 2000 * len(s.batches())
+
+
+# ---------------------------------------------------------------------------- full disk
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"mount of a tmpfs not permitted here: {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_disk_full_is_one_line_and_resume_finishes(small_disk: Path, tmp_path: Path) -> None:
+    out = small_disk / "full.duckdb"
+    runcfg = RunConfig(events=120_000, batch_size=4000, seed=8)
+    cfg = _config(tmp_path, runcfg)
+    res = _cli("run", "--config", str(cfg), "-o", str(out), "--no-progress")
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    line = res.stderr.strip()
+    assert line.startswith(f"mambah: error: no space left on device writing '{out}': "), line
+    assert line.endswith("complete batch(es) kept; free space and run --resume"), line
+    kept = int(line.split(": ")[-1].split(" complete")[0])
+    with mambah.EventStore.open(out, read_only=True) as s:
+        assert len(s.batches()) == kept and s.count("events") == 4000 * kept
+    # a query's result file on the full disk: one line, no partial file
+    q = small_disk / "q.csv"
+    res = _cli("query", str(out), "SELECT * FROM range(5000000)", "--format", "csv", "-o", str(q))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert not q.exists() and not [p for p in small_disk.iterdir() if p.name.startswith(".q.csv")]
+    # free space (move the store to a roomy disk) and resume: equals the uninterrupted run
+    roomy = tmp_path / "full.duckdb"
+    shutil.copy(out, roomy)
+    res = _cli("run", "--config", str(cfg), "-o", str(roomy), "--resume", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    ref = tmp_path / "ref.duckdb"
+    run(Pipeline((Generator(),), runcfg), ref, progress=False)
+    got, want = _tables(roomy), _tables(ref)
+    for name in want:
+        assert got[name].equals(want[name]), name
