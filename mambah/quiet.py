@@ -17,6 +17,8 @@ TensorFlow is imported, therefore
 * sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless the user set it (hides the C++
   ``INFO``/``WARNING``/``ERROR`` lines written after start-up; TensorFlow's
   Python exceptions are unaffected), and
+* sets ``ZFIT_DISABLE_TF_WARNINGS=1`` unless set (zfit's import otherwise warns,
+  as a ``UserWarning``, that it hides TensorFlow's warnings), and
 * installs a one-shot import hook that runs the ``import tensorflow`` with
   file descriptor 2 (C and C++ ``stderr``) sent to a temporary file, so the
   pre-initialisation lines go there.  Python's ``sys.stderr`` is the same
@@ -49,7 +51,7 @@ from typing import Any
 __all__ = ("QUIET_ENV", "QUIET_MARKER", "is_quiet", "quiet_if_inherited", "quiet_tensorflow", "verbosity_from_argv")
 
 #: Environment variables set (with :meth:`dict.setdefault` semantics: a user's value wins).
-QUIET_ENV: dict[str, str] = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+QUIET_ENV: dict[str, str] = {"TF_CPP_MIN_LOG_LEVEL": "3", "ZFIT_DISABLE_TF_WARNINGS": "1"}
 
 #: Set to ``"1"`` by :func:`quiet_tensorflow`: tells worker processes started later to be quiet too.
 QUIET_MARKER = "MAMBAH_QUIET"

@@ -92,10 +92,12 @@ def test_verbosity_from_argv() -> None:
 
 
 def test_tensorflow_starts_silently() -> None:
-    """The real thing: TensorFlow imported and run after quiet_tensorflow() writes nothing to stderr."""
+    """The real thing: TensorFlow (and zfit) imported and run after quiet_tensorflow() write nothing to stderr."""
     pytest.importorskip("tensorflow")
-    code = "from mambah.quiet import quiet_tensorflow; quiet_tensorflow(); import tensorflow as tf; print(float(tf.constant(1.0) + 1))"
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", quiet.QUIET_MARKER)}
+    pytest.importorskip("zfit")
+    code = ("from mambah.quiet import quiet_tensorflow; quiet_tensorflow(); import tensorflow as tf; import zfit; "
+            "print(float(tf.constant(1.0) + 1))")
+    env = {k: v for k, v in os.environ.items() if k not in (*quiet.QUIET_ENV, quiet.QUIET_MARKER)}
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "2.0\n"
