@@ -148,7 +148,7 @@ def add_fsr(
         a = alpha / math.pi * radiator(beta)
         u = rng.random(n)
         with np.errstate(divide="ignore"):
-            kk = k_max * u ** (1.0 / np.maximum(a, 1e-300))
+            kk: np.ndarray = np.asarray(k_max * u ** (1.0 / np.maximum(a, 1e-300)))
         emit = (kk > k_min) & (k_max > k_min) & (p_abs > 0)
         cos = _eikonal_cos(beta, rng)
         phi = rng.uniform(-np.pi, np.pi, n)

@@ -91,7 +91,7 @@ def test_four_momentum_conservation_and_masses_with_fsr() -> None:
     n = 20_000
     rng = np.random.default_rng(3)
     parent = _lab_parent(n, M_B, rng)
-    jpsi, k = two_body(parent, M_JPSI, M_K, rng)
+    jpsi, _k = two_body(parent, M_JPSI, M_K, rng)
     mup, mum = two_body(jpsi, M_MU, M_MU, rng)
     for daughters, charges in ((np.stack([mup, mum], 1), [1, -1]), (np.stack(three_body(parent, M_K, M_PI, M_PI, rng), 1), [1, -1, 1])):
         out = add_fsr(daughters, charges, rng, k_min=0.1)
