@@ -476,6 +476,12 @@ def composite_daughters(fit: VertexFit) -> Daughters:
     """A fitted composite as one daughter (k = 1) for a parent fit: the line from its
     vertex along its momentum, with the covariance of its 7 × 7 matrix.
 
+    This is the treatment of a flying intermediate (D, Λc, K_S: its decay point is not
+    the parent's vertex, only its line passes through it).  A resonance without flight
+    (J/ψ, φ, K*) is better fitted through its tracks: the line drops the information
+    of where along it the resonance decayed (for B+ → J/ψ K+ the decay-time resolution
+    goes from 45 fs with three tracks to 133 fs bottom-up, both with unit pulls).
+
     Raises:
         DataError: The composite's pz is not positive (the straight-line state needs pz > 0).
     """
