@@ -151,7 +151,7 @@ def add_fsr(
             kk: np.ndarray = np.asarray(k_max * u ** (1.0 / np.maximum(a, 1e-300)))
         emit = (kk > k_min) & (k_max > k_min) & (p_abs > 0)
         cos = _eikonal_cos(beta, rng)
-        phi = rng.uniform(-np.pi, np.pi, n)
+        phi: np.ndarray = np.asarray(rng.uniform(-np.pi, np.pi, n))
         if not emit.any():
             continue
         idx = np.flatnonzero(emit)
@@ -159,7 +159,7 @@ def add_fsr(
         helper = np.where(np.abs(z[:, 2:3]) < 0.9, np.array([[0.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 0.0]]))
         x = _unit(np.cross(helper, z))
         y = np.cross(z, x)
-        s = np.sqrt(np.maximum(1 - cos[idx] ** 2, 0.0))
+        s: np.ndarray = np.sqrt(np.maximum(1 - cos[idx] ** 2, 0.0))
         kvec = kk[idx, None] * (s[:, None] * (np.cos(phi[idx])[:, None] * x + np.sin(phi[idx])[:, None] * y) + cos[idx, None] * z)
         pvec = pj[idx, :3]
         mr, mjj, mm = m_r[idx], mj[idx], big_m[idx]
