@@ -10,6 +10,7 @@ from typing import Any
 from mambah.cli import nonnegative_int, positive_int
 from mambah.errors import ConfigError
 
+from sim.core.executors import DaskExecutor, Executor, SerialExecutor
 from sim.core.pipeline import Pipeline
 
 __all__ = ("register", "cmd_run", "pipeline_from_args")
@@ -78,17 +79,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # --export (ficino.cli): on_batch hook streaming committed batches into an ntuple
     hook = args.export_hook(args, pipeline) if getattr(args, "export_hook", None) else None
     try:
+        executor: Executor = SerialExecutor()
         if args.workers is not None or args.scheduler is not None:
-            from sim.core.distributed import run_distributed
-
-            summary = run_distributed(
-                pipeline, args.output, workers=args.workers, scheduler=args.scheduler, retries=args.retries,
-                resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, on_batch=hook,
-            )
-        else:
-            summary = run(
-                pipeline, args.output, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, on_batch=hook
-            )
+            executor = DaskExecutor(workers=args.workers, scheduler=args.scheduler, retries=args.retries)
+        summary = run(pipeline, args.output, resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.no_progress, on_batch=hook, executor=executor)
         exported = hook.finish(args.output) if hook is not None else None
     except BaseException:
         if hook is not None:

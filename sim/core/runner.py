@@ -16,6 +16,7 @@ from mambah.check import duckdb_error_line
 from mambah.errors import ConfigError, StoreError, StoreExistsError
 from mambah.store import BatchRecord, EventStore
 from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
+from sim.core.executors import Executor, SerialExecutor
 from sim.core.resources import check_batch_memory
 
 __all__ = ("RunSummary", "iter_pending", "open_output", "pending_batches", "run")
@@ -125,8 +126,9 @@ def run(
     progress: bool = True,
     store: EventStore | None = None,
     on_batch: Callable[[EventStore, Batch], None] | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
-    """Run ``pipeline`` into ``output``, one transaction per batch.
+    """Run ``pipeline`` into ``output``, one transaction per batch, with the given executor.
 
     Every pass is built (decays parsed, models loaded) before the store is
     touched, so bad input never leaves a damaged store.  An interrupted run
@@ -141,8 +143,14 @@ def run(
         progress: show a progress bar (events/s).
         store: write into this open store instead of ``output``.
         on_batch: called as ``on_batch(store, batch)`` after each batch is
-            committed (e.g. :class:`ficino.hook.ExportHook`).
+            committed (a :class:`~sim.core.executors.BatchHook`, e.g. ``ficino.hook.ExportHook``).
+        executor: where the batches run: :class:`~sim.core.executors.SerialExecutor`
+            (default: this process) or :class:`~sim.core.executors.DaskExecutor`.
     """
+    if executor is not None and not isinstance(executor, SerialExecutor):
+        if store is not None:
+            raise ConfigError("an open store can only be written by the serial executor")
+        return executor.run(pipeline, output, resume=resume, overwrite=overwrite, progress=progress, on_batch=on_batch)
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_batch_memory(pipeline)  # before anything heavy: a batch that cannot fit is refused in one line
