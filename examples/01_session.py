@@ -17,15 +17,17 @@ Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu, into ``--store``), then:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _sample import make_sample  # noqa: E402
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before anything imports TensorFlow: its C++ start-up lines are held back
+
+from _sample import make_sample
 
 DECAY = "Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"
 MASS = {"p": 938.272, "K": 493.677, "pi": 139.570}  # MeV
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         # 1. SQL on the store (DuckDB), results as Arrow or pandas
         print(store.query_df("SELECT count(*) AS events, avg(pv_z) AS mean_pv_z_mm FROM events").to_string(index=False))
         top = store.query_df(
-            "SELECT pid, count(*) AS n, avg(sqrt(px*px + py*py)) AS mean_pt_MeV FROM mc_particles GROUP BY pid ORDER BY n DESC LIMIT 8"
+            "SELECT pid, count(*) AS n, avg(sqrt(px*px + py*py)) AS mean_pt_MeV FROM mc_particles GROUP BY pid ORDER BY n DESC, pid LIMIT 8"
         )
         print(top.to_string(index=False))
         #    ... or pull a table into pandas and work there

@@ -1,12 +1,13 @@
 """A production: a custom decay from a .dec file, many events in batches, on Dask workers.
 
 Generates B+ -> J/psi K+ and B+ -> J/psi pi+ (J/psi -> mu+ mu-) with the
-branching fractions of ``examples/Bu2JpsiK.dec``, 10 M events by default, on
-a local Dask cluster of ``--workers`` processes (``--workers 0``: serial, in
+branching fractions of ``examples/Bu2JpsiK.dec``, 200 000 events by default, on
+a local Dask cluster of ``--workers`` processes (default 2) (``--workers 0``: serial, in
 this process; ``--scheduler tcp://host:8786``: an existing cluster).  Prints
 the timing and the generated mode fractions.
 
-    python examples/02_production.py                                   # 10 M events, all cores
+    python examples/02_production.py                                   # 200 000 events, 2 workers
+    python examples/02_production.py --events 10000000 --batch-size 250000 --workers 8   # a real production
     python examples/02_production.py --events 20000 --workers 2 -o small.duckdb --overwrite
 
 The command-line equivalent is::
@@ -17,24 +18,25 @@ The command-line equivalent is::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before anything imports TensorFlow: its C++ start-up lines are held back
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dec-file", default=str(HERE / "Bu2JpsiK.dec"), help="EvtGen .dec file (default: the shipped B+ one)")
-    ap.add_argument("--events", type=int, default=10_000_000)
-    ap.add_argument("--batch-size", type=int, default=250_000)
+    ap.add_argument("--events", type=int, default=200_000, help="events (default 200000)")
+    ap.add_argument("--batch-size", type=int, default=50_000, help="events per batch (default 50000)")
     ap.add_argument("--seed", type=int, default=2024)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local Dask worker processes; 0 = serial")
+    ap.add_argument("--workers", type=int, default=2, help="local Dask worker processes (default 2); 0 = serial")
     ap.add_argument("--scheduler", help="address of an existing Dask scheduler (instead of --workers)")
     ap.add_argument("-o", "--output", default="bu2jpsik.duckdb")
     ap.add_argument("--overwrite", action="store_true")

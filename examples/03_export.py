@@ -14,15 +14,17 @@ The command-line equivalent is ``mambah export``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _sample import make_sample  # noqa: E402
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before anything imports TensorFlow: its C++ start-up lines are held back
+
+from _sample import make_sample
 
 
 def main(argv: list[str] | None = None) -> int:

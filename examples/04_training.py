@@ -18,12 +18,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before anything imports TensorFlow: its C++ start-up lines are held back
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from sim import Pipeline, run
     from sim.cli.detector import train_model
-    from sim.reference.sample import make_reference_sample
     from sim.defaults import default_pipeline
+    from sim.reference.sample import make_reference_sample
     from sim.validation.detector import validate
 
     out = Path(args.out)
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data) if args.data else make_reference_sample(out / "calibration.parquet", args.events, seed=11)
     print(f"calibration file: {data}")
 
-    model, path = train_model("efficiency", data, seed=args.seed, epochs=args.epochs, output=out / "my_efficiency.keras")
+    _model, path = train_model("efficiency", data, seed=args.seed, epochs=args.epochs, output=out / "my_efficiency.keras")
     print(f"trained efficiency model -> {path}")
 
     report = validate("efficiency", events=args.validate_events, seed=2025, models={"efficiency": str(path)})
