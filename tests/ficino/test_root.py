@@ -128,3 +128,14 @@ def test_root_reads_every_batch_in_order(ROOT: ModuleType, store: mambah.EventSt
     expected = store.query(STORE_SQL.format(columns="e.batch AS b, e.event AS ev", where="TRUE") + " ORDER BY b, ev")
     np.testing.assert_array_equal(arrays["runNumber"], expected.column("b").to_numpy())
     np.testing.assert_array_equal(arrays["eventNumber"], expected.column("ev").to_numpy())
+
+
+def test_root_is_an_extra_and_in_dev() -> None:
+    """``pip install 'mambah[root]'`` (and ``[dev]``, so CI runs the tests above) brings CERN ROOT."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    extras = {k: [r.split(">")[0].split("=")[0].strip() for r in v.split("\n") if r.strip()]
+              for k, v in cfg["options.extras_require"].items()}
+    assert "root" in extras["root"] and "root" in extras["dev"]
