@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -461,8 +461,44 @@ def insert(con: duckdb.DuckDBPyConnection, table: str, data: Any) -> None:
             con.unregister(view)
 
 
-def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pa.Table:
-    """Run ``sql`` and return the whole result as an Arrow table (DuckDB 1.x and 2.x)."""
+def update(con: duckdb.DuckDBPyConnection, table: str, data: Any, keys: Sequence[str] = ("batch", "event", "index")) -> None:
+    """Set columns of existing rows of ``table`` from Arrow/dict ``data``, matched on ``keys``.
+
+    Raises:
+        StoreError: unknown table or column, or a DuckDB error (message kept).
+    """
+    if table not in DATA_TABLES:
+        raise StoreError(f"unknown table '{table}'; data tables are {', '.join(DATA_TABLES)}")
+    if isinstance(data, Mapping):
+        data = pa.table(dict(data))
+    unknown = sorted(set(data.column_names) - set(column_names(table)))
+    if unknown:
+        raise StoreError(f"table '{table}' has no column(s) {', '.join(unknown)}")
+    missing = [k for k in keys if k not in data.column_names]
+    if missing:
+        raise StoreError(f"update of '{table}' needs the key column(s) {', '.join(missing)}")
+    if data.num_rows == 0:
+        return
+    cols = [c for c in data.column_names if c not in keys]
+    if not cols:
+        return
+    view = f"_mambah_update_{table}"
+    con.register(view, data)
+    try:
+        sets = ", ".join(f'"{c}" = s."{c}"' for c in cols)
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+        con.execute(f"UPDATE {table} AS t SET {sets} FROM {view} AS s WHERE {on}")
+    except duckdb.InterruptException:
+        raise
+    except duckdb.Error as err:
+        raise StoreError(f"cannot update '{table}': {_first_line(err)}") from err
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(view)
+
+
+def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+    """Run ``sql`` (positional ``?`` or named ``$name`` parameters) and return the result as an Arrow table."""
     rel = con.sql(sql, params=params or None)
     if rel is None:  # a statement without result
         return pa.table({})

@@ -9,7 +9,6 @@ any process.  A pipeline round-trips to TOML.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -22,7 +21,7 @@ from typing import Any, ClassVar, overload
 import numpy as np
 
 from mambah.errors import ConfigError, StoreError
-from mambah.store import insert, query_arrow
+from mambah.store import insert, query_arrow, update
 from sim.core import registry
 from sim.core.configcheck import check_value, field_hints
 
@@ -94,13 +93,20 @@ class BatchContext:
         self.con = con
         self.batch = batch
 
-    def query(self, sql: str, params: list[Any] | None = None) -> Any:
-        """Run SQL; ``$batch`` in the text is bound to the batch number. Returns Arrow."""
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run SQL with ``$batch`` bound (a real parameter) to the batch number; more named parameters in ``params``.
+
+        Returns:
+            The result as an Arrow table.
+
+        Raises:
+            StoreError: a DuckDB error, naming the batch.
+        """
         import duckdb
 
-        sql = sql.replace("$batch", str(int(self.batch.batch)))
+        bound = {"batch": int(self.batch.batch), **dict(params or {})} if "$batch" in sql else (dict(params) if params else None)
         try:
-            return query_arrow(self.con, sql, params)
+            return query_arrow(self.con, sql, bound)
         except duckdb.InterruptException:
             raise KeyboardInterrupt from None  # Ctrl-C while DuckDB ran the statement
         except duckdb.Error as err:
@@ -111,28 +117,15 @@ class BatchContext:
         insert(self.con, table, data)
 
     def update(self, table: str, data: Any, keys: tuple[str, ...] = ("batch", "event", "index")) -> None:
-        """Set columns of existing rows of ``table`` from ``data`` (matched on ``keys``)."""
+        """Set columns of existing rows of ``table`` from ``data`` (matched on ``keys``; :func:`mambah.store.update`)."""
         import duckdb
-        import pyarrow as pa
 
-        if isinstance(data, Mapping):
-            data = pa.table(dict(data))
-        if data.num_rows == 0:
-            return
-        cols = [c for c in data.column_names if c not in keys]
-        view = f"_mambah_update_{table}"
-        self.con.register(view, data)
         try:
-            sets = ", ".join(f'"{c}" = s."{c}"' for c in cols)
-            on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
-            self.con.execute(f"UPDATE {table} AS t SET {sets} FROM {view} AS s WHERE {on}")
+            update(self.con, table, data, keys)
         except duckdb.InterruptException:
             raise KeyboardInterrupt from None
-        except duckdb.Error as err:
-            raise StoreError(f"cannot update '{table}' in batch {self.batch.batch}: {str(err).splitlines()[0]}") from err
-        finally:
-            with contextlib.suppress(duckdb.Error):
-                self.con.unregister(view)
+        except StoreError as err:
+            raise StoreError(f"{err} (batch {self.batch.batch})") from err
 
     def rng(self, stream: str) -> np.random.Generator:
         return self.batch.rng(stream)
