@@ -72,6 +72,23 @@ def draw_track_type(
     return np.asarray(TRACK_TYPES, dtype=np.int16)[np.minimum(cls, 3)]
 
 
+def velo_possible(truth: dict[str, np.ndarray]) -> np.ndarray:
+    """Whether a particle's straight line crosses at least two VELO stations (bool, (n,)).
+
+    The same geometry the resolution pass fits VELO tracks with
+    (:func:`sim.detector.trackcov.crossed_velo_stations`); a particle made downstream of
+    the VELO (a K_L0 or Λ decay metres away in a full event) can be Downstream at most.
+    """
+    from sim.detector.trackcov import TrackErrorModel, crossed_velo_stations
+
+    pz = np.where(truth["pz"] != 0, truth["pz"], 1e-9)
+    crossed = crossed_velo_stations(
+        truth["origin_x"] - truth["pv_x"], truth["origin_y"] - truth["pv_y"], np.asarray(truth["origin_z"], np.float64),
+        truth["px"] / pz, truth["py"] / pz, TrackErrorModel(),
+    )
+    return np.asarray(crossed.sum(axis=1) >= 2)
+
+
 def track_indices(event: np.ndarray) -> np.ndarray:
     """Index of each track within its event, for rows sorted by event (int32, (n,))."""
     event = np.asarray(event)
@@ -131,6 +148,7 @@ class Efficiency(Pass):
             if forward.any():
                 x = feature_matrix({k: v[forward] for k, v in feats.items()}, inputs, f"pass {name!r}")
                 proba[forward] = model.predict_proba(x)
+            proba[~velo_possible(truth), 1:3] = 0.0  # no Long/Upstream track without two VELO hits
             track_type = draw_track_type(proba, acc, forward, ctx.rng(name))
             reco = track_type > 0
             event = truth["event"][reco]

@@ -14,6 +14,9 @@ its PVs in proportion to the per-PV multiplicities of the Run 2 reference (signa
 pile-up 70).  The resolution scales as ``1/sqrt(n_tracks_pv / 25)`` from 13 µm (x, y)
 and 69 µm (z) at 25 tracks (LHCb detector performance, IJMPA 30 (2015) 1530022, Sec. 3).
 
+Full events (a generator that made the whole event, ``events.n_interactions`` set) take
+their nPV and nTracks from the event instead (:mod:`sim.detector.full_occupancy`).
+
 Reads ``events``; writes ``events.n_pv``, ``events.n_tracks`` and ``vertices``.
 """
 
@@ -136,11 +139,17 @@ class Occupancy(Pass):
         model = CompiledModel(load_pass_model(self.model, "occupancy", kind="generator", inputs=(),
                                 outputs=OCCUPANCY_TARGETS, pass_name=self.name))
         name, region = self.name, self.luminous_region
-        sql = "SELECT event, pv_x, pv_y, pv_z FROM events WHERE batch = $batch ORDER BY event"
+        # full events (Pythia, HepMC: n_interactions set) are counted, not drawn (sim.detector.full_occupancy)
+        sql = "SELECT event, pv_x, pv_y, pv_z FROM events WHERE batch = $batch AND n_interactions IS NULL ORDER BY event"
 
         def kernel(ctx: BatchContext) -> None:
+            from sim.detector.full_occupancy import full_event_occupancy
+
+            full_event_occupancy(ctx, ctx.rng(name + ":full-events"), _CARD)
             ev = arrow_columns(ctx.query(sql))
             n = ev["event"].size
+            if n == 0:
+                return
             rng = ctx.rng(name)
             n_pv, n_tracks = samples_to_counts(model.sample(np.zeros((n, 0)), rng))
             b = np.full(n, ctx.batch.batch, np.int32)

@@ -275,7 +275,7 @@ def write_tables(ctx: Any, tables: dict[str, dict[str, np.ndarray]]) -> None:
         cols = dict(tables[name])
         n = len(next(iter(cols.values())))
         arrays = {"batch": pa.array(np.full(n, ctx.batch.batch, np.int32))}
-        for key, val in cols.items():
-            val = np.asarray(val)
+        for key, col in cols.items():
+            val = np.asarray(col)
             arrays[key] = pa.array(val, mask=val < 0) if key == "process" else pa.array(val)
         ctx.insert(name, pa.table(arrays))

@@ -1,7 +1,9 @@
 """``mambah run --pythia PRESET`` / ``--hepmc FILE ...``: the default job with a full-event generator.
 
 The first ``generator`` pass of the pipeline is replaced by :class:`~sim.generation.pythia.Pythia`
-or :class:`~sim.generation.hepmc.HepMCInput`; the detector passes stay.  Full events hold
+or :class:`~sim.generation.hepmc.HepMCInput`; the detector passes stay, and
+:class:`~sim.detector.full_occupancy.TrackCount` follows the efficiency pass (nTracks of a
+full event = its reconstructed Long + Downstream tracks).  Full events hold
 about a thousand particles each, so the batch size defaults to :data:`FULL_EVENT_BATCH`
 instead of the gun's 25 000.
 """
@@ -59,4 +61,11 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
         )
         events = args.events or pipeline.run.events
     run = dataclasses.replace(pipeline.run, events=events, batch_size=batch)
-    return Pipeline(tuple(gen if p is gens[0] else p for p in pipeline.passes), run)
+    passes: list[Pass] = []
+    for p in pipeline.passes:
+        passes.append(gen if p is gens[0] else p)
+        if p.kind == "efficiency" and not any(q.kind == "track_count" for q in pipeline.passes):
+            from sim.detector.full_occupancy import TrackCount
+
+            passes.append(TrackCount())  # nTracks = reconstructed Long + Downstream tracks, before resolution and PID
+    return Pipeline(tuple(passes), run)

@@ -308,7 +308,10 @@ def records_from_events(events: list[dict[str, Any]]) -> tuple[GeneratorRecord, 
     p0 = np.cumsum(sizes) - sizes
     v0 = np.cumsum(vsizes) - vsizes
     n, m = int(sizes.sum()), int(vsizes.sum())
-    cat = lambda key: np.concatenate([e[key] for e in events]) if n_ev else np.zeros(0)
+
+    def cat(key: str) -> np.ndarray:
+        return np.concatenate([e[key] for e in events]) if n_ev else np.zeros(0)
+
     event = np.repeat(np.arange(n_ev), sizes)
     prod = np.concatenate([np.where(e["prod"] >= 0, e["prod"] + v0[i], -1) for i, e in enumerate(events)])
     end = np.concatenate([np.where(e["end"] >= 0, e["end"] + v0[i], -1) for i, e in enumerate(events)])
@@ -387,7 +390,7 @@ def _has_anti(pid: int) -> bool:
 
     try:
         return int(lookup_particle(-pid).pdgid) == -pid
-    except Exception:  # noqa: BLE001 - self-conjugate species
+    except Exception:  # self-conjugate species
         return False
 
 

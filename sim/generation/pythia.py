@@ -24,9 +24,12 @@ event (the events without signal before it, plus itself), so
 ``σ_gen · count(*) / sum(n_tried)`` the cross-section of what the store holds
 (σ_gen is in the ``generator`` metadata).
 
-Pile-up: the crossing has ``n ~ Poisson(ν)`` inelastic interactions, ``n >= 1``
-(zero-truncated, one of them the hard one), Gauss' ``FixedLuminosity`` tool
-(same reference); the others are minimum-bias events (``SoftQCD:nonDiffractive``)
+Pile-up (Gauss' pile-up tools, same reference): for the ``minbias`` preset the
+crossing has ``n ~ Poisson(ν)`` interactions given ``n >= 1`` (zero-truncated,
+``FixedLuminosity``); for a rare hard process (``bbbar``, ``ccbar``) the crossing holds
+the hard interaction plus ``Poisson(ν)`` others (``FixedLuminosityForRareProcess``:
+the number of interactions of a crossing that made a rare process is size-biased,
+1 + Poisson(ν)).  The others are minimum-bias events (``SoftQCD:nonDiffractive``)
 from a second Pythia instance.  Each interaction has its own primary vertex from
 the luminous region (:mod:`sim.generation.beam`).  ν: :data:`NU_RUN2` = 1.1 and
 :data:`NU_RUN3` = 5.5 (issue #17; the visible pile-up of Run 2 and Run 3 used by
@@ -188,7 +191,7 @@ def _conjugate_pid(pid: int) -> int:
 
     try:
         return -pid if int(lookup_particle(-pid).pdgid) == -pid else pid
-    except Exception:  # noqa: BLE001 - self-conjugate species have no antiparticle entry
+    except Exception:  # self-conjugate species have no antiparticle entry
         return pid
 
 
@@ -323,7 +326,10 @@ def _generate(
     ev = _concat(chunks)
     chosen = np.concatenate(chosen_of)
     n_tried = np.concatenate(tried_of)
-    n_int = _zero_truncated_poisson(float(cfg.nu), n_events, rng)
+    if cfg.preset == "minbias":
+        n_int = _zero_truncated_poisson(float(cfg.nu), n_events, rng)
+    else:  # a rare hard process: 1 + Poisson(nu)
+        n_int = 1 + rng.poisson(float(cfg.nu), n_events).astype(np.int64)
     n_pu = int((n_int - 1).sum())
     pu = None
     if n_pu:

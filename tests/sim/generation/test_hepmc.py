@@ -9,10 +9,10 @@ import pytest
 
 pyhepmc = pytest.importorskip("pyhepmc")
 
-from mambah.errors import DataError
-from sim.core.pipeline import Pipeline, RunConfig, build_kernels
-from sim.core.runner import run
-from sim.generation.hepmc import C_LIGHT, HepMCInput
+from mambah.errors import DataError  # noqa: E402
+from sim.core.pipeline import Pipeline, RunConfig, build_kernels  # noqa: E402
+from sim.core.runner import run  # noqa: E402
+from sim.generation.hepmc import C_LIGHT, HepMCInput  # noqa: E402
 
 # one interaction: beams -> (gluon, status 23, dropped) + pi+ ; gluon -> B+ pi- ; B+ -> J/psi K+ ; J/psi -> mu+ mu-
 # (HepMC line, pid, status, momentum in GeV)
@@ -230,4 +230,11 @@ def test_cli_errors_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest.Capt
     assert "holds 3 events" in capsys.readouterr().err
     assert not out.exists()
     assert main(["run", "--hepmc", str(tmp_path / "good.hepmc3"), "-o", str(out), "--no-progress"]) == 0
-    assert out.exists()
+    import mambah
+
+    with mambah.EventStore.open(out, read_only=True) as store:
+        ev = store.query_df("SELECT event, n_tracks, n_pv FROM events ORDER BY event")
+        trk = store.query_df("SELECT event, count(*) AS n FROM protoparticles WHERE track_type IN (3, 5) GROUP BY event")
+    counts = dict(zip(trk["event"], trk["n"], strict=True))
+    assert ev["n_tracks"].tolist() == [counts.get(e, 0) for e in ev["event"]]  # nTracks = Long + Downstream
+    assert (ev["n_pv"] == 1).all()  # one interaction with fewer than 5 tracks: PV 0 only

@@ -117,12 +117,26 @@ def test_pile_up_interactions_and_bookkeeping(signal_store: Path) -> None:
         meta = s.get_metadata("generator") or ""
     n = e["n_interactions"].to_numpy()
     nu = NU_RUN2
-    mean = nu / (1 - np.exp(-nu))  # zero-truncated Poisson
-    var = mean * (1 + nu) - mean**2
+    mean, var = 1 + nu, nu  # a rare process: 1 + Poisson(nu)
     assert abs(n.mean() - mean) < 3 * np.sqrt(var / n.size)
     assert sorted(pv["n"].tolist()) == sorted(n.tolist())  # one PV per interaction
     assert (e["n_tried"] >= 1).all() and set(e["process"]) <= {123, 124}
     assert '"version": "8.317"' in meta and '"sigma_gen_mb"' in meta
+
+
+def test_minimum_bias_pile_up_is_zero_truncated_poisson(tmp_path: Path) -> None:
+    path = tmp_path / "mb.duckdb"
+    run(Pipeline((Pythia(preset="minbias", nu=NU_RUN2),), RunConfig(events=300, batch_size=300, seed=2)), path, progress=False)
+    with mambah.EventStore.open(path, read_only=True) as s:
+        n = s.query_df("SELECT n_interactions, process, n_tried FROM events")
+    nu = NU_RUN2
+    p1 = nu * np.exp(-nu) / (1 - np.exp(-nu))  # P(n = 1 | n >= 1)
+    mean = nu / (1 - np.exp(-nu))
+    var = mean * (1 + nu) - mean**2
+    k = n["n_interactions"].to_numpy()
+    assert abs(k.mean() - mean) < 3 * np.sqrt(var / k.size)
+    assert abs(np.mean(k == 1) - p1) < 3 * np.sqrt(p1 * (1 - p1) / k.size)
+    assert set(n["process"]) == {101} and (n["n_tried"] == 1).all()
 
 
 def test_bad_settings_fail_at_build() -> None:
@@ -167,3 +181,20 @@ def test_long_lived_signal_daughters_decay_in_flight(tmp_path: Path) -> None:
     assert len(ks) == 20 and (ks["status"] == 2).all() and (ks["first_daughter"] >= 0).all()
     assert (ks["flight"] > 0).all() and ks["flight"].median() > 10.0  # K_S0: cτ = 26.8 mm, boosted
     assert int(bad["n"][0]) == 0
+
+
+def test_cli_pythia_config_and_info(signal_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mambah.cli import main
+
+    cfg = tmp_path / "job.toml"
+    assert main(["run", "--pythia", "ccbar", "--decay", "[D0 -> K- pi+]cc", "--events", "40", "--save-config", str(cfg)]) == 0
+    pipe = Pipeline.load(cfg)
+    gen = pipe.passes[0]
+    assert isinstance(gen, Pythia) and gen.preset == "ccbar" and gen.decay == "[D0 -> K- pi+]cc"
+    assert pipe.run.events == 40 and pipe.run.batch_size == 500 and len(pipe.passes) > 1  # detector passes kept
+    assert main(["run", "--pythia", "ttbar", "--save-config", str(cfg)]) == 2
+    assert "unknown Pythia preset 'ttbar'" in capsys.readouterr().err
+    assert main(["info", str(signal_store)]) == 0
+    out = capsys.readouterr().out
+    assert "generator:      Pythia 8.317 preset=bbbar" in out
+    assert "signal filter:  160 events kept of" in out
