@@ -56,6 +56,7 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=None, help="report folder (default pid-report)")
     parser.add_argument("--n-signal", type=nonnegative_int, default=20_000, help="signal candidates per species")
     parser.add_argument("--n-background", type=nonnegative_int, default=5_000, help="background candidates")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a threshold is not met")
 
 
 def cmd_train_pid(args: argparse.Namespace) -> int:
@@ -97,5 +98,10 @@ def cmd_validate_pid(args: argparse.Namespace) -> int:
     results = validate_pid(models, args.species, report_dir=report, n_signal=args.n_signal,
                            n_background=args.n_background)
     print(summary_table(results), end="")
+    checks = [c for r in results.values() for c in r.checks()]  # each against its own threshold (THRESHOLDS)
+    for _, _, line in checks:
+        print(line)
+    failed = [name for name, ok, _ in checks if not ok]
     print(f"report written to {report}")
-    return 0
+    print("PASS" if not failed else f"outside the thresholds: {', '.join(failed)}")
+    return 0 if not failed or not getattr(args, "strict", False) else 1

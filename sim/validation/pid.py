@@ -40,6 +40,7 @@ __all__ = (
     "CUT_QUANTILES",
     "CUT_VARIABLE",
     "MAIN_COLUMNS",
+    "THRESHOLDS",
     "SpeciesValidation",
     "VALIDATION_SEEDS",
     "validate_pid",
@@ -62,6 +63,19 @@ BINS: dict[str, tuple[float, ...]] = {
 }
 #: Seeds of the validation samples (training uses 101-105).
 VALIDATION_SEEDS: dict[str, int] = {"mu": 201, "pi": 202, "K": 203, "p": 204, "e": 205}
+#: Pass criteria of ``mambah validate pid`` (docs/pid.md; measured at the default 20 000 + 5 000
+#: candidates: AUC 0.533-0.559, integrated |d eff| <= 0.014, per-bin 0.014-0.038): third-player AUC
+#: within ``max_auc_deviation`` of 0.5 (two-sided: an AUC far below 0.5 also means the samples
+#: differ), efficiency of the median cut within ``max_integrated_diff`` integrated and
+#: ``max_bin_diff`` in every bin of p, eta, nTracks holding ``min_bin_weight`` sWeighted
+#: candidates; with no such bin in one of them nothing was compared and the check fails
+#: ("not enough events").
+THRESHOLDS: dict[str, float] = {
+    "max_auc_deviation": 0.06,
+    "max_integrated_diff": 0.03,
+    "max_bin_diff": 0.04,
+    "min_bin_weight": 1000.0,
+}
 _MISID = {"K": "K->pi", "pi": "pi->K", "p": "p->K"}
 
 
@@ -112,6 +126,33 @@ class SpeciesValidation:
     misid: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     n_candidates: int = 0
     n_signal: float = 0.0
+    fullest_bin: dict[str, float] = field(default_factory=dict)
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """``(name, passed, line)`` of each criterion of :data:`THRESHOLDS` (cut at the reference median).
+
+        ``fullest_bin`` (variable -> largest sWeighted bin content) tells how many candidates a
+        bin comparison would need when no bin is full enough.
+        """
+        s = self.species
+        out = []
+        dev, lim = abs(self.auc - 0.5), THRESHOLDS["max_auc_deviation"]
+        out.append((f"{s} AUC", dev < lim, f"{s}: third-player AUC {self.auc:.3f} (|AUC - 0.5| = {dev:.3f}, limit {lim:g})"))
+        ref, _, fast, _ = self.integrated.get(0.5, (np.nan, 0.0, np.nan, 0.0))
+        d, lim = abs(fast - ref), THRESHOLDS["max_integrated_diff"]
+        out.append((f"{s} integrated efficiency", bool(d < lim),
+                    f"{s}: efficiency of {CUT_VARIABLE[s]} > median, |fast - ref| = {d:.3f} (limit {lim:g})"))
+        worst, lim, need = self.max_abs_diff.get(0.5, float("nan")), THRESHOLDS["max_bin_diff"], THRESHOLDS["min_bin_weight"]
+        if np.isfinite(worst) and all(w >= need for w in self.fullest_bin.values()):
+            out.append((f"{s} efficiency bins", bool(worst < lim),
+                        f"{s}: same in bins of p, eta, nTracks, max |fast - ref| = {worst:.3f} (limit {lim:g})"))
+        else:
+            fullest = min(self.fullest_bin.values(), default=0.0)
+            more = int(np.ceil(self.n_candidates * need / max(fullest, 1.0)))
+            out.append((f"{s} efficiency bins", False,
+                        f"{s}: efficiency bins: not enough events: need >= {more:,} candidates "
+                        f"(a bin of >= {need:g} sWeighted candidates in each of p, eta, nTracks; {self.n_candidates:,} given)"))
+        return [(name, ok, f"{line}: {'ok' if ok else 'FAIL'}") for name, ok, line in out]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -203,7 +244,8 @@ def validate_species(
         misid[_MISID[species]] = (*_rate(_misid_pass(species, ref), w), *_rate(_misid_pass(species, fast), w))
 
     result = SpeciesValidation(species, test["auc"], test["ks"], cuts, effs, max_diff, max_pull, integrated, misid,
-                               n_candidates=len(df), n_signal=float(w.sum()))
+                               n_candidates=len(df), n_signal=float(w.sum()),
+                               fullest_bin={v: float(np.max(c)) for v, c in bins_w.items()})
     log.info("PID validation %s: AUC %.3f, KS %.3f, max |d eff| at median cut %.3f", species, result.auc,
              result.ks, max_diff[0.5])
     if report_dir is not None:
@@ -264,6 +306,10 @@ def validate_pid(
     return results
 
 
+def _fmt(v: float) -> str:
+    return f"{v:.3f}" if np.isfinite(v) else "- (too few)"
+
+
 def summary_table(results: dict[str, SpeciesValidation]) -> str:
     """Markdown table of the headline numbers."""
     lines = [
@@ -275,7 +321,7 @@ def summary_table(results: dict[str, SpeciesValidation]) -> str:
         ef = "/".join(f"{r.integrated[q][2]:.3f}" for q in CUT_QUANTILES)
         mis = ", ".join(f"{k}: {v[0]:.4f}±{v[1]:.4f} / {v[2]:.4f}±{v[3]:.4f}" for k, v in r.misid.items()) or "-"
         lines.append(f"| {s} | {CUT_VARIABLE[s]} | {r.auc:.3f} | {r.ks:.3f} | {er} | {ef} | "
-                     f"{r.max_abs_diff[0.5]:.3f} | {mis} |")
+                     f"{_fmt(r.max_abs_diff[0.5])} | {mis} |")
     return "\n".join(lines) + "\n"
 
 

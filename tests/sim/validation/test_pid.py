@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from sim.pid.models import SHIPPED_SPECIES, load_pid_models
-from sim.validation.pid import validate_pid, validate_species
+from sim.validation.pid import SpeciesValidation, validate_pid, validate_species
 
 # Measured (this sample size): AUC e 0.521, mu 0.513, pi 0.520, K 0.515, p 0.524; integrated
 # |d eff| <= 0.011; per-bin max |d eff| e 0.031, mu 0.029, pi 0.021, K 0.029, p 0.026.
@@ -61,3 +61,33 @@ def test_report_folder(models, tmp_path):
     assert any("GeV_PIDp" in n for n in pngs)
     eff = res["p"].efficiencies[0.5]["p"]
     assert np.nanmax(eff.ref_err) > 0  # uncertainties are filled
+
+
+def _result(auc: float, integrated: tuple[float, float], worst: float, fullest: float) -> SpeciesValidation:
+    return SpeciesValidation("K", auc, 0.05, {0.5: 0.0}, {}, {0.5: worst}, {0.5: 1.0},
+                             {0.5: (integrated[0], 0.01, integrated[1], 0.01)}, n_candidates=10_000,
+                             fullest_bin={"p": fullest, "eta": 2 * fullest, "n_tracks": fullest})
+
+
+def test_checks_each_against_its_threshold_two_sided() -> None:
+    assert [ok for _, ok, _ in _result(0.55, (0.50, 0.52), 0.035, 3000).checks()] == [True, True, True]
+    low_auc = _result(0.42, (0.50, 0.52), 0.035, 3000).checks()  # far below 0.5: the samples differ too
+    assert [ok for _, ok, _ in low_auc] == [False, True, True] and "|AUC - 0.5| = 0.080" in low_auc[0][2]
+    assert [ok for _, ok, _ in _result(0.5, (0.50, 0.55), 0.05, 3000).checks()] == [True, False, False]
+
+
+def test_too_few_candidates_fail_naming_how_many() -> None:
+    _, ok, line = _result(0.5, (0.50, 0.50), float("nan"), 400).checks()[2]
+    assert not ok and "not enough events: need >= 25,000 candidates" in line and line.endswith("FAIL")
+
+
+@pytest.mark.slow
+def test_cli_validate_pid_strict(tmp_path, capsys) -> None:
+    from mambah.cli import main
+
+    argv = ["validate", "pid", "--species", "mu", "--n-signal", "1500", "--n-background", "400",
+            "--report", str(tmp_path), "--strict"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "mu: efficiency bins: not enough events: need >= " in out and "nan" not in out
+    assert out.strip().splitlines()[-1].startswith("outside the thresholds: ") and "mu efficiency bins" in out
