@@ -20,14 +20,23 @@ def _early_signal(signum: int, frame: object) -> None:  # pragma: no cover - tim
     os._exit(143 if term else 130)
 
 
-if os.path.basename(sys.argv[0]) == "mambah":  # the console script: until mambah.cli.main takes over
+def _is_command() -> bool:
+    """Whether this process is the ``mambah`` command itself (not a multiprocessing child of it)."""
+    if os.path.basename(sys.argv[0]) != "mambah":
+        return False
+    mp = sys.modules.get("multiprocessing")
+    return mp is None or mp.parent_process() is None
+
+
+if _is_command():  # the console script: until mambah.cli.main takes over
     for _sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(_sig, _early_signal)
+        if signal.getsignal(_sig) is not signal.SIG_IGN:  # an ignored signal stays ignored
+            signal.signal(_sig, _early_signal)
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib  # noqa: E402 - after the early signal handlers
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
-from mambah.errors import (
+from mambah.errors import (  # noqa: E402
     ConfigError,
     DataError,
     DecayError,

@@ -13,11 +13,12 @@ import os
 import signal
 import sys
 
-from mambah import _early_signal
+from mambah import _early_signal, _is_command
 
-if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "mambah":  # the command, not an import
+if __name__ == "__main__" or _is_command():  # the command, not an import
     for _sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(_sig, _early_signal)
+        if signal.getsignal(_sig) is not signal.SIG_IGN:
+            signal.signal(_sig, _early_signal)
 
 # imported after the early signal handlers are in place
 import argparse

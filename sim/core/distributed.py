@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -303,6 +304,20 @@ def _clear_tmp(spool: Path) -> None:
 
 
 @contextlib.contextmanager
+def _sigint_ignored() -> Any:
+    """SIGINT ignored while child processes are started (they inherit it); restored after."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any:
     """A Dask client on a new LocalCluster (``workers``) or on an existing scheduler."""
     distributed = _require_dask()
@@ -327,20 +342,28 @@ def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any
         return
     env = {var: str(threads_per_worker) for var in _THREAD_VARS}
     env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        # a worker losing the scheduler while the cluster closes (Ctrl-C, SIGTERM) logs a traceback
+        # ("Failed to communicate with scheduler during heartbeat"); batch failures come back
+        # through the futures as one line each, so the workers' own log is shown with -v only
+        env["DASK_LOGGING__DISTRIBUTED"] = "critical"
     # Dask's INFO lines (start, connections, shutdown) and its shutdown warnings ("Worker process still
     # alive after 4.0 seconds, killing") reach the root handler; shown only when INFO is on (mambah -v)
     dask_log = logging.getLogger("distributed")
     dask_level = dask_log.level
     if not logging.getLogger().isEnabledFor(logging.INFO):
         dask_log.setLevel(logging.ERROR)
-    cluster = distributed.LocalCluster(
-        n_workers=int(workers or 1),
-        threads_per_worker=threads_per_worker,
-        processes=True,
-        dashboard_address=":0",  # a free port: 8787 may be taken (a warning, an error under -W error)
-        silence_logs=logging.ERROR,
-        env=env,
-    )
+    # the worker processes ignore Ctrl-C (a terminal sends it to the whole process group): the
+    # driver alone handles it, prints the one line and closes the cluster
+    with _sigint_ignored():
+        cluster = distributed.LocalCluster(
+            n_workers=int(workers or 1),
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=":0",  # a free port: 8787 may be taken (a warning, an error under -W error)
+            silence_logs=logging.ERROR,
+            env=env,
+        )
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:

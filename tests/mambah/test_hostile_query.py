@@ -30,7 +30,7 @@ def make_store(path: Path, n_batches: int = 3, n: int = 500) -> Path:
     return path
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path: Path) -> Path:
     return make_store(tmp_path / "s.duckdb")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ def _tables(n: int, batch: int) -> dict[str, pa.Table]:
 
 
 def make_store(path: Path, n_batches: int = 3, n: int = 20_000) -> Path:
-    run = '{"events": %d, "batch_size": %d, "seed": 1}' % (n_batches * n, n)
+    run = json.dumps({"events": n_batches * n, "batch_size": n, "seed": 1})
     with EventStore.create(path, metadata={"run": run, "pipeline": "[run]\n"}) as s:
         for b in range(n_batches):
             s.write_batch(BatchRecord(b, n, 100 + b), _tables(n, b))
@@ -53,7 +54,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return path.read_bytes()
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path: Path, pristine: bytes) -> Path:
     path = tmp_path / "s.duckdb"
     path.write_bytes(pristine)
@@ -121,7 +122,7 @@ def test_corrupt_header_is_not_called_in_use(store: Path, capsys: pytest.Capture
         assert "in use" not in err and "Traceback" not in err and "s.duckdb" in err
 
 
-@pytest.fixture()
+@pytest.fixture
 def holder(store: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the store open for writing (its DuckDB file lock)."""
     code = f"import duckdb, sys, time\nc = duckdb.connect({str(store)!r})\nprint('ok', flush=True)\nsys.stdin.read()\n"

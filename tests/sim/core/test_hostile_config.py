@@ -178,7 +178,7 @@ def _reference_nan(side: dict) -> None:
         (_reference_nan, "quantile references hold 1 NaN"),
     ],
 )
-def test_bad_sidecar_numbers_refused_when_the_pass_is_built(tmp_path: Path, corrupt, match: str) -> None:  # noqa: ANN001
+def test_bad_sidecar_numbers_refused_when_the_pass_is_built(tmp_path: Path, corrupt, match: str) -> None:
     from sim.detector.acceptance import Acceptance
 
     path, side = _model_copy(tmp_path, "acceptance")
