@@ -8,6 +8,7 @@ its family has options of its own (:data:`FAMILIES`, e.g. ``pid``).
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +29,18 @@ def register(sub: Any) -> None:
     """Add ``mambah train`` with one sub-command per registered trainer."""
     from sim.core.registry import trainers
 
-    train = sub.add_parser("train", help="train a fast model from a Parquet/ROOT file")
+    specs = trainers()
+    needs = [
+        textwrap.fill(" ".join(spec.columns), width=88, initial_indent=f"  {kind}: ", subsequent_indent="    ")
+        for kind, spec in specs.items() if spec.columns
+    ]
+    epilog = ("columns --data needs, per model (options: mambah train MODEL --help):\n" + "\n".join(needs)
+              + "\n  and the --weight column if one is given (pid: sweight unless --weight none)")
+    train = sub.add_parser("train", help="train a fast model from a Parquet/ROOT file", epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = train.add_subparsers(dest="model", metavar="MODEL", required=True)
     families = _families()
-    for kind, spec in trainers().items():
+    for kind, spec in specs.items():
         epilog = f"columns --data needs: {' '.join(spec.columns)}" if spec.columns else None
         p = kinds.add_parser(kind, help=spec.help or f"train the {kind} model", epilog=epilog)
         add_arguments, command = families.get(kind, families[""])
