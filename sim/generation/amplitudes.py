@@ -146,6 +146,50 @@ def wigner_d(j2: int, m2: int, mp2: int, alpha: np.ndarray, beta: np.ndarray, ga
 
 
 @cache
+def _d_terms(j2: int) -> tuple[tuple[int, int, tuple[tuple[float, int, int], ...]], ...]:
+    """Wigner-formula terms of every d^j_{m m'}: (row, col, ((coef, power of cos, power of sin), ...))."""
+    out = []
+    for a, m2 in enumerate(range(j2, -j2 - 1, -2)):
+        for b, mp2 in enumerate(range(j2, -j2 - 1, -2)):
+            jm, jmm = (j2 + m2) // 2, (j2 - m2) // 2
+            jp, jpm = (j2 + mp2) // 2, (j2 - mp2) // 2
+            pref = math.sqrt(math.factorial(jm) * math.factorial(jmm) * math.factorial(jp) * math.factorial(jpm))
+            dm = (m2 - mp2) // 2
+            terms = []
+            for k in range(j2 + 1):
+                x, y, z = jp - k, jmm - k, k + dm
+                if x < 0 or y < 0 or z < 0:
+                    continue
+                coef = (-1) ** z * pref / (math.factorial(x) * math.factorial(k) * math.factorial(y) * math.factorial(z))
+                terms.append((coef, x + y, k + z))
+            out.append((a, b, tuple(terms)))
+    return tuple(out)
+
+
+def _d_matrix(j2: int, beta: np.ndarray) -> np.ndarray:
+    """``(n, 2j+1, 2j+1)`` d^j_{m m'}(β), m and m' running from +j down (one pass over cached powers)."""
+    c, s = np.cos(beta / 2.0), np.sin(beta / 2.0)
+    cp = [np.ones_like(c)]
+    sp = [np.ones_like(s)]
+    for _ in range(j2):
+        cp.append(cp[-1] * c)
+        sp.append(sp[-1] * s)
+    out = np.zeros((beta.shape[0], j2 + 1, j2 + 1))
+    for a, b, terms in _d_terms(j2):
+        for coef, pc, ps in terms:
+            out[:, a, b] += coef * cp[pc] * sp[ps]
+    return out
+
+
+def _big_d_matrix(j2: int, alpha: np.ndarray, beta: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """``(n, 2j+1, 2j+1)`` D^j_{m m'}(α, β, γ), m and m' running from +j down."""
+    ms = np.arange(j2, -j2 - 1, -2) / 2.0
+    left = np.exp(-1j * ms[None, :] * alpha[:, None])
+    right = np.exp(-1j * ms[None, :] * gamma[:, None])
+    return left[:, :, None] * _d_matrix(j2, beta) * right[:, None, :]
+
+
+@cache
 def clebsch_gordan(j1: int, m1: int, j2: int, m2: int, j: int, m: int) -> float:
     """Clebsch–Gordan coefficient <j1 m1; j2 m2 | j m> (all arguments twice the value; Racah's formula)."""
     if m1 + m2 != m or j > j1 + j2 or j < abs(j1 - j2) or (j1 + j2 + j) % 2:
@@ -428,11 +472,13 @@ def chain_weight(nodes: Sequence[NodeSpec], p4: Sequence[np.ndarray]) -> np.ndar
     for r in roots:
         if not _is_spin_node(nodes[r]):
             continue
-        sub = _subtree(nodes, r)
-        local = {i: _rest(mom[i], mom[r]) for i in sub}
+        local = _local_frame(nodes, r, mom)
         t = _tensor(nodes, r, local)  # (n, d_r, F)
-        rho = _head_density(nodes[r], mom[r], t.shape[1])
-        weight *= np.real(np.einsum("nab,nax,nbx->n", rho, t, np.conj(t)))
+        if _model_of(nodes[r]) == "BaryonPCR":
+            rho = _head_density(nodes[r], mom[r], t.shape[1])
+            weight *= np.real(np.sum(np.matmul(np.swapaxes(rho, 1, 2), t) * np.conj(t), axis=(1, 2)))
+        else:  # unpolarised head
+            weight *= np.sum(t.real**2 + t.imag**2, axis=(1, 2)) / t.shape[1]
     return np.maximum(weight, 0.0)
 
 
@@ -481,9 +527,17 @@ def _child_tensor(nodes: Sequence[NodeSpec], c: int, mom: dict[int, np.ndarray])
     """Tensor of child c in its canonical basis (its sub-tree boosted to its rest frame), or None for a final one."""
     if not _is_spin_node(nodes[c]):
         return None
-    sub = _subtree(nodes, c)
-    local = {k: _rest(mom[k], mom[c]) for k in sub}
-    return _tensor(nodes, c, local)
+    return _tensor(nodes, c, _local_frame(nodes, c, mom))
+
+
+def _local_frame(nodes: Sequence[NodeSpec], i: int, mom: dict[int, np.ndarray] | list[np.ndarray]) -> dict[int, np.ndarray]:
+    """Node i's sub-tree seen from i's rest frame (pure boost); i itself exactly at rest."""
+    frame = mom[i]
+    local = {k: _rest(mom[k], frame) for k in _subtree(nodes, i)[1:]}
+    at_rest = np.zeros_like(frame)
+    at_rest[:, 3] = _mass(frame)
+    local[i] = at_rest
+    return local
 
 
 def _two_body_tensor(nodes: Sequence[NodeSpec], i: int, mom: dict[int, np.ndarray], model: str) -> np.ndarray:
@@ -498,13 +552,13 @@ def _two_body_tensor(nodes: Sequence[NodeSpec], i: int, mom: dict[int, np.ndarra
     theta, phi = _angles(mom[b])
     ma = _canonical_states(node.pid)
     ja = _pdata(node.pid)[0]
-    # helicity-basis amplitude M[n, mA, λB, λC]
+    # helicity-basis amplitude M[n, mA, λB, λC] = H[λB, λC] D^{JA*}_{mA, λB−λC}(φ, θ, −φ)
+    d_a = np.conj(_big_d_matrix(ja, phi, theta, -phi))  # (n, mA, m')
     dfun = np.zeros((n, len(ma), len(lb), len(lc)), dtype=complex)
-    for a, m in enumerate(ma):
-        for x, lam_b in enumerate(lb):
-            for y, lam_c in enumerate(lc):
-                if abs(lam_b - lam_c) <= ja:
-                    dfun[:, a, x, y] = np.conj(wigner_d(ja, m, lam_b - lam_c, phi, theta, -phi))
+    for x, lam_b in enumerate(lb):
+        for y, lam_c in enumerate(lc):
+            if abs(lam_b - lam_c) <= ja:
+                dfun[:, :, x, y] = d_a[:, :, (ja - (lam_b - lam_c)) // 2]
     amp = dfun * hmat[:, None, :, :]
     tb = _child_tensor(nodes, b, mom)
     tc = _child_tensor(nodes, c, mom)
@@ -520,10 +574,11 @@ def _two_body_tensor(nodes: Sequence[NodeSpec], i: int, mom: dict[int, np.ndarra
 
 
 def _rotation(pid: int, lams: Sequence[int], alpha: np.ndarray, beta: np.ndarray, gamma: np.ndarray) -> np.ndarray:
-    """``(n, m, λ)`` matrix D^J_{m λ}(α, β, γ): helicity states → canonical states."""
+    """``(n, m, λ)`` matrix D^J_{m λ}(α, β, γ): helicity states → canonical states (λ: all 2J+1, +J down)."""
     j2 = _pdata(pid)[0]
-    states = _canonical_states(pid)
-    return np.stack([np.stack([wigner_d(j2, m, lam, alpha, beta, gamma) for lam in lams], axis=-1) for m in states], axis=1)
+    if tuple(lams) != _canonical_states(pid):
+        raise DecayError(f"{_pdata(pid)[2]} decays further but has helicities {lams}; only massive particles decay")
+    return _big_d_matrix(j2, alpha, beta, gamma)
 
 
 def model_weight_bound(nodes: Sequence[NodeSpec]) -> float | None:

@@ -474,18 +474,23 @@ _METRIC = np.array([1.0, -1.0, -1.0, -1.0])
 
 def _sigma_dot(p3: np.ndarray) -> np.ndarray:
     """``(n, 2, 2)`` σ·p."""
-    return np.einsum("ni,ijk->njk", p3.astype(complex), _SIG)
+    out = np.empty((p3.shape[0], 2, 2), dtype=complex)
+    out[:, 0, 0] = p3[:, 2]
+    out[:, 1, 1] = -p3[:, 2]
+    out[:, 0, 1] = p3[:, 0] - 1j * p3[:, 1]
+    out[:, 1, 0] = p3[:, 0] + 1j * p3[:, 1]
+    return out
 
 
 def _u_spinors(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``(n, 2, 4)`` canonical Dirac spinors u(p, s), s = +½, −½ (Dirac representation, ū u = 2m)."""
-    e = p4[:, 3]
-    norm = np.sqrt(e + m)[:, None, None]
-    sp = _sigma_dot(p4[:, :3]) / norm  # (n, 2, 2)
-    chi = np.broadcast_to(_I2, (p4.shape[0], 2, 2))  # columns: χ_s
-    upper = norm * chi
-    lower = sp @ chi
-    return np.concatenate([upper, lower], axis=1).transpose(0, 2, 1)
+    norm = np.sqrt(p4[:, 3] + m)
+    out = np.zeros((p4.shape[0], 2, 4), dtype=complex)
+    out[:, 0, 0] = norm
+    out[:, 1, 1] = norm
+    # lower components σ·p χ_s / √(E+m): column s of σ·p
+    out[:, :, 2:] = np.swapaxes(_sigma_dot(p4[:, :3]), 1, 2) / norm[:, None, None]
+    return out
 
 
 def _v_spinors(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -515,35 +520,54 @@ def _polarisations(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.concatenate([e0[:, :, None], space], axis=2)
 
 
-def _levi_civita() -> np.ndarray:
-    eps = np.zeros((4, 4, 4, 4))
-    import itertools
-
-    for perm in itertools.permutations(range(4)):
-        sign = 1
-        p = list(perm)
-        for a in range(4):
-            for b in range(a + 1, 4):
-                if p[a] > p[b]:
-                    sign = -sign
-        eps[perm] = sign
-    return eps  # ε^{0123} = +1
-
-
-_EPS = _levi_civita()
-
-
 def _lower(v: np.ndarray) -> np.ndarray:
     return v * _METRIC
 
 
+def _bilinear(bar: np.ndarray, op: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """``(n, a, b)`` ψ̄_a Γ ψ_b for barred rows ``bar`` (n, a, 4), a constant Γ (4, 4) and spinors ``sp`` (n, b, 4).
+
+    Summed over Γ's non-zero entries only (γ matrices have four): fast for many tiny products.
+    """
+    out = np.zeros((bar.shape[0], bar.shape[1], sp.shape[1]), dtype=complex)
+    live = [bool(np.any(sp[:, :, j])) for j in range(4)]  # e.g. a spinor at rest has no lower components
+    for i, j in zip(*np.nonzero(op), strict=True):
+        if live[j]:
+            out += op[i, j] * bar[:, :, i, None] * sp[:, None, :, j]
+    return out
+
+
+_GA = [g @ _G5 for g in _GAMMA]  # γ^μ γ5
+
+
+def _antineutrino_spinor(p4: np.ndarray) -> np.ndarray:
+    """``(n, 1, 4)`` the one massless v spinor that survives (1 − γ5): v = √E (−η; η), σ·p̂ η = −η (helicity +½)."""
+    p = np.linalg.norm(p4[:, :3], axis=1)
+    theta = np.arccos(np.clip(p4[:, 2] / np.maximum(p, 1e-300), -1.0, 1.0))
+    phi = np.arctan2(p4[:, 1], p4[:, 0])
+    eta = np.stack([-np.sin(theta / 2) * np.exp(-1j * phi), np.cos(theta / 2) + 0j], axis=1)
+    root = np.sqrt(np.maximum(p4[:, 3], 0.0))[:, None]
+    return (root * np.concatenate([-eta, eta], axis=1))[:, None, :]
+
+
 def _lepton_current(pl: np.ndarray, pnu: np.ndarray, m_lep: float) -> np.ndarray:
-    """``(n, 2, 2, 4)`` L^μ(s_ℓ, s_ν) = ū_ℓ γ^μ (1 − γ5) v_ν (ℓ⁻ ν̄)."""
+    """``(n, 2, 1, 4)`` L^μ(s_ℓ) = ū_ℓ γ^μ (1 − γ5) v_ν̄ = 2 ū_ℓ γ^μ v_ν̄ (ℓ⁻ ν̄), μ = 0..3 (upper).
+
+    The antineutrino's other spin state gives zero under (1 − γ5) and is left out.
+    """
     n = pl.shape[0]
     ul = _bar(_u_spinors(pl, np.full(n, m_lep)))  # (n, 2, 4) rows ū
-    vn = _v_spinors(pnu, np.zeros(n))  # (n, 2, 4)
-    proj = _GAMMA @ (np.eye(4) - _G5)  # (4μ, 4, 4)
-    return np.einsum("nsa,mab,ntb->nstm", ul, proj, vn)
+    vn = _antineutrino_spinor(pnu)
+    return np.stack([2.0 * _bilinear(ul, g, vn) for g in _GAMMA], axis=-1)
+
+
+def _contract(had: np.ndarray, lep_low: np.ndarray) -> np.ndarray:
+    """Σ_μ had^μ[n, a...] L_μ[n, s_ℓ, s_ν] as ``(n, a..., s_ℓ, s_ν)``: had (n, ..., 4), lep_low (n, 2, 1, 4)."""
+    n = had.shape[0]
+    h = had.reshape(n, -1, 4)
+    lep = lep_low.reshape(n, -1, 4)
+    out = sum(h[:, :, m, None] * lep[:, None, :, m] for m in range(4))
+    return np.asarray(out).reshape(*had.shape[:-1], *lep_low.shape[1:3])
 
 
 def semileptonic_tensor(
@@ -572,6 +596,7 @@ def semileptonic_tensor(
         mom = {k: v * np.array([-1.0, -1.0, -1.0, 1.0]) for k, v in mom.items()}
     gev = 1e-3
     pb = mom[i] * gev
+    pb[:, :3] = 0.0  # the parent at rest (its own frame): exactly, so its spinors have no lower components
     px, pl, pnu = mom[cx] * gev, mom[cl] * gev, mom[cnu] * gev
     n = pb.shape[0]
     mb = np.sqrt(np.maximum(pb[:, 3] ** 2 - np.sum(pb[:, :3] ** 2, axis=1), 0.0))
@@ -581,7 +606,7 @@ def semileptonic_tensor(
     q2 = np.maximum(q[:, 3] ** 2 - np.sum(q[:, :3] ** 2, axis=1), 1e-12)
     mb_nom = _pdata(node.pid)[1] * gev
     ff = form_factors(model, node.pid, nodes[cx].pid, node.params, q2, mb_nom, mx)
-    lep = _lepton_current(pl, pnu, m_lep)  # (n, 2, 2, 4) upper μ
+    lep = _lepton_current(pl, pnu, m_lep)  # (n, 2, 1, 4) upper μ
     lep_low = _lower(lep)
     j2x = _pdata(nodes[cx].pid)[0]
     # covariant vectors with the time component first (μ = 0..3), as the γ matrices
@@ -592,15 +617,14 @@ def semileptonic_tensor(
         fp, f0 = ff
         r = ((mb * mb - mx * mx) / q2)[:, None]
         had = fp[:, None] * (big_p - r * q) + f0[:, None] * r * q  # (n, 4)
-        amp = np.einsum("nm,nstm->nst", had.astype(complex), lep_low)[:, None, None, :, :]  # (n, 1, 1, 2, 2)
+        amp = _contract(had.astype(complex)[:, None, None, :], lep_low)  # (n, 1, 1, 2, 1)
     elif j2x == 2:
         a1, a2, vf, a0 = ff
         eps = np.conj(_polarisations(px, mx))  # ε*^μ (n, 3, 4)
-        eps_low = _lower(eps)
-        vec = (2.0 * vf / (mb + mx))[:, None, None] * 1j * np.einsum(
-            "mabc,xka,xb,xc->xkm", _EPS, eps_low, _lower(tb), _lower(tx_)
-        )
-        e_dot_pb = np.einsum("nkm,nm->nk", eps_low, tb)  # ε*·p_B
+        # the parent is at rest: ε^{μνρσ} ε*_ν p_ρ p'_σ = M (0, ε⃗* × p⃗') (ε^{0123} = +1)
+        vec = np.zeros_like(eps)
+        vec[:, :, 1:] = (2.0 * vf / (mb + mx) * mb)[:, None, None] * 1j * np.cross(eps[:, :, 1:], px[:, None, :3])
+        e_dot_pb = eps[:, :, 0] * mb[:, None]  # ε*·p_B
         a3 = ((mb + mx) * a1 - (mb - mx) * a2) / (2.0 * mx)
         axial = (
             ((mb + mx) * a1)[:, None, None] * eps
@@ -608,21 +632,28 @@ def semileptonic_tensor(
             - (2.0 * mx / q2 * (a3 - a0))[:, None, None] * e_dot_pb[:, :, None] * q[:, None, :]
         )
         had = vec - axial  # (n, 3, 4)
-        amp = np.einsum("nkm,nstm->nkst", had, lep_low)[:, None, :, :, :]  # (n, 1, 3, 2, 2)
+        amp = _contract(had[:, None, :, :], lep_low)  # (n, 1, 3, 2, 1)
     else:
         f1, f2, f3, g1, g2, g3 = ff
         ub = _u_spinors(pb, mb)  # (n, 2, 4)
         ux = _bar(_u_spinors(px, mx))
         v = tb / mb[:, None]
         vp = tx_ / mx[:, None]
-        gam = np.broadcast_to(_GAMMA, (n, 4, 4, 4))
-        one = np.eye(4)
-        vec_op = f1[:, None, None, None] * gam + (f2[:, None] * v + f3[:, None] * vp)[:, :, None, None] * one
-        ax_op = g1[:, None, None, None] * gam + (g2[:, None] * v + g3[:, None] * vp)[:, :, None, None] * one
-        op = vec_op - ax_op @ _G5  # (n, 4μ, 4, 4)
-        had = np.einsum("nxa,nmab,nsb->nsxm", ux, op, ub)  # (n, sB, sX, μ)
-        amp = np.einsum("nsxm,nltm->nsxlt", had, lep_low)  # (n, 2, 2, 2, 2)
+        # bilinears ū_X Γ u_B as (n, s_B, s_X): transpose of (n, s_X, s_B)
+        sca = np.swapaxes(_bilinear(ux, np.eye(4), ub), 1, 2)
+        pse = np.swapaxes(_bilinear(ux, _G5, ub), 1, 2)
+        vec_b = np.stack([np.swapaxes(_bilinear(ux, g, ub), 1, 2) for g in _GAMMA], axis=-1)  # (n, sB, sX, μ)
+        ax_b = np.stack([np.swapaxes(_bilinear(ux, g, ub), 1, 2) for g in _GA], axis=-1)
+        vterm = f2[:, None] * v + f3[:, None] * vp  # (n, μ)
+        aterm = g2[:, None] * v + g3[:, None] * vp
+        had = (
+            f1[:, None, None, None] * vec_b
+            + sca[..., None] * vterm[:, None, None, :]
+            - g1[:, None, None, None] * ax_b
+            - pse[..., None] * aterm[:, None, None, :]
+        )  # (n, sB, sX, μ)
+        amp = _contract(had, lep_low)  # (n, 2, 2, 2, 1)
     tx = child_tensor(nodes, cx, mom)
     if tx is not None:
-        amp = np.einsum("naxlt,nxf->naflt", amp, tx)
+        amp = np.einsum("naxlt,nxf->naflt", amp, tx, optimize=True)
     return amp.reshape(n, amp.shape[1], -1)
