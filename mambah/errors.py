@@ -21,6 +21,7 @@ __all__ = (
     "TrainingError",
     "ExportError",
     "DistributedError",
+    "first_line",
 )
 
 
@@ -70,3 +71,13 @@ class ExportError(MambahError, ValueError):
 
 class DistributedError(MambahError, RuntimeError):
     """A distributed run failed (scheduler unreachable, batch kept failing)."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none).
+
+    The one home of "one line per error": DuckDB, decaylanguage and Keras errors carry
+    multi-line messages, of which the first names the problem.
+    """
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from mambah.check import CheckReport, check_store, duckdb_error_line, is_lock_conflict
-from mambah.errors import SchemaVersionError, StoreError, StoreExistsError
+from mambah.errors import SchemaVersionError, StoreError, StoreExistsError, first_line
 from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, VIEWS, column_names, create_ddl, create_view_ddl
 
 if TYPE_CHECKING:
@@ -577,5 +577,4 @@ def _file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+_first_line = first_line

@@ -35,6 +35,7 @@ __all__ = (
     "batch_seed",
     "PASS_KINDS",
     "pass_class",
+    "config_from_mapping",
 )
 
 #: Legacy table of pass kinds ("kind": "module:Class"), consulted after the registry.
@@ -188,6 +189,18 @@ def _fields_to_dict(obj: Any) -> dict[str, Any]:
         else:
             out[f.name] = v
     return out
+
+
+def config_from_mapping(klass: type, d: Mapping[str, Any], where: str) -> Any:
+    """Build the frozen config ``klass`` from a mapping: unknown keys refused, every value type-checked.
+
+    The one home of "dataclass from mapping" (pipelines, passes, reference-detector
+    configs); nested configs may be given as mappings (with a ``kind`` for families).
+
+    Raises:
+        ConfigError: unknown key (naming the valid ones) or bad value, with the field's path.
+    """
+    return _dataclass_from_dict(klass, d, where)
 
 
 def _dataclass_from_dict(klass: type, d: Mapping[str, Any], where: str) -> Any:

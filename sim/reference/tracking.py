@@ -361,13 +361,9 @@ class TrackingConfig:
         Raises:
             ConfigError: A key is not a field of :class:`TrackingConfig`.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown TrackingConfig option(s) {unknown}; known options: {sorted(known)}"
-            )
-        return cls(**options)  # type: ignore[arg-type]
+        from sim.core.pipeline import config_from_mapping
+
+        return config_from_mapping(cls, options, "TrackingConfig")  # type: ignore[no-any-return]
 
 
 def _validate_truth(truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
