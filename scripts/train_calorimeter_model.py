@@ -34,22 +34,30 @@ log = logging.getLogger("train_calorimeter_model")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--showers", type=int, default=20_000, help="showers of the training sample")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--energy-epochs", type=int, default=60)
+    parser.add_argument("--only-energy", action="store_true", help="retrain only the energy GAN")
     parser.add_argument("--seed", type=int, default=11, help="model seed")
     parser.add_argument("--data", type=Path, default=ROOT / "build" / "calo" / "showers.parquet")
     parser.add_argument("--output", type=Path, default=ROOT / "sim" / "models" / "calorimeter.keras")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t0 = time.perf_counter()
-    sample = shower_sample(args.showers, np.random.default_rng(1))
-    args.data.parent.mkdir(parents=True, exist_ok=True)
-    write_shower_sample(sample, str(args.data))
-    log.info("reference sample: %d showers in %.1f s -> %s", args.showers, time.perf_counter() - t0, args.data)
+    if args.data.is_file():
+        log.info("reference sample: reusing %s", args.data)
+    else:
+        sample = shower_sample(args.showers, np.random.default_rng(1))
+        args.data.parent.mkdir(parents=True, exist_ok=True)
+        write_shower_sample(sample, str(args.data))
+        log.info("reference sample: %d showers in %.1f s -> %s", args.showers, time.perf_counter() - t0, args.data)
     t1 = time.perf_counter()
-    model = train_calorimeter(args.data, epochs=args.epochs, seed=args.seed)
+    shape, energy = train_calorimeter(args.data, epochs=args.epochs, energy_epochs=args.energy_epochs,
+                                      seed=args.seed, only_energy=args.only_energy)
     log.info("training: %.1f s", time.perf_counter() - t1)
-    model.provenance["training_seconds"] = round(time.perf_counter() - t1, 1)
-    save_model(model, args.output)
+    energy.provenance["training_seconds"] = round(time.perf_counter() - t1, 1)
+    if shape is not None:
+        save_model(shape, args.output)
+    save_model(energy, args.output.with_name(args.output.stem + "_energy.keras"))
     log.info("saved %s", args.output)
     return 0
 

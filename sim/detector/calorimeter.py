@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 CONDITIONS: tuple[str, ...] = ("u_x", "u_y", "tx", "ty", "log10_e", "is_electron", "is_hadron", "is_muon")
 """Conditions of the shower generator, in its input order."""
+ENERGY_CONDITIONS: tuple[str, ...] = ("log10_e", "is_electron")
+"""Conditions of the total-energy generator of e/γ showers (a subset of :data:`CONDITIONS`)."""
 SCALARS: tuple[str, ...] = ("total",)
 """Scalar outputs after the image: ``asinh((sum/E - 1)/σ_nom(E))``."""
 SHOWER_COLUMNS: tuple[str, ...] = ("pid", "energy", "x", "y", "tx", "ty", "matrix")
@@ -178,7 +180,9 @@ def read_showers(data: str | Path | Mapping[str, Any], grid_n: int = 30) -> dict
 def train_calorimeter(
     data: str | Path | Mapping[str, Any],
     *,
-    epochs: int = 12,
+    epochs: int = 8,
+    energy_epochs: int = 60,
+    only_energy: bool = False,
     seed: int = 0,
     batch_size: int = 128,
     learning_rate: float = 5e-4,
@@ -186,17 +190,30 @@ def train_calorimeter(
     progress: bool = False,
     **_: Any,
 ) -> Any:
-    """Train the fast shower generator on a shower file (e.g. from the reference ECAL).
+    """Train the fast shower model on a shower file (e.g. from the reference ECAL).
+
+    Two networks: the convolutional image GAN (WGAN-GP + auxiliary metric regressor,
+    :func:`sim.training.image_gan.train_image_gan`) for the shape (and the total of
+    hadrons and muons), and a Cramér MLP GAN (:func:`sim.training.gan.train_gan`, cosine
+    schedule, EMA) for the total ``asinh((sum/E - 1)/σ_nom)`` of e/γ showers given
+    :data:`ENERGY_CONDITIONS`.  Why: the image GAN's own scalar head, trained 8 epochs on
+    2 CPU cores, narrowed the e/γ energy resolution by about 30 % (σ/E 1.7 % instead of
+    2.5 % at 10-30 GeV); an MLP GAN on all four species leaked hadron-like totals into
+    2-7 % of the e/γ showers; on e/γ alone, with its quantile preprocessing, it learns
+    the 1-D conditional distribution in about 2 minutes.
 
     Args:
         data: Parquet file or mapping with :data:`SHOWER_COLUMNS`.
-        epochs, seed, batch_size, learning_rate, aux_weight: training settings
-            (:func:`sim.training.image_gan.train_image_gan`).
-        progress: progress bar.
+        epochs: image-GAN epochs; energy_epochs: energy-GAN epochs.
+        seed, batch_size, learning_rate, aux_weight: image-GAN settings.
+        only_energy: train only the energy GAN (``shape_model`` is then ``None``).
+        progress: progress bars.
 
     Returns:
-        The :class:`~sim.core.io.TrainedModel` (save it with ``save_model``).
+        ``(shape_model, energy_model)``, two :class:`~sim.core.io.TrainedModel`
+        (save them as ``calorimeter.keras`` and ``calorimeter_energy.keras``).
     """
+    from sim.training.gan import train_gan
     from sim.training.image_gan import train_image_gan
 
     geo = ECALGeometry()
@@ -206,28 +223,53 @@ def train_calorimeter(
     cond = shower_conditions(d["pid"], d["energy"], d["x"], d["y"], d["tx"], d["ty"], geo)
     shapes, total = matrices_to_targets(d["matrix"], d["energy"])
     data_file = None if isinstance(data, Mapping) else str(data)
-    return train_image_gan(
+    prov = {"data_file": data_file, "model": "calorimeter", "card": "default"}
+    shape_model = None if only_energy else train_image_gan(
         cond, shapes, total, algorithm="wgan-gp", epochs=epochs, batch_size=batch_size, seed=seed,
         learning_rate=learning_rate, aux_weight=aux_weight, progress=progress,
-        condition_names=CONDITIONS, scalar_names=SCALARS,
-        provenance={"data_file": data_file, "model": "calorimeter", "card": "default"},
+        condition_names=CONDITIONS, scalar_names=SCALARS, provenance=prov,
     )
+    em = (cond[:, CONDITIONS.index("is_hadron")] == 0) & (cond[:, CONDITIONS.index("is_muon")] == 0)
+    e_cond = cond[em][:, [CONDITIONS.index(c) for c in ENERGY_CONDITIONS]]
+    energy_model = train_gan(
+        e_cond, total[em], algorithm="cramer", epochs=energy_epochs, batch_size=512, learning_rate=1e-3,
+        lr_schedule="cosine", ema=0.99, seed=seed + 1, progress=progress, condition_names=ENERGY_CONDITIONS,
+        target_names=SCALARS, provenance={**prov, "model": "calorimeter_energy"},
+    )
+    return shape_model, energy_model
 
 
-def load_shower_model(path: str | None = None, pass_name: str = "calorimeter") -> Any:
-    """Load the shower generator (default ``sim/models/calorimeter.keras``) as a CompiledModel.
+@dataclass
+class ShowerModel:
+    """The loaded fast shower model: the image GAN (shape) and the energy GAN (total).
+
+    Attributes:
+        shape: :class:`~sim.core.modelio.CompiledModel` of ``calorimeter.keras``.
+        energy: :class:`~sim.core.modelio.CompiledModel` of ``calorimeter_energy.keras``.
+    """
+
+    shape: Any
+    energy: Any
+
+
+def load_shower_model(path: str | None = None, pass_name: str = "calorimeter") -> ShowerModel:
+    """Load the shower model: ``path`` (default ``sim/models/calorimeter.keras``) and the
+    energy generator ``<stem>_energy.keras`` beside it.
 
     Raises:
-        ModelError: missing/corrupt model, wrong inputs, or not an image generator.
+        ModelError: missing/corrupt model, wrong inputs, or not a 30 x 30 image generator.
     """
-    from sim.core.modelio import CompiledModel, load_pass_model
+    from sim.core.modelio import CompiledModel, load_pass_model, model_path
 
     trained = load_pass_model(path, "calorimeter", kind="generator", inputs=CONDITIONS, pass_name=pass_name)
     image = trained.provenance.get("image")
     g = int(ECALGeometry().grid_n)
     if not isinstance(image, dict) or list(image.get("shape", [])) != [g, g]:
         raise ModelError(f"pass {pass_name!r}: model is not a {g}x{g} shower generator (provenance 'image' is {image!r})")
-    return CompiledModel(trained)
+    file = model_path(path, "calorimeter")
+    energy = load_pass_model(str(file.with_name(file.stem + "_energy.keras")), "calorimeter_energy", kind="generator",
+                             inputs=ENERGY_CONDITIONS, outputs=SCALARS, pass_name=pass_name)
+    return ShowerModel(CompiledModel(trained), CompiledModel(energy))
 
 
 def generate_showers(
@@ -239,8 +281,12 @@ def generate_showers(
     e = np.asarray(energy, dtype=np.float64)
     if e.shape[0] == 0:
         return np.zeros((0, geo.grid_n, geo.grid_n))
-    out = model.sample(shower_conditions(pid, e, x, y, tx, ty, geo), rng)
-    eps = float(model.trained.provenance["image"]["eps"])
+    cond = shower_conditions(pid, e, x, y, tx, ty, geo)
+    out = model.shape.sample(cond, rng)
+    em = (cond[:, CONDITIONS.index("is_hadron")] == 0) & (cond[:, CONDITIONS.index("is_muon")] == 0)
+    if em.any():
+        out[em, -1] = model.energy.sample(cond[em][:, [CONDITIONS.index(c) for c in ENERGY_CONDITIONS]], rng)[:, 0]
+    eps = float(model.shape.trained.provenance["image"]["eps"])
     return targets_to_matrices(out, e, eps, int(geo.grid_n))
 
 

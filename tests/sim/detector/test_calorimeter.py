@@ -1,0 +1,341 @@
+"""The calorimeter: cluster kernels, the shipped shower GAN vs the reference ECAL, the pass."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mambah
+from mambah.errors import ConfigError, DataError, ModelError
+from sim.core.pipeline import Batch, BatchContext
+from sim.detector.calorimeter import (
+    CONDITIONS,
+    Calorimeter,
+    electron_dll,
+    find_clusters,
+    generate_showers,
+    load_shower_model,
+    match_tracks,
+    matrices_to_targets,
+    neighbour_cells,
+    read_showers,
+    targets_to_matrices,
+)
+from sim.detector.ecal_geometry import (
+    ECALGeometry,
+    cell_geometry,
+    cell_of,
+    digitise,
+    matrix_to_cells,
+)
+from sim.reference.ecal import (
+    ECALConfig,
+    shower_sample,
+    simulate_showers,
+    write_shower_sample,
+)
+from sim.training.image_gan import PixelTransform, image_metrics
+from sim.training.validation import two_sample_test
+
+GEO = ECALGeometry()
+PI0_MASS = 134.977
+JPSI_MASS = 3096.9
+E_MASS = 0.511
+
+
+# --------------------------------------------------------------------------- kernels (no TF)
+
+
+def test_neighbours_and_clusters_of_single_photons() -> None:
+    rng = np.random.default_rng(1)
+    x = np.array([626.2, 1242.3, 2121.0])  # inner, middle, outer cell centres
+    y = np.array([20.2, 30.3, 2121.0])
+    m = simulate_showers(np.full(3, 22), np.full(3, 10_000.0), x, y, np.zeros(3), np.zeros(3), rng, ECALConfig())
+    sh, cid, e = matrix_to_cells(m, x, y, GEO)
+    ev, cell, ee = digitise(np.arange(3), sh, cid, e, rng, GEO)
+    cl = find_clusters(ev, cell, ee, GEO)
+    assert np.array_equal(cl["event"], [0, 1, 2])  # one cluster per photon
+    assert np.array_equal(cl["seed_cell"], cell_of(x, y, GEO))
+    assert np.allclose(cl["energy"], 10_000.0 * np.array([0.988, 0.997, 1.0]), rtol=0.05)
+    _, _, size = cell_geometry(cl["seed_cell"], GEO)
+    assert np.all(np.hypot(cl["x"] - x, cl["y"] - y) < 0.15 * size)
+    nb = neighbour_cells(cell_of(np.array([949.4]), np.array([101.0]), GEO), GEO)  # inner cell at the border
+    assert nb[0, 4] == cell_of(np.array([949.4]), np.array([101.0]), GEO)[0]
+    right = nb[0, [2, 5, 8]]
+    assert (right[right >= 0] // 1_000_000 == 1).all() and (right >= 0).sum() < 3  # coarser cell once
+
+
+def test_two_separated_photons_give_two_clusters_and_matching() -> None:
+    rng = np.random.default_rng(2)
+    x, y = np.array([1000.0, 1600.0]), np.array([500.0, 500.0])
+    m = simulate_showers(np.full(2, 22), np.full(2, 5000.0), x, y, np.zeros(2), np.zeros(2), rng, ECALConfig())
+    sh, cid, e = matrix_to_cells(m, x, y, GEO)
+    ev, cell, ee = digitise(np.zeros(2, np.int64), sh, cid, e, rng, GEO)
+    cl = find_clusters(ev, cell, ee, GEO)
+    assert cl["event"].size == 2
+    _, _, size = cell_geometry(cl["seed_cell"], GEO)
+    tc, dist = match_tracks(cl["event"], cl["x"], cl["y"], size, np.array([0, 0]), np.array([1005.0, -2000.0]),
+                            np.array([495.0, 0.0]), 1.5)
+    near = int(np.argmin(np.hypot(cl["x"] - 1000.0, cl["y"] - 500.0)))
+    assert tc[0] == near and tc[1] == -1
+    assert dist[near] < 0.5 and dist[1 - near] > 5
+
+
+def test_electron_dll_orders_electrons_and_hadrons() -> None:
+    e = np.full(3, 20_000.0)
+    dll = electron_dll(np.array([1.0, 0.3, 0.05]), e)
+    assert dll[0] > 3 and dll[1] < -5 and dll[2] < -5
+
+
+def test_targets_round_trip() -> None:
+    rng = np.random.default_rng(3)
+    s = shower_sample(50, rng)
+    shapes, total = matrices_to_targets(s["matrix"], s["energy"])
+    pt = PixelTransform()
+    out = np.concatenate([pt.forward(shapes).reshape(50, -1), total], axis=1)
+    back = targets_to_matrices(out, s["energy"], pt.eps, 30)
+    assert np.allclose(back, s["matrix"], rtol=1e-5, atol=1e-3)
+
+
+def test_shower_file_round_trip_and_bad_files(tmp_path: Path) -> None:
+    s = shower_sample(20, np.random.default_rng(4))
+    path = tmp_path / "showers.parquet"
+    write_shower_sample(s, str(path))
+    d = read_showers(path)
+    assert np.allclose(d["matrix"], s["matrix"]) and np.array_equal(d["pid"], s["pid"])
+    with pytest.raises(DataError, match="does not exist"):
+        read_showers(tmp_path / "nope.parquet")
+    with pytest.raises(DataError, match=r"lack column\(s\) \['matrix'\]"):
+        read_showers({k: v for k, v in s.items() if k != "matrix"})
+
+
+def test_bad_pass_options() -> None:
+    with pytest.raises(ConfigError, match="match_window"):
+        Calorimeter(match_window=-1.0)
+
+
+# --------------------------------------------------------------------------- the shipped model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_shower_model()
+
+
+@pytest.fixture(scope="module")
+def fresh() -> dict[str, np.ndarray]:
+    """A fresh reference sample (seed 2; the shipped model was trained on seed 1)."""
+    return shower_sample(6000, np.random.default_rng(2), mix=((22, 0.5), (11, 0.5)))
+
+
+@pytest.fixture(scope="module")
+def generated(model, fresh) -> np.ndarray:
+    s = fresh
+    return generate_showers(model, s["pid"], s["energy"], s["x"], s["y"], s["tx"], s["ty"], np.random.default_rng(5))
+
+
+def _fit_resolution(energy: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    """Fit σ/E = a/√E ⊕ b to the robust widths in 8 log bins of 1-100 GeV (weighted least squares)."""
+    from scipy.optimize import curve_fit  # type: ignore[import-untyped]
+
+    edges = np.geomspace(1000.0, 100_000.0, 9)
+    e_mid, res, err = [], [], []
+    r = measured / energy
+    for lo, hi in itertools.pairwise(edges):
+        b = (energy >= lo) & (energy < hi)
+        q16, q50, q84 = np.percentile(r[b], [16, 50, 84])
+        e_mid.append(np.sqrt(lo * hi) / 1000.0)
+        res.append(0.5 * (q84 - q16) / q50)
+        err.append(1.1 * res[-1] / np.sqrt(2.0 * b.sum()))  # quantile width: ~10 % worse than the r.m.s.
+
+    def model(e: np.ndarray, a: float, c: float) -> np.ndarray:
+        return np.sqrt(a * a / e + c * c)
+
+    (a, c), _ = curve_fit(model, np.array(e_mid), np.array(res), p0=(0.1, 0.01), sigma=np.array(err),
+                          absolute_sigma=True)
+    return float(abs(a)), float(abs(c))
+
+
+def test_fast_resolution_within_10_percent_of_reference(fresh, generated) -> None:
+    a_ref, b_ref = _fit_resolution(fresh["energy"], fresh["matrix"].sum(axis=(1, 2)))
+    a_gen, b_gen = _fit_resolution(fresh["energy"], generated.sum(axis=(1, 2)))
+    assert a_ref == pytest.approx(0.10, rel=0.1)
+    assert a_gen == pytest.approx(a_ref, rel=0.10), (a_gen, a_ref)  # measured 0.0983 vs 0.0978
+    assert b_gen == pytest.approx(b_ref, rel=0.10), (b_gen, b_ref)  # measured 0.0099 vs 0.0100
+
+
+def test_fast_profiles_ks(fresh, generated) -> None:
+    """KS distance of the x/y barycentre, width and asymmetry distributions, fast vs reference."""
+    from scipy.stats import ks_2samp  # type: ignore[import-untyped]
+
+    m_ref = image_metrics(fresh["matrix"].astype(np.float64))
+    m_gen = image_metrics(generated)
+    ks = [ks_2samp(m_ref[:, i], m_gen[:, i]).statistic for i in range(m_ref.shape[1])]
+    assert max(ks) < KS_MAX, ks
+    # mean x profile (energy fraction per column) agrees column by column
+    prof_ref = (fresh["matrix"] / fresh["matrix"].sum(axis=(1, 2), keepdims=True)).sum(axis=1).mean(axis=0)
+    prof_gen = (generated / generated.sum(axis=(1, 2), keepdims=True)).sum(axis=1).mean(axis=0)
+    assert np.max(np.abs(prof_ref - prof_gen)) < 0.02  # measured 0.010
+
+
+def _summary(m: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    tot = m.sum(axis=(1, 2))
+    c = m[:, 14:17, 14:17].sum(axis=(1, 2))
+    met = image_metrics(m)
+    return np.column_stack([tot / energy, c / tot, m.max(axis=(1, 2)) / tot, met])
+
+
+def test_third_player_auc(fresh, generated) -> None:
+    cond = np.column_stack([np.log10(fresh["energy"]), np.abs(fresh["pid"]) == 11])
+    res = two_sample_test(_summary(fresh["matrix"].astype(np.float64), fresh["energy"]),
+                          _summary(generated, fresh["energy"]), conditions_ref=cond, conditions_gen=cond, seed=0)
+    assert res["auc"] < AUC_MAX, res
+
+
+def test_corrupt_model_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "calorimeter.keras"
+    bad.write_bytes(b"not a keras archive")
+    src = Path(__file__).resolve().parents[3] / "sim" / "models" / "calorimeter.json"
+    (tmp_path / "calorimeter.json").write_text(src.read_text())
+    with pytest.raises(ModelError, match="cannot load model") as err:
+        Calorimeter(model=str(bad)).build()
+    assert "\n" not in str(err.value)
+    assert CONDITIONS[0] == "u_x"
+
+
+# --------------------------------------------------------------------------- the pass through a store
+
+
+def _direction(eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    th = 2 * np.arctan(np.exp(-eta))
+    return np.stack([np.sin(th) * np.cos(phi), np.sin(th) * np.sin(phi), np.cos(th)], axis=1)
+
+
+def _two_body(mass: float, m_d: float, p: np.ndarray, u: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Four-momenta (n, 4) of an isotropic two-body decay of a parent with momentum p along u."""
+    n = p.size
+    cos = rng.uniform(-1, 1, n)
+    ph = rng.uniform(0, 2 * np.pi, n)
+    sin = np.sqrt(1 - cos**2)
+    k = np.sqrt(max(mass**2 / 4 - m_d**2, 0.0))
+    q = np.stack([sin * np.cos(ph), sin * np.sin(ph), cos], axis=1) * k
+    e0 = np.sqrt(k**2 + m_d**2)
+    big_e = np.sqrt(p**2 + mass**2)
+    beta, gamma = p / big_e, big_e / mass
+    out = []
+    for s in (1.0, -1.0):
+        qq = s * q
+        qpar = (qq * u).sum(axis=1)
+        e_lab = gamma * (e0 + beta * qpar)
+        p_par = gamma * (qpar + beta * e0)
+        out.append(np.column_stack([e_lab, qq + (p_par - qpar)[:, None] * u]))
+    return out
+
+
+def _store_with(daughters: list[np.ndarray], pids: tuple[int, int], charges: tuple[int, int], batch: Batch,
+                store: mambah.EventStore) -> None:
+    n = daughters[0].shape[0]
+    ev = np.repeat(np.arange(n, dtype=np.int32), 2)
+    idx = np.tile(np.arange(2, dtype=np.int32), n)
+    four = np.stack(daughters, axis=1).reshape(-1, 4)
+    b = np.full(2 * n, batch.batch, np.int32)
+    mc = {"batch": b, "event": ev, "index": idx, "pid": np.tile(pids, n).astype(np.int32), "px": four[:, 1],
+          "py": four[:, 2], "pz": four[:, 3], "e": four[:, 0], "mass": np.zeros(2 * n),
+          "charge": np.tile(charges, n).astype(np.int16), "mother": np.full(2 * n, -1, np.int32),
+          "first_daughter": np.full(2 * n, -1, np.int32), "last_daughter": np.full(2 * n, -1, np.int32),
+          "prod_vertex": np.zeros(2 * n, np.int32), "decay_vertex": np.full(2 * n, -1, np.int32),
+          "is_signal": np.ones(2 * n, bool)}
+    vtx = {"batch": np.full(n, batch.batch, np.int32), "event": np.arange(n, dtype=np.int32),
+           "index": np.zeros(n, np.int32), "x": np.zeros(n), "y": np.zeros(n), "z": np.zeros(n), "t": np.zeros(n),
+           "mother_particle": np.full(n, -1, np.int32)}
+    events = {"batch": np.full(n, batch.batch, np.int32), "event": np.arange(n, dtype=np.int32),
+              "pv_x": np.zeros(n), "pv_y": np.zeros(n), "pv_z": np.zeros(n)}
+    with store.batch_transaction(mambah.BatchRecord(batch.batch, batch.n_events, batch.seed)) as con:
+        mambah.store.insert(con, "events", events)
+        mambah.store.insert(con, "mc_particles", mc)
+        mambah.store.insert(con, "mc_vertices", vtx)
+        charged = mc["charge"] != 0
+        if charged.any():
+            proto = {"batch": b[charged], "event": ev[charged], "index": idx[charged], "mc_particle": idx[charged],
+                     "track_type": np.full(int(charged.sum()), 3, np.int16), "charge": mc["charge"][charged],
+                     "px": mc["px"][charged], "py": mc["py"][charged], "pz": mc["pz"][charged],
+                     "tx": mc["px"][charged] / mc["pz"][charged], "ty": mc["py"][charged] / mc["pz"][charged],
+                     "x": np.zeros(int(charged.sum())), "y": np.zeros(int(charged.sum())),
+                     "z": np.zeros(int(charged.sum()))}
+            mambah.store.insert(con, "protoparticles", proto)
+
+
+def _run_kernel(store: mambah.EventStore, batch: Batch, kernel) -> None:
+    con = store.connection
+    con.execute("BEGIN TRANSACTION")
+    try:
+        kernel(BatchContext(con, batch))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+@pytest.fixture(scope="module")
+def kernel(model):
+    return Calorimeter().build()
+
+
+def test_pi0_peak_from_resolved_photons(kernel) -> None:
+    rng = np.random.default_rng(11)
+    n = 1500
+    u = _direction(rng.uniform(2.5, 4.0, n), rng.uniform(-np.pi, np.pi, n))
+    photons = _two_body(PI0_MASS, 0.0, rng.uniform(5000.0, 20_000.0, n), u, rng)
+    batch = Batch(0, n, 77)
+    with mambah.EventStore.memory() as store:
+        _store_with(photons, (22, 22), (0, 0), batch, store)
+        _run_kernel(store, batch, kernel)
+        pairs = store.query_df("""
+            SELECT a.e + b.e AS e, a.px + b.px AS px, a.py + b.py AS py, a.pz + b.pz AS pz
+            FROM neutral_protoparticles a JOIN neutral_protoparticles b
+              ON a.batch = b.batch AND a.event = b.event AND a.mc_particle = 0 AND b.mc_particle = 1""")
+        clusters = store.query_df("SELECT count(*) AS n FROM calo_clusters")["n"][0]
+    m = np.sqrt(np.maximum(pairs["e"] ** 2 - pairs["px"] ** 2 - pairs["py"] ** 2 - pairs["pz"] ** 2, 0.0))
+    assert pairs.shape[0] > 0.6 * n and clusters <= 2.2 * n
+    window = np.abs(m - PI0_MASS) < 50
+    peak = np.median(m[window])
+    width = 0.5 * np.subtract(*np.percentile(m[window], [84, 16]))
+    assert peak == pytest.approx(PI0_MASS, abs=4.0), peak
+    assert 4.0 < width < 16.0, width  # LHCb resolved pi0: about 8 MeV (PERF, Sec. 5.2)
+
+
+def test_jpsi_ee_radiative_tail_reduced_by_brem_recovery(kernel) -> None:
+    rng = np.random.default_rng(12)
+    n = 1500
+    u = _direction(rng.uniform(2.5, 4.0, n), rng.uniform(-np.pi, np.pi, n))
+    ee = _two_body(JPSI_MASS, E_MASS, rng.uniform(20_000.0, 80_000.0, n), u, rng)
+    batch = Batch(0, n, 78)
+    with mambah.EventStore.memory() as store:
+        _store_with(ee, (-11, 11), (1, -1), batch, store)
+        _run_kernel(store, batch, kernel)
+        t = store.query_df('SELECT event, "index", px, py, pz, track_p, brem_energy, has_brem_added, '
+                           'calo_e_over_p, EcalPIDe FROM protoparticles ORDER BY event, "index"')
+    t = t[t.groupby("event")["index"].transform("count") == 2]
+    p = t[["px", "py", "pz"]].to_numpy().reshape(-1, 2, 3)
+    scale = (t["track_p"] / np.sqrt((t[["px", "py", "pz"]] ** 2).sum(axis=1))).to_numpy().reshape(-1, 2, 1)
+
+    def mass(mom: np.ndarray) -> np.ndarray:
+        e = np.sqrt((mom**2).sum(axis=2) + E_MASS**2).sum(axis=1)
+        s = mom.sum(axis=1)
+        return np.sqrt(np.maximum(e**2 - (s**2).sum(axis=1), 0.0))
+
+    m_rec, m_track = mass(p), mass(p * scale)
+    tail_track = np.mean(m_track < JPSI_MASS - 300)
+    tail_rec = np.mean(m_rec < JPSI_MASS - 300)
+    assert tail_track > 0.15  # brem in 0.2 X0: a radiative tail below the peak
+    assert tail_rec < 0.75 * tail_track, (tail_rec, tail_track)
+    assert t["has_brem_added"].mean() > 0.2
+    assert np.nanmedian(t["calo_e_over_p"]) == pytest.approx(1.0, abs=0.08)
+    assert np.median(t["EcalPIDe"]) > 3
+
+
+KS_MAX = 0.15  # measured 0.055-0.12 (width the largest), 6000 e/γ showers, seed 2
+AUC_MAX = 0.87  # measured 0.849 (summary features: total, E3x3-like, max-cell fraction, metrics)
