@@ -49,6 +49,7 @@ from sim.core.registry import register_pass
 from sim.generation._event_tables import (
     STATUS_BEAM,
     GeneratorRecord,
+    charges,
     layout_tables,
     write_tables,
 )
@@ -241,7 +242,7 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> list[dict[str, Any]
         for k in range(first, stop):
             evt = pyhepmc.GenEvent()
             ok = reader.read_event(evt)
-            if ok is False or reader.failed() or (len(evt.particles) == 0 and len(evt.vertices) == 0):
+            if ok is False or reader.failed() or evt.numpy.particles.pid.size == 0:
                 a, b = int(index.offsets[k]) - base, int(index.offsets[k + 1]) - base
                 raise DataError(f"HepMC file '{index.path}', event {k}: {_diagnose(index, k, body[a:b])}")
             arrays = _event_arrays(evt, pyhepmc, index, k)
@@ -279,7 +280,8 @@ def _event_arrays(evt: Any, pyhepmc: Any, index: HepMCIndex, k: int) -> dict[str
     end = np.full(n, -1, np.int64)
     end[l1[in_v] - 1] = -l2[in_v] - 1
     nv = evt.numpy.vertices
-    vpos = np.column_stack([nv.x * lu, nv.y * lu, nv.z * lu, nv.t * lu / C_LIGHT]) if len(evt.vertices) else np.zeros((0, 4))
+    vx = np.asarray(nv.x)
+    vpos = np.column_stack([vx * lu, np.asarray(nv.y) * lu, np.asarray(nv.z) * lu, np.asarray(nv.t) * lu / C_LIGHT]) if vx.size else np.zeros((0, 4))
     ep = data.event_pos
     attrs = evt.attributes
     process = -1
@@ -515,6 +517,7 @@ class HepMCInput(Pass):
         sizes = np.array([ix.n_events for ix in indexes], np.int64)
         bounds = np.r_[0, np.cumsum(sizes)]
         total = int(bounds[-1])
+        charges(np.array([211]))  # load the PDG table now, not in the first batch
         tree_cc = None
         if self.signal is not None:
             from mambah.descriptor import parse_descriptor

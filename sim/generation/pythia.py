@@ -61,6 +61,7 @@ from sim.generation._event_tables import (
     STATUS_DECAYED,
     STATUS_FINAL,
     GeneratorRecord,
+    charges,
     layout_tables,
     write_tables,
 )
@@ -265,6 +266,7 @@ class Pythia(Pass):
         elif model is not None:
             for chain in model.chains:  # compile the phasespace graphs once, before any batch
                 chain.generate_rest_frame(1, seed=0)
+        charges(np.array([211]))  # load the PDG table now, not in the first batch
         process_known = not any(s.strip().startswith(_PROCESS_GROUPS) for s in self.settings)
         hard_lines = pythia_lines(PRESETS[self.preset], float(self.sqrt_s), self.settings, 1)
         check = _make_pythia(hard_lines)  # bad settings fail here, before the store is touched

@@ -1,0 +1,241 @@
+"""Benchmark: full events. Pythia alone vs Pythia + Mambah signal decay + detector passes; HepMC reading.
+
+Run: ``python benchmarks/bench_full_events.py [--events 1000] [--batch-size 500] [--hepmc-events 300]``
+
+Measures, in one process and one run:
+
+1. the full chain ``Pythia(bbbar, ν = 1.1, signal B± → J/ψ K±) + occupancy + acceptance +
+   efficiency + track count + resolution + PID`` into a DuckDB file, with the time of every
+   pass kernel per kept event; Pythia's own time inside the pythia pass (instance
+   construction, ``init`` and ``nextBatch``, hard events and pile-up) is timed separately;
+2. "Pythia alone": the same Pythia work (same settings, seeds, instances and numbers of
+   events, including the events without signal) outside Mambah — the ratio
+   ``Pythia alone / full chain`` is the figure of merit (target ≥ 0.77: the detector
+   passes and the store add at most 30 %);
+3. a HepMC3 file written from the chain's events (pyhepmc, mothers first) read by
+   ``pyhepmc`` alone (parse every event; the faster of ``pyhepmc.open`` iteration and the
+   bare C++ ``ReaderAscii`` loop) and by the ``hepmc`` pass into a store (parse, convert,
+   lay out, insert); ratio target ≥ 0.7.
+
+Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SIGNAL = "[B+ -> (J/psi -> mu+ mu-) K+]cc"
+
+
+class _TimedPythia:
+    """A Pythia instance whose ``nextBatch`` calls are timed (into ``clock``)."""
+
+    def __init__(self, inner: Any, clock: dict[str, float]) -> None:
+        self._inner, self._clock = inner, clock
+
+    def nextBatch(self, n: int) -> Any:
+        t = time.perf_counter()
+        out = self._inner.nextBatch(n)
+        self._clock["pythia"] += time.perf_counter() - t
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def full_chain(events: int, batch: int, path: Path) -> dict[str, Any]:
+    import argparse as ap
+
+    import mambah
+    import sim.core.pipeline as pl
+    import sim.generation.pythia as py
+    from sim.core.runner import run
+    from sim.defaults import default_pipeline
+    from sim.generation.full_events import full_event_pipeline
+
+    args = ap.Namespace(pythia="bbbar", hepmc=None, decay=SIGNAL, dec_file=None, mother=None, events=events, batch_size=batch)
+    pipe = full_event_pipeline(default_pipeline(), args)
+    clock: dict[str, float] = defaultdict(float)
+    lines_made: list[list[str]] = []
+    make = py._make_pythia
+
+    def timed_make(lines: list[str]) -> Any:
+        t = time.perf_counter()
+        inst = make(lines)
+        clock["pythia"] += time.perf_counter() - t
+        lines_made.append(lines)
+        return _TimedPythia(inst, clock)
+
+    kernels = pl.build_kernels(pipe)  # models, decay model, Pythia check: outside the timing
+    for p, k in zip(pipe.passes, kernels, strict=True):
+        def timed(ctx: Any, k: Any = k, name: str = p.name) -> None:
+            t = time.perf_counter()
+            k(ctx)
+            clock[f"pass:{name}"] += time.perf_counter() - t
+
+        pl._KERNEL_CACHE[p] = timed
+    py._make_pythia = timed_make
+    try:
+        t = time.perf_counter()
+        run(pipe, path, overwrite=True, progress=False)
+        total = time.perf_counter() - t
+    finally:
+        py._make_pythia = make
+    with mambah.EventStore.open(path, read_only=True) as s:
+        ev = s.query("SELECT count(*) AS kept, sum(n_tried) AS tried, sum(n_interactions - 1) AS pileup FROM events").to_pylist()[0]
+        per_event = s.query("SELECT (SELECT count(*) FROM mc_particles) / count(*) AS particles, "
+                            "(SELECT count(*) FROM protoparticles) / count(*) AS tracks FROM events").to_pylist()[0]
+    kept = int(ev["kept"])
+    passes = {k.split(":", 1)[1]: v / kept * 1e3 for k, v in clock.items() if k.startswith("pass:")}
+    return {
+        "events_kept": kept, "events_tried": int(ev["tried"]), "pileup_interactions": int(ev["pileup"]),
+        "mc_particles_per_event": float(per_event["particles"]), "tracks_per_event": float(per_event["tracks"]),
+        "chain_seconds": total, "chain_events_per_s": kept / total,
+        "pythia_in_chain_seconds": clock["pythia"],
+        "ms_per_event": {**passes, "pythia (inside the pythia pass)": clock["pythia"] / kept * 1e3,
+                         "pythia pass without Pythia": passes.get("pythia", 0.0) - clock["pythia"] / kept * 1e3},
+        "store_and_runner_ms_per_event": (total - sum(v for k, v in clock.items() if k.startswith("pass:"))) / kept * 1e3,
+        "_lines": lines_made,
+    }
+
+
+def pythia_alone(lines_made: list[list[str]], tried_per_instance: list[int]) -> float:
+    """The same Pythia instances and event counts, outside Mambah (seconds)."""
+    import pythia8mc
+
+    t = time.perf_counter()
+    for lines, n in zip(lines_made, tried_per_instance, strict=True):
+        p = pythia8mc.Pythia("", False)
+        for line in lines:
+            p.readString(line)
+        p.init()
+        done = 0
+        while done < n:
+            done += len(p.nextBatch(n - done))
+    return time.perf_counter() - t
+
+
+def counts_per_instance(path: Path, lines_made: list[list[str]], batch: int) -> list[int]:
+    """Events each Pythia instance of the chain generated: hard ones (tried) and pile-up ones, batch by batch."""
+    import mambah
+
+    with mambah.EventStore.open(path, read_only=True) as s:
+        rows = s.query("SELECT batch, sum(n_tried) AS tried, sum(n_interactions - 1) AS pu FROM events GROUP BY batch ORDER BY batch").to_pylist()
+    out: list[int] = []
+    it = iter(rows)
+    cur: dict[str, Any] = {}
+    for lines in lines_made:
+        if any("nonDiffractive" in ln for ln in lines) and not any("hardbbbar" in ln for ln in lines):
+            out.append(int(cur["pu"]))
+        else:
+            cur = next(it)
+            out.append(int(cur["tried"]))
+    return out
+
+
+def write_hepmc(store_path: Path, out: Path, n: int) -> int:
+    """Events of the store as HepMC3 (GeV, mm; mothers first, beams the parents of prompt particles)."""
+    import numpy as np
+    import pyhepmc
+
+    import mambah
+
+    c_light = 299.792458
+    with mambah.EventStore.open(store_path, read_only=True) as s:
+        p = s.query_df(f"""SELECT p.batch, p.event, p."index", p.pid, p.px, p.py, p.pz, p.e, p.mass, p.status, p.mother,
+                                  p.prod_vertex, p.decay_vertex, v.x, v.y, v.z, v.t
+                           FROM mc_particles p JOIN mc_vertices v ON v.batch = p.batch AND v.event = p.event AND v."index" = p.prod_vertex
+                           WHERE p.batch * 100000 + p.event IN (SELECT batch * 100000 + event FROM events ORDER BY batch, event LIMIT {n})
+                           ORDER BY p.batch, p.event, p."index" """)
+    written = 0
+    with pyhepmc.io.WriterAscii(str(out)) as w:
+        for (_b, _e), g in p.groupby(["batch", "event"], sort=True):
+            st = g["status"].to_numpy()
+            mother = g["mother"].to_numpy()
+            beam = np.flatnonzero(st == 4)
+            beam_of_pv = {int(g["decay_vertex"].to_numpy()[i]): i for i in beam[::-1]}  # first beam of each interaction
+            parents = np.full((len(g), 2), -1, np.int64)
+            has = mother >= 0
+            parents[has, 0] = mother[has]
+            prompt = (~has) & (st != 4)
+            first_beam = np.array([beam_of_pv[int(k)] for k in g["prod_vertex"].to_numpy()[prompt]], np.int64)
+            parents[prompt, 0], parents[prompt, 1] = first_beam, first_beam + 1
+            ev = pyhepmc.GenEvent()
+            ev.from_hepevt(
+                written, g["px"].to_numpy() / 1e3, g["py"].to_numpy() / 1e3, g["pz"].to_numpy() / 1e3, g["e"].to_numpy() / 1e3,
+                g["mass"].to_numpy() / 1e3, g["pid"].to_numpy().astype(np.int32), st.astype(np.int32), parents=parents,
+                vx=g["x"].to_numpy(), vy=g["y"].to_numpy(), vz=g["z"].to_numpy(), vt=g["t"].to_numpy() * c_light, fortran=False,
+            )
+            w.write_event(ev)
+            written += 1
+    return written
+
+
+def hepmc_reading(path: Path, n: int, tmp: Path) -> dict[str, float]:
+    import pyhepmc
+
+    from sim.core.pipeline import Pipeline, RunConfig, build_kernels
+    from sim.core.runner import run
+    from sim.generation.hepmc import HepMCInput
+
+    t = time.perf_counter()
+    k = 0
+    with pyhepmc.open(str(path)) as f:
+        for _evt in f:
+            k += 1
+    t_open = time.perf_counter() - t
+    # the fastest pyhepmc read: the C++ reader on the file, one GenEvent reused
+    t = time.perf_counter()
+    reader = pyhepmc.io.ReaderAscii(str(path))
+    evt = pyhepmc.GenEvent()
+    k2 = 0
+    while reader.read_event(evt) and not reader.failed():
+        k2 += 1
+    reader.close()
+    t_raw = time.perf_counter() - t
+    t_py = min(t_open, t_raw)
+    pipe = Pipeline((HepMCInput(files=(str(path),), batch_size=n),), RunConfig(events=n, batch_size=n))
+    build_kernels(pipe)  # the file scan is part of build; timed separately
+    t = time.perf_counter()
+    HepMCInput(files=(str(path),), batch_size=n).scan()
+    t_scan = time.perf_counter() - t
+    t = time.perf_counter()
+    run(pipe, tmp / "hep.duckdb", overwrite=True, progress=False)
+    t_mambah = time.perf_counter() - t
+    return {
+        "events": k, "file_MB": path.stat().st_size / 1e6, "pyhepmc_open_events_per_s": k / t_open,
+        "pyhepmc_reader_events_per_s": k2 / t_raw, "pyhepmc_events_per_s": k / t_py,
+        "mambah_events_per_s": n / t_mambah, "ratio": (n / t_mambah) / (k / t_py), "build_scan_seconds": t_scan,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--hepmc-events", type=int, default=300)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        chain = full_chain(args.events, args.batch_size, tmp / "full.duckdb")
+        lines = chain.pop("_lines")
+        counts = counts_per_instance(tmp / "full.duckdb", lines, args.batch_size)
+        alone = pythia_alone(lines, counts)
+        chain["pythia_alone_seconds"] = alone
+        chain["ratio_pythia_alone_over_chain"] = alone / chain["chain_seconds"]
+        n = write_hepmc(tmp / "full.duckdb", tmp / "events.hepmc3", args.hepmc_events)
+        chain["hepmc"] = hepmc_reading(tmp / "events.hepmc3", n, tmp)
+    print(json.dumps(chain, indent=2))
+
+
+if __name__ == "__main__":
+    main()
