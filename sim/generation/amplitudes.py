@@ -43,7 +43,8 @@ the lepton-mass helicity-flip amplitude |H_{±±}|/|H_{±∓}| = √2·m_ℓ/M k
 (|H+| arg H+ |H0| arg H0 |H−| arg H−); ``HELAMP`` (|H| arg H for each allowed (λB, λC),
 λB then λC running from +J down); ``VVS_PWAVE`` (|S| arg S |P| arg P |D| arg D — only a
 pure S wave: EvtGen aborts on a P wave, and its covariant D-wave term is not the
-partial-wave one, so a D wave is refused); ``TVS_PWAVE`` (|P| arg P |D| arg D |F| arg F,
+partial-wave one, so a D wave is refused); ``PARTWAVE`` (|M_LS| arg M_LS for every allowed
+(L, S), L then S ascending, converted as ``EvtPartWave``); ``TVS_PWAVE`` (|P| arg P |D| arg D |F| arg F,
 exactly one wave non-zero, converted with Clebsch–Gordan coefficients); ``ISGW2``,
 ``HQET2`` (ρ² h_A1(1) R1(1) R2(1) [R0(1)] for D*, ρ² V1(1) [Δ] for D), ``BaryonPCR``
 (r00 r01 r10 r11: the parent's spin-density matrix in its helicity basis along its lab
@@ -75,7 +76,7 @@ __all__ = (
 
 #: two-body models computed with helicity amplitudes
 _TWO_BODY = frozenset(
-    {"VSS", "SVS", "TSS", "STS", "VLL", "SVV_HELAMP", "HELAMP", "VVS_PWAVE", "TVS_PWAVE", "VSP_PWAVE"}
+    {"VSS", "SVS", "TSS", "STS", "VLL", "SVV_HELAMP", "HELAMP", "VVS_PWAVE", "TVS_PWAVE", "VSP_PWAVE", "PARTWAVE"}
 )
 #: semileptonic form-factor models (X ℓ ν)
 _SEMILEPTONIC = frozenset({"ISGW2", "HQET2", "BaryonPCR"})
@@ -346,6 +347,24 @@ def helicity_couplings(
             )
         for lam in (2, 0, -2):
             h[idx(lam, 0)] = a_s
+    elif model == "PARTWAVE":
+        waves = _partial_waves(j2a, jb, jc)
+        _need(model, name, params, (2 * len(waves),))
+        amps = _cplx(params)
+        for x, lam_b in enumerate(lb):
+            for y, lam_c in enumerate(lc):
+                m1 = lam_b - lam_c
+                if abs(m1) > j2a:
+                    continue
+                for (ell, spin), a in zip(waves, amps, strict=True):
+                    if spin >= abs(m1):
+                        # EvtPartWave: sqrt((2L+1)/(2J+1)) <jB λB; jC −λC | S m> <L 0; S m | J m> M_LS
+                        h[x, y] += (
+                            math.sqrt((ell + 1.0) / (j2a + 1.0))
+                            * clebsch_gordan(jb, lam_b, jc, -lam_c, spin, m1)
+                            * clebsch_gordan(ell, 0, spin, m1, j2a, m1)
+                            * a
+                        )
     elif model == "TVS_PWAVE":
         _need_spins(model, name, spins, (4, 2, 0), "parent, daughters")
         _need(model, name, params, (6,))
@@ -365,6 +384,17 @@ def helicity_couplings(
     if norm <= 0:
         raise DecayError(f"{model} decay of {name}: all helicity amplitudes are zero ({tuple(params)})")
     return lb, lc, h * math.sqrt((j2a + 1) / norm)
+
+
+def _partial_waves(j2a: int, j2b: int, j2c: int) -> list[tuple[int, int]]:
+    """(2L, 2S) of the partial waves of A → B C in EvtPartWave's order (L up, then S up)."""
+    lmin = max(j2a - j2b - j2c, j2b - j2a - j2c, j2c - j2a - j2b, 0)
+    out = []
+    for ell in range(lmin, j2a + j2b + j2c + 1, 2):
+        smin = max(abs(ell - j2a), abs(j2b - j2c))
+        smax = min(ell + j2a, j2b + j2c)
+        out.extend((ell, spin) for spin in range(smin, smax + 1, 2))
+    return out
 
 
 # ----------------------------------------------------------------------------- kinematics

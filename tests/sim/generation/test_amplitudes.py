@@ -9,6 +9,7 @@ to the lab, weighted by :func:`chain_weight` and unweighted by accept–reject a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from sim.generation.amplitudes import (
     SUPPORTED_MODELS,
     NodeSpec,
     chain_weight,
+    helicity_couplings,
     model_weight_bound,
     wigner_d,
     wigner_small_d,
@@ -54,7 +56,7 @@ def _helicity_cos(child: np.ndarray, parent: np.ndarray, grand: np.ndarray) -> n
     return np.sum(ch[:, :3] * par_g[:, :3], axis=1) / np.linalg.norm(ch[:, :3], axis=1) / np.linalg.norm(par_g[:, :3], axis=1)
 
 
-def _ks(x: np.ndarray, pdf) -> float:  # noqa: ANN001 - a callable
+def _ks(x: np.ndarray, pdf: Callable[[np.ndarray], np.ndarray]) -> float:
     grid = np.linspace(-1.0, 1.0, 20001)
     dens = pdf(grid)
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1]) * np.diff(grid))])
@@ -114,7 +116,7 @@ def test_svs_vll_muon_helicity_angle_is_sin2() -> None:
     cos, keep = _jpsi_k(120_000, 11, "VLL")
     eps = 4 * M_MU**2 / M_JPSI**2  # helicity-flip term of V -> l l with massive leptons
     assert _ks(cos, lambda c: 1 - c * c + eps * c * c) > 0.01
-    assert _ks(cos, lambda c: np.ones_like(c)) < 1e-10  # flat is excluded: the test can fail
+    assert _ks(cos, np.ones_like) < 1e-10  # flat is excluded: the test can fail
     assert 0.62 < keep.mean() < 0.71  # bound 3/2 = the maximum: efficiency 2/3
 
 
@@ -134,7 +136,7 @@ def test_vss_pion_helicity_angle_is_cos2_from_a_scalar_parent() -> None:
     keep = _unweight(nodes, [pb, pds, ppi, pd0, pslow], rng)
     cos = _helicity_cos(pslow, pds, pb)[keep]
     assert _ks(cos, lambda c: c * c) > 0.01
-    assert _ks(cos, lambda c: np.ones_like(c)) < 1e-10
+    assert _ks(cos, np.ones_like) < 1e-10
 
 
 def test_vsp_pwave_photon_angle_of_a_longitudinal_vector_is_sin2() -> None:
@@ -216,7 +218,7 @@ def test_svv_helamp_helicity_fractions_and_angles() -> None:
     # K* helicity angle: f_L cos² + (1 - f_L) sin²/2 ; muon helicity angle: f_L L(c) + (1 - f_L) T(c)
     cos_k = _helicity_cos(kp, pks, pb)
     assert _ks(cos_k, lambda c: f_l * 1.5 * c * c + (1 - f_l) * 0.75 * (1 - c * c)) > 0.01
-    assert _ks(cos_k, lambda c: np.ones_like(c)) < 1e-10
+    assert _ks(cos_k, np.ones_like) < 1e-10
 
     def lon(c: np.ndarray) -> np.ndarray:
         return (1 - c * c + 2 * r * c * c) / (4 / 3 + 4 * r / 3)
@@ -270,3 +272,22 @@ def test_bad_parameters_and_spins_are_errors() -> None:
     dwave = [NodeSpec(10323, "VVS_PWAVE", (1.0, 0.0, 0.0, 0.0, 0.5, 0.0), (1, 2), -1), NodeSpec(313, "", (), (), 0), NodeSpec(211, "", (), (), 0)]
     with pytest.raises(DecayError, match="pure S wave"):
         model_weight_bound(dwave)
+
+
+def test_partial_waves_convert_to_the_known_helicity_ratios() -> None:
+    """V → V S: S wave H± = H0; D wave (p̂·ε)(p̂·ε'*) − ε·ε'*/3 gives H0/H± = −2; P wave H0 = 0, H+ = −H−."""
+    s_wave = helicity_couplings("PARTWAVE", 20213, (113, 211), (1.0, 0.0, 0.0, 0.0, 0.0, 0.0))[2].ravel()
+    p_wave = helicity_couplings("PARTWAVE", 20213, (113, 211), (0.0, 0.0, 1.0, 0.0, 0.0, 0.0))[2].ravel()
+    d_wave = helicity_couplings("PARTWAVE", 20213, (113, 211), (0.0, 0.0, 0.0, 0.0, 1.0, 0.0))[2].ravel()
+    np.testing.assert_allclose(s_wave, [1, 1, 1])
+    np.testing.assert_allclose(p_wave[1], 0, atol=1e-12)
+    np.testing.assert_allclose(p_wave[0], -p_wave[2])
+    np.testing.assert_allclose(d_wave[1] / d_wave[0], -2.0)
+    np.testing.assert_allclose(d_wave[2], d_wave[0])
+    vvs = helicity_couplings("VVS_PWAVE", 20213, (113, 211), (1.0, 0.0, 0.0, 0.0, 0.0, 0.0))[2].ravel()
+    np.testing.assert_allclose(vvs, s_wave)
+    tvs = helicity_couplings("TVS_PWAVE", 225, (113, 211), (0.0, 0.0, 1.0, 0.0, 0.0, 0.0))[2].ravel()
+    part = helicity_couplings("PARTWAVE", 225, (113, 211), (0.0, 0.0, 1.0, 0.0, 0.0, 0.0))[2].ravel()
+    np.testing.assert_allclose(tvs, part)
+    with pytest.raises(DecayError, match="PARTWAVE decay of .* needs 6 parameters"):
+        helicity_couplings("PARTWAVE", 20213, (113, 211), (1.0, 0.0))
