@@ -1,32 +1,69 @@
-"""Decays with phasespace: descriptors and DecFiles → vectorised n-body chains.
+"""The decay engine: descriptors and DecFiles → complete, vectorised decay trees (pure numpy).
 
-A descriptor (``"Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"``) is
-written as a small DecFile and parsed by decaylanguage's ``DecFileParser``, so
-descriptors and ``.dec`` files take the same road: decaylanguage builds the
-decay-chain dict, ``phasespace.fromdecay.GenMultiDecay`` turns every exclusive
-chain into a ``phasespace.GenParticle`` tree with its probability (product of
-branching fractions), and this module compiles one ``tf.function`` per chain.
+What the user writes (a descriptor ``"B0 -> (D*- -> anti-D0 pi-) pi+"`` or the
+Decay blocks of a DecFile) is expanded into its *exclusive chains* (product of
+branching fractions; :attr:`DecayModel.chains`).  Every particle the user leaves
+undecayed that is not in ``stable`` (default: e, μ, π±, K±, p, n, γ, ν, K_L0
+and antiparticles) is decayed with the *decay table* (default decaylanguage's
+``DECAY_LHCB.DEC``), recursively: one mode per particle instance drawn by
+branching fraction, so the thousands of exclusive chains of a table never have
+to be listed.  What the user wrote wins: a DecFile's ``Decay X`` block replaces
+the table's for every ``X`` of the event (EvtGen semantics); a descriptor's
+sub-decay applies to that node.  ``stable`` applies to the table only: a
+user-written ``(K_S0 -> pi+ pi-)`` or ``(pi0 -> gamma gamma)`` is honoured.
 
-Physics choices (documented, tested in ``tests/sim/test_decay.py``):
+Generation, per batch, fully vectorised (loops only over tree depth and over
+(particle, mode) groups):
 
-* phase-space decays (Raubold–Lynch, phasespace); DecFile models other than
-  PHSP are generated as phase space as well;
-* events are **unweighted** by accept–reject on the phasespace weight with an
-  empirical maximum (largest weight of a 20 000-event presample × 1.1), so the
-  Dalitz plot of a 3-body decay is flat;
-* intermediate resonances wider than ``width_tolerance`` (MeV) take their mass
-  from a Breit–Wigner with the PDG width of ``particle``, truncated to the
-  kinematically allowed range (inverse-CDF sampling, vectorised);
-* decay times from the PDG lifetime (``particle``), exponential in proper time,
-  boosted with βγ: flight distance = (p/m)·c·t, lab time = (E/m)·t.
+1. **topology** — head species per instance (particle or charge conjugate with
+   ``cc_fraction``; exclusive chain by probability), then generation by
+   generation a mode per decaying particle (``rng``, by branching fraction).
+   Instances whose narrow (fixed-mass) particles cannot reach the chosen modes'
+   thresholds are redrawn (zero phase space).
+2. **kinematics** — per (particle, mode) group in the mother's rest frame:
+   masses of wide daughters (``width > width_tolerance`` MeV) from Breit–Wigners
+   truncated *jointly* to the allowed region (each daughter above its own mode's
+   threshold, all together below the mother's mass), Raubold–Lynch phase space
+   (:mod:`sim.generation.nbody`), unweighted by accept–reject on
+   ``T^(K-2) Π p*`` times, for each wide daughter, the phase-space factor of its
+   own decay at its mass (``p*`` for two bodies, tabulated for more), with the
+   analytic bound (so a wide resonance's line shape is BW × phase space, as in
+   EvtGen); then boosted to the lab.  Groups with fixed masses use a tighter
+   empirical bound (20 000-decay presample × 1.1) checked on every decay.
+3. **models** — every user chain with a model other than ``PHSP`` is one block,
+   weighted by ``sim.generation.amplitudes.chain_weight`` over all its nodes (so
+   spin correlations along the user's chain are kept); every table mode with a
+   non-PHSP model is a one-level block (parent + daughters: no correlation with
+   the parent's polarisation, a documented limitation).  Each block's weight is
+   unweighted by accept–reject against ``model_weight_bound`` or, where that is
+   ``None``, the largest weight of a 20 000-instance presample × 1.2 (fixed seed,
+   so the bound is the same in every process); an instance is kept when all its
+   blocks accept, else its kinematics are redrawn.  A weight above its bound
+   raises :class:`~mambah.errors.DecayError` (it would bias the sample).
+4. **vertices** — proper decay times from the PDG lifetime (``particle``),
+   exponential, boosted: flight = (p/m)·c·t, lab time = (E/m)·t.  K_S0, Λ, Σ, Ξ,
+   Ω fly metres when fast; π0 → γγ (or e+e−γ) decays 25 nm × βγ from its origin.
+
+How MODELS' kernels are called (:mod:`sim.generation.amplitudes`)::
+
+    nodes = [NodeSpec(pid, model, params, children, mother), ...]   # BFS order of the block
+    w = chain_weight(nodes, p4)        # p4[i]: (n, 4) lab-frame (px, py, pz, E) of node i
+    bound = model_weight_bound(nodes)  # or None → empirical presample max × 1.2
+
+``nodes[0]`` is the block's head (``mother = -1``); a node whose decay is not
+part of the block (a leaf of the user's chain decayed by the table, or a daughter
+of a one-level table block) has ``model = ""`` and no children.  ``params`` are the
+DecFile's numbers as written.  Unsupported models never reach ``chain_weight``:
+they are refused at build time or substituted by the ``unsupported_models``
+policy (:mod:`sim.generation.dectable`).  PHOTOS (``sim.generation.photos``) is
+not wired into the engine yet: a ``PHOTOS`` line follows the same policy.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +73,32 @@ import numpy as np
 from mambah.descriptor import DecayNode, lookup_particle, parse_descriptor
 from mambah.errors import DecayError
 
-__all__ = ("DecayModel", "DecayChain", "descriptor_to_dec", "load_decay", "C_LIGHT")
+from . import genbod as nbody
+from .dectable import (
+    DEFAULT_STABLE,
+    DecBlocks,
+    ModeSpec,
+    apply_model_policy,
+    read_dec_file,
+    read_table,
+    stable_pids,
+    supported_models,
+)
+
+__all__ = ("C_LIGHT", "DecayChain", "DecayModel", "TreeRows", "descriptor_to_dec", "load_decay")
 
 log = logging.getLogger(__name__)
 
 #: speed of light [mm/ns]
 C_LIGHT = 299.792458
+
+#: the engine applies FSR itself (sim.generation.photos) — not yet
+ENGINE_PHOTOS = False
+
+_PRESAMPLE = 20_000
+_PRESAMPLE_TABLE = 5_000
+_PS_SAFETY = 1.1
+_MODEL_SAFETY = 1.2
 
 
 def descriptor_to_dec(tree: DecayNode) -> str:
@@ -64,234 +121,973 @@ def descriptor_to_dec(tree: DecayNode) -> str:
     return "".join(f"Decay {m}\n{line}\nEnddecay\n" for m, line in blocks.items()) + "End\n"
 
 
+# --------------------------------------------------------------------------- species and modes
+
+
+@dataclass
+class _Species:
+    key: str
+    name: str  # EvtGen name of the particle
+    pid: int
+    mass: float
+    width: float
+    charge: int
+    lifetime: float  # [ns]; 0 for none
+    modes: list[_Mode]
+    origin: str  # "user", "table", "stable", "chain"
+
+
+@dataclass(frozen=True)
+class _Mode:
+    parent: int
+    bf: float
+    daughters: tuple[int, ...]
+    model: str
+    params: tuple[float, ...]
+    text: str
+    origin: str
+
+
 @dataclass(frozen=True)
 class _Node:
-    name: str  # phasespace (unique) name
+    """A node of an exclusive user chain (breadth-first, local indices)."""
+
+    name: str
     pid: int
-    mother: int  # local index, -1 for the head
+    mother: int
     first_daughter: int
     last_daughter: int
     charge: int
     mass: float  # nominal [MeV]
-    lifetime: float  # [ns], 0 if prompt / stable leaf
+    lifetime: float  # [ns]
+    species: int = -1
+    model: str = ""
+    params: tuple[float, ...] = ()
+
+
+def _particle_props(name_or_pid: str | int, context: str) -> tuple[str, int, float, float, int, float]:
+    from mambah.descriptor import _evtgen_name
+
+    p = lookup_particle(name_or_pid, context=context)
+    life = p.lifetime
+    lifetime = float(life) if (life is not None and math.isfinite(life)) else 0.0
+    return (
+        _evtgen_name(p),
+        int(p.pdgid),
+        float(p.mass or 0.0),
+        float(p.width or 0.0),
+        round(p.charge or 0),
+        lifetime,
+    )
+
+
+def _is_pdg_stable(pid: int) -> bool:
+    p = lookup_particle(pid)
+    return p.lifetime is None or not math.isfinite(p.lifetime) if p.width in (None, 0.0) else False
+
+
+class _Registry:
+    """Species (a particle with a mode list) and modes, resolved from user blocks and the table."""
+
+    def __init__(
+        self,
+        *,
+        user: DecBlocks | None,
+        table: str,
+        stable: frozenset[int],
+        user_policy: str,
+        table_policy: str,
+        width_tolerance: float,
+        source: str,
+    ) -> None:
+        self.user = user
+        self.table_name = table
+        self._table: DecBlocks | None = None
+        self.stable = stable
+        self.user_policy = user_policy
+        self.table_policy = table_policy
+        self.width_tolerance = width_tolerance
+        self.source = source
+        self.species: list[_Species] = []
+        self.modes: list[_Mode] = []
+        self._by_key: dict[str, int] = {}
+        self._pending: list[tuple[int, str, DecBlocks, tuple[ModeSpec, ...], str]] = []
+        self._warned_user: set[str] = set()
+        self._warned_table: set[str] = set()
+        self._supported = supported_models()
+
+    @property
+    def table(self) -> DecBlocks:
+        if self._table is None:
+            self._table = read_table(self.table_name)
+        return self._table
+
+    def _new(self, key: str, name_or_pid: str | int, origin: str, context: str) -> int:
+        name, pid, mass, width, charge, lifetime = _particle_props(name_or_pid, context)
+        self.species.append(_Species(key, name, pid, mass, width, charge, lifetime, [], origin))
+        self._by_key[key] = len(self.species) - 1
+        return len(self.species) - 1
+
+    def leaf(self, label: str, ns: str) -> int:
+        """Species of a label not decayed where it stands: a user block (by name), stable, or the table's decay.
+
+        Args:
+            label: the daughter label.
+            ns: where the label was written: ``"user"`` (a user DecFile, its aliases),
+                ``"plain"`` (a descriptor: particle names) or ``"table"`` (the decay table).
+        """
+        user = self.user
+        if ns == "user" and user is not None and label in user.blocks:
+            return self._user_species(label)
+        name = user.particle_name(label) if (ns == "user" and user is not None) else self.table.particle_name(label) if ns == "table" else label
+        if user is not None and name in user.blocks:
+            return self._user_species(name)  # what the user wrote wins everywhere (EvtGen semantics)
+        p = lookup_particle(name, context=self.source)
+        pid = int(p.pdgid)
+        if pid in self.stable:
+            return self._stable(pid)
+        from mambah.descriptor import _evtgen_name
+
+        table = self.table
+        tlabel = next((c for c in ((label if ns == "table" else None), name, _evtgen_name(p)) if c is not None and c in table.blocks), None)
+        if tlabel is None:
+            if _is_pdg_stable(pid):
+                return self._stable(pid)
+            raise DecayError(
+                f"{name} is unstable but the decay table {self.table_name!r} has no decay for it; "
+                f"write its decay, add it to `stable`, or choose another decay_table"
+            )
+        key = f"t:{tlabel}"
+        if key in self._by_key:
+            return self._by_key[key]
+        sid = self._new(key, table.particle_name(tlabel), "table", f"decay table {self.table_name}")
+        self._pending.append((sid, tlabel, table, table.blocks[tlabel], "table"))
+        return sid
+
+    def _stable(self, pid: int) -> int:
+        key = f"s:{pid}"
+        return self._by_key[key] if key in self._by_key else self._new(key, pid, "stable", self.source)
+
+    def _user_species(self, label: str) -> int:
+        key = f"u:{label}"
+        if key in self._by_key:
+            return self._by_key[key]
+        assert self.user is not None
+        sid = self._new(key, self.user.particle_name(label), "user", self.source)
+        self._pending.append((sid, label, self.user, self.user.blocks[label], "user"))
+        return sid
+
+    def chain_species(self, key: str, name: str, mode: ModeSpec | None, daughters: tuple[int, ...]) -> int:
+        """A species for one node of an exclusive user chain (exactly one mode, or a leaf)."""
+        sid = self._new(key, name, "chain", self.source)
+        if mode is not None:
+            sp = self.species[sid]
+            self._add_mode(sid, 1.0, daughters, mode.model, mode.params, f"{sp.name} -> {' '.join(self.species[d].name for d in daughters)}", "user")
+        return sid
+
+    def _add_mode(self, sid: int, bf: float, daughters: tuple[int, ...], model: str, params: tuple[float, ...], text: str, origin: str) -> None:
+        m = _Mode(sid, bf, daughters, model, params, text, origin)
+        self.modes.append(m)
+        self.species[sid].modes.append(m)
+
+    def policy_modes(self, label: str, blocks: DecBlocks, modes: Sequence[ModeSpec], origin: str) -> list[ModeSpec]:
+        """``modes`` of ``label`` after the unsupported-model policy of their origin."""
+        pids: list[list[int] | None] = []
+        for mode in modes:
+            try:
+                pids.append([int(lookup_particle(blocks.particle_name(d)).pdgid) for d in mode.daughters])
+            except DecayError:
+                if origin == "user":
+                    raise
+                pids.append(None)
+            except Exception:
+                if origin == "user":
+                    raise
+                pids.append(None)
+        parent_pid = int(lookup_particle(blocks.particle_name(label), context=blocks.source).pdgid)
+        if origin == "user":
+            return apply_model_policy(
+                blocks.particle_name(label), modes, pids, self.user_policy, where=blocks.source,
+                option="--unsupported-models", warned=self._warned_user, supported=self._supported, photos=ENGINE_PHOTOS,
+                parent_pid=parent_pid,
+            )
+        return apply_model_policy(
+            blocks.particle_name(label), modes, pids, self.table_policy, where=f"decay table {self.table_name}",
+            option="--table-unsupported-models", warned=self._warned_table, supported=self._supported, photos=ENGINE_PHOTOS,
+            parent_pid=parent_pid,
+        )
+
+    def resolve(self) -> None:
+        """Resolve the modes of every pending species (and of the species they reach)."""
+        while self._pending:
+            sid, label, blocks, modes, origin = self._pending.pop()
+            kept = self.policy_modes(label, blocks, modes, origin)
+            ns = "user" if origin == "user" else "table"
+            for mode in kept:
+                ds = tuple(self.leaf(d, ns) for d in mode.daughters)
+                text = f"{self.species[sid].name} -> {' '.join(self.species[d].name for d in ds)}"
+                if origin == "user":
+                    _check_charge(self.species[sid], [self.species[d] for d in ds], text, self.source)
+                self._add_mode(sid, mode.bf, ds, mode.model, mode.params, text, origin)
+
+    # ---- after resolution
+    def wide(self, sid: int) -> bool:
+        sp = self.species[sid]
+        return bool(sp.modes) and sp.width > self.width_tolerance
+
+    def finish(self) -> None:
+        """Thresholds, kinematically forbidden modes, normalised branching fractions."""
+        self.resolve()
+        thr = self.thresholds()
+        for sid, sp in enumerate(self.species):
+            if not sp.modes:
+                continue
+            keep = []
+            for m in sp.modes:
+                need = sum(thr[d] for d in m.daughters)
+                limit = sp.mass + (5.0 * sp.width if self.wide(sid) else 0.0)
+                ok = need <= limit + 1e-6 if len(m.daughters) == 1 else need < limit
+                if ok:
+                    keep.append(m)
+                elif m.origin == "user":
+                    raise DecayError(
+                        f"kinematically forbidden: {m.text} ({self.source}): daughters need at least {need:.1f} MeV, "
+                        f"{sp.name} has {sp.mass:.1f} MeV"
+                    )
+                else:
+                    log.debug("table mode %s is kinematically forbidden: dropped", m.text)
+            if not keep:
+                raise DecayError(f"no kinematically allowed mode of {sp.name} ({sp.origin}, {self.source})")
+            total = sum(m.bf for m in keep)
+            sp.modes = [_Mode(m.parent, m.bf / total, m.daughters, m.model, m.params, m.text, m.origin) for m in keep]
+        self.modes = [m for sp in self.species for m in sp.modes]
+
+    def thresholds(self) -> list[float]:
+        """Smallest mass of every species: nominal if narrow or stable, else the lightest mode's."""
+        out: dict[int, float] = {}
+
+        def thr(sid: int, depth: int = 0) -> float:
+            if sid in out:
+                return out[sid]
+            sp = self.species[sid]
+            if not self.wide(sid) or depth > 30:
+                v = sp.mass
+            else:
+                v = min(sum(thr(d, depth + 1) for d in m.daughters) for m in sp.modes)
+            out[sid] = v
+            return v
+
+        return [thr(i) for i in range(len(self.species))]
+
+
+def _check_charge(mother: _Species, daughters: list[_Species], text: str, source: str) -> None:
+    q = sum(d.charge for d in daughters)
+    if q != mother.charge:
+        raise DecayError(
+            f"charge not conserved in {text} ({source}): {mother.name} has charge {mother.charge:+d}, daughters sum to {q:+d}"
+        )
+
+
+# --------------------------------------------------------------------------- exclusive user chains
+
+
+@dataclass(frozen=True)
+class _TreeSpec:
+    label: str
+    mode: ModeSpec | None
+    children: tuple[_TreeSpec, ...]
 
 
 class DecayChain:
-    """One exclusive decay chain: a phasespace tree compiled to a ``tf.function``.
+    """One exclusive chain of what the user wrote (its leaves may be completed by the table).
 
     Attributes:
         probability: product of the branching fractions (normalised over the model).
-        nodes: particles in breadth-first order (store index order).
+        nodes: the chain's particles in breadth-first order (the leaves included).
         tree: the chain as a :class:`~mambah.descriptor.DecayNode`.
+        weighted: whether a node has a model other than PHSP (a model block).
     """
 
-    def __init__(self, probability: float, gen: Any, mass_rng: Any, tree: DecayNode) -> None:
+    def __init__(self, probability: float, nodes: list[_Node], tree: DecayNode, engine: _Engine | None = None) -> None:
         self.probability = probability
-        self._gen = gen
-        self._mass_rng = mass_rng
+        self.nodes = nodes
         self.tree = tree
-        self.nodes = _flatten(gen, tree)
-        self._compiled: Any = None
-        self._rng: Any = None
-        self.max_weight = 1.0
-        self.efficiency = 1.0  # accept-reject efficiency, measured at compile time
+        self.root = nodes[0].species
+        self.weighted = any(nd.model not in ("", "PHSP") for nd in nodes)
+        self._engine = engine
 
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def _compile(self) -> None:
-        import tensorflow as tf
+    def __repr__(self) -> str:
+        return f"DecayChain({self.tree}, p={self.probability:.4g})"
 
-        self._rng = tf.random.Generator.from_seed(0)
-        gen, rng = self._gen, self._rng
+    def node_specs(self) -> list[Any]:
+        """The chain as ``sim.generation.amplitudes.NodeSpec`` objects (needs that module)."""
+        from sim.generation.amplitudes import NodeSpec
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.int64)], reduce_retracing=True)
-        def generate(n: Any) -> Any:
-            w, _wmax, parts = gen.generate(n, normalize_weights=False, seed=rng)
-            return w, [parts[node.name] for node in self.nodes[1:]]
-
-        self._compiled = generate
-        if self.nodes[0:1] and len(self.nodes) > 1:
-            # empirical maximum weight for accept-reject (fixed seed: deterministic)
-            w, _ = self._raw(20_000, seed=12345)
-            self.max_weight = float(np.max(w)) * 1.1 if len(w) else 1.0
-            self.efficiency = max(float(np.mean(w)) / self.max_weight, 1e-3)
-
-    def _raw(self, n: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        import tensorflow as tf
-
-        self._rng.reset_from_seed(seed)
-        self._mass_rng.reset_from_seed(seed ^ 0x5DEECE66D)
-        w, parts = self._compiled(tf.constant(n, tf.int64))
-        return w.numpy(), [p.numpy() for p in parts]
+        return [
+            NodeSpec(
+                pid=nd.pid, model=nd.model, params=nd.params,
+                children=tuple(range(nd.first_daughter, nd.last_daughter + 1)) if nd.first_daughter >= 0 else (),
+                mother=nd.mother,
+            )
+            for nd in self.nodes
+        ]
 
     def generate_rest_frame(self, n: int, seed: int) -> np.ndarray:
-        """``n`` unweighted decays in the head's rest frame.
+        """``n`` decays of this chain with the head at rest.
 
         Returns:
-            array ``(n, len(self), 4)`` of (px, py, pz, E) [MeV] in breadth-first
-            order; entry 0 is the head at rest.
+            ``(n, len(self), 4)`` (px, py, pz, E) [MeV] of the chain's nodes in
+            breadth-first order; entry 0 is the head at rest.
         """
-        if self._compiled is None:
-            self._compile()
-        out = np.empty((n, len(self.nodes), 4))
-        out[:, 0] = (0.0, 0.0, 0.0, self.nodes[0].mass)
-        if len(self.nodes) == 1 or n == 0:
-            return out[:n]
-        filled = 0
-        ss = np.random.SeedSequence(seed)
-        rnd = np.random.default_rng(ss.spawn(1)[0])
-        round_ = 0
-        while filled < n:
-            need = n - filled
-            n_try = int(need / self.efficiency * 1.05) + 64
-            w, parts = self._raw(n_try, seed=int(ss.generate_state(1, np.uint64)[0] % (2**62)) + round_)
-            keep = rnd.random(len(w)) * self.max_weight < w
-            k = min(int(keep.sum()), need)
-            idx = np.flatnonzero(keep)[:k]
-            for j, p in enumerate(parts, start=1):
-                out[filled : filled + k, j] = p[idx]
-            filled += k
-            round_ += 1
-        return out
+        if self._engine is None:
+            raise DecayError("chain has no engine")
+        rng = np.random.default_rng(seed)
+        head = np.zeros((n, 4))
+        head[:, 3] = self.nodes[0].mass
+        rows = self._engine.generate(np.full(n, self.root, np.int64), head, rng)
+        return rows.chain_p4(self)
 
 
-def _flatten(gen: Any, tree: DecayNode) -> list[_Node]:
-    """Breadth-first nodes of a phasespace tree (names 'pi+ [0]' resolved to PDG ids)."""
-    order: list[tuple[Any, int]] = []
-    queue: list[tuple[Any, int]] = [(gen, -1)]
+def _tree_nodes(reg: _Registry, tree: _TreeSpec, key: str, ns_blocks: DecBlocks | None) -> tuple[list[_Node], DecayNode]:
+    """Species and breadth-first nodes of one exclusive chain."""
+    order: list[tuple[_TreeSpec, int]] = []
+    queue: list[tuple[_TreeSpec, int]] = [(tree, -1)]
     while queue:
-        g, mother = queue.pop(0)
-        order.append((g, mother))
+        t, m = queue.pop(0)
+        order.append((t, m))
         me = len(order) - 1
-        queue.extend((c, me) for c in g.children)
-    first = {}
-    last = {}
+        queue.extend((c, me) for c in t.children)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
     for i, (_, m) in enumerate(order):
         if m >= 0:
             first.setdefault(m, i)
             last[m] = i
+    sids: list[int] = [-1] * len(order)
+    # leaves and inner nodes from the bottom up (a chain species needs its daughters' ids)
+    for i in range(len(order) - 1, -1, -1):
+        t, _ = order[i]
+        if t.mode is None:
+            sids[i] = reg.leaf(t.label, "user" if ns_blocks is not None else "plain")
+        else:
+            name = ns_blocks.particle_name(t.label) if ns_blocks is not None else t.label
+            ds = tuple(sids[j] for j in range(first[i], last[i] + 1))
+            sids[i] = reg.chain_species(f"{key}:{i}", name, t.mode, ds)
+            sp = reg.species[sids[i]]
+            _check_charge(sp, [reg.species[d] for d in ds], reg.modes[-1].text, reg.source)
     nodes = []
-    for i, (g, m) in enumerate(order):
-        base = re.sub(r" \[\d+\]$", "", g.name)
-        p = lookup_particle(base)
-        lifetime = float(p.lifetime) if (g.children and p.lifetime is not None and math.isfinite(p.lifetime)) else 0.0
+    for i, (t, m) in enumerate(order):
+        sp = reg.species[sids[i]]
         nodes.append(
             _Node(
-                name=g.name,
-                pid=int(p.pdgid),
-                mother=m,
-                first_daughter=first.get(i, -1),
-                last_daughter=last.get(i, -1),
-                charge=int(round(p.charge or 0)),
-                mass=float(p.mass or 0.0),
-                lifetime=lifetime,
+                sp.name, sp.pid, m, first.get(i, -1), last.get(i, -1), sp.charge, sp.mass,
+                sp.lifetime if t.mode is not None else 0.0, sids[i],
+                t.mode.model if t.mode is not None else "", t.mode.params if t.mode is not None else (),
             )
         )
-    return nodes
+
+    def as_node(i: int) -> DecayNode:
+        nd = nodes[i]
+        kids = tuple(as_node(j) for j in range(nd.first_daughter, nd.last_daughter + 1)) if nd.first_daughter >= 0 else ()
+        return DecayNode(nd.name, nd.pid, kids)
+
+    return nodes, as_node(0)
 
 
-def _bw_factory(rng_holder: list[Any]) -> Any:
-    """phasespace mass-function factory: truncated Breit–Wigner, inverse-CDF, seeded by the chain."""
-    import tensorflow as tf
+def _expand_user(blocks: DecBlocks, label: str, reg: _Registry, depth: int = 0) -> list[tuple[float, _TreeSpec]]:
+    """Exclusive (probability, tree) pairs of ``label``'s user-written decays."""
+    import itertools
 
-    def factory(mass: float, width: float) -> Any:
-        m0 = tf.constant(float(mass), tf.float64)
-        g = tf.constant(float(width), tf.float64)
+    if depth > 20:
+        raise DecayError(f"decay of {label!r} in {blocks.source!r} nests deeper than 20 levels (a loop?)")
+    modes = reg.policy_modes(label, blocks, blocks.blocks[label], "user")
+    out: list[tuple[float, _TreeSpec]] = []
+    for mode in modes:
+        options: list[list[tuple[float, _TreeSpec]]] = []
+        for d in mode.daughters:
+            if d in blocks.blocks or blocks.particle_name(d) in blocks.blocks:
+                options.append(_expand_user(blocks, d if d in blocks.blocks else blocks.particle_name(d), reg, depth + 1))
+            else:
+                options.append([(1.0, _TreeSpec(d, None, ()))])
+        for combo in itertools.product(*options):
+            out.append((mode.bf * math.prod(p for p, _ in combo), _TreeSpec(label, mode, tuple(t for _, t in combo))))
+            if len(out) > 5000:
+                raise DecayError(f"the DecFile {blocks.source!r} expands into more than 5000 exclusive chains of {label}; move the deeper decays to a decay_table")
+    return out
 
-        def bw(min_mass: Any, max_mass: Any, n_events: Any) -> Any:
-            lo = tf.atan(2.0 * (tf.cast(min_mass, tf.float64) - m0) / g)
-            hi = tf.atan(2.0 * (tf.cast(max_mass, tf.float64) - m0) / g)
-            u = rng_holder[0].uniform(tf.shape(lo), dtype=tf.float64)
-            return m0 + 0.5 * g * tf.tan(lo + u * (hi - lo))
 
-        return bw
-
-    return factory
+def _descriptor_spec(node: DecayNode) -> _TreeSpec:
+    if not node.children:
+        return _TreeSpec(node.name, None, ())
+    mode = ModeSpec(1.0, tuple(c.name for c in node.children), "PHSP")
+    return _TreeSpec(node.name, mode, tuple(_descriptor_spec(c) for c in node.children))
 
 
 class DecayModel:
-    """All exclusive chains of a decay with their probabilities.
+    """Everything needed to generate a decay: exclusive user chains (and their CC), the table completions.
 
-    Build with :func:`load_decay`.  ``chains[i].probability`` sum to one.
+    Build with :func:`load_decay`.  ``chains[i].probability`` sum to one (as do
+    ``cc_chains``' when the charge conjugate is generated too).
+
+    Attributes:
+        source: the descriptor or DecFile.
+        mother: EvtGen name of the head.
+        chains: exclusive chains of the head.
+        cc_chains: exclusive chains of the charge-conjugate head (empty if not asked).
+        head: the head node (nominal mass, PDG id).
     """
 
-    def __init__(self, source: str, mother: str, chains: list[DecayChain]) -> None:
+    def __init__(self, source: str, mother: str, chains: list[DecayChain], cc_chains: list[DecayChain], engine: _Engine) -> None:
         self.source = source
         self.mother = mother
         self.chains = chains
+        self.cc_chains = cc_chains
+        self.engine = engine
         self.head = chains[0].nodes[0]
 
     @property
     def probabilities(self) -> np.ndarray:
         return np.array([c.probability for c in self.chains])
 
+    @property
+    def has_cc(self) -> bool:
+        return bool(self.cc_chains)
+
     def __repr__(self) -> str:
-        return f"DecayModel({self.source!r}, {len(self.chains)} chain(s))"
+        cc = f" + {len(self.cc_chains)} CC" if self.cc_chains else ""
+        return f"DecayModel({self.source!r}, {len(self.chains)} chain(s){cc})"
+
+    def sample_heads(self, n: int, rng: np.random.Generator, cc_fraction: float = 0.5) -> np.ndarray:
+        """Root species of ``n`` instances: the conjugate with probability ``cc_fraction`` (if CC), chain by probability."""
+        side = rng.random(n) < cc_fraction if self.cc_chains else np.zeros(n, bool)
+        out = np.empty(n, np.int64)
+        for flag, chains in ((False, self.chains), (True, self.cc_chains)):
+            sel = np.flatnonzero(side == flag)
+            if len(sel) == 0:
+                continue
+            roots = np.array([c.root for c in chains])
+            probs = np.array([c.probability for c in chains])
+            pick = rng.choice(len(chains), size=len(sel), p=probs / probs.sum()) if len(chains) > 1 else np.zeros(len(sel), np.int64)
+            out[sel] = roots[pick]
+        return out
+
+    def prepare(self) -> None:
+        """Presample the accept–reject bounds of the user chains (before any batch)."""
+        for c in self.chains + self.cc_chains:
+            if c.weighted:
+                self.engine.chain_bound(c)
 
 
-def _dict_to_tree(chain: Mapping[str, Any], aliases: Mapping[str, str]) -> list[tuple[float, DecayNode]]:
-    """Expand a decaylanguage chain dict into exclusive (probability, tree) pairs."""
-    (mother,) = chain.keys()
-    real = aliases.get(mother, mother)
-    out: list[tuple[float, DecayNode]] = []
-    for mode in chain[mother]:
-        options: list[list[tuple[float, DecayNode]]] = []
-        for d in mode["fs"]:
-            if isinstance(d, str):
-                name = aliases.get(d, d)
-                options.append([(1.0, DecayNode(name, int(lookup_particle(name, context=f"decay of {real}").pdgid)))])
-            else:
-                options.append(_dict_to_tree(d, aliases))
-        import itertools
-
-        for combo in itertools.product(*options):
-            prob = float(mode["bf"]) * math.prod(p for p, _ in combo)
-            node = DecayNode(real, int(lookup_particle(real).pdgid), tuple(n for _, n in combo))
-            out.append((prob, node))
-    return out
+# --------------------------------------------------------------------------- the engine
 
 
-def _resolve_aliases(chain: Any, aliases: Mapping[str, str]) -> Any:
-    if isinstance(chain, str):
-        return aliases.get(chain, chain)
-    if isinstance(chain, list):
-        return [_resolve_aliases(c, aliases) for c in chain]
-    if isinstance(chain, dict):
-        return {aliases.get(k, k) if k != "fs" else k: _resolve_aliases(v, aliases) if k == "fs" or isinstance(v, list) else v for k, v in chain.items()}
-    return chain
+@dataclass
+class TreeRows:
+    """Generated particles of a batch, one row per particle, instances contiguous, each in breadth-first order.
+
+    Attributes:
+        inst: ``(R,)`` instance of each row; species, mode: species / global mode id (-1 stable);
+        parent: row of the mother (-1 for a head); first: row of the first daughter (-1);
+        nd: number of daughters; gen: generation (0 = head); thr: smallest mass the drawn subtree allows [MeV];
+        p4: ``(R, 4)`` lab four-momenta [MeV]; mass: ``(R,)`` [MeV].
+    """
+
+    inst: np.ndarray
+    species: np.ndarray
+    mode: np.ndarray
+    parent: np.ndarray
+    first: np.ndarray
+    nd: np.ndarray
+    gen: np.ndarray
+    thr: np.ndarray
+    p4: np.ndarray
+    mass: np.ndarray
+
+    def chain_rows(self, chain: DecayChain) -> np.ndarray:
+        """``(n, len(chain))`` rows of the chain's nodes for the instances generated with ``chain``."""
+        head = np.flatnonzero((self.species == chain.root) & (self.gen == 0))
+        out = np.empty((len(head), len(chain.nodes)), np.int64)
+        out[:, 0] = head
+        for j, nd in enumerate(chain.nodes):
+            if nd.first_daughter >= 0:
+                for k in range(nd.first_daughter, nd.last_daughter + 1):
+                    out[:, k] = self.first[out[:, j]] + (k - nd.first_daughter)
+        return out
+
+    def chain_p4(self, chain: DecayChain) -> np.ndarray:
+        return self.p4[self.chain_rows(chain)]
 
 
-def _check_physics(tree: DecayNode, width_tolerance: float, what: str) -> None:
-    """Charge conservation and kinematic thresholds, whole tree."""
+class _Engine:
+    """Vectorised generation over the species/mode arrays of a resolved registry."""
 
-    def min_mass(node: DecayNode) -> float:
-        p = lookup_particle(node.pid)
-        if not node.children:
-            return float(p.mass or 0.0)
-        return sum(min_mass(c) for c in node.children)
+    def __init__(self, reg: _Registry) -> None:
+        self.reg = reg
+        sp = reg.species
+        self.n_species = len(sp)
+        self.mass = np.array([s.mass for s in sp])
+        self.width = np.array([s.width for s in sp])
+        self.lifetime = np.array([s.lifetime for s in sp])
+        self.pid = np.array([s.pid for s in sp], np.int64)
+        self.charge = np.array([s.charge for s in sp], np.int64)
+        self.wide = np.array([reg.wide(i) for i in range(len(sp))])
+        self.thr = np.array(reg.thresholds())
+        self.modes = reg.modes
+        mode_ids = {id(m): i for i, m in enumerate(self.modes)}
+        n_modes = np.array([len(s.modes) for s in sp])
+        self.mode_off = np.concatenate([[0], np.cumsum(n_modes)]).astype(np.int64)
+        # modes in species order (reg.modes is built that way); cumulative BFs shifted by the species id
+        cum: list[float] = []
+        for i, s in enumerate(sp):
+            for j, m in enumerate(s.modes):
+                if mode_ids[id(m)] != self.mode_off[i] + j:
+                    raise DecayError("internal: modes out of species order")
+            c = np.cumsum([m.bf for m in s.modes])
+            if len(c):
+                c[-1] = 1.0
+            cum.extend(i + c)
+        self.cum_shifted = np.array(cum)
+        self.decays = n_modes > 0
+        self.mode_nd = np.array([len(m.daughters) for m in self.modes], np.int64)
+        self.mode_doff = np.concatenate([[0], np.cumsum(self.mode_nd)]).astype(np.int64)
+        self.mode_dflat = np.array([d for m in self.modes for d in m.daughters], np.int64)
+        self.mode_weighted = np.array([m.model not in ("PHSP", "") for m in self.modes])
+        self._ps_bound: dict[tuple[int, float], float] = {}
+        self._eff: dict[int, float] = {}
+        self._model_bound: dict[Any, float] = {}
+        self.chains: list[DecayChain] = []
 
-    def visit(node: DecayNode, top: bool) -> None:
-        if not node.children:
+    # ---- phase 1: topology
+    def _sample_modes(self, species: np.ndarray, rng: np.random.Generator, forced: np.ndarray | None) -> np.ndarray:
+        u = rng.random(len(species))
+        mode = np.searchsorted(self.cum_shifted, species + u, side="right")
+        mode = np.minimum(mode, self.mode_off[species + 1] - 1)
+        out = np.where(self.decays[species], mode, -1)
+        if forced is not None:
+            out = np.where(forced >= 0, forced, out)
+        return out
+
+    def _topology_once(self, heads: np.ndarray, inst: np.ndarray, rng: np.random.Generator, head_mode: np.ndarray | None) -> dict[str, np.ndarray]:
+        gens: list[dict[str, np.ndarray]] = []
+        cur_sp, cur_inst = heads, inst
+        cur_parent = np.full(len(heads), -1, np.int64)
+        offset = 0
+        forced = head_mode
+        while len(cur_sp):
+            mode = self._sample_modes(cur_sp, rng, forced)
+            forced = None
+            rows = offset + np.arange(len(cur_sp))
+            gens.append({"inst": cur_inst, "species": cur_sp, "mode": mode, "parent": cur_parent, "gen": np.full(len(cur_sp), len(gens))})
+            dec = mode >= 0
+            nd = self.mode_nd[mode[dec]]
+            tot = int(nd.sum())
+            starts = np.cumsum(nd) - nd
+            slot = np.arange(tot) - np.repeat(starts, nd)
+            cur_parent = np.repeat(rows[dec], nd)
+            cur_sp = self.mode_dflat[np.repeat(self.mode_doff[mode[dec]], nd) + slot]
+            cur_inst = np.repeat(cur_inst[dec], nd)
+            offset += len(rows)
+            if len(gens) > 40:
+                raise DecayError(f"decay tree of {self.reg.source!r} deeper than 40 generations (a decay loop in the table?)")
+        return {k: np.concatenate([g[k] for g in gens]) for k in gens[0]}
+
+    def _row_thresholds(self, t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: smallest mass its drawn subtree allows, and the sum of its daughters' smallest masses."""
+        R = len(t["inst"])
+        species, gen, parent = t["species"], t["gen"], t["parent"]
+        thr = self.mass[species].copy()
+        sums = np.zeros(R)
+        for g in range(int(gen.max()), 0, -1):
+            sel = np.flatnonzero(gen == g)
+            np.add.at(sums, parent[sel], thr[sel])
+            par = np.unique(parent[sel])
+            wide_par = par[self.wide[species[par]] & (gen[par] > 0)]
+            thr[wide_par] = sums[wide_par]
+        return thr, sums
+
+    def _feasible(self, t: dict[str, np.ndarray], n_inst: int) -> np.ndarray:
+        """Per instance: every fixed-mass decaying particle heavier than its daughters' thresholds."""
+        _thr, sums = self._row_thresholds(t)
+        species, gen, mode = t["species"], t["gen"], t["mode"]
+        fixed = (mode >= 0) & ~(self.wide[species] & (gen > 0))
+        nd1 = self.mode_nd[np.maximum(mode, 0)] == 1
+        bad_row = fixed & np.where(nd1, sums > self.mass[species] + 1e-6, sums >= self.mass[species])
+        ok = np.ones(n_inst, bool)
+        ok[t["inst"][bad_row]] = False
+        return ok
+
+    def topology(self, heads: np.ndarray, rng: np.random.Generator, head_mode: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Rows of complete decay trees (modes drawn) for instances with root species ``heads``."""
+        n = len(heads)
+        parts = []
+        pending = np.arange(n)
+        for _ in range(200):
+            t = self._topology_once(heads[pending], pending, rng, None if head_mode is None else head_mode[pending])
+            ok = self._feasible(t, n)
+            keep = ok[t["inst"]]
+            parts.append((t, keep))
+            bad = pending[~ok[pending]]
+            if len(bad) == 0:
+                break
+            pending = bad
+        else:
+            raise DecayError(f"cannot draw kinematically allowed decay trees of {self.reg.source!r} (200 tries)")
+        # merge: keep rows of accepted instances, order by (instance, generation, sequence)
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("inst", "species", "mode", "parent", "gen")}
+        base = 0
+        old_ids = []
+        for t, keep in parts:
+            idx = np.flatnonzero(keep)
+            for k in ("inst", "species", "mode", "gen"):
+                cols[k].append(t[k][idx])
+            cols["parent"].append(np.where(t["parent"][idx] >= 0, t["parent"][idx] + base, -1))
+            old_ids.append(idx + base)
+            base += len(t["inst"])
+        out = {k: np.concatenate(v) for k, v in cols.items()}
+        old = np.concatenate(old_ids)
+        order = np.lexsort((np.arange(len(old)), out["gen"], out["inst"]))
+        out = {k: v[order] for k, v in out.items()}
+        old = old[order]
+        new_of_old = np.full(base, -1, np.int64)
+        new_of_old[old] = np.arange(len(old))
+        out["parent"] = np.where(out["parent"] >= 0, new_of_old[np.maximum(out["parent"], 0)], -1)
+        R = len(old)
+        first = np.full(R, -1, np.int64)
+        nd = np.zeros(R, np.int64)
+        child = np.flatnonzero(out["parent"] >= 0)
+        np.add.at(nd, out["parent"][child], 1)
+        # children are contiguous and ordered: the first is the smallest row with that parent
+        rev = child[::-1]
+        first[out["parent"][rev]] = rev
+        out["first"] = first
+        out["nd"] = nd
+        out["thr"] = self._row_thresholds(out)[0]
+        return out
+
+    # ---- phase 2: kinematics
+    def _ps_factor_fn(self, gid: int, m: np.ndarray) -> np.ndarray:
+        """Phase-space factor of the decay of a wide particle at mass ``m`` by mode ``gid``, up to a constant.
+
+        Two-body modes: ``m Φ2(m) ∝ p*(m)`` with the daughters at their smallest
+        masses (so a K*(892) → K π line shape is BW × p*, vanishing at threshold).
+        Modes of three or more bodies: 1, i.e. the line shape is the BW times the
+        phase space of the decay that produced the particle only (EvtGen's default
+        for such resonances); a documented approximation.
+        """
+        mode = self.modes[gid]
+        if len(mode.daughters) != 2:
+            return np.ones_like(m)
+        ds = np.array(mode.daughters)
+        lo = np.where(self.wide[ds], self.thr[ds], self.mass[ds])
+        return nbody.pdk(m, lo[0], lo[1])
+
+    def _decay_group(self, gid: int, P: np.ndarray, rows: TreeRows, rng: np.random.Generator) -> None:
+        """Decay the rows ``P`` (all with mode ``gid``): daughters' masses and lab four-momenta."""
+        k = len(self.modes[gid].daughters)
+        children = rows.first[P][:, None] + np.arange(k)[None, :]
+        if k == 1:
+            rows.p4[children[:, 0]] = rows.p4[P]
+            rows.mass[children[:, 0]] = rows.mass[P]
             return
-        p = lookup_particle(node.pid)
-        q = sum(int(round(lookup_particle(c.pid).charge or 0)) for c in node.children)
-        if q != int(round(p.charge or 0)):
-            raise DecayError(
-                f"charge not conserved in {node} ({what}): {node.name} has charge {float(p.charge):+g}, daughters sum to {q:+d}"
-            )
-        need = sum(min_mass(c) for c in node.children)
-        mass = float(p.mass or 0.0)
-        width = float(p.width or 0.0) if not top and (p.width or 0.0) > width_tolerance else 0.0
-        if need >= mass + 5.0 * width:
-            raise DecayError(
-                f"kinematically forbidden: {node} ({what}): daughters need at least {need:.1f} MeV, "
-                f"{node.name} has {mass:.1f} MeV"
-            )
-        for c in node.children:
-            visit(c, False)
+        parent_fixed = not self.wide[rows.species[P[0]]] or bool(np.all(rows.gen[P] == 0))
+        lab, masses = self._sample_decays(
+            gid, rows.mass[P], rows.p4[P], rows.thr[children], rows.mode[children], rng, parent_fixed=parent_fixed, with_model=True
+        )
+        rows.p4[children] = lab
+        rows.mass[children] = masses
 
-    visit(tree, True)
+    def _sample_decays(
+        self,
+        gid: int,
+        M: np.ndarray,
+        parent_p4: np.ndarray,
+        thr: np.ndarray,
+        child_modes: np.ndarray,
+        rng: np.random.Generator,
+        *,
+        parent_fixed: bool,
+        with_model: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Unweighted decays of ``n`` parents by mode ``gid``.
+
+        Args:
+            gid: the mode.
+            M: ``(n,)`` parent masses [MeV]; parent_p4: ``(n, 4)`` their lab four-momenta.
+            thr: ``(n, K)`` smallest masses of the daughters' drawn subtrees [MeV].
+            child_modes: ``(n, K)`` the daughters' drawn modes (-1 stable).
+            rng: random generator.
+            parent_fixed: all parents have the same, nominal mass (a tighter presampled bound).
+            with_model: apply the one-level model weight of a table mode (its own block).
+
+        Returns:
+            ``(lab, masses)``: ``(n, K, 4)`` lab four-momenta and ``(n, K)`` masses of the daughters.
+        """
+        mode = self.modes[gid]
+        ds = np.array(mode.daughters)
+        k = len(ds)
+        n = len(M)
+        wide = self.wide[ds]
+        nominal = self.mass[ds]
+        lo = np.where(wide[None, :], thr, nominal[None, :])
+        hi = M[:, None] - (lo.sum(axis=1)[:, None] - lo)
+        fixed = not wide.any() and parent_fixed and bool(np.all(M[0] == M))
+        model_block = with_model and bool(self.mode_weighted[gid]) and mode.origin == "table"
+        model_bound = self.mode_bound(gid) if model_block else 1.0
+        out_p4 = np.empty((n, k, 4))
+        out_m = np.empty((n, k))
+        pending = np.arange(n)
+        eff = self._eff.get(gid, 0.5)  # running acceptance: how many candidates each pending decay gets per round
+        tried = accepted = 0
+        for _ in range(2_000):
+            if len(pending) == 0:
+                break
+            rep = int(np.clip(1.2 / max(eff, 1e-9), 1, max(1, 100_000 // len(pending))))
+            cand = np.repeat(pending, rep)  # candidate c belongs to pending decay cand[c]
+            Mp = M[cand]
+            m = np.tile(nominal, (len(cand), 1))
+            f_num = np.ones(len(cand))
+            f_den = np.ones(len(cand))
+            for j in np.flatnonzero(wide):
+                m[:, j] = nbody.truncated_breit_wigner(float(nominal[j]), float(self.width[ds[j]]), lo[cand, j], hi[cand, j], rng)
+                cm = child_modes[cand, j]
+                for g in np.unique(cm):
+                    s = cm == g
+                    f_num[s] *= self._ps_factor_fn(int(g), m[s, j])
+                    f_den[s] *= self._ps_factor_fn(int(g), hi[cand[s], j])
+            room = m.sum(axis=1) < Mp
+            if fixed:
+                p4, w = nbody.genbod(m, Mp, rng)
+                bound = np.full(len(cand), self._fixed_bound(gid, nominal, float(M[0])))
+                if np.any(w > bound * (1.0 + 1e-9)):
+                    raise DecayError(f"phase-space weight above its presampled bound in {mode.text} ({self.reg.source}); please report")
+                acc = rng.random(len(cand)) * bound < w
+            else:
+                # step 1 (masses only, cheap): T^(K-2) wb(m) Π f(m) against its bound at the thresholds
+                mm = np.where(room[:, None], m, lo[cand])
+                tmax = np.maximum(Mp - lo[cand].sum(axis=1), 1e-300)
+                t_ratio = (np.maximum(Mp - mm.sum(axis=1), 0.0) / tmax) ** (k - 2) if k > 2 else np.ones(len(cand))
+                wb_m = nbody.weight_bound(mm, Mp)
+                wb_lo = np.maximum(nbody.weight_bound(lo[cand], Mp), 1e-300)
+                a1 = room & (rng.random(len(cand)) * wb_lo * np.maximum(f_den, 1e-300) < t_ratio * wb_m * f_num)
+                # step 2 (kinematics for the survivors): the Raubold–Lynch weight against its bound at these masses
+                acc = np.zeros(len(cand), bool)
+                s1 = np.flatnonzero(a1)
+                p4 = np.empty((len(cand), k, 4))
+                if len(s1):
+                    p4s, w = nbody.genbod(m[s1], Mp[s1], rng)
+                    p4[s1] = p4s
+                    acc[s1] = rng.random(len(s1)) * wb_m[s1] < w
+            hit = np.flatnonzero(acc)
+            lab = nbody.boost(p4[hit], parent_p4[cand[hit]], Mp[hit])
+            if model_block and len(hit):
+                specs = self._mode_specs(gid)
+                wm = self._chain_weight(specs, [parent_p4[cand[hit]]] + [lab[:, j] for j in range(k)], mode.text)
+                if len(wm) and float(wm.max()) > model_bound * (1.0 + 1e-9):
+                    new_bound = float(wm.max()) * _MODEL_SAFETY
+                    log.warning(
+                        "model weight %.4g of %s (decay table) exceeded its presampled bound %.4g: bound raised to %.4g "
+                        "(decays accepted before this one are biased by at most that ratio)",
+                        float(wm.max()), mode.text, model_bound, new_bound,
+                    )
+                    model_bound = new_bound
+                    self._model_bound[("mode", gid)] = new_bound
+                keep = rng.random(len(hit)) * model_bound < wm
+                hit, lab = hit[keep], lab[keep]
+            tried += len(cand)
+            accepted += len(hit)
+            eff = max(accepted / tried, 1e-9)
+            # the first accepted candidate of each pending decay
+            owners, first_hit = np.unique(cand[hit], return_index=True)
+            out_p4[owners] = lab[first_hit]
+            out_m[owners] = m[hit[first_hit]]
+            done = np.zeros(n, bool)
+            done[owners] = True
+            pending = pending[~done[pending]]
+        else:
+            raise DecayError(f"accept-reject of {mode.text} ({self.reg.source}) does not converge (efficiency {eff:.2g})")
+        self._eff[gid] = eff
+        return out_p4, out_m
+
+    def _fixed_bound(self, gid: int, masses: np.ndarray, big_m: float) -> float:
+        key = (gid, round(big_m, 6))
+        if key not in self._ps_bound:
+            rng = np.random.default_rng(12345 + gid)
+            _, w = nbody.genbod(np.tile(masses, (_PRESAMPLE, 1)), np.full(_PRESAMPLE, big_m), rng)
+            analytic = float(nbody.weight_bound(masses[None, :], np.array([big_m]))[0])
+            self._ps_bound[key] = min(float(w.max()) * _PS_SAFETY, analytic)
+        return self._ps_bound[key]
+
+    def kinematics(self, t: dict[str, np.ndarray], head_p4: np.ndarray, rng: np.random.Generator, rows: TreeRows | None = None, inst_mask: np.ndarray | None = None) -> TreeRows:
+        """Four-momenta of every row (heads given in the lab); only instances in ``inst_mask`` if given."""
+        if rows is None:
+            R = len(t["inst"])
+            rows = TreeRows(t["inst"], t["species"], t["mode"], t["parent"], t["first"], t["nd"], t["gen"], t["thr"], np.zeros((R, 4)), np.zeros(R))
+        sel_row = np.ones(len(rows.inst), bool) if inst_mask is None else inst_mask[rows.inst]
+        heads = np.flatnonzero(sel_row & (rows.gen == 0))
+        rows.p4[heads] = head_p4[rows.inst[heads]]
+        rows.mass[heads] = self.mass[rows.species[heads]]
+        for g in range(int(rows.gen.max()) + 1):
+            dec = np.flatnonzero(sel_row & (rows.gen == g) & (rows.mode >= 0))
+            if len(dec) == 0:
+                continue
+            modes = rows.mode[dec]
+            order = np.argsort(modes, kind="stable")
+            modes_sorted = modes[order]
+            uniq, starts = np.unique(modes_sorted, return_index=True)
+            ends = np.append(starts[1:], len(order))
+            for gid, s, e in zip(uniq, starts, ends, strict=True):
+                self._decay_group(int(gid), dec[order[s:e]], rows, rng)
+        return rows
+
+    # ---- phase 3: model weights
+    def _block_weights(self, rows: TreeRows, inst_mask: np.ndarray, n_inst: int) -> np.ndarray:
+        """Per instance: accepted by every model block (True where no block)."""
+        ok = np.ones(n_inst, bool)
+        for chain in self.chains:
+            if not chain.weighted:
+                continue
+            r = rows.chain_rows(chain)
+            r = r[inst_mask[rows.inst[r[:, 0]]]]
+            if len(r) == 0:
+                continue
+            w = self._chain_weight(chain.node_specs(), [rows.p4[r[:, j]] for j in range(r.shape[1])], chain.tree)
+            bound = self.chain_bound(chain)
+            self._check_bound(w, bound, str(chain.tree))
+            ok[rows.inst[r[:, 0]]] &= self._rng_u(len(w)) * bound < w
+        return ok
+
+    def _rng_u(self, n: int) -> np.ndarray:
+        return self._rng.random(n)
+
+    @staticmethod
+    def _chain_weight(specs: list[Any], p4: list[np.ndarray], what: Any) -> np.ndarray:
+        from sim.generation.amplitudes import chain_weight
+
+        w = np.asarray(chain_weight(specs, p4), float)
+        if w.shape != (len(p4[0]),) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise DecayError(f"model weights of {what} are not finite and >= 0 (chain_weight)")
+        return w
+
+    def _check_bound(self, w: np.ndarray, bound: float, what: str) -> None:
+        if len(w) and float(w.max()) > bound * (1.0 + 1e-9):
+            raise DecayError(
+                f"model weight {float(w.max()):.4g} of {what} exceeds its accept-reject bound {bound:.4g} "
+                f"(presample max x {_MODEL_SAFETY}); the sample would be biased"
+            )
+
+    def _mode_specs(self, gid: int) -> list[Any]:
+        from sim.generation.amplitudes import NodeSpec
+
+        m = self.modes[gid]
+        k = len(m.daughters)
+        head = NodeSpec(pid=int(self.pid[m.parent]), model=m.model, params=m.params, children=tuple(range(1, k + 1)), mother=-1)
+        return [head] + [NodeSpec(pid=int(self.pid[d]), model="", params=(), children=(), mother=0) for d in m.daughters]
+
+    def _presample_bound(self, specs: list[Any], root: int, head_mode: int | None, seed: int, what: str, pick: Any) -> float:
+        from sim.generation.amplitudes import model_weight_bound
+
+        b = model_weight_bound(specs)
+        if b is not None:
+            return float(b)
+        rng = np.random.default_rng(seed)
+        heads = np.full(_PRESAMPLE, root, np.int64)
+        t = self.topology(heads, rng, None if head_mode is None else np.full(_PRESAMPLE, head_mode, np.int64))
+        hp4 = np.zeros((_PRESAMPLE, 4))
+        hp4[:, 3] = self.mass[root]
+        rows = self.kinematics(t, hp4, rng)
+        w = self._chain_weight(specs, pick(rows), what)
+        if not np.any(w > 0):
+            raise DecayError(f"model weights of {what} are zero on a {_PRESAMPLE}-decay presample")
+        return float(w.max()) * _MODEL_SAFETY
+
+    def chain_bound(self, chain: DecayChain) -> float:
+        key = ("chain", chain.root)
+        if key not in self._model_bound:
+            def pick(rows: TreeRows) -> list[np.ndarray]:
+                r = rows.chain_rows(chain)
+                return [rows.p4[r[:, j]] for j in range(r.shape[1])]
+
+            self._model_bound[key] = self._presample_bound(chain.node_specs(), chain.root, None, 777 + chain.root, str(chain.tree), pick)
+        return self._model_bound[key]
+
+    def mode_bound(self, gid: int) -> float:
+        """Accept–reject bound of a table mode's one-level model weight (analytic, or presampled once)."""
+        key = ("mode", gid)
+        if key not in self._model_bound:
+            from sim.generation.amplitudes import model_weight_bound
+
+            m = self.modes[gid]
+            specs = self._mode_specs(gid)
+            b = model_weight_bound(specs)
+            if b is None:
+                rng = np.random.default_rng(4242 + gid)
+                n = _PRESAMPLE_TABLE
+                ds = np.array(m.daughters)
+                M = np.full(n, self.mass[m.parent])
+                hp4 = np.zeros((n, 4))
+                hp4[:, 3] = M
+                cmodes = np.stack([self._sample_modes(np.full(n, d, np.int64), rng, None) for d in ds], axis=1)
+                thr = np.where(cmodes >= 0, self._mode_thr_static(np.maximum(cmodes, 0)), self.mass[ds][None, :])
+                thr = np.where(self.wide[ds][None, :], thr, self.mass[ds][None, :])
+                lab, _ = self._sample_decays(gid, M, hp4, thr, cmodes, rng, parent_fixed=True, with_model=False)
+                w = self._chain_weight(specs, [hp4] + [lab[:, j] for j in range(len(ds))], m.text)
+                if not np.any(w > 0):
+                    raise DecayError(f"model weights of {m.text} are zero on a {n}-decay presample")
+                b = float(w.max()) * _MODEL_SAFETY
+            self._model_bound[key] = float(b)
+        return self._model_bound[key]
+
+    def _mode_thr_static(self, gids: np.ndarray) -> np.ndarray:
+        """Threshold of modes (sum of their daughters' smallest masses, species level)."""
+        if not hasattr(self, "_mthr"):
+            lo = np.where(self.wide[self.mode_dflat], self.thr[self.mode_dflat], self.mass[self.mode_dflat])
+            self._mthr = np.add.reduceat(lo, self.mode_doff[:-1]) if len(lo) else np.zeros(0)
+        return self._mthr[gids]
+
+    # ---- everything
+    def generate(self, heads: np.ndarray, head_p4: np.ndarray, rng: np.random.Generator) -> TreeRows:
+        """Complete decay trees for root species ``heads`` (n,) with lab four-momenta ``head_p4`` (n, 4)."""
+        n = len(heads)
+        t = self.topology(heads, rng)
+        rows = self.kinematics(t, head_p4, rng)
+        has_blocks = any(c.weighted for c in self.chains)
+        if has_blocks:
+            self._rng = rng
+            pending = np.ones(n, bool)
+            for _ in range(100_000):
+                ok = self._block_weights(rows, pending, n)
+                pending &= ~ok
+                if not pending.any():
+                    break
+                rows = self.kinematics(t, head_p4, rng, rows, pending)
+            else:
+                raise DecayError(f"model accept-reject of {self.reg.source!r} does not converge")
+        return rows
+
+    def decay_positions(self, rows: TreeRows, head_pos: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Production and decay positions ``(R, 4)`` [mm, ns] (decay NaN for stable rows)."""
+        R = len(rows.inst)
+        prod = np.empty((R, 4))
+        dec = np.full((R, 4), np.nan)
+        heads = np.flatnonzero(rows.gen == 0)
+        prod[heads] = head_pos[rows.inst[heads]]
+        tau = self.lifetime[rows.species]
+        for g in range(int(rows.gen.max()) + 1):
+            sel = np.flatnonzero(rows.gen == g)
+            if g > 0:
+                prod[sel] = dec[rows.parent[sel]]
+            d = sel[rows.mode[sel] >= 0]
+            t = rng.exponential(1.0, len(d)) * tau[d]
+            m = np.maximum(rows.mass[d], 1e-9)
+            dec[d, :3] = prod[d, :3] + rows.p4[d, :3] / m[:, None] * (C_LIGHT * t)[:, None]
+            dec[d, 3] = prod[d, 3] + rows.p4[d, 3] / m * t
+        return prod, dec
+
+
+# --------------------------------------------------------------------------- building
 
 
 def load_decay(
@@ -300,99 +1096,90 @@ def load_decay(
     dec_file: str | Path | None = None,
     mother: str | None = None,
     width_tolerance: float = 0.1,
-    stable: Sequence[str] = ("pi0", "K_S0", "Lambda0", "K_L0", "eta", "gamma"),
+    stable: Sequence[str] = DEFAULT_STABLE,
+    decay_table: str = "DECAY_LHCB.DEC",
+    unsupported_models: str = "error",
+    table_unsupported_models: str = "phase-space",
 ) -> DecayModel:
     """Build a :class:`DecayModel` from a descriptor or a DecFile.
 
     Args:
-        decay: a descriptor, e.g. ``"Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"``.
-        dec_file: a ``.dec`` file (EvtGen format, aliases allowed); every mode
-            is generated with its branching fraction.
+        decay: a descriptor, e.g. ``"Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"``;
+            ``"[...]cc"`` adds the charge-conjugate decay.
+        dec_file: a ``.dec`` file (EvtGen format, aliases, ``CDecay``); every mode of
+            ``mother`` with its branching fraction.  A Decay block of the conjugate
+            (``CDecay``) adds the charge-conjugate decay.
         mother: the decaying particle of ``dec_file`` (default: first ``Decay`` block).
-        width_tolerance: intermediate particles wider than this [MeV] get a
-            Breit–Wigner mass.
-        stable: particles not decayed further when expanding a DecFile (they are
-            left to the detector).
+        width_tolerance: non-head particles wider than this [MeV] get a Breit–Wigner mass.
+        stable: particles the table does not decay (antiparticles implied); what
+            the user writes is always decayed as written.
+        decay_table: the table completing undecayed particles: a shipped name
+            (``DECAY_LHCB.DEC``, ``DECAY_BELLE2.DEC``) or a DecFile path.
+        unsupported_models: ``"error" | "phase-space" | "skip"`` for what the user wrote.
+        table_unsupported_models: the same for the table's modes (default
+            ``"phase-space"``: the table is the program's choice, not the user's
+            request; one warning line per substituted model, never silent).
 
     Raises:
-        DecayError, UnknownParticleError: malformed or unphysical decay.
+        DecayError, UnknownParticleError: malformed, unphysical or unsupported decay.
     """
-    from decaylanguage import DecFileParser
-
     if (decay is None) == (dec_file is None):
         raise DecayError("give exactly one of a decay descriptor or a .dec file")
+    stable_set = stable_pids(stable)
     if decay is not None:
-        tree, _cc = parse_descriptor(decay)
-        text = descriptor_to_dec(tree)
+        tree, cc = parse_descriptor(decay)
         source = decay
-        mother = tree.name
-        parser = _parse_dec(DecFileParser.from_string, text, decay)
+        reg = _Registry(user=None, table=decay_table, stable=stable_set, user_policy=unsupported_models,
+                        table_policy=table_unsupported_models, width_tolerance=width_tolerance, source=source)
+        specs = [(1.0, _descriptor_spec(tree))]
+        cc_specs = [(1.0, _descriptor_spec(tree.conjugate()))] if cc and tree.conjugate().pid != tree.pid else []
+        blocks: DecBlocks | None = None
+        head_name = tree.name
     else:
         path = Path(dec_file)  # type: ignore[arg-type]
-        if not path.is_file():
-            raise DecayError(f"DecFile '{path}' does not exist")
+        blocks = read_dec_file(path)
         source = str(path)
-        parser = _parse_dec(DecFileParser, str(path), str(path))
-        mothers = parser.list_decay_mother_names()
+        mothers = blocks.mothers()
         if not mothers:
             raise DecayError(f"DecFile '{path}' has no Decay block")
         if mother is None:
             mother = mothers[0]
         elif mother not in mothers:
-            raise DecayError(f"DecFile '{path}' has no Decay block for {mother!r}; it has {', '.join(mothers)}")
-    aliases = dict(parser.dict_aliases())
-    try:
-        chain = parser.build_decay_chains(mother, stable_particles=[s for s in stable if s != mother])
-    except Exception as err:  # noqa: BLE001 - decaylanguage raises several kinds
-        raise DecayError(f"cannot build decay chains of {mother!r} from {source!r}: {err}") from err
-    pairs = _dict_to_tree(chain, aliases)
-    total = sum(p for p, _ in pairs)
-    if not pairs or total <= 0:
-        raise DecayError(f"decay of {mother!r} in {source!r} has no mode with a positive branching fraction")
-    for _p, tree_ in pairs:
-        _check_physics(tree_, width_tolerance, source)
-    return _build_model(source, aliases.get(mother, mother), pairs, total, width_tolerance)
+            from mambah.descriptor import _evtgen_name
 
+            try:
+                canon = _evtgen_name(lookup_particle(mother))
+            except Exception:
+                canon = mother
+            if canon not in mothers:
+                raise DecayError(f"DecFile '{path}' has no Decay block for {mother!r}; it has {', '.join(mothers)}")
+            mother = canon
+        reg = _Registry(user=blocks, table=decay_table, stable=stable_set, user_policy=unsupported_models,
+                        table_policy=table_unsupported_models, width_tolerance=width_tolerance, source=source)
+        specs = _expand_user(blocks, mother, reg)
+        conj = blocks.conjugates.get(mother)
+        if conj is None:
+            from mambah.descriptor import _evtgen_name
 
-def _parse_dec(ctor: Any, arg: str, what: str) -> Any:
-    try:
-        parser = ctor(arg)
-        parser.parse()
-    except Exception as err:  # noqa: BLE001 - lark errors etc.
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DecayError(f"malformed decay {what!r}: {first}") from err
-    return parser
-
-
-def _build_model(source: str, mother: str, pairs: list[tuple[float, DecayNode]], total: float, width_tolerance: float) -> DecayModel:
-    import tensorflow as tf
-
-    chains = []
-    for prob, tree in pairs:
-        holder = [tf.random.Generator.from_seed(0)]
-        gen = _gen_particle(tree, _bw_factory(holder), width_tolerance, set(), top=True)
-        chains.append(DecayChain(prob / total, gen, holder[0], tree))
-    return DecayModel(source, mother, chains)
-
-
-def _gen_particle(node: DecayNode, bw: Any, width_tolerance: float, used: set[str], *, top: bool) -> Any:
-    """A ``phasespace.GenParticle`` tree; names made unique as phasespace.fromdecay does ('pi+ [0]')."""
-    from phasespace import GenParticle
-
-    name = node.name
-    i = 0
-    while name in used:
-        name = f"{node.name} [{i}]"
-        i += 1
-    used.add(name)
-    p = lookup_particle(node.pid)
-    mass: Any = float(p.mass or 0.0)  # neutrinos: particle gives None -> massless
-    width = float(p.width or 0.0)
-    if node.children and not top and width > width_tolerance:
-        mass = bw(mass, width)
-    gen = GenParticle(name, mass)
-    if node.children:
-        gen.set_children(*(_gen_particle(c, bw, width_tolerance, used, top=False) for c in node.children))
-    return gen
+            p = lookup_particle(blocks.particle_name(mother), context=source)
+            bar = p.invert()
+            conj = _evtgen_name(bar) if int(bar.pdgid) != int(p.pdgid) else None
+        cc_specs = _expand_user(blocks, conj, reg) if conj is not None and conj in blocks.blocks and conj != mother else []
+        head_name = blocks.particle_name(mother)
+    total = sum(p for p, _ in specs)
+    if not specs or total <= 0:
+        raise DecayError(f"decay of {head_name!r} in {source!r} has no mode with a positive branching fraction")
+    raw = []
+    for side, pairs in (("", specs), ("cc", cc_specs)):
+        tot = sum(p for p, _ in pairs)
+        for i, (p, spec) in enumerate(pairs):
+            nodes, dtree = _tree_nodes(reg, spec, f"c{side}{i}", blocks)
+            raw.append((side, p / tot, nodes, dtree))
+    reg.finish()
+    engine = _Engine(reg)
+    chains = [DecayChain(p, nodes, dtree, engine) for side, p, nodes, dtree in raw if side == ""]
+    cc_chains = [DecayChain(p, nodes, dtree, engine) for side, p, nodes, dtree in raw if side == "cc"]
+    engine.chains = chains + cc_chains
+    return DecayModel(source, chains[0].nodes[0].name, chains, cc_chains, engine)
 
 

@@ -1,13 +1,15 @@
-"""The generator pass: particle gun + phasespace decays → events, mc_particles, mc_vertices.
+"""The generator pass: particle gun + the decay engine → events, mc_particles, mc_vertices.
 
-Everything is vectorised over the batch: the gun draws all heavy hadrons at
-once, each exclusive decay chain is generated for all of its instances in one
-call of its compiled phasespace graph, and the tree bookkeeping (indices,
-mother/daughter links, vertices) is numpy array arithmetic.
+Everything is vectorised over the batch: the gun draws all heads at once, the
+decay engine (:mod:`sim.generation.decay`) draws complete trees (user chains
+completed by the decay table) per (particle, mode) group, and the tree
+bookkeeping (indices, mother/daughter links, vertices) is numpy array arithmetic.
+Every random number comes from the batch's stream (``ctx.rng(name)``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -15,34 +17,79 @@ import numpy as np
 import pyarrow as pa
 
 from mambah.errors import ConfigError
-
-from sim.generation.decay import C_LIGHT, DecayChain, DecayModel, load_decay
-from sim.generation.gun import HeavyHadronSpectrum, LuminousRegion, sample_primary_vertices
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
+from sim.generation.decay import DecayModel, load_decay
+from sim.generation.dectable import DEFAULT_STABLE, POLICIES, SHIPPED_TABLES
+from sim.generation.gun import (
+    SPECTRA,
+    FixedMomentum,
+    HeavyHadronSpectrum,
+    LuminousRegion,
+    UniformSpectrum,
+    sample_primary_vertices,
+)
 
 if TYPE_CHECKING:
     from sim.generation.gun import Spectrum
 
-__all__ = ("Generator", "DEFAULT_DECAY", "generate_tables")
+__all__ = ("DEFAULT_DECAY", "SPECTRUM_CHOICES", "Generator", "generate_tables", "spectrum_for")
 
 #: The default signal: semileptonic Λb0 decay with Λc+ → p K− π+.
 DEFAULT_DECAY = "Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"
+
+#: ``--spectrum`` choices → spectrum configs (parameters through ``--config``)
+SPECTRUM_CHOICES: dict[str, Any] = {
+    "b": lambda: HeavyHadronSpectrum(flavour="b"),
+    "c": lambda: HeavyHadronSpectrum(flavour="c"),
+    "uniform": UniformSpectrum,
+    "fixed": FixedMomentum,
+}
+
+
+def spectrum_for(pid: int) -> HeavyHadronSpectrum:
+    """The heavy-hadron spectrum that follows a head: b content → b, else c content → c.
+
+    Raises:
+        ConfigError: a head with neither (set ``spectrum`` / ``--spectrum``).
+    """
+    from particle import PDGID
+
+    p = PDGID(pid)
+    if p.has_bottom:
+        return HeavyHadronSpectrum(flavour="b")
+    if p.has_charm:
+        return HeavyHadronSpectrum(flavour="c")
+    raise ConfigError(
+        f"the head (PDG id {pid}) is neither a b nor a c hadron: choose its spectrum "
+        f"(--spectrum {'|'.join(SPECTRUM_CHOICES)}, or spectrum in the config)"
+    )
 
 
 @register_pass
 @dataclass(frozen=True)
 class Generator(Pass):
-    """Particle gun plus phasespace decays.
+    """Particle gun plus complete decay trees.
 
     Args:
         name: pass name.
-        decay: decay descriptor (ignored when ``dec_file`` is given).
-        dec_file: EvtGen DecFile; all modes of ``mother`` with their branching fractions.
+        decay: decay descriptor (ignored when ``dec_file`` is given); ``[...]cc`` for both states.
+        dec_file: EvtGen DecFile; all modes of ``mother`` with their branching fractions
+            (a Decay/CDecay block of the conjugate adds the charge-conjugate decay).
         mother: decaying particle of ``dec_file`` (default: its first Decay block).
-        spectrum: heavy-hadron kinematics (see :mod:`sim.generation.gun`).
+        spectrum: head kinematics (see :mod:`sim.generation.gun`), or ``"auto"``:
+            the heavy-hadron spectrum of the head's flavour (b, else c).
         luminous_region: primary-vertex distribution [mm, ns].
         particles_per_event: gun particles (signal decays) per event.
+        cc_fraction: fraction of charge-conjugate decays when CC is asked (``[...]cc``, CDecay).
+        decay_table: table completing undecayed particles: ``DECAY_LHCB.DEC``,
+            ``DECAY_BELLE2.DEC`` (shipped with decaylanguage) or a DecFile path.
+        stable: particles the table leaves undecayed (antiparticles implied).
+        width_tolerance: non-head particles wider than this [MeV] get Breit–Wigner masses.
+        unsupported_models: ``error | phase-space | skip`` for models the user wrote that
+            the engine cannot honour (phase-space: one warning line per model).
+        table_unsupported_models: the same for the table's modes (default phase-space,
+            one warning line per model; ``error`` to refuse).
 
     Writes ``events`` (PV), ``mc_particles``, ``mc_vertices``.
     """
@@ -55,49 +102,68 @@ class Generator(Pass):
     decay: str = DEFAULT_DECAY
     dec_file: str | None = None
     mother: str | None = None
-    spectrum: Any = field(default_factory=HeavyHadronSpectrum)
+    spectrum: Any = "auto"
     luminous_region: LuminousRegion = field(default_factory=LuminousRegion)
     particles_per_event: int = 1
+    cc_fraction: float = 0.5
+    decay_table: str = "DECAY_LHCB.DEC"
+    stable: tuple[str, ...] = DEFAULT_STABLE
+    width_tolerance: float = 0.1
+    unsupported_models: str = "error"
+    table_unsupported_models: str = "phase-space"
 
     def __post_init__(self) -> None:
         n = self.particles_per_event
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"particles_per_event must be a positive integer, got {n!r}")
-        if not hasattr(self.spectrum, "sample"):
-            raise ConfigError(f"spectrum must be a spectrum config, got {self.spectrum!r}")
+        if isinstance(self.spectrum, str):
+            if self.spectrum != "auto" and self.spectrum not in SPECTRUM_CHOICES:
+                raise ConfigError(f"spectrum {self.spectrum!r} is not 'auto', {', '.join(SPECTRUM_CHOICES)} or a spectrum table ({', '.join(SPECTRA)})")
+            if self.spectrum in SPECTRUM_CHOICES:
+                object.__setattr__(self, "spectrum", SPECTRUM_CHOICES[self.spectrum]())
+        elif not hasattr(self.spectrum, "sample"):
+            raise ConfigError(f"spectrum must be a spectrum config or 'auto', got {self.spectrum!r}")
+        f = self.cc_fraction
+        if isinstance(f, bool) or not isinstance(f, int | float) or not (0.0 <= f <= 1.0):
+            raise ConfigError(f"cc_fraction must be a number in [0, 1], got {f!r}")
+        for key in ("unsupported_models", "table_unsupported_models"):
+            if getattr(self, key) not in POLICIES:
+                raise ConfigError(f"{key} must be one of {', '.join(POLICIES)}, got {getattr(self, key)!r}")
+        if not isinstance(self.stable, tuple) or not all(isinstance(s, str) for s in self.stable):
+            raise ConfigError(f"stable must be a list of particle names, got {self.stable!r}")
+        if not isinstance(self.decay_table, str) or not self.decay_table:
+            raise ConfigError(f"decay_table must be {' or '.join(SHIPPED_TABLES)} or a DecFile path, got {self.decay_table!r}")
+        w = self.width_tolerance
+        if isinstance(w, bool) or not isinstance(w, int | float) or not (w >= 0 and math.isfinite(w)):
+            raise ConfigError(f"width_tolerance must be a number >= 0 [MeV], got {w!r}")
 
     def load(self) -> DecayModel:
-        """The decay model (parses and checks the decay; builds phasespace trees)."""
+        """The decay model (parses and checks the decay, resolves the table completions)."""
+        opts: dict[str, Any] = {
+            "stable": self.stable, "decay_table": self.decay_table, "width_tolerance": float(self.width_tolerance),
+            "unsupported_models": self.unsupported_models, "table_unsupported_models": self.table_unsupported_models,
+        }
         if self.dec_file is not None:
-            return load_decay(dec_file=self.dec_file, mother=self.mother)
-        return load_decay(self.decay)
+            return load_decay(dec_file=self.dec_file, mother=self.mother, **opts)
+        return load_decay(self.decay, **opts)
+
+    def resolved_spectrum(self, model: DecayModel) -> Spectrum:
+        """The spectrum used: the configured one, or the one that follows the head."""
+        return spectrum_for(model.head.pid) if isinstance(self.spectrum, str) else self.spectrum  # type: ignore[no-any-return]
 
     def build(self) -> Kernel:
         model = self.load()
-        for chain in model.chains:  # compile and find max weights once, before any batch
-            chain.generate_rest_frame(1, seed=0)
-        spectrum, region, k, name = self.spectrum, self.luminous_region, self.particles_per_event, self.name
+        model.prepare()  # presampled accept-reject bounds, before any batch
+        spectrum = self.resolved_spectrum(model)
+        region, k, name, ccf = self.luminous_region, self.particles_per_event, self.name, float(self.cc_fraction)
 
         def kernel(ctx: BatchContext) -> None:
             b = ctx.batch
-            tables = generate_tables(model, b.n_events, ctx.rng(name), spectrum=spectrum, region=region, particles_per_event=k)
+            tables = generate_tables(model, b.n_events, ctx.rng(name), spectrum=spectrum, region=region, particles_per_event=k, cc_fraction=ccf)
             for tname, tab in tables.items():
                 ctx.insert(tname, tab.append_column("batch", pa.array(np.full(tab.num_rows, b.batch, np.int32))))
 
         return kernel
-
-
-def _boost(rest: np.ndarray, head: np.ndarray) -> np.ndarray:
-    """Boost rest-frame four-vectors ``rest`` (n, S, 4) to the frame where the head has ``head`` (n, 4)."""
-    m = np.sqrt(np.maximum(head[:, 3] ** 2 - np.sum(head[:, :3] ** 2, axis=1), 0.0))
-    b = head[:, :3] / m[:, None]  # γβ
-    gamma = head[:, 3] / m
-    p, e = rest[..., :3], rest[..., 3]
-    bp = np.einsum("nsk,nk->ns", p, b)
-    out = np.empty_like(rest)
-    out[..., :3] = p + b[:, None, :] * (bp / (1.0 + gamma[:, None]) + e)[..., None]
-    out[..., 3] = gamma[:, None] * e + bp
-    return out
 
 
 def generate_tables(
@@ -106,120 +172,78 @@ def generate_tables(
     rng: np.random.Generator,
     *,
     spectrum: Spectrum | None = None,
-    region: LuminousRegion = LuminousRegion(),
+    region: LuminousRegion = LuminousRegion(),  # noqa: B008 - frozen dataclass
     particles_per_event: int = 1,
+    cc_fraction: float = 0.5,
 ) -> dict[str, pa.Table]:
     """Generate one batch: Arrow tables ``events``, ``mc_particles``, ``mc_vertices`` (no batch column).
 
     Args:
         model: the decay model.
         n_events: number of events.
-        rng: numpy generator (everything random, phasespace included, derives from it).
-        spectrum: gun kinematics; default b-hadron spectrum at 13 TeV.
+        rng: numpy generator (everything random derives from it).
+        spectrum: gun kinematics; default: the heavy-hadron spectrum of the head's flavour.
         region: luminous region.
         particles_per_event: signal decays per event.
+        cc_fraction: fraction of charge-conjugate heads when the model has CC.
 
     Returns:
-        Tables keyed by name; momenta [MeV], positions [mm], times [ns].
+        Tables keyed by name; momenta [MeV], positions [mm], times [ns].  Particles
+        of an event: its instances one after the other, each breadth-first
+        (daughters of a particle contiguous); vertex 0 is the PV, then one decay
+        vertex per decaying particle in particle order.
     """
-    spectrum = spectrum if spectrum is not None else HeavyHadronSpectrum()
+    spectrum = spectrum if spectrum is not None else spectrum_for(model.head.pid)
     k = particles_per_event
     n_inst = n_events * k
-    event_of = np.repeat(np.arange(n_events, dtype=np.int32), k)
     pv = sample_primary_vertices(n_events, rng, region)
     head_mass = model.head.mass
     px, py, pz = spectrum.sample(n_inst, head_mass, rng)
     head = np.stack([px, py, pz, np.sqrt(px**2 + py**2 + pz**2 + head_mass**2)], axis=1)
-    mode = rng.choice(len(model.chains), size=n_inst, p=model.probabilities) if len(model.chains) > 1 else np.zeros(n_inst, np.int64)
-    sizes = np.array([len(c) for c in model.chains])[mode]
-    n_dv = np.array([sum(1 for nd in c.nodes if nd.first_daughter >= 0) for c in model.chains])[mode]
-    # offsets of each instance within its event (particles and decay vertices)
-    p_off = (np.cumsum(sizes.reshape(n_events, k), axis=1) - sizes.reshape(n_events, k)).ravel()
-    v_off = (np.cumsum(n_dv.reshape(n_events, k), axis=1) - n_dv.reshape(n_events, k)).ravel() + 1
-    chain_seeds = rng.integers(0, 2**62, size=len(model.chains))
-
-    parts: list[dict[str, np.ndarray]] = []
-    verts: list[dict[str, np.ndarray]] = [
-        {
-            "event": np.arange(n_events, dtype=np.int32),
-            "index": np.zeros(n_events, np.int32),
-            "x": pv["pv_x"], "y": pv["pv_y"], "z": pv["pv_z"], "t": pv["pv_t"],
-            "mother_particle": np.full(n_events, -1, np.int32),
-        }
-    ]
-    for ci, chain in enumerate(model.chains):
-        sel = np.flatnonzero(mode == ci)
-        if len(sel) == 0:
-            continue
-        p, v = _chain_rows(chain, head[sel], event_of[sel], p_off[sel], v_off[sel], pv, int(chain_seeds[ci]), rng)
-        parts.append(p)
-        verts.append(v)
-    return {
-        "events": pa.table({"event": np.arange(n_events, dtype=np.int32), **pv}),
-        "mc_particles": _sorted_table(parts),
-        "mc_vertices": _sorted_table(verts),
-    }
-
-
-def _chain_rows(
-    chain: DecayChain,
-    head: np.ndarray,
-    event: np.ndarray,
-    p_off: np.ndarray,
-    v_off: np.ndarray,
-    pv: dict[str, np.ndarray],
-    seed: int,
-    rng: np.random.Generator,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    n = len(head)
-    nodes = chain.nodes
-    S = len(nodes)
-    rest = chain.generate_rest_frame(n, seed)
-    lab = _boost(rest, head)
-    mass = np.sqrt(np.maximum(rest[..., 3] ** 2 - np.sum(rest[..., :3] ** 2, axis=2), 0.0))
-    mass[:, 0] = chain.nodes[0].mass
-    mother = np.array([nd.mother for nd in nodes])
-    first = np.array([nd.first_daughter for nd in nodes])
-    last = np.array([nd.last_daughter for nd in nodes])
-    decays = first >= 0
-    vrank = np.cumsum(decays) - 1  # local decay-vertex number of each decaying node
-    # production and decay positions, node by node in BFS order (mothers come first)
-    prod = np.empty((n, S, 4))
-    dec = np.full((n, S, 4), np.nan)
-    prod[:, 0] = np.stack([pv["pv_x"][event], pv["pv_y"][event], pv["pv_z"][event], pv["pv_t"][event]], axis=1)
-    tau = np.array([nd.lifetime for nd in nodes])
-    for j in range(S):
-        if j > 0:
-            prod[:, j] = dec[:, mother[j]]
-        if decays[j]:
-            t = rng.exponential(1.0, n) * tau[j]  # proper time [ns]
-            m = np.maximum(mass[:, j], 1e-9)
-            dec[:, j, :3] = prod[:, j, :3] + lab[:, j, :3] / m[:, None] * (C_LIGHT * t)[:, None]
-            dec[:, j, 3] = prod[:, j, 3] + lab[:, j, 3] / m * t
-    idx = p_off[:, None] + np.arange(S)[None, :]
-    pv_link = np.where(mother >= 0, v_off[:, None] + vrank[np.maximum(mother, 0)][None, :], 0)
+    roots = model.sample_heads(n_inst, rng, cc_fraction)
+    engine = model.engine
+    rows = engine.generate(roots, head, rng)
+    event_of_inst = np.arange(n_inst) // k
+    pv4 = np.stack([pv["pv_x"], pv["pv_y"], pv["pv_z"], pv["pv_t"]], axis=1)
+    _prod, dec = engine.decay_positions(rows, pv4[event_of_inst], rng)
+    R = len(rows.inst)
+    event = event_of_inst[rows.inst].astype(np.int32)
+    start = np.searchsorted(event, np.arange(n_events))
+    idx = np.arange(R) - start[event]
+    decays = rows.mode >= 0
+    vrank = np.cumsum(decays) - 1  # global rank among decaying rows
+    dv_start = np.concatenate([[0], np.cumsum(decays)])[start]  # decaying rows before each event
+    vidx = np.where(decays, vrank - dv_start[event] + 1, -1)
+    par = np.maximum(rows.parent, 0)
     particles = {
-        "event": np.repeat(event, S),
-        "index": idx.ravel().astype(np.int32),
-        "pid": np.tile([nd.pid for nd in nodes], n).astype(np.int32),
-        "px": lab[..., 0].ravel(), "py": lab[..., 1].ravel(), "pz": lab[..., 2].ravel(), "e": lab[..., 3].ravel(),
-        "mass": mass.ravel(),
-        "charge": np.tile([nd.charge for nd in nodes], n).astype(np.int16),
-        "mother": np.where(mother >= 0, p_off[:, None] + mother, -1).ravel().astype(np.int32),
-        "first_daughter": np.where(first >= 0, p_off[:, None] + first, -1).ravel().astype(np.int32),
-        "last_daughter": np.where(last >= 0, p_off[:, None] + last, -1).ravel().astype(np.int32),
-        "prod_vertex": pv_link.ravel().astype(np.int32),
-        "decay_vertex": np.where(decays, v_off[:, None] + vrank, -1).ravel().astype(np.int32),
-        "is_signal": np.ones(n * S, bool),
+        "event": event,
+        "index": idx.astype(np.int32),
+        "pid": engine.pid[rows.species].astype(np.int32),
+        "px": rows.p4[:, 0], "py": rows.p4[:, 1], "pz": rows.p4[:, 2], "e": rows.p4[:, 3],
+        "mass": rows.mass,
+        "charge": engine.charge[rows.species].astype(np.int16),
+        "mother": np.where(rows.parent >= 0, idx[par], -1).astype(np.int32),
+        "first_daughter": np.where(rows.first >= 0, idx[np.maximum(rows.first, 0)], -1).astype(np.int32),
+        "last_daughter": np.where(rows.first >= 0, idx[np.maximum(rows.first, 0)] + rows.nd - 1, -1).astype(np.int32),
+        "prod_vertex": np.where(rows.parent >= 0, vidx[par], 0).astype(np.int32),
+        "decay_vertex": vidx.astype(np.int32),
+        "is_signal": np.ones(R, bool),
     }
     dj = np.flatnonzero(decays)
     vertices = {
-        "event": np.repeat(event, len(dj)),
-        "index": (v_off[:, None] + vrank[dj][None, :]).ravel().astype(np.int32),
-        "x": dec[:, dj, 0].ravel(), "y": dec[:, dj, 1].ravel(), "z": dec[:, dj, 2].ravel(), "t": dec[:, dj, 3].ravel(),
-        "mother_particle": (p_off[:, None] + dj[None, :]).ravel().astype(np.int32),
+        "event": np.concatenate([np.arange(n_events, dtype=np.int32), event[dj]]),
+        "index": np.concatenate([np.zeros(n_events, np.int32), vidx[dj].astype(np.int32)]),
+        "x": np.concatenate([pv["pv_x"], dec[dj, 0]]),
+        "y": np.concatenate([pv["pv_y"], dec[dj, 1]]),
+        "z": np.concatenate([pv["pv_z"], dec[dj, 2]]),
+        "t": np.concatenate([pv["pv_t"], dec[dj, 3]]),
+        "mother_particle": np.concatenate([np.full(n_events, -1, np.int32), idx[dj].astype(np.int32)]),
     }
-    return particles, vertices
+    return {
+        "events": pa.table({"event": np.arange(n_events, dtype=np.int32), **pv}),
+        "mc_particles": pa.table(particles),
+        "mc_vertices": _sorted_table([vertices]),
+    }
 
 
 def _sorted_table(chunks: list[dict[str, np.ndarray]]) -> pa.Table:
