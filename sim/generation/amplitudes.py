@@ -368,13 +368,13 @@ def helicity_couplings(
     elif model == "TVS_PWAVE":
         _need_spins(model, name, spins, (4, 2, 0), "parent, daughters")
         _need(model, name, params, (6,))
-        waves = [(ell, a) for ell, a in zip((1, 2, 3), _cplx(params), strict=True) if a != 0]
-        if len(waves) != 1:
+        nonzero = [(ell, a) for ell, a in zip((1, 2, 3), _cplx(params), strict=True) if a != 0]
+        if len(nonzero) != 1:
             raise DecayError(
                 f"TVS_PWAVE decay of {name} needs exactly one non-zero wave (P, D or F), got {tuple(params)}; "
                 "mixtures are not supported"
             )
-        ell, a = waves[0]
+        ell, a = nonzero[0]
         for lam in (2, 0, -2):
             # H_λ = sqrt((2L+1)/(2J+1)) <L 0; 1 λ | 2 λ> a_L (spin s = 1 of V + S)
             h[idx(lam, 0)] = math.sqrt((2 * ell + 1) / 5.0) * clebsch_gordan(2 * ell, 0, 2, lam, 4, lam) * a
@@ -389,7 +389,7 @@ def helicity_couplings(
 def _partial_waves(j2a: int, j2b: int, j2c: int) -> list[tuple[int, int]]:
     """(2L, 2S) of the partial waves of A → B C in EvtPartWave's order (L up, then S up)."""
     lmin = max(j2a - j2b - j2c, j2b - j2a - j2c, j2c - j2a - j2b, 0)
-    out = []
+    out: list[tuple[int, int]] = []
     for ell in range(lmin, j2a + j2b + j2c + 1, 2):
         smin = max(abs(ell - j2a), abs(j2b - j2c))
         smax = min(ell + j2a, j2b + j2c)
