@@ -16,15 +16,24 @@ collects, as 1-D numpy arrays with one entry per candidate:
   sum of their reconstructed charged final-state descendants (the *visible*
   momentum; neutrinos and other neutral final-state particles are never
   reconstructed), a decay vertex, a primary vertex and, from those, flight
-  distance, its chi2, DIRA and the corrected mass.
+  distance, its chi2, DIRA, the decay time and the corrected mass.
 
-Vertex model (documented in ``docs/ficino.md``): the decay vertex of a
-composite is its true end vertex smeared with independent Gaussians of widths
-:attr:`VertexResolution.sv_sigma`; the primary vertex is the reconstructed PV
-(``vertices`` row with ``is_primary`` and ``mc_vertex`` = the head's production
-vertex, uncertainties from its ``cov_xx/yy/zz``) when present, otherwise the
-true production vertex of the head smeared with :attr:`VertexResolution.pv_sigma`.
-The smearing random numbers derive from ``(seed, batch)`` only.
+Vertex model (documented in ``docs/ficino.md``): the decay vertex of a composite
+is *fitted* (:func:`sim.detector.vertexing.fit_vertex`, a Billoir fit) from its
+daughters' track states and covariances (``protoparticles`` ``x, y, z, tx, ty``,
+``charge/p`` and the 15 ``cov_*`` columns), bottom-up: a flying intermediate
+(cτ ≥ 1 µm: D, Λc, K_S, ...) enters its parent's fit as the line of its fitted
+vertex and momentum; a resonance (J/ψ, K*, φ, ...) is fitted through its tracks.
+A composite needs every input track matched and at least two inputs, else its
+vertex columns are NaN.  Its own primary vertex (``OWNPV``) is, among the event's
+reconstructed PVs (``vertices`` rows with ``is_primary``, diagonal covariance
+``cov_xx/yy/zz``), the one with the smallest IPχ² of the composite; these PVs are
+parametrised from the event's occupancy and never contain the signal tracks, so no
+refit is needed to exclude them.  An event without reconstructed PV uses the true
+production vertex of the head smeared with :attr:`VertexResolution.pv_sigma`
+(random numbers from ``(seed, batch)`` only).  FD, FDχ², DIRA and MCORR use the
+visible momentum (the same as ``M``); the decay time τ comes from a lifetime fit of
+PV, decay vertex and the fitted momentum (:func:`sim.detector.vertexing.decay_time`).
 
 Truth matching (``<composite>_BKGCAT``): 0 when every charged final-state
 descendant has a matched track whose reconstructed charge (if known) equals the
@@ -34,6 +43,7 @@ least one has no matched track (only in ``reconstructed_only=False`` exports).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import tomllib
@@ -45,11 +55,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ficino.variables import VARIABLES, Variable
 from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse_descriptor
 from mambah.errors import ExportError, MambahError
 from mambah.schema import column_names
-
-from ficino.variables import VARIABLES, Variable
+from sim.detector import vertexing as vx
+from sim.detector.trackcov import COV_COLUMNS, cov_from_columns
 
 if TYPE_CHECKING:
     from mambah.store import EventStore
@@ -89,15 +100,19 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 @dataclass(frozen=True)
 class VertexResolution:
-    """Gaussian vertex resolutions [mm] (x, y, z) of the vertex model.
+    """Gaussian PV resolution [mm] (x, y, z) used when an event has no reconstructed PV.
+
+    Decay vertices are fitted from the tracks (module docstring); the former
+    decay-vertex smearing (``sv_sigma``) is gone.
 
     Attributes:
-        sv_sigma: decay-vertex smearing of composites.
         pv_sigma: primary-vertex smearing when the store has no reconstructed PV.
     """
 
-    sv_sigma: tuple[float, float, float] = (0.015, 0.015, 0.150)
     pv_sigma: tuple[float, float, float] = (0.010, 0.010, 0.050)
+
+#: Intermediates with cτ below this [mm] are resonances: fitted through their tracks.
+RESONANCE_CTAU = 1e-3
 
 
 @dataclass(frozen=True)
@@ -421,7 +436,7 @@ def _first_track(mp_lookup: _Lookup, pp: Mapping[str, np.ndarray], n_mp: int) ->
 
 
 #: protoparticles columns every candidate needs (kinematics, matching).
-_PP_BASE = ("track_type", "charge", "px", "py", "pz")
+_PP_BASE = ("track_type", "charge", "px", "py", "pz", "x", "y", "z", "tx", "ty", *COV_COLUMNS)
 
 
 def _match_tree(tree: DecayNode, mp: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -511,10 +526,10 @@ def _fetch(store: EventStore, batch: int, pp_columns: Sequence[str] = _PP_COLS) 
         "mv": f'SELECT event, "index", x, y, z FROM mc_vertices WHERE batch = {b}',
         "mp": f'SELECT event, "index", {", ".join(_MC_COLS[1:])}, last_daughter - first_daughter + 1 AS n_daughters FROM mc_particles WHERE batch = {b}',
         "pp": f'SELECT event, "index", mc_particle, {pp_cols} FROM protoparticles WHERE batch = {b} AND mc_particle >= 0 AND track_type > 0',
-        "pv": f'SELECT event, "index", mc_vertex, x, y, z, cov_xx, cov_yy, cov_zz FROM vertices WHERE batch = {b} AND is_primary AND mc_vertex >= 0',
+        "pv": f'SELECT event, "index", mc_vertex, x, y, z, cov_xx, cov_yy, cov_zz, chi2, ndof FROM vertices WHERE batch = {b} AND is_primary',
         "ev": f"SELECT event, n_tracks, n_pv FROM events WHERE batch = {b}",
     }
-    ints = {"event", "index", "mc_particle", "mc_vertex", "pid", "n_daughters", "track_type", "n_tracks", "n_pv", "prod_vertex", "decay_vertex", "mother"}
+    ints = {"event", "index", "mc_particle", "mc_vertex", "pid", "n_daughters", "track_type", "n_tracks", "n_pv", "prod_vertex", "decay_vertex", "mother", "ndof"}
     for name, sql in queries.items():
         t = store.query(sql)
         out[name] = {c: (_i4(t[c], -1) if c in ints else _f8(t[c])) for c in t.column_names}
@@ -582,6 +597,189 @@ def candidates_from_tables(
     return _assemble(spec, event, rows, tables, int(batch), reconstructed_only, rng, resolution)
 
 
+def _vertex_plan(spec: DecaySpec) -> tuple[dict[str, tuple[tuple[str, str], ...]], list[str]]:
+    """Fit inputs of each composite ((alias, "track" | "composite"), ...) and the bottom-up order."""
+    nodes = spec.tree.walk()
+    alias_of = {id(nd): a for nd, a in zip(nodes, spec.aliases)}
+    inputs: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    def expand(node: DecayNode) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for child in node.children:
+            c = alias_of[id(child)]
+            if spec.kinds[c] == "track":
+                out.append((c, "track"))
+            elif spec.kinds[c] == "composite":
+                ctau = lookup_particle(child.pid).ctau
+                if ctau is not None and np.isfinite(ctau) and ctau < RESONANCE_CTAU:
+                    out.extend(expand(child))  # a resonance: its tracks fit the parent vertex
+                else:
+                    out.append((c, "composite"))
+        return out
+
+    for node, a in zip(nodes, spec.aliases):
+        if spec.kinds[a] == "composite":
+            inputs[a] = tuple(expand(node))
+    order = [a for a in reversed(spec.aliases) if spec.kinds[a] == "composite"]
+    return inputs, order
+
+
+def _slice_fit(fit: vx.VertexFit, rows: np.ndarray) -> vx.VertexFit:
+    return vx.VertexFit(*(getattr(fit, f.name)[rows] for f in dataclasses.fields(fit)))
+
+
+def _fit_composite(
+    inputs: tuple[tuple[str, str], ...],
+    parts: Mapping[str, Mapping[str, np.ndarray]],
+    fits: Mapping[str, tuple[np.ndarray, vx.VertexFit | None]],
+    spec: DecaySpec,
+    n: int,
+) -> tuple[np.ndarray, vx.VertexFit | None]:
+    """Billoir fit of one composite for all candidates: (rows fitted (m,), fit of those rows)."""
+    valid = np.full(n, len(inputs) >= 2)
+    tracks: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
+    for b, kind in inputs:
+        if kind == "composite":
+            rows, fit = fits[b]
+            ok = np.zeros(n, bool)
+            ok[rows] = True
+            valid &= ok
+            continue
+        t = parts[b]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            qop = t["charge"] / np.sqrt(t["px"] ** 2 + t["py"] ** 2 + t["pz"] ** 2)
+        state = np.column_stack([t["x"], t["y"], t["tx"], t["ty"], qop])
+        cov = cov_from_columns(dict(t))
+        valid &= (t["track_type"] > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
+        valid &= np.isfinite(t["z"]) & (qop != 0)
+        tracks.append((t["z"], state, cov, spec.masses[b]))
+    idx = np.flatnonzero(valid)
+    if idx.size == 0:
+        return idx, None
+    daughters: list[vx.Daughters] = []
+    it = iter(tracks)
+    for b, kind in inputs:
+        if kind == "composite":
+            rows, fit = fits[b]
+            daughters.append(vx.composite_daughters(_slice_fit(fit, np.searchsorted(rows, idx))))  # type: ignore[arg-type]
+        else:
+            z, state, cov, mass = next(it)
+            daughters.append(vx.track_daughters(z[idx, None], state[idx, None], cov[idx, None], [mass]))
+    return idx, vx.fit_vertex(vx.stack_daughters(daughters))
+
+
+def _event_pvs(
+    pvt: Mapping[str, np.ndarray], event: np.ndarray, true_pv: np.ndarray, pv_sigma: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Every reconstructed PV of each candidate's event, padded: pos (n, m, 3), cov (n, m, 3, 3),
+    chi2/ndof (n, m), mask (n, m); events without one get the smeared true PV (one slot)."""
+    n = len(event)
+    ev = pvt["event"]
+    order = np.lexsort((pvt["index"], ev))
+    ev_s = ev[order]
+    uniq, start, counts = np.unique(ev_s, return_index=True, return_counts=True)
+    m = int(counts.max()) if counts.size else 1
+    slot = np.arange(ev_s.size) - np.repeat(start, counts)
+    e_of = np.searchsorted(uniq, ev_s)
+    table = {
+        "pos": np.full((uniq.size, m, 3), np.nan), "var": np.full((uniq.size, m, 3), np.nan),
+        "chi2": np.full((uniq.size, m), np.nan), "ndof": np.full((uniq.size, m), -1, np.int32),
+    }
+    for i, k in enumerate("xyz"):
+        table["pos"][e_of, slot, i] = pvt[k][order]
+        table["var"][e_of, slot, i] = pvt[f"cov_{k}{k}"][order]
+    table["chi2"][e_of, slot] = pvt["chi2"][order]
+    table["ndof"][e_of, slot] = pvt["ndof"][order]
+    at = np.minimum(np.searchsorted(uniq, event), max(uniq.size - 1, 0))
+    found = (uniq[at] == event) if uniq.size else np.zeros(n, bool)
+    pos = np.full((n, m, 3), np.nan)
+    var = np.full((n, m, 3), np.nan)
+    chi2 = np.full((n, m), np.nan)
+    ndof = np.full((n, m), -1, np.int32)
+    if uniq.size:
+        pos[found], var[found] = table["pos"][at[found]], table["var"][at[found]]
+        chi2[found], ndof[found] = table["chi2"][at[found]], table["ndof"][at[found]]
+    smeared = true_pv + rng.normal(size=(n, 3)) * pv_sigma
+    pos[~found, 0] = smeared[~found]
+    var[~found, 0] = pv_sigma**2
+    mask = np.isfinite(pos).all(axis=2) & np.isfinite(var).all(axis=2)
+    cov = np.zeros((n, m, 3, 3))
+    cov[..., [0, 1, 2], [0, 1, 2]] = np.where(mask[..., None], var, 1.0)
+    return {"pos": np.where(mask[..., None], pos, 0.0), "cov": cov, "chi2": chi2, "ndof": ndof, "mask": mask}
+
+
+def _vertex_columns(
+    d: Mapping[str, np.ndarray], rows: np.ndarray, fit: vx.VertexFit | None, pvs: Mapping[str, np.ndarray], n: int
+) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Vertex-fit columns of one composite (NaN where it was not fitted) and its own PV
+    (rows fitted, position (m, 3), covariance (m, 3, 3))."""
+    keys = ("end_x", "end_y", "end_z", "end_xerr", "end_yerr", "end_zerr", "end_chi2", "pv_x", "pv_y", "pv_z",
+            "pv_chi2", "ip_ownpv", "ipchi2_ownpv", "fd", "fdchi2", "dira", "tau", "tauerr", "mcorr", "mcorrerr")
+    out = {k: np.full(n, np.nan) for k in keys}
+    out["end_ndof"] = np.full(n, -1, np.int32)
+    out["pv_ndof"] = np.full(n, -1, np.int32)
+    # true proper time from the true vertices and momentum [ns]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flight = np.sqrt(sum((d[f"ev_{k}"] - d[f"ov_{k}"]) ** 2 for k in "xyz"))
+        tp = np.sqrt(d["true_px"] ** 2 + d["true_py"] ** 2 + d["true_pz"] ** 2)
+        tm = np.sqrt(np.maximum(d["true_e"] ** 2 - tp**2, 0.0))
+        out["truetau"] = tm * flight / (tp * vx.C_LIGHT)
+    if fit is None or rows.size == 0:
+        return out, (rows, np.zeros((0, 3)), np.zeros((0, 3, 3)))
+    mask = pvs["mask"][rows]
+    _, ipchi2 = vx.impact_parameter(*vx.composite_line(fit), pvs["pos"][rows], pvs["cov"][rows])
+    ipchi2 = np.where(mask, ipchi2, np.inf)
+    best = np.argmin(ipchi2, axis=1)
+    own, own_cov = pvs["pos"][rows, best], pvs["cov"][rows, best]
+    ip, ipc = vx.impact_parameter(*vx.composite_line(fit), own[:, None], own_cov[:, None])
+    visible = np.column_stack([d[k][rows] for k in ("px", "py", "pz", "e")])
+    fit_vis = dataclasses.replace(fit, momentum=visible)
+    fd, fdchi2, dira = vx.flight(own, own_cov, fit_vis)
+    tau, tauerr, _ = vx.decay_time(own, own_cov, fit)
+    mcorr, mcorrerr = vx.corrected_mass(own, own_cov, fit_vis)
+    err = np.sqrt(np.diagonal(fit.cov, axis1=1, axis2=2))
+    vals = {
+        "end_x": fit.position[:, 0], "end_y": fit.position[:, 1], "end_z": fit.position[:, 2],
+        "end_xerr": err[:, 0], "end_yerr": err[:, 1], "end_zerr": err[:, 2], "end_chi2": fit.chi2,
+        "pv_x": own[:, 0], "pv_y": own[:, 1], "pv_z": own[:, 2], "pv_chi2": pvs["chi2"][rows, best],
+        "ip_ownpv": ip[:, 0], "ipchi2_ownpv": ipc[:, 0], "fd": fd, "fdchi2": fdchi2, "dira": dira,
+        "tau": tau, "tauerr": tauerr, "mcorr": mcorr, "mcorrerr": mcorrerr,
+    }
+    for k, v in vals.items():
+        out[k][rows] = v
+    out["end_ndof"][rows] = fit.ndof
+    out["pv_ndof"][rows] = pvs["ndof"][rows, best]
+    return out, (rows, own, own_cov)
+
+
+def _track_ip_columns(
+    parts: Mapping[str, dict[str, np.ndarray]], tracks: Sequence[str],
+    own_pv: tuple[np.ndarray, np.ndarray, np.ndarray], n: int,
+) -> None:
+    """IP and IPχ² of the composite's tracks w.r.t. the composite's own PV (written on the tracks,
+    the first composite that owns them, i.e. the lowest level, as LHCb's daughters' ``_OWNPV``)."""
+    rows, pv, pv_cov = own_pv
+    for a in tracks:
+        t = parts[a]
+        if "ip_ownpv" in t:
+            continue
+        t["ip_ownpv"] = np.full(n, np.nan)
+        t["ipchi2_ownpv"] = np.full(n, np.nan)
+        if len(rows) == 0:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            qop = t["charge"] / np.sqrt(t["px"] ** 2 + t["py"] ** 2 + t["pz"] ** 2)
+        state = np.column_stack([t["x"], t["y"], t["tx"], t["ty"], qop])[rows]
+        cov = cov_from_columns(t)[rows]
+        z = t["z"][rows]
+        ok = np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2)) & np.isfinite(z)
+        if ok.any():
+            ip, ipc = vx.impact_parameter(z[ok], state[ok], cov[ok], pv[ok, None], pv_cov[ok, None])
+            t["ip_ownpv"][rows[ok]] = ip[:, 0]
+            t["ipchi2_ownpv"][rows[ok]] = ipc[:, 0]
+
+
 def _assemble(
     spec: DecaySpec,
     event: np.ndarray,
@@ -598,7 +796,6 @@ def _assemble(
     mp_lookup = _Lookup(mp["event"], mp["index"])
     pp_of_mp = _first_track(mp_lookup, pp, len(mp["event"]))
     parts: dict[str, dict[str, np.ndarray]] = {}
-    head_prod = np.zeros(n, np.int32)
     for a, row in zip(spec.aliases, rows):
         d: dict[str, np.ndarray] = {
             "pid": mp["pid"][row],
@@ -608,8 +805,6 @@ def _assemble(
         d["mother_pid"] = _take(mp["pid"], mp_lookup.find(event, mp["mother"][row]), 0).astype(np.int32)
         for k in ("px", "py", "pz", "e"):
             d[f"true_{k}"] = mp[k][row]
-        if a == spec.head:
-            head_prod = mp["prod_vertex"][row]
         ov = mv_lookup.find(event, mp["prod_vertex"][row])
         dv = mv_lookup.find(event, mp["decay_vertex"][row])
         ov_found = len(ov) == 0 or bool(ov.min() >= 0)
@@ -625,57 +820,48 @@ def _assemble(
             d["m"] = np.full(n, spec.masses[a])
             d["e"] = np.sqrt(d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2 + d["m"] ** 2)
         parts[a] = d
-    head_pv = _Lookup(pvt["event"], pvt["mc_vertex"], order_by=pvt["index"]).find(event, head_prod)
     ev_pos = _Lookup(evt["event"], np.zeros(len(evt["event"]), np.int32)).find(event, np.zeros(n, np.int32))
-    # primary vertex: reconstructed if matched, else smeared truth (head's production vertex)
-    pv_sigma = np.asarray(res.pv_sigma, dtype=np.float64)
-    sv_sigma = np.asarray(res.sv_sigma, dtype=np.float64)
     head = parts[spec.head]
     true_pv = np.stack([head[f"ov_{k}"] for k in "xyz"], axis=1)
-    reco_pv = np.stack([_take(pvt[k], head_pv) for k in "xyz"], axis=1)
-    reco_cov = np.stack([_take(pvt[f"cov_{k}{k}"], head_pv) for k in "xyz"], axis=1)
-    has_rpv = ~np.isnan(reco_pv).any(axis=1)
-    pv = np.where(has_rpv[:, None], reco_pv, true_pv + rng.normal(size=(n, 3)) * pv_sigma)
-    pv_var = np.where(has_rpv[:, None] & ~np.isnan(reco_cov), reco_cov, pv_sigma**2)
-    for a in spec.aliases:
-        if spec.kinds[a] != "composite":
-            continue
+    pvs = _event_pvs(pvt, event, true_pv, np.asarray(res.pv_sigma, dtype=np.float64), rng)
+    fits: dict[str, tuple[np.ndarray, vx.VertexFit | None]] = {}
+    inputs_of, order = _vertex_plan(spec)
+    for a in order:
         d = parts[a]
         tr = [parts[t] for t in spec.tracks[a]]
         for k in ("px", "py", "pz", "e"):
             d[k] = np.sum([t[k] for t in tr], axis=0) if tr else np.full(n, np.nan)
         p2 = d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2
         d["m"] = np.sqrt(np.maximum(d["e"] ** 2 - p2, 0.0))
-        end = np.stack([d[f"ev_{k}"] for k in "xyz"], axis=1) + rng.normal(size=(n, 3)) * sv_sigma
-        flight = end - pv
-        fd = np.sqrt(np.sum(flight**2, axis=1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = flight / fd[:, None]
-            sigma2 = np.sum(u**2 * (sv_sigma**2 + pv_var), axis=1)
-            p = np.stack([d["px"], d["py"], d["pz"]], axis=1)
-            pabs = np.sqrt(p2)
-            along = np.sum(p * u, axis=1)
-            pperp = np.sqrt(np.maximum(p2 - along**2, 0.0))
-            d["dira"] = along / pabs
-            d["fdchi2"] = fd**2 / sigma2
-        d["fd"] = fd
-        d["mcorr"] = np.sqrt(d["m"] ** 2 + pperp**2) + pperp
-        for i, k in enumerate("xyz"):
-            d[f"end_{k}"] = end[:, i]
-            d[f"pv_{k}"] = pv[:, i]
+        fits[a] = _fit_composite(inputs_of[a], parts, fits, spec, n)
+        vcols, own_pv = _vertex_columns(d, *fits[a], pvs, n)
+        d.update(vcols)
+        _track_ip_columns(parts, spec.tracks[a], own_pv, n)
         matched = np.ones(n, bool)
         charge_ok = np.ones(n, bool)
         for t in tr:
             matched &= t["track_type"] > 0
             charge_ok &= np.isnan(t["charge"]) | (t["charge"] == t["true_charge"])
         d["bkgcat"] = np.where(matched, np.where(charge_ok, BKGCAT_SIGNAL, BKGCAT_WRONG_CHARGE), BKGCAT_NOT_RECONSTRUCTED).astype(np.int32)
-    event = {
+    # a flying intermediate's decay time runs from its mother's decay vertex (TupleToolPropertime)
+    for parent, inputs in inputs_of.items():
+        rows_p, fit_p = fits[parent]
+        for child, kind in inputs:
+            if kind != "composite":
+                continue
+            rows_c, fit_c = fits[child]
+            tau, tauerr = np.full(n, np.nan), np.full(n, np.nan)
+            if fit_p is not None and fit_c is not None and rows_p.size:
+                fc = _slice_fit(fit_c, np.searchsorted(rows_c, rows_p))
+                tau[rows_p], tauerr[rows_p], _ = vx.decay_time(fit_p.position, fit_p.cov, fc)
+            parts[child]["tau"], parts[child]["tauerr"] = tau, tauerr
+    event_cols = {
         "batch": np.full(n, batch, np.int32),
         "event": event,
         "n_tracks": _take(evt["n_tracks"], ev_pos, -1).astype(np.int32),
         "n_pv": _take(evt["n_pv"], ev_pos, -1).astype(np.int32),
     }
-    cands = Candidates(parts, event, n)
+    cands = Candidates(parts, event_cols, n)
     if reconstructed_only and spec.kinds[spec.head] == "composite" and n:
         keep = parts[spec.head]["bkgcat"] != BKGCAT_NOT_RECONSTRUCTED
         if not keep.all():

@@ -23,7 +23,11 @@ Keys of the per-particle dict (all arrays of shape ``(n,)``, units MeV, mm):
   the PDG mass of its true species);
 * track: the ``protoparticles`` columns (NULL -> NaN), ``track_type`` (0 when
   there is no matched track);
-* composite: ``mcorr, fd, fdchi2, dira, end_x/y/z, pv_x/y/z, bkgcat``.
+* composite (vertex fit, :mod:`ficino.candidates`): ``end_x/y/z``, ``end_x/y/zerr``,
+  ``end_chi2/ndof``, ``pv_x/y/z``, ``pv_chi2/ndof`` (own PV), ``ip_ownpv``,
+  ``ipchi2_ownpv``, ``fd``, ``fdchi2``, ``dira``, ``tau``, ``tauerr`` (ns),
+  ``truetau`` (ns), ``mcorr``, ``mcorrerr``, ``bkgcat``;
+* track: also ``ip_ownpv``, ``ipchi2_ownpv`` (w.r.t. the own PV of its lowest composite).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class Variable:
 
     Attributes:
         name: column suffix (``"PT"`` gives ``Lb_PT``), or the column name for event variables.
-        unit: ``"MeV"``, ``"mm"``, ``"rad"`` or ``""`` (dimensionless).
+        unit: ``"MeV"``, ``"mm"``, ``"ns"``, ``"rad"`` or ``""`` (dimensionless).
         doc: one line for the documentation table.
         scope: one of :data:`SCOPES`.
         func: ``func(arrays) -> ndarray (n,)``.
@@ -204,14 +208,30 @@ for _c, (_n, _doc) in CALO_COLUMNS.items():
     register(Variable(_n, "MeV" if _c == "brem_energy" else "", _doc, "track", _col(_c), "f4", (_c,)))
 
 # ----------------------------------------------------------------- composites
-register(Variable("MCORR", "MeV", "corrected mass sqrt(M^2 + pperp^2) + pperp, pperp w.r.t. the flight direction", "composite", _col("mcorr")))
-register(Variable("FD", "mm", "flight distance own PV -> decay vertex", "composite", _col("fd")))
-register(Variable("FDCHI2", "", "flight-distance chi2 FD^2 / sigma_FD^2", "composite", _col("fdchi2")))
-register(Variable("DIRA", "", "cosine of the angle between visible momentum and flight direction", "composite", _col("dira")))
+_FIT = ("cov_x_x",)  # vertex variables need the track covariance: left out by default without it
+register(Variable("MCORR", "MeV", "corrected mass sqrt(M^2 + pperp^2) + pperp, pperp w.r.t. the flight direction", "composite", _col("mcorr"), "f8", _FIT))
+register(Variable("MCORRERR", "MeV", "uncertainty of MCORR (PV, decay vertex and momentum covariance propagated)", "composite", _col("mcorrerr"), "f8", _FIT))
 for _k in ("x", "y", "z"):
-    register(Variable(f"ENDVERTEX_{_k.upper()}", "mm", f"decay vertex {_k} (true end vertex, smeared)", "composite", _col(f"end_{_k}")))
+    register(Variable(f"ENDVERTEX_{_k.upper()}", "mm", f"fitted decay vertex {_k}", "composite", _col(f"end_{_k}"), "f8", _FIT))
 for _k in ("x", "y", "z"):
-    register(Variable(f"OWNPV_{_k.upper()}", "mm", f"primary vertex {_k} (reconstructed PV or smeared true PV)", "composite", _col(f"pv_{_k}")))
+    register(Variable(f"ENDVERTEX_{_k.upper()}ERR", "mm", f"uncertainty of the fitted decay vertex {_k}", "composite", _col(f"end_{_k}err"), "f8", _FIT))
+register(Variable("ENDVERTEX_CHI2", "", "decay-vertex fit chi2", "composite", _col("end_chi2"), "f8", _FIT))
+register(Variable("ENDVERTEX_NDOF", "", "decay-vertex fit degrees of freedom, 2 n_inputs - 3 (-1: not fitted)", "composite", _col("end_ndof"), "i4", _FIT))
+for _k in ("x", "y", "z"):
+    register(Variable(f"OWNPV_{_k.upper()}", "mm", f"own primary vertex {_k} (smallest IPCHI2 of the composite)", "composite", _col(f"pv_{_k}"), "f8", _FIT))
+register(Variable("OWNPV_CHI2", "", "own primary vertex fit chi2", "composite", _col("pv_chi2"), "f8", _FIT))
+register(Variable("OWNPV_NDOF", "", "own primary vertex degrees of freedom (-1: none)", "composite", _col("pv_ndof"), "i4", _FIT))
+register(Variable("IP_OWNPV", "mm", "impact parameter w.r.t. the own PV (track: of its lowest composite)", "reco", _col("ip_ownpv"), "f8", _FIT))
+register(Variable("IPCHI2_OWNPV", "", "impact-parameter chi2 w.r.t. the own PV (2 dof)", "reco", _col("ipchi2_ownpv"), "f8", _FIT))
+register(Variable("FD_OWNPV", "mm", "flight distance own PV -> fitted decay vertex", "composite", _col("fd"), "f8", _FIT))
+register(Variable("FDCHI2_OWNPV", "", "flight-distance chi2 d^T (C_SV + C_PV)^-1 d", "composite", _col("fdchi2"), "f8", _FIT))
+register(Variable("DIRA_OWNPV", "", "cosine of the angle between visible momentum and flight direction", "composite", _col("dira"), "f8", _FIT))
+register(Variable("FD", "mm", "alias of FD_OWNPV (kept for one release)", "composite", _col("fd"), "f8", _FIT))
+register(Variable("FDCHI2", "", "alias of FDCHI2_OWNPV (kept for one release)", "composite", _col("fdchi2"), "f8", _FIT))
+register(Variable("DIRA", "", "alias of DIRA_OWNPV (kept for one release)", "composite", _col("dira"), "f8", _FIT))
+register(Variable("TAU", "ns", "decay time from a lifetime fit of own PV, decay vertex and momentum", "composite", _col("tau"), "f8", _FIT))
+register(Variable("TAUERR", "ns", "uncertainty of TAU", "composite", _col("tauerr"), "f8", _FIT))
+register(Variable("TRUETAU", "ns", "true decay time m L / (p c) from the true vertices and momentum", "composite", _col("truetau")))
 register(Variable("BKGCAT", "", "truth-matching category: 0 signal, 30 wrong charge, 60 a daughter without matched track", "composite", _col("bkgcat"), "i4"))
 
 # ----------------------------------------------------------------- event

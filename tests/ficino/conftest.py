@@ -2,8 +2,10 @@
 
 Each event holds one ``Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu``
 decay (BFS indices 0..6: Lb, Lc, mu, nu, p, K, pi), its vertices (0 = PV,
-1 = Lb decay, 2 = Lc decay), and protoparticles for p, K, pi, mu with simple
-Gaussian momentum smearing.
+1 = Lb decay, 2 = Lc decay), and protoparticles for p, K, pi, mu whose states
+(x, y, tx, ty, q/p at z) and 15 covariance columns come from the reference track
+error model (:func:`sim.detector.trackcov.reconstruct_states`: residuals drawn from
+the covariance).
 """
 
 from __future__ import annotations
@@ -74,11 +76,23 @@ def _batch_tables(batch: int, n: int, seed: int = 1, *, pid: bool = True, missin
     m = len(ev_t)
     true_p = fs[ev_t, tr[j_t]]
     reco_p = true_p * (1 + 0.005 * rng.normal(size=(m, 1)))
+    # states and covariances from the reference error model (own stream: the draws above are unchanged)
+    from sim.detector.trackcov import TrackErrorModel, cov_to_columns, crossed_velo_stations, reconstruct_states
+
+    origin = verts[ev_t, PROD[tr[j_t]]]
+    truth = {"charge": CHARGES[tr[j_t]].astype(np.float64), "px": true_p[:, 0], "py": true_p[:, 1],
+             "pz": true_p[:, 2], **{f"origin_{a}": origin[:, i] for i, a in enumerate("xyz")},
+             **{f"pv_{a}": pv[ev_t, i] for i, a in enumerate("xyz")}}
+    velo = crossed_velo_stations(origin[:, 0] - pv[ev_t, 0], origin[:, 1] - pv[ev_t, 1], origin[:, 2],
+                                 true_p[:, 0] / true_p[:, 2], true_p[:, 1] / true_p[:, 2], TrackErrorModel()).sum(axis=1)
+    track_type = np.where(velo >= 3, 3, 5).astype(np.int16)
+    st = reconstruct_states(truth, track_type, np.random.default_rng([seed, batch, 5]).standard_normal((m, 5)))
+    reco_p = np.column_stack([st["px"], st["py"], st["pz"]])
     pp: dict[str, np.ndarray] = {
         "batch": np.full(m, batch, np.int32), "event": ev_t.astype(np.int32), "index": j_t.astype(np.int32),
-        "mc_particle": tr[j_t].astype(np.int32), "track_type": np.full(m, 3, np.int16),
+        "mc_particle": tr[j_t].astype(np.int32), "track_type": track_type,
         "charge": CHARGES[tr[j_t]], "px": reco_p[:, 0], "py": reco_p[:, 1], "pz": reco_p[:, 2],
-        "tx": reco_p[:, 0] / reco_p[:, 2], "ty": reco_p[:, 1] / reco_p[:, 2],
+        "tx": st["tx"], "ty": st["ty"], "x": st["x"], "y": st["y"], "z": st["z"], **cov_to_columns(st["cov"]),
         "ip": rng.exponential(0.1, m), "ip_chi2": rng.exponential(10, m),
         "track_chi2ndof": rng.gamma(2, 0.5, m), "ghost_prob": rng.uniform(0, 0.1, m),
     }

@@ -117,7 +117,7 @@ def test_all_candidates(make_store, tmp_path):
     assert 0 < reco.rows < 300
     a = pq.read_table(tmp_path / "a.parquet").to_pandas()
     assert (a.Lb_BKGCAT == 60).sum() == 300 - reco.rows
-    assert set(a.K_TRACK_Type) == {0, 3}
+    assert {0, 3} <= set(a.K_TRACK_Type) <= {0, 3, 5}  # 5: fixture tracks crossing < 3 VELO stations
     store.close()
 
 

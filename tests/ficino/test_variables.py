@@ -14,7 +14,7 @@ def test_registry_is_consistent():
     for name, var in VARIABLES.items():
         assert var.name == name
         assert var.scope in SCOPES
-        assert var.unit in ("MeV", "mm", "rad", "")
+        assert var.unit in ("MeV", "mm", "ns", "rad", "")
         assert np.dtype(var.dtype).kind in "fi"
         assert var.doc
     for required in ("PX", "PY", "PZ", "PE", "P", "PT", "ETA", "PHI", "M", "TRUEID", "TRUEP_X", "TRUEP_E", "TRUEPT",
