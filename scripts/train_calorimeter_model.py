@@ -3,7 +3,7 @@
 
 Usage::
 
-    nice -n 10 python scripts/train_calorimeter_model.py [--showers 20000] [--epochs 12]
+    nice -n 10 python scripts/train_calorimeter_model.py [--showers 15000] [--epochs 8]
                                                          [--data build/calo/showers.parquet]
                                                          [--output sim/models/calorimeter.keras]
 
@@ -33,7 +33,7 @@ log = logging.getLogger("train_calorimeter_model")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--showers", type=int, default=20_000, help="showers of the training sample")
+    parser.add_argument("--showers", type=int, default=15_000, help="showers of the training sample")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--energy-epochs", type=int, default=60)
     parser.add_argument("--only-energy", action="store_true", help="retrain only the energy GAN")

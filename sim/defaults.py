@@ -16,12 +16,13 @@ DEFAULT_RUN = RunConfig(events=100_000, batch_size=25_000, seed=42)
 def default_passes() -> tuple[Pass, ...]:
     """Generator followed by the detector passes with the shipped models."""
     from sim.detector.acceptance import Acceptance
+    from sim.detector.calorimeter import Calorimeter
     from sim.detector.efficiency import Efficiency
     from sim.detector.occupancy import Occupancy
     from sim.pid.response import PID
     from sim.detector.resolution import Resolution
 
-    return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution(), PID())
+    return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution(), Calorimeter(), PID())
 
 
 def default_pipeline(**run: Any) -> Pipeline:
