@@ -1,8 +1,10 @@
 """Kinematics and straight-line geometry, numpy only: one home per formula.
 
 Every function is vectorised over leading axes and uses one convention for the
-edge cases: for pT = 0, ``eta`` is ±inf with the sign of pz (0 for p = 0),
-as in scikit-hep ``vector``; slopes ``tx = px/pz``, ``ty = py/pz``.
+edge cases: for pT = 0, ``eta`` is computed with pT = :data:`PT_FLOOR` (1e-9 MeV),
+i.e. finite, ±46 for pz = ±1 TeV, with the sign of pz (0 for p = 0) — far outside
+any detector window, and finite so that it can be a network input; for pT > 0 it
+equals scikit-hep ``vector``'s ``arcsinh(pz / pT)``.  Slopes ``tx = px/pz``, ``ty = py/pz``.
 
 Units: MeV for momenta and energies, mm for positions.
 """
@@ -24,7 +26,11 @@ __all__ = (
     "ip_vector",
     "ip",
     "state_at_z",
+    "PT_FLOOR",
 )
+
+#: pT used for η when pT = 0 [MeV] (the one pT = 0 convention of Mambah).
+PT_FLOOR = 1e-9
 
 Array = NDArray[np.float64]
 
@@ -40,15 +46,10 @@ def p(px: ArrayLike, py: ArrayLike, pz: ArrayLike) -> Array:
 
 
 def eta(px: ArrayLike, py: ArrayLike, pz: ArrayLike) -> Array:
-    """Pseudorapidity arcsinh(pz / pT); ±inf for pT = 0 (sign of pz), 0 for p = 0."""
+    """Pseudorapidity arcsinh(pz / pT); pT = 0 is taken as :data:`PT_FLOOR` (finite, sign of pz; 0 for p = 0)."""
     t = pt(px, py)
-    z = np.asarray(pz, dtype=np.float64) * np.ones_like(t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.arcsinh(z / t)
-    zero = t == 0
-    if np.any(zero):
-        out = np.where(zero, np.where(z > 0, np.inf, np.where(z < 0, -np.inf, 0.0)), out)
-    return np.asarray(out, dtype=np.float64)
+    z = np.asarray(pz, dtype=np.float64)
+    return np.asarray(np.arcsinh(z / np.where(t > 0, t, PT_FLOOR)), dtype=np.float64)
 
 
 def phi(px: ArrayLike, py: ArrayLike) -> Array:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mambah import kinematics
 from mambah.codes import NEUTRINOS, TRACK_TYPES
 
 from sim.core.modelio import check_inputs_finite
@@ -98,7 +99,7 @@ def truth_features(truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "pt": pt,
         "log10_p": np.log10(np.maximum(p, 1e-9)),
         "log10_pt": np.log10(safe_pt),
-        "eta": np.arcsinh(pz / safe_pt),
+        "eta": kinematics.eta(px, py, pz),
         "phi": np.arctan2(py, px),
         "tx_true": px / safe_pz,
         "ty_true": py / safe_pz,

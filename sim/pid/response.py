@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from mambah import kinematics
 from mambah.errors import DataError
 
 from sim.core.pipeline import BatchContext, Kernel, Pass
@@ -70,7 +71,7 @@ def fast_pid(
     p = np.hypot(pt, pz)
     if np.any(p <= 0):
         raise DataError("pid pass: a track has zero momentum (px, py, pz)")
-    eta = np.arcsinh(pz / np.where(pt > 0, pt, 1e-9))
+    eta = kinematics.eta(px, py, pz)
     return models.generate(species_of_pid(mc_pid), p, eta, n_tracks, rng)  # type: ignore[attr-defined]
 
 

@@ -28,10 +28,11 @@ def test_eta_pt_phi_theta_as_vector(momenta: np.ndarray) -> None:
     np.testing.assert_allclose(kin.theta(px, py, pz), v.theta, rtol=1e-12, atol=1e-12)
     ok = kin.pt(px, py) > 0
     np.testing.assert_allclose(kin.eta(px, py, pz)[ok], v.eta[ok], rtol=1e-12)
-    # one convention at pT = 0: ±inf with the sign of pz, 0 at p = 0
+    # one convention at pT = 0: pT taken as PT_FLOOR, finite with the sign of pz, 0 at p = 0
     eta = kin.eta(px, py, pz)
-    assert np.all(np.isinf(eta[:10])) and np.all(eta[:10] > 0)
-    assert np.all(eta[10:12] == 0.0)
+    assert np.all(np.isfinite(eta))
+    np.testing.assert_allclose(eta[:10], np.arcsinh(pz[:10] / kin.PT_FLOOR))
+    assert np.all(eta[:10] > 20) and np.all(eta[10:12] == 0.0)
 
 
 def test_mass_and_boost_as_vector() -> None:
