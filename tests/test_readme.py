@@ -44,3 +44,23 @@ def test_stated_model_size_is_measured() -> None:
     stated = float(match.group(1)) * 1e6
     actual = sum(f.stat().st_size for f in (ROOT / "sim" / "models").rglob("*") if f.is_file())
     assert stated == pytest.approx(actual, rel=0.01), f"README says {stated:.0f} bytes, sim/models holds {actual}"
+
+
+def test_training_files_snippet_makes_what_train_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's snippet making sample.parquet and kaons.parquet (smaller) gives every column `mambah train` needs."""
+    import pyarrow.parquet as pq
+
+    from sim.core.registry import trainers
+
+    code = _python_block("make_calibration_sample")
+    small = code.replace('"sample.parquet", 20_000', '"sample.parquet", 600').replace('"K", 20_000, 5_000', '"K", 1_500, 400')
+    assert small.count("600") == 1 and "1_500, 400" in small
+    monkeypatch.chdir(tmp_path)
+    exec(compile(small, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    sample = set(pq.read_schema(tmp_path / "sample.parquet").names)
+    for kind in ("acceptance", "efficiency", "resolution", "occupancy"):
+        assert set(trainers()[kind].columns) <= sample, (kind, set(trainers()[kind].columns) - sample)
+    kaons = set(pq.read_schema(tmp_path / "kaons.parquet").names)
+    assert set(trainers()["pid"].columns) | {"sweight"} <= kaons
+    # the commands that follow the snippet use these two files
+    assert "--data sample.parquet" in README and "--data kaons.parquet" in README
