@@ -1,7 +1,9 @@
 """Decay descriptors: ``"Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"``.
 
-Particle names are EvtGen names as used by DecFiles and decaylanguage, resolved
-with the ``particle`` package (``Particle.from_evtgen_name``).  A descriptor is
+Particle names are EvtGen names as used by DecFiles and decaylanguage, PDG names
+of the ``particle`` package (``K*(892)~0``) or LHCb spellings (``KS0``, ``Lc+``;
+:data:`LHCB_NAMES`), resolved with ``particle`` (``Particle.from_evtgen_name``,
+``Particle.from_name``) and stored in their EvtGen spelling.  A descriptor is
 ``mother -> daughter daughter ...``; a daughter that decays further is written
 ``(mother -> ...)``.  Wrapping the whole descriptor in ``[...]CC`` asks for the
 charge-conjugate decay as well (used when matching candidates).
@@ -62,14 +64,14 @@ class DecayNode:
 
 @functools.cache
 def _evtgen_names() -> tuple[str, ...]:
-    from particle.converters.evtgen import EvtGenName2PDGIDBiMap
     from particle import Particle
+    from particle.converters.evtgen import EvtGenName2PDGIDBiMap
 
     names = set()
     for p in Particle.all():
         try:
             names.add(EvtGenName2PDGIDBiMap[p.pdgid])
-        except Exception:  # noqa: BLE001 - not every PDG id has an EvtGen name
+        except Exception:
             names.add(p.name)
     return tuple(sorted(names))
 
@@ -79,36 +81,78 @@ def _evtgen_name(p: object) -> str:
 
     try:
         return str(EvtGenName2PDGIDBiMap[p.pdgid])  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return str(p.name)  # type: ignore[attr-defined]
 
 
-def lookup_particle(name: str | int, *, context: str = ""):  # noqa: ANN201 - particle.Particle
-    """The ``particle.Particle`` of an EvtGen/PDG name or a PDG id.
+#: LHCb (LoKi/Gaudi particle table) and common short spellings → EvtGen names.
+#: The antiparticles follow from the ``~`` / ``anti-`` rules in :func:`_spellings`.
+LHCB_NAMES: dict[str, str] = {
+    "KS0": "K_S0", "K0S": "K_S0", "KS": "K_S0", "K_S": "K_S0", "Ks": "K_S0", "Ks0": "K_S0",
+    "KL0": "K_L0", "K0L": "K_L0", "KL": "K_L0", "K_L": "K_L0",
+    "Lc+": "Lambda_c+", "Lc~-": "anti-Lambda_c-", "Lc-": "anti-Lambda_c-",
+    "Lb0": "Lambda_b0", "Lb~0": "anti-Lambda_b0", "Lb": "Lambda_b0",
+    "L0": "Lambda0", "L~0": "anti-Lambda0", "Lambda": "Lambda0", "Lambda~0": "anti-Lambda0",
+    "Xic+": "Xi_c+", "Xic0": "Xi_c0", "Xib-": "Xi_b-", "Xib0": "Xi_b0", "Omegab-": "Omega_b-", "Omegac0": "Omega_c0",
+    "Sc++": "Sigma_c++", "Sigmac++": "Sigma_c++",
+    "Bs0": "B_s0", "Bs~0": "anti-B_s0", "Bs": "B_s0", "Bc+": "B_c+", "Bc-": "B_c-", "Bu+": "B+", "Bu-": "B-", "Bd0": "B0", "Bd~0": "anti-B0",
+    "Ds+": "D_s+", "Ds-": "D_s-", "Ds*+": "D_s*+", "Ds*-": "D_s*-",
+    "Jpsi": "J/psi", "J/psi(1S)": "J/psi", "psi(2S)": "psi(2S)", "psi2S": "psi(2S)",
+    "p": "p+", "p~-": "anti-p-", "pbar": "anti-p-", "n": "n0", "n~0": "anti-n0",
+    "e": "e-", "mu": "mu-", "pi": "pi+", "K": "K+", "g": "gamma",
+}
+
+
+def _spellings(name: str) -> list[str]:
+    """EvtGen/PDG spellings to try for an LHCb-style name (``Lambda_c~-``, ``B_s~0``, ``nu_mu~``)."""
+    out = [name]
+    if name in LHCB_NAMES:
+        out.append(LHCB_NAMES[name])
+    if "~" in name:  # LHCb antiparticles: 'D~0', 'Lambda_c~-', 'nu_mu~', 'p~-'
+        base = name.replace("~", "")
+        out += [re.sub(r"_(\w+?)([+\-0]*)$", r"(\1)~\2", name), name.rstrip("+-0"), re.sub(r"~[+\-0]$", "~", name)]
+        flipped = base.translate(str.maketrans("+-", "-+"))
+        out += [f"anti-{flipped}", f"anti-{base}"]
+    if "_" in name:
+        out.append(re.sub(r"_(\w+?)([+\-0~]*)$", r"(\1)\2", name))  # PDG style: Lambda(c)+, B(s)0
+    return list(dict.fromkeys(out))
+
+
+def lookup_particle(name: str | int, *, context: str = ""):
+    """The ``particle.Particle`` of an EvtGen, PDG or LHCb name or a PDG id.
+
+    Accepted: EvtGen names (``K_S0``, ``Lambda_c+``, ``anti-D0``), PDG names of the
+    ``particle`` package (``K(S)0``, ``Lambda(c)+``, ``D*(2010)+``, ``K*(892)~0``) and
+    LHCb spellings (``KS0``, ``K0S``, ``Lc+``, ``Lb0``, ``Bs0``, ``D~0``, ``Lambda_c~-``,
+    ``nu_mu~``; table :data:`LHCB_NAMES`).
 
     Raises:
-        UnknownParticleError: with close names suggested.
+        UnknownParticleError: with close accepted spellings suggested.
     """
     from particle import Particle
-    from particle.particle import ParticleNotFound, InvalidParticle
+    from particle.particle import InvalidParticle, ParticleNotFound
 
     where = f" in {context}" if context else ""
-    try:
-        if isinstance(name, int) or (isinstance(name, str) and re.fullmatch(r"[+-]?\d+", name)):
-            return Particle.from_pdgid(int(name))
+    if isinstance(name, int) or (isinstance(name, str) and re.fullmatch(r"[+-]?\d+", name)):
         try:
-            return Particle.from_evtgen_name(name)
-        except (ParticleNotFound, InvalidParticle, KeyError, ValueError):
-            return Particle.from_name(name)
-    except (ParticleNotFound, InvalidParticle, KeyError, ValueError) as err:
-        close = _suggest(str(name))
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownParticleError(f"unknown particle {str(name)!r}{where}{hint}") from err
+            return Particle.from_pdgid(int(name))
+        except (ParticleNotFound, InvalidParticle, KeyError, ValueError) as err:
+            raise UnknownParticleError(f"unknown PDG id {name}{where}") from err
+    last: Exception | None = None
+    for cand in _spellings(str(name)):
+        for ctor in (Particle.from_evtgen_name, Particle.from_name):
+            try:
+                return ctor(cand)
+            except (ParticleNotFound, InvalidParticle, KeyError, ValueError) as err:
+                last = err
+    close = _suggest(str(name))
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownParticleError(f"unknown particle {str(name)!r}{where}{hint}") from last
 
 
 def _suggest(name: str) -> list[str]:
-    """Close EvtGen names: spelled-out charges ('Kplus'), case, typos."""
-    names = _evtgen_names()
+    """Close accepted spellings (EvtGen names and :data:`LHCB_NAMES`): spelled-out charges ('Kplus'), case, typos."""
+    names = _evtgen_names() + tuple(LHCB_NAMES)
     lower = {n.lower(): n for n in names}
     query = re.sub(r"(?i)plus$", "+", re.sub(r"(?i)minus$", "-", name)).replace("bar", "anti-")
     out: list[str] = []
@@ -119,7 +163,9 @@ def _suggest(name: str) -> list[str]:
     return list(dict.fromkeys(out))[:3]
 
 
-_TOKEN = re.compile(r"\s*(->|\(|\)|[^\s()]+)")
+#: tokens: '->', parentheses, and particle names, which may carry parentheses
+#: without spaces (``K*(892)~0``, ``rho(770)0``, ``D*(2010)+``, ``K(S)0``)
+_TOKEN = re.compile(r"\s*(->|[^\s()]+(?:\([^\s()]*\)[^\s()]*)+|\(|\)|[^\s()]+)")
 
 
 def parse_descriptor(text: str) -> tuple[DecayNode, bool]:
@@ -177,7 +223,7 @@ def parse_descriptor(text: str) -> tuple[DecayNode, bool]:
         if not children:
             raise error(f"{mother!r} has no daughters")
         p = lookup_particle(mother, context=f"decay {text!r}")
-        return DecayNode(mother, int(p.pdgid), tuple(children))
+        return DecayNode(_evtgen_name(p), int(p.pdgid), tuple(children))  # canonical EvtGen spelling
 
     tree = parse_chain()
     if pos != len(tokens):
@@ -187,7 +233,7 @@ def parse_descriptor(text: str) -> tuple[DecayNode, bool]:
 
 def _leaf(name: str, text: str) -> DecayNode:
     p = lookup_particle(name, context=f"decay {text!r}")
-    return DecayNode(name, int(p.pdgid))
+    return DecayNode(_evtgen_name(p), int(p.pdgid))
 
 
 _SPECIAL = {"J/psi": "Jpsi", "psi(2S)": "psi2S", "gamma": "gamma", "p+": "p", "anti-p-": "p", "n0": "n", "anti-n0": "n"}
