@@ -5,7 +5,8 @@ Run: ``python benchmarks/bench_export.py [--batches 4] [--events 25000] [--varia
 In one process and one run:
 
 1. a store of ``batches x events`` hand-built ``Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu``
-   events (truth, vertices, protoparticles with PID columns; no generator, so
+   events (truth, vertices, protoparticles with PID columns and track states + covariances from
+   the reference error model, so the export fits every decay vertex; no generator, so
    only the export is timed) is written to a temporary DuckDB file;
 2. ``ficino.export`` to ROOT (LZ4) and to Parquet (LZ4): everything an export
    does (read the batch from DuckDB, MC-truth matching, joins, variables, composites, write);
@@ -68,13 +69,22 @@ def batch_tables(batch: int, n: int, rng: np.random.Generator) -> dict[str, pa.T
     }
     m = 4 * n
     ev, j = np.repeat(np.arange(n, dtype=np.int32), 4), np.tile(TRACKS, n)
-    rp = p[ev, j] * (1 + 0.005 * rng.normal(size=(m, 1)))
+    # track states and covariances from the reference error model: the export fits the vertices (issue #14)
+    from sim.detector.trackcov import TrackErrorModel, cov_to_columns, crossed_velo_stations, reconstruct_states
+
+    origin = v[ev, np.array([0, 1, 1, 1, 2, 2, 2])[j]]
+    truth = {"charge": CHARGES[j].astype(np.float64), "px": p[ev, j, 0], "py": p[ev, j, 1], "pz": p[ev, j, 2],
+             **{f"origin_{a}": origin[:, i] for i, a in enumerate("xyz")}, **{f"pv_{a}": pv[ev, i] for i, a in enumerate("xyz")}}
+    hits = crossed_velo_stations(origin[:, 0] - pv[ev, 0], origin[:, 1] - pv[ev, 1], origin[:, 2],
+                                 truth["px"] / truth["pz"], truth["py"] / truth["pz"], TrackErrorModel()).sum(axis=1)
+    st = reconstruct_states(truth, np.where(hits >= 3, 3, 5), rng.standard_normal((m, 5)))
+    rp = np.column_stack([st["px"], st["py"], st["pz"]])
     f32 = lambda: rng.normal(size=m).astype(np.float32)  # noqa: E731
     pp = {
         "batch": np.full(m, batch, np.int32), "event": ev, "index": np.tile(np.arange(4, dtype=np.int32), n),
         "mc_particle": j.astype(np.int32), "track_type": np.full(m, 3, np.int16), "charge": CHARGES[j],
-        "px": rp[:, 0], "py": rp[:, 1], "pz": rp[:, 2], "tx": rp[:, 0] / rp[:, 2], "ty": rp[:, 1] / rp[:, 2],
-        "x": rng.normal(size=m), "y": rng.normal(size=m), "z": rng.normal(size=m), "ip": rng.exponential(0.1, m),
+        "px": rp[:, 0], "py": rp[:, 1], "pz": rp[:, 2], "tx": st["tx"], "ty": st["ty"],
+        "x": st["x"], "y": st["y"], "z": st["z"], **cov_to_columns(st["cov"]), "ip": rng.exponential(0.1, m),
         "ip_chi2": rng.exponential(10, m), "track_chi2ndof": rng.gamma(2, 0.5, m), "ghost_prob": rng.uniform(0, 0.1, m),
         "has_rich": np.ones(m, bool), "is_muon": j == 2, "MuonMuLL": f32(), "MuonBkgLL": f32(),
         **{f"RichDLL{h}": f32() for h in ("e", "mu", "K", "p")}, **{f"PID{h}": f32() for h in ("e", "mu", "K", "p")},

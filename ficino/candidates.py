@@ -60,7 +60,7 @@ from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse
 from mambah.errors import ExportError, MambahError
 from mambah.schema import column_names
 from sim.detector import vertexing as vx
-from sim.detector.trackcov import COV_COLUMNS, cov_from_columns
+from sim.detector.trackcov import COV_COLUMNS, states_from_columns
 
 if TYPE_CHECKING:
     from mambah.store import EventStore
@@ -646,13 +646,10 @@ def _fit_composite(
             valid &= ok
             continue
         t = parts[b]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            qop = t["charge"] / np.sqrt(t["px"] ** 2 + t["py"] ** 2 + t["pz"] ** 2)
-        state = np.column_stack([t["x"], t["y"], t["tx"], t["ty"], qop])
-        cov = cov_from_columns(dict(t))
+        z, state, cov = states_from_columns(t)
         valid &= (t["track_type"] > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
-        valid &= np.isfinite(t["z"]) & (qop != 0)
-        tracks.append((t["z"], state, cov, spec.masses[b]))
+        valid &= np.isfinite(z) & (state[:, 4] != 0)
+        tracks.append((z, state, cov, spec.masses[b]))
     idx = np.flatnonzero(valid)
     if idx.size == 0:
         return idx, None
@@ -768,11 +765,7 @@ def _track_ip_columns(
         t["ipchi2_ownpv"] = np.full(n, np.nan)
         if len(rows) == 0:
             continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            qop = t["charge"] / np.sqrt(t["px"] ** 2 + t["py"] ** 2 + t["pz"] ** 2)
-        state = np.column_stack([t["x"], t["y"], t["tx"], t["ty"], qop])[rows]
-        cov = cov_from_columns(t)[rows]
-        z = t["z"][rows]
+        z, state, cov = (v[rows] for v in states_from_columns(t))
         ok = np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2)) & np.isfinite(z)
         if ok.any():
             ip, ipc = vx.impact_parameter(z[ok], state[ok], cov[ok], pv[ok, None], pv_cov[ok, None])

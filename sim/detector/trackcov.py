@@ -40,9 +40,11 @@ Sources:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mambah.codes import TrackType
 from mambah.errors import ConfigError, DataError
@@ -59,6 +61,7 @@ __all__ = (
     "reconstruct_states",
     "state_covariance",
     "state_z",
+    "states_from_columns",
 )
 
 VELO_RUN2_STATION_Z: tuple[float, ...] = (
@@ -322,7 +325,7 @@ def cov_to_columns(cov: np.ndarray) -> dict[str, np.ndarray]:
     return {name: c[:, i, j] for name, i, j in zip(COV_COLUMNS, *_IU, strict=True)}
 
 
-def cov_from_columns(columns: dict[str, np.ndarray]) -> np.ndarray:
+def cov_from_columns(columns: Mapping[str, ArrayLike]) -> np.ndarray:
     """``(n, 5, 5)`` symmetric covariances from the 15 :data:`COV_COLUMNS`.
 
     Raises:
@@ -336,3 +339,33 @@ def cov_from_columns(columns: dict[str, np.ndarray]) -> np.ndarray:
     for name, i, j in zip(COV_COLUMNS, *_IU, strict=True):
         cov[:, i, j] = cov[:, j, i] = np.asarray(columns[name], dtype=np.float64)
     return cov
+
+
+def states_from_columns(columns: Mapping[str, ArrayLike]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Track states of ``protoparticles`` rows, ready for :func:`sim.detector.vertexing.fit_vertices`.
+
+    Args:
+        columns: ``(m,)`` columns ``x, y, z, tx, ty, charge, px, py, pz`` and the 15
+            :data:`COV_COLUMNS` (a dict of arrays, a pandas DataFrame, ...).
+
+    Returns:
+        ``z`` ``(m,)`` (mm), ``state`` ``(m, 5)`` ``(x, y, tx, ty, q/p)``, ``cov`` ``(m, 5, 5)``;
+        NaN where a column is NULL.
+
+    Raises:
+        DataError: A column is missing.
+
+    Example:
+        >>> rows = store.query_df("SELECT * FROM protoparticles WHERE batch = 0 ORDER BY event, index")  # doctest: +SKIP
+        >>> z, state, cov = states_from_columns(rows)  # doctest: +SKIP
+    """
+    need = ("x", "y", "z", "tx", "ty", "charge", "px", "py", "pz")
+    missing = [c for c in need if c not in columns]
+    if missing:
+        raise DataError(f"states_from_columns: missing column(s) {missing}; expected {list(need)} and the cov_* columns")
+    c = {k: np.asarray(columns[k], dtype=np.float64) for k in need}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qop = c["charge"] / np.sqrt(c["px"] ** 2 + c["py"] ** 2 + c["pz"] ** 2)
+    state = np.column_stack([c["x"], c["y"], c["tx"], c["ty"], qop])
+    cov = cov_from_columns({k: np.asarray(columns[k], dtype=np.float64) for k in COV_COLUMNS if k in columns})
+    return c["z"], state, cov

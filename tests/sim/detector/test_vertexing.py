@@ -399,3 +399,27 @@ def test_decay_time_resolution_of_b_decays() -> None:
         _unit(((tau - t[sel]) / tau_err)[:, None])
     resolution_fs = np.std(tau - t[sel]) * 1e6
     assert 0.8 * 45 < resolution_fs < 1.2 * 50, resolution_fs
+
+
+def test_states_from_protoparticles_columns_feed_the_fit() -> None:
+    """The store route: protoparticles-like columns -> states_from_columns -> fit_vertices."""
+    from sim.detector.trackcov import cov_to_columns, states_from_columns
+
+    rng = np.random.default_rng(51)
+    n, k = 500, 3
+    pv = np.column_stack([rng.normal(0, 0.04, n), rng.normal(0, 0.04, n), rng.normal(0, 45, n)])
+    p4 = _min_bias(rng, n * k).reshape(n, k, 4)
+    z, state, cov, ok = _reference_tracks(rng, pv, pv, p4, rng.choice([-1.0, 1.0], (n, k)))
+    use = ok.all(axis=1)
+    p = 1.0 / np.abs(state[..., 4])
+    pz = p / np.sqrt(1 + state[..., 2] ** 2 + state[..., 3] ** 2)
+    rows = {"x": state[..., 0], "y": state[..., 1], "z": z, "tx": state[..., 2], "ty": state[..., 3],
+            "charge": np.sign(state[..., 4]), "px": state[..., 2] * pz, "py": state[..., 3] * pz, "pz": pz}
+    rows = {key: v[use].ravel() for key, v in rows.items()} | cov_to_columns(cov[use].reshape(-1, 5, 5))
+    zz, ss, cc = states_from_columns(rows)
+    m = int(use.sum())
+    fit = vx.fit_vertices(zz.reshape(m, k), ss.reshape(m, k, 5), cc.reshape(m, k, 5, 5), np.full(k, 139.57))
+    ref = vx.fit_vertices(z[use], state[use], cov[use], np.full(k, 139.57))
+    np.testing.assert_allclose(fit.position, ref.position, rtol=1e-9, atol=1e-12)
+    with pytest.raises(DataError, match="missing column"):
+        states_from_columns({"x": np.zeros(2)})
