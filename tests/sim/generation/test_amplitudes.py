@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +292,57 @@ def test_partial_waves_convert_to_the_known_helicity_ratios() -> None:
     np.testing.assert_allclose(tvs, part)
     with pytest.raises(DecayError, match="PARTWAVE decay of .* needs 6 parameters"):
         helicity_couplings("PARTWAVE", 20213, (113, 211), (1.0, 0.0))
+
+
+# ----------------------------------------------------------------------------- end to end through the engine
+
+DEC_JPSI_K = """Decay B+
+1.0 J/psi K+ SVS;
+Enddecay
+Decay J/psi
+1.0 mu+ mu- VLL;
+Enddecay
+End
+"""
+
+DEC_JPSI_KST = f"""Decay B0
+1.0 J/psi K*0 SVV_HELAMP {" ".join(str(v) for v in SVV)};
+Enddecay
+Decay J/psi
+1.0 mu+ mu- VLL;
+Enddecay
+Decay K*0
+1.0 K+ pi- VSS;
+Enddecay
+End
+"""
+
+
+def test_engine_dec_file_svs_vll_gives_sin2(tmp_path: Path) -> None:
+    from sim import load_decay
+
+    path = tmp_path / "b2jpsik.dec"
+    path.write_text(DEC_JPSI_K)
+    chain = load_decay(dec_file=path).chains[0]
+    assert [(nd.pid, nd.model) for nd in chain.nodes] == [(521, "SVS"), (443, "VLL"), (321, ""), (-13, ""), (13, "")]
+    rest = chain.generate_rest_frame(40_000, seed=31)
+    cos = _helicity_cos(rest[:, 3], rest[:, 1], rest[:, 0])
+    eps = 4 * M_MU**2 / M_JPSI**2
+    assert _ks(cos, lambda c: 1 - c * c + eps * c * c) > 0.01
+    assert _ks(cos, np.ones_like) < 1e-10
+
+
+def test_engine_dec_file_svv_helamp_fractions(tmp_path: Path) -> None:
+    from sim import load_decay
+
+    path = tmp_path / "b2jpsikst.dec"
+    path.write_text(DEC_JPSI_KST)
+    chain = load_decay(dec_file=path).chains[0]
+    pids = [nd.pid for nd in chain.nodes]
+    assert pids[:3] == [511, 443, 313]
+    rest = chain.generate_rest_frame(40_000, seed=32)
+    k_plus = pids.index(321)
+    f_l = SVV[2] ** 2 / (SVV[0] ** 2 + SVV[2] ** 2 + SVV[4] ** 2)
+    cos_k = _helicity_cos(rest[:, k_plus], rest[:, 2], rest[:, 0])
+    assert _ks(cos_k, lambda c: f_l * 1.5 * c * c + (1 - f_l) * 0.75 * (1 - c * c)) > 0.01
+    assert _ks(cos_k, lambda c: 1.5 * c * c) < 1e-10  # not fully longitudinal

@@ -12,6 +12,7 @@ cosθ_ℓ histograms are compared (χ² with the weights' own variance) with
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,6 +222,21 @@ def test_lambda_b_baryonpcr_matrix_element_equals_dirac_traces() -> None:
     assert not np.allclose(_trace_rate(config, mb, mx, ml, f, True), _trace_rate(config, mb, mx, ml, f, False), rtol=1e-2)
 
 
+def _pcr_q2_bins(q_edges: np.ndarray, mb: float, mx: float, ml: float) -> np.ndarray:
+    """dΓ/dq² of Λb → Λc ℓ ν̄ (BaryonPCR) integrated over q² bins: traces × dΦ3, Gauss–Legendre."""
+    x, wq = np.polynomial.legendre.leggauss(8)
+    cos, phi = (a.ravel() for a in np.meshgrid(np.linspace(-1, 1, 21), np.linspace(0, 2 * np.pi, 4, endpoint=False), indexing="ij"))
+    by_q = np.zeros(len(q_edges) - 1)
+    for i, (a, b) in enumerate(itertools.pairwise(q_edges)):
+        for xi, wi in zip(x, wq, strict=True):
+            qq = 0.5 * (a + b) + 0.5 * (b - a) * xi
+            f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([qq]), mb, np.array([mx])))
+            rate = _trace_rate(_lambda_b_config(qq, cos, phi, mb, mx, ml), mb, mx, ml, f).reshape(21, 4).mean(axis=1)
+            ps = ff._pmag(mb, mx, np.array([qq]))[0] * (qq - ml * ml) / qq  # dΦ3 ∝ |p_X| (1 − m²/q²) dq² dcosθ
+            by_q[i] += wi * ps * np.trapezoid(rate, np.linspace(-1, 1, 21))
+    return by_q
+
+
 def test_lambda_b_baryonpcr_q2_spectrum() -> None:
     """The default job's Λb → Λc μ ν̄ (BaryonPCR 1 1 1 1): weighted q² histogram vs the trace-integrated dΓ/dq²."""
     par, had = 5122, 4122
@@ -230,16 +246,7 @@ def test_lambda_b_baryonpcr_q2_spectrum() -> None:
     w = chain_weight(nodes, p4)
     q2, _cos = _q2_cos(p4[1], p4[2], p4[3], p4[0])
     q_edges = np.linspace(ml**2, (mb - mx) ** 2, N_BINS + 1)
-    x, wq = np.polynomial.legendre.leggauss(8)
-    cos, phi = (a.ravel() for a in np.meshgrid(np.linspace(-1, 1, 21), np.linspace(0, 2 * np.pi, 4, endpoint=False), indexing="ij"))
-    by_q = np.zeros(N_BINS)
-    for i, (a, b) in enumerate(itertools.pairwise(q_edges)):
-        for xi, wi in zip(x, wq, strict=True):
-            qq = 0.5 * (a + b) + 0.5 * (b - a) * xi
-            f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([qq]), mb, np.array([mx])))
-            rate = _trace_rate(_lambda_b_config(qq, cos, phi, mb, mx, ml), mb, mx, ml, f).reshape(21, 4).mean(axis=1)
-            ps = ff._pmag(mb, mx, np.array([qq]))[0] * (qq - ml * ml) / qq  # dΦ3 ∝ |p_X| (1 − m²/q²) dq² dcosθ
-            by_q[i] += wi * ps * np.trapezoid(rate, np.linspace(-1, 1, 21))
+    by_q = _pcr_q2_bins(q_edges, mb, mx, ml)
     assert _chi2(q2, w, q_edges, by_q) < 2.5
     assert _chi2(q2, np.ones_like(w), q_edges, by_q) > 10
 
@@ -266,3 +273,33 @@ def test_cln_form_factors_at_zero_recoil() -> None:
     np.testing.assert_allclose(a1 * rstar / (1 - q2 / (mb + mx) ** 2), 0.908)
     np.testing.assert_allclose(v / a1 * (1 - q2 / (mb + mx) ** 2), 1.270)
     np.testing.assert_allclose(a2 / a1 * (1 - q2 / (mb + mx) ** 2), 0.852)
+
+
+DEC_LB = """Decay Lambda_b0
+1.0 Lambda_c+ mu- anti-nu_mu BaryonPCR 1 1 1 1;
+Enddecay
+Decay Lambda_c+
+1.0 p+ K- pi+ PHSP;
+Enddecay
+End
+"""
+
+
+def test_engine_dec_file_lambda_b_q2_spectrum(tmp_path: Path) -> None:
+    """End to end: a DecFile's Λb0 → Λc+ μ− ν̄ (BaryonPCR) through the decay engine has the PCR q² spectrum."""
+    from sim import load_decay
+
+    path = tmp_path / "lb.dec"
+    path.write_text(DEC_LB)
+    chain = load_decay(dec_file=path).chains[0]
+    pids = [nd.pid for nd in chain.nodes]
+    assert pids[:4] == [5122, 4122, 13, -14]
+    rest = chain.generate_rest_frame(30_000, seed=41)
+    q = rest[:, 2] + rest[:, 3]
+    q2 = (q[:, 3] ** 2 - np.sum(q[:, :3] ** 2, axis=1)) * 1e-6
+    mb, mx, ml = _mass(5122) * 1e-3, _mass(4122) * 1e-3, M_MU * 1e-3
+    q_edges = np.linspace(ml**2, (mb - mx) ** 2, N_BINS + 1)
+    by_q = _pcr_q2_bins(q_edges, mb, mx, ml)
+    assert _chi2(q2, np.ones_like(q2), q_edges, by_q) < 2.5
+    flat = np.array([ff._pmag(mb, mx, np.array([0.5 * (a + b)]))[0] * (1 - ml * ml / (0.5 * (a + b))) for a, b in itertools.pairwise(q_edges)])
+    assert _chi2(q2, np.ones_like(q2), q_edges, flat) > 10  # phase space is excluded
