@@ -9,7 +9,6 @@ from typing import Any
 
 from mambah.cli import nonnegative_int, positive_int
 from mambah.errors import ConfigError
-
 from sim.core.executors import DaskExecutor, Executor, SerialExecutor
 from sim.core.pipeline import Pipeline
 
@@ -27,6 +26,17 @@ def register(sub: Any) -> None:
                      "--decay/--dec-file then name the signal that Mambah decays")
     run.add_argument("--hepmc", metavar="FILE", nargs="+", help="full events from HepMC3/HepMC2 ASCII files or globs "
                      "(needs mambah[hepmc]); --decay then flags the signal")
+    run.add_argument("--spectrum", choices=("auto", "b", "c", "uniform", "fixed"),
+                     help="head kinematics: auto (b or c hadron spectrum following the head; the default), b, c, "
+                     "uniform or fixed (their parameters through --config)")
+    run.add_argument("--unsupported-models", choices=("error", "phase-space", "skip"),
+                     help="a decay model you wrote that cannot be honoured: error (default), phase-space (one warning "
+                     "line per model) or skip (drop those modes, renormalise)")
+    run.add_argument("--table-unsupported-models", choices=("error", "phase-space", "skip"),
+                     help="the same for the decay table's modes (default phase-space, one warning line per model)")
+    run.add_argument("--decay-table", metavar="TABLE", help="table completing undecayed particles: DECAY_LHCB.DEC (default), "
+                     "DECAY_BELLE2.DEC or a DecFile path")
+    run.add_argument("--cc-fraction", type=float, metavar="F", help="fraction of charge-conjugate decays for [...]cc / CDecay (default 0.5)")
     run.add_argument("--events", type=positive_int, help="number of events (default 100000)")
     run.add_argument("--batch-size", type=positive_int, help="events per batch (default 25000)")
     run.add_argument("--seed", type=nonnegative_int, help="run seed (default 42)")
@@ -64,6 +74,25 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
             pipeline = pipeline.replace(gens[0].name, decay=args.decay, dec_file=None, mother=None)
         else:
             pipeline = pipeline.replace(gens[0].name, dec_file=str(Path(args.dec_file).resolve()), mother=args.mother)
+    gen_changes = {
+        key: value
+        for key, value in (
+            ("spectrum", getattr(args, "spectrum", None)),
+            ("unsupported_models", getattr(args, "unsupported_models", None)),
+            ("table_unsupported_models", getattr(args, "table_unsupported_models", None)),
+            ("decay_table", getattr(args, "decay_table", None)),
+            ("cc_fraction", getattr(args, "cc_fraction", None)),
+        )
+        if value is not None
+    }
+    if gen_changes:
+        gens = [p for p in pipeline.passes if p.kind == "generator"]
+        if not gens:
+            flags = ", ".join("--" + k.replace("_", "-") for k in gen_changes)
+            raise ConfigError(f"the pipeline has no generator pass to take {flags}")
+        if gen_changes.get("decay_table") not in (None, "DECAY_LHCB.DEC", "DECAY_BELLE2.DEC"):
+            gen_changes["decay_table"] = str(Path(gen_changes["decay_table"]).resolve())
+        pipeline = pipeline.replace(gens[0].name, **gen_changes)
     return pipeline.validate()
 
 
