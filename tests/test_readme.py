@@ -24,7 +24,7 @@ def test_pipeline_example_keeps_the_detector_passes(tmp_path: Path, monkeypatch:
     small = code.replace("events=1_000_000, batch_size=50_000", "events=300, batch_size=150")
     assert small != code
     monkeypatch.chdir(tmp_path)
-    exec(compile(small, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    exec(compile(small, "README.md", "exec"), {})
     import mambah
     import sim
 
@@ -56,7 +56,7 @@ def test_training_files_snippet_makes_what_train_needs(tmp_path: Path, monkeypat
     small = code.replace('"sample.parquet", 20_000', '"sample.parquet", 600').replace('"K", 20_000, 5_000', '"K", 1_500, 400')
     assert small.count("600") == 1 and "1_500, 400" in small
     monkeypatch.chdir(tmp_path)
-    exec(compile(small, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    exec(compile(small, "README.md", "exec"), {})
     sample = set(pq.read_schema(tmp_path / "sample.parquet").names)
     for kind in ("acceptance", "efficiency", "resolution", "occupancy"):
         assert set(trainers()[kind].columns) <= sample, (kind, set(trainers()[kind].columns) - sample)
