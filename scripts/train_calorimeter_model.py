@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 
 from sim.core.io import save_model
-from sim.detector.calorimeter import train_calorimeter
 from sim.reference.ecal import shower_sample, write_shower_sample
+from sim.training.recipes.calorimeter import train_calorimeter
 
 log = logging.getLogger("train_calorimeter_model")
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from mambah.errors import ConfigError, DataError, ModelError
 from sim.core.pipeline import BatchContext, Kernel, Pass
+from sim.core.pixels import PixelTransform
 from sim.core.registry import register_pass
 from sim.detector.card import card
 from sim.detector.ecal_geometry import (
@@ -53,7 +54,6 @@ __all__ = (
     "read_showers",
     "shower_conditions",
     "targets_to_matrices",
-    "train_calorimeter",
 )
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,6 @@ def matrices_to_targets(matrices: np.ndarray, energy: np.ndarray) -> tuple[np.nd
 
 def targets_to_matrices(outputs: np.ndarray, energy: np.ndarray, eps: float, grid_n: int) -> np.ndarray:
     """Generator outputs (transformed pixels, then the total) → ``(n, g, g)`` deposits (MeV)."""
-    from sim.training.image_gan import PixelTransform
-
     out = np.asarray(outputs, dtype=np.float64)
     g2 = grid_n * grid_n
     pix = PixelTransform(eps).inverse(out[:, :g2]).reshape(-1, grid_n, grid_n)
@@ -175,68 +173,6 @@ def read_showers(data: str | Path | Mapping[str, Any], grid_n: int = 30) -> dict
         if not np.all(np.isfinite(arr)):
             raise DataError(f"shower data: column {c!r} holds NaN or inf")
     return out
-
-
-def train_calorimeter(
-    data: str | Path | Mapping[str, Any],
-    *,
-    epochs: int = 8,
-    energy_epochs: int = 60,
-    only_energy: bool = False,
-    seed: int = 0,
-    batch_size: int = 128,
-    learning_rate: float = 5e-4,
-    aux_weight: float = 0.1,
-    progress: bool = False,
-    **_: Any,
-) -> Any:
-    """Train the fast shower model on a shower file (e.g. from the reference ECAL).
-
-    Two networks: the convolutional image GAN (WGAN-GP + auxiliary metric regressor,
-    :func:`sim.training.image_gan.train_image_gan`) for the shape (and the total of
-    hadrons and muons), and a Cramér MLP GAN (:func:`sim.training.gan.train_gan`, cosine
-    schedule, EMA) for the total ``asinh((sum/E - 1)/σ_nom)`` of e/γ showers given
-    :data:`ENERGY_CONDITIONS`.  Why: the image GAN's own scalar head, trained 8 epochs on
-    2 CPU cores, narrowed the e/γ energy resolution by about 30 % (σ/E 1.7 % instead of
-    2.5 % at 10-30 GeV); an MLP GAN on all four species leaked hadron-like totals into
-    2-7 % of the e/γ showers; on e/γ alone, with its quantile preprocessing, it learns
-    the 1-D conditional distribution in about 2 minutes.
-
-    Args:
-        data: Parquet file or mapping with :data:`SHOWER_COLUMNS`.
-        epochs: image-GAN epochs; energy_epochs: energy-GAN epochs.
-        seed, batch_size, learning_rate, aux_weight: image-GAN settings.
-        only_energy: train only the energy GAN (``shape_model`` is then ``None``).
-        progress: progress bars.
-
-    Returns:
-        ``(shape_model, energy_model)``, two :class:`~sim.core.io.TrainedModel`
-        (save them as ``calorimeter.keras`` and ``calorimeter_energy.keras``).
-    """
-    from sim.training.gan import train_gan
-    from sim.training.image_gan import train_image_gan
-
-    geo = ECALGeometry()
-    d = read_showers(data, int(geo.grid_n))
-    if np.any(d["energy"] <= 0):
-        raise DataError("shower data: energy must be positive (MeV)")
-    cond = shower_conditions(d["pid"], d["energy"], d["x"], d["y"], d["tx"], d["ty"], geo)
-    shapes, total = matrices_to_targets(d["matrix"], d["energy"])
-    data_file = None if isinstance(data, Mapping) else str(data)
-    prov = {"data_file": data_file, "model": "calorimeter", "card": "default"}
-    shape_model = None if only_energy else train_image_gan(
-        cond, shapes, total, algorithm="wgan-gp", epochs=epochs, batch_size=batch_size, seed=seed,
-        learning_rate=learning_rate, aux_weight=aux_weight, progress=progress,
-        condition_names=CONDITIONS, scalar_names=SCALARS, provenance=prov,
-    )
-    em = (cond[:, CONDITIONS.index("is_hadron")] == 0) & (cond[:, CONDITIONS.index("is_muon")] == 0)
-    e_cond = cond[em][:, [CONDITIONS.index(c) for c in ENERGY_CONDITIONS]]
-    energy_model = train_gan(
-        e_cond, total[em], algorithm="cramer", epochs=energy_epochs, batch_size=512, learning_rate=1e-3,
-        lr_schedule="cosine", ema=0.99, seed=seed + 1, progress=progress, condition_names=ENERGY_CONDITIONS,
-        target_names=SCALARS, provenance={**prov, "model": "calorimeter_energy"},
-    )
-    return shape_model, energy_model
 
 
 @dataclass

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mambah.errors import ConfigError, DataError, TrainingError
+from sim.core.pixels import PixelTransform
 from sim.training.io import TrainedModel, provenance_defaults
 from sim.training.preprocessing import Identity, QuantileGaussian
 
@@ -60,33 +60,6 @@ IMAGE_ALGORITHMS = ("wgan-gp", "cramer")
 METRICS = ("bary_x", "bary_y", "width", "asym_x", "asym_y")
 """Names of :func:`image_metrics`' columns."""
 _EPS_NORM = 1e-12
-
-
-@dataclass(frozen=True)
-class PixelTransform:
-    """``f = log1p(v / eps) / log1p(1 / eps)`` for pixels ``v >= 0`` (``v = 1`` → ``f = 1``).
-
-    Attributes:
-        eps: the scale below which pixels are compressed linearly.
-    """
-
-    eps: float = 1e-4
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.eps) and self.eps > 0):
-            raise ConfigError(f"PixelTransform.eps={self.eps!r}; expected a positive number")
-
-    @property
-    def norm(self) -> float:
-        return float(np.log1p(1.0 / self.eps))
-
-    def forward(self, v: np.ndarray) -> np.ndarray:
-        """Pixel values (any shape, >= 0) → learning space."""
-        return np.log1p(np.maximum(np.asarray(v, dtype=np.float64), 0.0) / self.eps) / self.norm
-
-    def inverse(self, f: np.ndarray) -> np.ndarray:
-        """Learning space → pixel values (negative ``f`` → 0)."""
-        return self.eps * np.expm1(np.maximum(np.asarray(f, dtype=np.float64), 0.0) * self.norm)
 
 
 def image_metrics(images: Any, xp: Any = np) -> Any:
