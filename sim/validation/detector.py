@@ -278,7 +278,7 @@ def validate(
     from sim.detector.acceptance import Acceptance, draw_acceptance
     from sim.detector.efficiency import EFFICIENCY_CLASSES, Efficiency, draw_track_type
     from sim.detector.occupancy import OCCUPANCY_TARGETS, samples_to_counts
-    from sim.detector.resolution import RESOLUTION_CONDITIONS, RESOLUTION_TARGETS, apply_residuals
+    from sim.detector.resolution import RESOLUTION_CONDITIONS, RESOLUTION_TARGETS, apply_residuals, pass_residuals
     from sim.reference.sample import reference_sample_arrays
     from sim.training.validation import ks_distance, two_sample_test
 
@@ -351,7 +351,8 @@ def validate(
             rec &= np.cumsum(rec) <= int(max_tracks)
         r = add_derived({k: np.asarray(v)[rec] for k, v in d.items()})
         cond = feature_matrix(r, RESOLUTION_CONDITIONS, "validate resolution")
-        fast_res = loaded["resolution"].sample(cond, rng)
+        # what the pass produces: states drawn from the shared covariance model, chi2/ndf and ghost prob from the GAN
+        fast_res = pass_residuals(r, r, r["track_type"], loaded["resolution"].sample(cond, rng), rng)
         ref_res = np.column_stack([r[t] for t in RESOLUTION_TARGETS])
         fast_obs = apply_residuals(r, r, r["track_type"], fast_res)
         obs = {"ip": (r["ip"], fast_obs["ip"]), "ip_chi2": (r["ip_chi2"], fast_obs["ip_chi2"]),
