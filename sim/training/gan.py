@@ -51,11 +51,13 @@ resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,7 @@ from sim.training.preprocessing import (
     transform,
 )
 
-__all__ = ("ALGORITHMS", "LR_SCHEDULES", "train_gan")
+__all__ = ("ALGORITHMS", "LR_SCHEDULES", "GANConfig", "train_gan")
 
 log = logging.getLogger(__name__)
 
@@ -256,33 +258,79 @@ def _load_checkpoint(
 # --------------------------------------------------------------------------- training
 
 
+@dataclass(frozen=True)
+class GANConfig:
+    """The settings of a GAN training (see :func:`train_gan` for their meaning); checked when built.
+
+    ``record(...)`` is what a checkpoint stores and a resumed run must match.
+    """
+
+    algorithm: str = "cramer"
+    n_noise: int = 16
+    epochs: int = 10
+    batch_size: int = 512
+    critic_steps: int | None = None
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    ema: float | None = None
+    seed: int = 0
+    hidden_generator: tuple[int, ...] = (64, 64, 64)
+    hidden_critic: tuple[int, ...] = (64, 64, 64)
+    n_critic_features: int = 32
+    gp_lambda: float = 10.0
+    penalty: str = "one-sided"
+    n_quantiles: int = 1000
+    target_bins: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"unknown GAN algorithm {self.algorithm!r}; known: {list(ALGORITHMS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown learning-rate schedule {self.lr_schedule!r}; known: {list(LR_SCHEDULES)}")
+        if self.ema is not None and not 0.0 < float(self.ema) < 1.0:
+            raise ConfigError(f"train_gan: ema={self.ema!r} must be a momentum in (0, 1) or None")
+        if self.penalty not in ("one-sided", "two-sided"):
+            raise ConfigError(f"unknown gradient penalty {self.penalty!r}; known: ['one-sided', 'two-sided']")
+        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size), ("critic_steps", self.steps),
+                            ("n_noise", self.n_noise)):
+            if int(value) != value or value < 1:
+                raise ConfigError(f"train_gan: {name}={value!r} must be an integer >= 1")
+        object.__setattr__(self, "hidden_generator", tuple(int(h) for h in self.hidden_generator))
+        object.__setattr__(self, "hidden_critic", tuple(int(h) for h in self.hidden_critic))
+
+    @property
+    def steps(self) -> int:
+        """Critic updates per generator update (the algorithm's default when not set)."""
+        return _DEFAULT_CRITIC_STEPS[self.algorithm] if self.critic_steps is None else int(self.critic_steps)
+
+    def record(self, n_rows: int, conditions: Sequence[str], targets: Sequence[str]) -> dict[str, Any]:
+        """The settings a checkpoint records (and a resumed run must repeat)."""
+        return {
+            "algorithm": self.algorithm, "n_noise": int(self.n_noise), "batch_size": int(self.batch_size),
+            "critic_steps": self.steps, "learning_rate": float(self.learning_rate), "lr_schedule": self.lr_schedule,
+            "ema": None if self.ema is None else float(self.ema),
+            # the cosine schedule spans all epochs, so a resumed run must keep their number
+            "schedule_epochs": int(self.epochs) if self.lr_schedule == "cosine" else None, "seed": int(self.seed),
+            "hidden_generator": list(self.hidden_generator), "hidden_critic": list(self.hidden_critic),
+            "n_critic_features": int(self.n_critic_features), "gp_lambda": float(self.gp_lambda),
+            "penalty": self.penalty, "target_bins": None if self.target_bins is None else int(self.target_bins),
+            "n_rows": int(n_rows), "conditions": list(conditions), "targets": list(targets),
+        }
+
+
 def train_gan(
     conditions: np.ndarray,
     targets: np.ndarray,
     weights: np.ndarray | None = None,
     *,
-    algorithm: str = "cramer",
-    n_noise: int = 16,
-    epochs: int = 10,
-    batch_size: int = 512,
-    critic_steps: int | None = None,
-    learning_rate: float = 1e-3,
-    lr_schedule: str = "constant",
-    ema: float | None = None,
-    seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
-    hidden_generator: Sequence[int] = (64, 64, 64),
-    hidden_critic: Sequence[int] = (64, 64, 64),
-    n_critic_features: int = 32,
-    gp_lambda: float = 10.0,
-    penalty: str = "one-sided",
-    n_quantiles: int = 1000,
-    target_bins: int | None = None,
     condition_names: Sequence[str] | None = None,
     target_names: Sequence[str] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    config: GANConfig | None = None,
+    **settings: Any,
 ) -> TrainedModel:
     """Train a conditional GAN ``targets ~ G(conditions, noise)``.
 
@@ -327,6 +375,8 @@ def train_gan(
             threshold).
         condition_names, target_names: column names (default ``c0..``, ``t0..``).
         provenance: extra provenance entries (e.g. ``data_file``).
+        config: the settings as a :class:`GANConfig`; ``settings`` (the keyword
+            arguments above: algorithm, n_noise, epochs, ...) override its fields.
 
     Returns:
         :class:`TrainedModel` of kind ``"generator"``; ``history`` holds per-epoch
@@ -342,19 +392,10 @@ def train_gan(
 
     from sim.training.models import build_critic, build_generator
 
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"unknown GAN algorithm {algorithm!r}; known: {list(ALGORITHMS)}")
-    if lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"unknown learning-rate schedule {lr_schedule!r}; known: {list(LR_SCHEDULES)}")
-    if ema is not None and not 0.0 < float(ema) < 1.0:
-        raise ConfigError(f"train_gan: ema={ema!r} must be a momentum in (0, 1) or None")
-    if penalty not in ("one-sided", "two-sided"):
-        raise ConfigError(f"unknown gradient penalty {penalty!r}; known: ['one-sided', 'two-sided']")
-    critic_steps = _DEFAULT_CRITIC_STEPS[algorithm] if critic_steps is None else int(critic_steps)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("critic_steps", critic_steps),
-                        ("n_noise", n_noise)):
-        if int(value) != value or value < 1:
-            raise ConfigError(f"train_gan: {name}={value!r} must be an integer >= 1")
+    try:
+        cfg = dataclasses.replace(config or GANConfig(), **settings)
+    except TypeError as err:
+        raise ConfigError(f"train_gan: {err}; settings are the fields of GANConfig") from None
     c_raw, t_raw, w = _check_inputs(conditions, targets, weights)
     n, n_cond = c_raw.shape
     n_targ = t_raw.shape[1]
@@ -365,65 +406,20 @@ def train_gan(
             f"train_gan: {len(cond_names)} condition / {len(targ_names)} target names "
             f"for {n_cond} / {n_targ} columns"
         )
-    config = {
-        "algorithm": algorithm, "n_noise": int(n_noise), "batch_size": int(batch_size),
-        "critic_steps": critic_steps, "learning_rate": float(learning_rate), "lr_schedule": lr_schedule,
-        "ema": None if ema is None else float(ema),
-        # the cosine schedule spans all epochs, so a resumed run must keep their number
-        "schedule_epochs": int(epochs) if lr_schedule == "cosine" else None, "seed": int(seed),
-        "hidden_generator": [int(h) for h in hidden_generator],
-        "hidden_critic": [int(h) for h in hidden_critic],
-        "n_critic_features": int(n_critic_features), "gp_lambda": float(gp_lambda), "penalty": penalty,
-        "target_bins": None if target_bins is None else int(target_bins),
-        "n_rows": int(n), "conditions": list(cond_names), "targets": list(targ_names),
-    }
-
+    record = cfg.record(n, cond_names, targ_names)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    state = _latest(ckpt) if ckpt is not None else None
-    if state is not None and not resume:
-        raise ConfigError(
-            f"checkpoint directory {ckpt} already holds epoch {state['epoch']}; "
-            "pass resume=True to continue or choose another checkpoint_dir"
-        )
-    if state is not None:
-        changed = {k: (state["config"].get(k), v) for k, v in config.items() if state["config"].get(k) != v}
-        if changed:
-            raise ConfigError(f"cannot resume {ckpt}: settings differ (checkpoint, now): {changed}")
-        prep_c = preprocessor_from_dict(state["preprocessing"]["conditions"])
-        prep_t = preprocessor_from_dict(state["preprocessing"]["targets"])
-    else:
-        prep_c = QuantileGaussian(n_quantiles).fit(c_raw)
-        if target_bins is None:
-            prep_t = QuantileGaussian(n_quantiles).fit(t_raw, weights=w if weights is not None else None)
-        elif n_cond == 0:
-            raise ConfigError("train_gan: target_bins needs a condition for the targets' preprocessing to follow")
-        else:
-            prep_t = ConditionalQuantileGaussian(max(n_quantiles // 2, 2), int(target_bins)).fit(
-                t_raw, weights=w if weights is not None else None, conditions=c_raw)
+    state = _resume_state(ckpt, resume, record)
+    prep_c, prep_t = _preprocessors(cfg, state, c_raw, t_raw, w if weights is not None else None)
     c = prep_c.transform(c_raw).astype(np.float32)
     t = transform(prep_t, t_raw, c_raw).astype(np.float32)
     w32 = w.astype(np.float32)
 
-    keras.utils.set_random_seed(seed)
-    generator = build_generator(n_cond, n_noise, n_targ, hidden_generator)
-    n_out = n_critic_features if algorithm == "cramer" else 1
-    critic = build_critic(n_cond, n_targ, hidden_critic, n_out)
-    bs = min(int(batch_size), n)
-    n_batches = n // bs
-
-    def rate() -> Any:  # one schedule object per optimizer, counted in that optimizer's steps
-        if lr_schedule == "cosine":
-            return keras.optimizers.schedules.CosineDecay(learning_rate, int(epochs) * n_batches, alpha=0.05)
-        return learning_rate
-
-    ema_args = {} if ema is None else {"use_ema": True, "ema_momentum": float(ema)}
-    optimizers = {
-        "generator": keras.optimizers.Adam(rate(), beta_1=0.5, beta_2=0.9, **ema_args),
-        "critic": keras.optimizers.Adam(rate(), beta_1=0.5, beta_2=0.9),
-    }
-    optimizers["generator"].build(generator.trainable_variables)
-    optimizers["critic"].build(critic.trainable_variables)
-    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(cfg.seed)
+    generator = build_generator(n_cond, cfg.n_noise, n_targ, cfg.hidden_generator)
+    critic = build_critic(n_cond, n_targ, cfg.hidden_critic, cfg.n_critic_features if cfg.algorithm == "cramer" else 1)
+    bs = min(int(cfg.batch_size), n)
+    optimizers = _optimizers(keras, cfg, n // bs, generator, critic)
+    rng = np.random.default_rng(cfg.seed)
     history: dict[str, list[float]] = {"critic_loss": [], "generator_loss": []}
     start = 0
     if state is not None:
@@ -431,15 +427,107 @@ def train_gan(
         rng.bit_generator.state = state["rng_state"]
         history = {k: list(v) for k, v in state["history"].items()}
         start = int(state["epoch"])
-        log.info("resuming %s GAN from %s at epoch %d", algorithm, state["path"], start)
+        log.info("resuming %s GAN from %s at epoch %d", cfg.algorithm, state["path"], start)
+    step = _make_step(cfg.algorithm, generator, critic, optimizers["generator"], optimizers["critic"],
+                      cfg.steps, cfg.gp_lambda, cfg.penalty == "one-sided")
+    checkpoint = None if ckpt is None else (ckpt, {"format": _CHECKPOINT_FORMAT, "config": record,
+                                                   "preprocessing": {"conditions": prep_c.to_dict(),
+                                                                     "targets": prep_t.to_dict()}})
+    _run_epochs(cfg, step, (c, t, w32), rng, history, start, bs, generator, critic, optimizers, checkpoint, progress)
+    if cfg.ema is not None:  # the averaged weights become the generator's
+        optimizers["generator"].finalize_variable_values(generator.trainable_variables)
+    prov = {
+        **provenance_defaults(), "data_file": None, "epochs": int(cfg.epochs),
+        **{k: v for k, v in record.items() if k not in ("conditions", "targets")},
+        "weighted": weights is not None,
+        **(dict(provenance) if provenance else {}),
+    }
+    return TrainedModel(
+        model=generator,
+        kind="generator",
+        input_names=cond_names,
+        output_names=targ_names,
+        input_preprocessor=prep_c,
+        output_preprocessor=prep_t,
+        n_noise=int(cfg.n_noise),
+        provenance=prov,
+        history=history,
+    )
 
-    step = _make_step(algorithm, generator, critic, optimizers["generator"], optimizers["critic"],
-                      critic_steps, gp_lambda, penalty == "one-sided")
 
+def _resume_state(ckpt: Path | None, resume: bool, record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint to continue from (checked against the settings), or ``None`` for a fresh start."""
+    state = _latest(ckpt) if ckpt is not None else None
+    if state is not None and not resume:
+        raise ConfigError(
+            f"checkpoint directory {ckpt} already holds epoch {state['epoch']}; "
+            "pass resume=True to continue or choose another checkpoint_dir"
+        )
+    if state is not None:
+        changed = {k: (state["config"].get(k), v) for k, v in record.items() if state["config"].get(k) != v}
+        if changed:
+            raise ConfigError(f"cannot resume {ckpt}: settings differ (checkpoint, now): {changed}")
+    return state
+
+
+def _preprocessors(
+    cfg: GANConfig, state: Mapping[str, Any] | None, c_raw: np.ndarray, t_raw: np.ndarray, w: np.ndarray | None
+) -> tuple[Any, Any]:
+    """The conditions' and targets' preprocessing: from the checkpoint, or fitted on the data."""
+    if state is not None:
+        return (preprocessor_from_dict(state["preprocessing"]["conditions"]),
+                preprocessor_from_dict(state["preprocessing"]["targets"]))
+    prep_c = QuantileGaussian(cfg.n_quantiles).fit(c_raw)
+    if cfg.target_bins is None:
+        return prep_c, QuantileGaussian(cfg.n_quantiles).fit(t_raw, weights=w)
+    if c_raw.shape[1] == 0:
+        raise ConfigError("train_gan: target_bins needs a condition for the targets' preprocessing to follow")
+    prep_t = ConditionalQuantileGaussian(max(cfg.n_quantiles // 2, 2), int(cfg.target_bins)).fit(
+        t_raw, weights=w, conditions=c_raw)
+    return prep_c, prep_t
+
+
+def _optimizers(keras: Any, cfg: GANConfig, n_batches: int, generator: Any, critic: Any) -> dict[str, Any]:
+    """Adam optimizers of both networks, with the learning-rate schedule and the generator's EMA."""
+
+    def rate() -> Any:  # one schedule object per optimizer, counted in that optimizer's steps
+        if cfg.lr_schedule == "cosine":
+            return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, int(cfg.epochs) * n_batches, alpha=0.05)
+        return cfg.learning_rate
+
+    ema_args = {} if cfg.ema is None else {"use_ema": True, "ema_momentum": float(cfg.ema)}
+    optimizers = {
+        "generator": keras.optimizers.Adam(rate(), beta_1=0.5, beta_2=0.9, **ema_args),
+        "critic": keras.optimizers.Adam(rate(), beta_1=0.5, beta_2=0.9),
+    }
+    optimizers["generator"].build(generator.trainable_variables)
+    optimizers["critic"].build(critic.trainable_variables)
+    return optimizers
+
+
+def _run_epochs(
+    cfg: GANConfig,
+    step: Any,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rng: np.random.Generator,
+    history: dict[str, list[float]],
+    start: int,
+    bs: int,
+    generator: Any,
+    critic: Any,
+    optimizers: Mapping[str, Any],
+    checkpoint: tuple[Path, dict[str, Any]] | None,
+    progress: bool,
+) -> None:
+    """Epochs ``start .. cfg.epochs``: shuffled full batches, NaN guard, a checkpoint after each epoch."""
     from tqdm.auto import tqdm
 
-    epochs_bar = tqdm(range(start, int(epochs)), disable=not progress, desc=f"{algorithm} GAN",
-                      initial=start, total=int(epochs))
+    c, t, w32 = data
+    n = c.shape[0]
+    n_batches = n // bs
+    n_noise, critic_steps = cfg.n_noise, cfg.steps
+    epochs_bar = tqdm(range(start, int(cfg.epochs)), disable=not progress, desc=f"{cfg.algorithm} GAN",
+                      initial=start, total=int(cfg.epochs))
     for epoch in epochs_bar:
         order = rng.permutation(n)
         losses = []
@@ -451,40 +539,16 @@ def train_gan(
             losses.append(step(c[idx], t[idx], w32[idx], z_d, eps, z_g))
         d_loss, g_loss = np.mean(np.asarray(losses, dtype=np.float64), axis=0)
         if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
+            ckpt = checkpoint[0] if checkpoint else None
             kept = f"last good checkpoint kept in {ckpt} (epoch {epoch})" if ckpt and epoch else "no checkpoint"
             raise TrainingError(
-                f"{algorithm} GAN diverged in epoch {epoch + 1}: critic loss {d_loss}, "
-                f"generator loss {g_loss} (lower learning_rate={learning_rate}?); {kept}"
+                f"{cfg.algorithm} GAN diverged in epoch {epoch + 1}: critic loss {d_loss}, "
+                f"generator loss {g_loss} (lower learning_rate={cfg.learning_rate}?); {kept}"
             )
         history["critic_loss"].append(float(d_loss))
         history["generator_loss"].append(float(g_loss))
         epochs_bar.set_postfix(critic=f"{d_loss:.4f}", generator=f"{g_loss:.4f}")
         log.debug("epoch %d: critic %.5f generator %.5f", epoch + 1, d_loss, g_loss)
-        if ckpt is not None:
-            _save_checkpoint(ckpt, epoch + 1, generator, critic, optimizers, {
-                "format": _CHECKPOINT_FORMAT,
-                "config": config,
-                "rng_state": rng.bit_generator.state,
-                "preprocessing": {"conditions": prep_c.to_dict(), "targets": prep_t.to_dict()},
-                "history": history,
-            })
-
-    if ema is not None:  # the averaged weights become the generator's
-        optimizers["generator"].finalize_variable_values(generator.trainable_variables)
-    prov = {
-        **provenance_defaults(), "data_file": None, "epochs": int(epochs),
-        **{k: v for k, v in config.items() if k not in ("conditions", "targets")},
-        "weighted": weights is not None,
-        **(dict(provenance) if provenance else {}),
-    }
-    return TrainedModel(
-        model=generator,
-        kind="generator",
-        input_names=cond_names,
-        output_names=targ_names,
-        input_preprocessor=prep_c,
-        output_preprocessor=prep_t,
-        n_noise=int(n_noise),
-        provenance=prov,
-        history=history,
-    )
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint[0], epoch + 1, generator, critic, optimizers,
+                             {**checkpoint[1], "rng_state": rng.bit_generator.state, "history": history})
