@@ -105,6 +105,68 @@ _ISGW2_3S1 = {
 }
 
 
+_W_L0 = (3.0 * 1.23 + 0.98 + 5.0 * 1.32 + 3.0 * 1.26) / 12.0
+_W_L1 = (3.0 * 1.123 + 0.98 + 5.0 * 1.32 + 3.0 * 1.26) / 12.0
+_W_S0 = (3.0 * 1.40 + 1.43 + 5.0 * 1.43 + 3.0 * 1.27) / 12.0
+_W_S1 = (3.0 * 1.27 + 1.43 + 5.0 * 1.43 + 3.0 * 1.4) / 12.0
+
+#: P-wave daughters (EvtGen names without charge) -> (kind, daughter family)
+_ISGW2_PWAVE_NAMES = {
+    "a_0": ("3P0", "light"), "f_0": ("3P0", "light"), "f'_0": ("3P0", "light"),
+    "D_0*": ("3P0", "D"), "K_0*": ("3P0", "K"), "D_s0*": ("3P0", "Ds"),
+    "b_1": ("1P1", "light"), "h_1": ("1P1", "light"), "h'_1": ("1P1", "light"),
+    "D_1": ("1P1", "D"), "K_1": ("1P1", "K"), "D_s1": ("1P1", "Ds"),
+    "a_1": ("3P1", "light"), "f_1": ("3P1", "light"), "f'_1": ("3P1", "light"),
+    "D'_1": ("3P1", "D"), "K'_1": ("3P1", "K"), "D'_s1": ("3P1", "Ds"),
+}  # fmt: skip
+
+#: P-wave transitions (EvtISGW2FF3P0/1P1/3P1): (parent, kind, daughter family) -> msq, beta_X², m̄_X, n_f'
+_ISGW2_PWAVE = {
+    ("B", "3P0", "light"): (0.33, 0.275**2, _W_L0, 0.0),
+    ("B", "3P0", "D"): (1.82, 0.33**2, (3.0 * 2.49 + 2.40) / 4.0, 3.0),
+    ("D", "3P0", "light"): (0.33, 0.275**2, _W_L0, 0.0),
+    ("D", "3P0", "K"): (0.55, 0.30**2, _W_S0, 2.0),
+    ("Ds", "3P0", "light"): (0.55, 0.33**2, _W_S0, 2.0),
+    ("Ds", "3P0", "K"): (0.33, 0.30**2, _W_L0, 0.0),
+    ("Bs", "3P0", "Ds"): (1.82, 0.41**2, (3.0 * 2.54 + 2.46) / 4.0, 3.0),
+    ("Bs", "3P0", "K"): (0.55, 0.30**2, _W_S0, 2.0),
+    ("B", "1P1", "light"): (0.33, 0.275**2, _W_L1, 0.0),
+    ("B", "1P1", "D"): (1.82, 0.33**2, (5.0 * 2.46 + 3.0 * 2.42) / 8.0, 3.0),
+    ("D", "1P1", "light"): (0.33, 0.275**2, _W_L1, 0.0),
+    ("D", "1P1", "K"): (0.55, 0.30**2, _W_S1, 2.0),
+    ("Bs", "1P1", "Ds"): (1.82, 0.41**2, (5.0 * 2.61 + 3.0 * 2.54) / 8.0, 3.0),
+    ("Bs", "1P1", "K"): (0.55, 0.30**2, _W_S1, 2.0),
+    ("B", "3P1", "light"): (0.33, 0.275**2, _W_L0, 0.0),
+    ("B", "3P1", "D"): (1.82, 0.33**2, (3.0 * 2.49 + 2.40) / 4.0, 3.0),
+    ("D", "3P1", "light"): (0.33, 0.275**2, _W_L0, 0.0),
+    ("D", "3P1", "K"): (0.55, 0.30**2, _W_S0, 2.0),
+    ("Bs", "3P1", "Ds"): (1.82, 0.41**2, (3.0 * 2.54 + 2.46) / 4.0, 3.0),
+    ("Bs", "3P1", "K"): (0.55, 0.30**2, _W_S0, 2.0),
+}
+
+
+def _pwave_key(parent: int, daughter: int) -> tuple[str, tuple[str, str, str]] | None:
+    """(kind, table key) of an ISGW2 P-wave transition (by the daughter's EvtGen name), or None."""
+    import re
+
+    fam = _family(parent)
+    if fam is None:
+        return None
+    from particle import Particle
+
+    try:
+        name = Particle.from_pdgid(abs(daughter)).evtgen_name
+    except Exception:
+        return None
+    base = re.sub(r"^anti-", "", str(name))
+    base = re.sub(r"(\+\+|--|\+|-|0)$", "", base) if base not in ("f_0", "f'_0") else base
+    hit = _ISGW2_PWAVE_NAMES.get(base)
+    if hit is None:
+        return None
+    key = (fam, hit[0], hit[1])
+    return (hit[0], key) if key in _ISGW2_PWAVE else None
+
+
 def _family(parent: int) -> str | None:
     a = abs(parent)
     return "B" if a in _B else "Bs" if a in _BS else "D" if a in _D else "Ds" if a in _DS else None
@@ -175,8 +237,10 @@ def _isgw2_common(parent: int, daughter: int, kind: str) -> tuple[tuple[float, .
 
 
 _ISGW2_DOC = (
-    "ISGW2 has B0/B+ -> D, D*, pi, eta, eta', rho, omega; B_s0 -> D_s, D_s*, K+, K*; "
-    "D0/D+ -> K, K*, pi, eta, eta', rho, omega; D_s+ -> K0, K*0, pi0, eta, eta', phi"
+    "ISGW2 has B0/B+ -> D, D*, D_0*, D_1, D'_1, pi, eta, eta', rho, omega, a_0, f_0, b_1, h_1, a_1, f_1; "
+    "B_s0 -> D_s, D_s*, D_s0*, D_s1, D'_s1, K+, K*, K_0*, K_1, K'_1; "
+    "D0/D+ -> K, K*, K_0*, K_1, K'_1, pi, eta, eta', rho, omega, a_0, f_0, b_1, h_1, a_1, f_1; "
+    "D_s+ -> K0, K*0, K_0*, pi0, eta, eta', phi, a_0, f_0"
 )
 
 
@@ -281,6 +345,103 @@ def isgw2_vector(
     a2 = -ap * (mb + mx)
     a3 = ((mb + mx) / (2.0 * mx)) * a1 - ((mb - mx) / (2.0 * mx)) * a2
     a0 = a3 + q2 * am / (2.0 * mx)
+    return a1, a2, vf, a0
+
+
+def _pwave_common(
+    parent: int, daughter: int, q2: np.ndarray, mb: float, mx: np.ndarray
+) -> tuple[str, tuple[float, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    hit = _pwave_key(parent, daughter)
+    if hit is None:
+        raise DecayError(f"ISGW2 transition {parent} -> {daughter} is not implemented; {_ISGW2_DOC}")
+    kind, key = hit
+    msb, msd, bb2, mbb, _nf = _ISGW2_PARENT[key[0]]
+    msq, bx2, mbx, nfp = _ISGW2_PWAVE[key]
+    q2 = np.asarray(q2, dtype=np.float64)
+    mx = np.broadcast_to(np.asarray(mx, dtype=np.float64), q2.shape)
+    bbx2 = 0.5 * (bb2 + bx2)
+    tm = (mb - mx) ** 2
+    t = np.where(q2 > tm, 0.99 * tm, q2)
+    wt = 1.0 + (tm - t) / (2.0 * mbb * mbx)
+    r2 = (
+        3.0 / (4.0 * msb * msq)
+        + 3 * msd * msd / (2 * mbb * mbx * bbx2)
+        + (16.0 / (mbb * mbx * (33.0 - 2.0 * nfp))) * math.log(_alpha_s(0.1, 0.1) / _alpha_s(msq, msq))
+    )
+    mtb, mtx = msb + msd, msq + msd
+    f5 = math.sqrt(mtx / mtb) * (math.sqrt(bx2 * bb2) / bbx2) ** 2.5 / (1.0 + r2 * (tm - t) / 18.0) ** 3
+    return kind, (msb, msd, bb2, mbb, msq, bx2, mbx, mtb, mtx, bbx2), f5, wt, t, mx
+
+
+def isgw2_pwave(parent: int, daughter: int, q2: np.ndarray, mb: float, mx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """ISGW2 form factors of P-wave daughters (EvtISGW2FF3P0, 1P1, 3P1).
+
+    Returns:
+        (f+, f0) for a 0+ daughter (D_0*, K_0*, a_0, f_0); (A1, A2, V, A0) for a 1+ daughter
+        (D_1, D_1', K_1, K_1', b_1, a_1, …), converted as EvtISGW2FF::getvectorff.
+    """
+    kind, (msb, msd, bb2, mbb, msq, bx2, mbx, mtb, mtx, bbx2), f5, wt, t, mx = _pwave_common(parent, daughter, q2, mb, mx)
+    del mbb
+    if kind == "3P0":
+        f5uppum = f5 * (_ISGW2_PARENT[_family(parent) or "B"][3] / mtb) ** -0.5 * (mbx / mtx) ** 0.5
+        f5upmum = f5 * (_ISGW2_PARENT[_family(parent) or "B"][3] / mtb) ** 0.5 * (mbx / mtx) ** -0.5
+        uppum = -f5uppum * math.sqrt(2.0 / (3.0 * bb2)) * msd
+        upmum = f5upmum * math.sqrt(2.0 / (3.0 * bb2)) * msd * mtb / mtx
+        fp = (uppum + upmum) / 2.0
+        fm = (uppum - upmum) / 2.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f0 = fm / ((mb * mb - mx * mx) / q2) + fp
+        return fp, np.where(np.asarray(q2) > 0, f0, fp)
+    mbb = _ISGW2_PARENT[_family(parent) or "B"][3]
+    mum = 1.0 / (1.0 / msq - 1.0 / msb)
+    mup = 1.0 / (1.0 / msq + 1.0 / msb)
+    f5a = f5 * (mbb / mtb) ** -0.5 * (mbx / mtx) ** -0.5  # f5v / f5q
+    f5b = f5 * (mbb / mtb) ** 0.5 * (mbx / mtx) ** 0.5  # f5r / f5l
+    f5pp = f5 * (mbb / mtb) ** -1.5 * (mbx / mtx) ** 0.5
+    f5pm = f5 * (mbb / mtb) ** -0.5 * (mbx / mtx) ** -0.5
+    sb = math.sqrt(bb2)
+    if kind == "1P1":
+        if msq == msd:
+            gg = f5a * ((mtb * sb) / (4.0 * math.sqrt(2.0) * msb * msq * mtx) + ((wt - 1) * msd) / (6.0 * math.sqrt(2.0 * bb2) * mtx))
+            ff = f5b * mtb * math.sqrt(bb2 / 2) * (1.0 / mup + (msd * mtx * (wt - 1) ** 2) / (3.0 * msq * bb2))
+            spp = msd * f5pp / (math.sqrt(2.0 * bb2) * mtb) * (1.0 - msd / msq + (msd * bb2) / (2.0 * mup * bbx2))
+            spm = msd * f5pm / (math.sqrt(2.0 * bb2) * msq) * ((4 - wt) / 3.0 - (msd * msq * bb2) / (2.0 * mtx * mup * bbx2))
+        else:
+            gg = -msd * f5a / (2.0 * math.sqrt(3.0 * bb2) * mtx) * ((wt + 1) / 2.0 + bb2 * mtb / (2.0 * msd * msq * msb))
+            ff = -2.0 * mtb * math.sqrt(bb2 / 3.0) * f5b * (
+                1.0 / msq + mtx * msd * (wt - 1) / (2.0 * bb2) * ((wt + 1) / (2.0 * msq) - msd * bb2 / (2.0 * mum * mtx * bbx2))
+            )
+            spp = -math.sqrt(3.0) * msd * f5pp / (2.0 * sb * mtb) * (
+                1 - msd / (3.0 * msq) - msd * bb2 / (3.0 * bbx2) * (1.0 / (2.0 * mum) - 1.0 / mup)
+            )
+            spm = -msd * f5pm / (2.0 * math.sqrt(3.0 * bb2) * mtx) * ((2 - wt) * mtx / msq + msd * bb2 / bbx2 * (1.0 / (2.0 * mum) - 1.0 / mup))
+    elif msq == msd:  # 3P1, light daughter
+        gg = -(msd * (5.0 + wt) * f5a / (2.0 * mtx * sb * 6.0))
+        ff = -mtb * sb * f5b * (1 / mum + (msd * mtx * (wt - 1) / bb2) * ((5.0 + wt) / (6.0 * msq) - (msd * bb2) / (2.0 * mum * mtx * bbx2)))
+        spp = -(msd * mtx * f5pp / (2.0 * msq * mtb * sb)) * (1 - (msd * msq * bb2) / (2.0 * mtx * mum * bbx2))
+        spm = (msd * mtx * f5pm / (2.0 * msq * mtb * sb)) * ((wt + 2.0) / 3.0 - (msd * msq * bb2) / (2.0 * mtx * mum * bbx2)) * (mtb / mtx)
+    else:  # 3P1
+        gg = f5a * math.sqrt(1.0 / 6.0) * msd / (sb * mtx) * (1.0 - bb2 * mtb / (4.0 * msd * msq * msb))
+        ff = f5b * math.sqrt(2.0 / 3.0) * mtb * sb * (
+            1.0 / (2.0 * msq) - 3.0 / (2.0 * msb) + msd * mtx * (wt - 1) / bb2 * (1.0 / msq - msd * bb2 / (2.0 * mum * mtx * bbx2))
+        )
+        spp = msd * msd * bx2 * f5pp / (math.sqrt(6.0) * mtb * msq * sb * bbx2)
+        spm = -math.sqrt(2.0 / 3.0) * msd * f5pm / (sb * mtx) * (1 + msd * bx2 / (2.0 * msq * bbx2))
+    # EvtGen: "smooth out the mass(meson) dependence a little"
+    from sim.generation.amplitudes import _pdata
+
+    m_nom = _pdata(daughter)[1] * 1e-3
+    q2max = mb * mb + mx * mx - 2.0 * mb * mx
+    q2max_nom = mb * mb + m_nom * m_nom - 2.0 * mb * m_nom
+    scale = np.minimum(np.sqrt(q2max_nom / q2max), 1000.0)
+    gg, ff, spp, spm = gg * scale, ff * scale, spp * scale, spm * scale
+    ap, am = (spp + spm) / 2.0, (spp - spm) / 2.0
+    vf = gg * (mb + mx)
+    a1 = ff / (mb + mx)
+    a2 = -ap * (mb + mx)
+    a3 = ((mb + mx) / (2.0 * mx)) * a1 - ((mb - mx) / (2.0 * mx)) * a2
+    a0 = a3 + np.asarray(q2) * am / (2.0 * mx)
+    del t
     return a1, a2, vf, a0
 
 
@@ -424,7 +585,7 @@ def check_model(model: str, parent: int, daughter: int, params: Sequence[float])
     pname, dname = _pdata(parent)[2], _pdata(daughter)[2]
     if model == "ISGW2":
         key = _isgw2_key(parent, daughter)
-        if key is None:
+        if key is None and _pwave_key(parent, daughter) is None:
             raise DecayError(f"ISGW2 transition {pname} -> {dname} is not implemented; {_ISGW2_DOC}")
         if params:
             raise DecayError(f"ISGW2 takes no parameters; decay of {pname} gives {tuple(params)}")
@@ -454,6 +615,8 @@ def form_factors(model: str, parent: int, daughter: int, params: Sequence[float]
 
     j2x = _pdata(daughter)[0]
     if model == "ISGW2":
+        if _isgw2_key(parent, daughter) is None:
+            return isgw2_pwave(parent, daughter, q2, mb, mx)
         return (isgw2_scalar if j2x == 0 else isgw2_vector)(parent, daughter, q2, mb, mx)
     if model == "HQET2":
         return (hqet2_scalar if j2x == 0 else hqet2_vector)(params, q2, mb, mx)

@@ -35,6 +35,9 @@ CASES = [
     (-521, 423, 13, -14, "ISGW2", ()),
     (-511, 211, 13, -14, "ISGW2", ()),
     (421, -321, -13, 14, "ISGW2", ()),
+    (-521, 10421, 13, -14, "ISGW2", ()),  # P-wave daughters: D_0*0, D_10, D'_10
+    (-521, 10423, 13, -14, "ISGW2", ()),
+    (-521, 20423, 13, -14, "ISGW2", ()),
 ]
 
 
@@ -253,7 +256,7 @@ def test_lambda_b_baryonpcr_q2_spectrum() -> None:
 
 def test_form_factor_models_refuse_what_they_cannot_do() -> None:
     with pytest.raises(DecayError, match="ISGW2 transition B0 -> .* is not implemented; ISGW2 has"):
-        ff.check_model("ISGW2", 511, -10413, ())
+        ff.check_model("ISGW2", 511, -415, ())  # D_2*-: a tensor daughter
     with pytest.raises(DecayError, match=r"HQET2 for .* \(vector\) needs 4 or 5 parameters"):
         ff.check_model("HQET2", -511, 413, (1.1, 0.9))
     with pytest.raises(DecayError, match="BaryonPCR is implemented for Lambda_b0 -> Lambda_c"):
