@@ -464,6 +464,131 @@ def _t_station_acceptance(
     return (pz > 0) & (dzm > 0) & aperture & survives & in_box
 
 
+def _draws(n: int, rng: np.random.Generator, cfg: TrackingConfig) -> dict[str, np.ndarray]:
+    """Stage 1, random draws: a fixed pattern that depends only on n, never on the data values."""
+    n_st = len(cfg.velo_station_z)
+    return {
+        "u_hits": rng.random((n, n_st)),
+        "u_eff": rng.random(n),
+        "z_state": rng.standard_normal((n, 5)),
+        "u_chi2_tail": rng.random(n),
+        "e_chi2_tail": rng.exponential(cfg.chi2_tail_mean, n),
+    }
+
+
+def _kinematics(t: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """p, pT [MeV], η (±inf for pT = 0), φ and the true slopes of each particle."""
+    px, py, pz = t["px"], t["py"], t["pz"]
+    pt = np.hypot(px, py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), np.inf * np.sign(pz))
+    safe_pz = np.where(pz > 0, pz, 1.0)
+    return {"p": np.sqrt(px * px + py * py + pz * pz), "pt": pt, "eta": eta, "phi": np.arctan2(py, px),
+            "tx_true": px / safe_pz, "ty_true": py / safe_pz}
+
+
+def _geometry(
+    t: Mapping[str, np.ndarray], kin: Mapping[str, np.ndarray], draws: Mapping[str, np.ndarray], cfg: TrackingConfig
+) -> dict[str, np.ndarray]:
+    """Stage 2, geometry: VELO hits, TT and T-station acceptance, the candidates of each track type."""
+    pz, charge = t["pz"], t["charge"]
+    eta = kin["eta"]
+    is_neutrino = np.isin(np.abs(t["pid"]), _NEUTRINOS)
+    charged = (charge != 0) & ~is_neutrino
+    in_eta = (pz > 0) & (eta > cfg.eta_min) & (eta < cfg.eta_max)
+    forward = charged & in_eta
+    x0, y0, z0 = t["origin_x"], t["origin_y"], t["origin_z"]
+    tx_true, ty_true = kin["tx_true"], kin["ty_true"]
+    n_hits = _velo_hits(x0 - t["pv_x"], y0 - t["pv_y"], z0, tx_true, ty_true, draws["u_hits"], cfg)
+    has_velo = n_hits >= cfg.velo_min_hits
+    has_t = _t_station_acceptance(x0, y0, z0, t["px"], t["py"], pz, charge, cfg)
+    dz_tt = cfg.tt_z - z0
+    x_tt = x0 + tx_true * dz_tt
+    y_tt = y0 + ty_true * dz_tt
+    has_tt = (z0 < cfg.tt_z_first) & (np.abs(x_tt) < cfg.tt_x_half) & (np.abs(y_tt) < cfg.tt_y_half)
+    in_acceptance = forward & has_t
+    return {
+        "n_hits": n_hits,
+        "in_acceptance": in_acceptance,
+        "long_cand": in_acceptance & has_velo,
+        "up_cand": forward & has_velo & has_tt & ~has_t,
+        "down_cand": in_acceptance & ~has_velo & has_tt,
+    }
+
+
+def _efficiency(
+    t: Mapping[str, np.ndarray],
+    kin: Mapping[str, np.ndarray],
+    geo: Mapping[str, np.ndarray],
+    draws: Mapping[str, np.ndarray],
+    cfg: TrackingConfig,
+) -> np.ndarray:
+    """Stage 3, efficiency: the track type found (int8 codes) from p, pT, η, φ, occupancy, hits, origin."""
+    p, pt, eta, phi = kin["p"], kin["pt"], kin["eta"], kin["phi"]
+    n_hits = geo["n_hits"]
+    f_p = 1.0 - cfg.low_p_loss * np.exp(-p / cfg.low_p_scale)
+    f_pt = 1.0 - cfg.low_pt_loss * np.exp(-pt / cfg.low_pt_scale)
+    eta_c = np.clip(np.where(np.isfinite(eta), eta, cfg.eta_max), cfg.eta_min, cfg.eta_max)
+    f_eta = (
+        1.0
+        - cfg.eta_edge_loss_low * np.exp(-(eta_c - cfg.eta_min) / cfg.eta_edge_width)
+        - cfg.eta_edge_loss_high * np.exp(-(cfg.eta_max - eta_c) / cfg.eta_edge_width)
+    )
+    f_phi = 1.0 - cfg.phi_crack_loss * np.exp(
+        -0.5 * ((np.abs(phi) - 0.5 * np.pi) / cfg.phi_crack_width) ** 2
+    )
+    f_occ = 1.0 - np.minimum(cfg.occupancy_slope * t["n_tracks"], cfg.occupancy_max_loss)
+    f_hits = 1.0 - cfg.few_hits_loss * np.exp(
+        -np.maximum(n_hits - cfg.velo_min_hits, 0) / cfg.few_hits_scale
+    )
+    rho = np.hypot(t["origin_x"] - t["pv_x"], t["origin_y"] - t["pv_y"])
+    f_rho = 1.0 - cfg.displaced_loss * np.minimum(rho / cfg.velo_r_max, 1.0) ** 2
+    common = f_p * f_pt * f_eta * f_phi * f_occ
+    long_cand, up_cand, down_cand = geo["long_cand"], geo["up_cand"], geo["down_cand"]
+    eff = np.select(
+        [long_cand, up_cand, down_cand],
+        [
+            cfg.long_efficiency * common * f_hits * f_rho,
+            cfg.upstream_efficiency * common * f_hits * f_rho,
+            cfg.downstream_efficiency * common,
+        ],
+        default=0.0,
+    )
+    found = draws["u_eff"] < eff
+    return np.select(
+        [found & long_cand, found & up_cand, found & down_cand],
+        [TRACK_LONG, TRACK_UPSTREAM, TRACK_DOWNSTREAM],
+        default=TRACK_NONE,
+    ).astype(np.int8)
+
+
+def _fit_quality(
+    t: Mapping[str, np.ndarray],
+    kin: Mapping[str, np.ndarray],
+    n_hits: np.ndarray,
+    track_type: np.ndarray,
+    draws: Mapping[str, np.ndarray],
+    rng: np.random.Generator,
+    cfg: TrackingConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 5, fit quality: track χ²/ndf and ghost probability (after the states, stage 4)."""
+    p = kin["p"]
+    is_long = track_type == TRACK_LONG
+    is_up = track_type == TRACK_UPSTREAM
+    is_down = track_type == TRACK_DOWNSTREAM
+    ndf = np.where(is_down, 14, np.where(is_up, 2 * n_hits + 4 - 5, 2 * n_hits + 24 - 5))
+    ndf = np.maximum(ndf, 1)
+    chi2_ndf = rng.chisquare(ndf) / ndf
+    chi2_ndf *= 1.0 + cfg.chi2_low_p_excess * np.exp(-p / cfg.chi2_low_p_scale)
+    chi2_ndf += np.where(draws["u_chi2_tail"] < cfg.chi2_tail_fraction, draws["e_chi2_tail"], 0.0)
+    chi2_ndf = np.where(is_long, chi2_ndf, cfg.downstream_chi2_scale * chi2_ndf)
+    beta = cfg.ghost_beta_b / (1.0 + t["n_tracks"] / cfg.ghost_occupancy_scale)
+    beta = np.where(is_long, beta, beta / cfg.non_long_ghost_factor)
+    ghost = rng.beta(cfg.ghost_beta_a, beta)
+    ghost = 1.0 - (1.0 - ghost) * np.exp(-cfg.ghost_chi2_coupling * np.maximum(chi2_ndf - 1.5, 0))
+    return chi2_ndf, np.clip(ghost, 0.0, 1.0)
+
+
 def simulate_tracking(
     truth: Mapping[str, np.ndarray],
     rng: np.random.Generator,
@@ -516,105 +641,20 @@ def simulate_tracking(
     """
     t = _validate_truth(truth)
     n = t["pid"].shape[0]
-    cfg = config
-
-    # --- random draws: fixed pattern, independent of the data values ----------
-    n_st = len(cfg.velo_station_z)
-    u_hits = rng.random((n, n_st))
-    u_eff = rng.random(n)
-    z_state = rng.standard_normal((n, 5))
-    u_chi2_tail = rng.random(n)
-    e_chi2_tail = rng.exponential(cfg.chi2_tail_mean, n)
-
-    px, py, pz = t["px"], t["py"], t["pz"]
-    charge = t["charge"]
-    p = np.sqrt(px * px + py * py + pz * pz)
-    pt = np.hypot(px, py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), np.inf * np.sign(pz))
-    phi = np.arctan2(py, px)
-
-    is_neutrino = np.isin(np.abs(t["pid"]), _NEUTRINOS)
-    charged = (charge != 0) & ~is_neutrino
-    in_eta = (pz > 0) & (eta > cfg.eta_min) & (eta < cfg.eta_max)
-    forward = charged & in_eta
-
-    x0, y0, z0 = t["origin_x"], t["origin_y"], t["origin_z"]
-    safe_pz = np.where(pz > 0, pz, 1.0)
-    tx_true = px / safe_pz
-    ty_true = py / safe_pz
-
-    # --- geometry -------------------------------------------------------------
-    n_hits = _velo_hits(x0 - t["pv_x"], y0 - t["pv_y"], z0, tx_true, ty_true, u_hits, cfg)
-    has_velo = n_hits >= cfg.velo_min_hits
-    has_t = _t_station_acceptance(x0, y0, z0, px, py, pz, charge, cfg)
-    dz_tt = cfg.tt_z - z0
-    x_tt = x0 + tx_true * dz_tt
-    y_tt = y0 + ty_true * dz_tt
-    has_tt = (z0 < cfg.tt_z_first) & (np.abs(x_tt) < cfg.tt_x_half) & (np.abs(y_tt) < cfg.tt_y_half)
-
-    in_acceptance = forward & has_t
-    long_cand = in_acceptance & has_velo
-    up_cand = forward & has_velo & has_tt & ~has_t
-    down_cand = in_acceptance & ~has_velo & has_tt
-
-    # --- efficiency -----------------------------------------------------------
-    f_p = 1.0 - cfg.low_p_loss * np.exp(-p / cfg.low_p_scale)
-    f_pt = 1.0 - cfg.low_pt_loss * np.exp(-pt / cfg.low_pt_scale)
-    eta_c = np.clip(np.where(np.isfinite(eta), eta, cfg.eta_max), cfg.eta_min, cfg.eta_max)
-    f_eta = (
-        1.0
-        - cfg.eta_edge_loss_low * np.exp(-(eta_c - cfg.eta_min) / cfg.eta_edge_width)
-        - cfg.eta_edge_loss_high * np.exp(-(cfg.eta_max - eta_c) / cfg.eta_edge_width)
-    )
-    f_phi = 1.0 - cfg.phi_crack_loss * np.exp(
-        -0.5 * ((np.abs(phi) - 0.5 * np.pi) / cfg.phi_crack_width) ** 2
-    )
-    f_occ = 1.0 - np.minimum(cfg.occupancy_slope * t["n_tracks"], cfg.occupancy_max_loss)
-    f_hits = 1.0 - cfg.few_hits_loss * np.exp(
-        -np.maximum(n_hits - cfg.velo_min_hits, 0) / cfg.few_hits_scale
-    )
-    rho = np.hypot(x0 - t["pv_x"], y0 - t["pv_y"])
-    f_rho = 1.0 - cfg.displaced_loss * np.minimum(rho / cfg.velo_r_max, 1.0) ** 2
-    common = f_p * f_pt * f_eta * f_phi * f_occ
-    eff = np.select(
-        [long_cand, up_cand, down_cand],
-        [
-            cfg.long_efficiency * common * f_hits * f_rho,
-            cfg.upstream_efficiency * common * f_hits * f_rho,
-            cfg.downstream_efficiency * common,
-        ],
-        default=0.0,
-    )
-    found = u_eff < eff
-    track_type = np.select(
-        [found & long_cand, found & up_cand, found & down_cand],
-        [TRACK_LONG, TRACK_UPSTREAM, TRACK_DOWNSTREAM],
-        default=TRACK_NONE,
-    ).astype(np.int8)
+    draws = _draws(n, rng, config)
+    kin = _kinematics(t)
+    geo = _geometry(t, kin, draws, config)
+    track_type = _efficiency(t, kin, geo, draws, config)
     reco = track_type != TRACK_NONE
     is_long = track_type == TRACK_LONG
     is_up = track_type == TRACK_UPSTREAM
     is_down = track_type == TRACK_DOWNSTREAM
-
     # --- state: residuals drawn from the state covariance; IP from the state ------
-    st = reconstruct_states(t, track_type, z_state, cfg.errors)
+    st = reconstruct_states(t, track_type, draws["z_state"], config.errors)
     reco_px, reco_py, reco_pz = st["px"], st["py"], st["pz"]
     tx, ty, sx, sy, sz, ip, ip_chi2, cov = (st[k] for k in ("tx", "ty", "x", "y", "z", "ip", "ip_chi2", "cov"))
-
-    # --- fit quality ----------------------------------------------------------
-    ndf = np.where(is_down, 14, np.where(is_up, 2 * n_hits + 4 - 5, 2 * n_hits + 24 - 5))
-    ndf = np.maximum(ndf, 1)
-    chi2_ndf = rng.chisquare(ndf) / ndf
-    chi2_ndf *= 1.0 + cfg.chi2_low_p_excess * np.exp(-p / cfg.chi2_low_p_scale)
-    chi2_ndf += np.where(u_chi2_tail < cfg.chi2_tail_fraction, e_chi2_tail, 0.0)
-    chi2_ndf = np.where(is_long, chi2_ndf, cfg.downstream_chi2_scale * chi2_ndf)
-
-    beta = cfg.ghost_beta_b / (1.0 + t["n_tracks"] / cfg.ghost_occupancy_scale)
-    beta = np.where(is_long, beta, beta / cfg.non_long_ghost_factor)
-    ghost = rng.beta(cfg.ghost_beta_a, beta)
-    ghost = 1.0 - (1.0 - ghost) * np.exp(-cfg.ghost_chi2_coupling * np.maximum(chi2_ndf - 1.5, 0))
-    ghost = np.clip(ghost, 0.0, 1.0)
+    chi2_ndf, ghost = _fit_quality(t, kin, geo["n_hits"], track_type, draws, rng, config)
+    in_acceptance = geo["in_acceptance"]
 
     def masked(values: np.ndarray) -> np.ndarray:
         return np.where(reco, values, np.nan).astype(np.float64)
