@@ -19,6 +19,7 @@ import pytest
 from particle import Particle
 
 from mambah.errors import DecayError
+from mambah.kinematics import boost
 from sim.generation import formfactors as ff
 from sim.generation.amplitudes import NodeSpec, chain_weight, model_weight_bound
 from sim.generation.sampling import rest_frame, three_body, two_body
@@ -188,14 +189,23 @@ def _slashes(v: np.ndarray) -> np.ndarray:
     return np.einsum("nm,mab->nab", v * np.array([1.0, -1.0, -1.0, -1.0]), np.stack(_G))
 
 
-def _trace_rate(config: list[np.ndarray], mb: float, mx: float, ml: float, f: tuple[float, ...], spin_z: bool = False) -> np.ndarray:
-    """|M|² of Λb → Λc ℓ⁻ ν̄ from Dirac traces: spin-averaged, or Λb spin up along +z (u ū = (p̸+M)(1+γ5 s̸)/2)."""
+def _trace_rate(
+    config: list[np.ndarray], mb: float, mx: float, ml: float, f: tuple[float, ...], spin_z: bool = False, spin: np.ndarray | None = None
+) -> np.ndarray:
+    """|M|² of Λb → Λc ℓ⁻ ν̄ from Dirac traces: spin-averaged, or the Λb (at rest) polarised along
+    +z (``spin_z``) or along the unit 3-vector ``spin``: u ū = (p̸+M)(1+γ5 s̸)/2, s̸ = −ŝ·γ⃗."""
     f1, f2, f3, g1, g2, g3 = f
     p, pp, pl, pn = config
     v, vp = p[0] / mb, pp[0] / mx
     gam = [f1 * _G[m] + (f2 * v[m] + f3 * vp[m]) * np.eye(4) - (g1 * _G[m] + (g2 * v[m] + g3 * vp[m]) * np.eye(4)) @ _G5 for m in range(4)]
     rho_b = _slash(p[0]) + mb * np.eye(4)
-    rho_b = rho_b @ (np.eye(4) + _G5 @ (-_G[3])) / 2 if spin_z else rho_b / 2
+    if spin_z:
+        spin = np.array([0.0, 0.0, 1.0])
+    if spin is not None:
+        s_slash = -(spin[0] * _G[1] + spin[1] * _G[2] + spin[2] * _G[3])
+        rho_b = rho_b @ (np.eye(4) + _G5 @ s_slash) / 2
+    else:
+        rho_b = rho_b / 2
     rho_x = _slash(pp[0]) + mx * np.eye(4)
     had = np.array([[np.trace(rho_x @ gam[m] @ rho_b @ _bar(gam[k])) for k in range(4)] for m in range(4)])
     gp = np.stack([g @ (np.eye(4) - _G5) for g in _G])  # γ^μ (1 − γ5)
@@ -238,6 +248,25 @@ def _pcr_q2_bins(q_edges: np.ndarray, mb: float, mx: float, ml: float) -> np.nda
             ps = ff._pmag(mb, mx, np.array([qq]))[0] * (qq - ml * ml) / qq  # dΦ3 ∝ |p_X| (1 − m²/q²) dq² dcosθ
             by_q[i] += wi * ps * np.trapezoid(rate, np.linspace(-1, 1, 21))
     return by_q
+
+
+def test_lambda_b_spin_density_is_taken_in_the_helicity_frame_of_its_flight() -> None:
+    """A flying Λb: BaryonPCR's density in the helicity basis along its lab direction (EvtGen's (φ, θ, 0))."""
+    par, had = 5122, 4122
+    mb, mx, ml = _mass(par) * 1e-3, _mass(had) * 1e-3, M_MU * 1e-3
+    cos, phi = (a.ravel() for a in np.meshgrid(np.linspace(-0.9, 0.9, 4), np.linspace(0.3, 5.0, 3), indexing="ij"))
+    q2 = 4.0
+    config = _lambda_b_config(q2, cos, phi, mb, mx, ml)
+    f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([q2]), mb, np.array([mx])))
+    theta_b, phi_b = 1.1, 0.7
+    n = np.array([np.sin(theta_b) * np.cos(phi_b), np.sin(theta_b) * np.sin(phi_b), np.cos(theta_b)])
+    x_axis = np.array([np.cos(theta_b) * np.cos(phi_b), np.cos(theta_b) * np.sin(phi_b), -np.sin(theta_b)])
+    gamma_b, pmag = 7.0, mb * np.sqrt(48.0)
+    frame = np.concatenate([n * pmag * 1e3, [gamma_b * mb * 1e3]])
+    p4 = [boost(_mev_xyz(c), np.broadcast_to(frame, (len(cos), 4))) for c in config]
+    for params, spin in (((1.0, 0.0, 0.0, 0.0), n), ((0.0, 0.0, 0.0, 1.0), -n), ((1.0, 1.0, 1.0, 1.0), x_axis)):
+        nodes = [NodeSpec(par, "BaryonPCR", params, (1, 2, 3), -1), NodeSpec(had, "", (), (), 0), NodeSpec(13, "", (), (), 0), NodeSpec(-14, "", (), (), 0)]
+        np.testing.assert_allclose(chain_weight(nodes, p4), _trace_rate(config, mb, mx, ml, f, spin=spin), rtol=1e-6)
 
 
 def test_lambda_b_baryonpcr_q2_spectrum() -> None:
