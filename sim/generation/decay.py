@@ -656,7 +656,6 @@ class _Engine:
         self.mode_dflat = np.array([d for m in self.modes for d in m.daughters], np.int64)
         self.mode_weighted = np.array([m.model not in ("PHSP", "") for m in self.modes])
         self._ps_bound: dict[tuple[int, float], float] = {}
-        self._eff: dict[int, float] = {}
         self._model_bound: dict[Any, float] = {}
         self.chains: list[DecayChain] = []
 
@@ -839,7 +838,10 @@ class _Engine:
         out_p4 = np.empty((n, k, 4))
         out_m = np.empty((n, k))
         pending = np.arange(n)
-        eff = self._eff.get(gid, 0.5)  # running acceptance: how many candidates each pending decay gets per round
+        # running acceptance: how many candidates each pending decay gets per round.  It starts from
+        # the same value in every call (never from an earlier batch's), so a batch's random stream —
+        # and the store — depends only on its seed, not on what ran before it in the process.
+        eff = 0.5
         tried = accepted = 0
         for _ in range(2_000):
             if len(pending) == 0:
@@ -908,7 +910,6 @@ class _Engine:
             pending = pending[~done[pending]]
         else:
             raise DecayError(f"accept-reject of {mode.text} ({self.reg.source}) does not converge (efficiency {eff:.2g})")
-        self._eff[gid] = eff
         return out_p4, out_m
 
     def _fixed_bound(self, gid: int, masses: np.ndarray, big_m: float) -> float:
