@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from mambah.errors import DataError
 
-__all__ = ("KEPT_STATUS", "STATUS_BEAM", "STATUS_DECAYED", "STATUS_FINAL", "GeneratorRecord", "charges", "layout_tables", "write_tables")
+__all__ = ("KEPT_STATUS", "STATUS_BEAM", "STATUS_DECAYED", "STATUS_FINAL", "GeneratorRecord", "charges", "layout_tables", "nearest_kept", "write_tables")
 
 #: HepMC status codes kept in ``mc_particles.status``.
 STATUS_FINAL = 1
@@ -107,8 +107,13 @@ def charges(pid: np.ndarray) -> np.ndarray:
     return np.array([_charge_of(int(p)) for p in uniq], dtype=np.int16)[inv].reshape(pid.shape)
 
 
-def _nearest_kept(parent: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """For each line, its nearest kept ancestor (-1 if none), by pointer jumping."""
+def nearest_kept(parent: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """For each line, its nearest kept ancestor (row, -1 if none), by pointer doubling.
+
+    Args:
+        parent: ``(n,)`` row of each line's mother, -1 for none.
+        kept: ``(n,)`` bool, lines that stay.
+    """
     anc = parent.copy()
     for _ in range(64):  # pointer doubling: every line's link skips its dropped ancestors, log2(depth) rounds
         bad = np.flatnonzero(anc >= 0)
@@ -151,7 +156,7 @@ def layout_tables(rec: GeneratorRecord) -> dict[str, dict[str, np.ndarray]]:
     if parent.size and (parent.max() >= n_lines or (np.any(event[np.maximum(parent, 0)][parent >= 0] != event[parent >= 0]))):
         raise DataError("a mother link points outside its event in the generator record")
     kept = np.isin(status, KEPT_STATUS)
-    anc = _nearest_kept(parent, kept)
+    anc = nearest_kept(parent, kept)
     rows = np.flatnonzero(kept)
     n = rows.size
     new_of_row = np.full(n_lines, -1, np.int64)

@@ -63,6 +63,7 @@ from sim.generation._event_tables import (
     GeneratorRecord,
     charges,
     layout_tables,
+    nearest_kept,
     write_tables,
 )
 from sim.generation.beam import LuminousRegion, sample_primary_vertices
@@ -319,9 +320,10 @@ def _generate(
                 f"(max_tries {cfg.max_tries}); choose a preset that makes it"
             )
         idx, tries = idx[: need], tries[: need]
-        chunks.append(_take_events(cols, idx))
+        taken, picked = _prune(_take_events(cols, idx), chosen[idx])
+        chunks.append(taken)
         tried_of.append(tries)
-        chosen_of.append(chosen[idx])
+        chosen_of.append(np.asarray(picked))
         n_kept += idx.size
         eff = max(n_kept, 1) / max(sum(int(t.sum()) for t in tried_of), 1)
     sigma = float(hard.infoPython().sigmaGen())
@@ -336,9 +338,10 @@ def _generate(
     pu = None
     if n_pu:
         minb = _make_pythia(pythia_lines(_PILEUP_LINES, float(cfg.sqrt_s), (), _pythia_seed(ctx, cfg.name + ":pileup")))
-        pu = pythia_columns(minb.nextBatch(n_pu))
-        while pu["counts"].size < n_pu:  # nextBatch skips failed events
-            pu = _concat([pu, pythia_columns(minb.nextBatch(n_pu - pu["counts"].size))])
+        pu_chunks = [_prune(pythia_columns(minb.nextBatch(n_pu)), None)[0]]
+        while sum(c["counts"].size for c in pu_chunks) < n_pu:  # nextBatch skips failed events
+            pu_chunks.append(_prune(pythia_columns(minb.nextBatch(n_pu - sum(c["counts"].size for c in pu_chunks))), None)[0])
+        pu = _concat(pu_chunks)
     rec, prod_pos, hard_start = _record(ev, pu, n_int, rng, cfg.luminous_region)
     if model is not None:
         _decay_signal(rec, hard_start + chosen, prod_pos, model, rng)
@@ -388,6 +391,37 @@ def _take_events(cols: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.n
     return out
 
 
+def _prune(cols: dict[str, np.ndarray], chosen: np.ndarray | None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Keep the physical lines of Pythia events (HepMC status 1, 2, 4), mothers re-attached to the nearest kept ancestor.
+
+    Returns:
+        Columns with ``hstatus`` (HepMC status) and ``parent`` (the mother's line within the
+        event, -1 none) instead of Pythia's links, and the chosen signal lines renumbered.
+    """
+    counts = cols["counts"]
+    n_ev = counts.size
+    start = np.cumsum(counts) - counts
+    ev = np.repeat(np.arange(n_ev), counts)
+    local = np.arange(ev.size) - start[ev]
+    parent = np.where((cols["mother1"] > 0) & (local > 0), start[ev] + cols["mother1"], -1)
+    hst = _hepmc_status(cols["id"], cols["status"])
+    kept = hst > 0
+    anc = nearest_kept(parent, kept)
+    rows = np.flatnonzero(kept)
+    new_counts = np.bincount(ev[rows], minlength=n_ev)
+    new_start = np.cumsum(new_counts) - new_counts
+    new_local = np.full(ev.size, -1, np.int64)
+    new_local[rows] = np.arange(rows.size) - new_start[ev[rows]]
+    skip = ("counts", "id1", "id2", "mother1", "daughter1", "daughter2", "status")
+    out = {k: v[rows] for k, v in cols.items() if k not in skip}
+    a = anc[rows]
+    out["parent"] = np.where(a >= 0, new_local[np.maximum(a, 0)], -1)
+    out["hstatus"] = hst[rows]
+    out["counts"], out["id1"], out["id2"] = new_counts, cols["id1"], cols["id2"]
+    picked = None if chosen is None else np.where(chosen >= 0, new_local[start + np.maximum(chosen, 0)], -1)
+    return out, picked
+
+
 def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
@@ -420,10 +454,8 @@ def _record(
         start = np.cumsum(counts) - counts
         event = np.repeat(event_of, counts)
         inter = np.repeat(inter_of, counts)
-        local = np.arange(n) - np.repeat(start, counts)
-        parent = np.where(c["mother1"] > 0, np.repeat(start, counts) + c["mother1"] + offset, -1)
-        parent[local == 0] = -1
-        status = _hepmc_status(c["id"], c["status"])
+        parent = np.where(c["parent"] >= 0, np.repeat(start, counts) + c["parent"] + offset, -1)
+        status = c["hstatus"]
         p4 = np.stack([c["px"], c["py"], c["pz"], c["e"]], axis=1) * 1000.0
         shift = pv[first_pv[event] + inter]
         prod = np.stack([c["x"], c["y"], c["z"], c["t"] / C_LIGHT], axis=1) + shift
