@@ -118,6 +118,8 @@ _ISGW2_PWAVE_NAMES = {
     "D_1": ("1P1", "D"), "K_1": ("1P1", "K"), "D_s1": ("1P1", "Ds"),
     "a_1": ("3P1", "light"), "f_1": ("3P1", "light"), "f'_1": ("3P1", "light"),
     "D'_1": ("3P1", "D"), "K'_1": ("3P1", "K"), "D'_s1": ("3P1", "Ds"),
+    "a_2": ("3P2", "light"), "f_2": ("3P2", "light"), "f'_2": ("3P2", "light"),
+    "D_2*": ("3P2", "D"), "K_2*": ("3P2", "K"), "D_s2*": ("3P2", "Ds"),
 }  # fmt: skip
 
 #: P-wave transitions (EvtISGW2FF3P0/1P1/3P1): (parent, kind, daughter family) -> msq, beta_X², m̄_X, n_f'
@@ -142,6 +144,11 @@ _ISGW2_PWAVE = {
     ("D", "3P1", "K"): (0.55, 0.30**2, _W_S0, 2.0),
     ("Bs", "3P1", "Ds"): (1.82, 0.41**2, (3.0 * 2.54 + 2.46) / 4.0, 3.0),
     ("Bs", "3P1", "K"): (0.55, 0.30**2, _W_S0, 2.0),
+    # tensors (EvtISGW2FF3P2) from b hadrons only: EvtGen flips the sign of h for charm parents
+    ("B", "3P2", "light"): (0.33, 0.275**2, _W_L0, 0.0),
+    ("B", "3P2", "D"): (1.82, 0.33**2, (5.0 * 2.46 + 3.0 * 2.42) / 8.0, 3.0),
+    ("Bs", "3P2", "Ds"): (1.82, 0.41**2, (5.0 * 2.61 + 3.0 * 2.54) / 8.0, 3.0),
+    ("Bs", "3P2", "K"): (0.55, 0.30**2, _W_S0, 2.0),
 }
 
 
@@ -240,7 +247,7 @@ _ISGW2_DOC = (
     "ISGW2 has B0/B+ -> D, D*, D_0*, D_1, D'_1, pi, eta, eta', rho, omega, a_0, f_0, b_1, h_1, a_1, f_1; "
     "B_s0 -> D_s, D_s*, D_s0*, D_s1, D'_s1, K+, K*, K_0*, K_1, K'_1; "
     "D0/D+ -> K, K*, K_0*, K_1, K'_1, pi, eta, eta', rho, omega, a_0, f_0, b_1, h_1, a_1, f_1; "
-    "D_s+ -> K0, K*0, K_0*, pi0, eta, eta', phi, a_0, f_0"
+    "D_s+ -> K0, K*0, K_0*, pi0, eta, eta', phi, a_0, f_0; tensors (D_2*, D_s2*, K_2*, a_2, f_2) from B0/B+/B_s0"
 )
 
 
@@ -378,10 +385,27 @@ def isgw2_pwave(parent: int, daughter: int, q2: np.ndarray, mb: float, mx: np.nd
 
     Returns:
         (f+, f0) for a 0+ daughter (D_0*, K_0*, a_0, f_0); (A1, A2, V, A0) for a 1+ daughter
-        (D_1, D_1', K_1, K_1', b_1, a_1, …), converted as EvtISGW2FF::getvectorff.
+        (D_1, D_1', K_1, K_1', b_1, a_1, …), converted as EvtISGW2FF::getvectorff; ISGW's
+        (h, k, b+, b−) [GeV⁻², 1, GeV⁻², GeV⁻²] for a 2+ daughter (D_2*, D_s2*, K_2*, a_2, f_2).
     """
     kind, (msb, msd, bb2, mbb, msq, bx2, mbx, mtb, mtx, bbx2), f5, wt, t, mx = _pwave_common(parent, daughter, q2, mb, mx)
     del mbb
+    if kind == "3P2":
+        mbb = _ISGW2_PARENT[_family(parent) or "B"][3]
+        mum = 1.0 / (1.0 / msq - 1.0 / msb)
+        mup = 1.0 / (1.0 / msq + 1.0 / msb)
+        f5h = f5 * (mbb / mtb) ** -1.5 * (mbx / mtx) ** -0.5
+        f5k = f5 * (mbb / mtb) ** -0.5 * (mbx / mtx) ** 0.5
+        f5bpp = f5 * (mbb / mtb) ** -2.5 * (mbx / mtx) ** 0.5
+        f5bpm = f5 * (mbb / mtb) ** -1.5 * (mbx / mtx) ** -0.5
+        hf = f5h * (msd / (math.sqrt(8.0 * bb2) * mtb)) * (1.0 / msq - msd * bb2 / (2.0 * mum * mtx * bbx2))
+        kf = f5k * (msd / math.sqrt(2.0 * bb2)) * (1.0 + wt)
+        bppbm = (msd * msd * f5bpp * bx2) / (math.sqrt(32.0 * bb2) * msq * msb * mtb * bbx2) * (1.0 - msd * bx2 / (2.0 * mtb * bbx2))
+        bpmbm = -(msd * f5bpm / (math.sqrt(2.0 * bb2) * msb * mtx)) * (
+            1.0 - (msd * msb * bx2) / (2.0 * mup * mtb * bbx2) + (msd * bx2 * (1.0 - msd * bx2 / (2.0 * mtb * bbx2))) / (4.0 * msq * bbx2)
+        )
+        del t
+        return hf, kf, (bppbm + bpmbm) / 2.0, (bppbm - bpmbm) / 2.0
     if kind == "3P0":
         f5uppum = f5 * (_ISGW2_PARENT[_family(parent) or "B"][3] / mtb) ** -0.5 * (mbx / mtx) ** 0.5
         f5upmum = f5 * (_ISGW2_PARENT[_family(parent) or "B"][3] / mtb) ** 0.5 * (mbx / mtx) ** -0.5
@@ -587,6 +611,8 @@ def check_model(model: str, parent: int, daughter: int, params: Sequence[float])
         key = _isgw2_key(parent, daughter)
         if key is None and _pwave_key(parent, daughter) is None:
             raise DecayError(f"ISGW2 transition {pname} -> {dname} is not implemented; {_ISGW2_DOC}")
+        if j2x not in (0, 2, 4):
+            raise DecayError(f"ISGW2 needs a daughter of spin 0, 1 or 2; {dname} has spin {j2x / 2:g}")
         if params:
             raise DecayError(f"ISGW2 takes no parameters; decay of {pname} gives {tuple(params)}")
     elif model == "HQET2":
@@ -681,6 +707,24 @@ def _polarisations(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
     coef = pe / (m * (p4[:, 3] + m))[:, None]
     space = e_rest[None, :, :] + coef[:, :, None] * p3[:, None, :]
     return np.concatenate([e0[:, :, None], space], axis=2)
+
+
+def _tensor_polarisations(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``(n, 5, 4, 4)`` canonical spin-2 polarisation tensors ε^{μν}(p, m), m = +2 … −2 (upper indices).
+
+    ε^{μν}(m) = Σ <1 m1; 1 m2 | 2 m> ε^μ(m1) ε^ν(m2) (Condon–Shortley), from :func:`_polarisations`.
+    """
+    from sim.generation.amplitudes import clebsch_gordan
+
+    eps = _polarisations(p4, m)  # (n, 3, 4): m1 = +1, 0, −1
+    out = np.zeros((p4.shape[0], 5, 4, 4), dtype=complex)
+    for k, mm in enumerate((4, 2, 0, -2, -4)):
+        for a, m1 in enumerate((2, 0, -2)):
+            for b, m2 in enumerate((2, 0, -2)):
+                cg = clebsch_gordan(2, m1, 2, m2, 4, mm)
+                if cg:
+                    out[:, k] += cg * eps[:, a, :, None] * eps[:, b, None, :]
+    return out
 
 
 def _lower(v: np.ndarray) -> np.ndarray:
@@ -781,9 +825,22 @@ def semileptonic_tensor(
         r = ((mb * mb - mx * mx) / q2)[:, None]
         had = fp[:, None] * (big_p - r * q) + f0[:, None] * r * q  # (n, 4)
         amp = _contract(had.astype(complex)[:, None, None, :], lep_low)  # (n, 1, 1, 2, 1)
-    elif j2x == 2:
-        a1, a2, vf, a0 = ff
-        eps = np.conj(_polarisations(px, mx))  # ε*^μ (n, 3, 4)
+    elif j2x in (2, 4):
+        if j2x == 2:
+            a1, a2, vf, a0 = ff
+            eps = np.conj(_polarisations(px, mx))  # ε*^μ (n, 3, 4)
+        else:
+            # tensor (EvtSemiLeptonicTensorAmp): i h dual(P⊗q)·e − k e − (b+ P + b− q)(e·p_B), e^μ = ε*^{μν} p_Bν;
+            # as the vector current of e with V = −h (M+m), A1 = −k/(M+m), A2 = b+ (M+m),
+            # A0 = A3 − q² b−/(2m); EvtGen's overall 1/q²_max kept
+            hf, kf, bpf, bmf = ff
+            vf, a1, a2 = -hf * (mb + mx), -kf / (mb + mx), bpf * (mb + mx)
+            a0 = ((mb + mx) * a1 - (mb - mx) * a2) / (2.0 * mx) - q2 * bmf / (2.0 * mx)
+            eps = np.conj(_tensor_polarisations(px, mx))[:, :, :, 0] * mb[:, None, None]  # (n, 5, 4)
+            scale = 1.0 / np.maximum((mb - mx) ** 2, 1e-12)
+            vf, a1, a2, a0 = vf * scale, a1 * scale, a2 * scale, a0 * scale
+        if _family(node.pid) in ("D", "Ds"):
+            vf = -vf  # EvtGen's costhl_flag for charm parents
         # the parent is at rest: ε^{μνρσ} ε*_ν p_ρ p'_σ = M (0, ε⃗* × p⃗') (ε^{0123} = +1)
         vec = np.zeros_like(eps)
         vec[:, :, 1:] = (2.0 * vf / (mb + mx) * mb)[:, None, None] * 1j * np.cross(eps[:, :, 1:], px[:, None, :3])

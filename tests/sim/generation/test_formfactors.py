@@ -36,9 +36,12 @@ CASES = [
     (-521, 423, 13, -14, "ISGW2", ()),
     (-511, 211, 13, -14, "ISGW2", ()),
     (421, -321, -13, 14, "ISGW2", ()),
+    (421, -323, -13, 14, "ISGW2", ()),
     (-521, 10421, 13, -14, "ISGW2", ()),  # P-wave daughters: D_0*0, D_10, D'_10
     (-521, 10423, 13, -14, "ISGW2", ()),
     (-521, 20423, 13, -14, "ISGW2", ()),
+    (-521, 425, 13, -14, "ISGW2", ()),  # a tensor: D_2*0
+    (521, -425, -13, 14, "ISGW2", ()),
 ]
 
 
@@ -87,8 +90,21 @@ def _analytic_bins(par: int, had: int, model: str, params: tuple[float, ...], q_
     if len(f) == 2:
         h0, ht = ff.helicity_pp(f[0], f[1], q2, mb, mx)
         hp = hm = np.zeros_like(h0)
+    elif Particle.from_pdgid(had).J == 2:
+        # P → T: e^μ = ε*^{μν}(λ) p_ν is c_λ ε*^μ(λ), c_± = M|p|/(√2 m), c_0 = √(2/3) M|p|/m (helicity ±2: 0);
+        # EvtGen's tensor current is the vector one of e with V = −h(M+m), A1 = −k/(M+m), A2 = b+(M+m),
+        # A0 = A3 − q² b−/(2m), times 1/q²_max
+        h, k, bp, bm = f
+        a1, a2, v = -k / (mb + mx), bp * (mb + mx), -h * (mb + mx)
+        a0 = ((mb + mx) * a1 - (mb - mx) * a2) / (2 * mx) - q2 * bm / (2 * mx)
+        hp, hm, h0, ht = ff.helicity_pv(a1, a2, v, a0, q2, mb, mx)
+        cl = mb * ff._pmag(mb, mx, q2) / mx / (mb - mx) ** 2
+        hp, hm, h0, ht = hp * cl / np.sqrt(2), hm * cl / np.sqrt(2), h0 * cl * np.sqrt(2 / 3), ht * cl * np.sqrt(2 / 3)
     else:
-        hp, hm, h0, ht = ff.helicity_pv(*f, q2, mb, mx)
+        a1, a2, v, a0 = f
+        if abs(par) in (411, 421, 431):
+            v = -v  # EvtGen's costhl_flag: for c -> s the antiquark-like helicity structure (H+ dominates in the CP image)
+        hp, hm, h0, ht = ff.helicity_pv(a1, a2, v, a0, q2, mb, mx)
     d = ff.dgamma_dq2_dcos(hp, hm, h0, ht, q2, c, M_MU * 1e-3, mb, mx).reshape(len(qq), len(cs))
     by_q = np.array([d[(qq >= a) & (qq < b)].sum() for a, b in itertools.pairwise(q_edges)])
     by_c = np.array([d[:, (cs >= a) & (cs < b)].sum() for a, b in itertools.pairwise(c_edges)])
@@ -284,8 +300,8 @@ def test_lambda_b_baryonpcr_q2_spectrum() -> None:
 
 
 def test_form_factor_models_refuse_what_they_cannot_do() -> None:
-    with pytest.raises(DecayError, match="ISGW2 transition B0 -> .* is not implemented; ISGW2 has"):
-        ff.check_model("ISGW2", 511, -415, ())  # D_2*-: a tensor daughter
+    with pytest.raises(DecayError, match="ISGW2 transition D0 -> .* is not implemented; ISGW2 has"):
+        ff.check_model("ISGW2", 421, -325, ())  # D0 -> K_2*-: tensors only from b hadrons
     with pytest.raises(DecayError, match=r"HQET2 for .* \(vector\) needs 4 or 5 parameters"):
         ff.check_model("HQET2", -511, 413, (1.1, 0.9))
     with pytest.raises(DecayError, match="BaryonPCR is implemented for Lambda_b0 -> Lambda_c"):
