@@ -436,7 +436,7 @@ def _first_track(mp_lookup: _Lookup, pp: Mapping[str, np.ndarray], n_mp: int) ->
 
 
 #: protoparticles columns every candidate needs (kinematics, matching).
-_PP_BASE = ("track_type", "charge", "px", "py", "pz", "x", "y", "z", "tx", "ty", *COV_COLUMNS)
+_PP_BASE = ("track_type", "charge", "px", "py", "pz", "x", "y", "z", "tx", "ty")
 
 
 def _match_tree(tree: DecayNode, mp: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -637,6 +637,8 @@ def _fit_composite(
 ) -> tuple[np.ndarray, vx.VertexFit | None]:
     """Billoir fit of one composite for all candidates: (rows fitted (m,), fit of those rows)."""
     valid = np.full(n, len(inputs) >= 2)
+    if any(kind == "track" and COV_COLUMNS[0] not in parts[b] for b, kind in inputs):
+        return np.zeros(0, np.int64), None  # no vertex variable asked for: the covariance was not fetched
     tracks: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
     for b, kind in inputs:
         if kind == "composite":
@@ -763,7 +765,7 @@ def _track_ip_columns(
             continue
         t["ip_ownpv"] = np.full(n, np.nan)
         t["ipchi2_ownpv"] = np.full(n, np.nan)
-        if len(rows) == 0:
+        if len(rows) == 0 or COV_COLUMNS[0] not in t:
             continue
         z, state, cov = (v[rows] for v in states_from_columns(t))
         ok = np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2)) & np.isfinite(z)

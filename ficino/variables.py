@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.detector.trackcov import COV_COLUMNS
+
 __all__ = ("Variable", "VARIABLES", "SCOPES", "register", "variable", "PID_COLUMNS")
 
 Arrays = Mapping[str, np.ndarray]
@@ -208,7 +210,9 @@ for _c, (_n, _doc) in CALO_COLUMNS.items():
     register(Variable(_n, "MeV" if _c == "brem_energy" else "", _doc, "track", _col(_c), "f4", (_c,)))
 
 # ----------------------------------------------------------------- composites
-_FIT = ("cov_x_x",)  # vertex variables need the track covariance: left out by default without it
+# vertex variables read the track covariance (fetched only when one is asked for; a default export
+# leaves them out of a store without it)
+_FIT = COV_COLUMNS
 register(Variable("MCORR", "MeV", "corrected mass sqrt(M^2 + pperp^2) + pperp, pperp w.r.t. the flight direction", "composite", _col("mcorr"), "f8", _FIT))
 register(Variable("MCORRERR", "MeV", "uncertainty of MCORR (PV, decay vertex and momentum covariance propagated)", "composite", _col("mcorrerr"), "f8", _FIT))
 for _k in ("x", "y", "z"):

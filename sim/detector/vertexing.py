@@ -50,6 +50,7 @@ Sources:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -315,9 +316,10 @@ def fit_vertex(d: Daughters, n_iter: int = 5, *, momentum: bool = True, max_step
     Args:
         d: the daughters (:func:`track_daughters`, :func:`composite_daughters`,
             :func:`stack_daughters`); at least 2 used per vertex.
-        n_iter: Gauss-Newton iterations (the only non-linearity is ``t·(z − v_z)``;
+        n_iter: maximum Gauss-Newton iterations (the only non-linearity is ``t·(z − v_z)``;
             3-4 converge to < 1 µm from the unit-weight start unless the daughters are
-            near-parallel, see ``VertexFit.converged``).
+            near-parallel, see ``VertexFit.converged``); the loop stops early once every
+            vertex moved by less than 0.01 µm.
         momentum: also compute the composite 4-momentum and its 7 × 7 covariance
             (``False`` for PV fits: ``momentum``/``cov7``/``daughter_momenta`` are NaN).
         max_step: largest vertex move (mm) per iteration, a damping for ill-determined
@@ -340,34 +342,46 @@ def fit_vertex(d: Daughters, n_iter: int = 5, *, momentum: bool = True, max_step
     q = d.state[..., 2:5].copy()
     eye_q = np.where(w, 0.0, _EYE3)
 
-    def blocks(v: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, ...]:
-        h, dz = _predict(d, v, q)
+    def blocks(
+        dd: Daughters, gg: np.ndarray, eq: np.ndarray, v: np.ndarray, q: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        h, dz = _predict(dd, v, q)
         tx, ty = q[..., 0], q[..., 1]
-        r = d.state - h
-        ga = _t(_at(g, tx, ty))  # G A (n,k,5,3), G symmetric
-        gb = _t(_bt(g, dz))  # G B
+        r = dd.state - h
+        ga = _t(_at(gg, tx, ty))  # G A (n,k,5,3), G symmetric
+        gb = _t(_bt(gg, dz))  # G B
         d0 = np.sum(_at(ga, tx, ty), axis=1)  # sum A^T G A (n,3,3)
         di = _at(gb, tx, ty)  # A^T G B (n,k,3,3)
-        ei = _bt(gb, dz) + eye_q  # B^T G B
+        ei = _bt(gb, dz) + eq  # B^T G B
         einv = _inv3(ei)
         de = di @ einv
         mat = d0 - np.sum(de @ _t(di), axis=1)
         return r, dz, ga, gb, di, einv, de, mat
 
+    # Gauss-Newton on the vertices still moving (a vertex's iterations depend on it alone)
     step = np.full(n, np.inf)
+    active = np.arange(n)
     for _ in range(n_iter):
-        r, dz, ga, gb, di, einv, de, mat = blocks(v, q)
+        every = active.size == n
+        da = d if every else Daughters(*(getattr(d, f.name)[active] for f in dataclasses.fields(d)))
+        ga_, eq_ = (g, eye_q) if every else (g[active], eye_q[active])
+        va, qa = v[active], q[active]
+        r, dz, ga, gb, di, einv, de, mat = blocks(da, ga_, eq_, va, qa)
         ti = np.einsum("nkij,nki->nj", ga, r)  # sum A^T G r
         ui = np.einsum("nkij,nki->nkj", gb, r)  # B^T G r
         rhs = ti - np.einsum("nkij,nkj->ni", de, ui)
         dv = np.linalg.solve(mat, rhs[..., None])[..., 0]
-        step = np.linalg.norm(dv, axis=1)
-        dv = dv * np.minimum(1.0, max_step / np.maximum(step, 1e-300))[:, None]
+        st = np.linalg.norm(dv, axis=1)
+        dv = dv * np.minimum(1.0, max_step / np.maximum(st, 1e-300))[:, None]
         dq = np.einsum("nkij,nkj->nki", einv, ui - np.einsum("nkji,nj->nki", di, dv))
-        v = v + dv
-        q = q + np.where(use[..., None], dq, 0.0)
+        v[active] = va + dv
+        q[active] = qa + np.where(da.mask[..., None], dq, 0.0)
+        step[active] = st
+        active = active[st >= 1e-4]  # converged to 0.1 µm (resolutions are >= 10 µm): leave it
+        if active.size == 0:
+            break
     converged = step < 1e-3 if n_iter > 0 else np.zeros(n, bool)
-    r, dz, ga, gb, di, einv, de, mat = blocks(v, q)
+    r, dz, ga, gb, di, einv, de, mat = blocks(d, g, eye_q, v, q)
     chi2 = np.einsum("nki,nkij,nkj->n", r, g, r)
     cov_v = _inv3(mat)
     cov_v = 0.5 * (cov_v + _t(cov_v))
@@ -684,14 +698,17 @@ def decay_time(
         dmat[:, :, 9] = (C_LIGHT * tau * ea / m**3)[:, None] * pa
         emat = -(C_LIGHT / m)[:, None] * pa  # (n,3)
         dd = h + np.einsum("nij,nj->ni", dmat, alpha0 - alpha)
-        vd = np.linalg.inv(dmat @ v0 @ _t(dmat))
+        s_mat = dmat @ v0 @ _t(dmat)
+        vd = _inv3(s_mat)
         v_e = 1.0 / np.einsum("ni,nij,nj->n", emat, vd, emat)
         lam0 = np.einsum("nij,nj->ni", vd, dd)
         dtau = -v_e * np.einsum("ni,ni->n", emat, lam0)
         tau = tau + dtau
         lam = lam0 + np.einsum("nij,nj->ni", vd, emat * dtau[:, None])
         alpha = alpha0 - np.einsum("nij,nkj,nk->ni", v0, dmat, lam)
-    chi2 = np.einsum("ni,nij,nj->n", lam, np.linalg.inv(vd), lam)
+        if np.max(np.abs(dtau), initial=0.0) < 1e-10:  # converged to 1e-4 fs
+            break
+    chi2 = np.einsum("ni,nij,nj->n", lam, s_mat, lam)
     return tau, np.sqrt(v_e), chi2
 
 
@@ -729,4 +746,18 @@ def corrected_mass(pv: np.ndarray, pv_cov: np.ndarray, fit: VertexFit) -> tuple[
         ``mcorr, mcorr_err``, each ``(n,)``.
     """
     alpha, cov = _pv_sv_p(pv, pv_cov, fit)
-    return _mcorr_of(alpha), _numeric_error(_mcorr_of, alpha, cov)
+    d = alpha[:, 3:6] - alpha[:, :3]
+    p3, e = alpha[:, 6:9], alpha[:, 9]
+    dist = np.linalg.norm(d, axis=1)
+    u = d / dist[:, None]
+    pu = np.einsum("ni,ni->n", p3, u)
+    perp = p3 - pu[:, None] * u  # p transverse to the flight direction
+    pt = np.linalg.norm(perp, axis=1)
+    s = np.sqrt(np.maximum(e * e - pu * pu, 1e-12))  # sqrt(M^2 + pT'^2)
+    safe_pt = np.maximum(pt, 1e-12)
+    # MCORR = s + pT': analytic gradient w.r.t. (PV, SV, p, E)
+    g_p = -(pu / s)[:, None] * u + perp / safe_pt[:, None]
+    g_d = -(pu * (1.0 / s + 1.0 / safe_pt) / dist)[:, None] * perp
+    jac = np.concatenate([-g_d, g_d, g_p, (e / s)[:, None]], axis=1)
+    err = np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", jac, cov, jac), 0.0))
+    return s + pt, err

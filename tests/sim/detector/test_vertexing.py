@@ -423,3 +423,14 @@ def test_states_from_protoparticles_columns_feed_the_fit() -> None:
     np.testing.assert_allclose(fit.position, ref.position, rtol=1e-9, atol=1e-12)
     with pytest.raises(DataError, match="missing column"):
         states_from_columns({"x": np.zeros(2)})
+
+
+def test_corrected_mass_error_is_the_numerical_propagation() -> None:
+    rng = np.random.default_rng(61)
+    toy = _b_to_jpsi_k(rng, 200)
+    pv_cov = np.tile(np.diag([0.013, 0.013, 0.07]) ** 2, (200, 1, 1))
+    jpsi = vx.fit_vertices(toy["z"][:, :2], toy["meas"][:, :2], toy["cov"][:, :2], [M_MU, M_MU])
+    mcorr, err = vx.corrected_mass(toy["pv"], pv_cov, jpsi)
+    alpha, cov = vx._pv_sv_p(toy["pv"], pv_cov, jpsi)
+    np.testing.assert_allclose(mcorr, vx._mcorr_of(alpha), rtol=1e-10)
+    np.testing.assert_allclose(err, vx._numeric_error(vx._mcorr_of, alpha, cov), rtol=1e-4)
