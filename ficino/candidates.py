@@ -74,6 +74,7 @@ __all__ = (
     "decay_spec",
     "default_decay",
     "build_candidates",
+    "check_photons",
     "candidates_from_tables",
     "fetch_tables",
     "resolve_columns",
@@ -128,6 +129,8 @@ class DecaySpec:
         masses: alias -> PDG mass [MeV] (the mass hypothesis of a track).
         charges: alias -> charge [e] of the descriptor's particle.
         tracks: composite alias -> aliases of its charged final-state descendants.
+        photons: composite alias -> aliases of its photon descendants (kind ``"photon"``:
+            reconstructed from ``neutral_protoparticles``, calorimeter pass).
     """
 
     descriptor: str
@@ -138,6 +141,7 @@ class DecaySpec:
     masses: Mapping[str, float]
     charges: Mapping[str, float]
     tracks: Mapping[str, tuple[str, ...]]
+    photons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def head(self) -> str:
@@ -187,14 +191,20 @@ def decay_spec(decay: str, aliases: Sequence[str] | Mapping[str, str] | None = N
         part = lookup_particle(node.pid)
         charges[name] = float(part.charge or 0.0)
         masses[name] = float(part.mass) if part.mass is not None else 0.0
-        kinds[name] = "composite" if node.children else ("track" if charges[name] != 0 else "neutral")
+        kinds[name] = "composite" if node.children else (
+            "track" if charges[name] != 0 else ("photon" if node.pid == 22 else "neutral"))
     alias_of = {id(n): a for n, a in zip(nodes, names)}
     tracks = {
         alias_of[id(n)]: tuple(alias_of[id(d)] for d in n.walk()[1:] if kinds[alias_of[id(d)]] == "track")
         for n in nodes
         if n.children
     }
-    return DecaySpec(decay, tree, cc, tuple(names), kinds, masses, charges, tracks)
+    photons = {
+        alias_of[id(n)]: tuple(alias_of[id(d)] for d in n.walk()[1:] if kinds[alias_of[id(d)]] == "photon")
+        for n in nodes
+        if n.children
+    }
+    return DecaySpec(decay, tree, cc, tuple(names), kinds, masses, charges, tracks, photons)
 
 
 def default_decay(store: EventStore) -> str:
@@ -288,6 +298,29 @@ def resolve_columns(
                 f"(alone, or as <alias>_<variable> with aliases {', '.join(spec.aliases)})"
             )
     return list(out.values())
+
+
+def check_photons(store: EventStore, spec: DecaySpec, columns: Sequence[Column]) -> None:
+    """Refuse reconstructed photon columns from a store without calorimeter output.
+
+    Raises:
+        ExportError: a column needs a reconstructed photon (a photon's reco/photon
+            variables, or a composite with photon descendants) and the store's
+            ``neutral_protoparticles`` table is empty.
+    """
+    photons = [a for a, k in spec.kinds.items() if k == "photon"]
+    if not photons:
+        return
+    needs = [c.name for c in columns if c.alias is not None and (
+        (c.alias in photons and c.var.scope != "truth")
+        or (spec.photons.get(c.alias) and c.var.scope in ("reco", "composite")))]
+    if needs and store.count("neutral_protoparticles") == 0:
+        raise ExportError(
+            f"decay {spec.descriptor!r} has photon(s) {', '.join(photons)} but the store holds no calorimeter output "
+            f"(neutral_protoparticles is empty) for {needs[0]} and {len(needs) - 1} more column(s); "
+            "run the 'calorimeter' pass (in the default pipeline) or export truth variables of all candidates "
+            "(--all-candidates)"
+        )
 
 
 def present_sources(store: EventStore, batch: int | Sequence[int] | None = None) -> set[str]:
@@ -528,6 +561,8 @@ def _fetch(store: EventStore, batch: int, pp_columns: Sequence[str] = _PP_COLS) 
         "pp": f'SELECT event, "index", mc_particle, {pp_cols} FROM protoparticles WHERE batch = {b} AND mc_particle >= 0 AND track_type > 0',
         "pv": f'SELECT event, "index", mc_vertex, x, y, z, cov_xx, cov_yy, cov_zz, chi2, ndof FROM vertices WHERE batch = {b} AND is_primary',
         "ev": f"SELECT event, n_tracks, n_pv FROM events WHERE batch = {b}",
+        "np": f'SELECT event, "index", mc_particle, e, px, py, pz, "CL", is_not_e, is_merged_pi0::DOUBLE AS is_merged_pi0 '
+              f"FROM neutral_protoparticles WHERE batch = {b} AND mc_particle >= 0 ORDER BY event, mc_particle, e DESC",
     }
     ints = {"event", "index", "mc_particle", "mc_vertex", "pid", "n_daughters", "track_type", "n_tracks", "n_pv", "prod_vertex", "decay_vertex", "mother", "ndof"}
     for name, sql in queries.items():
@@ -595,6 +630,20 @@ def candidates_from_tables(
     event, rows = _match(spec, tables["mp"])
     rng = np.random.default_rng([int(seed), int(batch)])
     return _assemble(spec, event, rows, tables, int(batch), reconstructed_only, rng, resolution)
+
+
+def _photon_columns(neutrals: Mapping[str, np.ndarray], event: np.ndarray, mc_index: np.ndarray) -> dict[str, np.ndarray]:
+    """Reconstructed photon of each candidate: the most energetic neutral matched to its MC particle (NaN: none)."""
+    n = len(event)
+    out = {k: np.full(n, np.nan) for k in ("px", "py", "pz", "e", "CL", "is_not_e", "is_merged_pi0")}
+    out["m"] = np.zeros(n)
+    out["ip_ownpv"] = out["ipchi2_ownpv"] = np.full(n, np.nan)  # a photon has no track state
+    ne = neutrals.get("event", np.zeros(0, np.int32))
+    if len(ne) and n:
+        pos = _Lookup(ne, neutrals["mc_particle"], order_by=-neutrals["e"]).find(event, mc_index)
+        for k in ("px", "py", "pz", "e", "CL", "is_not_e", "is_merged_pi0"):
+            out[k] = _take(neutrals[k], pos)
+    return out
 
 
 def _vertex_plan(spec: DecaySpec) -> tuple[dict[str, tuple[tuple[str, str], ...]], list[str]]:
@@ -814,6 +863,8 @@ def _assemble(
                 d[k] = _take(pp[k], pos, 0, found=found).astype(np.int32) if k == "track_type" else _take(pp[k], pos, found=found)
             d["m"] = np.full(n, spec.masses[a])
             d["e"] = np.sqrt(d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2 + d["m"] ** 2)
+        elif spec.kinds[a] == "photon":
+            d.update(_photon_columns(tables["np"], event, mp["index"][row]))
         parts[a] = d
     ev_pos = _Lookup(evt["event"], np.zeros(len(evt["event"]), np.int32)).find(event, np.zeros(n, np.int32))
     head = parts[spec.head]
@@ -824,8 +875,9 @@ def _assemble(
     for a in order:
         d = parts[a]
         tr = [parts[t] for t in spec.tracks[a]]
+        ph = [parts[g] for g in spec.photons.get(a, ())]
         for k in ("px", "py", "pz", "e"):
-            d[k] = np.sum([t[k] for t in tr], axis=0) if tr else np.full(n, np.nan)
+            d[k] = np.sum([t[k] for t in tr + ph], axis=0) if tr or ph else np.full(n, np.nan)
         p2 = d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2
         d["m"] = np.sqrt(np.maximum(d["e"] ** 2 - p2, 0.0))
         fits[a] = _fit_composite(inputs_of[a], parts, fits, spec, n)
@@ -837,6 +889,8 @@ def _assemble(
         for t in tr:
             matched &= t["track_type"] > 0
             charge_ok &= np.isnan(t["charge"]) | (t["charge"] == t["true_charge"])
+        for g in ph:
+            matched &= ~np.isnan(g["e"])
         d["bkgcat"] = np.where(matched, np.where(charge_ok, BKGCAT_SIGNAL, BKGCAT_WRONG_CHARGE), BKGCAT_NOT_RECONSTRUCTED).astype(np.int32)
     # a flying intermediate's decay time runs from its mother's decay vertex (TupleToolPropertime)
     for parent, inputs in inputs_of.items():

@@ -32,6 +32,7 @@ from ficino.candidates import (
     DecaySpec,
     VertexResolution,
     candidates_from_tables,
+    check_photons,
     compute_columns,
     decay_spec,
     default_decay,
@@ -188,6 +189,7 @@ class NtupleWriter:
         spec = cast(DecaySpec, self.spec)
         present = present_sources(store) if self.variables is None else None
         self.columns = resolve_columns(spec, self.variables, present)
+        check_photons(store, spec, self.columns)
 
     def _open(self) -> None:
         """Create the output (temporary name); uproot's ``mktree`` takes a while for many branches."""

@@ -14,6 +14,7 @@ Scopes (which particles of the descriptor get the column ``<alias>_<NAME>``):
 ``track``      charged final-state particles only (track and PID columns).
 ``composite``  particles with daughters in the descriptor.
 ``event``      one column per event, written without alias.
+``photon``     photons (``gamma`` leaves of the descriptor, from ``neutral_protoparticles``).
 
 Keys of the per-particle dict (all arrays of shape ``(n,)``, units MeV, mm):
 
@@ -44,7 +45,7 @@ __all__ = ("Variable", "VARIABLES", "SCOPES", "register", "variable", "PID_COLUM
 Arrays = Mapping[str, np.ndarray]
 
 #: Allowed scopes of a variable (see the module docstring).
-SCOPES = ("truth", "reco", "track", "composite", "event")
+SCOPES = ("truth", "reco", "track", "composite", "event", "photon")
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,11 @@ CALO_COLUMNS: dict[str, tuple[str, str]] = {
 }
 for _c, (_n, _doc) in CALO_COLUMNS.items():
     register(Variable(_n, "MeV" if _c == "brem_energy" else "", _doc, "track", _col(_c), "f4", (_c,)))
+
+# ----------------------------------------------------------------- photons (calorimeter pass)
+register(Variable("CL", "", "photon confidence level in [0, 1] (NaN: no reconstructed photon)", "photon", _col("CL"), "f4"))
+register(Variable("IsNotE", "", "1 - exp(-d^2/2), d the distance to the nearest track [ECAL cell sizes]", "photon", _col("is_not_e"), "f4"))
+register(Variable("IsMergedPi0", "", "cluster shape of a merged pi0 (1/0)", "photon", _col("is_merged_pi0"), "f4"))
 
 # ----------------------------------------------------------------- composites
 # vertex variables read the track covariance (fetched only when one is asked for; a default export
