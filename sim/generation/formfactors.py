@@ -17,14 +17,18 @@ Models:
 * ``ISGW2``: Scora & Isgur, Phys. Rev. D 52 (1995) 2783, with EvtGen's constituent
   quark masses and wave-function parameters (``EvtISGW2FF``), for the 1S0 (pseudoscalar)
   and 3S1 (vector) daughters of B0/B+ (→ D, D*, π, η, η′, ρ, ω), B_s0 (→ D_s, D_s*, K, K*),
-  D0/D+ (→ K, K*, π, η, η′, ρ, ω) and D_s+ (→ K0, K*0, π0, η, η′, φ).  Other ISGW2
-  transitions (P-wave and radially excited daughters) are refused.
+  D0/D+ (→ K, K*, π, η, η′, ρ, ω) and D_s+ (→ K0, K*0, π0, η, η′, φ); P-wave 0+ and 1+
+  daughters (EvtISGW2FF3P0/1P1/3P1: D_0*, D_1, D_1′, K_0*, K_1, K_1′, a_0, f_0, b_1, h_1, a_1,
+  f_1, and the D_s ones from B_s0); tensors (EvtISGW2FF3P2: D_2*, D_s2*, K_2*, a_2, f_2) from
+  b hadrons, with EvtSemiLeptonicTensorAmp's current.  For charm parents EvtGen's
+  ``costhl_flag`` (V → −V) is applied.  Radially excited daughters are refused.
 * ``HQET2``: the dispersive parametrisation of Caprini, Lellouch, Neubert, Nucl. Phys.
   B 530 (1998) 153 (CLN) with the DecFile's ρ², h_A1(1), R1(1), R2(1) [R0(1)] for
   B → D* ℓ ν, or ρ², V1(1) [Δ] for B → D ℓ ν (EvtGen ``EvtHQET2FF``: without R0/Δ the
   scalar/time-like form factor is zero, as there).
 * ``BaryonPCR``: the constituent-quark-model form factors of Pervin, Roberts, Capstick
-  (2005) for Λb → Λc (EvtGen ``EvtBaryonPCRFF``).
+  (2005) for Λb → Λc+ and Λc(2593)+ (EvtGen ``EvtBaryonPCRFF``; the 1/2− daughter through γ5 u_B as
+  ``EvtSLBaryonAmp``).
 
 Analytic helicity formulas (:func:`helicity_pv`, :func:`dgamma_dq2_dcos`) are those of
 Körner & Schuler, Z. Phys. C 46 (1990) 93, with θ the angle of the charged lepton in the
@@ -528,20 +532,31 @@ def hqet2_vector(
 # ----------------------------------------------------------------------------- BaryonPCR
 
 
-def pcr_dirac(q2: np.ndarray, mb: float, mx: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Pervin–Roberts–Capstick form factors (F1, F2, F3, G1, G2, G3) of Λb → Λc (EvtBaryonPCRFF).
+def pcr_dirac(q2: np.ndarray, mb: float, mx: np.ndarray, daughter: int = 4122) -> tuple[np.ndarray, ...]:
+    """Pervin–Roberts–Capstick form factors (F1, F2, F3, G1, G2, G3) of Λb → Λc(2286) or Λc(2593) (EvtBaryonPCRFF).
 
     Args:
         q2: ``(n,)`` [GeV²]; mb, mx: Λb and Λc masses [GeV].
+        daughter: 4122 (Λc+, 1/2+) or 14122 (Λc(2593)+, 1/2−).
     """
     q2 = np.asarray(q2, dtype=np.float64)
     mx = np.broadcast_to(np.asarray(mx, dtype=np.float64), q2.shape)
     m_big, m_q, m_d = 5.28, 1.89, 0.40
-    al, alp = 0.59, 0.55
+    al, alp = 0.59, (0.47 if abs(daughter) == 14122 else 0.55)
     al2, alp2 = al * al, alp * alp
     all2 = 0.5 * (al2 + alp2)
     rho2 = 3.0 * m_d * m_d / (2.0 * all2)
     w = 0.5 * (mb * mb + mx * mx - q2) / mb / mx
+    if abs(daughter) == 14122:
+        i_w = (al * alp / all2) ** 2.5 * np.exp(-rho2 * (w * w - 1.0))
+        k = m_d * al / (6.0 * m_q * m_big * all2) * (3.0 * al2 - 2.0 * alp2)
+        f1 = i_w * al / 6.0 * (3.0 / m_q - 1.0 / m_big)
+        f2 = -i_w * (2.0 * m_d / al - al / (2.0 * m_q) + 2.0 * m_d * m_d * al / (m_big * all2) - k)
+        f3 = i_w * 2.0 * m_d * m_d * al / (m_big * all2)
+        g1 = i_w * (2.0 * m_d / al - al / (6.0 * m_big) + k)
+        g2 = i_w * (-2.0 * m_d / al + al / (2.0 * m_q) + al / (3.0 * m_big))
+        g3 = i_w * al / (3.0 * m_big) * (1.0 - (m_d / (2.0 * m_q * all2)) * (3.0 * al2 - 2.0 * alp2))
+        return f1, f2, f3, g1, g2, g3
     i_w = (al * alp / all2) ** 1.5 * np.exp(-rho2 * (w * w - 1.0))
     f1 = i_w * (1.0 + (m_d / all2) * (alp2 / m_q + al2 / m_big))
     f2 = -i_w * ((m_d / m_q) * (alp2 / all2) - al2 * alp2 / (4.0 * all2 * m_q * m_big))
@@ -627,8 +642,10 @@ def check_model(model: str, parent: int, daughter: int, params: Sequence[float])
         if j2x not in (0, 2):
             raise DecayError(f"HQET2 needs a scalar or vector daughter, {dname} has spin {j2x / 2:g}")
     elif model == "BaryonPCR":
-        if abs(parent) != 5122 or abs(daughter) != 4122:
-            raise DecayError(f"BaryonPCR is implemented for Lambda_b0 -> Lambda_c+ only, got {pname} -> {dname}")
+        if abs(parent) != 5122 or abs(daughter) not in (4122, 14122):
+            raise DecayError(
+                f"BaryonPCR is implemented for Lambda_b0 -> Lambda_c+ and Lambda_c(2593)+ only, got {pname} -> {dname}"
+            )
         if len(params) != 4:
             raise DecayError(f"BaryonPCR needs 4 parameters (spin density r00 r01 r10 r11), got {tuple(params)}")
     else:
@@ -646,7 +663,7 @@ def form_factors(model: str, parent: int, daughter: int, params: Sequence[float]
         return (isgw2_scalar if j2x == 0 else isgw2_vector)(parent, daughter, q2, mb, mx)
     if model == "HQET2":
         return (hqet2_scalar if j2x == 0 else hqet2_vector)(params, q2, mb, mx)
-    return pcr_dirac(q2, mb, mx)
+    return pcr_dirac(q2, mb, mx, daughter)
 
 
 # ----------------------------------------------------------------------------- Dirac algebra
@@ -856,6 +873,8 @@ def semileptonic_tensor(
     else:
         f1, f2, f3, g1, g2, g3 = ff
         ub = _u_spinors(pb, mb)  # (n, 2, 4)
+        if abs(nodes[cx].pid) == 14122:  # 1/2+ -> 1/2-: EvtSLBaryonAmp's γ5 u_B
+            ub = ub @ _G5.T
         ux = _bar(_u_spinors(px, mx))
         v = tb / mb[:, None]
         vp = tx_ / mx[:, None]

@@ -206,7 +206,14 @@ def _slashes(v: np.ndarray) -> np.ndarray:
 
 
 def _trace_rate(
-    config: list[np.ndarray], mb: float, mx: float, ml: float, f: tuple[float, ...], spin_z: bool = False, spin: np.ndarray | None = None
+    config: list[np.ndarray],
+    mb: float,
+    mx: float,
+    ml: float,
+    f: tuple[float, ...],
+    spin_z: bool = False,
+    spin: np.ndarray | None = None,
+    opposite_parity: bool = False,
 ) -> np.ndarray:
     """|M|² of Λb → Λc ℓ⁻ ν̄ from Dirac traces: spin-averaged, or the Λb (at rest) polarised along
     +z (``spin_z``) or along the unit 3-vector ``spin``: u ū = (p̸+M)(1+γ5 s̸)/2, s̸ = −ŝ·γ⃗."""
@@ -222,6 +229,8 @@ def _trace_rate(
         rho_b = rho_b @ (np.eye(4) + _G5 @ s_slash) / 2
     else:
         rho_b = rho_b / 2
+    if opposite_parity:  # 1/2+ -> 1/2- (EvtSLBaryonAmp: γ5 u_B): (γ5 u)(γ5 u)‾ = −γ5 u ū γ5
+        rho_b = -_G5 @ rho_b @ _G5
     rho_x = _slash(pp[0]) + mx * np.eye(4)
     had = np.array([[np.trace(rho_x @ gam[m] @ rho_b @ _bar(gam[k])) for k in range(4)] for m in range(4)])
     gp = np.stack([g @ (np.eye(4) - _G5) for g in _G])  # γ^μ (1 − γ5)
@@ -238,13 +247,17 @@ def test_lambda_b_baryonpcr_matrix_element_equals_dirac_traces() -> None:
     par, had = 5122, 4122
     mb, mx, ml = _mass(par) * 1e-3, _mass(had) * 1e-3, M_MU * 1e-3
     cos, phi = (a.ravel() for a in np.meshgrid(np.linspace(-0.95, 0.95, 5), np.linspace(0.0, 6.0, 4), indexing="ij"))
-    for q2 in (0.3, 2.0, 5.5, 9.0, 11.0):
-        config = _lambda_b_config(q2, cos, phi, mb, mx, ml)
-        f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([q2]), mb, np.array([mx])))
-        p4 = [_mev_xyz(c) for c in config]
-        for params, spin_z in (((1.0, 0.0, 0.0, 1.0), False), ((1.0, 0.0, 0.0, 0.0), True)):
-            nodes = [NodeSpec(par, "BaryonPCR", params, (1, 2, 3), -1), NodeSpec(had, "", (), (), 0), NodeSpec(13, "", (), (), 0), NodeSpec(-14, "", (), (), 0)]
-            np.testing.assert_allclose(chain_weight(nodes, p4), _trace_rate(config, mb, mx, ml, f, spin_z), rtol=1e-6)
+    for had in (4122, 14122):  # Λc+ (1/2+) and Λc(2593)+ (1/2−)
+        mx = _mass(had) * 1e-3
+        for q2 in (0.3, 2.0, 5.5, 8.0):
+            config = _lambda_b_config(q2, cos, phi, mb, mx, ml)
+            f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([q2]), mb, np.array([mx]), had))
+            p4 = [_mev_xyz(c) for c in config]
+            for params, spin_z in (((1.0, 0.0, 0.0, 1.0), False), ((1.0, 0.0, 0.0, 0.0), True)):
+                nodes = [NodeSpec(par, "BaryonPCR", params, (1, 2, 3), -1), NodeSpec(had, "", (), (), 0), NodeSpec(13, "", (), (), 0), NodeSpec(-14, "", (), (), 0)]
+                expected = _trace_rate(config, mb, mx, ml, f, spin_z, opposite_parity=had == 14122)
+                np.testing.assert_allclose(chain_weight(nodes, p4), expected, rtol=1e-6)
+    mx = _mass(4122) * 1e-3
     # a polarised Λb is not an unpolarised one: the comparison can fail
     config = _lambda_b_config(5.5, cos, phi, mb, mx, ml)
     f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([5.5]), mb, np.array([mx])))
@@ -304,7 +317,7 @@ def test_form_factor_models_refuse_what_they_cannot_do() -> None:
         ff.check_model("ISGW2", 421, -325, ())  # D0 -> K_2*-: tensors only from b hadrons
     with pytest.raises(DecayError, match=r"HQET2 for .* \(vector\) needs 4 or 5 parameters"):
         ff.check_model("HQET2", -511, 413, (1.1, 0.9))
-    with pytest.raises(DecayError, match="BaryonPCR is implemented for Lambda_b0 -> Lambda_c"):
+    with pytest.raises(DecayError, match="BaryonPCR is implemented for Lambda_b0 -> Lambda_c"):  # p: not PCR's
         ff.check_model("BaryonPCR", 5122, 2212, (1, 1, 1, 1))
     nodes = [NodeSpec(-511, "HQET2", (1.1, 0.9), (1, 2, 3), -1), NodeSpec(413, "", (), (), 0), NodeSpec(13, "", (), (), 0), NodeSpec(-14, "", (), (), 0)]
     with pytest.raises(DecayError, match="HQET2"):
