@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             label, bins = r"true $m(\Lambda_c^+\mu^-)$ [MeV]", np.linspace(2300, 5700, 60)
     print(f"{len(mass)} entries, mean {np.mean(mass):.1f} MeV")
 
-    import matplotlib
+    import matplotlib as mpl
 
-    matplotlib.use("Agg")
+    mpl.use("Agg")
     import matplotlib.pyplot as plt
     import mplhep as hep
 

@@ -38,6 +38,7 @@ for their own import hook.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import os
@@ -88,19 +89,15 @@ class _stderr_to_tempfile:
 
     def __enter__(self) -> None:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
         self._held = tempfile.TemporaryFile()
         self._saved = os.dup(2)
         os.dup2(self._held.fileno(), 2)
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
         os.dup2(self._saved, 2)
         os.close(self._saved)
         if exc_type is not None:
