@@ -41,11 +41,11 @@ Supported models and their parameters (as in EvtGen; the DecFile's numbers, in o
 ``PHSP``; ``VSS``, ``SVS``, ``TSS``, ``STS``, ``VSP_PWAVE``, ``SLN`` (none); ``VLL`` (none;
 the lepton-mass helicity-flip amplitude |H_{±±}|/|H_{±∓}| = √2·m_ℓ/M kept); ``SVV_HELAMP``
 (|H+| arg H+ |H0| arg H0 |H−| arg H−); ``HELAMP`` (|H| arg H for each allowed (λB, λC),
-λB then λC running from +J down); ``VVS_PWAVE`` (|S| arg S |P| arg P |D| arg D — only a
-pure S wave: EvtGen aborts on a P wave, and its covariant D-wave term is not the
-partial-wave one, so a D wave is refused); ``PARTWAVE`` (|M_LS| arg M_LS for every allowed
-(L, S), L then S ascending, converted as ``EvtPartWave``); ``TVS_PWAVE`` (|P| arg P |D| arg D |F| arg F,
-exactly one wave non-zero, converted with Clebsch–Gordan coefficients); ``ISGW2``,
+λB then λC running from +J down); ``PARTWAVE`` (|M_LS| arg M_LS for every allowed (L, S),
+L then S ascending, converted as ``EvtPartWave``); ``VVS_PWAVE`` (S, P, D) and ``TVS_PWAVE``
+(P, D, F), each |a| arg a, as those partial waves (S = 1) of PARTWAVE — EvtGen's covariant
+VVS_PWAVE aborts on a P wave and its D-wave term p^μp^ν/|p|² vanishes against the vector's
+polarisation (p·ε = 0), making a D wave an S wave there: here a D wave is a D wave; ``ISGW2``,
 ``HQET2`` (ρ² h_A1(1) R1(1) R2(1) [R0(1)] for D*, ρ² V1(1) [Δ] for D), ``BaryonPCR``
 (r00 r01 r10 r11: the parent's spin-density matrix in its helicity basis along its lab
 flight direction).  Anything else raises :class:`~mambah.errors.DecayError`.
@@ -336,18 +336,10 @@ def helicity_couplings(
             h[idx(2, 0)] = h[idx(-2, 0)] = 1.0
         else:
             raise DecayError(f"VSP_PWAVE needs a photon daughter; decay of {name} has none")
-    elif model == "VVS_PWAVE":
-        _need_spins(model, name, spins, (2, 2, 0), "parent, daughters")
-        _need(model, name, params, (6,))
-        a_s, a_p, a_d = _cplx(params)
-        if a_p != 0 or a_d != 0:
-            raise DecayError(
-                f"VVS_PWAVE decay of {name} with a P or D wave ({tuple(params)}) is not supported; "
-                "only a pure S wave (EvtGen aborts on P, its D term is not a partial wave)"
-            )
-        for lam in (2, 0, -2):
-            h[idx(lam, 0)] = a_s
-    elif model == "PARTWAVE":
+    elif model in ("PARTWAVE", "VVS_PWAVE", "TVS_PWAVE"):
+        if model != "PARTWAVE":
+            # (S, P, D) of V → V S and (P, D, F) of T → V S are exactly PARTWAVE's (L, S = 1) waves
+            _need_spins(model, name, spins, (2, 2, 0) if model == "VVS_PWAVE" else (4, 2, 0), "parent, daughters")
         waves = _partial_waves(j2a, jb, jc)
         _need(model, name, params, (2 * len(waves),))
         amps = _cplx(params)
@@ -365,19 +357,6 @@ def helicity_couplings(
                             * clebsch_gordan(ell, 0, spin, m1, j2a, m1)
                             * a
                         )
-    elif model == "TVS_PWAVE":
-        _need_spins(model, name, spins, (4, 2, 0), "parent, daughters")
-        _need(model, name, params, (6,))
-        nonzero = [(ell, a) for ell, a in zip((1, 2, 3), _cplx(params), strict=True) if a != 0]
-        if len(nonzero) != 1:
-            raise DecayError(
-                f"TVS_PWAVE decay of {name} needs exactly one non-zero wave (P, D or F), got {tuple(params)}; "
-                "mixtures are not supported"
-            )
-        ell, a = nonzero[0]
-        for lam in (2, 0, -2):
-            # H_λ = sqrt((2L+1)/(2J+1)) <L 0; 1 λ | 2 λ> a_L (spin s = 1 of V + S)
-            h[idx(lam, 0)] = math.sqrt((2 * ell + 1) / 5.0) * clebsch_gordan(2 * ell, 0, 2, lam, 4, lam) * a
     else:
         raise DecayError(f"{model} is not a two-body helicity model")
     norm = float(np.sum(np.abs(h) ** 2))

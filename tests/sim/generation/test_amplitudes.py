@@ -270,9 +270,9 @@ def test_bad_parameters_and_spins_are_errors() -> None:
     spins = [NodeSpec(521, "VSS", (), (1, 2), -1), NodeSpec(443, "", (), (), 0), NodeSpec(321, "", (), (), 0)]
     with pytest.raises(DecayError, match="VSS needs parent, daughters with spins"):
         model_weight_bound(spins)
-    dwave = [NodeSpec(10323, "VVS_PWAVE", (1.0, 0.0, 0.0, 0.0, 0.5, 0.0), (1, 2), -1), NodeSpec(313, "", (), (), 0), NodeSpec(211, "", (), (), 0)]
-    with pytest.raises(DecayError, match="pure S wave"):
-        model_weight_bound(dwave)
+    zero = [NodeSpec(10323, "VVS_PWAVE", (0.0,) * 6, (1, 2), -1), NodeSpec(313, "", (), (), 0), NodeSpec(211, "", (), (), 0)]
+    with pytest.raises(DecayError, match="all helicity amplitudes are zero"):
+        model_weight_bound(zero)
 
 
 def test_partial_waves_convert_to_the_known_helicity_ratios() -> None:
@@ -285,8 +285,9 @@ def test_partial_waves_convert_to_the_known_helicity_ratios() -> None:
     np.testing.assert_allclose(p_wave[0], -p_wave[2])
     np.testing.assert_allclose(d_wave[1] / d_wave[0], -2.0)
     np.testing.assert_allclose(d_wave[2], d_wave[0])
-    vvs = helicity_couplings("VVS_PWAVE", 20213, (113, 211), (1.0, 0.0, 0.0, 0.0, 0.0, 0.0))[2].ravel()
-    np.testing.assert_allclose(vvs, s_wave)
+    for params in ((1.0, 0.0, 0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0, 1.0, 0.0), (1.0, 0.0, 0.3, 1.0, 0.5, 2.0)):
+        vvs = helicity_couplings("VVS_PWAVE", 20213, (113, 211), params)[2]
+        np.testing.assert_allclose(vvs, helicity_couplings("PARTWAVE", 20213, (113, 211), params)[2])
     tvs = helicity_couplings("TVS_PWAVE", 225, (113, 211), (0.0, 0.0, 1.0, 0.0, 0.0, 0.0))[2].ravel()
     part = helicity_couplings("PARTWAVE", 225, (113, 211), (0.0, 0.0, 1.0, 0.0, 0.0, 0.0))[2].ravel()
     np.testing.assert_allclose(tvs, part)
