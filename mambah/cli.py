@@ -277,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mambah: error: {duckdb_error_line(err, _store_path(args))}", file=sys.stderr)
             return 2
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            print(f"mambah: error: no space left on device writing '{err.filename or _store_path(args)}'", file=sys.stderr)
+            written = err.filename or getattr(args, "output", None) or _store_path(args)
+            print(f"mambah: error: no space left on device writing '{written}'; nothing partial is kept", file=sys.stderr)
             return 2
         raise
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -208,6 +209,12 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(tmp_path: Path, delay: float) 
     _stdout, stderr = proc.communicate(timeout=120)
     if proc.returncode == 0:  # the run finished before the signal (a fast machine)
         return
+    if proc.returncode == -signal.SIGINT and "Traceback" in stderr:
+        # the signal came while the interpreter was still starting (site, the console script's own
+        # import line), before the first line of Mambah ran: outside what Mambah can handle
+        frames = re.findall(r'File "([^"]+)"', stderr)
+        assert not [f for f in frames if "/mambah/" in f or "/sim/" in f], stderr
+        return
     assert proc.returncode == 130, (proc.returncode, stderr)
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "mambah: interrupted; complete batches are kept (finish with --resume)", stderr
@@ -223,7 +230,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root and mount(8)")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if res.returncode != 0:
         pytest.skip(f"mount of a tmpfs not permitted here: {res.stderr.strip()}")
     try:
@@ -235,7 +242,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 @pytest.mark.slow
 def test_disk_full_is_one_line_and_resume_finishes(small_disk: Path, tmp_path: Path) -> None:
     out = small_disk / "full.duckdb"
-    runcfg = RunConfig(events=120_000, batch_size=4000, seed=8)
+    runcfg = RunConfig(events=60_000, batch_size=3000, seed=8)
     cfg = _config(tmp_path, runcfg)
     res = _cli("run", "--config", str(cfg), "-o", str(out), "--no-progress")
     assert res.returncode == 2, res.stderr
@@ -245,7 +252,7 @@ def test_disk_full_is_one_line_and_resume_finishes(small_disk: Path, tmp_path: P
     assert line.endswith("complete batch(es) kept; free space and run --resume"), line
     kept = int(line.split(": ")[-1].split(" complete")[0])
     with mambah.EventStore.open(out, read_only=True) as s:
-        assert len(s.batches()) == kept and s.count("events") == 4000 * kept
+        assert len(s.batches()) == kept >= 1 and s.count("events") == 3000 * kept
     # a query's result file on the full disk: one line, no partial file
     q = small_disk / "q.csv"
     res = _cli("query", str(out), "SELECT * FROM range(5000000)", "--format", "csv", "-o", str(q))
@@ -254,6 +261,16 @@ def test_disk_full_is_one_line_and_resume_finishes(small_disk: Path, tmp_path: P
     # free space (move the store to a roomy disk) and resume: equals the uninterrupted run
     roomy = tmp_path / "full.duckdb"
     shutil.copy(out, roomy)
+    if Path(f"{out}.wal").exists():  # committed batches not yet checkpointed into the file
+        shutil.copy(f"{out}.wal", f"{roomy}.wal")
+    store_files = sorted(p.name for p in small_disk.iterdir())
+    # an export onto the full disk: one line naming the file, nothing partial left
+    for name in ("x.root", "x.parquet", "x.csv"):
+        res = _cli("export", str(roomy), str(small_disk / name), "--all-candidates", "--no-progress")
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and "No space left on device" in res.stderr.replace("no space", "No space"), res.stderr
+        assert name in res.stderr, res.stderr
+        assert sorted(p.name for p in small_disk.iterdir()) == store_files, name
     res = _cli("run", "--config", str(cfg), "-o", str(roomy), "--resume", "--no-progress")
     assert res.returncode == 0, res.stderr
     ref = tmp_path / "ref.duckdb"
