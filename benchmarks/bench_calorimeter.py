@@ -24,7 +24,10 @@ import os
 import time
 from collections.abc import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are held back
+
 
 import numpy as np
 

@@ -32,8 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are held back
 
 
 def _pipeline(events: int, batch_size: int, seed: int):  # noqa: ANN202

@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are held back
+
 
 import numpy as np  # noqa: E402
 
