@@ -219,16 +219,20 @@ _MOMENTUM = {"GEV": 1000.0, "MEV": 1.0}
 _LENGTH = {"MM": 1.0, "CM": 10.0}
 
 
-def read_events(index: HepMCIndex, first: int, stop: int) -> list[dict[str, Any]]:
-    """Parse events ``[first, stop)`` of one file into raw per-event arrays (units converted).
+def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
+    """Parse events ``[first, stop)`` of one file into arrays over the whole segment (units converted).
+
+    Per event only the parse and a copy of its arrays happen in Python; links, units and
+    checks are vectorised over the segment.
 
     Returns:
-        One dict per event: ``pid, status, p4 (n, 4) [MeV], mass [MeV], prod, end`` (vertex row of the
-        production / end vertex, -1 none), ``vin`` (links particle → vertex as rows), ``vpos (m, 4)``
-        [mm, ns], ``vset`` (vertex position given), ``event_pos (4,)``, ``process`` (-1 unknown).
+        ``sizes, vsizes`` (particles and vertices per event); per particle ``pid, status,
+        p4 (n, 4) [MeV], mass [MeV], prod, end`` (segment row of the production / end vertex,
+        -1 none); ``in_p, in_v`` (particle → vertex links as segment rows); per vertex
+        ``vpos (m, 4)`` [mm, ns]; per event ``event_pos (4,)`` [mm, ns] and ``process`` (-1 unknown).
 
     Raises:
-        DataError: an event that does not parse (file, event and line named).
+        DataError: an event that does not parse or has broken links (file, event and line named).
     """
     pyhepmc = _require_pyhepmc()
     with open(index.path, "rb") as f:
@@ -236,90 +240,106 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> list[dict[str, Any]
         body = f.read(int(index.offsets[stop]) - int(index.offsets[first]))
     stream = pyhepmc.io.pyiostream(io.BytesIO(index.header + body + index.footer))
     reader = (pyhepmc.io.ReaderAscii if index.format == "hepmc3" else pyhepmc.io.ReaderAsciiHepMC2)(stream)
-    out = []
     base = int(index.offsets[first])
+
+    def text_of(k: int) -> bytes:
+        return body[int(index.offsets[k]) - base : int(index.offsets[k + 1]) - base]
+
+    parts, l1s, l2s, vxs, vys, vzs, vts, units, eps, procs = [], [], [], [], [], [], [], [], [], []
     try:
         for k in range(first, stop):
             evt = pyhepmc.GenEvent()
             ok = reader.read_event(evt)
             if ok is False or reader.failed() or evt.numpy.particles.pid.size == 0:
-                a, b = int(index.offsets[k]) - base, int(index.offsets[k + 1]) - base
-                raise DataError(f"HepMC file '{index.path}', event {k}: {_diagnose(index, k, body[a:b])}")
-            arrays = _event_arrays(evt, pyhepmc, index, k)
-            orphan = np.flatnonzero((arrays["prod"] < 0) & (arrays["status"] != STATUS_BEAM))
-            if orphan.size:  # the reader leaves a particle whose link it cannot resolve without production vertex
-                a, b = int(index.offsets[k]) - base, int(index.offsets[k + 1]) - base
-                why = _diagnose(index, k, body[a:b])
-                if why.endswith("does not parse"):
-                    why = f"particle {int(orphan[0]) + 1} is not a beam (status 4) and has no production vertex"
-                raise DataError(f"HepMC file '{index.path}', event {k}: {why}")
-            out.append(arrays)
+                raise DataError(f"HepMC file '{index.path}', event {k}: {_diagnose(index, k, text_of(k))}")
+            data = pyhepmc.GenEventData()
+            evt.write_data(data)
+            nv = evt.numpy.vertices
+            parts.append(data.particles)
+            l1s.append(np.asarray(data.links1, dtype=np.int64))
+            l2s.append(np.asarray(data.links2, dtype=np.int64))
+            vxs.append(np.asarray(nv.x))
+            vys.append(np.asarray(nv.y))
+            vzs.append(np.asarray(nv.z))
+            vts.append(np.asarray(nv.t))
+            units.append((_MOMENTUM[str(data.momentum_unit.name)], _LENGTH[str(data.length_unit.name)]))
+            ep = data.event_pos
+            eps.append((ep.x, ep.y, ep.z, ep.t))
+            process = -1
+            attrs = evt.attributes
+            if "signal_process_id" in attrs:
+                with contextlib.suppress(TypeError, ValueError):
+                    process = int(str(attrs["signal_process_id"]))
+            procs.append(process)
     finally:
         reader.close()
-    return out
-
-
-def _event_arrays(evt: Any, pyhepmc: Any, index: HepMCIndex, k: int) -> dict[str, Any]:
-    data = pyhepmc.GenEventData()
-    evt.write_data(data)
-    mu = _MOMENTUM[str(data.momentum_unit.name)]
-    lu = _LENGTH[str(data.length_unit.name)]
-    part = data.particles
-    n = part.size
-    p4 = np.empty((n, 4))
-    for j, c in enumerate(("px", "py", "pz", "e")):
-        p4[:, j] = part[c] * mu
-    l1 = np.asarray(data.links1, dtype=np.int64)
-    l2 = np.asarray(data.links2, dtype=np.int64)
+    n_ev = stop - first
+    sizes = np.array([x.size for x in parts], np.int64)
+    vsizes = np.array([x.size for x in vxs], np.int64)
+    lsizes = np.array([x.size for x in l1s], np.int64)
+    p0, v0 = np.cumsum(sizes) - sizes, np.cumsum(vsizes) - vsizes
+    n, m = int(sizes.sum()), int(vsizes.sum())
+    part = np.concatenate(parts)
+    mu = np.repeat(np.array([u[0] for u in units]), sizes)
+    lu_ev = np.array([u[1] for u in units])
+    lu = np.repeat(lu_ev, vsizes)
+    p4 = np.stack([part["px"] * mu, part["py"] * mu, part["pz"] * mu, part["e"] * mu], axis=1)
+    mass = np.where(part["is_mass_set"], part["mass"] * mu, np.sqrt(np.maximum(p4[:, 3] ** 2 - np.sum(p4[:, :3] ** 2, axis=1), 0.0)))
+    l1, l2 = np.concatenate(l1s), np.concatenate(l2s)
+    lev = np.repeat(np.arange(n_ev), lsizes)
     out_v = (l1 < 0) & (l2 > 0)  # vertex -> particle
-    in_v = (l1 > 0) & (l2 < 0)  # particle -> vertex
-    if np.any(~(out_v | in_v)) or (l2[out_v].max(initial=0) > n) or (l1[in_v].max(initial=0) > n):
+    in_v_ = (l1 > 0) & (l2 < 0)  # particle -> vertex
+    bad = ~(out_v | in_v_) | (out_v & ((l2 > sizes[lev]) | (-l1 > vsizes[lev]))) | (in_v_ & ((l1 > sizes[lev]) | (-l2 > vsizes[lev])))
+    if bad.any():
+        k = first + int(lev[np.flatnonzero(bad)[0]])
         raise DataError(f"HepMC file '{index.path}', event {k}: links between undefined particles or vertices")
     prod = np.full(n, -1, np.int64)
-    prod[l2[out_v] - 1] = -l1[out_v] - 1
+    prod[p0[lev[out_v]] + l2[out_v] - 1] = v0[lev[out_v]] - l1[out_v] - 1
     end = np.full(n, -1, np.int64)
-    end[l1[in_v] - 1] = -l2[in_v] - 1
-    nv = evt.numpy.vertices
-    vx = np.asarray(nv.x)
-    vpos = np.column_stack([vx * lu, np.asarray(nv.y) * lu, np.asarray(nv.z) * lu, np.asarray(nv.t) * lu / C_LIGHT]) if vx.size else np.zeros((0, 4))
-    ep = data.event_pos
-    attrs = evt.attributes
-    process = -1
-    if "signal_process_id" in attrs:
-        with contextlib.suppress(TypeError, ValueError):
-            process = int(str(attrs["signal_process_id"]))
-    mass = np.where(part["is_mass_set"], part["mass"] * mu, np.sqrt(np.maximum(p4[:, 3] ** 2 - np.sum(p4[:, :3] ** 2, axis=1), 0.0)))
+    end[p0[lev[in_v_]] + l1[in_v_] - 1] = v0[lev[in_v_]] - l2[in_v_] - 1
+    status = part["status"].astype(np.int64)
+    orphan = np.flatnonzero((prod < 0) & (status != STATUS_BEAM))
+    if orphan.size:  # the reader leaves a particle whose link it cannot resolve without production vertex
+        e = int(np.searchsorted(p0, orphan[0], side="right")) - 1
+        k = first + e
+        why = _diagnose(index, k, text_of(k))
+        if why.endswith("does not parse"):
+            why = f"particle {int(orphan[0] - p0[e]) + 1} is not a beam (status 4) and has no production vertex"
+        raise DataError(f"HepMC file '{index.path}', event {k}: {why}")
+    vx, vy, vz, vt = (np.concatenate(a) for a in (vxs, vys, vzs, vts))
+    ep_arr = np.array(eps, dtype=np.float64).reshape(n_ev, 4) * lu_ev[:, None]
+    ep_arr[:, 3] /= C_LIGHT
     return {
-        "pid": part["pid"].astype(np.int64), "status": part["status"].astype(np.int64), "p4": p4, "mass": mass,
-        "prod": prod, "end": end, "in_p": l1[in_v] - 1, "in_v": -l2[in_v] - 1, "vpos": vpos,
-        "event_pos": np.array([ep.x * lu, ep.y * lu, ep.z * lu, ep.t * lu / C_LIGHT]), "process": process,
+        "sizes": sizes, "vsizes": vsizes, "pid": part["pid"].astype(np.int64), "status": status, "p4": p4, "mass": mass,
+        "prod": prod, "end": end, "in_p": p0[lev[in_v_]] + l1[in_v_] - 1, "in_v": v0[lev[in_v_]] - l2[in_v_] - 1,
+        "vpos": np.stack([vx * lu, vy * lu, vz * lu, vt * lu / C_LIGHT], axis=1).reshape(m, 4),
+        "event_pos": ep_arr, "process": np.array(procs, np.int64),
     }
 
 
-def records_from_events(events: list[dict[str, Any]]) -> tuple[GeneratorRecord, np.ndarray]:
-    """Raw per-event arrays (:func:`read_events`) → one :class:`GeneratorRecord` and ``process`` per event.
+def records_from_events(segments: list[dict[str, Any]]) -> tuple[GeneratorRecord, np.ndarray]:
+    """Segments of parsed events (:func:`read_events`) → one :class:`GeneratorRecord` and ``process`` per event.
 
     The parent of a particle is the first incoming particle of its production vertex; its
     interaction is the top vertex of its ancestry (a production vertex without incoming
     particles, or the end vertex of a particle without production vertex, i.e. the beams'
     collision).
     """
-    n_ev = len(events)
-    sizes = np.array([e["pid"].size for e in events], np.int64)
-    vsizes = np.array([e["vpos"].shape[0] for e in events], np.int64)
-    p0 = np.cumsum(sizes) - sizes
-    v0 = np.cumsum(vsizes) - vsizes
-    n, m = int(sizes.sum()), int(vsizes.sum())
+    n_off = np.cumsum([0] + [int(g["sizes"].sum()) for g in segments])
+    m_off = np.cumsum([0] + [int(g["vsizes"].sum()) for g in segments])
 
-    def cat(key: str) -> np.ndarray:
-        return np.concatenate([e[key] for e in events]) if n_ev else np.zeros(0)
+    def cat(key: str, shift: np.ndarray | None = None) -> np.ndarray:
+        if shift is None:
+            return np.concatenate([g[key] for g in segments])
+        return np.concatenate([np.where(g[key] >= 0, g[key] + shift[i], -1) for i, g in enumerate(segments)])
 
+    sizes = cat("sizes")
+    n_ev = sizes.size
+    n, m = int(n_off[-1]), int(m_off[-1])
     event = np.repeat(np.arange(n_ev), sizes)
-    prod = np.concatenate([np.where(e["prod"] >= 0, e["prod"] + v0[i], -1) for i, e in enumerate(events)])
-    end = np.concatenate([np.where(e["end"] >= 0, e["end"] + v0[i], -1) for i, e in enumerate(events)])
-    in_p = np.concatenate([e["in_p"] + p0[i] for i, e in enumerate(events)])
-    in_v = np.concatenate([e["in_v"] + v0[i] for i, e in enumerate(events)])
-    vpos = np.concatenate([e["vpos"] for e in events]).reshape(m, 4)
+    prod, end = cat("prod", m_off), cat("end", m_off)
+    in_p, in_v = cat("in_p", n_off), cat("in_v", m_off)
+    vpos = cat("vpos").reshape(m, 4)
     # first incoming particle of every vertex (links in file order: the first wins)
     first_in = np.full(m, -1, np.int64)
     first_in[in_v[::-1]] = in_p[::-1]
@@ -349,7 +369,7 @@ def records_from_events(events: list[dict[str, Any]]) -> tuple[GeneratorRecord, 
     rank_in_ev[u_sorted] = np.arange(ev_u.size) - np.repeat(starts, np.diff(np.r_[starts, ev_u.size]))
     interaction = rank_in_ev[remap[inv]]
     n_int = np.bincount(uniq[:, 0], minlength=n_ev).astype(np.int64)
-    event_pos = np.stack([e["event_pos"] for e in events]) if n_ev else np.zeros((0, 4))
+    event_pos = cat("event_pos").reshape(n_ev, 4)
     pv_rows = uniq[u_sorted]
     pv = np.where((pv_rows[:, 1] >= 0)[:, None], vpos[np.maximum(pv_rows[:, 1], 0)], event_pos[pv_rows[:, 0]])
     # events without particles still need one interaction
@@ -360,11 +380,11 @@ def records_from_events(events: list[dict[str, Any]]) -> tuple[GeneratorRecord, 
     has_end = end >= 0
     decay_pos[has_end] = vpos[end[has_end]]
     rec = GeneratorRecord(
-        n_events=n_ev, event=event, pid=cat("pid"), status=cat("status"), p4=np.concatenate([e["p4"] for e in events]).reshape(n, 4),
+        n_events=n_ev, event=event, pid=cat("pid"), status=cat("status"), p4=cat("p4").reshape(n, 4),
         mass=cat("mass"), parent=parent, decay_pos=decay_pos, interaction=interaction, n_interactions=n_int, pv=pv,
         is_signal=np.zeros(n, bool),
     )
-    return rec, np.array([e["process"] for e in events], np.int64)
+    return rec, cat("process")
 
 
 def _match(pid: np.ndarray, first: np.ndarray, last: np.ndarray, row: int, node: Any, conj: bool) -> bool:
@@ -533,11 +553,11 @@ class HepMCInput(Pass):
             hi = lo + b.n_events
             if hi > total:
                 raise DataError(f"batch {b.batch} needs HepMC events [{lo}, {hi}) but the files hold {total}; ask for at most {total} events")
-            raw: list[dict[str, Any]] = []
+            raw: list[dict[str, Any]] = []  # one segment per file touched
             for i, ix in enumerate(indexes):
                 a, z = max(lo, int(bounds[i])), min(hi, int(bounds[i + 1]))
                 if a < z:
-                    raw += read_events(ix, a - int(bounds[i]), z - int(bounds[i]))
+                    raw.append(read_events(ix, a - int(bounds[i]), z - int(bounds[i])))
             rec, process = records_from_events(raw)
             tables = layout_tables(rec)
             if tree_cc is not None:
