@@ -110,6 +110,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(text.rstrip())
             return 0
         info = store.info()
+        # full-event generators: events tried for the kept ones (signal filter), see events.n_tried
+        tried = store.query("SELECT count(*) AS kept, sum(n_tried) AS tried FROM events WHERE n_tried IS NOT NULL").to_pylist()[0]
     meta = info.pop("metadata")
     print(f"store:          {info['path']}")
     print(f"schema version: {info['schema_version']}")
@@ -118,6 +120,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     run = json.loads(meta.pop("run", "{}") or "{}")
     if run:
         print(f"run:            events={run.get('events')} batch_size={run.get('batch_size')} seed={run.get('seed')}")
+    gen = json.loads(meta.pop("generator", "{}") or "{}")
+    if gen:
+        print(f"generator:      {gen.get('generator')} {gen.get('version')} preset={gen.get('preset')} "
+              f"sqrt_s={gen.get('sqrt_s_TeV')} TeV nu={gen.get('nu')} signal={gen.get('signal')} settings={gen.get('settings')}")
+    if tried["kept"]:
+        eff = int(tried["kept"]) / int(tried["tried"])
+        line = f"signal filter:  {tried['kept']} events kept of {tried['tried']} generated (efficiency {eff:.4g})"
+        if gen.get("sigma_gen_mb"):
+            line += f"; sigma_gen {gen['sigma_gen_mb']:.4g} mb -> {gen['sigma_gen_mb'] * eff:.4g} mb kept"
+        print(line)
     print("tables:")
     width = max(16, *(len(name) + 2 for name in info["tables"]))
     for name, rows in info["tables"].items():
