@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--energy-epochs", type=int, default=60)
     parser.add_argument("--only-energy", action="store_true", help="retrain only the energy GAN")
+    parser.add_argument("--channels", type=int, nargs="+", default=[16, 8], help="generator conv channels")
     parser.add_argument("--seed", type=int, default=11, help="model seed")
     parser.add_argument("--data", type=Path, default=ROOT / "build" / "calo" / "showers.parquet")
     parser.add_argument("--output", type=Path, default=ROOT / "sim" / "models" / "calorimeter.keras")
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("reference sample: %d showers in %.1f s -> %s", args.showers, time.perf_counter() - t0, args.data)
     t1 = time.perf_counter()
     shape, energy = train_calorimeter(args.data, epochs=args.epochs, energy_epochs=args.energy_epochs,
-                                      seed=args.seed, only_energy=args.only_energy)
+                                      seed=args.seed, only_energy=args.only_energy,
+                                      generator_channels=tuple(args.channels))
     log.info("training: %.1f s", time.perf_counter() - t1)
     energy.provenance["training_seconds"] = round(time.perf_counter() - t1, 1)
     if shape is not None:

@@ -69,6 +69,7 @@ def train_calorimeter_shape(
     batch_size: int = 128,
     learning_rate: float = 5e-4,
     aux_weight: float = 0.1,
+    generator_channels: tuple[int, ...] = (16, 8),
     progress: bool = False,
     weight: str | None = None,
     tree: str | None = None,
@@ -77,7 +78,8 @@ def train_calorimeter_shape(
 
     Args:
         data: Parquet file or mapping with :data:`~sim.detector.calorimeter.SHOWER_COLUMNS`.
-        epochs, seed, batch_size, learning_rate, aux_weight: :func:`~sim.training.image_gan.train_image_gan`.
+        epochs, seed, batch_size, learning_rate, aux_weight, generator_channels:
+            :func:`~sim.training.image_gan.train_image_gan`.
         progress: progress bar.
         weight, tree: refused (no weights; Parquet only).
 
@@ -93,6 +95,7 @@ def train_calorimeter_shape(
     return train_image_gan(
         cond, shapes, total, algorithm="wgan-gp", epochs=epochs, batch_size=batch_size, seed=seed,
         learning_rate=learning_rate, aux_weight=aux_weight, progress=progress,
+        generator_channels=tuple(generator_channels),
         condition_names=CONDITIONS, scalar_names=SCALARS, provenance={**prov, "model": "calorimeter"},
     )
 
@@ -143,8 +146,9 @@ def train_calorimeter_energy(
 
 def train_calorimeter(
     data: str | Path | Mapping[str, Any], *, epochs: int = 8, energy_epochs: int = 60, seed: int = 11,
-    only_energy: bool = False, progress: bool = False,
+    only_energy: bool = False, progress: bool = False, generator_channels: tuple[int, ...] = (16, 8),
 ) -> tuple[Any, Any]:
     """Both networks: ``(shape model or None with only_energy, energy model)`` (seeds ``seed``, ``seed + 1``)."""
-    shape = None if only_energy else train_calorimeter_shape(data, epochs=epochs, seed=seed, progress=progress)
+    shape = None if only_energy else train_calorimeter_shape(data, epochs=epochs, seed=seed, progress=progress,
+                                                             generator_channels=generator_channels)
     return shape, train_calorimeter_energy(data, epochs=energy_epochs, seed=seed + 1, progress=progress)

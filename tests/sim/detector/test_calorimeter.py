@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +38,7 @@ from sim.reference.ecal import (
 )
 from sim.training.image_gan import PixelTransform, image_metrics
 from sim.training.validation import two_sample_test
+from sim.validation.calorimeter import THRESHOLDS, fit_resolution, summary_features
 
 GEO = ECALGeometry()
 PI0_MASS = 134.977
@@ -137,31 +137,9 @@ def generated(model, fresh) -> np.ndarray:
     return generate_showers(model, s["pid"], s["energy"], s["x"], s["y"], s["tx"], s["ty"], np.random.default_rng(5))
 
 
-def _fit_resolution(energy: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
-    """Fit σ/E = a/√E ⊕ b to the robust widths in 8 log bins of 1-100 GeV (weighted least squares)."""
-    from scipy.optimize import curve_fit  # type: ignore[import-untyped]
-
-    edges = np.geomspace(1000.0, 100_000.0, 9)
-    e_mid, res, err = [], [], []
-    r = measured / energy
-    for lo, hi in itertools.pairwise(edges):
-        b = (energy >= lo) & (energy < hi)
-        q16, q50, q84 = np.percentile(r[b], [16, 50, 84])
-        e_mid.append(np.sqrt(lo * hi) / 1000.0)
-        res.append(0.5 * (q84 - q16) / q50)
-        err.append(1.1 * res[-1] / np.sqrt(2.0 * b.sum()))  # quantile width: ~10 % worse than the r.m.s.
-
-    def model(e: np.ndarray, a: float, c: float) -> np.ndarray:
-        return np.sqrt(a * a / e + c * c)
-
-    (a, c), _ = curve_fit(model, np.array(e_mid), np.array(res), p0=(0.1, 0.01), sigma=np.array(err),
-                          absolute_sigma=True)
-    return float(abs(a)), float(abs(c))
-
-
 def test_fast_resolution_within_10_percent_of_reference(fresh, generated) -> None:
-    a_ref, b_ref = _fit_resolution(fresh["energy"], fresh["matrix"].sum(axis=(1, 2)))
-    a_gen, b_gen = _fit_resolution(fresh["energy"], generated.sum(axis=(1, 2)))
+    a_ref, b_ref = fit_resolution(fresh["energy"], fresh["matrix"].sum(axis=(1, 2)))
+    a_gen, b_gen = fit_resolution(fresh["energy"], generated.sum(axis=(1, 2)))
     assert a_ref == pytest.approx(0.10, rel=0.1)
     assert a_gen == pytest.approx(a_ref, rel=0.10), (a_gen, a_ref)  # measured 0.0983 vs 0.0978
     assert b_gen == pytest.approx(b_ref, rel=0.10), (b_gen, b_ref)  # measured 0.0099 vs 0.0100
@@ -181,17 +159,10 @@ def test_fast_profiles_ks(fresh, generated) -> None:
     assert np.max(np.abs(prof_ref - prof_gen)) < 0.02  # measured 0.010
 
 
-def _summary(m: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    tot = m.sum(axis=(1, 2))
-    c = m[:, 14:17, 14:17].sum(axis=(1, 2))
-    met = image_metrics(m)
-    return np.column_stack([tot / energy, c / tot, m.max(axis=(1, 2)) / tot, met])
-
-
 def test_third_player_auc(fresh, generated) -> None:
     cond = np.column_stack([np.log10(fresh["energy"]), np.abs(fresh["pid"]) == 11])
-    res = two_sample_test(_summary(fresh["matrix"].astype(np.float64), fresh["energy"]),
-                          _summary(generated, fresh["energy"]), conditions_ref=cond, conditions_gen=cond, seed=0)
+    res = two_sample_test(summary_features(fresh["matrix"].astype(np.float64), fresh["energy"]),
+                          summary_features(generated, fresh["energy"]), conditions_ref=cond, conditions_gen=cond, seed=0)
     assert res["auc"] < AUC_MAX, res
 
 
@@ -337,5 +308,5 @@ def test_jpsi_ee_radiative_tail_reduced_by_brem_recovery(kernel) -> None:
     assert np.median(t["EcalPIDe"]) > 3
 
 
-KS_MAX = 0.15  # measured 0.055-0.12 (width the largest), 6000 e/γ showers, seed 2
-AUC_MAX = 0.87  # measured 0.849 (summary features: total, E3x3-like, max-cell fraction, metrics)
+KS_MAX = THRESHOLDS["max_ks"]  # measured 0.055-0.12 (width the largest), 6000 e/γ showers, seed 2
+AUC_MAX = THRESHOLDS["max_auc"]  # measured 0.849 (summary features: total, central 3x3, max-cell fraction, metrics)
