@@ -347,3 +347,31 @@ def test_engine_dec_file_svv_helamp_fractions(tmp_path: Path) -> None:
     cos_k = _helicity_cos(rest[:, k_plus], rest[:, 2], rest[:, 0])
     assert _ks(cos_k, lambda c: f_l * 1.5 * c * c + (1 - f_l) * 0.75 * (1 - c * c)) > 0.01
     assert _ks(cos_k, lambda c: 1.5 * c * c) < 1e-10  # not fully longitudinal
+
+
+def test_vvs_pwave_d_wave_chain_polarises_the_vector() -> None:
+    """B- -> D_10 pi- (SVS: D_1 longitudinal), D_1 -> D*+ pi- (VVS_PWAVE D wave), D*+ -> D0 pi+ (VSS).
+
+    D wave: H0 = −2 H± (Σ|H|² = 3 → |H0|² = 2, |H±|² = 1/2), so the D* helicity angle in the
+    D_1 frame follows |H0|² |d¹₀₀|² + |H±|² (|d¹₀₁|² + |d¹₀₋₁|²) = 2 cos²θ + sin²θ/2.
+    """
+    rng = np.random.default_rng(15)
+    n = 120_000
+    m_d1 = 2422.1
+    pb = _head(n, M_BP, rng)
+    pd1, ppi = two_body(pb, m_d1, M_PI, rng)
+    pds, ppi2 = two_body(pd1, M_DST, M_PI, rng)
+    pd0, pslow = two_body(pds, M_D0, M_PI, rng)
+    nodes = [
+        NodeSpec(-521, "SVS", (), (1, 2), -1),
+        NodeSpec(10423, "VVS_PWAVE", (0.0, 0.0, 0.0, 0.0, 1.0, 0.0), (3, 4), 0),
+        NodeSpec(-211, "", (), (), 0),
+        NodeSpec(413, "VSS", (), (5, 6), 1),
+        NodeSpec(-211, "", (), (), 1),
+        NodeSpec(421, "", (), (), 3),
+        NodeSpec(211, "", (), (), 3),
+    ]
+    keep = _unweight(nodes, [pb, pd1, ppi, pds, ppi2, pd0, pslow], rng)
+    cos_ds = _helicity_cos(pds, pd1, pb)[keep]
+    assert _ks(cos_ds, lambda c: 2.0 * c * c + 0.5 * (1 - c * c)) > 0.01
+    assert _ks(cos_ds, np.ones_like) < 1e-10  # an S wave (EvtGen's covariant D term) would be flat
