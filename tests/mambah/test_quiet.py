@@ -32,7 +32,8 @@ def hushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "failing_mod.py").write_text(FAILING)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(quiet, "_HUSHED_MODULES", ("noisy_mod", "failing_mod"))
-    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    # without a hook another test (an example run in-process) may have left in this session
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, quiet._HushFinder)])
     for key in (*quiet.QUIET_ENV, quiet.QUIET_MARKER):
         monkeypatch.delenv(key, raising=False)
     yield tmp_path
