@@ -22,6 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are held back
+
 import numpy as np
 
 from sim.core.io import save_model

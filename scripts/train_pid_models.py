@@ -24,6 +24,10 @@ import logging
 import time
 from pathlib import Path
 
+from mambah.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are held back
+
 import numpy as np
 
 from sim.training.recipes.pid import EMA, EPOCHS, GAN_OVERRIDES, LEARNING_RATE, LR_SCHEDULE, SEEDS  # noqa: E402
