@@ -79,6 +79,7 @@ from .dectable import (
     DecBlocks,
     ModeSpec,
     apply_model_policy,
+    photos_available,
     read_dec_file,
     read_table,
     stable_pids,
@@ -92,8 +93,8 @@ log = logging.getLogger(__name__)
 #: speed of light [mm/ns]
 C_LIGHT = 299.792458
 
-#: the engine applies FSR itself (sim.generation.photos) — not yet
-ENGINE_PHOTOS = False
+#: FSR photons (``sim.generation.photos.add_fsr``) below this energy in the parent's rest frame are not made [MeV]
+FSR_K_MIN = 1.0
 
 _PRESAMPLE = 20_000
 _PRESAMPLE_TABLE = 5_000
@@ -146,6 +147,7 @@ class _Mode:
     params: tuple[float, ...]
     text: str
     origin: str
+    photos: bool = False
 
 
 @dataclass(frozen=True)
@@ -210,11 +212,13 @@ class _Registry:
         self.source = source
         self.species: list[_Species] = []
         self.modes: list[_Mode] = []
+        self.photon = -1
         self._by_key: dict[str, int] = {}
         self._pending: list[tuple[int, str, DecBlocks, tuple[ModeSpec, ...], str]] = []
         self._warned_user: set[str] = set()
         self._warned_table: set[str] = set()
         self._supported = supported_models()
+        self._photos = photos_available()
 
     @property
     def table(self) -> DecBlocks:
@@ -282,11 +286,15 @@ class _Registry:
         sid = self._new(key, name, "chain", self.source)
         if mode is not None:
             sp = self.species[sid]
-            self._add_mode(sid, 1.0, daughters, mode.model, mode.params, f"{sp.name} -> {' '.join(self.species[d].name for d in daughters)}", "user")
+            text = f"{sp.name} -> {' '.join(self.species[d].name for d in daughters)}"
+            self._add_mode(sid, 1.0, daughters, mode.model, mode.params, text, "user", mode.photos)
         return sid
 
-    def _add_mode(self, sid: int, bf: float, daughters: tuple[int, ...], model: str, params: tuple[float, ...], text: str, origin: str) -> None:
-        m = _Mode(sid, bf, daughters, model, params, text, origin)
+    def _add_mode(
+        self, sid: int, bf: float, daughters: tuple[int, ...], model: str, params: tuple[float, ...], text: str, origin: str,
+        photos: bool = False,
+    ) -> None:
+        m = _Mode(sid, bf, daughters, model, params, text, origin, photos)
         self.modes.append(m)
         self.species[sid].modes.append(m)
 
@@ -308,12 +316,12 @@ class _Registry:
         if origin == "user":
             return apply_model_policy(
                 blocks.particle_name(label), modes, pids, self.user_policy, where=blocks.source,
-                option="--unsupported-models", warned=self._warned_user, supported=self._supported, photos=ENGINE_PHOTOS,
+                option="--unsupported-models", warned=self._warned_user, supported=self._supported, photos=self._photos,
                 parent_pid=parent_pid,
             )
         return apply_model_policy(
             blocks.particle_name(label), modes, pids, self.table_policy, where=f"decay table {self.table_name}",
-            option="--table-unsupported-models", warned=self._warned_table, supported=self._supported, photos=ENGINE_PHOTOS,
+            option="--table-unsupported-models", warned=self._warned_table, supported=self._supported, photos=self._photos,
             parent_pid=parent_pid,
         )
 
@@ -328,7 +336,7 @@ class _Registry:
                 text = f"{self.species[sid].name} -> {' '.join(self.species[d].name for d in ds)}"
                 if origin == "user":
                     _check_charge(self.species[sid], [self.species[d] for d in ds], text, self.source)
-                self._add_mode(sid, mode.bf, ds, mode.model, mode.params, text, origin)
+                self._add_mode(sid, mode.bf, ds, mode.model, mode.params, text, origin, mode.photos)
 
     # ---- after resolution
     def wide(self, sid: int) -> bool:
@@ -359,8 +367,10 @@ class _Registry:
             if not keep:
                 raise DecayError(f"no kinematically allowed mode of {sp.name} ({sp.origin}, {self.source})")
             total = sum(m.bf for m in keep)
-            sp.modes = [_Mode(m.parent, m.bf / total, m.daughters, m.model, m.params, m.text, m.origin) for m in keep]
+            sp.modes = [_Mode(m.parent, m.bf / total, m.daughters, m.model, m.params, m.text, m.origin, m.photos) for m in keep]
         self.modes = [m for sp in self.species for m in sp.modes]
+        if any(m.photos for m in self.modes):
+            self.photon = self._stable(22)  # FSR photons are stable leaves
 
     def thresholds(self) -> list[float]:
         """Smallest mass of every species: nominal if narrow or stable, else the lightest mode's."""
@@ -655,6 +665,8 @@ class _Engine:
         self.mode_doff = np.concatenate([[0], np.cumsum(self.mode_nd)]).astype(np.int64)
         self.mode_dflat = np.array([d for m in self.modes for d in m.daughters], np.int64)
         self.mode_weighted = np.array([m.model not in ("PHSP", "") for m in self.modes])
+        self.mode_photos = np.array([m.photos for m in self.modes], bool)
+        self.photon = reg.photon
         self._ps_bound: dict[tuple[int, float], float] = {}
         self._model_bound: dict[Any, float] = {}
         self.chains: list[DecayChain] = []
@@ -1066,7 +1078,91 @@ class _Engine:
                 rows = self.kinematics(t, head_p4, rng, rows, pending)
             else:
                 raise DecayError(f"model accept-reject of {self.reg.source!r} does not converge")
+        if self.mode_photos.any() and bool(np.any(self.mode_photos[rows.mode[rows.mode >= 0]])):
+            rows = self._fsr(rows, rng)
         return rows
+
+    # ---- phase 4: final-state radiation
+    def _fsr(self, rows: TreeRows, rng: np.random.Generator) -> TreeRows:
+        """PHOTOS lines: ``sim.generation.photos.add_fsr`` per (particle, mode) group, top down.
+
+        The recoiling daughters' subtrees follow their new momenta (boosted from the
+        old rest frame to the new one, so every vertex still conserves four-momentum);
+        each radiated photon is appended to its mother's daughters (a stable leaf).
+        """
+        from sim.generation.photos import add_fsr
+
+        new_parent: list[np.ndarray] = []
+        new_p4: list[np.ndarray] = []
+        gmax = int(rows.gen.max())
+        for g in range(gmax):
+            dec = np.flatnonzero((rows.gen == g) & (rows.mode >= 0))
+            dec = dec[self.mode_photos[rows.mode[dec]] & (rows.nd[dec] >= 2)]
+            if len(dec) == 0:
+                continue
+            old = rows.p4.copy()
+            changed = np.zeros(len(rows.inst), bool)
+            modes = rows.mode[dec]
+            for gid in np.unique(modes):
+                P = dec[modes == gid]
+                k = len(self.modes[int(gid)].daughters)
+                children = rows.first[P][:, None] + np.arange(k)[None, :]
+                q = self.charge[np.array(self.modes[int(gid)].daughters)]
+                if not np.any(q != 0):
+                    continue
+                res = add_fsr(rows.p4[children], q, rng, k_min=FSR_K_MIN)
+                rows.p4[children] = res.daughters
+                changed[children.ravel()] = True
+                hit = np.flatnonzero(res.emitted.ravel())
+                if len(hit):
+                    new_parent.append(np.repeat(P, k)[hit])
+                    new_p4.append(res.photons.reshape(-1, 4)[hit])
+            # descendants of recoiled daughters: from the old rest frame to the new one
+            carry_old = np.where(changed[:, None], old, np.nan)
+            carry_new = np.where(changed[:, None], rows.p4, np.nan)
+            for h in range(g + 2, gmax + 1):
+                sel = np.flatnonzero(rows.gen == h)
+                par = rows.parent[sel]
+                moved = sel[~np.isnan(carry_old[par, 3])]
+                if len(moved) == 0:
+                    break
+                po, pn = carry_old[rows.parent[moved]], carry_new[rows.parent[moved]]
+                inv = po.copy()
+                inv[:, :3] *= -1.0
+                at_rest = nbody.boost(rows.p4[moved][:, None, :], inv)
+                rows.p4[moved] = nbody.boost(at_rest, pn)[:, 0]
+                carry_old[moved], carry_new[moved] = po, pn
+        if not new_parent:
+            return rows
+        return self._append_leaves(rows, np.concatenate(new_parent), np.concatenate(new_p4), self.photon)
+
+    def _append_leaves(self, rows: TreeRows, parents: np.ndarray, p4: np.ndarray, species: int) -> TreeRows:
+        """Rows with stable leaves added after the existing daughters of ``parents`` (breadth-first order kept)."""
+        R, A = len(rows.inst), len(parents)
+        order_in = np.argsort(parents, kind="stable")
+        parents, p4 = parents[order_in], p4[order_in]
+        rank = np.arange(A) - np.searchsorted(parents, parents)
+        slot_old = np.where(rows.parent >= 0, np.arange(R) - rows.first[np.maximum(rows.parent, 0)], 0)
+        parent = np.concatenate([rows.parent, parents])
+        slot = np.concatenate([slot_old, rows.nd[parents] + rank])
+        inst = np.concatenate([rows.inst, rows.inst[parents]])
+        gen = np.concatenate([rows.gen, rows.gen[parents] + 1])
+        order = np.lexsort((slot, parent, gen, inst))
+        new_of_old = np.empty(R + A, np.int64)
+        new_of_old[order] = np.arange(R + A)
+        par = parent[order]
+        par = np.where(par >= 0, new_of_old[np.maximum(par, 0)], -1)
+        nd = np.zeros(R + A, np.int64)
+        kid = np.flatnonzero(par >= 0)
+        np.add.at(nd, par[kid], 1)
+        first = np.full(R + A, -1, np.int64)
+        first[par[kid[::-1]]] = kid[::-1]
+        cat = lambda a, b: np.concatenate([a, b])[order]  # noqa: E731
+        return TreeRows(
+            inst=inst[order], species=cat(rows.species, np.full(A, species, np.int64)), mode=cat(rows.mode, np.full(A, -1, np.int64)),
+            parent=par, first=first, nd=nd, gen=gen[order], thr=cat(rows.thr, np.zeros(A)),
+            p4=np.concatenate([rows.p4, p4])[order], mass=cat(rows.mass, np.zeros(A)),
+        )
 
     def decay_positions(self, rows: TreeRows, head_pos: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Production and decay positions ``(R, 4)`` [mm, ns] (decay NaN for stable rows)."""

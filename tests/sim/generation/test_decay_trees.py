@@ -224,3 +224,27 @@ def test_same_seed_same_tables():
     assert (a["mc_particles"]["pid"].to_numpy() == 313).sum() == 2000
     for name in a:
         assert a[name].equals(b[name]), name
+
+
+def test_photos_lines_radiate_and_conserve_four_momentum(tmp_path):
+    """PHOTOS on J/psi -> mu+ mu-: photons appended to the J/psi's daughters, every vertex still balanced."""
+    from sim.generation.photos import hardest_photon_fraction
+
+    dec = tmp_path / "b.dec"
+    dec.write_text("Decay B+\n1.0 J/psi K+ SVS;\nEnddecay\nDecay J/psi\n1.0 mu+ mu- PHOTOS VLL;\nEnddecay\nEnd\n")
+    n = 20_000
+    tabs = generate_tables(load_decay(dec_file=dec), n, np.random.default_rng(17))
+    p, v = tabs["mc_particles"].to_pandas(), tabs["mc_vertices"].to_pandas()
+    _check_tree(p, v)
+    gam = p[p.pid == 22]
+    assert len(gam) > 0 and (gam.first_daughter == -1).all()
+    assert (p.pid.to_numpy()[_row(p, gam.event, gam.mother)] == 443).all()  # radiated at the J/psi vertex
+    # the muons' masses are kept, and the photon rate follows the approximation's analytic value
+    mu = p[np.abs(p.pid) == 13]
+    np.testing.assert_allclose(mu.mass, Particle.from_pdgid(13).mass, rtol=1e-6)
+    m_psi, m_mu = Particle.from_pdgid(443).mass, Particle.from_pdgid(13).mass
+    beta = np.sqrt(1 - (2 * m_mu / m_psi) ** 2)
+    k_max = (m_psi**2 - 4 * m_mu**2) / (2 * m_psi) * 0.999  # ≈ endpoint for an emitter of the back-to-back pair
+    expected = 2 * float(hardest_photon_fraction(np.array([beta]), np.array([k_max]), 1.0)[0])
+    got = len(gam) / n
+    assert 0.7 * expected < got < 1.3 * expected, (got, expected)
