@@ -697,7 +697,7 @@ def decay_time(
         dmat[:, :, 6:9] = -(f[:, None, None] * _EYE3 + g3)
         dmat[:, :, 9] = (C_LIGHT * tau * ea / m**3)[:, None] * pa
         emat = -(C_LIGHT / m)[:, None] * pa  # (n,3)
-        dd = h + np.einsum("nij,nj->ni", dmat, alpha0 - alpha)
+        dd = h + (dmat @ (alpha0 - alpha)[..., None])[..., 0]
         s_mat = dmat @ v0 @ _t(dmat)
         vd = _inv3(s_mat)
         v_e = 1.0 / np.einsum("ni,nij,nj->n", emat, vd, emat)
@@ -705,7 +705,7 @@ def decay_time(
         dtau = -v_e * np.einsum("ni,ni->n", emat, lam0)
         tau = tau + dtau
         lam = lam0 + np.einsum("nij,nj->ni", vd, emat * dtau[:, None])
-        alpha = alpha0 - np.einsum("nij,nkj,nk->ni", v0, dmat, lam)
+        alpha = alpha0 - (v0 @ (_t(dmat) @ lam[..., None]))[..., 0]
         if np.max(np.abs(dtau), initial=0.0) < 1e-10:  # converged to 1e-4 fs
             break
     chi2 = np.einsum("ni,nij,nj->n", lam, s_mat, lam)
