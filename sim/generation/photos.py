@@ -150,17 +150,17 @@ def add_fsr(
         with np.errstate(divide="ignore"):
             kk: np.ndarray = np.asarray(k_max * u ** (1.0 / np.maximum(a, 1e-300)))
         emit = (kk > k_min) & (k_max > k_min) & (p_abs > 0)
-        cos = _eikonal_cos(beta, rng)
-        phi: np.ndarray = np.asarray(rng.uniform(-np.pi, np.pi, n))
         if not emit.any():
             continue
         idx = np.flatnonzero(emit)
+        cos = _eikonal_cos(beta[idx], rng)  # angles drawn for the emitting rows only
+        phi: np.ndarray = np.asarray(rng.uniform(-np.pi, np.pi, idx.size))
         z = _unit(pj[idx, :3])
         helper = np.where(np.abs(z[:, 2:3]) < 0.9, np.array([[0.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 0.0]]))
         x = _unit(np.cross(helper, z))
         y = np.cross(z, x)
-        s: np.ndarray = np.sqrt(np.maximum(1 - cos[idx] ** 2, 0.0))
-        kvec = kk[idx, None] * (s[:, None] * (np.cos(phi[idx])[:, None] * x + np.sin(phi[idx])[:, None] * y) + cos[idx, None] * z)
+        s: np.ndarray = np.sqrt(np.maximum(1 - cos**2, 0.0))
+        kvec = kk[idx, None] * (s[:, None] * (np.cos(phi)[:, None] * x + np.sin(phi)[:, None] * y) + cos[:, None] * z)
         pvec = pj[idx, :3]
         mr, mjj, mm = m_r[idx], mj[idx], big_m[idx]
         lo, hi = np.zeros(idx.size), np.ones(idx.size)
