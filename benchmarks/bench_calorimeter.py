@@ -10,7 +10,10 @@ Measures, in one process:
    of ``--repeats`` calls after a warm-up);
 2. the reference ECAL (:func:`sim.reference.ecal.simulate_showers`) at the same batch
    sizes, as the in-run baseline;
-3. beside them, the seed table's CaloGAN CPU figures (13.1 / 2.19 / 2.03 ms/shower at
+3. with ``--chain-events N`` (default 10 000; 0 skips), the default job on
+   B0 -> K*0 gamma with and without the calorimeter pass (same events, one batch),
+   and the calorimeter pass's share of the default job;
+4. beside them, the seed table's CaloGAN CPU figures (13.1 / 2.19 / 2.03 ms/shower at
    batch 1 / 128 / 1024) and Geant4's 1 772 ms/shower; target <= 0.1 ms/shower at 1024.
 
 Prints one JSON document.
@@ -54,10 +57,34 @@ def _best(fn: Callable[[], object], repeats: int) -> float:
     return float(best)
 
 
+def bench_chain(events: int) -> dict[str, float]:
+    import tempfile
+    from pathlib import Path
+
+    from sim.core.pipeline import Pipeline, RunConfig
+    from sim.core.runner import run
+    from sim.defaults import default_passes
+    from sim.generation.generator import Generator
+
+    passes = (Generator(decay="B0 -> (K*0 -> K+ pi-) gamma"), *default_passes()[1:])
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, chain in (("without", tuple(p for p in passes if p.kind != "calorimeter")), ("with", passes)):
+            cfg = RunConfig(events=events, batch_size=events, seed=5)
+            run(Pipeline(chain, RunConfig(events=200, batch_size=200, seed=4)), Path(tmp) / f"warm-{label}.duckdb",
+                progress=False)  # models loaded and graphs traced once
+            t0 = time.perf_counter()
+            run(Pipeline(chain, cfg), Path(tmp) / f"{label}.duckdb", progress=False)
+            out[f"{label}_calorimeter_s"] = time.perf_counter() - t0
+    out["calorimeter_share"] = 1.0 - out["without_calorimeter_s"] / out["with_calorimeter_s"]
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--chain-events", type=int, default=10_000)
     args = parser.parse_args()
     from sim.detector.calorimeter import generate_showers, load_shower_model
     from sim.reference.ecal import simulate_showers
@@ -84,6 +111,8 @@ def main() -> None:
     out["speedup_vs_calogan_cpu"] = {str(k): round(CALOGAN_CPU_MS[k] / fast[k], 1) for k in BATCHES}
     out["target_1024_ms"] = 0.1
     out["meets_target"] = bool(fast[1024] <= 0.1)
+    if args.chain_events > 0:
+        out["default_job_b0_kstgamma"] = bench_chain(args.chain_events)
     out["load_average"] = os.getloadavg()[0]
     print(json.dumps(out, indent=1))
 
