@@ -37,6 +37,13 @@ event occupancy) into the particle-identification variables LHCb analyses use:
   priors) with a temperature and small Gaussian noise on the logits.  This is a
   *ProbNN-like* probability, not LHCb's ANN.
 
+Track types (optional column ``track_type``, default 3 = Long): a track gives
+information only in the sub-detectors its type traverses (:data:`sim.detector.reach.REACH`):
+Upstream tracks (VELO + TT, bent out before the T stations) cross RICH1 but not RICH2,
+the calorimeters or the muon stations, so they get RICH1 information only, no
+calorimeter term and never ``is_muon`` (muon likelihoods = :data:`MUON_LL_SENTINEL`);
+Long and Downstream tracks traverse everything.
+
 Species: the photon emission uses the true mass of ``|pid|`` from the ``particle``
 package, so any charged long-lived particle (e, mu, pi, K, p, but also Sigma, Xi,
 deuterons) gets a physical RICH response; only pi and K decay to muons in flight,
@@ -59,8 +66,8 @@ from scipy.special import gammaln
 
 from mambah.codes import MUON_LL_SENTINEL, PID_COLUMNS
 from mambah.errors import ConfigError, DataError
-
 from sim.detector.card import card
+from sim.detector.reach import REACH
 
 __all__ = (
     "MUON_LL_SENTINEL",
@@ -356,6 +363,17 @@ def _validate(truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise DataError("simulate_pid: column 'charge' holds 0; PID needs charged tracks (+1 / -1)")
     if np.any(arrays["n_tracks"] < 0):
         raise DataError("simulate_pid: column 'n_tracks' holds negative occupancies")
+    if "track_type" in truth:
+        tt = np.asarray(truth["track_type"])
+        if tt.shape != arrays["pid"].shape:
+            raise DataError(f"simulate_pid: column 'track_type' has shape {tt.shape}; expected {arrays['pid'].shape}")
+        bad = ~np.isin(tt, list(REACH))
+        if bad.any():
+            raise DataError(f"simulate_pid: column 'track_type' holds {int(tt[bad][0])}; expected "
+                            f"{sorted(REACH)} (Long, Upstream, Downstream): not-reconstructed tracks have no PID")
+        arrays["track_type"] = tt.astype(np.int64)
+    else:
+        arrays["track_type"] = np.full(arrays["pid"].shape, 3, dtype=np.int64)
     return arrays
 
 
@@ -494,7 +512,9 @@ def simulate_pid(
     Args:
         truth: 1-D arrays of length n, one entry per track: ``pid`` (true PDG id;
             the sign is ignored), ``charge`` (+1 / -1), ``px, py, pz`` (reconstructed
-            momentum [MeV]) and ``n_tracks`` (occupancy of the track's event).
+            momentum [MeV]) and ``n_tracks`` (occupancy of the track's event);
+            optionally ``track_type`` (3 Long, 4 Upstream, 5 Downstream; default 3),
+            which limits the sub-detectors giving information (module docstring).
         rng: source of randomness.
         config: detector parameters, see :class:`PIDConfig`.
 
@@ -526,21 +546,29 @@ def simulate_pid(
     theta = 1e3 * np.arctan2(pt, pz)  # polar angle [mrad]; backward tracks > pi/2
     hyp_masses = np.array([_particle_props(h)[0] for h in _HYPOTHESES])
 
-    # ---- RICH
+    track_type = arrays["track_type"]
+
+    def traverses(detector: str) -> np.ndarray:
+        return np.isin(track_type, [code for code, dets in REACH.items() if detector in dets])
+
+    # ---- RICH (only the radiators the track type traverses)
     rich_ll = np.zeros((n, len(_HYPOTHESES)))
     has_rich = np.zeros(n, dtype=bool)
-    for rad in (config.rich1, config.rich2):
-        in_acc = (p > config.p_min_rich) & (theta >= rad.theta_min) & (theta <= rad.theta_max)
+    for rad, key in ((config.rich1, "rich1"), (config.rich2, "rich2")):
+        in_acc = (p > config.p_min_rich) & (theta >= rad.theta_min) & (theta <= rad.theta_max) & traverses(key)
         has_rich |= in_acc
         rich_ll += _rich_loglik(p, mass, in_acc, n_tracks, hyp_masses, rad, rng)
     rich_dll = rich_ll - rich_ll[:, [_I_PI]]
 
     # ---- Muon system
     is_muon, mu_ll, bkg_ll = _muon_system(p, theta, abs_pid, mass, ctau, n_tracks, config, rng)
+    is_muon &= traverses("muon")  # Upstream tracks never reach the muon stations
+    mu_ll = np.where(is_muon, mu_ll, MUON_LL_SENTINEL)
+    bkg_ll = np.where(is_muon, bkg_ll, MUON_LL_SENTINEL)
     muon_dll = np.where(is_muon, mu_ll - bkg_ll, 0.0)
 
     # ---- Calorimeter electron term
-    in_ecal = (theta >= config.ecal_theta_min) & (theta <= config.ecal_theta_max)
+    in_ecal = (theta >= config.ecal_theta_min) & (theta <= config.ecal_theta_max) & traverses("ecal")
     calo_mean = np.where(abs_pid == 11, config.calo_e_mean_electron, config.calo_e_mean_other)
     calo_e = np.where(in_ecal, rng.normal(calo_mean, config.calo_e_sigma), 0.0)
 
