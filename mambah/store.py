@@ -346,7 +346,11 @@ class EventStore:
         """Run SQL and return an Arrow table."""
         try:
             return query_arrow(self._con, sql, params)
+        except duckdb.IOException as err:  # a truncated or unreadable file: name it
+            raise StoreError(duckdb_error_line(err, self.path)) from err
         except duckdb.Error as err:
+            if "corrupt" in str(err).lower() or "checksum" in str(err).lower():
+                raise StoreError(duckdb_error_line(err, self.path)) from err
             raise StoreError(f"query failed: {_first_line(err)}") from err
 
     def query_df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:

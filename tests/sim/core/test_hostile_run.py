@@ -107,6 +107,24 @@ def test_resume_refuses_a_damaged_store(store: Path, damage: str) -> None:
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_export_of_a_damaged_store_is_one_line(store: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from mambah.cli import main
+
+    data = bytearray(store.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    store.write_bytes(bytes(data))
+    out = tmp_path / "x.root"
+    code = main(["export", str(store), str(out), "--all-candidates", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and f"store '{store}' is damaged" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".x.root*"))
+
+
 # ---------------------------------------------------------------------------- overwrite and locks
 @pytest.fixture
 def holder(store: Path) -> Iterator[subprocess.Popen[str]]:
