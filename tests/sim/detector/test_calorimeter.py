@@ -301,8 +301,8 @@ def test_jpsi_ee_radiative_tail_reduced_by_brem_recovery(kernel) -> None:
     m_rec, m_track = mass(p), mass(p * scale)
     tail_track = np.mean(m_track < JPSI_MASS - 300)
     tail_rec = np.mean(m_rec < JPSI_MASS - 300)
-    assert tail_track > 0.15  # brem in 0.2 X0: a radiative tail below the peak
-    assert tail_rec < 0.75 * tail_track, (tail_rec, tail_track)
+    assert tail_track > 0.3  # brem in 0.2 X0: a radiative tail below the peak (measured 0.533)
+    assert tail_rec < 0.5 * tail_track, (tail_rec, tail_track)  # measured 0.183
     assert t["has_brem_added"].mean() > 0.2
     assert np.nanmedian(t["calo_e_over_p"]) == pytest.approx(1.0, abs=0.08)
     assert np.median(t["EcalPIDe"]) > 3
