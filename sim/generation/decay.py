@@ -34,12 +34,14 @@ Generation, per batch, fully vectorised (loops only over tree depth and over
    weighted by ``sim.generation.amplitudes.chain_weight`` over all its nodes (so
    spin correlations along the user's chain are kept); every table mode with a
    non-PHSP model is a one-level block (parent + daughters: no correlation with
-   the parent's polarisation, a documented limitation).  Each block's weight is
-   unweighted by accept–reject against ``model_weight_bound`` or, where that is
-   ``None``, the largest weight of a 20 000-instance presample × 1.2 (fixed seed,
-   so the bound is the same in every process); an instance is kept when all its
-   blocks accept, else its kinematics are redrawn.  A weight above its bound
-   raises :class:`~mambah.errors.DecayError` (it would bias the sample).
+   the parent's polarisation, a documented limitation), accepted inside its
+   (particle, mode) group.  Each block's weight is unweighted by accept–reject
+   against ``model_weight_bound`` or, where that is ``None``, the largest weight
+   of a presample × 1.2 (20 000 user chains / 5 000 table decays, fixed seeds, so
+   the bound is the same in every process); a user chain's instance is redrawn
+   when rejected.  A user-chain weight above its bound raises
+   :class:`~mambah.errors.DecayError` (it would bias the sample); a table mode's
+   raises its bound with a warning line.
 4. **vertices** — proper decay times from the PDG lifetime (``particle``),
    exponential, boosted: flight = (p/m)·c·t, lab time = (E/m)·t.  K_S0, Λ, Σ, Ξ,
    Ω fly metres when fast; π0 → γγ (or e+e−γ) decays 25 nm × βγ from its origin.
@@ -55,8 +57,14 @@ part of the block (a leaf of the user's chain decayed by the table, or a daughte
 of a one-level table block) has ``model = ""`` and no children.  ``params`` are the
 DecFile's numbers as written.  Unsupported models never reach ``chain_weight``:
 they are refused at build time or substituted by the ``unsupported_models``
-policy (:mod:`sim.generation.dectable`).  PHOTOS (``sim.generation.photos``) is
-not wired into the engine yet: a ``PHOTOS`` line follows the same policy.
+policy (:mod:`sim.generation.dectable`).
+
+5. **FSR** — lines with ``PHOTOS`` (every table line when the table says
+   ``yesPhotos``) call ``sim.generation.photos.add_fsr(p4, charges, rng, k_min=1 MeV)``
+   per (particle, mode) group with the daughters' lab four-momenta ``(n, K, 4)``; the
+   recoiled daughters replace the old ones, their subtrees are boosted along, and each
+   radiated photon becomes an extra (last) daughter of the mother.  See
+   ``docs/decay-engine.md``.
 """
 
 from __future__ import annotations
