@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from sim.core.io import save_model  # noqa: E402
 from sim.core.registry import trainer  # noqa: E402
+from sim.detector.card import DEFAULT_CARD  # noqa: E402
 from sim.reference.sample import make_reference_sample  # noqa: E402
 
 log = logging.getLogger("train_detector_models")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or list(MODELS):
         spec = trainer(name)
         t0 = time.perf_counter()
-        model = spec.function(train, **spec.recipe, extra_provenance={"script": "scripts/train_detector_models.py",
+        model = spec.function(train, **spec.recipe, extra_provenance={"script": "scripts/train_detector_models.py", "detector_card": DEFAULT_CARD,
                                                            "sample_events": args.events, "sample_seed": 1})
         dt = time.perf_counter() - t0
         model.provenance["training_seconds"] = round(dt, 1)

@@ -22,6 +22,7 @@ from typing import Any
 
 from mambah.cli import nonnegative_int, positive_int
 from mambah.errors import ConfigError
+from sim.detector.card import DEFAULT_CARD
 
 __all__ = ("add_train_arguments", "add_validate_arguments", "cmd_train", "cmd_validate", "train_model", "MODELS")
 
@@ -109,6 +110,7 @@ def train_model(
     model = spec.function(data, **kwargs)
     model.provenance["training_seconds"] = round(time.perf_counter() - t0, 1)
     model.provenance["recipe"] = recipe
+    model.provenance.setdefault("detector_card", DEFAULT_CARD)  # the reference samples are made on it
     path = save_model(model, output) if output is not None else None
     return model, path
 

@@ -23,7 +23,7 @@ from mambah.errors import ConfigError
 
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
-from sim.detector.card import card
+from sim.detector.card import DEFAULT_CARD, card, check_model_card
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.detector.features import query_truth, forward_mask, truth_features, truth_sql
 
@@ -50,9 +50,6 @@ def draw_acceptance(proba: np.ndarray, forward: np.ndarray, rng: np.random.Gener
     return np.asarray(forward, dtype=bool) & (u < proba)
 
 
-_CARD = card()
-
-
 @register_pass
 @dataclass(frozen=True)
 class Acceptance(Pass):
@@ -63,7 +60,8 @@ class Acceptance(Pass):
         model: ``.keras`` model file (sidecar ``.json`` next to it); default the shipped
             ``sim/models/acceptance.keras``.
         inputs: feature names the model takes, in order (checked against its sidecar).
-        eta_min, eta_max: η window of the detector (fixed cut before the classifier).
+        eta_min, eta_max: η window of the detector (fixed cut before the classifier); default the card's.
+        card: the detector card (:mod:`sim.detector.card`) the defaults come from; the model must be trained on it.
     """
 
     kind: ClassVar[str] = "acceptance"
@@ -73,18 +71,24 @@ class Acceptance(Pass):
     name: str = "acceptance"
     model: str | None = None
     inputs: tuple[str, ...] = ACCEPTANCE_INPUTS
-    eta_min: float = _CARD.eta_min
-    eta_max: float = _CARD.eta_max
+    eta_min: float | None = None
+    eta_max: float | None = None
+    card: str = DEFAULT_CARD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
-        if not self.eta_min < self.eta_max:
+        detector = card(self.card)
+        if self.eta_min is None:
+            object.__setattr__(self, "eta_min", detector.eta_min)
+        if self.eta_max is None:
+            object.__setattr__(self, "eta_max", detector.eta_max)
+        if not self.eta_min < self.eta_max:  # type: ignore[operator]
             raise ConfigError(f"pass {self.name!r}: eta_min={self.eta_min} must be below eta_max={self.eta_max}")
 
     def build(self) -> Kernel:
-        model = CompiledModel(
-            load_pass_model(self.model, "acceptance", kind="classifier", inputs=self.inputs, pass_name=self.name)
-        )
+        trained = load_pass_model(self.model, "acceptance", kind="classifier", inputs=self.inputs, pass_name=self.name)
+        check_model_card(trained.provenance, self.card, what=f"pass {self.name!r}: the acceptance model")
+        model = CompiledModel(trained)
         name, inputs, eta_min, eta_max = self.name, self.inputs, self.eta_min, self.eta_max
         sql = truth_sql()
 

@@ -26,7 +26,7 @@ from mambah.errors import ConfigError
 
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
-from sim.detector.card import card
+from sim.detector.card import DEFAULT_CARD, card, check_model_card
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.detector.features import TRACK_TYPES, query_truth, forward_mask, truth_features, truth_sql
 
@@ -99,9 +99,6 @@ def track_indices(event: np.ndarray) -> np.ndarray:
     return (np.arange(event.size) - first).astype(np.int32)
 
 
-_CARD = card()
-
-
 @register_pass
 @dataclass(frozen=True)
 class Efficiency(Pass):
@@ -111,7 +108,8 @@ class Efficiency(Pass):
         name: pass name.
         model: ``.keras`` model file; default the shipped ``sim/models/efficiency.keras``.
         inputs: feature names the model takes (checked against its sidecar).
-        eta_min, eta_max: η window (particles outside are never reconstructed).
+        eta_min, eta_max: η window (particles outside are never reconstructed); default the card's.
+        card: the detector card (:mod:`sim.detector.card`) the defaults come from; the model must be trained on it.
     """
 
     kind: ClassVar[str] = "efficiency"
@@ -123,17 +121,25 @@ class Efficiency(Pass):
     name: str = "efficiency"
     model: str | None = None
     inputs: tuple[str, ...] = EFFICIENCY_INPUTS
-    eta_min: float = _CARD.eta_min
-    eta_max: float = _CARD.eta_max
+    eta_min: float | None = None
+    eta_max: float | None = None
+    card: str = DEFAULT_CARD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
-        if not self.eta_min < self.eta_max:
+        detector = card(self.card)
+        if self.eta_min is None:
+            object.__setattr__(self, "eta_min", detector.eta_min)
+        if self.eta_max is None:
+            object.__setattr__(self, "eta_max", detector.eta_max)
+        if not self.eta_min < self.eta_max:  # type: ignore[operator]
             raise ConfigError(f"pass {self.name!r}: eta_min={self.eta_min} must be below eta_max={self.eta_max}")
 
     def build(self) -> Kernel:
-        model = CompiledModel(load_pass_model(self.model, "efficiency", kind="classifier", inputs=self.inputs,
-                                outputs=EFFICIENCY_CLASSES, pass_name=self.name))
+        trained = load_pass_model(self.model, "efficiency", kind="classifier", inputs=self.inputs,
+                                outputs=EFFICIENCY_CLASSES, pass_name=self.name)
+        check_model_card(trained.provenance, self.card, what=f"pass {self.name!r}: the efficiency model")
+        model = CompiledModel(trained)
         name, inputs, eta_min, eta_max = self.name, self.inputs, self.eta_min, self.eta_max
         sql = truth_sql(with_acceptance=True)
 

@@ -29,10 +29,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from mambah.errors import ConfigError
+
 from sim.generation.gun import LuminousRegion
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
-from sim.detector.card import card
+from sim.detector.card import DEFAULT_CARD, card, check_model_card
 from sim.core.modelio import CompiledModel, load_pass_model
 from sim.detector.features import arrow_columns
 
@@ -125,6 +127,9 @@ class Occupancy(Pass):
         name: pass name.
         model: ``.keras`` generator file; default the shipped ``sim/models/occupancy.keras``.
         luminous_region: where pile-up PVs are placed (mm).
+        card: the detector card (:mod:`sim.detector.card`) the defaults come from; the model must be trained on it.
+        pv_sigma_xy_25, pv_sigma_z_25: reconstructed-PV resolution at 25 tracks [mm] (default: the card's).
+        pv_share_signal, pv_share_pileup: relative track multiplicity of signal and pile-up PVs (default: the card's).
     """
 
     kind: ClassVar[str] = "occupancy"
@@ -134,18 +139,36 @@ class Occupancy(Pass):
     name: str = "occupancy"
     model: str | None = None
     luminous_region: LuminousRegion = field(default_factory=LuminousRegion)
+    card: str = DEFAULT_CARD
+    pv_sigma_xy_25: float | None = None
+    pv_sigma_z_25: float | None = None
+    pv_share_signal: float | None = None
+    pv_share_pileup: float | None = None
+
+    def __post_init__(self) -> None:
+        detector = card(self.card)
+        for key in ("pv_sigma_xy_25", "pv_sigma_z_25", "pv_share_signal", "pv_share_pileup"):
+            value = getattr(self, key)
+            if value is None:
+                object.__setattr__(self, key, getattr(detector, key))
+            elif not value > 0:
+                raise ConfigError(f"pass {self.name!r}: {key}={value!r} must be > 0")
 
     def build(self) -> Kernel:
-        model = CompiledModel(load_pass_model(self.model, "occupancy", kind="generator", inputs=(),
-                                outputs=OCCUPANCY_TARGETS, pass_name=self.name))
-        name, region = self.name, self.luminous_region
+        trained = load_pass_model(self.model, "occupancy", kind="generator", inputs=(), outputs=OCCUPANCY_TARGETS,
+                                  pass_name=self.name)
+        check_model_card(trained.provenance, self.card, what=f"pass {self.name!r}: the occupancy model")
+        model = CompiledModel(trained)
+        name, region, detector = self.name, self.luminous_region, card(self.card)
+        pv_resolution = {"sigma_xy_25": self.pv_sigma_xy_25, "sigma_z_25": self.pv_sigma_z_25,
+                         "share_signal": self.pv_share_signal, "share_pileup": self.pv_share_pileup}
         # full events (Pythia, HepMC: n_interactions set) are counted, not drawn (sim.detector.full_occupancy)
         sql = "SELECT event, pv_x, pv_y, pv_z FROM events WHERE batch = $batch AND n_interactions IS NULL ORDER BY event"
 
         def kernel(ctx: BatchContext) -> None:
             from sim.detector.full_occupancy import full_event_occupancy
 
-            full_event_occupancy(ctx, ctx.rng(name + ":full-events"), _CARD)
+            full_event_occupancy(ctx, ctx.rng(name + ":full-events"), detector)
             ev = arrow_columns(ctx.query(sql))
             n = ev["event"].size
             if n == 0:
@@ -155,7 +178,7 @@ class Occupancy(Pass):
             b = np.full(n, ctx.batch.batch, np.int32)
             ctx.update("events", {"batch": b, "event": ev["event"], "n_pv": n_pv.astype(np.int16),
                                   "n_tracks": n_tracks.astype(np.int32)}, keys=("batch", "event"))
-            pvs = reconstruct_pvs(ev, n_pv, n_tracks, rng, region)
+            pvs = reconstruct_pvs(ev, n_pv, n_tracks, rng, region, **pv_resolution)  # type: ignore[arg-type]
             ctx.insert("vertices", {"batch": np.full(pvs["event"].size, ctx.batch.batch, np.int32), **pvs})
 
         return kernel

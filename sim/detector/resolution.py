@@ -50,6 +50,7 @@ from mambah.errors import ConfigError
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
+from sim.detector.card import DEFAULT_CARD, card, check_model_card
 from sim.detector.features import add_derived, query_truth, truth_features
 from sim.detector.trackcov import (
     TrackErrorModel,
@@ -244,8 +245,10 @@ class Resolution(Pass):
     conditions: tuple[str, ...] = RESOLUTION_CONDITIONS
     downstream_state_z: float = 2485.0
     errors: TrackErrorModel = field(default_factory=TrackErrorModel)
+    card: str = DEFAULT_CARD
 
     def __post_init__(self) -> None:
+        card(self.card)
         object.__setattr__(self, "conditions", tuple(self.conditions))
         if self.downstream_state_z != self.errors.downstream_z:
             raise ConfigError(
@@ -254,8 +257,10 @@ class Resolution(Pass):
             )
 
     def build(self) -> Kernel:
-        model = CompiledModel(load_pass_model(self.model, "resolution", kind="generator", inputs=self.conditions,
-                                outputs=RESOLUTION_TARGETS, pass_name=self.name))
+        trained = load_pass_model(self.model, "resolution", kind="generator", inputs=self.conditions,
+                                  outputs=RESOLUTION_TARGETS, pass_name=self.name)
+        check_model_card(trained.provenance, self.card, what=f"pass {self.name!r}: the resolution model")
+        model = CompiledModel(trained)
         name, conditions, errors = self.name, self.conditions, self.errors
         sql = track_truth_sql()
 

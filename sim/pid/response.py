@@ -5,7 +5,9 @@ Reads the reconstructed momentum of each ``protoparticles`` row, the occupancy
 matched MC particle), and fills the PID columns of :data:`sim.reference.pid.PID_COLUMNS`
 with the chained per-species models of :mod:`sim.pid.models`, vectorised per species
 over the whole batch.  Species without a model (and ghosts, ``mc_particle = -1``) use
-the pion model.  Tracks with ``track_type = 0`` (not reconstructed) are left untouched.
+the pion model.  Tracks with ``track_type = 0`` (not reconstructed) are left untouched;
+the track type of the others limits the sub-detectors that give information (Upstream
+tracks: RICH1 only, no IsMuon, no calorimeter term; :mod:`sim.pid.models`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from mambah.errors import DataError
 
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
+from sim.detector.card import DEFAULT_CARD, card, check_model_card
 
 __all__ = ("PID", "fast_pid")
 
 log = logging.getLogger(__name__)
 
 _QUERY = """
-SELECT t.event, t."index", t.px, t.py, t.pz, e.n_tracks, m.pid AS mc_pid
+SELECT t.event, t."index", t.px, t.py, t.pz, t.track_type, e.n_tracks, m.pid AS mc_pid
 FROM protoparticles AS t
 JOIN events AS e ON e.batch = t.batch AND e.event = t.event
 LEFT JOIN mc_particles AS m ON m.batch = t.batch AND m.event = t.event AND m."index" = t.mc_particle
@@ -44,6 +47,7 @@ def fast_pid(
     pz: np.ndarray,
     n_tracks: np.ndarray,
     rng: np.random.Generator,
+    track_type: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """PID columns for ``n`` tracks (pure function on arrays).
 
@@ -53,12 +57,14 @@ def fast_pid(
         px, py, pz: ``(n,)`` reconstructed momentum [MeV].
         n_tracks: ``(n,)`` occupancy of each track's event.
         rng: source of randomness.
+        track_type: ``(n,)`` codes 3 (Long), 4 (Upstream), 5 (Downstream); default all Long.
 
     Returns:
         :data:`~sim.reference.pid.PID_COLUMNS` → ``(n,)`` arrays.
 
     Raises:
-        DataError: NaN/inf momenta or occupancies, or a zero momentum.
+        DataError: NaN/inf momenta or occupancies, a zero momentum, or a track type
+            other than 3, 4, 5.
     """
     from sim.pid.models import species_of_pid
 
@@ -72,7 +78,8 @@ def fast_pid(
     if np.any(p <= 0):
         raise DataError("pid pass: a track has zero momentum (px, py, pz)")
     eta = kinematics.eta(px, py, pz)
-    return models.generate(species_of_pid(mc_pid), p, eta, n_tracks, rng)  # type: ignore[attr-defined]
+    return models.generate(species_of_pid(mc_pid), p, eta, n_tracks, rng,  # type: ignore[attr-defined]
+                           track_type=track_type)
 
 
 @register_pass
@@ -96,11 +103,19 @@ class PID(Pass):
     name: str = "pid"
     model_dir: str | None = None
     species: tuple[str, ...] = ("e", "mu", "pi", "K", "p")
+    card: str = DEFAULT_CARD
+
+    def __post_init__(self) -> None:
+        card(self.card)
 
     def build(self) -> Kernel:
         from sim.pid.models import load_pid_models
 
-        models = load_pid_models(self.model_dir, tuple(self.species)).compiled()
+        loaded = load_pid_models(self.model_dir, tuple(self.species), config=card(self.card))
+        for sp, sm in loaded.models.items():
+            for part, m in sm.parts().items():
+                check_model_card(m.provenance, self.card, what=f"pass {self.name!r}: the {sp} {part} PID model")
+        models = loaded.compiled()
         # Trace every network once, before any batch (and fail here if a model cannot run).
         n = 4 * len(models.models)
         models.generate(np.repeat(np.array(list(models.models), dtype=object), 4), np.full(n, 2e4),
@@ -118,7 +133,8 @@ class PID(Pass):
                                 "run the occupancy pass before pid")
             mc_pid = tab.column("mc_pid").fill_null(0).to_numpy(zero_copy_only=False)
             out = fast_pid(models, mc_pid, cols["px"], cols["py"], cols["pz"],
-                           n_tracks.to_numpy(zero_copy_only=False), ctx.rng(name))
+                           n_tracks.to_numpy(zero_copy_only=False), ctx.rng(name),
+                           track_type=tab.column("track_type").to_numpy(zero_copy_only=False))
             batch = np.full(tab.num_rows, ctx.batch.batch, dtype=np.int32)
             ctx.update("protoparticles", {"batch": batch, "event": cols["event"], "index": cols["index"], **out})
 
