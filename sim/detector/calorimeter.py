@@ -367,20 +367,30 @@ def match_tracks(
     dist = np.full(ce.shape, np.inf)
     if ce.size == 0 or te.size == 0:
         return track_cluster, dist
-    # events are few per batch row-wise; loop over events that have both
-    c_order = np.argsort(ce, kind="stable")
-    t_order = np.argsort(te, kind="stable")
-    c_ev, t_ev = ce[c_order], te[t_order]
-    for evt in np.intersect1d(c_ev, t_ev):
-        ci = c_order[np.searchsorted(c_ev, evt, "left"):np.searchsorted(c_ev, evt, "right")]
-        ti = t_order[np.searchsorted(t_ev, evt, "left"):np.searchsorted(t_ev, evt, "right")]
-        d = np.hypot(cluster_x[ci][None, :] - track_x[ti][:, None], cluster_y[ci][None, :] - track_y[ti][:, None])
-        d = d / cluster_size[ci][None, :]
-        best = np.argmin(d, axis=1)
-        ok = d[np.arange(ti.size), best] < window
-        track_cluster[ti[ok]] = ci[best[ok]]
-        dist[ci] = d.min(axis=0)
+    ti, ci = _event_pairs(te, ce)
+    if ti.size == 0:
+        return track_cluster, dist
+    d = np.hypot(np.asarray(cluster_x)[ci] - np.asarray(track_x)[ti], np.asarray(cluster_y)[ci] - np.asarray(track_y)[ti])
+    d = d / np.asarray(cluster_size)[ci]
+    np.minimum.at(dist, ci, d)
+    order = np.lexsort((d, ti))  # per track, nearest first
+    first = np.concatenate([[True], ti[order][1:] != ti[order][:-1]])
+    best_t, best_c, best_d = ti[order][first], ci[order][first], d[order][first]
+    ok = best_d < window
+    track_cluster[best_t[ok]] = best_c[ok]
     return track_cluster, dist
+
+
+def _event_pairs(a_event: np.ndarray, b_event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All ``(i, j)`` with ``a_event[i] == b_event[j]`` (indices into the two arrays)."""
+    b_order = np.argsort(b_event, kind="stable")
+    b_sorted = b_event[b_order]
+    lo = np.searchsorted(b_sorted, a_event, "left")
+    hi = np.searchsorted(b_sorted, a_event, "right")
+    count = hi - lo
+    ai = np.repeat(np.arange(a_event.size), count)
+    offset = np.arange(ai.size) - np.repeat(np.cumsum(count) - count, count)
+    return ai, b_order[np.repeat(lo, count) + offset]
 
 
 def photon_cl(track_distance: np.ndarray, spread: np.ndarray, energy: np.ndarray) -> np.ndarray:
@@ -604,10 +614,16 @@ def reconstruct_batch(
     energy_c = cl["energy"] / np.where(corr > 0, corr, 1.0)
     # --- tracks: momentum after brem, extrapolation, matching
     n_t = t["event"].shape[0]
-    mc_to_p = {(int(e), int(i)): j for j, (e, i) in enumerate(zip(p["event"], p["mc_index"], strict=True))}
-    t_kept = np.array([kept[mc_to_p[(int(e), int(i))]] if (int(e), int(i)) in mc_to_p else 1.0
-                       for e, i in zip(t["event"], t["mc_particle"], strict=True)]) if n_t else np.zeros(0)
-    tp = [np.nan_to_num(np.asarray(t[c], dtype=np.float64)) * t_kept for c in ("px", "py", "pz")]
+    t_kept = np.ones(n_t)
+    if n_t and n_p:
+        p_key = np.asarray(p["event"], dtype=np.int64) * CLUSTER_KEY + np.asarray(p["mc_index"], dtype=np.int64)
+        order = np.argsort(p_key)
+        t_key = np.asarray(t["event"], dtype=np.int64) * CLUSTER_KEY + np.asarray(t["mc_particle"], dtype=np.int64)
+        pos = np.clip(np.searchsorted(p_key[order], t_key), 0, n_p - 1)
+        found = p_key[order][pos] == t_key
+        t_kept = np.where(found, kept[order][pos], 1.0)
+    tp_raw = [np.asarray(t[c], dtype=np.float64) * t_kept for c in ("px", "py", "pz")]  # NULL stays NaN
+    tp = [np.nan_to_num(v) for v in tp_raw]
     t_origin = tuple(np.nan_to_num(np.asarray(t[c], dtype=np.float64)) for c in ("x", "y", "z"))
     t_x, t_y, _, _, _ = ecal_entry(t_origin, tuple(tp), np.asarray(t["charge"], dtype=np.float64), geometry,  # type: ignore[arg-type]
                                    magnet_z=crd.magnet_z)
@@ -625,25 +641,23 @@ def reconstruct_batch(
     by = t_origin[1] + ty0 * (geometry.z_front - t_origin[2])
     neutral = cluster_track < 0
     cand = np.nonzero(ok & (e_over_p > cfg.brem_e_over_p))[0]
-    brem_e = np.zeros(n_t)
+    brem_e: np.ndarray = np.zeros(n_t)
     brem_n = np.zeros(n_t, dtype=np.int16)
-    if k and cand.size:
-        n_idx = np.nonzero(neutral)[0]
-        for ti in cand:
-            m = n_idx[cl["event"][n_idx] == t["event"][ti]]
-            if m.size == 0:
-                continue
-            d = np.hypot(cl["x"][m] - bx[ti], cl["y"][m] - by[ti]) / size[m]
-            hit = m[d < cfg.brem_window]
-            brem_e[ti] = energy_c[hit].sum()
-            brem_n[ti] = hit.size
+    n_idx = np.nonzero(neutral)[0]
+    if k and cand.size and n_idx.size:
+        a, b = _event_pairs(np.asarray(t["event"], dtype=np.int64)[cand], cl["event"][n_idx].astype(np.int64))
+        ti, ci = cand[a], n_idx[b]
+        hit = np.hypot(cl["x"][ci] - bx[ti], cl["y"][ci] - by[ti]) / size[ci] < cfg.brem_window
+        brem_e = np.bincount(ti[hit], weights=energy_c[ci[hit]], minlength=n_t)
+        brem_n = np.bincount(ti[hit], minlength=n_t).astype(np.int16)
     fac = 1.0 + brem_e / np.maximum(p_track, 1.0)
     protos = {
         "event": np.asarray(t["event"], dtype=np.int32), "index": np.asarray(t["track_index"], dtype=np.int32),
-        "px": tp[0] * fac, "py": tp[1] * fac, "pz": tp[2] * fac,
+        "px": tp_raw[0] * fac, "py": tp_raw[1] * fac, "pz": tp_raw[2] * fac,
         "calo_cluster": np.where(ok, _local_index(cl["event"])[np.maximum(track_cluster, 0)] if k else -1, -1).astype(np.int32),
         "calo_e_over_p": np.where(ok, e_over_p, np.nan).astype(np.float32),
-        "EcalPIDe": dll.astype(np.float32), "track_p": p_track, "brem_multiplicity": brem_n,
+        "EcalPIDe": dll.astype(np.float32),
+        "track_p": np.where(np.isfinite(tp_raw[0] + tp_raw[1] + tp_raw[2]), p_track, np.nan), "brem_multiplicity": brem_n,
         "has_brem_added": brem_n > 0, "brem_energy": brem_e,
     }
     local = _local_index(cl["event"])
@@ -662,8 +676,13 @@ def reconstruct_batch(
             if k else np.zeros((0, geometry.grid_n**2))
     # --- photons: neutral clusters, direction from the event's primary vertex
     nz = np.nonzero(neutral)[0]
-    ev_rows = {int(e): j for j, e in enumerate(np.asarray(events["event"]))}
-    j = np.array([ev_rows.get(int(e), -1) for e in cl["event"][nz]], dtype=np.int64)
+    ev_all = np.asarray(events["event"], dtype=np.int64)
+    ev_order = np.argsort(ev_all)
+    if ev_all.size:
+        pos_e = np.clip(np.searchsorted(ev_all[ev_order], cl["event"][nz]), 0, ev_all.size - 1)
+        j = np.where(ev_all[ev_order][pos_e] == cl["event"][nz], ev_order[pos_e], -1)
+    else:
+        j = np.full(nz.size, -1, dtype=np.int64)
     pv = [np.where(j >= 0, np.asarray(events[c], dtype=np.float64)[np.maximum(j, 0)], 0.0) if j.size else np.zeros(0)
           for c in ("pv_x", "pv_y", "pv_z")]
     dx, dy, dz = cl["x"][nz] - pv[0], cl["y"][nz] - pv[1], geometry.z_front - pv[2]
