@@ -43,9 +43,9 @@ def _inference_rates(n_events: int) -> dict[str, tuple[int, float]]:
     import numpy as np
 
     from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
-    from sim.detector.features import add_derived
     from sim.detector.acceptance import ACCEPTANCE_INPUTS
     from sim.detector.efficiency import EFFICIENCY_INPUTS
+    from sim.detector.features import add_derived
     from sim.detector.occupancy import OCCUPANCY_TARGETS
     from sim.detector.resolution import RESOLUTION_CONDITIONS
     from sim.reference.sample import reference_sample_arrays
@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from sim.detector.acceptance import Acceptance
     from sim.detector.efficiency import Efficiency
-    from sim.generation.generator import Generator
     from sim.detector.occupancy import Occupancy
     from sim.detector.resolution import Resolution
+    from sim.generation.generator import Generator
 
     detector = (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution())
     # warm both chains (build, first-call tracing) on a small run

@@ -39,7 +39,7 @@ from mambah.quiet import quiet_tensorflow
 quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are held back
 
 
-def _pipeline(events: int, batch_size: int, seed: int):  # noqa: ANN202
+def _pipeline(events: int, batch_size: int, seed: int):
     import dataclasses
 
     from mambah.errors import MambahError
@@ -60,7 +60,7 @@ def _pipeline(events: int, batch_size: int, seed: int):  # noqa: ANN202
         return p, "generator only (default job not buildable: models missing)"
 
 
-def _isolated_merge_cost(pipeline, tmp: Path, n: int) -> tuple[float, float]:  # noqa: ANN001
+def _isolated_merge_cost(pipeline, tmp: Path, n: int) -> tuple[float, float]:
     """Seconds per batch to read a part back and to write it into a store, nothing else running."""
     import shutil
 

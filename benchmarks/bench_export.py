@@ -30,8 +30,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ficino  # noqa: E402
-import mambah  # noqa: E402
+import ficino
+import mambah
 
 PIDS = np.array([5122, 4122, 13, -14, 2212, -321, 211], np.int32)
 CHARGES = np.array([0, 1, -1, 0, 1, -1, 1], np.int16)

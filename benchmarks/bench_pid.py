@@ -35,7 +35,7 @@ from mambah.quiet import quiet_tensorflow
 quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are held back
 
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def bench_inference(rows: int) -> dict[str, float]:
@@ -56,7 +56,7 @@ def bench_inference(rows: int) -> dict[str, float]:
     return out
 
 
-def _standin_pass():  # noqa: ANN202
+def _standin_pass():
     """A pass producing protoparticles from charged final-state MC particles (no detector model)."""
     from sim.core.pipeline import BatchContext, Kernel, Pass
 
@@ -81,7 +81,7 @@ def _standin_pass():  # noqa: ANN202
     return StandInTracks()
 
 
-def _timed_run(passes: tuple, events: int, batch_size: int) -> dict[str, float]:  # noqa: ANN001
+def _timed_run(passes: tuple, events: int, batch_size: int) -> dict[str, float]:
     import mambah
     from sim.core.pipeline import BatchContext, Pipeline, RunConfig, build_kernels
 

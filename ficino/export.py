@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -23,9 +23,6 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from mambah.errors import ExportError, MambahError
-from mambah.store import EventStore
 
 from ficino.candidates import (
     Column,
@@ -41,6 +38,8 @@ from ficino.candidates import (
     resolve_columns,
 )
 from ficino.writers import NtupleFile, check_output, open_ntuple, parse_compression, resolve_format
+from mambah.errors import ExportError, MambahError
+from mambah.store import EventStore
 
 __all__ = ("ExportSummary", "NtupleWriter", "export", "to_root", "to_parquet", "to_csv")
 

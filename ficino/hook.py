@@ -26,7 +26,6 @@ from mambah.store import EventStore
 
 if TYPE_CHECKING:
     from ficino import ExportSummary, NtupleWriter
-
     from sim.core.pipeline import Batch
 
 __all__ = ("Export", "ExportHook")

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sim.core.io import save_model  # noqa: E402
-from sim.core.registry import trainer  # noqa: E402
-from sim.detector.card import DEFAULT_CARD  # noqa: E402
-from sim.reference.sample import make_reference_sample  # noqa: E402
+from sim.core.io import save_model
+from sim.core.registry import trainer
+from sim.detector.card import DEFAULT_CARD
+from sim.reference.sample import make_reference_sample
 
 log = logging.getLogger("train_detector_models")
 

@@ -30,14 +30,14 @@ quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are 
 
 import numpy as np
 
-from sim.training.recipes.pid import EMA, EPOCHS, GAN_OVERRIDES, LEARNING_RATE, LR_SCHEDULE, SEEDS  # noqa: E402
+from sim.training.recipes.pid import EMA, EPOCHS, GAN_OVERRIDES, LEARNING_RATE, LR_SCHEDULE, SEEDS
 
 log = logging.getLogger("train_pid_models")
 
 
 def main() -> int:
-    from sim.reference.calibration import make_calibration_sample
     from sim.pid.models import DEFAULT_MODEL_DIR, MODEL_PARTS, REQUIRED_COLUMNS
+    from sim.reference.calibration import make_calibration_sample
     from sim.training.recipes.pid import train_species_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

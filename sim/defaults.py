@@ -19,8 +19,8 @@ def default_passes() -> tuple[Pass, ...]:
     from sim.detector.calorimeter import Calorimeter
     from sim.detector.efficiency import Efficiency
     from sim.detector.occupancy import Occupancy
-    from sim.pid.response import PID
     from sim.detector.resolution import Resolution
+    from sim.pid.response import PID
 
     return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution(), Calorimeter(), PID())
 

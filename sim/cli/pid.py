@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
 
 from mambah.cli import nonnegative_int
 
@@ -62,9 +61,9 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_train_pid(args: argparse.Namespace) -> int:
     from mambah.errors import ConfigError
     from sim.pid.models import REQUIRED_COLUMNS, SPECIES
-    from sim.training.recipes.pid import train_species_models
     from sim.training import read_columns
     from sim.training.gan import ALGORITHMS
+    from sim.training.recipes.pid import train_species_models
 
     if not args.species or args.species not in SPECIES:
         raise ConfigError(f"unknown PID species {args.species!r}; valid: {', '.join(SPECIES)}")

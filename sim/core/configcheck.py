@@ -32,7 +32,7 @@ def field_hints(klass: type) -> dict[str, Any]:
     if klass not in _HINTS:
         try:
             _HINTS[klass] = typing.get_type_hints(klass)
-        except Exception:  # noqa: BLE001 - annotations naming TYPE_CHECKING-only types: no check
+        except Exception:
             _HINTS[klass] = {}
     return _HINTS[klass]
 

@@ -55,7 +55,6 @@ from mambah.errors import ConfigError, DistributedError, MambahError
 from mambah.quiet import quiet_if_inherited
 from mambah.schema import DATA_TABLES
 from mambah.store import BatchRecord, EventStore
-
 from sim.core.pipeline import Batch, Pipeline, build_kernels, run_batch
 from sim.core.resources import check_batch_memory
 from sim.core.runner import RunSummary, _progress, _raise_store_failure, _remove_store, check_output, iter_pending, open_output
@@ -522,7 +521,7 @@ def _submit_and_merge(
     plugin = _plugin_class()(threads)
     try:
         client.register_plugin(plugin, name=plugin.name)
-    except Exception as err:  # noqa: BLE001 - the plugin is a nicety: configure_worker also runs in each task
+    except Exception as err:
         log.warning("cannot register the Mambah worker plugin (%s: %s); threads are limited per task", type(err).__name__, err)
     token = uuid.uuid4().hex[:8]
     batches = iter(todo)

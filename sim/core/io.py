@@ -74,7 +74,7 @@ def provenance_defaults() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions,
         "git_sha": _git_sha(),
     }

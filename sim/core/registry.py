@@ -99,7 +99,7 @@ def register_config(family: str) -> Callable[[type[T]], type[T]]:
     """Class decorator: register a nested config class (e.g. a spectrum) of ``family`` under its ``kind``."""
 
     def deco(cls: type[T]) -> type[T]:
-        _CONFIGS.setdefault(family, {})[getattr(cls, "kind")] = cls
+        _CONFIGS.setdefault(family, {})[cls.kind] = cls
         return cls
 
     return deco
@@ -111,7 +111,7 @@ def register_trainer(
     columns: Sequence[str] = (),
     recipe: dict[str, Any] | None = None,
     default_name: str = "",
-    help: str = "",  # noqa: A002 - argparse's word
+    help: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Function decorator: register the trainer of model ``kind`` with its shipped recipe."""
 
@@ -122,7 +122,7 @@ def register_trainer(
     return deco
 
 
-def register_validator(kind: str, *, help: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A002
+def register_validator(kind: str, *, help: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Function decorator: register the validator of ``kind``."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,8 +15,8 @@ from typing import Any
 from mambah.check import duckdb_error_line
 from mambah.errors import ConfigError, StoreError, StoreExistsError
 from mambah.store import BatchRecord, EventStore
-from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
 from sim.core.executors import Executor, SerialExecutor
+from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
 from sim.core.resources import check_batch_memory
 
 __all__ = ("RunSummary", "iter_pending", "open_output", "pending_batches", "run")

@@ -23,12 +23,11 @@ from typing import ClassVar
 import numpy as np
 
 from mambah.errors import ConfigError
-
+from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.detector.card import DEFAULT_CARD, card, check_model_card
-from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
-from sim.detector.features import TRACK_TYPES, query_truth, forward_mask, truth_features, truth_sql
+from sim.detector.features import TRACK_TYPES, forward_mask, query_truth, truth_features, truth_sql
 
 __all__ = ("Efficiency", "EFFICIENCY_INPUTS", "EFFICIENCY_CLASSES", "draw_track_type", "track_indices")
 

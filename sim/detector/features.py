@@ -20,7 +20,6 @@ import numpy as np
 
 from mambah import kinematics
 from mambah.codes import NEUTRINOS, TRACK_TYPES
-
 from sim.core.modelio import check_inputs_finite
 
 __all__ = (

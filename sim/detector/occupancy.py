@@ -30,13 +30,12 @@ from typing import ClassVar
 import numpy as np
 
 from mambah.errors import ConfigError
-
-from sim.generation.gun import LuminousRegion
+from sim.core.modelio import CompiledModel, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.detector.card import DEFAULT_CARD, card, check_model_card
-from sim.core.modelio import CompiledModel, load_pass_model
 from sim.detector.features import arrow_columns
+from sim.generation.gun import LuminousRegion
 
 __all__ = ("Occupancy", "OCCUPANCY_TARGETS", "samples_to_counts", "reconstruct_pvs")
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from mambah import kinematics
 from mambah.errors import DataError
-
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.detector.card import DEFAULT_CARD, card, check_model_card

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mambah.errors import ConfigError
-
 from sim.generation.beam import LuminousRegion, sample_primary_vertices
 
 __all__ = (

@@ -50,11 +50,11 @@ def reference_sample_arrays(
     Returns:
         Column name → 1-D array (see the module docstring).
     """
-    from sim.generation.decay import load_decay
-    from sim.detector.features import TRACK_TYPES, forward_mask, truth_features
     from sim.detector.acceptance import Acceptance
-    from sim.generation.generator import DEFAULT_DECAY, generate_tables
+    from sim.detector.features import TRACK_TYPES, forward_mask, truth_features
     from sim.detector.resolution import residual_targets
+    from sim.generation.decay import load_decay
+    from sim.generation.generator import DEFAULT_DECAY, generate_tables
     from sim.reference.occupancy import OccupancyConfig, simulate_occupancy
     from sim.reference.tracking import simulate_tracking
 

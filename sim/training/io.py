@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from sim.core.io import TrainedModel, save_model, load_model, provenance_defaults
+from sim.core.io import TrainedModel, load_model, provenance_defaults, save_model
 
 __all__ = ('TrainedModel', 'save_model', 'load_model', 'provenance_defaults',)

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
-from sim.core.preprocessing import Preprocessor, Identity, Standardizer, QuantileGaussian, ConditionalQuantileGaussian, inverse_transform, transform, preprocessor_from_dict
+from sim.core.preprocessing import (
+    ConditionalQuantileGaussian,
+    Identity,
+    Preprocessor,
+    QuantileGaussian,
+    Standardizer,
+    inverse_transform,
+    preprocessor_from_dict,
+    transform,
+)
 
 __all__ = ('Preprocessor', 'Identity', 'Standardizer', 'QuantileGaussian', 'ConditionalQuantileGaussian', 'inverse_transform', 'transform', 'preprocessor_from_dict',)

@@ -273,10 +273,10 @@ def validate(
         ConfigError: unknown detector name.
         ModelError: missing or mismatched model.
     """
-    from sim.detector.features import add_derived
     from sim.core.modelio import feature_matrix, load_pass_model
     from sim.detector.acceptance import Acceptance, draw_acceptance
     from sim.detector.efficiency import EFFICIENCY_CLASSES, Efficiency, draw_track_type
+    from sim.detector.features import add_derived
     from sim.detector.occupancy import OCCUPANCY_TARGETS, samples_to_counts
     from sim.detector.resolution import RESOLUTION_CONDITIONS, RESOLUTION_TARGETS, apply_residuals, pass_residuals
     from sim.reference.sample import reference_sample_arrays

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from mambah.errors import ConfigError
-from sim.pid.models import CONDITIONS, SHIPPED_SPECIES, SPECIES, PIDModelSet, SpeciesModels, generate_species
+from sim.pid.models import CONDITIONS, SPECIES, PIDModelSet, SpeciesModels, generate_species
 
 __all__ = (
     "BINS",
@@ -200,7 +200,6 @@ def validate_species(
         :class:`SpeciesValidation`.
     """
     from sim.reference.calibration import make_calibration_sample
-    from sim.reference.pid import PIDConfig
     from sim.training import efficiency_ratio, two_sample_test
 
     if species not in SPECIES:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,10 +26,10 @@ class HandBuilt(Pass):
     name: str = "hand_built"
     tables: ClassVar[Callable[..., dict[str, Any]] | None] = None  # set by the fixture below
 
-    def build(self):  # noqa: ANN201
+    def build(self):
         make = type(self).tables
 
-        def kernel(ctx) -> None:  # noqa: ANN001
+        def kernel(ctx) -> None:
             for name, table in make(ctx.batch.batch, ctx.batch.n_events).items():
                 ctx.insert(name, table)
 
@@ -105,7 +105,7 @@ def test_runner_on_batch_streams_committed_batches(tmp_path):
     hook = Export(str(tmp_path / "run.parquet"), variables=("Lc_M", "runNumber")).open()
     seen = []
 
-    def on_batch(store, batch):  # noqa: ANN001
+    def on_batch(store, batch):
         hook(store, batch)
         seen.append((batch.batch, hook.writer.rows))
 

@@ -95,9 +95,8 @@ def test_abort_and_errors_leave_nothing(tmp_path):
     w.write(_chunk(5))
     w.abort()
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ExportError, match="lacks column"):
-        with ParquetFile(tmp_path / "t.parquet", DTYPES) as p:
-            p.write({"a_PX": np.zeros(3)})
+    with pytest.raises(ExportError, match="lacks column"), ParquetFile(tmp_path / "t.parquet", DTYPES) as p:
+        p.write({"a_PX": np.zeros(3)})
     assert list(tmp_path.iterdir()) == []
 
 

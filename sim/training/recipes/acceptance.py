@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-from sim.detector.acceptance import ACCEPTANCE_INPUTS
 from sim.core.registry import register_trainer
+from sim.detector.acceptance import ACCEPTANCE_INPUTS
 
 __all__ = ("SHIPPED", "COLUMNS", "train_acceptance")
 

@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-from sim.detector.efficiency import EFFICIENCY_CLASSES, EFFICIENCY_INPUTS
 from sim.core.registry import register_trainer
+from sim.detector.efficiency import EFFICIENCY_CLASSES, EFFICIENCY_INPUTS
 
 __all__ = ("SHIPPED", "COLUMNS", "train_efficiency")
 

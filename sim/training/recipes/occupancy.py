@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.detector.occupancy import OCCUPANCY_TARGETS
 from sim.core.registry import register_trainer
+from sim.detector.occupancy import OCCUPANCY_TARGETS
 
 __all__ = ("SHIPPED", "COLUMNS", "train_occupancy")
 
@@ -54,9 +54,8 @@ def train_occupancy(
     Returns:
         :class:`sim.training.TrainedModel` (generator with no conditions).
     """
-    from sim.training.passdata import read_training_data
-
     from sim.training.gan import train_gan
+    from sim.training.passdata import read_training_data
 
     cols = read_training_data(data, [n_pv, n_tracks, *([event] if event else [])], weight=weight, tree=tree)
     if event:

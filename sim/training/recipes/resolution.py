@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from sim.core.registry import register_trainer
 from sim.detector.features import add_derived
 from sim.detector.resolution import RESOLUTION_CONDITIONS, RESOLUTION_TARGETS
-from sim.core.registry import register_trainer
 
 __all__ = ("SHIPPED", "COLUMNS", "train_resolution")
 
@@ -63,9 +63,8 @@ def train_resolution(
     Returns:
         :class:`sim.training.TrainedModel` (generator).
     """
-    from sim.training.passdata import read_training_data
-
     from sim.training.gan import train_gan
+    from sim.training.passdata import read_training_data
 
     derived = {"is_long", "is_upstream", "is_downstream"}
     need = [c for c in conditions if c not in derived] + list(targets)

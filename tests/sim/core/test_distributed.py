@@ -19,9 +19,9 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from mambah import DistributedError, EventStore  # noqa: E402
-from mambah.errors import ConfigError, ModelError  # noqa: E402
-from sim.core.pipeline import PASS_KINDS, BatchContext, Kernel, Pass, Pipeline, RunConfig  # noqa: E402
+from mambah import DistributedError, EventStore
+from mambah.errors import ConfigError, ModelError
+from sim.core.pipeline import PASS_KINDS, BatchContext, Kernel, Pass, Pipeline, RunConfig
 
 TABLES = ("events", "mc_particles", "mc_vertices", "protoparticles", "vertices", "batches")
 
@@ -85,7 +85,7 @@ def tf_threads() -> tuple[str | None, str | None]:
     return os.environ.get("TF_NUM_INTRAOP_THREADS"), os.environ.get("TF_NUM_INTEROP_THREADS")
 
 
-def worker_plugins(dask_worker) -> list[str]:  # noqa: ANN001
+def worker_plugins(dask_worker) -> list[str]:
     return list(dask_worker.plugins)
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -97,7 +96,7 @@ def test_kill_9_leaves_complete_batches_and_resume_finishes(tmp_path):
     cmd = [sys.executable, "-m", "mambah.cli", "run", "--events", "40000", "--batch-size", "2000", "--seed", "5", "-o", str(out), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and not (out.exists() and out.stat().st_size > 1_000_000 or Path(str(out) + ".wal").exists()):
+    while time.time() < deadline and not ((out.exists() and out.stat().st_size > 1_000_000) or Path(str(out) + ".wal").exists()):
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)

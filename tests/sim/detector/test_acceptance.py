@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from mambah.errors import ConfigError, DataError, ModelError
-from sim.detector.acceptance import ACCEPTANCE_INPUTS, Acceptance, draw_acceptance
-from sim.training.recipes.acceptance import train_acceptance
-from sim.detector.efficiency import Efficiency
-from sim.generation.generator import Generator
-from sim.detector.occupancy import Occupancy
 from sim.core.pipeline import Pipeline
+from sim.detector.acceptance import ACCEPTANCE_INPUTS, Acceptance, draw_acceptance
+from sim.detector.efficiency import Efficiency
+from sim.detector.occupancy import Occupancy
+from sim.generation.generator import Generator
 from sim.reference.sample import make_reference_sample
+from sim.training.recipes.acceptance import train_acceptance
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_training_from_a_root_file(sample_file: Path, tmp_path: Path) -> None:
     cols = {c: table.column(c).to_numpy().astype(np.float64) for c in (*ACCEPTANCE_INPUTS, "in_acceptance", "forward")}
     path = tmp_path / "sample.root"
     with uproot.recreate(path) as f:
-        f.mktree("reference", {k: np.float64 for k in cols})
+        f.mktree("reference", dict.fromkeys(cols, np.float64))
         f["reference"].extend(cols)
     model = train_acceptance(path, epochs=1, tree="reference", hidden=(8,))
     assert model.input_names == ACCEPTANCE_INPUTS

@@ -13,15 +13,14 @@ import pytest
 
 from mambah import EventStore
 from mambah.errors import DataError
-from sim.detector.efficiency import draw_track_type, track_indices
-from sim.training.recipes.efficiency import train_efficiency
-from sim.detector.acceptance import Acceptance
-from sim.detector.efficiency import Efficiency
-from sim.generation.generator import Generator
-from sim.detector.occupancy import Occupancy
-from sim.detector.resolution import Resolution
 from sim.core.pipeline import BatchContext, Kernel, Pass, Pipeline, RunConfig
 from sim.core.runner import run
+from sim.detector.acceptance import Acceptance
+from sim.detector.efficiency import Efficiency, draw_track_type, track_indices
+from sim.detector.occupancy import Occupancy
+from sim.detector.resolution import Resolution
+from sim.generation.generator import Generator
+from sim.training.recipes.efficiency import train_efficiency
 
 
 def detector_pipeline(events: int, batch_size: int, seed: int, *extra: Pass) -> Pipeline:

@@ -45,7 +45,7 @@ def test_residual_targets_are_zero_for_lost_particles() -> None:
     nan = np.full(n, np.nan)
     feats = {"p": np.full(n, 1e4), "pt": np.full(n, 1e3), "tx_true": np.zeros(n), "ty_true": np.zeros(n)}
     truth = {"pv_z": np.zeros(n), "origin_x": np.zeros(n), "origin_y": np.zeros(n), "origin_z": np.zeros(n)}
-    ref = {k: nan for k in ("reco_px", "reco_py", "reco_pz", "tx", "ty", "x", "y", "z", "ip", "ip_chi2")}
+    ref = dict.fromkeys(("reco_px", "reco_py", "reco_pz", "tx", "ty", "x", "y", "z", "ip", "ip_chi2"), nan)
     out = residual_targets(feats, truth, ref)
     assert all(np.all(v == 0.0) for v in out.values())
 

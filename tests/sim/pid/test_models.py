@@ -20,9 +20,9 @@ from sim.pid.models import (
     rich_acceptance,
     species_of_pid,
 )
-from sim.training.recipes.pid import train_gan_part, train_species_models
 from sim.reference.pid import MUON_LL_SENTINEL, PID_COLUMNS
 from sim.training import ks_distance
+from sim.training.recipes.pid import train_gan_part, train_species_models
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_unknown_species_refused():
         load_pid_models(species=("K",))
 
 
-@pytest.fixture()
+@pytest.fixture
 def model_copy(tmp_path: Path) -> Path:
     for f in DEFAULT_MODEL_DIR.glob("K_*"):
         shutil.copy(f, tmp_path / f.name)

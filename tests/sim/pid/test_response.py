@@ -7,11 +7,11 @@ import pytest
 
 import mambah
 from mambah.errors import ConfigError, DataError, ModelError
+from sim.core.pipeline import Batch, BatchContext, Pass, Pipeline
 from sim.defaults import default_passes
 from sim.generation.generator import Generator
-from sim.pid.response import PID, fast_pid
 from sim.pid.models import load_pid_models
-from sim.core.pipeline import Batch, BatchContext, Pass, Pipeline
+from sim.pid.response import PID, fast_pid
 from sim.reference.pid import MUON_LL_SENTINEL, PID_COLUMNS
 
 N_EVENTS = 40
@@ -49,7 +49,7 @@ def _fill(store: mambah.EventStore, batch: Batch, *, n_tracks_null: bool = False
     return {"pid": pid, "track_type": track_type}
 
 
-def _run(store: mambah.EventStore, batch: Batch, kernel) -> None:  # noqa: ANN001
+def _run(store: mambah.EventStore, batch: Batch, kernel) -> None:
     con = store.connection
     con.execute("BEGIN TRANSACTION")
     try:

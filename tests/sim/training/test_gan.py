@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sim.training.gan as gan
 from mambah.errors import ConfigError, DataError, TrainingError
+from sim.training import gan
 from sim.training.gan import train_gan
 
 SMALL = dict(n_noise=4, batch_size=128, hidden_generator=(32, 32), hidden_critic=(32, 32),
