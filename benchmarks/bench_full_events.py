@@ -237,7 +237,7 @@ def main() -> None:
         chain["ratio_pythia_alone_over_chain"] = alone / chain["chain_seconds"]
         chain["ratio_pythia_in_chain_over_chain"] = chain["pythia_in_chain_seconds"] / chain["chain_seconds"]
         calo = chain["ms_per_event"].get("calorimeter", 0.0) * chain["events_kept"] / 1e3
-        if calo:  # the calorimeter pass (issue #21) came after this issue's target was set: also without it
+        if calo:  # the calorimeter pass (issue #15) came after this issue's target was set: also without it
             chain["ratio_pythia_alone_over_chain_without_calorimeter"] = alone / (chain["chain_seconds"] - calo)
             chain["ratio_pythia_in_chain_over_chain_without_calorimeter"] = chain["pythia_in_chain_seconds"] / (chain["chain_seconds"] - calo)
         n = write_hepmc(tmp / "full.duckdb", tmp / "events.hepmc3", args.hepmc_events)
