@@ -221,12 +221,16 @@ def default_decay(store: EventStore) -> str:
     except tomllib.TOMLDecodeError:
         return DEFAULT_DECAY
     for p in passes:
-        if isinstance(p, Mapping) and p.get("kind") == "generator":
+        # the gun generator, or a full-event one (pythia: its signal decay, hepmc: its signal descriptor)
+        if isinstance(p, Mapping) and p.get("kind") in ("generator", "pythia", "hepmc"):
             if p.get("dec_file"):
                 raise ExportError(
                     f"store '{store.path}' was generated from DecFile {p['dec_file']!r}; give the decay to export (--decay)"
                 )
-            return str(p.get("decay") or DEFAULT_DECAY)
+            decay = p.get("signal") if p.get("kind") == "hepmc" else p.get("decay")
+            if p.get("kind") != "generator" and not decay:
+                raise ExportError(f"store '{store.path}' holds {p['kind']} events without a signal decay; give the decay to export (--decay)")
+            return str(decay or DEFAULT_DECAY)
     return DEFAULT_DECAY
 
 
