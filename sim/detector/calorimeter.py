@@ -40,6 +40,7 @@ from sim.detector.ecal_geometry import (
     bremsstrahlung,
     cell_geometry,
     cell_of,
+    convert_photons,
     digitise,
     ecal_entry,
     grid_offset,
@@ -462,7 +463,9 @@ class Calorimeter(Pass):
 
     For every final-state particle reaching the ECAL (γ, e±, μ±, charged and neutral
     hadrons; electrons first radiate Bethe–Heitler bremsstrahlung photons in
-    ``material_x0`` before the magnet, which lowers their tracked momentum), the fast
+    ``material_x0`` before the magnet, which lowers their tracked momentum, and photons
+    born before the magnet convert with probability ``1 - exp(-7/9 X/X0)`` into an
+    untracked e+e- pair that the magnet bends apart: 14.5 % are lost as photons), the fast
     shower model draws a 30 x 30 deposit matrix; deposits are summed into cells,
     digitised (noise, zero suppression) and clustered (3 x 3 around local maxima).
     Tracks are extrapolated to the ECAL and matched to clusters (``match_window``
@@ -589,11 +592,18 @@ def reconstruct_batch(
     kept = np.ones(n_p)
     lost = np.bincount(brem_parent, weights=brem_k, minlength=n_p)
     kept = np.clip(1.0 - lost / p["e"], 1e-3, 1.0)
-    # --- the objects that shower: particles (after brem) then brem photons
-    scale = np.concatenate([kept, brem_k / p["e"][brem_parent]])
-    src = np.concatenate([np.arange(n_p), brem_parent])
-    pid = np.concatenate([p["pid"], np.full(brem_parent.size, 22)])
-    charge = np.concatenate([p["charge"], np.zeros(brem_parent.size)])
+    # --- photons born before the magnet convert: an e- (fraction x) and an e+ (1 - x), bent apart
+    g_idx = np.nonzero((p["pid"] == 22) & (p["origin_z"] < crd.magnet_z))[0]
+    converted, frac = convert_photons(g_idx.size, rng, geometry)
+    conv, x_conv = g_idx[converted], frac[converted]
+    own_pid = np.asarray(p["pid"]).copy()
+    own_charge = np.asarray(p["charge"], dtype=np.float64).copy()
+    own_pid[conv], own_charge[conv], kept[conv] = 11, -1.0, x_conv
+    # --- the objects that shower: particles (after brem / conversion), brem photons, conversion positrons
+    scale = np.concatenate([kept, brem_k / p["e"][brem_parent], 1.0 - x_conv])
+    src = np.concatenate([np.arange(n_p), brem_parent, conv])
+    pid = np.concatenate([own_pid, np.full(brem_parent.size, 22), np.full(conv.size, -11)])
+    charge = np.concatenate([own_charge, np.zeros(brem_parent.size), np.ones(conv.size)])
     mom = [np.asarray(p[c], dtype=np.float64)[src] * scale for c in ("px", "py", "pz")]
     energy = np.asarray(p["e"], dtype=np.float64)[src] * scale
     origin = tuple(np.asarray(p[c], dtype=np.float64)[src] for c in ("origin_x", "origin_y", "origin_z"))
@@ -608,7 +618,11 @@ def reconstruct_batch(
     cl = find_clusters(ev_c, cell_c, e_c, geometry, seed_et_min=cfg.seed_et_min)
     k = cl["event"].shape[0]
     seed_sh = seed_truth(cl["event"], cl["seed_cell"], shower_event, sh, cid, dep)
-    mc = np.where(seed_sh >= 0, np.asarray(p["mc_index"], dtype=np.int64)[src[sel]][np.maximum(seed_sh, 0)], -1)
+    # truth of each shower: its particle; brem photons their electron; conversion e+e- none (not in the store)
+    obj_mc = np.asarray(p["mc_index"], dtype=np.int64)[src]
+    obj_mc[conv] = -1
+    obj_mc[n_p + brem_parent.size :] = -1
+    mc = np.where(seed_sh >= 0, obj_mc[sel][np.maximum(seed_sh, 0)], -1)
     _, _, size = cell_geometry(cl["seed_cell"], geometry) if k else (None, None, np.zeros(0))
     corr = np.asarray(CONTAINMENT)[cl["region"]] if k else np.zeros(0)
     energy_c = cl["energy"] / np.where(corr > 0, corr, 1.0)
