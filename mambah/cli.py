@@ -26,6 +26,7 @@ import contextlib
 import errno
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from mambah.errors import ConfigError, MambahError
 
@@ -39,7 +40,7 @@ COMMAND_GROUP = "mambah.commands"
 COMMAND_ORDER: tuple[str, ...] = ("run", "train", "validate", "export")
 
 
-def _commands() -> list[object]:
+def _commands() -> list[Any]:
     from importlib.metadata import entry_points
 
     eps = list(entry_points(group=COMMAND_GROUP))
@@ -166,6 +167,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         check_read_only_sql,
         head,
         lock_down,
+        run_interruptible,
         stream,
         write_csv_stream,
         write_result,
@@ -174,11 +176,9 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     if args.format == "parquet" and not args.output:
         raise ConfigError("--format parquet needs --output FILE")
-    with EventStore.open(args.store, read_only=True) as store:
-        con = store.connection
-        check_read_only_sql(con, args.sql)  # nothing that writes, attaches, installs or sets
-        lock_down(con)
-        reader = stream(con, args.sql)
+
+    def work(con: object) -> None:
+        reader = stream(con, args.sql)  # type: ignore[arg-type]
         if args.output and args.format in ("csv", "parquet"):
             rows = write_result(reader, args.output, args.format)
             print(f"wrote {rows} rows to {args.output}")
@@ -194,6 +194,13 @@ def cmd_query(args: argparse.Namespace) -> int:
                 print(table.to_pandas().to_string(index=False))
             if more:
                 print(f"... more rows (first {args.max_rows} shown; --max-rows N for more, --format csv for all)")
+
+    with EventStore.open(args.store, read_only=True) as store:
+        con = store.connection
+        check_read_only_sql(con, args.sql)  # nothing that writes, attaches, installs or sets
+        lock_down(con)
+        # results are read in a helper thread: Ctrl-C interrupts DuckDB even inside a long statement
+        run_interruptible(con, lambda: work(con))
     return 0
 
 
@@ -235,10 +242,14 @@ def _store_path(args: argparse.Namespace | None) -> str:
     return "the store"
 
 
-def _interrupted(err: BaseException) -> int:
+def _interrupted(err: BaseException, args: argparse.Namespace | None = None) -> int:
     terminated = isinstance(err, Terminated) or signal.SIGTERM in _SIGNALLED
     what = "terminated (SIGTERM)" if terminated else "interrupted"
-    print(f"mambah: {what}; complete batches are kept (finish with --resume)", file=sys.stderr)
+    command = getattr(args, "command", None)
+    if command in (None, "run"):
+        print(f"mambah: {what}; complete batches are kept (finish with --resume)", file=sys.stderr)
+    else:
+        print(f"mambah: {what}", file=sys.stderr)
     return 143 if terminated else 130
 
 
@@ -267,22 +278,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MambahError as err:
         if _SIGNALLED:
-            return _interrupted(err)
+            return _interrupted(err, args)
         print(f"mambah: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
-        return _interrupted(err)
+        return _interrupted(err, args)
     except BrokenPipeError:  # output piped into e.g. `head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:
         if _SIGNALLED:
-            return _interrupted(err)
+            return _interrupted(err, args)
         duckdb = sys.modules.get("duckdb")
         if duckdb is not None and isinstance(err, duckdb.InterruptException):
-            return _interrupted(KeyboardInterrupt())
+            return _interrupted(KeyboardInterrupt(), args)
         if isinstance(err, RuntimeError) and str(err).startswith("Query interrupted"):  # DuckDB, on a signal
-            return _interrupted(err)
+            return _interrupted(err, args)
         if duckdb is not None and isinstance(err, duckdb.Error):
             from mambah.check import duckdb_error_line
 

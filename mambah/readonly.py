@@ -17,15 +17,18 @@ import contextlib
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from mambah.errors import ConfigError, StoreError
 
-__all__ = ("READ_ONLY_PRAGMAS", "check_read_only_sql", "head", "lock_down", "stream", "write_csv_stream", "write_result")
+T = TypeVar("T")
+
+__all__ = ("READ_ONLY_PRAGMAS", "check_read_only_sql", "head", "lock_down", "run_interruptible", "stream", "write_csv_stream", "write_result")
 
 #: PRAGMAs that only read (``PRAGMA table_info('events')`` and friends).
 READ_ONLY_PRAGMAS = frozenset({
@@ -184,6 +187,38 @@ def write_csv_stream(reader: pa.RecordBatchReader, sink: Any) -> int:
             w.write_batch(b)
             rows += b.num_rows
     return rows
+
+
+def run_interruptible(con: duckdb.DuckDBPyConnection, fn: Callable[[], T]) -> T:
+    """Run ``fn`` (which reads results of ``con``) in a helper thread, so that Ctrl-C stops it.
+
+    While DuckDB executes inside a result stream, the main thread is in C++ and
+    Python's signal handlers wait; here the main thread only waits, a
+    ``KeyboardInterrupt`` (or the SIGTERM handler's exception) calls
+    ``con.interrupt()``, and the interruption is re-raised once DuckDB stopped.
+    """
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # handed to the main thread
+            box["error"] = err
+
+    worker = threading.Thread(target=target, name="mambah-query", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except BaseException:
+        con.interrupt()
+        worker.join(10.0)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
 
 
 def _batches(reader: pa.RecordBatchReader) -> Any:

@@ -163,3 +163,27 @@ def test_result_files_are_complete(store: Path, tmp_path: Path, capsys: pytest.C
     assert len(csv.read_text().splitlines()) == 1501
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.csv", "q.parquet", "s.duckdb"]
     capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_long_query(store: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("mambah")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "mambah.cli"]
+    sql = "SELECT count(*) FROM range(100000000000) WHERE hash(range) % 7 = 3"  # minutes of work
+    proc = subprocess.Popen([*cmd, "query", str(store), sql], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    try:
+        _out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("Ctrl-C did not stop the query within 20 s")
+    assert time.perf_counter() - t0 < 10.0
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
