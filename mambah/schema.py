@@ -61,7 +61,7 @@ SCHEMA_VERSION = 1
 
 METADATA = sa.MetaData()
 
-_F = sa.Double()  # DOUBLE
+_F: sa.Double[float] = sa.Double()  # DOUBLE
 _f = sa.REAL  # FLOAT (32 bit) for detector-level quantities
 
 

@@ -67,7 +67,7 @@ def provenance_defaults() -> dict[str, Any]:
     """Date (UTC), library versions and git sha of the code, for a model's provenance."""
     from importlib import metadata
 
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    versions: dict[str, str | None] = {"python": platform.python_version(), "numpy": np.__version__}
     for dist in ("mambah", "tensorflow", "keras", "scikit-learn"):
         try:
             versions[dist] = metadata.version(dist)

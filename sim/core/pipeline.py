@@ -181,8 +181,9 @@ def _fields_to_dict(obj: Any) -> dict[str, Any]:
             continue
         if dataclasses.is_dataclass(v):
             sub = _fields_to_dict(v)
-            if getattr(type(v), "kind", None):
-                sub = {"kind": type(v).kind, **sub}
+            kind = getattr(type(v), "kind", None)
+            if kind:
+                sub = {"kind": kind, **sub}
             out[f.name] = sub
         elif isinstance(v, tuple):
             out[f.name] = [list(x) if isinstance(x, tuple) else x for x in v]

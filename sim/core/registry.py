@@ -99,7 +99,7 @@ def register_config(family: str) -> Callable[[type[T]], type[T]]:
     """Class decorator: register a nested config class (e.g. a spectrum) of ``family`` under its ``kind``."""
 
     def deco(cls: type[T]) -> type[T]:
-        _CONFIGS.setdefault(family, {})[cls.kind] = cls
+        _CONFIGS.setdefault(family, {})[getattr(cls, "kind")] = cls  # noqa: B009 - kind is a ClassVar of the config
         return cls
 
     return deco

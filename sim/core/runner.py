@@ -150,7 +150,8 @@ def run(
     if executor is not None and not isinstance(executor, SerialExecutor):
         if store is not None:
             raise ConfigError("an open store can only be written by the serial executor")
-        return executor.run(pipeline, output, resume=resume, overwrite=overwrite, progress=progress, on_batch=on_batch)
+        return executor.run(pipeline, output, resume=resume, overwrite=overwrite, progress=progress,
+                            on_batch=on_batch)  # type: ignore[arg-type]  # a plain callable is a BatchHook
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_batch_memory(pipeline)  # before anything heavy: a batch that cannot fit is refused in one line

@@ -88,7 +88,8 @@ class Acceptance(Pass):
         trained = load_pass_model(self.model, "acceptance", kind="classifier", inputs=self.inputs, pass_name=self.name)
         check_model_card(trained.provenance, self.card, what=f"pass {self.name!r}: the acceptance model")
         model = CompiledModel(trained)
-        name, inputs, eta_min, eta_max = self.name, self.inputs, self.eta_min, self.eta_max
+        name, inputs = self.name, self.inputs
+        eta_min, eta_max = float(self.eta_min), float(self.eta_max)  # type: ignore[arg-type]  # filled by __post_init__
         sql = truth_sql()
 
         def kernel(ctx: BatchContext) -> None:

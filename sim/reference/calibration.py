@@ -144,7 +144,10 @@ def _channel(species: str) -> CalibrationChannel:
 def _mother_mass(channel: CalibrationChannel) -> float:
     from particle import Particle
 
-    return float(Particle.from_pdgid(channel.mother_pid).mass)
+    mass = Particle.from_pdgid(channel.mother_pid).mass
+    if mass is None:
+        raise ConfigError(f"calibration channel mother {channel.mother_pid} has no PDG mass")
+    return float(mass)
 
 
 def _mass_range(channel: CalibrationChannel) -> tuple[float, float]:

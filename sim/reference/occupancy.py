@@ -32,6 +32,7 @@ Model of one triggered event:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +174,7 @@ def simulate_occupancy(
         ConfigError: ``n_events`` is not a non-negative integer.
     """
     n = _check_n(n_events, "simulate_occupancy")
-    cfg = config
+    cfg: Any = config  # every preset field is filled by OccupancyConfig.__post_init__
     n_coll = rng.poisson(cfg.mu_visible, n)
     n_pileup_pv = rng.binomial(n_coll, cfg.pv_efficiency)
     n_pv = 1 + n_pileup_pv

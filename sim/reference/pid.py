@@ -407,7 +407,7 @@ def _rich_loglik(
     n_bkg = rng.poisson(bkg)
     idx_sig = np.repeat(np.arange(n), n_sig)
     idx_bkg = np.repeat(np.arange(n), n_bkg)
-    shift = rng.normal(0.0, rad.sigma_track, size=n)  # common ring-centre error
+    shift = rng.normal(0.0, rad.sigma_track, size=(n,))  # common ring-centre error
     theta_sig = theta_true[idx_sig] + shift[idx_sig] + rng.normal(0.0, sigma, size=idx_sig.size)
     theta_bkg = rng.uniform(0.0, rad.window, size=idx_bkg.size)
     # Overlapping ring of a neighbour track: a coherent cluster of foreign photons at a
@@ -415,7 +415,7 @@ def _rich_loglik(
     overlap = in_acc & (rng.random(n) < -np.expm1(-rad.overlap_per_track * n_tracks))
     n_ov = np.where(overlap, rng.poisson(rad.overlap_photons, size=n), 0)
     idx_ov = np.repeat(np.arange(n), n_ov)
-    theta_ov_centre = rng.uniform(0.5 * rad.theta_saturated, rad.theta_saturated, size=n)
+    theta_ov_centre = rng.uniform(0.5 * rad.theta_saturated, rad.theta_saturated, size=(n,))
     theta_ov = theta_ov_centre[idx_ov] + rng.normal(0.0, rad.overlap_spread * sigma, size=idx_ov.size)
     idx = np.concatenate([idx_sig, idx_bkg, idx_ov])
     theta = np.concatenate([theta_sig, theta_bkg, theta_ov])
@@ -466,7 +466,7 @@ def _muon_system(
     reach_p = p_mu * (1.0 + cfg.range_straggling * rng.standard_normal(n))
     reach = reach_p[:, None] > np.asarray(cfg.station_reach_p)[None, :]
     # Hadron punch-through: nested depth M2..M5.
-    u_pt = rng.random(n)
+    u_pt = rng.random((n,))
     punch = (~is_true_mu)[:, None] & (u_pt[:, None] < np.asarray(cfg.punch_through)[None, :])
     genuine = reach & (rng.random((n, 4)) < cfg.station_efficiency)
     q_random = np.clip((cfg.random_hit_const + cfg.random_hit_per_track * n_tracks)

@@ -99,7 +99,7 @@ def reference_sample_arrays(
     feats = truth_features(truth)
     acc = Acceptance()
     out: dict[str, np.ndarray] = {**truth, **{k: v for k, v in feats.items() if k not in truth}}
-    out["forward"] = forward_mask(feats, acc.eta_min, acc.eta_max)
+    out["forward"] = forward_mask(feats, float(acc.eta_min), float(acc.eta_max))  # type: ignore[arg-type]
     out["in_acceptance"] = ref["in_acceptance"]
     out["track_type"] = ref["track_type"].astype(np.int16)
     out["track_class"] = np.searchsorted(TRACK_TYPES, ref["track_type"]).astype(np.int16)

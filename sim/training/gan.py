@@ -223,7 +223,7 @@ def _save_checkpoint(
         for key, opt in optimizers.items()
         for i, v in enumerate(opt.variables)
     }
-    np.savez(tmp / "optimizers.npz", **arrays)
+    np.savez(tmp / "optimizers.npz", **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     opt_state = {
         key: {"config": opt.get_config(), "iterations": int(opt.iterations.numpy()),
               "n_variables": len(opt.variables)}
