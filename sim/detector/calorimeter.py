@@ -491,6 +491,10 @@ class Calorimeter(Pass):
             (MeV) and r.m.s. spread above ``merged_spread`` cell sizes is flagged as a
             merged π0 (model).
         material_x0: material before the magnet (X0).
+        min_energy: particles (and brem photons, conversion electrons) below this energy
+            (MeV) are not showered: the shower model is trained on 1-100 GeV, and at the
+            ECAL's angles (θ > 25 mrad) 1 GeV is below the LHCb photon E_T cuts.  In full
+            events most particles are that soft (127 ms per Pythia event before the cut).
     """
 
     kind: ClassVar[str] = "calorimeter"
@@ -508,9 +512,11 @@ class Calorimeter(Pass):
     merged_pt_min: float = 2000.0
     merged_spread: float = 0.6
     material_x0: float = 0.2
+    min_energy: float = 1000.0
 
     def __post_init__(self) -> None:
-        for f in ("seed_et_min", "match_window", "brem_window", "brem_e_over_p", "merged_pt_min", "merged_spread"):
+        for f in ("seed_et_min", "match_window", "brem_window", "brem_e_over_p", "merged_pt_min", "merged_spread",
+                  "min_energy"):
             v = getattr(self, f)
             if not (np.isfinite(v) and v > 0):
                 raise ConfigError(f"pass {self.name!r}: {f}={v!r}; expected a positive number")
@@ -609,7 +615,7 @@ def reconstruct_batch(
     origin = tuple(np.asarray(p[c], dtype=np.float64)[src] for c in ("origin_x", "origin_y", "origin_z"))
     x, y, tx, ty, reaches = ecal_entry(origin, tuple(mom), charge, geometry,  # type: ignore[arg-type]
                                        magnet_z=crd.magnet_z)
-    reaches &= energy > 50.0
+    reaches &= energy >= cfg.min_energy
     sel = np.nonzero(reaches)[0]
     mats = generate_showers(model, pid[sel], energy[sel], x[sel], y[sel], tx[sel], ty[sel], rng, geometry)
     shower_event = np.asarray(p["event"], dtype=np.int64)[src[sel]]
