@@ -115,6 +115,8 @@ def _spellings(name: str) -> list[str]:
         out += [f"anti-{flipped}", f"anti-{base}"]
     if "_" in name:
         out.append(re.sub(r"_(\w+?)([+\-0~]*)$", r"(\1)\2", name))  # PDG style: Lambda(c)+, B(s)0
+        out.append(re.sub(r"_([A-Za-z0-9]+)(?=\()", r"(\1)", name))  # eta_c(1S) -> eta(c)(1S), chi_c1(1P)
+        out.append(re.sub(r"\(\d[SPD]\)", "", name))  # EvtGen drops the (1S): chi_c1(1P) -> chi_c1
     return list(dict.fromkeys(out))
 
 

@@ -677,6 +677,7 @@ class _Engine:
         self.photon = reg.photon
         self._ps_bound: dict[tuple[int, float], float] = {}
         self._model_bound: dict[Any, float] = {}
+        self._warned: set[Any] = set()
         self.chains: list[DecayChain] = []
 
     # ---- phase 1: topology
@@ -1118,10 +1119,24 @@ class _Engine:
                 q = self.charge[np.array(self.modes[int(gid)].daughters)]
                 if not np.any(q != 0):
                     continue
-                res = add_fsr(rows.p4[children], q, rng, k_min=FSR_K_MIN)
-                rows.p4[children] = res.daughters
+                before = rows.p4[children]
+                res = add_fsr(before, q, rng, k_min=FSR_K_MIN)
+                # guard: a row whose radiation does not balance four-momentum keeps its decay without FSR
+                miss = np.abs(res.daughters.sum(axis=1) + res.photons.sum(axis=1) - before.sum(axis=1)).max(axis=1)
+                bad = miss > 1e-7 * before.sum(axis=1)[:, 3]
+                daughters, emitted = res.daughters.copy(), res.emitted.copy()
+                if bad.any():
+                    daughters[bad], emitted[bad] = before[bad], False
+                    key = ("fsr", int(gid))
+                    if key not in self._warned:
+                        self._warned.add(key)
+                        log.warning(
+                            "add_fsr did not conserve four-momentum in %d of %d decays %s: no FSR for those",
+                            int(bad.sum()), len(bad), self.modes[int(gid)].text,
+                        )
+                rows.p4[children] = daughters
                 changed[children.ravel()] = True
-                hit = np.flatnonzero(res.emitted.ravel())
+                hit = np.flatnonzero(emitted.ravel())
                 if len(hit):
                     new_parent.append(np.repeat(P, k)[hit])
                     new_p4.append(res.photons.reshape(-1, 4)[hit])
