@@ -248,3 +248,11 @@ def test_photos_lines_radiate_and_conserve_four_momentum(tmp_path):
     expected = 2 * float(hardest_photon_fraction(np.array([beta]), np.array([k_max]), 1.0)[0])
     got = len(gam) / n
     assert 0.7 * expected < got < 1.3 * expected, (got, expected)
+
+
+def test_fsr_with_a_single_neutrino_still_balances(tmp_path):
+    """tau+ -> pi+ anti-nu_tau with PHOTOS: every vertex conserves four-momentum (FSR rows that would not are left without)."""
+    dec = tmp_path / "t.dec"
+    dec.write_text("Decay B+\n1.0 tau+ nu_tau PHSP;\nEnddecay\nDecay tau+\n1.0 pi+ anti-nu_tau PHOTOS PHSP;\nEnddecay\nEnd\n")
+    tabs = generate_tables(load_decay(dec_file=dec), 5000, np.random.default_rng(23))
+    _check_tree(tabs["mc_particles"].to_pandas(), tabs["mc_vertices"].to_pandas())
