@@ -256,3 +256,24 @@ def test_fsr_with_a_single_neutrino_still_balances(tmp_path):
     dec.write_text("Decay B+\n1.0 tau+ nu_tau PHSP;\nEnddecay\nDecay tau+\n1.0 pi+ anti-nu_tau PHOTOS PHSP;\nEnddecay\nEnd\n")
     tabs = generate_tables(load_decay(dec_file=dec), 5000, np.random.default_rng(23))
     _check_tree(tabs["mc_particles"].to_pandas(), tabs["mc_vertices"].to_pandas())
+
+
+def test_run_cli_generator_flags_reach_the_config(tmp_path):
+    import tomllib
+
+    from mambah.cli import main
+
+    cfg = tmp_path / "c.toml"
+    assert main(["run", "--decay", "[D*+ -> (D0 -> K- pi+) pi+]cc", "--spectrum", "c", "--cc-fraction", "0.25",
+                 "--unsupported-models", "skip", "--table-unsupported-models", "error", "--decay-table", "DECAY_BELLE2.DEC",
+                 "--save-config", str(cfg)]) == 0
+    gen = next(p for p in tomllib.loads(cfg.read_text())["passes"] if p["kind"] == "generator")
+    assert gen["spectrum"]["kind"] == "heavy-hadron" and gen["spectrum"]["flavour"] == "c"
+    assert (gen["cc_fraction"], gen["unsupported_models"], gen["table_unsupported_models"], gen["decay_table"]) == (
+        0.25, "skip", "error", "DECAY_BELLE2.DEC",
+    )
+    auto = tmp_path / "a.toml"
+    assert main(["run", "--decay", "D*+ -> (D0 -> K- pi+) pi+", "--save-config", str(auto)]) == 0
+    gen = next(p for p in tomllib.loads(auto.read_text())["passes"] if p["kind"] == "generator")
+    assert gen["spectrum"] == "auto" and "stable" in gen and "width_tolerance" in gen
+    assert main(["run", "--decay", "D0 -> K- pi+", "--cc-fraction", "1.5", "--save-config", str(auto)]) == 2
