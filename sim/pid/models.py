@@ -28,6 +28,25 @@ exact correlation with the RICH output that a GAN would only approximate.
 (polar angle from ``eta``) and ``p > p_min_rich`` of :class:`~sim.reference.pid.PIDConfig`
 (every calibration track is inside it); tracks outside get DLL = 0 as in the reference.
 
+Physical rules enforced on the generated response (no retraining: the models were
+trained on Long tracks inside every acceptance), with the track type (optional,
+default Long) and :func:`sim.detector.reach.subdetector_reach`:
+
+* RICH information only where a radiator the track type traverses is in acceptance
+  (Upstream tracks: RICH1 only; their RICH DLLs come from the same RICH GAN,
+  an approximation: at the momenta of Upstream tracks, mostly below 5 GeV, below the
+  RICH2 kaon threshold of 15.6 GeV, RICH1 carries the K/π information);
+* no ``is_muon`` (muon likelihoods = :data:`MUON_LL_SENTINEL`) for tracks that do not
+  reach the muon stations (Upstream) or lie outside the muon acceptance or below the
+  first IsMuon momentum edge (3 GeV); the global GAN is then conditioned on
+  ``is_muon = 0``;
+* the global GAN's residuals are kept only where their sub-detector gave information:
+  ``dPIDK, dPIDp`` only with RICH information, ``dPIDmu`` only for IsMuon tracks,
+  ``dPIDe`` (the calorimeter term) only inside the ECAL acceptance of a track that
+  reaches it.  A combined DLL without any contributing sub-detector is 0, as LHCb
+  fills absent likelihoods (tracks outside every acceptance used to get the GAN's
+  out-of-domain residual: most very forward Downstream tracks had PIDe > 2).
+
 Models live in ``sim/models/pid/`` as ``.keras`` + ``.json`` sidecar (see
 :mod:`sim.training.io`); :func:`load_pid_models` loads and checks them all.
 Units: MeV.
@@ -43,10 +62,9 @@ from typing import Any
 
 import numpy as np
 
-from sim.core.modelio import MODELS_DIR
-from mambah.errors import ConfigError, ModelError
 from mambah.codes import MUON_LL_SENTINEL, PID_COLUMNS
-
+from mambah.errors import ConfigError, ModelError
+from sim.core.modelio import MODELS_DIR
 from sim.detector.card import DetectorCard, card
 
 __all__ = (
@@ -63,6 +81,7 @@ __all__ = (
     "SPECIES",
     "SpeciesModels",
     "generate_species",
+    "ismuon_allowed",
     "load_pid_models",
     "load_species_models",
     "rich_acceptance",
@@ -146,6 +165,31 @@ def rich_acceptance(p: np.ndarray, eta: np.ndarray, config: DetectorCard | None 
     return inside & (np.asarray(p, dtype=np.float64) > config.p_min_rich)
 
 
+def ismuon_allowed(
+    p: np.ndarray, eta: np.ndarray, track_type: np.ndarray | None = None, config: DetectorCard | None = None
+) -> np.ndarray:
+    """Tracks that can be IsMuon: reaching the muon stations inside their acceptance, above 3 GeV.
+
+    The IsMuon classifier is trained on, and applied to, these tracks only; every other
+    track is never IsMuon (the reference's rule, :mod:`sim.reference.pid`).
+
+    Args:
+        p: ``(n,)`` momentum [MeV]; eta: ``(n,)``.
+        track_type: ``(n,)`` codes 3, 4, 5 (default all Long).
+        config: the detector card (muon acceptance, ``is_muon_p_edges``).
+
+    Returns:
+        ``(n,)`` bool.
+    """
+    from sim.detector.reach import subdetector_reach
+
+    cfg = config if config is not None else card()
+    p = np.asarray(p, dtype=np.float64)
+    tt = np.full(p.shape, 3, dtype=np.int64) if track_type is None else np.asarray(track_type)
+    theta = 2e3 * np.arctan(np.exp(-np.asarray(eta, dtype=np.float64)))
+    return np.asarray(subdetector_reach(tt, theta, p, cfg)["muon"] & (p > cfg.is_muon_p_edges[0]))
+
+
 @dataclass
 class SpeciesModels:
     """The four chained models of one species (see the module docstring)."""
@@ -188,6 +232,7 @@ class PIDModelSet:
         eta: np.ndarray,
         n_tracks: np.ndarray,
         rng: np.random.Generator,
+        track_type: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """PID columns for a batch of tracks, vectorised per species.
 
@@ -196,6 +241,7 @@ class PIDModelSet:
                 without a model use the ``fallback`` (pion) model.
             p: ``(n,)`` momentum [MeV]; eta: ``(n,)``; n_tracks: ``(n,)`` event occupancy.
             rng: source of randomness (noise and IsMuon draws).
+            track_type: ``(n,)`` codes 3, 4, 5 (default all Long), see the module docstring.
 
         Returns:
             Every column of :data:`PID_COLUMNS`, shape ``(n,)`` (``has_rich``,
@@ -209,7 +255,8 @@ class PIDModelSet:
             if name not in self.models:
                 raise ModelError(f"no PID model for species {name!r} (fallback); loaded: {sorted(self.models)}")
             sel = np.nonzero(names == name)[0]
-            cols = generate_species(self.models[name], p[sel], eta[sel], n_tracks[sel], rng, self.config)
+            cols = generate_species(self.models[name], p[sel], eta[sel], n_tracks[sel], rng, self.config,
+                                    None if track_type is None else np.asarray(track_type)[sel])
             for key, values in cols.items():
                 out[key][sel] = values
         return out
@@ -226,6 +273,7 @@ def generate_species(
     n_tracks: np.ndarray,
     rng: np.random.Generator,
     config: DetectorCard | None = None,
+    track_type: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the chain RICH → muon → global for ``n`` tracks of one species.
 
@@ -233,7 +281,12 @@ def generate_species(
         models: the species' models.
         p: ``(n,)`` momentum [MeV]; eta: ``(n,)``; n_tracks: ``(n,)``.
         rng: numpy generator.
-        config: for the RICH acceptance.
+        config: the detector card (acceptances, thresholds).
+        track_type: ``(n,)`` codes 3, 4, 5 (default all Long); the physical rules of
+            the module docstring follow from it.
+
+    Raises:
+        DataError: a track type other than 3, 4, 5.
 
     Returns:
         The :data:`PID_COLUMNS`, each ``(n,)``.
@@ -243,18 +296,29 @@ def generate_species(
     out = _empty_columns(n)
     if n == 0:
         return out
+    from sim.detector.reach import subdetector_reach
+
     cond = np.column_stack([p, np.asarray(eta, dtype=np.float64), np.asarray(n_tracks, dtype=np.float64)])
-    has_rich = rich_acceptance(p, cond[:, 1], config)
+    cfg = config if config is not None else card()
+    tt = np.full(n, 3, dtype=np.int64) if track_type is None else np.asarray(track_type)
+    theta = 2e3 * np.arctan(np.exp(-cond[:, 1]))  # mrad
+    reach = subdetector_reach(tt, theta, p, cfg)
+    has_rich = reach["rich1"] | reach["rich2"]
     rich = np.zeros((n, len(RICH_TARGETS)))
     if has_rich.any():
         rich[has_rich] = models.rich.sample(cond[has_rich], rng)
     prob = np.asarray(models.ismuon.predict_proba(cond), dtype=np.float64).reshape(-1)
-    is_muon = rng.random(n) < prob
+    is_muon = (rng.random(n) < prob) & ismuon_allowed(p, cond[:, 1], tt, cfg)
     muon = np.full((n, 2), MUON_LL_SENTINEL)
     if is_muon.any():
         muon[is_muon] = models.muonll.sample(cond[is_muon], rng)
     muon_dll = np.where(is_muon, muon[:, 0] - muon[:, 1], 0.0)
     glob = models.global_.sample(np.column_stack([cond, rich, is_muon.astype(np.float64), muon_dll]), rng)
+    # residuals only where their sub-detector gave information (module docstring)
+    glob[:, 0] = np.where(reach["ecal"], glob[:, 0], 0.0)
+    glob[:, 1] = np.where(is_muon, glob[:, 1], 0.0)
+    glob[:, 2] = np.where(has_rich, glob[:, 2], 0.0)
+    glob[:, 3] = np.where(has_rich, glob[:, 3], 0.0)
     out["has_rich"] = has_rich
     for j, name in enumerate(RICH_TARGETS):
         out[name] = rich[:, j]

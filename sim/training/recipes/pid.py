@@ -28,6 +28,7 @@ from sim.pid.models import (
     RICH_TARGETS,
     SpeciesModels,
     _check_species,
+    ismuon_allowed,
 )
 
 log = logging.getLogger(__name__)
@@ -221,9 +222,13 @@ def train_species_models(
     if "rich" in parts:
         rich = gan("rich", has_rich, cond, np.column_stack([cols[c] for c in RICH_TARGETS]), 0)
     if "ismuon" in parts:
+        # only tracks that can be IsMuon (muon acceptance, p > 3 GeV): elsewhere the pass
+        # sets is_muon = 0 by rule, and a classifier fitted across that step smears it
+        allowed = ismuon_allowed(cols["p"], cols["eta"])
         t0 = time.perf_counter()
         ismuon = train_classifier(
-            cond, is_muon.astype(np.int64), w, epochs=classifier_epochs, batch_size=512, seed=seed + 1,
+            cond[allowed], is_muon[allowed].astype(np.int64), None if w is None else w[allowed],
+            epochs=classifier_epochs, batch_size=512, seed=seed + 1,
             hidden=(32, 32), n_quantiles=N_QUANTILES, progress=progress, validation_split=0.1,
             input_names=CONDITIONS, output_names=("is_muon",), provenance={**prov, "mambah_part": "ismuon"},
         )
