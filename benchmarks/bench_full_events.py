@@ -145,41 +145,13 @@ def counts_per_instance(path: Path, lines_made: list[list[str]], batch: int) -> 
 
 
 def write_hepmc(store_path: Path, out: Path, n: int) -> int:
-    """Events of the store as HepMC3 (GeV, mm; mothers first, beams the parents of prompt particles)."""
-    import numpy as np
-    import pyhepmc
-
+    """The first ``n`` events of the store as HepMC3 (:func:`sim.generation.hepmc.write_hepmc`)."""
     import mambah
 
-    c_light = 299.792458
+    from sim.generation.hepmc import write_hepmc as write
+
     with mambah.EventStore.open(store_path, read_only=True) as s:
-        p = s.query_df(f"""SELECT p.batch, p.event, p."index", p.pid, p.px, p.py, p.pz, p.e, p.mass, p.status, p.mother,
-                                  p.prod_vertex, p.decay_vertex, v.x, v.y, v.z, v.t
-                           FROM mc_particles p JOIN mc_vertices v ON v.batch = p.batch AND v.event = p.event AND v."index" = p.prod_vertex
-                           WHERE p.batch * 100000 + p.event IN (SELECT batch * 100000 + event FROM events ORDER BY batch, event LIMIT {n})
-                           ORDER BY p.batch, p.event, p."index" """)
-    written = 0
-    with pyhepmc.io.WriterAscii(str(out)) as w:
-        for (_b, _e), g in p.groupby(["batch", "event"], sort=True):
-            st = g["status"].to_numpy()
-            mother = g["mother"].to_numpy()
-            beam = np.flatnonzero(st == 4)
-            beam_of_pv = {int(g["decay_vertex"].to_numpy()[i]): i for i in beam[::-1]}  # first beam of each interaction
-            parents = np.full((len(g), 2), -1, np.int64)
-            has = mother >= 0
-            parents[has, 0] = mother[has]
-            prompt = (~has) & (st != 4)
-            first_beam = np.array([beam_of_pv[int(k)] for k in g["prod_vertex"].to_numpy()[prompt]], np.int64)
-            parents[prompt, 0], parents[prompt, 1] = first_beam, first_beam + 1
-            ev = pyhepmc.GenEvent()
-            ev.from_hepevt(
-                written, g["px"].to_numpy() / 1e3, g["py"].to_numpy() / 1e3, g["pz"].to_numpy() / 1e3, g["e"].to_numpy() / 1e3,
-                g["mass"].to_numpy() / 1e3, g["pid"].to_numpy().astype(np.int32), st.astype(np.int32), parents=parents,
-                vx=g["x"].to_numpy(), vy=g["y"].to_numpy(), vz=g["z"].to_numpy(), vt=g["t"].to_numpy() * c_light, fortran=False,
-            )
-            w.write_event(ev)
-            written += 1
-    return written
+        return write(s, out, limit=n)
 
 
 def hepmc_reading(path: Path, n: int, tmp: Path, batch: int) -> dict[str, float]:

@@ -54,7 +54,7 @@ from sim.generation._event_tables import (
     write_tables,
 )
 
-__all__ = ("C_LIGHT", "HepMCIndex", "HepMCInput", "flag_signal", "read_events", "scan_hepmc")
+__all__ = ("C_LIGHT", "HepMCIndex", "HepMCInput", "flag_signal", "read_events", "scan_hepmc", "write_hepmc")
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
     def text_of(k: int) -> bytes:
         return body[int(index.offsets[k]) - base : int(index.offsets[k + 1]) - base]
 
-    parts, l1s, l2s, vxs, vys, vzs, vts, units, eps, procs = [], [], [], [], [], [], [], [], [], []
+    parts, l1s, l2s, vxs, vys, vzs, vts, vids, units, eps, procs = [], [], [], [], [], [], [], [], [], [], []
     try:
         for k in range(first, stop):
             evt = pyhepmc.GenEvent()
@@ -262,6 +262,7 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
             vys.append(np.asarray(nv.y))
             vzs.append(np.asarray(nv.z))
             vts.append(np.asarray(nv.t))
+            vids.append(np.asarray(nv.id, dtype=np.int64))  # the reader's vertex order is not their id order
             units.append((_MOMENTUM[str(data.momentum_unit.name)], _LENGTH[str(data.length_unit.name)]))
             ep = data.event_pos
             eps.append((ep.x, ep.y, ep.z, ep.t))
@@ -293,10 +294,18 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
     if bad.any():
         k = first + int(lev[np.flatnonzero(bad)[0]])
         raise DataError(f"HepMC file '{index.path}', event {k}: links between undefined particles or vertices")
+    # vertex id -k of event e -> its row in the segment's vertex arrays
+    vid = np.concatenate(vids)
+    vev = np.repeat(np.arange(n_ev), vsizes)
+    if np.any((vid >= 0) | (-vid > vsizes[vev])):
+        k = first + int(vev[np.flatnonzero((vid >= 0) | (-vid > vsizes[vev]))[0]])
+        raise DataError(f"HepMC file '{index.path}', event {k}: vertex ids are not -1 ... -n")
+    row_of_id = np.empty(m, np.int64)
+    row_of_id[v0[vev] - vid - 1] = np.arange(m)
     prod = np.full(n, -1, np.int64)
-    prod[p0[lev[out_v]] + l2[out_v] - 1] = v0[lev[out_v]] - l1[out_v] - 1
+    prod[p0[lev[out_v]] + l2[out_v] - 1] = row_of_id[v0[lev[out_v]] - l1[out_v] - 1]
     end = np.full(n, -1, np.int64)
-    end[p0[lev[in_v_]] + l1[in_v_] - 1] = v0[lev[in_v_]] - l2[in_v_] - 1
+    end[p0[lev[in_v_]] + l1[in_v_] - 1] = row_of_id[v0[lev[in_v_]] - l2[in_v_] - 1]
     status = part["status"].astype(np.int64)
     orphan = np.flatnonzero((prod < 0) & (status != STATUS_BEAM))
     if orphan.size:  # the reader leaves a particle whose link it cannot resolve without production vertex
@@ -311,7 +320,7 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
     ep_arr[:, 3] /= C_LIGHT
     return {
         "sizes": sizes, "vsizes": vsizes, "pid": part["pid"].astype(np.int64), "status": status, "p4": p4, "mass": mass,
-        "prod": prod, "end": end, "in_p": p0[lev[in_v_]] + l1[in_v_] - 1, "in_v": v0[lev[in_v_]] - l2[in_v_] - 1,
+        "prod": prod, "end": end, "in_p": p0[lev[in_v_]] + l1[in_v_] - 1, "in_v": row_of_id[v0[lev[in_v_]] - l2[in_v_] - 1],
         "vpos": np.stack([vx * lu, vy * lu, vz * lu, vt * lu / C_LIGHT], axis=1).reshape(m, 4),
         "event_pos": ep_arr, "process": np.array(procs, np.int64),
     }
@@ -569,3 +578,51 @@ class HepMCInput(Pass):
 
         return kernel
 
+
+def write_hepmc(store: Any, path: str | Path, *, limit: int | None = None) -> int:
+    """Write the events of a store as HepMC3 ASCII (GeV, mm; mothers first), e.g. to hand them to another program.
+
+    Particles keep their store order (breadth-first, so mothers come first); a prompt
+    particle's parents are the two beams of its interaction (status 4 lines; a store
+    without beams, such as the gun's, gets its prompt particles without parents).
+
+    Args:
+        store: an open :class:`mambah.EventStore`.
+        path: output file.
+        limit: at most this many events (in (batch, event) order).
+
+    Returns:
+        The number of events written.
+    """
+    pyhepmc = _require_pyhepmc()
+    cut = f"LIMIT {int(limit)}" if limit is not None else ""
+    p = store.query_df(f"""
+        SELECT p.batch, p.event, p.pid, p.px, p.py, p.pz, p.e, p.mass, coalesce(p.status, CASE WHEN p.decay_vertex >= 0
+               THEN 2 ELSE 1 END) AS status, p.mother, p.prod_vertex, p.decay_vertex, v.x, v.y, v.z, v.t
+        FROM mc_particles p JOIN mc_vertices v ON v.batch = p.batch AND v.event = p.event AND v."index" = p.prod_vertex
+        JOIN (SELECT batch, event FROM events ORDER BY batch, event {cut}) e ON e.batch = p.batch AND e.event = p.event
+        ORDER BY p.batch, p.event, p."index" """)
+    written = 0
+    with pyhepmc.io.WriterAscii(str(path)) as w:
+        for _key, g in p.groupby(["batch", "event"], sort=True):
+            st = g["status"].to_numpy()
+            mother = g["mother"].to_numpy()
+            beam = np.flatnonzero(st == STATUS_BEAM)
+            first_beam = {int(g["decay_vertex"].to_numpy()[i]): int(i) for i in beam[::-1]}
+            parents = np.full((len(g), 2), -1, np.int64)
+            has = mother >= 0
+            parents[has, 0] = mother[has]
+            prompt = np.flatnonzero(~has & (st != STATUS_BEAM))
+            for i in prompt:
+                b = first_beam.get(int(g["prod_vertex"].to_numpy()[i]))
+                if b is not None:
+                    parents[i] = (b, b + 1)
+            ev = pyhepmc.GenEvent()
+            ev.from_hepevt(
+                written, g["px"].to_numpy() / 1e3, g["py"].to_numpy() / 1e3, g["pz"].to_numpy() / 1e3, g["e"].to_numpy() / 1e3,
+                g["mass"].to_numpy() / 1e3, g["pid"].to_numpy().astype(np.int32), st.astype(np.int32), parents=parents,
+                vx=g["x"].to_numpy(), vy=g["y"].to_numpy(), vz=g["z"].to_numpy(), vt=g["t"].to_numpy() * C_LIGHT, fortran=False,
+            )
+            w.write_event(ev)
+            written += 1
+    return written
