@@ -147,7 +147,6 @@ def counts_per_instance(path: Path, lines_made: list[list[str]], batch: int) -> 
 def write_hepmc(store_path: Path, out: Path, n: int) -> int:
     """The first ``n`` events of the store as HepMC3 (:func:`sim.generation.hepmc.write_hepmc`)."""
     import mambah
-
     from sim.generation.hepmc import write_hepmc as write
 
     with mambah.EventStore.open(store_path, read_only=True) as s:
