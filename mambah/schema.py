@@ -86,6 +86,8 @@ EVENTS = sa.Table(
     sa.Column("n_interactions", sa.SmallInteger, comment="pp interactions in the crossing (full-event generators; NULL for the gun)"),
     sa.Column("process", sa.Integer, comment="generator process code (Pythia code, HepMC signal_process_id); NULL if unknown"),
     sa.Column("n_tried", sa.Integer, comment="generator events tried for this kept event (signal filter); sum/count = 1/efficiency"),
+    sa.Column("simulated", sa.Boolean, comment="false: skipped by the preselect pass, no detector simulation (NULL or true: simulated)"),
+    sa.Column("preselect_score", _f, comment="selection-model score of the preselect pass (NULL without it)"),
     sa.PrimaryKeyConstraint("batch", "event"),
     comment="one row per event",
 )

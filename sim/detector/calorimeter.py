@@ -441,8 +441,10 @@ _PARTICLES_SQL = """
            v.x AS origin_x, v.y AS origin_y, v.z AS origin_z
     FROM mc_particles AS p
     JOIN mc_vertices AS v ON v.batch = p.batch AND v.event = p.event AND v."index" = p.prod_vertex
-    WHERE p.batch = $batch AND v.batch = $batch AND p.decay_vertex < 0 AND abs(p.pid) NOT IN (12, 14, 16)
-      AND p.pz > 0
+    JOIN events AS e ON e.batch = p.batch AND e.event = p.event
+    WHERE p.batch = $batch AND v.batch = $batch AND e.batch = $batch AND p.decay_vertex < 0
+      AND abs(p.pid) NOT IN (12, 14, 16) AND p.pz > 0
+      AND coalesce(e.simulated, true)  -- preselect-skipped events deposit nothing
     ORDER BY p.event, p."index"
 """
 _TRACKS_SQL = """

@@ -52,6 +52,7 @@ def truth_sql(*, with_acceptance: bool = False, accepted_only: bool = False) -> 
     Returns:
         SQL text with ``$batch`` placeholders; rows ordered by (event, mc_index).
         ``n_tracks`` is 0 where the occupancy pass has not filled it.
+        Events skipped by the preselect pass (``events.simulated = false``) are left out.
     """
     extra = ", p.in_acceptance" if with_acceptance else ""
     cut = " AND p.in_acceptance" if accepted_only else ""
@@ -64,6 +65,7 @@ def truth_sql(*, with_acceptance: bool = False, accepted_only: bool = False) -> 
         JOIN events AS e ON e.batch = p.batch AND e.event = p.event
         WHERE p.batch = $batch AND v.batch = $batch AND e.batch = $batch
           AND p.decay_vertex < 0 AND p.charge <> 0 AND abs(p.pid) NOT IN ({_NEUTRINOS}){cut}
+          AND coalesce(e.simulated, true)
         ORDER BY p.event, p."index"
     """
 

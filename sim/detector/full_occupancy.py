@@ -40,13 +40,14 @@ FULL_EVENT_SQL = f"""
     JOIN mc_vertices AS v ON v.batch = p.batch AND v.event = p.event AND v."index" = p.prod_vertex
     JOIN events AS e ON e.batch = p.batch AND e.event = p.event
     WHERE p.batch = $batch AND v.batch = $batch AND e.batch = $batch AND e.n_interactions IS NOT NULL
-      AND p.decay_vertex < 0 AND p.charge <> 0 AND coalesce(p.status, 1) = 1
+      AND coalesce(e.simulated, true) AND p.decay_vertex < 0 AND p.charge <> 0 AND coalesce(p.status, 1) = 1
       AND abs(p.pid) NOT IN ({", ".join(str(n) for n in NEUTRINOS)})
 """
 _PV_SQL = """
     SELECT v.event, v."index", v.x, v.y, v.z
     FROM mc_vertices AS v JOIN events AS e ON e.batch = v.batch AND e.event = v.event
     WHERE v.batch = $batch AND e.batch = $batch AND e.n_interactions IS NOT NULL AND v."index" < e.n_interactions
+      AND coalesce(e.simulated, true)
     ORDER BY v.event, v."index"
 """
 

@@ -162,7 +162,8 @@ class Occupancy(Pass):
         pv_resolution = {"sigma_xy_25": self.pv_sigma_xy_25, "sigma_z_25": self.pv_sigma_z_25,
                          "share_signal": self.pv_share_signal, "share_pileup": self.pv_share_pileup}
         # full events (Pythia, HepMC: n_interactions set) are counted, not drawn (sim.detector.full_occupancy)
-        sql = "SELECT event, pv_x, pv_y, pv_z FROM events WHERE batch = $batch AND n_interactions IS NULL ORDER BY event"
+        sql = ("SELECT event, pv_x, pv_y, pv_z FROM events WHERE batch = $batch AND n_interactions IS NULL"
+               " AND coalesce(simulated, true) ORDER BY event")  # preselect-skipped events: no detector
 
         def kernel(ctx: BatchContext) -> None:
             from sim.detector.full_occupancy import full_event_occupancy
