@@ -41,7 +41,7 @@ Generation, per batch, fully vectorised (loops only over tree depth and over
    the bound is the same in every process); a user chain's instance is redrawn
    when rejected.  A user-chain weight above its bound raises
    :class:`~mambah.errors.DecayError` (it would bias the sample); a table mode's
-   raises its bound with a warning line.
+   raises its bound within the group, with a warning line.
 4. **vertices** — proper decay times from the PDG lifetime (``particle``),
    exponential, boosted: flight = (p/m)·c·t, lab time = (E/m)·t.  K_S0, Λ, Σ, Ξ,
    Ω fly metres when fast; π0 → γγ (or e+e−γ) decays 25 nm × βγ from its origin.
@@ -911,14 +911,16 @@ class _Engine:
                 specs = self._mode_specs(gid)
                 wm = self._chain_weight(specs, [parent_p4[cand[hit]]] + [lab[:, j] for j in range(k)], mode.text)
                 if len(wm) and float(wm.max()) > model_bound * (1.0 + 1e-9):
+                    # raised for the rest of this group only, so a batch's store depends on its seed alone
                     new_bound = float(wm.max()) * _MODEL_SAFETY
-                    log.warning(
-                        "model weight %.4g of %s (decay table) exceeded its presampled bound %.4g: bound raised to %.4g "
-                        "(decays accepted before this one are biased by at most that ratio)",
-                        float(wm.max()), mode.text, model_bound, new_bound,
-                    )
+                    if ("bound", gid) not in self._warned:
+                        self._warned.add(("bound", gid))
+                        log.warning(
+                            "model weight %.4g of %s (decay table) exceeded its presampled bound %.4g: raised to %.4g "
+                            "within the group (decays accepted before it are biased by at most that ratio)",
+                            float(wm.max()), mode.text, model_bound, new_bound,
+                        )
                     model_bound = new_bound
-                    self._model_bound[("mode", gid)] = new_bound
                 keep = rng.random(len(hit)) * model_bound < wm
                 hit, lab = hit[keep], lab[keep]
             tried += len(cand)
