@@ -557,7 +557,7 @@ def _with_batch(rows: Mapping[str, Any], batch: int) -> Any:
             cols[k] = pa.array([None] * n, type=pa.list_(pa.float32())) if m.size == 0 and n else \
                 pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * m.shape[1]), pa.array(m.reshape(-1)))
         else:
-            cols[k] = pa.array(np.asarray(v))
+            cols[k] = pa.array(np.asarray(v), from_pandas=True)  # NaN -> NULL (no cluster, no track)
     return pa.table(cols)
 
 
