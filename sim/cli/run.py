@@ -44,6 +44,12 @@ def register(sub: Any) -> None:
     group = run.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="finish an interrupted run in --output")
     group.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    run.add_argument("--preselect", metavar="MODEL", help="selection model (.keras + sidecar): events it predicts to fail "
+                     "skip the detector passes (events.simulated = false; see sim.generation.preselect)")
+    cut = run.add_mutually_exclusive_group()
+    cut.add_argument("--retention", type=float, metavar="R", help="--preselect threshold from the model's validation curve "
+                     "for this retention of true passes (default 0.99)")
+    cut.add_argument("--threshold", type=float, metavar="T", help="--preselect score threshold directly")
     run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
@@ -63,9 +69,9 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
     if args.decay and args.dec_file:
         raise ConfigError("give only one of --decay and --dec-file")
     if getattr(args, "pythia", None) or getattr(args, "hepmc", None):
-        from sim.generation.full_events import full_event_pipeline
+        from sim.cli.full_events import full_event_pipeline
 
-        return full_event_pipeline(pipeline, args).validate()
+        return _with_preselect(full_event_pipeline(pipeline, args), args).validate()
     if args.decay or args.dec_file:
         gens = [p for p in pipeline.passes if p.kind == "generator"]
         if not gens:
@@ -93,7 +99,21 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         if gen_changes.get("decay_table") not in (None, "DECAY_LHCB.DEC", "DECAY_BELLE2.DEC"):
             gen_changes["decay_table"] = str(Path(gen_changes["decay_table"]).resolve())
         pipeline = pipeline.replace(gens[0].name, **gen_changes)
-    return pipeline.validate()
+    return _with_preselect(pipeline, args).validate()
+
+
+def _with_preselect(pipeline: Pipeline, args: argparse.Namespace) -> Pipeline:
+    """``--preselect MODEL [--retention R | --threshold T]``: the preselect pass after the generator."""
+    model, retention, threshold = (getattr(args, k, None) for k in ("preselect", "retention", "threshold"))
+    if model is None:
+        if retention is not None or threshold is not None:
+            raise ConfigError("--retention and --threshold need --preselect MODEL")
+        return pipeline
+    from sim.generation.preselect import with_preselect
+
+    if retention is None and threshold is None:
+        retention = 0.99
+    return with_preselect(pipeline, str(Path(model).resolve()), retention=retention, threshold=threshold)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from mambah.errors import ConfigError, DataError
+from mambah.errors import ConfigError, DataError, StoreError
 from mambah.store import EventStore
 from sim.core.pipeline import Pipeline
 from sim.generation.preselect import (
@@ -108,13 +108,17 @@ def event_labels(store: EventStore, selection: str) -> tuple[np.ndarray, np.ndar
         ``(keys, passed)``: ``(n_events,)`` sorted int64 keys ``batch * 2**24 + event`` and bool labels.
 
     Raises:
-        ConfigError: the selection does not return ``batch`` and ``event`` columns.
+        ConfigError: the selection fails or does not return ``batch`` and ``event`` columns.
     """
     events = store.query("SELECT batch, event FROM events ORDER BY batch, event")
     keys = events.column("batch").to_numpy().astype(np.int64) * _EVENT_KEY + events.column("event").to_numpy()
+    try:
+        names = store.query(f"SELECT * FROM ({selection}) LIMIT 0").column_names
+    except StoreError as err:
+        raise ConfigError(f"the selection SQL fails: {err}") from err
+    if not {"batch", "event"} <= set(names):
+        raise ConfigError(f"the selection must return the columns batch, event; it returns {names}")
     passing = store.query(f"SELECT DISTINCT batch, event FROM ({selection})")
-    if set(passing.column_names) != {"batch", "event"}:
-        raise ConfigError(f"the selection must return the columns batch, event; it returns {passing.column_names}")
     pk = passing.column("batch").to_numpy().astype(np.int64) * _EVENT_KEY + passing.column("event").to_numpy()
     return keys, np.isin(keys, pk)
 
