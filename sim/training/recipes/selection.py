@@ -56,6 +56,7 @@ __all__ = (
     "roc_auc",
     "retention_curve",
     "train_selection",
+    "bias_report",
 )
 
 log = logging.getLogger(__name__)
@@ -319,3 +320,55 @@ def train_selection(
                     "training_seconds": round(seconds, 1), "selection": record},
         history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
     )
+
+
+#: Kinematics of the bias report, per passing event: the signal head's pT and η, and the
+#: momenta of the charged final-state signal particles (one entry per particle).
+_BIAS_SQL = """
+    SELECT p.batch, p.event, p.mother < 0 AS is_head, sqrt(p.px * p.px + p.py * p.py) AS pt,
+           sqrt(p.px * p.px + p.py * p.py + p.pz * p.pz) AS p, p.pz
+    FROM mc_particles AS p
+    WHERE p.is_signal AND (p.mother < 0 OR (p.decay_vertex < 0 AND p.charge <> 0))
+    ORDER BY p.batch, p.event, p."index"
+"""
+
+
+def bias_report(store: EventStore, selection: str, keys: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Kinematic bias of the preselection on the passing events, measured where everything was simulated.
+
+    Compares the events passing ``selection`` (full simulation) with those of them the
+    preselection keeps (``score >= threshold``): two-sample Kolmogorov–Smirnov distance of
+    the signal head's pT [MeV] and η, and of the charged final-state signal particles' p [MeV].
+
+    Args:
+        store: a store where every event was simulated.
+        selection: see :func:`event_labels`.
+        keys: ``(n,)`` event keys ``batch * 2**24 + event`` of ``score``.
+        score: ``(n,)`` selection-model scores.
+        threshold: the preselection threshold.
+
+    Returns:
+        ``{"n_pass": int, "n_kept": int, "ks": {name: D}, "p_value": {name: p}}``.
+    """
+    from scipy.stats import ks_2samp
+
+    label_keys, passed = event_labels(store, selection)
+    order = np.argsort(keys)
+    pos = np.clip(np.searchsorted(keys[order], label_keys), 0, max(keys.size - 1, 0))
+    if keys.size == 0 or not np.array_equal(keys[order][pos], label_keys):
+        raise DataError("bias_report: the scores do not cover every event of the store")
+    kept = np.asarray(score, np.float64)[order][pos] >= threshold
+    tab = store.query(_BIAS_SQL)
+    cols = {c: tab.column(c).to_numpy(zero_copy_only=False) for c in tab.column_names}
+    k = cols["batch"].astype(np.int64) * _EVENT_KEY + cols["event"]
+    at = np.searchsorted(label_keys, k)
+    is_pass, is_kept = passed[at], (passed & kept)[at]
+    head = cols["is_head"].astype(bool)
+    pt, p, pz = (np.asarray(cols[c], np.float64) for c in ("pt", "p", "pz"))
+    eta = np.arctanh(np.clip(pz / np.maximum(p, 1e-9), -1 + 1e-12, 1 - 1e-12))
+    samples = {"head_pt": (pt, head), "head_eta": (eta, head), "daughter_p": (p, ~head)}
+    ks, pv = {}, {}
+    for name, (values, rows) in samples.items():
+        res = ks_2samp(values[rows & is_pass], values[rows & is_kept])
+        ks[name], pv[name] = float(res.statistic), float(res.pvalue)
+    return {"n_pass": int(passed.sum()), "n_kept": int((passed & kept).sum()), "ks": ks, "p_value": pv}
