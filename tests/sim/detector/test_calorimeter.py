@@ -349,7 +349,7 @@ def test_electron_pid_fast_vs_reference_showers(model, monkeypatch) -> None:
             monkeypatch.setattr(calo, "generate_showers", reference)
         for pid in (11, 211):
             parts, tracks, events, truth = _single(pid, 3000, np.random.default_rng(7))
-            out = calo.reconstruct_batch(parts, tracks, events, model, np.random.default_rng(8), Calorimeter(), GEO)
+            out = calo.reconstruct_batch(parts, tracks, events, model, np.random.default_rng(8), Calorimeter(showers="all"), GEO)
             passed = out["protoparticles"]["EcalPIDe"] > 0
             b = np.digitize(truth["p"], edges) - 1
             result[(label, pid)] = np.array([passed[b == i].mean() for i in range(3)])
