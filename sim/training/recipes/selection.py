@@ -48,6 +48,7 @@ from sim.generation.preselect import (
 
 __all__ = (
     "LONG_AND_KAON_PID",
+    "long_and_kaon_pid",
     "RETENTIONS",
     "simulate_sample",
     "event_labels",
@@ -76,6 +77,19 @@ LONG_AND_KAON_PID = """
     SELECT batch, event FROM fs GROUP BY batch, event
     HAVING bool_and(is_long) AND bool_and(abs(pid) <> 321 OR pidk > 5)
 """
+
+def long_and_kaon_pid(min_pt: float = 0.0) -> str:
+    """:data:`LONG_AND_KAON_PID`, and with ``min_pt > 0`` also every such track's reconstructed pT > ``min_pt`` [MeV]."""
+    if min_pt < 0:
+        raise ConfigError(f"min_pt={min_pt} must be >= 0 MeV")
+    if min_pt == 0:
+        return LONG_AND_KAON_PID
+    sql = LONG_AND_KAON_PID.replace(
+        "AS pidk\n",
+        "AS pidk,\n               coalesce(max(sqrt(t.px * t.px + t.py * t.py)) FILTER (WHERE t.track_type = 3), 0) AS pt\n",
+    )
+    return sql.replace("pidk > 5)\n", f"pidk > 5) AND bool_and(pt > {float(min_pt)})\n")
+
 
 #: Target retentions of true passes tabulated in the sidecar.
 RETENTIONS: tuple[float, ...] = (0.90, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
