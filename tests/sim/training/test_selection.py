@@ -91,3 +91,22 @@ def test_shipped_model_keeps_the_retention_on_an_independent_sample() -> None:
     assert bias["n_kept"] >= (1 - RETENTION_MARGIN - 0.01) * bias["n_pass"]
     for name, limit in KS_LIMITS.items():
         assert bias["ks"][name] < limit, name
+
+
+def test_tighter_selection_is_a_subset() -> None:
+    from sim.defaults import default_pipeline
+    from sim.training.recipes.selection import long_and_kaon_pid, simulate_sample
+
+    store = simulate_sample(default_pipeline(events=600, batch_size=600, seed=3))
+    _, loose = event_labels(store, long_and_kaon_pid())
+    _, tight = event_labels(store, long_and_kaon_pid(600.0))
+    assert tight.sum() > 10 and loose.sum() > 2 * tight.sum()  # ~7.5 % vs ~24 %
+    assert not (tight & ~loose).any()
+    pt = store.query(f"""
+        SELECT min(sqrt(t.px * t.px + t.py * t.py)) AS pt FROM protoparticles AS t
+        JOIN mc_particles AS p ON p.batch = t.batch AND p.event = t.event AND p."index" = t.mc_particle
+        JOIN ({long_and_kaon_pid(600.0)}) AS s ON s.batch = t.batch AND s.event = t.event
+        WHERE p.is_signal AND t.track_type = 3""").to_pylist()[0]["pt"]
+    assert pt > 600.0
+    with pytest.raises(ConfigError, match="min_pt"):
+        long_and_kaon_pid(-1.0)
