@@ -57,7 +57,10 @@ __all__ = (
 )
 
 #: Bumped whenever a table or column changes meaning; checked on open.
-SCHEMA_VERSION = 1
+#: 2: track-state covariance (cov_*), calorimeter tables and columns, full-event
+#: columns (events.process/n_interactions/n_tried, mc_particles.status), preselection
+#: (events.simulated/preselect_score), the tracks/particles views.
+SCHEMA_VERSION = 2
 
 METADATA = sa.MetaData()
 
@@ -88,6 +91,7 @@ EVENTS = sa.Table(
     sa.Column("n_tried", sa.Integer, comment="generator events tried for this kept event (signal filter); sum/count = 1/efficiency"),
     sa.Column("simulated", sa.Boolean, comment="false: skipped by the preselect pass, no detector simulation (NULL or true: simulated)"),
     sa.Column("preselect_score", _f, comment="selection-model score of the preselect pass (NULL without it)"),
+    sa.Column("weight", _F, comment="event weight of the preselect pass's sampling mode, 1/P(kept) (NULL: 1)"),
     sa.PrimaryKeyConstraint("batch", "event"),
     comment="one row per event",
 )

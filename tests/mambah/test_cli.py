@@ -8,6 +8,7 @@ import pytest
 
 import mambah
 from mambah.cli import main
+from mambah.schema import SCHEMA_VERSION
 
 
 def _digest(path):
@@ -27,7 +28,7 @@ def test_run_info_query(small_store, capsys, tmp_path):
     capsys.readouterr()
     assert main(["info", str(small_store)]) == 0
     out = capsys.readouterr().out
-    assert "schema version: 1" in out and "seed=3" in out and "mc_particles" in out
+    assert f"schema version: {SCHEMA_VERSION}" in out and "seed=3" in out and "mc_particles" in out
     # one line per pass, not the pipeline TOML (issue #12: 114 lines, 100 of them TOML)
     assert "[[passes]]" not in out and len(out.splitlines()) < 30
     names = ["generator", "occupancy", "acceptance", "efficiency", "resolution", "calorimeter", "pid"]
