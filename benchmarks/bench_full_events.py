@@ -60,9 +60,9 @@ def full_chain(events: int, batch: int, path: Path) -> dict[str, Any]:
     import mambah
     import sim.core.pipeline as pl
     import sim.generation.pythia as py
+    from sim.cli.full_events import full_event_pipeline
     from sim.core.runner import run
     from sim.defaults import default_pipeline
-    from sim.cli.full_events import full_event_pipeline
 
     args = ap.Namespace(pythia="bbbar", hepmc=None, decay=SIGNAL, dec_file=None, mother=None, events=events, batch_size=batch)
     pipe = full_event_pipeline(default_pipeline(), args)

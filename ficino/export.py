@@ -381,7 +381,7 @@ def export(
     )
     own = not isinstance(store, EventStore)
     try:
-        st = EventStore.open(store, read_only=True) if own else store  # type: ignore[arg-type]
+        st: EventStore = store if isinstance(store, EventStore) else EventStore.open(store, read_only=True)
     except MambahError as err:
         raise ExportError(str(err)) from err
     try:

@@ -41,8 +41,8 @@ def register(sub: Any) -> None:
     kinds = train.add_subparsers(dest="model", metavar="MODEL", required=True)
     families = _families()
     for kind, spec in specs.items():
-        epilog = f"columns --data needs: {' '.join(spec.columns)}" if spec.columns else None
-        p = kinds.add_parser(kind, help=spec.help or f"train the {kind} model", epilog=epilog)
+        own_epilog = f"columns --data needs: {' '.join(spec.columns)}" if spec.columns else None
+        p = kinds.add_parser(kind, help=spec.help or f"train the {kind} model", epilog=own_epilog)
         add_arguments, command = families.get(kind, families[""])
         add_arguments(p)
         p.set_defaults(func=command)

@@ -59,7 +59,7 @@ from sim.core.pipeline import Batch, Pipeline, build_kernels, run_batch
 from sim.core.resources import check_batch_memory
 from sim.core.runner import RunSummary, _progress, _raise_store_failure, _remove_store, check_output, iter_pending, open_output
 
-__all__ = ("run_distributed", "DistributedSummary", "run_part", "spool_dir", "configure_worker", "MambahWorkerPlugin")
+__all__ = ("run_distributed", "DistributedSummary", "run_part", "spool_dir", "configure_worker", "MambahWorkerPlugin")  # noqa: F822 - the plugin is made lazily by __getattr__
 
 log = logging.getLogger(__name__)
 

@@ -132,8 +132,8 @@ class Standardizer(_Base):
     kind = "standardizer"
 
     def __init__(self) -> None:
-        self.mean_: np.ndarray | None = None
-        self.scale_: np.ndarray | None = None
+        self.mean_: Any = None
+        self.scale_: Any = None
 
     def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> Standardizer:
         arr = _as_2d(x, "Standardizer.fit")
@@ -188,8 +188,8 @@ class QuantileGaussian(_Base):
         if int(n_quantiles) < 2:
             raise DataError(f"QuantileGaussian: n_quantiles={n_quantiles} must be >= 2")
         self.n_quantiles = int(n_quantiles)
-        self.quantiles_: np.ndarray | None = None
-        self.references_: np.ndarray | None = None
+        self.quantiles_: Any = None
+        self.references_: Any = None
 
     def fit(self, x: np.ndarray, weights: np.ndarray | None = None) -> QuantileGaussian:
         """Fit on ``x`` of shape ``(n, d)``, optional per-row ``weights`` of shape ``(n,)``."""
@@ -286,9 +286,9 @@ class ConditionalQuantileGaussian(_Base):
         self.n_quantiles = int(n_quantiles)
         self.n_bins = int(n_bins)
         self.condition = int(condition)
-        self.centers_: np.ndarray | None = None
-        self.references_: np.ndarray | None = None
-        self.quantiles_: np.ndarray | None = None  # (n_bins, n_quantiles, d)
+        self.centers_: Any = None
+        self.references_: Any = None
+        self.quantiles_: Any = None  # (n_bins, n_quantiles, d)
 
     def _column(self, conditions: np.ndarray | None, n: int, what: str) -> np.ndarray:
         if conditions is None:

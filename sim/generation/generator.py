@@ -172,7 +172,7 @@ def generate_tables(
     rng: np.random.Generator,
     *,
     spectrum: Spectrum | None = None,
-    region: LuminousRegion = LuminousRegion(),  # noqa: B008 - frozen dataclass
+    region: LuminousRegion = LuminousRegion(),
     particles_per_event: int = 1,
     cc_fraction: float = 0.5,
 ) -> dict[str, pa.Table]:

@@ -13,21 +13,20 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from mambah.errors import ConfigError
-
 from sim.core.registry import register_config
 
 __all__ = (
-    "Spectrum",
+    "SPECTRA",
     "FixedMomentum",
-    "UniformSpectrum",
     "HeavyHadronSpectrum",
     "LuminousRegion",
-    "SPECTRA",
+    "Spectrum",
+    "UniformSpectrum",
     "sample_primary_vertices",
 )
 
 # The luminous region is the beam's (sim.generation.beam); the gun re-exports it.
-from sim.generation.beam import LuminousRegion, sample_primary_vertices  # noqa: E402
+from sim.generation.beam import LuminousRegion, sample_primary_vertices
 
 
 class Spectrum(Protocol):
@@ -44,7 +43,7 @@ MAX_MOMENTUM = 7.0e6
 MAX_ETA = 15.0
 
 
-def _check_range(name: str, r: tuple[float, float], lo: float = -math.inf, hi: float = math.inf) -> None:
+def _check_range(name: str, r: tuple[float, ...], lo: float = -math.inf, hi: float = math.inf) -> None:
     if len(r) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in r) or not (lo <= r[0] < r[1] <= hi):
         raise ConfigError(f"{name} range must be (min, max) with {lo:g} <= min < max <= {hi:g}, got {tuple(r)}")
 
