@@ -50,6 +50,8 @@ def register(sub: Any) -> None:
     cut.add_argument("--retention", type=float, metavar="R", help="--preselect threshold from the model's validation curve "
                      "for this retention of true passes (default 0.99)")
     cut.add_argument("--threshold", type=float, metavar="T", help="--preselect score threshold directly")
+    run.add_argument("--preselect-mode", choices=("threshold", "sample"), help="threshold: skip every event below it "
+                     "(default); sample: keep an event with probability min(1, score/threshold), events.weight = 1/that")
     run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
@@ -104,16 +106,18 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
 
 def _with_preselect(pipeline: Pipeline, args: argparse.Namespace) -> Pipeline:
     """``--preselect MODEL [--retention R | --threshold T]``: the preselect pass after the generator."""
-    model, retention, threshold = (getattr(args, k, None) for k in ("preselect", "retention", "threshold"))
+    model, retention, threshold, mode = (getattr(args, k, None) for k in ("preselect", "retention", "threshold",
+                                                                          "preselect_mode"))
     if model is None:
-        if retention is not None or threshold is not None:
-            raise ConfigError("--retention and --threshold need --preselect MODEL")
+        if retention is not None or threshold is not None or mode is not None:
+            raise ConfigError("--retention, --threshold and --preselect-mode need --preselect MODEL")
         return pipeline
     from sim.generation.preselect import with_preselect
 
     if retention is None and threshold is None:
         retention = 0.99
-    return with_preselect(pipeline, str(Path(model).resolve()), retention=retention, threshold=threshold)
+    return with_preselect(pipeline, str(Path(model).resolve()), retention=retention, threshold=threshold,
+                          mode=mode or "threshold")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

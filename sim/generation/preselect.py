@@ -52,9 +52,14 @@ __all__ = (
     "threshold_for",
     "with_preselect",
     "load_selection_model",
+    "sample_keep",
+    "MODES",
 )
 
 log = logging.getLogger(__name__)
+
+#: ``Preselect.mode`` choices.
+MODES: tuple[str, ...] = ("threshold", "sample")
 
 #: Per-particle features, in slot order: vocabulary tokens of the PDG id and the mother's
 #: PDG id (0 padding, 1 unknown), log10(p / MeV), η, φ [rad], production vertex − PV [mm].
@@ -200,6 +205,24 @@ def load_selection_model(path: str) -> tuple[Any, dict[str, Any]]:
     return trained, record
 
 
+def sample_keep(score: np.ndarray, threshold: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sampling mode: keep each event with probability ``q = min(1, score / threshold)``.
+
+    Args:
+        score: ``(n,)`` selection-model scores in [0, 1].
+        threshold: scores at or above it are always kept (``<= 0``: everything kept).
+        rng: draws exactly ``n`` uniforms.
+
+    Returns:
+        ``(keep, weight)``: ``(n,)`` bool and ``(n,)`` float64, ``1 / q`` where kept, 0 elsewhere,
+        so ``sum(weight * f)`` is an unbiased estimate of ``sum(f)`` over all events.
+    """
+    score = np.asarray(score, np.float64)
+    q = np.clip(score / threshold, 0.0, 1.0) if threshold > 0 else np.ones(score.size)
+    keep = rng.random(score.size) < q
+    return keep, np.where(keep, 1.0 / np.maximum(q, 1e-300), 0.0)
+
+
 @register_pass
 @dataclass(frozen=True)
 class Preselect(Pass):
@@ -212,11 +235,15 @@ class Preselect(Pass):
         threshold: score threshold directly (exactly one of ``retention`` / ``threshold``).
         decay: the generator's decay this pipeline runs (:func:`pipeline_decay`; set by :func:`with_preselect`).
         pipeline: digest of this pipeline's passes (:func:`pipeline_digest`; set by :func:`with_preselect`).
+        mode: ``"threshold"`` (skip every event scoring below the threshold; no weight) or
+            ``"sample"`` (keep an event with probability ``q = min(1, score / threshold)``, drawn
+            from the pass's stream, and write ``events.weight = 1 / q``: weighted, the kept
+            events are an unbiased sample of all events; skipped events get weight 0).
     """
 
     kind: ClassVar[str] = "preselect"
     reads: ClassVar[tuple[str, ...]] = ("events", "mc_particles", "mc_vertices")
-    writes: ClassVar[tuple[str, ...]] = ("events.simulated", "events.preselect_score")
+    writes: ClassVar[tuple[str, ...]] = ("events.simulated", "events.preselect_score", "events.weight")
 
     name: str = "preselect"
     model: str = ""
@@ -224,8 +251,11 @@ class Preselect(Pass):
     threshold: float | None = None
     decay: str = ""
     pipeline: str = ""
+    mode: str = "threshold"
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"pass {self.name!r}: mode={self.mode!r}; choose one of {list(MODES)}")
         if not self.model:
             raise ConfigError(f"pass {self.name!r}: give the selection model (model = 'selection.keras')")
         if (self.retention is None) == (self.threshold is None):
@@ -257,19 +287,24 @@ class Preselect(Pass):
         if trained.input_names != flat_input_names(max_particles):
             raise ModelError(f"selection model {self.model}: its inputs are not the {max_particles}-slot particle sequence")
         threshold = self.resolved_threshold(record)
-        name = self.name
+        name, sample = self.name, self.mode == "sample"
 
         def kernel(ctx: BatchContext) -> None:
             tab = ctx.query(PARTICLES_SQL)
             parts = {c: tab.column(c).to_numpy(zero_copy_only=False) for c in tab.column_names}
             keys, x = event_sequences(parts, vocabulary, max_particles)
             score = trained.predict_proba(x) if keys.size else np.zeros(0)
-            keep = score >= threshold
+            weight = None
+            if sample:
+                keep, weight = sample_keep(score, threshold, ctx.rng(name))
+            else:
+                keep = score >= threshold
             log.debug("pass %r: batch %d keeps %d of %d events", name, ctx.batch.batch, int(keep.sum()), keep.size)
             ctx.update(
                 "events",
                 {"batch": (keys >> 24).astype(np.int32), "event": (keys & ((1 << 24) - 1)).astype(np.int32),
-                 "simulated": keep, "preselect_score": score.astype(np.float32)},
+                 "simulated": keep, "preselect_score": score.astype(np.float32),
+                 **({"weight": weight} if weight is not None else {})},
                 keys=("batch", "event"),
             )
 
@@ -277,7 +312,8 @@ class Preselect(Pass):
 
 
 def with_preselect(
-    pipeline: Pipeline, model: str, *, retention: float | None = None, threshold: float | None = None
+    pipeline: Pipeline, model: str, *, retention: float | None = None, threshold: float | None = None,
+    mode: str = "threshold",
 ) -> Pipeline:
     """``pipeline`` with a :class:`Preselect` pass right after its generator.
 
@@ -287,6 +323,6 @@ def with_preselect(
     if any(p.kind == Preselect.kind for p in pipeline.passes):
         raise ConfigError("the pipeline already has a preselect pass")
     pre = Preselect(model=str(model), retention=retention, threshold=threshold,
-                    decay=pipeline_decay(pipeline), pipeline=pipeline_digest(pipeline))
+                    decay=pipeline_decay(pipeline), pipeline=pipeline_digest(pipeline), mode=mode)
     passes = (pipeline.passes[0], pre, *pipeline.passes[1:])
     return Pipeline(passes, pipeline.run)

@@ -22,6 +22,8 @@ def test_save_config_holds_the_preselect_pass(tmp_path: Path, capsys: pytest.Cap
     assert pre.model == SHIPPED  # type: ignore[attr-defined]
     assert main(["run", "--preselect", SHIPPED, "--save-config", str(cfg)]) == 0
     assert Pipeline.load(cfg).passes[1].retention == 0.99  # type: ignore[attr-defined]  # the documented default
+    assert main(["run", "--preselect", SHIPPED, "--preselect-mode", "sample", "--save-config", str(cfg)]) == 0
+    assert Pipeline.load(cfg).passes[1].mode == "sample"  # type: ignore[attr-defined]
 
 
 def test_flag_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -105,3 +105,31 @@ def test_skipped_events_get_no_detector_output() -> None:
     assert n_tracks > 1000
     nulls = store.query("SELECT count(*) AS n FROM events WHERE NOT simulated AND n_tracks IS NOT NULL").to_pylist()[0]["n"]
     assert nulls == 0
+
+
+def test_sample_keep_probabilities_and_weights() -> None:
+    from sim.generation.preselect import sample_keep
+
+    score = np.repeat([0.0, 0.01, 0.05, 0.5], 50_000)
+    keep, weight = sample_keep(score, 0.1, np.random.default_rng(3))
+    for s, q in ((0.0, 0.0), (0.01, 0.1), (0.05, 0.5), (0.5, 1.0)):
+        rows = score == s
+        assert keep[rows].mean() == pytest.approx(q, abs=4 * np.sqrt(q * (1 - q) / rows.sum()) + 1e-12)
+        if q > 0:
+            assert np.allclose(weight[rows & keep], 1.0 / q)
+            assert weight[rows].sum() == pytest.approx(rows.sum(), rel=0.05)
+    assert (weight[~keep] == 0).all()
+
+
+def test_sampling_mode_writes_weights() -> None:
+    from sim.training.recipes.selection import simulate_sample
+
+    pl = with_preselect(default_pipeline(events=600, batch_size=600, seed=6), SHIPPED, retention=0.99, mode="sample")
+    assert Pipeline.from_toml(pl.to_toml()).passes[1] == pl.passes[1]
+    store = simulate_sample(pl)
+    rows = store.query("SELECT simulated, weight, preselect_score FROM events").to_pylist()
+    kept = [r for r in rows if r["simulated"]]
+    assert 100 < len(kept) < 550
+    assert all(r["weight"] >= 1.0 for r in kept) and all(r["weight"] == 0.0 for r in rows if not r["simulated"])
+    with pytest.raises(ConfigError, match="mode="):
+        Preselect(model="m.keras", retention=0.99, decay="d", pipeline="p", mode="cut")

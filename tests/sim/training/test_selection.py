@@ -91,6 +91,18 @@ def test_shipped_model_keeps_the_retention_on_an_independent_sample() -> None:
     assert bias["n_kept"] >= (1 - RETENTION_MARGIN - 0.01) * bias["n_pass"]
     for name, limit in KS_LIMITS.items():
         assert bias["ks"][name] < limit, name
+    # sampling mode (keep with q = min(1, score / threshold), weight 1 / q): the weighted passes
+    # estimate all passes without bias; sigma^2 = sum over passes of (1 - q) / q
+    from sim.generation.preselect import sample_keep
+
+    thr = threshold_for(record["curve"], 0.99)
+    keep, weight = sample_keep(score, thr, np.random.default_rng(12))
+    q = np.clip(score[passed] / thr, 1e-300, 1.0)
+    sigma = float(np.sqrt(((1.0 - q) / q).sum()))
+    estimate = float(weight[passed].sum())
+    print(f"sampling mode: skipped {1 - keep.mean():.3f}, weighted passes {estimate:.1f} +- {sigma:.1f} vs {passed.sum()}")
+    assert abs(estimate - passed.sum()) < 4.0 * sigma
+    assert sigma < 0.05 * passed.sum() and 1 - keep.mean() > 0.3
 
 
 def test_tighter_selection_is_a_subset() -> None:
