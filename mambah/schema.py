@@ -92,7 +92,6 @@ EVENTS = sa.Table(
     sa.Column("simulated", sa.Boolean, comment="false: skipped by the preselect pass, no detector simulation (NULL or true: simulated)"),
     sa.Column("preselect_score", _f, comment="selection-model score of the preselect pass (NULL without it)"),
     sa.Column("weight", _F, comment="event weight of the preselect pass's sampling mode, 1/P(kept) (NULL: 1)"),
-    sa.Column("weight", _F, comment="event weight of the preselect pass's sampling mode, 1/P(kept) (NULL: 1)"),
     sa.PrimaryKeyConstraint("batch", "event"),
     comment="one row per event",
 )
