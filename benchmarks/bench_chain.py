@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     names, spent = pass_shares(min(n, 100_000), args.batch_size)
     total = sum(spent.values())
     load = os.getloadavg()[0]
-    print(f"| quantity | value |\n|---|---|")
+    print("| quantity | value |\n|---|---|")
     print(f"| bare phasespace (generate + unweight), whole process | {n / t_bare:,.0f} events/s ({t_bare:.1f} s) |")
     print(f"| mambah run (default job), whole process | {n / t_chain:,.0f} events/s ({t_chain:.1f} s) |")
     print(f"| ratio mambah / bare | {t_bare / t_chain:.3f} (target 0.3) |")
