@@ -19,6 +19,7 @@ retention the preselection has.  Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -42,11 +43,13 @@ def main() -> int:
     ap.add_argument("--min-pt", type=float, default=0.0, help="tighter selection: also every track's pT > MIN_PT MeV; "
                     "a selection model for it is trained here first (--train-events events)")
     ap.add_argument("--train-events", type=int, default=40_000)
+    ap.add_argument("--showers", choices=("em", "all"), default="em", help="calorimeter showers (all: also hadrons and "
+                    "muons, a heavier detector; a selection model for that pipeline is trained here first)")
     args = ap.parse_args()
 
     import sim
     from mambah import EventStore
-    from sim.core.pipeline import build_kernels
+    from sim.core.pipeline import Pipeline, build_kernels
     from sim.defaults import default_pipeline
     from sim.generation.preselect import event_sequences, load_selection_model, particles_sql, with_preselect
     from sim.training.recipes.selection import event_labels, long_and_kaon_pid, simulate_sample, train_selection
@@ -54,20 +57,24 @@ def main() -> int:
     selection = long_and_kaon_pid(args.min_pt)
     model = MODEL
     train_cpu = 0.0
-    if args.min_pt > 0:
+    base = default_pipeline(events=args.events, batch_size=args.batch_size, seed=args.seed)
+    if args.showers != "em":
+        base = base.replace("calorimeter", showers=args.showers)
+    if args.min_pt > 0 or args.showers != "em":
         import tempfile
 
         from sim.core.io import save_model
 
         t0 = time.process_time()
-        sample = simulate_sample(default_pipeline(events=args.train_events, batch_size=10_000, seed=args.seed + 1))
+        train_run = dataclasses.replace(base.run, events=args.train_events, batch_size=10_000, seed=args.seed + 1)
+        sample = simulate_sample(Pipeline(base.passes, train_run))
         trained_model = train_selection(sample, selection=selection, seed=1)
         train_cpu = time.process_time() - t0
         model = save_model(trained_model, Path(tempfile.mkdtemp()) / "selection.keras").as_posix()
         rec = trained_model.provenance["selection"]
-        print(f"trained a selection model for pT > {args.min_pt} MeV in {train_cpu:.1f} CPU s "
+        print(f"trained a selection model (track pT > {args.min_pt} MeV, showers {args.showers}) in {train_cpu:.1f} CPU s "
               f"({args.train_events} events, pass fraction {rec['pass_fraction']:.4f}, held-out AUC {rec['auc']:.4f})")
-    full = default_pipeline(events=args.events, batch_size=args.batch_size, seed=args.seed)
+    full = base
     pre = with_preselect(full, model, retention=args.retention)
     build_kernels(full), build_kernels(pre)
     best: dict[str, tuple[float, EventStore]] = {}
