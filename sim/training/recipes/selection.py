@@ -103,10 +103,10 @@ def simulate_sample(pipeline: Pipeline, store: EventStore | None = None) -> Even
     Returns:
         The store, with metadata ``pipeline`` (TOML) set.
     """
-    import sim
+    from sim.core.runner import run
 
     store = store if store is not None else EventStore.memory()
-    sim.run(pipeline, None, store=store, progress=False)
+    run(pipeline, None, store=store, progress=False)  # type: ignore[arg-type]  # written into the open store
     if store.get_metadata("pipeline") is None:
         store.set_metadata("pipeline", pipeline.to_toml())
     return store
