@@ -7,7 +7,9 @@ undecayed that is not in ``stable`` (default: e, μ, π±, K±, p, n, γ, ν, K_
 and antiparticles) is decayed with the *decay table* (default decaylanguage's
 ``DECAY_LHCB.DEC``), recursively: one mode per particle instance drawn by
 branching fraction, so the thousands of exclusive chains of a table never have
-to be listed.  What the user wrote wins: a DecFile's ``Decay X`` block replaces
+to be listed (``phasespace.fromdecay.GenMultiDecay`` is not used: it cannot be
+seeded per batch — it draws from TensorFlow's global generator — and it lists every
+exclusive chain, which a decay table makes explode).  What the user wrote wins: a DecFile's ``Decay X`` block replaces
 the table's for every ``X`` of the event (EvtGen semantics); a descriptor's
 sub-decay applies to that node.  ``stable`` applies to the table only: a
 user-written ``(K_S0 -> pi+ pi-)`` or ``(pi0 -> gamma gamma)`` is honoured.
