@@ -38,7 +38,7 @@ import numpy as np
 
 from mambah.errors import ConfigError, ModelError
 
-__all__ = ("DetectorCard", "CARDS", "DEFAULT_CARD", "card", "check_model_card")
+__all__ = ("DetectorCard", "CARDS", "DEFAULT_CARD", "card", "check_model_card", "fill_from_card")
 
 
 @dataclass(frozen=True)
@@ -149,3 +149,22 @@ def check_model_card(provenance: dict[str, Any] | None, expected: str, *, what: 
             f"{what} was trained on detector card {recorded!r}, but the pass uses {expected!r}; "
             f"retrain it on {expected!r} or set the pass's card to {recorded!r}"
         )
+
+
+def fill_from_card(config: Any, *names: str) -> DetectorCard:
+    """Set each field ``names`` of the frozen pass ``config`` that is ``None`` to its card's value.
+
+    The one way a pass takes its defaults from the card named by its ``card`` field
+    (called from ``__post_init__``).
+
+    Returns:
+        The card.
+
+    Raises:
+        ConfigError: an unknown card name.
+    """
+    detector = card(config.card)
+    for name in names:
+        if getattr(config, name) is None:
+            object.__setattr__(config, name, getattr(detector, name))
+    return detector

@@ -26,7 +26,7 @@ from mambah.errors import ConfigError
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
-from sim.detector.card import DEFAULT_CARD, card, check_model_card
+from sim.detector.card import DEFAULT_CARD, check_model_card, fill_from_card
 from sim.detector.features import TRACK_TYPES, forward_mask, query_truth, truth_features, truth_sql
 
 __all__ = ("Efficiency", "EFFICIENCY_INPUTS", "EFFICIENCY_CLASSES", "draw_track_type", "track_indices")
@@ -126,11 +126,7 @@ class Efficiency(Pass):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
-        detector = card(self.card)
-        if self.eta_min is None:
-            object.__setattr__(self, "eta_min", detector.eta_min)
-        if self.eta_max is None:
-            object.__setattr__(self, "eta_max", detector.eta_max)
+        fill_from_card(self, "eta_min", "eta_max")
         if not self.eta_min < self.eta_max:  # type: ignore[operator]
             raise ConfigError(f"pass {self.name!r}: eta_min={self.eta_min} must be below eta_max={self.eta_max}")
 

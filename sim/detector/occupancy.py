@@ -33,7 +33,7 @@ from mambah.errors import ConfigError
 from sim.core.modelio import CompiledModel, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
-from sim.detector.card import DEFAULT_CARD, card, check_model_card
+from sim.detector.card import DEFAULT_CARD, card, check_model_card, fill_from_card
 from sim.detector.features import arrow_columns
 from sim.generation.gun import LuminousRegion
 
@@ -145,12 +145,11 @@ class Occupancy(Pass):
     pv_share_pileup: float | None = None
 
     def __post_init__(self) -> None:
-        detector = card(self.card)
-        for key in ("pv_sigma_xy_25", "pv_sigma_z_25", "pv_share_signal", "pv_share_pileup"):
+        keys = ("pv_sigma_xy_25", "pv_sigma_z_25", "pv_share_signal", "pv_share_pileup")
+        fill_from_card(self, *keys)
+        for key in keys:
             value = getattr(self, key)
-            if value is None:
-                object.__setattr__(self, key, getattr(detector, key))
-            elif not value > 0:
+            if not value > 0:
                 raise ConfigError(f"pass {self.name!r}: {key}={value!r} must be > 0")
 
     def build(self) -> Kernel:
