@@ -72,8 +72,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from mambah.errors import ConfigError, DataError
-from sim.detector.card import card
 from sim.detector.ecal_geometry import (
+    ECALGeometry,
     bremsstrahlung,
     cell_geometry,
     cell_of,
@@ -113,6 +113,9 @@ SHOWER_TYPES: tuple[str, ...] = ("photon", "electron", "hadron", "muon")
 
 _REGION_CELL = {0: 40.4, 1: 60.6, 2: 121.2}
 _GeV = 1000.0
+
+
+_LAYOUT = ECALGeometry()
 
 
 @dataclass(frozen=True)
@@ -176,19 +179,20 @@ class ECALConfig:
             softer photons are invisible; 0.005 of the electron energy).
     """
 
-    z_front: float = card().ecal_z
-    cell_inner: float = 40.4
-    cell_middle: float = 60.6
-    cell_outer: float = 121.2
-    inner_x_half: float = 969.6
-    inner_y_half: float = 727.2
-    middle_x_half: float = 1939.2
-    middle_y_half: float = 1212.0
-    outer_x_half: float = 3878.4
-    outer_y_half: float = 3151.2
-    hole_half: float = 323.2
-    grid_n: int = 30
-    grid_pitch: float = 20.2
+    # the layout is the fast detector's (one home: sim.detector.ecal_geometry.ECALGeometry)
+    z_front: float = _LAYOUT.z_front
+    cell_inner: float = _LAYOUT.cell_inner
+    cell_middle: float = _LAYOUT.cell_middle
+    cell_outer: float = _LAYOUT.cell_outer
+    inner_x_half: float = _LAYOUT.inner_x_half
+    inner_y_half: float = _LAYOUT.inner_y_half
+    middle_x_half: float = _LAYOUT.middle_x_half
+    middle_y_half: float = _LAYOUT.middle_y_half
+    outer_x_half: float = _LAYOUT.outer_x_half
+    outer_y_half: float = _LAYOUT.outer_y_half
+    hole_half: float = _LAYOUT.hole_half
+    grid_n: int = _LAYOUT.grid_n
+    grid_pitch: float = _LAYOUT.grid_pitch
     x0: float = 16.8
     depth_x0: float = 25.0
     depth_lambda: float = 1.1
