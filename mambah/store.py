@@ -31,7 +31,7 @@ from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, VIEWS, column_nam
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ("EventStore", "BatchRecord")
+__all__ = ("EventStore", "BatchRecord", "staged_metadata", "staged_tables", "staging_connection")
 
 log = logging.getLogger(__name__)
 
@@ -299,17 +299,46 @@ class EventStore:
                 con.execute("ROLLBACK")
             raise
 
-    def write_batch(self, record: BatchRecord, tables: Mapping[str, Any]) -> None:
+    def write_batch(self, record: BatchRecord, tables: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> None:
         """Write all tables of one batch atomically.
 
         Args:
             record: the batch (number, number of events, seed).
             tables: table name → Arrow table (or pandas DataFrame / dict of arrays)
                 with the schema's column names; missing nullable columns are NULL.
+            metadata: ``metadata`` rows the batch sets (e.g. the generator's), written
+                (``INSERT OR REPLACE``) in the same transaction.
         """
         with self.batch_transaction(record) as con:
             for name, data in tables.items():
                 insert(con, name, data)
+            if metadata:
+                con.executemany("INSERT OR REPLACE INTO metadata VALUES (?, ?)", [[str(k), str(v)] for k, v in metadata.items()])
+
+    @contextlib.contextmanager
+    def staged_batch(self, record: BatchRecord) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Run one batch against an in-memory staging database; write it to the store once, at the end.
+
+        The connection yielded has every table and view of the schema, empty (see
+        :func:`staging_connection`): the batch's passes insert and update there
+        with the same SQL as in :meth:`batch_transaction`.  When the ``with``
+        block ends, each table of the batch is inserted into the store once,
+        with the ``metadata`` rows the batch set and its ``batches`` row, in one
+        transaction (:meth:`write_batch`); an exception leaves the store untouched.
+        A file store is thus never updated in place (no UPDATE of stored rows,
+        no fragmented blocks), and its transaction lasts only for the copy.
+
+        Raises:
+            StoreError: the batch exists already, or the store is read-only.
+        """
+        self._writable()
+        if self._con.execute("SELECT count(*) FROM batches WHERE batch = ?", [record.batch]).fetchall()[0][0]:
+            raise StoreError(f"batch {record.batch} is already in store '{self.path}'")
+        with staging_connection() as con:
+            yield con
+            tables = staged_tables(con)
+            meta = staged_metadata(con)
+        self.write_batch(record, tables, meta)
 
     def delete_batch(self, batch: int) -> None:
         """Delete every row of ``batch`` in one transaction."""
@@ -435,6 +464,42 @@ class EventStore:
     def _writable(self) -> None:
         if self.read_only:
             raise StoreError(f"store '{self.path}' is open read-only")
+
+
+@contextlib.contextmanager
+def staging_connection(threads: int | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A new in-memory DuckDB database with the schema's tables (no primary-key indexes) and views; closed after.
+
+    One per batch (a fresh database frees all of the batch's memory when it closes;
+    creating it costs a few milliseconds).  Its ``metadata`` table starts empty: the
+    rows a pass sets there are the batch's metadata (:func:`staged_metadata`).
+
+    Args:
+        threads: DuckDB threads of the connection (default: DuckDB's, all cores).
+    """
+    config: dict[str, str | bool | int | float | list[str]] = {} if threads is None else {"threads": int(threads)}
+    con = duckdb.connect(MEMORY, config=config)
+    try:
+        for ddl in (*create_ddl(), *create_view_ddl()):
+            con.execute(ddl)
+        yield con
+    finally:
+        con.close()
+
+
+def staged_tables(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
+    """The non-empty data tables of a staging connection as Arrow tables (schema column order)."""
+    out: dict[str, pa.Table] = {}
+    for name in DATA_TABLES:
+        t = query_arrow(con, f"SELECT * FROM {name}")
+        if t.num_rows:
+            out[name] = t
+    return out
+
+
+def staged_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The ``metadata`` rows set in a staging connection (by the batch's passes, e.g. the generator's)."""
+    return {str(k): str(v) for k, v in con.execute("SELECT key, value FROM metadata ORDER BY key").fetchall()}
 
 
 def insert(con: duckdb.DuckDBPyConnection, table: str, data: Any) -> None:

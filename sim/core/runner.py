@@ -130,6 +130,10 @@ def run(
 ) -> RunSummary:
     """Run ``pipeline`` into ``output``, one transaction per batch, with the given executor.
 
+    Each batch runs against an in-memory staging database
+    (:meth:`~mambah.store.EventStore.staged_batch`) and is written to the store once,
+    atomically with its ``batches`` row and the metadata its passes set.
+
     Every pass is built (decays parsed, models loaded) before the store is
     touched, so bad input never leaves a damaged store.  An interrupted run
     leaves complete batches only; ``resume=True`` finishes it, and the result
@@ -168,7 +172,8 @@ def run(
     bar = _progress(pipeline.run.events, store.n_events(), progress)
     try:
         for b in iter_pending(pipeline, done):
-            with store.batch_transaction(BatchRecord(b.batch, b.n_events, b.seed)) as con:
+            # the passes run against an in-memory staging database; each table is written once
+            with store.staged_batch(BatchRecord(b.batch, b.n_events, b.seed)) as con:
                 run_batch(kernels, con, b)
             n_batches += 1
             if on_batch is not None:

@@ -84,8 +84,16 @@ def test_check_refuses_what_is_not_a_store(tmp_path: Path, capsys: pytest.Captur
     assert "junk.duckdb" in err and "Traceback" not in err and "in use" not in err
 
 
+@pytest.fixture(scope="module")
+def pristine_big(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = make_store(tmp_path_factory.mktemp("pristine_big") / "s.duckdb", n=40_000)  # > 5 MB of float32 columns
+    return path.read_bytes()
+
+
 @pytest.mark.parametrize("cut", ["4MB", "half"])
-def test_truncated_store(store: Path, cut: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_truncated_store(tmp_path: Path, pristine_big: bytes, cut: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "s.duckdb"
+    store.write_bytes(pristine_big)
     data = store.read_bytes()
     assert len(data) > 5 * 2**20
     store.write_bytes(data[: len(data) - 4 * 2**20] if cut == "4MB" else data[: len(data) // 2])
