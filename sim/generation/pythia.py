@@ -98,8 +98,8 @@ _CODES: dict[tuple[str, bool], int] = {
 #: Setting prefixes that switch processes on (then the process code is not known per event: NULL).
 _PROCESS_GROUPS = ("HardQCD:", "SoftQCD:", "PromptPhoton:", "WeakBoson", "WeakSingleBoson:", "WeakDoubleBoson:",
                    "Charmonium:", "Bottomonium:", "Onia:", "Top:", "HiggsSM:", "PhotonParton:", "PhotonCollision:")
-#: Centre-of-mass energies [TeV] of the LHC runs.
-SQRT_S: tuple[float, ...] = (13.0, 13.6, 14.0)
+#: Centre-of-mass energies [TeV] of the LHC runs (Run 1: 7, 8; Run 2: 13; Run 3: 13.6; design: 14).
+SQRT_S: tuple[float, ...] = (7.0, 8.0, 13.0, 13.6, 14.0)
 #: Mean pp interactions per crossing: LHCb Run 2 and Run 3 (see the module docstring).
 NU_RUN2 = 1.1
 NU_RUN3 = 5.5

@@ -144,8 +144,8 @@ def test_bad_settings_fail_at_build() -> None:
         build_kernels(Pipeline((Pythia(preset="minbias", settings=("Nonsense:flag = on",)),)))
     with pytest.raises(ConfigError, match="unknown Pythia preset 'ttbar'"):
         Pythia(preset="ttbar")
-    with pytest.raises(ConfigError, match="sqrt_s must be one of 13, 13.6, 14"):
-        Pythia(sqrt_s=7.0)
+    with pytest.raises(ConfigError, match="sqrt_s must be one of 7, 8, 13, 13.6, 14"):
+        Pythia(sqrt_s=10.0)
 
 
 def test_config_round_trip() -> None:
