@@ -89,7 +89,7 @@ def check_store(path: str | Path, *, con: duckdb.DuckDBPyConnection | None = Non
     """Read all of the store ``path`` and report every problem found.
 
     Args:
-        path: the store file.
+        path: the store file, or a dataset directory (:mod:`mambah.dataset`).
         con: an open connection to it (e.g. the writer's); default: open
             ``path`` read-only for the check.
 
@@ -104,8 +104,15 @@ def check_store(path: str | Path, *, con: duckdb.DuckDBPyConnection | None = Non
     if con is None:
         if not p.exists():
             raise StoreError(f"store '{p}' does not exist")
-        if p.is_dir():
-            raise StoreError(f"'{p}' is a directory, not a store file")
+        if p.is_dir():  # a dataset store (mambah.dataset): every Parquet file read in full
+            from mambah.dataset import dataset_connection
+
+            own = dataset_connection(p)
+            try:
+                _check(own, report)
+            finally:
+                own.close()
+            return report
         try:
             own = duckdb.connect(str(p), read_only=True)
         except duckdb.Error as err:

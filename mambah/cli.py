@@ -1,6 +1,6 @@
 """The ``mambah`` command line.
 
-``mambah info`` and ``mambah query`` are the store's own commands; the others
+``mambah info``, ``query``, ``check`` and ``merge`` are the store's own commands; the others
 (``run``, ``train``, ``validate`` from ``sim``, ``export`` from ``ficino``) register
 themselves through the entry-point group :data:`COMMAND_GROUP`, so this package
 imports neither ``sim`` nor ``ficino``.  Any
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="read all of a store: checksums, batches against data rows, schema version")
     check.add_argument("store")
     check.set_defaults(func=cmd_check)
+
+    merge = sub.add_parser("merge", help="copy a dataset store (mambah run --dataset) into one DuckDB store file")
+    merge.add_argument("dataset")
+    merge.add_argument("output")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    merge.set_defaults(func=cmd_merge)
 
     for ep in _commands():
         ep.load()(sub)  # type: ignore[attr-defined]
@@ -216,6 +222,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     n_batches = report.rows.get("batches", 0)
     n_rows = sum(v for k, v in report.rows.items() if k not in ("batches", "metadata"))
     print(f"{report.path}: ok ({n_batches} batch(es), {n_rows:,} data rows read in full, checksums verified)")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mambah.dataset import merge_dataset
+    from mambah.errors import StoreError
+
+    if not Path(args.dataset).is_dir():
+        raise StoreError(f"'{args.dataset}' is not a dataset directory (mambah run --dataset writes one)")
+    with merge_dataset(args.dataset, args.output, overwrite=args.overwrite) as store:
+        n_batches, n_events = len(store.batches()), store.n_events()
+    print(f"{args.output}: {n_batches} batch(es), {n_events} events merged from {args.dataset}")
     return 0
 
 

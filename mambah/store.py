@@ -142,13 +142,25 @@ class EventStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> EventStore:
-        """Open an existing store file; checks that it is a Mambah store of this schema version."""
+        """Open an existing store: a DuckDB file, or a dataset directory (read-only; :mod:`mambah.dataset`).
+
+        Checks that it is a Mambah store of this schema version.
+
+        Raises:
+            StoreError: missing, not a store, a dataset opened with ``read_only=False``.
+            SchemaVersionError: another schema version (e.g. a version-2 store of DOUBLE columns).
+        """
         spath = str(path)
         p = Path(spath)
         if not p.exists():
             raise StoreError(f"store '{spath}' does not exist")
         if p.is_dir():
-            raise StoreError(f"'{spath}' is a directory; open a Parquet dataset with EventStore.open_dataset")
+            if not read_only:
+                raise StoreError(
+                    f"'{spath}' is a Parquet dataset, which opens read-only only (read_only=True); "
+                    f"to write to it, make one store file: mambah merge {spath} OUT.duckdb"
+                )
+            return cls.open_dataset(p)
         con = _connect(spath, read_only=read_only)
         store = cls(con, spath, read_only=read_only)
         try:
@@ -164,11 +176,17 @@ class EventStore:
 
     @classmethod
     def open_dataset(cls, path: str | os.PathLike[str]) -> EventStore:
-        """Open a hive-partitioned Parquet dataset (see :meth:`to_parquet`) read-only.
+        """Open a hive-partitioned Parquet dataset read-only.
 
-        The tables become DuckDB views over ``path/<table>/batch=<n>/*.parquet``.
+        Two layouts: a distributed run's dataset store (``path/batch=<n>/<table>.parquet``,
+        :mod:`mambah.dataset`) and the export of :meth:`to_parquet`
+        (``path/<table>/batch=<n>/*.parquet``).  The tables become DuckDB views.
         """
         root = Path(path)
+        if root.is_dir() and not (root / "batches").is_dir():
+            from mambah.dataset import dataset_connection
+
+            return cls(dataset_connection(root), str(root), read_only=True)
         if not root.is_dir():
             raise StoreError(f"Parquet dataset '{root}' is not a directory")
         meta = root / "metadata.json"

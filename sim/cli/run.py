@@ -52,11 +52,15 @@ def register(sub: Any) -> None:
     cut.add_argument("--threshold", type=float, metavar="T", help="--preselect score threshold directly")
     run.add_argument("--preselect-mode", choices=("threshold", "sample"), help="threshold: skip every event below it "
                      "(default); sample: keep an event with probability min(1, score/threshold), events.weight = 1/that")
+    run.add_argument("--preselect-weights", action="store_true", help="threshold mode: events.weight = 1/P(kept) from "
+                     "the reweighting model the selection model's sidecar names (corrects the kinematic bias)")
     run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
     run.add_argument("--scheduler", metavar="ADDRESS", help="run batches on an existing Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--retries", type=nonnegative_int, default=2, help="re-runs of a failing batch in a distributed run (default 2)")
+    run.add_argument("--dataset", action="store_true", help="with --workers/--scheduler: write --output as a dataset store "
+                     "(a directory of Parquet files per batch, written by the workers themselves; mambah merge makes one file)")
     run.set_defaults(func=cmd_run)
 
 
@@ -108,16 +112,17 @@ def _with_preselect(pipeline: Pipeline, args: argparse.Namespace) -> Pipeline:
     """``--preselect MODEL [--retention R | --threshold T]``: the preselect pass after the generator."""
     model, retention, threshold, mode = (getattr(args, k, None) for k in ("preselect", "retention", "threshold",
                                                                           "preselect_mode"))
+    weights = bool(getattr(args, "preselect_weights", False))
     if model is None:
-        if retention is not None or threshold is not None or mode is not None:
-            raise ConfigError("--retention, --threshold and --preselect-mode need --preselect MODEL")
+        if retention is not None or threshold is not None or mode is not None or weights:
+            raise ConfigError("--retention, --threshold, --preselect-mode and --preselect-weights need --preselect MODEL")
         return pipeline
     from sim.generation.preselect import with_preselect
 
     if retention is None and threshold is None:
         retention = 0.99
     return with_preselect(pipeline, str(Path(model).resolve()), retention=retention, threshold=threshold,
-                          mode=mode or "threshold")
+                          mode=mode or "threshold", weights=weights)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -134,7 +139,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         executor: Executor = SerialExecutor()
         if args.workers is not None or args.scheduler is not None:
-            executor = DaskExecutor(workers=args.workers, scheduler=args.scheduler, retries=args.retries)
+            executor = DaskExecutor(workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+                                    dataset=bool(getattr(args, "dataset", False)))
+        elif getattr(args, "dataset", False):
+            raise ConfigError("--dataset needs --workers N or --scheduler ADDRESS (a serial run writes one store file)")
         summary = run(pipeline, args.output, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, on_batch=hook, executor=executor)
         exported = hook.finish(args.output) if hook is not None else None

@@ -54,12 +54,21 @@ from typing import Any
 from mambah.errors import ConfigError, DistributedError, MambahError
 from mambah.quiet import quiet_if_inherited
 from mambah.schema import DATA_TABLES
-from mambah.store import BatchRecord, EventStore
+from mambah.store import BatchRecord, EventStore, query_arrow, staged_metadata, staging_connection
 from sim.core.pipeline import Batch, Pipeline, build_kernels, run_batch
 from sim.core.resources import check_batch_memory
-from sim.core.runner import RunSummary, _progress, _raise_store_failure, _remove_store, check_output, iter_pending, open_output
+from sim.core.runner import (
+    RunSummary,
+    _progress,
+    _raise_store_failure,
+    _remove_store,
+    _run_record,
+    check_output,
+    iter_pending,
+    open_output,
+)
 
-__all__ = ("run_distributed", "DistributedSummary", "run_part", "spool_dir", "configure_worker", "MambahWorkerPlugin")  # noqa: F822 - the plugin is made lazily by __getattr__
+__all__ = ("run_distributed", "DistributedSummary", "run_dataset_batch", "run_part", "spool_dir", "configure_worker", "MambahWorkerPlugin")  # noqa: F822 - the plugin is made lazily by __getattr__
 
 log = logging.getLogger(__name__)
 
@@ -219,17 +228,15 @@ def run_part(pipeline: Pipeline, batch: Batch, spool: str | os.PathLike[str], *,
         final = Path(spool) / f"{_PART_PREFIX}{batch.batch}"
         if final.is_dir():
             return str(final)
-        store = EventStore.memory()
-        try:
-            store.connection.execute(f"SET threads TO {int(threads)}")
-            with store.batch_transaction(BatchRecord(batch.batch, batch.n_events, batch.seed)) as con:
-                run_batch(kernels, con, batch)
+        with staging_connection(threads) as con:
+            run_batch(kernels, con, batch)
             tmp = Path(spool) / f"{_TMP_PREFIX}{_PART_PREFIX}{batch.batch}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir(parents=True)
             try:
                 for name in DATA_TABLES:
-                    pq.write_table(store.query(f"SELECT * FROM {name}"), tmp / f"{name}.parquet")  # unsorted: cheaper
-                info = {"batch": batch.batch, "n_events": batch.n_events, "seed": batch.seed, "pipeline": _digest(pipeline)}
+                    pq.write_table(query_arrow(con, f"SELECT * FROM {name}"), tmp / f"{name}.parquet")  # unsorted: cheaper
+                info = {"batch": batch.batch, "n_events": batch.n_events, "seed": batch.seed, "pipeline": _digest(pipeline),
+                        "metadata": staged_metadata(con)}  # e.g. the generator's, set by its pass
                 (tmp / "batch.json").write_text(json.dumps(info))
                 try:
                     tmp.rename(final)
@@ -240,8 +247,6 @@ def run_part(pipeline: Pipeline, batch: Batch, spool: str | os.PathLike[str], *,
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            store.close()
         return str(final)
     except Exception as err:
         # keep the worker's error as one picklable line (the traceback stays in the worker log)
@@ -252,13 +257,125 @@ def run_part(pipeline: Pipeline, batch: Batch, spool: str | os.PathLike[str], *,
         ) from None
 
 
+def run_dataset_batch(pipeline: Pipeline, batch: Batch, root: str | os.PathLike[str], *, threads: int = 1) -> int:
+    """Run one batch and write it into the dataset store ``root`` as ``batch=<n>/`` (a worker task).
+
+    The batch runs against an in-memory staging database and its tables are
+    written as Parquet files under a temporary name, renamed into place at the
+    end (:func:`mambah.dataset.write_dataset_batch`): the batch directory is
+    the completion record, nothing comes back to the driver but the count.
+
+    Returns:
+        The batch's number of events.
+
+    Raises:
+        DistributedError: the batch failed; names the batch, the worker and the error.
+    """
+    from mambah.dataset import BATCH_PREFIX, write_dataset_batch
+
+    try:
+        configure_worker(threads)
+        kernels = build_kernels(pipeline)
+        if (Path(root) / f"{BATCH_PREFIX}{batch.batch}").is_dir():
+            return batch.n_events  # a re-run of a batch whose directory was written: keep it
+        with staging_connection(threads) as con:
+            run_batch(kernels, con, batch)
+            write_dataset_batch(root, BatchRecord(batch.batch, batch.n_events, batch.seed), con,
+                                metadata=staged_metadata(con), extra={"pipeline": _digest(pipeline)})
+        return batch.n_events
+    except Exception as err:
+        log.exception("batch %d failed", batch.batch)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise DistributedError(
+            f"batch {batch.batch} failed on worker {_worker_address()}: {type(err).__name__}: {first}"
+        ) from None
+
+
 # ---------------------------------------------------------------------------- driver side
-def _read_part(part: Path) -> tuple[BatchRecord, dict[str, Any], str]:
+def _open_dataset_output(pipeline: Pipeline, root: Path, *, resume: bool, overwrite: bool) -> set[int]:
+    """Create the dataset store ``root`` (or check it for resume); returns the batches complete in it.
+
+    Raises:
+        ConfigError: resume of a dataset made with another pipeline, seed or sizes.
+        StoreError, StoreExistsError: see :func:`mambah.dataset.create_dataset`.
+    """
+    from mambah.dataset import clear_incomplete, create_dataset, dataset_batches, read_dataset_metadata
+
+    meta = {"pipeline": pipeline.to_toml(), "run": _run_record(pipeline)}
+    if resume and root.exists():
+        stored = read_dataset_metadata(root)
+        if stored.get("pipeline") != meta["pipeline"] or stored.get("run") != meta["run"]:
+            raise ConfigError(f"cannot resume '{root}': it was made with another pipeline or run settings (see 'mambah info {root}')")
+        n = clear_incomplete(root)
+        if n:
+            log.warning("removed %d incomplete batch(es) of '%s' (written when the run stopped)", n, root)
+        expected = _RunBatches(pipeline)
+        done = dataset_batches(root)
+        for b, rec in done.items():
+            want = expected.get(b)
+            if want is None or want.seed != int(rec.get("seed", -1)) or want.n_events != int(rec.get("n_events", -1)):
+                raise ConfigError(f"cannot resume '{root}': batch {b} is not a batch of this run; run with --overwrite to replace it")
+        return set(done)
+    create_dataset(root, meta, overwrite=overwrite)
+    return set()
+
+
+def _run_into_dataset(
+    client: Any, pipeline: Pipeline, root: Path, done: set[int], retries: int, threads: int, bar: Any, window: int,
+) -> tuple[int, int]:
+    """Submit the batches not in ``done``, at most ``window`` in flight; returns (batches run, events)."""
+    import distributed
+
+    plugin = _plugin_class()(threads)
+    try:
+        client.register_plugin(plugin, name=plugin.name)
+    except Exception as err:
+        log.warning("cannot register the Mambah worker plugin (%s: %s); threads are limited per task", type(err).__name__, err)
+    token = uuid.uuid4().hex[:8]
+    batches = iter(iter_pending(pipeline, set(done)))
+    futures: dict[Any, Batch] = {}
+
+    def submit_next() -> Any:
+        b = next(batches, None)
+        if b is None:
+            return None
+        fut = client.submit(run_dataset_batch, pipeline, b, str(root), threads=threads,
+                            key=f"mambah-dataset-{b.batch}-{token}", retries=retries, pure=False)
+        futures[fut] = b
+        return fut
+
+    first = [f for f in (submit_next() for _ in range(window)) if f is not None]
+    n_run = n_events = 0
+    if not first:
+        return 0, 0
+    try:
+        queue = distributed.as_completed(first, loop=client.loop)
+        for fut in queue:
+            b = futures.pop(fut)
+            if fut.status != "finished":
+                raise _failure(fut, b, retries)
+            n = int(fut.result())
+            done.add(b.batch)
+            n_run += 1
+            n_events += n
+            bar.update(n)
+            fut.release()
+            nxt = submit_next()
+            if nxt is not None:
+                queue.add(nxt)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    return n_run, n_events
+
+
+def _read_part(part: Path) -> tuple[BatchRecord, dict[str, Any], str, dict[str, str]]:
     import pyarrow.parquet as pq
 
     info = json.loads((part / "batch.json").read_text())
     tables = {name: pq.read_table(part / f"{name}.parquet") for name in DATA_TABLES}
-    return BatchRecord(info["batch"], info["n_events"], info["seed"]), tables, str(info.get("pipeline", ""))
+    meta = {str(k): str(v) for k, v in (info.get("metadata") or {}).items()}
+    return BatchRecord(info["batch"], info["n_events"], info["seed"]), tables, str(info.get("pipeline", "")), meta
 
 
 def _merge_part(
@@ -271,7 +388,7 @@ def _merge_part(
     """
     n = 0
     try:
-        record, tables, part_digest = _read_part(part)
+        record, tables, part_digest, meta = _read_part(part)
     except (OSError, ValueError, KeyError) as err:
         log.warning("discarding unreadable part %s: %s", part, err)
         shutil.rmtree(part, ignore_errors=True)
@@ -282,7 +399,7 @@ def _merge_part(
     elif want is None or want.seed != record.seed or want.n_events != record.n_events or part_digest != digest:
         log.warning("discarding part %s: not a batch of this run (other seed, size or pipeline)", part)
     else:
-        store.write_batch(record, tables)
+        store.write_batch(record, tables, meta)
         done.add(record.batch)
         n = record.n_events
         if on_batch is not None:
@@ -387,8 +504,9 @@ def run_distributed(
     threads_per_worker: int = 1,
     spool: str | os.PathLike[str] | None = None,
     on_batch: OnBatch | None = None,
+    dataset: bool = False,
 ) -> DistributedSummary:
-    """Run ``pipeline`` into ``output`` on a Dask cluster, merging batch by batch.
+    """Run ``pipeline`` into ``output`` on a Dask cluster: merged into one store file, or as a dataset store.
 
     Args:
         pipeline: passes and run settings (events, batch size, seed).
@@ -408,6 +526,11 @@ def run_distributed(
             the driver and all workers.
         on_batch: called as ``on_batch(store, batch)`` after each batch is
             merged (as in :func:`sim.core.runner.run`, e.g. the ``--export`` hook).
+        dataset: write ``output`` as a dataset store (a directory, :mod:`mambah.dataset`):
+            each worker writes its batches there itself, the driver reads no event
+            data (no merge, no spool); ``EventStore.open`` and every ``mambah``
+            command read it, ``mambah merge`` makes one file of it.  ``output``
+            must then be shared by the workers (and ``on_batch`` is not available).
 
     Returns:
         A :class:`DistributedSummary` (events/s, workers, merge seconds); its
@@ -433,6 +556,13 @@ def run_distributed(
     # build every pass here too (decays parsed, models loaded and checked): bad input
     # fails before a cluster starts or an output store exists
     check_batch_memory(pipeline, processes=workers or 1)  # a local cluster holds a batch per worker here
+    if dataset:
+        if on_batch is not None:
+            raise ConfigError("a dataset run has no per-batch hook (--export): export the dataset after the run (mambah export DATASET)")
+        if spool is not None:
+            raise ConfigError("a dataset run writes no spool: its workers write into the output directory")
+        build_kernels(pipeline)
+        return _run_dataset(pipeline, Path(output), workers, scheduler, resume, overwrite, progress, retries, threads_per_worker)
     build_kernels(pipeline)
     spool_path = Path(spool) if spool is not None else spool_dir(output)
     digest = _digest(pipeline)
@@ -493,6 +623,35 @@ def run_distributed(
         str(output), n_run, pipeline.run.n_batches, n_events, dt,
         workers=n_workers, batches_merged=n_merged, merge_seconds=merge_s,
     )
+
+
+def _run_dataset(
+    pipeline: Pipeline, root: Path, workers: int | None, scheduler: Any, resume: bool, overwrite: bool, progress: bool,
+    retries: int, threads_per_worker: int,
+) -> DistributedSummary:
+    """:func:`run_distributed` with ``dataset=True``."""
+    created = not (resume and root.exists())
+    with _client(workers, scheduler, threads_per_worker) as client:
+        if workers is not None:
+            client.wait_for_workers(workers, timeout=120)
+        n_workers = len(client.nthreads())
+        done = _open_dataset_output(pipeline, root, resume=resume, overwrite=overwrite)
+        kept = len(done)
+        t0 = time.perf_counter()
+        initial = sum(pipeline.run.batch(b).n_events for b in done)
+        bar = _progress(pipeline.run.events, initial, progress)
+        try:
+            n_run, n_events = _run_into_dataset(client, pipeline, root, done, retries, threads_per_worker, bar,
+                                                window=max(2 * n_workers * threads_per_worker, 4))
+        except BaseException as err:
+            if created and len(done) == kept == 0:
+                shutil.rmtree(root, ignore_errors=True)  # a new output that holds no batch is not left behind
+            _raise_store_failure(err, root, len(done))
+            raise
+        finally:
+            bar.close()
+    dt = time.perf_counter() - t0
+    return DistributedSummary(str(root), n_run, pipeline.run.n_batches, n_events, dt, workers=n_workers)
 
 
 def _submit_and_merge(

@@ -78,12 +78,15 @@ class DaskExecutor:
         scheduler: address (``tcp://host:8786``) or a ``distributed.Client`` of an existing cluster.
         retries: re-runs of a failing batch.
         threads_per_worker: threads of each worker (numpy/TensorFlow pools set to it).
+        dataset: write the output as a dataset store (a directory the workers write into
+            directly, :mod:`mambah.dataset`) instead of merging into one DuckDB file.
     """
 
     workers: int | None = None
     scheduler: Any = None
     retries: int = 2
     threads_per_worker: int = 1
+    dataset: bool = False
 
     def __post_init__(self) -> None:
         if self.workers is not None and (isinstance(self.workers, bool) or int(self.workers) < 1):
@@ -106,5 +109,5 @@ class DaskExecutor:
         return run_distributed(
             pipeline, output, workers=self.workers, scheduler=self.scheduler, retries=self.retries,
             threads_per_worker=self.threads_per_worker, resume=resume, overwrite=overwrite, progress=progress,
-            on_batch=on_batch,
+            on_batch=on_batch, dataset=self.dataset,
         )

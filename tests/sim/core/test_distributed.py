@@ -8,7 +8,10 @@ code path of an external (Slurm/Kubernetes) cluster.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from mambah import DistributedError, EventStore
+from mambah import errors as mambah_errors
 from mambah.errors import ConfigError, ModelError
 from sim.core.pipeline import PASS_KINDS, BatchContext, Kernel, Pass, Pipeline, RunConfig
 
@@ -74,6 +78,27 @@ class ToyEvents(Pass):
 
 
 PASS_KINDS.setdefault(ToyEvents.kind, f"{__name__}:ToyEvents")
+
+
+@dataclass(frozen=True)
+class ToyMeta(Pass):
+    """Sets a ``metadata`` row in every batch, as the Pythia pass sets ``generator`` (last batch wins)."""
+
+    kind: ClassVar[str] = "test-toy-meta"
+    reads: ClassVar[tuple[str, ...]] = ("events",)
+
+    name: str = "toy-meta"
+
+    def build(self) -> Kernel:
+        def kernel(ctx: BatchContext) -> None:
+            n = ctx.query("SELECT count(*) AS n FROM events WHERE batch = $batch").column("n")[0].as_py()
+            ctx.con.execute("INSERT OR REPLACE INTO metadata VALUES ('generator', ?)",
+                            [json.dumps({"batch": ctx.batch.batch, "events": n})])
+
+        return kernel
+
+
+PASS_KINDS.setdefault(ToyMeta.kind, f"{__name__}:ToyMeta")
 
 
 def toy(events: int = 600, batch_size: int = 100, seed: int = 3, **kw: object) -> Pipeline:
@@ -285,3 +310,78 @@ def test_cli_scheduler_and_errors(tmp_path: Path, cluster, capsys: pytest.Captur
     assert err.startswith("mambah: error: cannot reach Dask scheduler") and "\n" not in err
     assert main(["run", "--config", str(cfg), "-o", str(tmp_path / "y.duckdb"), "--workers", "2", "--scheduler", "tcp://x:1"]) == 2
     assert "exactly one of" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- dataset stores (#19)
+def toy_meta(events: int = 500, batch_size: int = 100, **kw: object) -> Pipeline:
+    return Pipeline((ToyEvents(**kw), ToyMeta()), RunConfig(events=events, batch_size=batch_size, seed=5))  # type: ignore[arg-type]
+
+
+def test_dataset_run_resumes_equals_serial_and_merges(tmp_path: Path, cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    """Workers write the dataset themselves; an interrupted run resumes; the result == the serial store, metadata included."""
+    from mambah.cli import main
+    from sim.core.distributed import run_distributed
+
+    marker = tmp_path / "fail"
+    marker.write_text("x")
+    out = tmp_path / "ds"
+    with pytest.raises(DistributedError, match="batch 3 failed"):
+        run_distributed(toy_meta(fail_batch=3, fail_marker=str(marker)), out, scheduler=cluster.scheduler_address,
+                        retries=0, progress=False, dataset=True)
+    with EventStore.open(out, read_only=True) as s:
+        kept = s.batches()
+    assert 3 not in kept and not list(out.glob(".tmp-*"))
+    marker.unlink()
+    summary = run_distributed(toy_meta(fail_batch=3, fail_marker=str(marker)), out, scheduler=cluster.scheduler_address,
+                              resume=True, progress=False, dataset=True)
+    assert summary.batches_run == 5 - len(kept) and summary.batches_total == 5
+    ref = serial(toy_meta(fail_batch=3, fail_marker=str(marker)), tmp_path / "serial.duckdb")
+    assert_same_store(ref, out)
+    with EventStore.open(ref, read_only=True) as a, EventStore.open(out, read_only=True) as b:
+        assert a.get_metadata("generator") == b.get_metadata("generator") == json.dumps({"batch": 4, "events": 100})
+    # the mambah commands open the dataset directly; merge makes one equal store file
+    assert main(["check", str(out)]) == 0 and main(["info", str(out)]) == 0
+    assert main(["query", str(out), "SELECT count(*) AS n FROM events"]) == 0 and "500" in capsys.readouterr().out
+    merged = tmp_path / "merged.duckdb"
+    assert main(["merge", str(out), str(merged)]) == 0
+    assert_same_store(ref, merged)
+    with EventStore.open(merged, read_only=True) as m:
+        assert m.get_metadata("generator") == json.dumps({"batch": 4, "events": 100})
+    with pytest.raises(mambah_errors.StoreError, match="read-only only"):
+        EventStore.open(out)
+    # a resume with other settings is refused; --dataset needs a cluster
+    with pytest.raises(ConfigError, match="another pipeline or run settings"):
+        run_distributed(toy_meta(events=600), out, scheduler=cluster.scheduler_address, resume=True, progress=False, dataset=True)
+    assert main(["run", "--config", str(_save(toy_meta(), tmp_path / "t.toml")), "-o", str(tmp_path / "x"), "--dataset"]) == 2
+    assert "--dataset needs --workers" in capsys.readouterr().err
+
+
+def _save(p: Pipeline, path: Path) -> Path:
+    p.save(path)
+    return path
+
+
+def test_merged_distributed_run_keeps_generator_metadata(tmp_path: Path, cluster) -> None:
+    """The metadata a pass sets in a worker (the Pythia/HepMC generator record) reaches the merged store."""
+    from sim.core.distributed import run_distributed
+
+    out = tmp_path / "out.duckdb"
+    run_distributed(toy_meta(events=300), out, scheduler=cluster.scheduler_address, progress=False)
+    ref = serial(toy_meta(events=300), tmp_path / "serial.duckdb")
+    with EventStore.open(ref, read_only=True) as a, EventStore.open(out, read_only=True) as b:
+        assert a.get_metadata("generator") == b.get_metadata("generator") == json.dumps({"batch": 2, "events": 100})
+
+
+def test_two_worker_cli_run_prints_only_the_summary(tmp_path: Path) -> None:
+    """A 2-worker local cluster: no Dask INFO lines, no 'worker killed' lines at shutdown (stderr captured)."""
+    from sim import Generator
+
+    cfg = _save(Pipeline((Generator(),), RunConfig(events=2000, batch_size=1000, seed=7)), tmp_path / "gen.toml")
+    out = tmp_path / "ds"
+    proc = subprocess.run([sys.executable, "-m", "mambah.cli", "run", "--config", str(cfg), "--workers", "2", "--dataset",
+                           "-o", str(out), "--no-progress"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.splitlines() == [proc.stdout.strip()] and "2 batch(es) run, 2000 events" in proc.stdout
+    with EventStore.open(out, read_only=True) as s:
+        assert s.batches() == [0, 1]
