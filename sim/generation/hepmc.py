@@ -25,7 +25,10 @@ Conversion (see :mod:`sim.generation._event_tables` for the layout):
 A file that is not HepMC, a truncated file, an event that does not parse or whose
 links are broken (a particle other than a beam without production vertex counts as
 broken: the reader leaves unresolved links that way) stop the run with a one-line :class:`~mambah.errors.DataError`
-naming the file, the event and the line; the batch's transaction is rolled back.
+naming the file, the event and the line.  Links are checked for every event of every file
+at build time (a text scan, :func:`_check_links`), so a broken event stops the run before
+the store is created, whichever batch it belongs to; an event that still fails to parse
+when its batch runs rolls that batch back.
 """
 
 from __future__ import annotations
@@ -137,7 +140,84 @@ def scan_hepmc(path: str | Path) -> HepMCIndex:
                     f"(event {starts.size - 1}, line {index.line_of(int(starts[-1]))})"
                 )
             _check_last_event(index, bytes(mm[int(starts[-1]) : end]))
+            _check_links(index, mm)
     return index
+
+
+_P3 = re.compile(rb"^P (\d+) (-?\d+) (?:\S+ ){6}(-?\d+)", re.MULTILINE)
+_V3 = re.compile(rb"^V (-?\d+) \S+ \[([^\]]*)\]", re.MULTILINE)
+_P2 = re.compile(rb"^P (\d+) (?:\S+ ){9}(-?\d+)", re.MULTILINE)
+_V2 = re.compile(rb"^V (-?\d+) ", re.MULTILINE)
+
+
+def _check_links(index: HepMCIndex, mm: Any) -> None:
+    """Every link of every event points to a particle or vertex the event defines (whole file, at build time).
+
+    HepMC3: a particle's production link (a vertex id < 0 or a particle id > 0) must be
+    defined before it, a vertex's incoming particles before the vertex, and a particle
+    without production vertex must be a beam (status 4), as :func:`read_events` needs.
+    HepMC2: a particle's end-vertex barcode must be 0 or a vertex of its event.  So a
+    broken event stops the run before the store is touched, not when its batch runs.
+
+    Raises:
+        DataError: naming the file, the event and the line of the first broken link.
+    """
+    starts = index.offsets[:-1]
+
+    def fail(offset: int, what: str) -> None:
+        event = int(np.searchsorted(starts, offset, side="right")) - 1
+        raise DataError(f"HepMC file '{index.path}', event {event}: line {index.line_of(offset)}: {what}")
+
+    def matches(rx: re.Pattern[bytes], groups: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        found = [(m.start(), *m.groups()) for m in rx.finditer(mm)]
+        off = np.array([f[0] for f in found], np.int64)
+        return off, [np.array([int(f[1 + g]) for f in found], np.int64) for g in range(groups)]
+
+    if index.format == "hepmc3":
+        p_off, (p_id, p_link, p_status) = matches(_P3, 3)
+        v_found = [(m.start(), int(m.group(1)), m.group(2)) for m in _V3.finditer(mm)]
+        v_off = np.array([f[0] for f in v_found], np.int64)
+        v_id = np.array([f[1] for f in v_found], np.int64)
+        p_ev = np.searchsorted(starts, p_off, side="right") - 1
+        v_ev = np.searchsorted(starts, v_off, side="right") - 1
+        # a vertex link: the vertex (event, id) exists and comes first
+        big = np.int64(1) << 32
+        v_key = v_ev * big - v_id
+        order = np.argsort(v_key, kind="stable")
+        k_sorted = v_key[order]
+        to_v = p_link < 0
+        pos = np.minimum(np.searchsorted(k_sorted, p_ev * big - p_link), max(k_sorted.size - 1, 0))
+        ok_v = (k_sorted.size > 0) & (k_sorted[pos] == p_ev * big - p_link) if k_sorted.size else np.zeros(p_off.size, bool)
+        ok_v = ok_v & (v_off[order][pos] < p_off) if k_sorted.size else ok_v
+        bad = (to_v & ~ok_v) | ((p_link > 0) & (p_link >= p_id)) | ((p_link == 0) & (p_status != STATUS_BEAM))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            if p_link[i] == 0:
+                fail(int(p_off[i]), f"particle {int(p_id[i])} is not a beam (status 4) and has no production vertex")
+            kind = "vertex" if p_link[i] < 0 else "particle"
+            fail(int(p_off[i]), f"particle {int(p_id[i])} links to undefined {kind} {int(p_link[i])}")
+        # a vertex's incoming particles: defined before it (particle ids run 1 ... n in file order)
+        ev_first_p = np.searchsorted(p_ev, np.arange(starts.size), side="left")
+        n_before = np.searchsorted(p_off, v_off) - ev_first_p[v_ev]
+        for k, (off, vid, inc) in enumerate(v_found):
+            ids = [int(x) for x in inc.split(b",") if x.strip()]
+            if ids and (max(ids) > n_before[k] or min(ids) < 1):
+                bad_id = next(x for x in ids if x > n_before[k] or x < 1)
+                fail(off, f"vertex {vid} has undefined incoming particle {bad_id}")
+    else:
+        p_off, (p_bar, p_end) = matches(_P2, 2)
+        v_off, (v_bar,) = matches(_V2, 1)
+        p_ev = np.searchsorted(starts, p_off, side="right") - 1
+        v_ev = np.searchsorted(starts, v_off, side="right") - 1
+        big = np.int64(1) << 32
+        keys = np.sort(v_ev * big - v_bar)
+        want = p_ev * big - p_end
+        pos = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
+        found = keys[pos] == want if keys.size else np.zeros(p_off.size, bool)
+        bad = (p_end != 0) & ~found
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            fail(int(p_off[i]), f"particle {int(p_bar[i])} ends in undefined vertex {int(p_end[i])}")
 
 
 def _check_last_event(index: HepMCIndex, text: bytes) -> None:

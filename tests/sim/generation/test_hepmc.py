@@ -206,9 +206,31 @@ def test_broken_link_names_event_and_line(tmp_path: Path) -> None:
     fields[2] = "-9"
     lines[target] = " ".join(fields)
     path.write_text("".join(lines))
-    pipe = Pipeline((HepMCInput(files=(str(path),), batch_size=3),), RunConfig(events=3, batch_size=3))
+    # one batch per event: event 1 is batch 1, yet the run stops before batch 0 is written (checked at build)
+    pipe = Pipeline((HepMCInput(files=(str(path),), batch_size=1),), RunConfig(events=3, batch_size=1))
     with pytest.raises(DataError, match=rf"event 1: line {target + 1}: particle \d+ links to undefined vertex -9"):
         run(pipe, tmp_path / "out.duckdb", progress=False)
+    assert not (tmp_path / "out.duckdb").exists()
+
+
+def test_broken_links_found_at_build_hepmc3_vertex_and_hepmc2(tmp_path: Path) -> None:
+    """A vertex with an undefined incoming particle (HepMC3) and an undefined end vertex (HepMC2), in the last event."""
+    path = _write(tmp_path / "in.hepmc3", 3, "hepmc3")
+    lines = path.read_text().splitlines(keepends=True)
+    target = max(i for i, ln in enumerate(lines) if ln.startswith("V ") and "[" in ln)
+    lines[target] = lines[target].replace(lines[target][lines[target].index("[") : lines[target].index("]") + 1], "[99]")
+    path.write_text("".join(lines))
+    with pytest.raises(DataError, match=rf"event 2: line {target + 1}: vertex -\d+ has undefined incoming particle 99"):
+        build_kernels(Pipeline((HepMCInput(files=(str(path),), batch_size=1),), RunConfig(events=3, batch_size=1)))
+    path2 = _write(tmp_path / "in.hepmc2", 3, "hepmc2")
+    lines = path2.read_text().splitlines(keepends=True)
+    target = max(i for i, ln in enumerate(lines) if ln.startswith("P ") and ln.split()[11] != "0")
+    fields = lines[target].split(" ")
+    fields[11] = "-77"
+    lines[target] = " ".join(fields)
+    path2.write_text("".join(lines))
+    with pytest.raises(DataError, match=rf"event 2: line {target + 1}: particle \d+ ends in undefined vertex -77"):
+        build_kernels(Pipeline((HepMCInput(files=(str(path2),), batch_size=1),), RunConfig(events=3, batch_size=1)))
 
 
 def test_cli_errors_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
