@@ -2,8 +2,9 @@
 
 The acceptance, efficiency and resolution passes all start from the same truth:
 final-state charged particles of ``mc_particles`` (neutrinos excluded) joined with
-their production vertex (``mc_vertices`` on ``prod_vertex``) and the event's primary
-vertex and occupancy (``events``).  The SQL lives here once (:func:`truth_sql`), as does
+their production vertex (``mc_vertices`` on ``prod_vertex``), the primary vertex of
+their own interaction (in full events with pile-up the interaction's PV, found through
+the mother links; else the event's) and the occupancy (``events``).  The SQL lives here once (:func:`truth_sql`), as does
 the pure-numpy feature builder (:func:`truth_features`) that the passes, the reference
 sample writer (:mod:`sim.reference.sample`) and the trainers share, so a model always
 sees the features it was trained on.
@@ -23,6 +24,9 @@ from mambah.codes import NEUTRINOS, TRACK_TYPES
 from sim.core.modelio import check_inputs_finite
 
 __all__ = (
+    "INTERACTION_PV_COLUMNS",
+    "INTERACTION_PV_CTE",
+    "INTERACTION_PV_JOIN",
     "TRACK_TYPES",
     "TRUTH_COLUMNS",
     "truth_sql",
@@ -41,6 +45,28 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 
 _NEUTRINOS = ", ".join(str(n) for n in NEUTRINOS)
 
+#: The PV of each particle's own interaction in events with pile-up (``n_interactions > 1``):
+#: a ``WITH RECURSIVE`` clause walking down from the particles without mother (beams and
+#: prompt particles, whose production vertex is their interaction's PV) to every descendant.
+#: Join it with :data:`INTERACTION_PV_JOIN` (``p`` = ``mc_particles``, ``e`` = ``events``) and
+#: select :data:`INTERACTION_PV_COLUMNS`; events with one interaction keep ``events.pv_*``.
+INTERACTION_PV_CTE = """
+    WITH RECURSIVE _top(event, idx, pv) AS (
+        SELECT p.event, p."index", p.prod_vertex
+        FROM mc_particles AS p JOIN events AS e ON e.batch = p.batch AND e.event = p.event
+        WHERE p.batch = $batch AND e.batch = $batch AND e.n_interactions > 1 AND p.mother < 0
+      UNION ALL
+        SELECT c.event, c."index", t.pv
+        FROM _top AS t JOIN mc_particles AS c ON c.batch = $batch AND c.event = t.event AND c.mother = t.idx
+    ),
+    _ipv AS (
+        SELECT t.event, t.idx, w.x, w.y, w.z
+        FROM _top AS t JOIN mc_vertices AS w ON w.batch = $batch AND w.event = t.event AND w."index" = t.pv
+    )
+"""
+INTERACTION_PV_JOIN = 'LEFT JOIN _ipv ON _ipv.event = p.event AND _ipv.idx = p."index"'
+INTERACTION_PV_COLUMNS = "coalesce(_ipv.x, e.pv_x) AS pv_x, coalesce(_ipv.y, e.pv_y) AS pv_y, coalesce(_ipv.z, e.pv_z) AS pv_z"
+
 
 def truth_sql(*, with_acceptance: bool = False, accepted_only: bool = False) -> str:
     """SQL of the truth inputs of one batch: final-state charged particles, not neutrinos.
@@ -51,18 +77,21 @@ def truth_sql(*, with_acceptance: bool = False, accepted_only: bool = False) -> 
 
     Returns:
         SQL text with ``$batch`` placeholders; rows ordered by (event, mc_index).
+        ``pv_x/y/z`` is the PV of the particle's own interaction (:data:`INTERACTION_PV_CTE`).
         ``n_tracks`` is 0 where the occupancy pass has not filled it.
         Events skipped by the preselect pass (``events.simulated = false``) are left out.
     """
     extra = ", p.in_acceptance" if with_acceptance else ""
     cut = " AND p.in_acceptance" if accepted_only else ""
     return f"""
+        {INTERACTION_PV_CTE}
         SELECT p.event, p."index" AS mc_index, p.pid, p.charge, p.px, p.py, p.pz, p.e,
                v.x AS origin_x, v.y AS origin_y, v.z AS origin_z,
-               e.pv_x, e.pv_y, e.pv_z, coalesce(e.n_tracks, 0) AS n_tracks{extra}
+               {INTERACTION_PV_COLUMNS}, coalesce(e.n_tracks, 0) AS n_tracks{extra}
         FROM mc_particles AS p
         JOIN mc_vertices AS v ON v.batch = p.batch AND v.event = p.event AND v."index" = p.prod_vertex
         JOIN events AS e ON e.batch = p.batch AND e.event = p.event
+        {INTERACTION_PV_JOIN}
         WHERE p.batch = $batch AND v.batch = $batch AND e.batch = $batch
           AND p.decay_vertex < 0 AND p.charge <> 0 AND abs(p.pid) NOT IN ({_NEUTRINOS}){cut}
           AND coalesce(e.simulated, true)

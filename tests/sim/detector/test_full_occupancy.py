@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from sim.detector.efficiency import velo_possible
 from sim.detector.full_occupancy import full_event_pvs
@@ -56,3 +60,33 @@ def test_velo_tracks_need_an_origin_upstream_of_the_velo_end() -> None:
     truth["pz"] = np.full(3, 10_000.0)
     truth["origin_z"] = np.array([0.0, 300.0, 5000.0])  # at the PV, a K_S0 decay in the VELO, a K_L0 decay in the calorimeter
     assert velo_possible(truth).tolist() == [True, True, False]
+
+
+def test_truth_pv_is_the_particles_own_interaction(tmp_path: Path) -> None:
+    """Two interactions: a pile-up particle's PV (and so its origin offset and IP) is its interaction's, not PV 0."""
+    import mambah
+    from mambah.store import BatchRecord
+    from sim.detector.features import truth_sql
+    from sim.generation._event_tables import GeneratorRecord, layout_tables
+
+    pv = np.array([[0.1, -0.1, 10.0, 0.0], [0.3, 0.2, -40.0, 0.1]])
+    # lines: 0 pi+ (interaction 0), 1 pi- (interaction 1), 2 K_S0 (interaction 1, decays at z = 60), 3, 4 its pions
+    p4 = np.array([[100.0, 0, 5000, 5001], [-80, 0, 4000, 4001], [0, 300, 9000, 9020], [50, 150, 4500, 4510], [-50, 150, 4500, 4510]])
+    rec = GeneratorRecord(
+        n_events=1, event=np.zeros(5, np.int64), pid=np.array([211, -211, 310, 211, -211]), status=np.array([1, 1, 2, 1, 1]),
+        p4=p4, mass=np.array([139.57, 139.57, 497.6, 139.57, 139.57]), parent=np.array([-1, -1, -1, 2, 2]),
+        decay_pos=np.array([[np.nan] * 4, [np.nan] * 4, [0.3, 0.5, 60.0, 0.4], [np.nan] * 4, [np.nan] * 4]),
+        interaction=np.array([0, 1, 1, 1, 1]), n_interactions=np.array([2]), pv=pv, is_signal=np.zeros(5, bool),
+    )
+    tables = layout_tables(rec)
+    path = tmp_path / "two.duckdb"
+    with mambah.EventStore.create(path) as s:
+        s.write_batch(BatchRecord(0, 1, 1), {name: {"batch": np.zeros(len(t["event"]), np.int32), **t} for name, t in tables.items()})
+        truth = s.query(truth_sql().replace("$batch", "0")).to_pandas()
+    by_pid = {int(r.pid) * (1 if r.origin_z < 50 else 10): r for r in truth.itertuples()}
+    assert len(truth) == 4
+    near = functools.partial(pytest.approx, abs=1e-6)  # float32 columns
+    assert (by_pid[211].pv_z, by_pid[211].origin_z) == (near(10.0), near(10.0))  # interaction 0: PV 0
+    assert (by_pid[-211].pv_x, by_pid[-211].pv_z) == (near(0.3), near(-40.0))  # prompt in interaction 1: its own PV
+    for daughter in (2110, -2110):  # K_S0 daughters of interaction 1: origin 100 mm downstream of their PV
+        assert (by_pid[daughter].pv_y, by_pid[daughter].pv_z, by_pid[daughter].origin_z) == (near(0.2), near(-40.0), near(60.0))
