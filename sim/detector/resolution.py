@@ -51,7 +51,14 @@ from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.detector.card import DEFAULT_CARD, card, check_model_card
-from sim.detector.features import add_derived, query_truth, truth_features
+from sim.detector.features import (
+    INTERACTION_PV_COLUMNS,
+    INTERACTION_PV_CTE,
+    INTERACTION_PV_JOIN,
+    add_derived,
+    query_truth,
+    truth_features,
+)
 from sim.detector.trackcov import (
     TrackErrorModel,
     cov_to_columns,
@@ -208,15 +215,17 @@ def pass_residuals(
 
 
 def track_truth_sql() -> str:
-    """SQL of the reconstructed tracks of one batch joined with their particle's truth."""
-    return """
+    """SQL of the reconstructed tracks of one batch joined with their particle's truth (PV of its own interaction)."""
+    return f"""
+        {INTERACTION_PV_CTE}
         SELECT t.event, t."index" AS track_index, t.track_type, p.charge, p.px, p.py, p.pz,
                v.x AS origin_x, v.y AS origin_y, v.z AS origin_z,
-               e.pv_x, e.pv_y, e.pv_z, coalesce(e.n_tracks, 0) AS n_tracks
+               {INTERACTION_PV_COLUMNS}, coalesce(e.n_tracks, 0) AS n_tracks
         FROM protoparticles AS t
         JOIN mc_particles AS p ON p.batch = t.batch AND p.event = t.event AND p."index" = t.mc_particle
         JOIN mc_vertices AS v ON v.batch = p.batch AND v.event = p.event AND v."index" = p.prod_vertex
         JOIN events AS e ON e.batch = t.batch AND e.event = t.event
+        {INTERACTION_PV_JOIN}
         WHERE t.batch = $batch AND p.batch = $batch AND v.batch = $batch AND e.batch = $batch
         ORDER BY t.event, t."index"
     """
