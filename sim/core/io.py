@@ -222,20 +222,22 @@ def save_model(trained: TrainedModel, path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path, expect_inputs: Sequence[str] | None = None) -> TrainedModel:
+def load_model(path: str | Path, expect_inputs: Sequence[str] | None = None, *,
+               inference: bool = False) -> TrainedModel:
     """Load a model written by :func:`save_model` (``safe_mode=True``: no Python code runs).
 
     Args:
         path: the ``.keras`` file; its sidecar ``.json`` must sit next to it.
         expect_inputs: if given, the input names the caller will feed, in order.
+        inference: the caller only runs the network forward: read it as a
+            :class:`sim.core.netgraph.GraphNet` (no Keras import, same outputs) when its
+            layers allow, else load it with Keras.  ``model`` cannot be trained or saved then.
 
     Raises:
         ModelError: missing ``.keras`` or sidecar, corrupt archive or JSON, a model that
             needs unsafe deserialisation (``Lambda`` layers), inconsistent shapes, or
             input names differing from ``expect_inputs``; the message names the path.
     """
-    import keras
-
     path = Path(path)
     sidecar_path = _sidecar(path)
     if not path.is_file():
@@ -253,10 +255,18 @@ def load_model(path: str | Path, expect_inputs: Sequence[str] | None = None) -> 
             f"sidecar {sidecar_path} has format_version {meta.get('format_version')!r}; "
             f"this Mambah reads {FORMAT_VERSION}"
         )
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # zipfile, h5py, json and Keras errors alike
-        raise ModelError(f"cannot load model {path}: {type(err).__name__}: {err}") from err
+    model: Any = None
+    if inference:
+        from sim.core.netgraph import read_network
+
+        model = read_network(path)
+    if model is None:
+        import keras
+
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as err:  # zipfile, h5py, json and Keras errors alike
+            raise ModelError(f"cannot load model {path}: {type(err).__name__}: {err}") from err
     try:
         prep = meta["preprocessing"]
         trained = TrainedModel(

@@ -28,6 +28,7 @@ __all__ = (
     "Standardizer",
     "QuantileGaussian",
     "ConditionalQuantileGaussian",
+    "compiled_inverse",
     "inverse_transform",
     "transform",
     "preprocessor_from_dict",
@@ -226,10 +227,18 @@ class QuantileGaussian(_Base):
         q, r = self.quantiles_, self.references_
         out = np.empty_like(arr)
         for j in range(arr.shape[1]):
-            fwd = np.interp(arr[:, j], q[:, j], r)
-            bwd = -np.interp(-arr[:, j], -q[::-1, j], -r[::-1])
-            out[:, j] = 0.5 * (fwd + bwd)
+            out[:, j] = np.interp(arr[:, j], q[:, j], r)
+            if self._ties(j):  # the backward interpolation differs only at repeated quantiles
+                bwd = -np.interp(-arr[:, j], -q[::-1, j], -r[::-1])
+                out[:, j] = 0.5 * (out[:, j] + bwd)
         return ndtri(np.clip(out, BOUND, 1.0 - BOUND))
+
+    def _ties(self, j: int) -> bool:
+        """Whether column ``j`` has repeated quantiles (a discrete column), cached per fitted table."""
+        if getattr(self, "_ties_of", None) is not self.quantiles_:
+            self._ties_cache = np.any(np.diff(np.asarray(self.quantiles_), axis=0) <= 0, axis=0)
+            self._ties_of = self.quantiles_
+        return bool(self._ties_cache[j])
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         """``(n, d)`` standard-normal values → ``(n, d)`` raw values."""
@@ -439,3 +448,106 @@ def preprocessor_from_dict(
         return qg
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"malformed {kind!r} preprocessing parameters: {err}") from err
+
+
+# --------------------------------------------------------------------------- compiled (TensorFlow) forms
+
+
+class _TFTable:
+    """Per-column interpolation tables ``xp``, ``fp`` ``(d, m)`` as flat TensorFlow constants.
+
+    ``np.interp(x, xp[j], fp[j])`` is ``fp[i] + slope[i] (x - xp[i])`` on the interval
+    ``i`` that holds ``x`` (numpy's arithmetic, with the slopes computed once here).
+    """
+
+    def __init__(self, tf: Any, xp: np.ndarray, fp: np.ndarray) -> None:
+        d, m = xp.shape
+        xp, fp = np.asarray(xp, np.float64), np.asarray(fp, np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(np.diff(xp, axis=1) > 0, np.diff(fp, axis=1) / np.diff(xp, axis=1), 0.0)
+        self.m = m
+        self.xp_flat = tf.constant(xp.reshape(-1))
+        self.fp_flat = tf.constant(fp.reshape(-1))
+        self.slope_flat = tf.constant(np.concatenate([slope, np.zeros((d, 1))], axis=1).reshape(-1))
+        self.offset = tf.constant((np.arange(d, dtype=np.int64) * m)[:, None])  # (d, 1)
+        self.fp_lo = tf.constant(fp[:, :1].copy())
+        self.fp_hi = tf.constant(fp[:, -1:].copy())
+
+
+def _tf_interp(tf: Any, t: _TFTable, x: Any, pos: Any) -> Any:
+    """``np.interp`` of ``x`` ``(d, n)`` on row ``i``'s table, given ``pos`` = #(xp ≤ x) per element."""
+    m = t.m
+    j = tf.clip_by_value(pos - 1, 0, m - 2) + t.offset
+    inner = tf.gather(t.slope_flat, j) * (x - tf.gather(t.xp_flat, j)) + tf.gather(t.fp_flat, j)
+    return tf.where(pos <= 0, t.fp_lo, tf.where(pos >= m, t.fp_hi, inner))
+
+
+def _tf_ndtr(tf: Any, z: Any) -> Any:
+    """Standard normal CDF (float64), ``0.5 erfc(-z / sqrt 2)`` as ``scipy.special.ndtr``."""
+    return 0.5 * tf.math.erfc(-z / np.sqrt(2.0))
+
+
+def compiled_inverse(prep: Any) -> Any:
+    """A TensorFlow function ``(z, raw conditions)`` → ``prep.inverse_transform(z[, conditions])`` (float64), or ``None``.
+
+    Covers :class:`Identity`, :class:`Standardizer`, :class:`QuantileGaussian` and
+    :class:`ConditionalQuantileGaussian` (the interpolation between the neighbouring
+    bins of the condition, as the numpy method).
+    """
+    import tensorflow as tf
+
+    if isinstance(prep, Identity):
+        return lambda z, c: z
+    if isinstance(prep, Standardizer):
+        mean, scale = tf.constant(prep.mean_, tf.float64), tf.constant(prep.scale_, tf.float64)
+        return lambda z, c: z * scale + mean
+    if isinstance(prep, QuantileGaussian):
+        q = np.ascontiguousarray(np.asarray(prep.quantiles_, np.float64).T)  # (d, m)
+        r = np.asarray(prep.references_, np.float64)
+        table = _TFTable(tf, np.broadcast_to(r, q.shape), q)
+        rt = tf.constant(r)
+
+        def inv(z: Any, c: Any) -> Any:
+            p = tf.clip_by_value(_tf_ndtr(tf, tf.transpose(z)), BOUND, 1.0 - BOUND)
+            pos = tf.reshape(tf.searchsorted(rt, tf.reshape(p, [-1]), side="right", out_type=tf.int64), tf.shape(p))
+            return tf.transpose(_tf_interp(tf, table, p, pos))
+
+        return inv
+    if isinstance(prep, ConditionalQuantileGaussian):
+        quant = np.asarray(prep.quantiles_, np.float64)  # (n_bins, m, d)
+        nb, m, d = quant.shape
+        r = np.asarray(prep.references_, np.float64)
+        centers = np.asarray(prep.centers_, np.float64)
+        flat = tf.constant(quant.reshape(-1))
+        rt, ct = tf.constant(r), tf.constant(centers)
+        cols = tf.constant(np.arange(d, dtype=np.int64))
+        col = int(prep.condition)
+
+        def cinv(z: Any, c: Any) -> Any:
+            n = tf.shape(z, out_type=tf.int64)[0]
+            cond = c[:, col]
+            if nb == 1:
+                k, a = tf.zeros_like(cond, tf.int64), tf.zeros_like(cond)
+            else:
+                k = tf.clip_by_value(tf.searchsorted(ct, cond, side="right", out_type=tf.int64) - 1, 0, nb - 2)
+                c0, c1 = tf.gather(ct, k), tf.gather(ct, k + 1)
+                span = c1 - c0
+                a = tf.clip_by_value(tf.where(span > 0, (cond - c0) / tf.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)
+            p = tf.clip_by_value(_tf_ndtr(tf, z), BOUND, 1.0 - BOUND)  # (n, d)
+            pos = tf.reshape(tf.searchsorted(rt, tf.reshape(p, [-1]), side="right", out_type=tf.int64), [n, d])
+            j = tf.clip_by_value(pos - 1, 0, m - 2)
+            r0, r1 = tf.gather(rt, j), tf.gather(rt, j + 1)
+            f = (p - r0) / (r1 - r0)
+
+            def table(bins: Any) -> Any:  # interp(p, r, Q[bins][:, col j]) per row and column
+                base = (bins[:, None] * m) * d + cols[None, :]
+                v0, v1 = tf.gather(flat, base + j * d), tf.gather(flat, base + (j + 1) * d)
+                inner = v0 + (v1 - v0) * f
+                first, last = tf.gather(flat, base), tf.gather(flat, base + (m - 1) * d)
+                return tf.where(pos == 0, first, tf.where(pos >= m, last, inner))
+
+            hi = tf.minimum(k + 1, nb - 1)
+            return (1.0 - a)[:, None] * table(k) + a[:, None] * table(hi)
+
+        return cinv
+    return None

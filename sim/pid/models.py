@@ -358,7 +358,7 @@ def load_species_models(species: str, directory: str | Path | None = None) -> Sp
     loaded = {}
     for part, (kind, inputs, outputs) in MODEL_PARTS.items():
         path = folder / f"{species}_{part}.keras"
-        model = load_model(path, expect_inputs=inputs)
+        model = load_model(path, expect_inputs=inputs, inference=True)
         if model.kind != kind:
             raise ModelError(f"model {path} is a {model.kind}, expected a {kind}")
         if kind == "generator" and model.output_names != outputs:
