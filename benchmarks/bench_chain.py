@@ -10,7 +10,9 @@ In one run, as whole processes:
 3. ``mambah run --events 1000`` (the start-up time);
 
 and, in this process, the share of each pass in the batch loop (each kernel timed
-on the same batches, the commit included as ``store``).  Prints a markdown table
+on the same batches into a store file, the store's part as ``store``), with the
+passes inside the store's transaction (before #19) and staged in memory (now);
+``--rss`` measures the peak RSS of whole runs of several sizes instead.  Prints a markdown table
 with the ratio ``mambah / bare`` (events/s) and the pass list it was measured with.
 
 Run::
@@ -51,14 +53,47 @@ while kept < n:
 """
 
 
+def peak_rss(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS [bytes] of ``cmd`` as a whole child process (``os.wait4``'s rusage)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with status {proc.returncode}")
+    return time.perf_counter() - t0, int(usage.ru_maxrss) * 1024  # Linux: ru_maxrss in KiB
+
+
+def rss_table(sizes: list[int], batch_size: int) -> None:
+    """Peak RSS of ``mambah run`` (default job) for each number of events: flat in the number of batches."""
+    print(f"| events | batches | wall s | peak RSS | (batch size {batch_size}, load {os.getloadavg()[0]:.1f}) |\n|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            out = Path(tmp) / "rss.duckdb"
+            dt, rss = peak_rss([sys.executable, "-m", "mambah.cli", "run", "--events", str(n), "--batch-size", str(batch_size),
+                                "-o", str(out), "--no-progress", "--overwrite"])
+            size = out.stat().st_size
+            print(f"| {n:,} | {-(-n // batch_size)} | {dt:.0f} | {rss / 2**20:,.0f} MiB | {size / n:,.0f} bytes/event |", flush=True)
+            out.unlink()
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
 def _timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return time.perf_counter() - t0
 
 
-def pass_shares(events: int, batch_size: int) -> tuple[list[str], dict[str, float]]:
-    """Seconds per pass (and the commit) over the batch loop of the default job, in this process."""
+def pass_shares(events: int, batch_size: int, mode: str = "staged", path: Path | None = None) -> tuple[list[str], dict[str, float]]:
+    """Seconds per pass (and the store's part) over the batch loop of the default job, in this process.
+
+    Args:
+        mode: ``"staged"`` (what ``run`` does: passes on an in-memory staging database, each
+            table written to the store once per batch) or ``"transaction"`` (the passes insert
+            into and update the store file itself inside the batch's transaction, as before #19).
+        path: store file (default: in-memory store).
+    """
     from mambah.quiet import quiet_tensorflow
 
     quiet_tensorflow()
@@ -71,11 +106,12 @@ def pass_shares(events: int, batch_size: int) -> tuple[list[str], dict[str, floa
     kernels = build_kernels(pl)
     names = [p.name for p in pl.passes]
     spent = dict.fromkeys([*names, "store"], 0.0)
-    store = EventStore.memory()
+    store = EventStore.create(path, overwrite=True) if path is not None else EventStore.memory()
     for b in pl.run.batches():
         t_batch = time.perf_counter()
         inner = 0.0
-        with store.batch_transaction(BatchRecord(b.batch, b.n_events, b.seed)) as con:
+        record = BatchRecord(b.batch, b.n_events, b.seed)
+        with store.staged_batch(record) if mode == "staged" else store.batch_transaction(record) as con:
             ctx = BatchContext(con, b)
             for name, k in zip(names, kernels):
                 t0 = time.perf_counter()
@@ -92,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=25_000)
+    parser.add_argument("--rss", type=int, nargs="+", metavar="EVENTS",
+                        help="only measure the peak RSS of whole 'mambah run' processes of these sizes (e.g. 1000000 5000000)")
     args = parser.parse_args(argv)
+    if args.rss:
+        rss_table(args.rss, args.batch_size)
+        return 0
     n = args.events
     t_bare = _timed([sys.executable, "-c", _BARE, str(n)])
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,8 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         size = out.stat().st_size
         t_start = _timed([sys.executable, "-m", "mambah.cli", "run", "--events", "1000", "-o",
                           str(Path(tmp) / "small.duckdb"), "--no-progress"])
-    names, spent = pass_shares(min(n, 100_000), args.batch_size)
-    total = sum(spent.values())
+    with tempfile.TemporaryDirectory() as tmp:
+        shares = {mode: pass_shares(min(n, 100_000), args.batch_size, mode, Path(tmp) / f"{mode}.duckdb")
+                  for mode in ("transaction", "staged")}
+    names, spent = shares["staged"]
+    before = shares["transaction"][1]
+    total, total_before = sum(spent.values()), sum(before.values())
     load = os.getloadavg()[0]
     print("| quantity | value |\n|---|---|")
     print(f"| bare phasespace (generate + unweight), whole process | {n / t_bare:,.0f} events/s ({t_bare:.1f} s) |")
@@ -112,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| mambah run --events 1000 | {t_start:.1f} s (target 4 s) |")
     print(f"| store size | {size / n:,.0f} bytes/event (target 700) |")
     print(f"| load average | {load:.1f} |")
-    print(f"\npasses: {' -> '.join(names)}\n\n| pass | share of the batch loop |\n|---|---|")
+    print(f"\npasses: {' -> '.join(names)}; {min(n, 100_000):,} events into a store file\n")
+    print("| pass | share, passes in the store's transaction | share, staged in memory, written once |\n|---|---|---|")
     for name, s in spent.items():
-        print(f"| {name} | {s / total:.1%} |")
+        print(f"| {name} | {before[name] / total_before:.1%} ({before[name]:.2f} s) | {s / total:.1%} ({s:.2f} s) |")
+    print(f"| batch loop | {total_before:.2f} s | {total:.2f} s |")
     return 0
 
 

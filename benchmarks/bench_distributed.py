@@ -77,15 +77,41 @@ def _isolated_merge_cost(pipeline, tmp: Path, n: int) -> tuple[float, float]:
         for b in batches:
             part = spool / f"batch={b.batch}"
             t0 = time.perf_counter()
-            record, tables, _ = _read_part(part)
+            record, tables, _, meta = _read_part(part)
             t1 = time.perf_counter()
-            store.write_batch(record, tables)
+            store.write_batch(record, tables, meta)
             shutil.rmtree(part)
             write += time.perf_counter() - t1
             read += t1 - t0
     finally:
         store.close()
     return read / len(batches), write / len(batches)
+
+
+def _isolated_dataset_cost(pipeline, tmp: Path, n: int) -> tuple[float, float, float, float]:
+    """Per batch, nothing else running: passes in the staging database, writing the batch directory
+    (Parquet files + rename), its bytes; and the open of the finished dataset per batch directory [s, s, bytes, s]."""
+    from mambah.dataset import create_dataset, dataset_connection, write_dataset_batch
+    from mambah.store import BatchRecord, staged_metadata, staging_connection
+    from sim.core.pipeline import build_kernels, run_batch
+
+    root = create_dataset(tmp / "iso.dataset", {"pipeline": pipeline.to_toml()}, overwrite=True)
+    kernels = build_kernels(pipeline)
+    compute = write = 0.0
+    for b in pipeline.run.batches()[:n]:
+        with staging_connection(1) as con:
+            t0 = time.perf_counter()
+            run_batch(kernels, con, b)
+            t1 = time.perf_counter()
+            write_dataset_batch(root, BatchRecord(b.batch, b.n_events, b.seed), con, metadata=staged_metadata(con))
+            write += time.perf_counter() - t1
+            compute += t1 - t0
+    size = sum(f.stat().st_size for f in root.rglob("*.parquet"))
+    t0 = time.perf_counter()
+    con = dataset_connection(root)
+    con.execute("SELECT count(*) FROM events").fetchall()
+    con.close()
+    return compute / n, write / n, size / n, (time.perf_counter() - t0) / n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--no-serial", action="store_true", help="skip the serial reference line")
+    ap.add_argument("--modes", nargs="+", choices=("merge", "dataset"), default=["merge", "dataset"],
+                    help="merge: the driver merges each part into one store file; dataset: the workers write a dataset store")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -123,17 +151,27 @@ def main(argv: list[str] | None = None) -> int:
                                            "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}) as cluster:
             run_distributed(warm, tmp / f"warm{n}.duckdb", scheduler=cluster.scheduler_address, progress=False)
             startup = time.perf_counter() - t0
-            s = run_distributed(pipeline, tmp / f"w{n}.duckdb", scheduler=cluster.scheduler_address, progress=False)
-        rows.append((f"dask x{n}", n, s.seconds, s.events_per_second, s.merge_seconds_per_batch, startup))
+            for mode in args.modes:
+                out = tmp / (f"w{n}.duckdb" if mode == "merge" else f"w{n}.dataset")
+                s = run_distributed(pipeline, out, scheduler=cluster.scheduler_address, progress=False,
+                                    dataset=mode == "dataset")
+                rows.append((f"dask x{n} {mode}", n, s.seconds, s.events_per_second, s.merge_seconds_per_batch, startup))
     merge_iso = _isolated_merge_cost(pipeline, tmp, n=4)
-    base = next((r[3] for r in rows if r[0] == "dask x1"), None)
-    print(f"{'run':<10} {'workers':>7} {'wall s':>8} {'events/s':>10} {'efficiency':>10} {'merge s/batch':>13} {'startup s':>9}")
+    ds_iso = _isolated_dataset_cost(pipeline, tmp, n=4)
+    base = next((r[3] for r in rows if r[0].startswith("dask x1 ")), None)
+    ser = next((r[3] for r in rows if r[0] == "serial"), None)
+    print(f"{'run':<18} {'workers':>7} {'wall s':>8} {'events/s':>10} {'vs serial':>9} {'efficiency':>10} {'merge s/batch':>13} {'startup s':>9}")
     for name, n, sec, rate, merge, startup in rows:
         eff = f"{rate / (n * base):.2f}" if base and name != "serial" else "-"
-        mrg = f"{merge:.3f}" if name != "serial" else "-"
+        vs = f"{rate / ser:.2f}" if ser else "-"
+        mrg = f"{merge:.3f}" if name.endswith("merge") else "-"
         st = f"{startup:.1f}" if name != "serial" else "-"
-        print(f"{name:<10} {n:>7} {sec:>8.1f} {rate:>10,.0f} {eff:>10} {mrg:>13} {st:>9}")
-    merges = [r[4] for r in rows if r[0] != "serial"]
+        print(f"{name:<18} {n:>7} {sec:>8.1f} {rate:>10,.0f} {vs:>9} {eff:>10} {mrg:>13} {st:>9}")
+    compute, write, size, open_s = ds_iso
+    print(f"# dataset, per batch of {args.batch_size} events on one worker: passes {compute:.3f} s, writing the batch "
+          f"directory (Parquet {size / 2**20:.1f} MiB = {size / args.batch_size:.0f} bytes/event, rename) {write:.3f} s; "
+          f"opening the dataset {1e3 * open_s:.1f} ms per batch directory")
+    merges = [r[4] for r in rows if r[0].endswith("merge")]
     if merges:
         avg = sum(merges) / len(merges)
         print(f"# merge cost during the runs (driver sharing the cores with the workers): {avg:.3f} s per batch "

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from mambah.check import CheckReport, check_store, duckdb_error_line, is_lock_conflict
 from mambah.errors import SchemaVersionError, StoreError, StoreExistsError, first_line
-from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, VIEWS, column_names, create_ddl, create_view_ddl
+from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, VIEWS, column_decimals, column_names, create_ddl, create_view_ddl
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -536,6 +536,7 @@ def insert(con: duckdb.DuckDBPyConnection, table: str, data: Any) -> None:
         raise StoreError(f"table '{table}' has no column(s) {', '.join(unknown)}")
     if (data.num_rows if isinstance(data, pa.Table) else len(data)) == 0:
         return
+    data = _rounded(table, data)
     view = f"_mambah_insert_{table}"
     con.register(view, data)
     try:
@@ -569,6 +570,7 @@ def update(con: duckdb.DuckDBPyConnection, table: str, data: Any, keys: Sequence
     cols = [c for c in data.column_names if c not in keys]
     if not cols:
         return
+    data = _rounded(table, data)
     view = f"_mambah_update_{table}"
     con.register(view, data)
     try:
@@ -582,6 +584,26 @@ def update(con: duckdb.DuckDBPyConnection, table: str, data: Any, keys: Sequence
     finally:
         with contextlib.suppress(duckdb.Error):
             con.unregister(view)
+
+
+def _rounded(table: str, data: Any) -> Any:
+    """``data`` with the columns the schema rounds (:func:`mambah.schema.column_decimals`) rounded; else as is."""
+    decimals = column_decimals(table)
+    names = list(data.column_names) if isinstance(data, pa.Table) else list(data.columns)
+    todo = [c for c in names if c in decimals]
+    if not todo:
+        return data
+    import pyarrow.compute as pc
+
+    if not isinstance(data, pa.Table):
+        data = pa.Table.from_pandas(data, preserve_index=False)
+    for c in todo:
+        i = data.column_names.index(c)
+        col = data.column(i)
+        if not pa.types.is_floating(col.type):
+            col = pc.cast(col, pa.float64())
+        data = data.set_column(i, c, pc.round(pc.cast(col, pa.float64()), ndigits=decimals[c]))
+    return data
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | Mapping[str, Any] | None = None) -> pa.Table:

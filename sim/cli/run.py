@@ -133,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pipeline.save(args.save_config)
         print(f"wrote {args.save_config}")
         return 0
+    if getattr(args, "dataset", False) and args.workers is None and args.scheduler is None:
+        raise ConfigError("--dataset needs --workers N or --scheduler ADDRESS (a serial run writes one store file)")
     check_output(args.output, resume=args.resume, overwrite=args.overwrite)
     # --export (ficino.cli): on_batch hook streaming committed batches into an ntuple
     hook = args.export_hook(args, pipeline) if getattr(args, "export_hook", None) else None
@@ -141,8 +143,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.workers is not None or args.scheduler is not None:
             executor = DaskExecutor(workers=args.workers, scheduler=args.scheduler, retries=args.retries,
                                     dataset=bool(getattr(args, "dataset", False)))
-        elif getattr(args, "dataset", False):
-            raise ConfigError("--dataset needs --workers N or --scheduler ADDRESS (a serial run writes one store file)")
         summary = run(pipeline, args.output, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, on_batch=hook, executor=executor)
         exported = hook.finish(args.output) if hook is not None else None

@@ -160,3 +160,65 @@ def test_create_refuses_existing_and_unwritable(tmp_path, monkeypatch):
         assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o700)
+
+
+# ---------------------------------------------------------------------------- column types, staging (#19)
+def test_column_types_and_rounding_per_quantity():
+    """Truth four-momenta: DOUBLE to 1e-7 MeV; reco momenta, positions: float32; log-likelihoods: 1e-3."""
+    store = EventStore.memory()
+    t = _tables(2, 0)
+    mc = t["mc_particles"]
+    px = np.array([1234.567891234, -0.000000049, 98765.43210006, 1e-9])
+    t["mc_particles"] = mc.set_column(mc.column_names.index("px"), "px", pa.array(px))
+    t["events"] = t["events"].set_column(2, "pv_x", pa.array([0.123456789, 1e-7]))
+    store.write_batch(BatchRecord(0, 2, 1), t)
+    got = store.table("mc_particles")["px"].to_numpy()
+    np.testing.assert_array_equal(got, [1234.5678912, -0.0, 98765.4321001, 0.0])  # rounded to 7 decimals
+    assert store.table("mc_particles")["px"].type == pa.float64()
+    ev = store.table("events")
+    assert ev["pv_x"].type == pa.float32() and ev["pv_x"].to_numpy()[0] == np.float32(0.123456789)
+    store.connection.execute(
+        "INSERT INTO protoparticles (batch, event, \"index\", mc_particle, track_type, px, \"RichDLLK\", \"ProbNNk\") "
+        "VALUES (0, 0, 0, 1, 3, 1000.123456789, 1.0, 0.5)"
+    )  # plain SQL is not rounded; insert/update are:
+    from mambah.store import update
+
+    update(store.connection, "protoparticles", {"batch": [0], "event": [0], "index": [0], "RichDLLK": [12.3456789],
+                                                "ProbNNk": [1.23456789e-6]})
+    pp = store.query('SELECT px, "RichDLLK", "ProbNNk" FROM protoparticles').to_pylist()[0]
+    assert pp["RichDLLK"] == pytest.approx(12.346, abs=1e-6) and pp["ProbNNk"] == pytest.approx(1.23456789e-6, rel=1e-6)
+    types = dict(store.query("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'protoparticles'")
+                 .to_pandas().itertuples(index=False, name=None))
+    assert types["px"] == types["cov_x_x"] == types["RichDLLK"] == "FLOAT" and types["charge"] == "SMALLINT"
+
+
+def test_staged_batch_writes_once_with_metadata_or_not_at_all(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with EventStore.create(path) as store:
+        with store.staged_batch(BatchRecord(0, 3, 11)) as con:
+            for name, data in _tables(3, 0).items():
+                mambah.store.insert(con, name, data)
+            mambah.store.update(con, "mc_particles", {"batch": [0], "event": [1], "index": [1], "in_acceptance": [True]})
+            con.execute("INSERT OR REPLACE INTO metadata VALUES ('generator', '{\"sigma\": 1}')")
+            assert store.batches() == []  # nothing in the store until the block ends
+        assert store.batches() == [0] and store.count("mc_particles") == 6
+        assert store.get_metadata("generator") == '{"sigma": 1}'
+        assert store.query("SELECT count(*) AS n FROM mc_particles WHERE in_acceptance").to_pylist() == [{"n": 1}]
+        with pytest.raises(RuntimeError, match="boom"), store.staged_batch(BatchRecord(1, 3, 12)) as con:
+            mambah.store.insert(con, "events", _tables(3, 1)["events"])
+            raise RuntimeError("boom")
+        assert store.batches() == [0] and store.count("events") == 3
+        with pytest.raises(mambah.StoreError, match="batch 0 is already in store"), store.staged_batch(BatchRecord(0, 3, 11)):
+            pass
+
+
+def test_version_2_store_is_refused_by_name(tmp_path):
+    import duckdb
+
+    path = tmp_path / "v2.duckdb"
+    EventStore.create(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE metadata SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(mambah.SchemaVersionError, match=r"schema version 2, this Mambah reads version 3"):
+        EventStore.open(path, read_only=True)
