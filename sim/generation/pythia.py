@@ -24,6 +24,16 @@ event (the events without signal before it, plus itself), so
 ``σ_gen · count(*) / sum(n_tried)`` the cross-section of what the store holds
 (σ_gen is in the ``generator`` metadata).
 
+Signal daughters in the acceptance (optional, ``daughters_in_acceptance``; Gauss'
+``DaughtersInLHCb`` cut, same reference): an event is kept only if every stable daughter
+of its signal (final-state lines, and K0S, Λ, ... taken as themselves; neutrinos
+ignored) has its polar angle within 10–400 mrad if charged, 5–400 mrad if neutral
+(``charged_theta``, ``neutral_theta``).  The Pythia events of a rejected event count
+in the next kept event's ``n_tried``, so ``count(*) / sum(n_tried)`` is then the
+efficiency of species and cut together; each batch also records in ``metadata``
+(``generator_cut/<batch>``) how many signal events the cut looked at and kept, summed by
+:func:`signal_cut_efficiency`.
+
 Pile-up (Gauss' pile-up tools, same reference): for the ``minbias`` preset the
 crossing has ``n ~ Poisson(ν)`` interactions given ``n >= 1`` (zero-truncated,
 ``FixedLuminosity``); for a rare hard process (``bbbar``, ``ccbar``) the crossing holds
@@ -69,13 +79,17 @@ from sim.generation._event_tables import (
 from sim.generation.beam import LuminousRegion, sample_primary_vertices
 
 __all__ = (
+    "CUT_KEY",
+    "LONG_LIVED",
     "NU_RUN2",
     "NU_RUN3",
     "PRESETS",
     "SQRT_S",
     "Pythia",
+    "daughters_in_acceptance",
     "pythia_columns",
     "pythia_lines",
+    "signal_cut_efficiency",
 )
 
 log = logging.getLogger(__name__)
@@ -104,6 +118,11 @@ SQRT_S: tuple[float, ...] = (7.0, 8.0, 13.0, 13.6, 14.0)
 NU_RUN2 = 1.1
 NU_RUN3 = 5.5
 _PILEUP_LINES = PRESETS["minbias"]
+#: Long-lived hadrons (τ > 10 ps) the detector sees decaying in flight: K0S, K0L, Λ, Σ+, Σ-, Ξ0, Ξ-, Ω-.
+LONG_LIVED: tuple[int, ...] = (310, 130, 3122, 3222, 3112, 3322, 3312, 3334)
+_NEUTRINO_IDS = (12, 14, 16)
+#: ``metadata`` key prefix of the per-batch ``daughters_in_acceptance`` counts (``{"tried": ..., "kept": ...}``).
+CUT_KEY = "generator_cut/"
 
 
 def _require_pythia() -> Any:
@@ -211,8 +230,13 @@ class Pythia(Pass):
         decay: signal descriptor, e.g. ``"[B+ -> (J/psi -> mu+ mu-) K+]cc"``; ``None`` keeps every event.
         dec_file: signal DecFile instead of ``decay`` (its mother and charge conjugate are the signal).
         mother: decaying particle of ``dec_file``.
-        max_tries: give up (error) when this many Pythia events in a row hold no signal.
+        max_tries: give up (error) when this many Pythia events in a row hold no signal (or none
+            whose daughters are in the acceptance).
         luminous_region: primary-vertex distribution [mm, ns].
+        daughters_in_acceptance: keep only events whose signal daughters are in the acceptance
+            (Gauss' ``DaughtersInLHCb``; see :func:`daughters_in_acceptance`).
+        charged_theta: polar-angle window ``(min, max)`` [rad] of the charged daughters (Gauss: 10–400 mrad).
+        neutral_theta: polar-angle window ``(min, max)`` [rad] of the neutral daughters (Gauss: 5–400 mrad).
 
     Writes ``events`` (PV of the hard interaction, ``n_interactions``, ``process``, ``n_tried``),
     ``mc_particles`` (with ``status``), ``mc_vertices``.
@@ -232,6 +256,9 @@ class Pythia(Pass):
     mother: str | None = None
     max_tries: int = 20_000
     luminous_region: LuminousRegion = field(default_factory=LuminousRegion)
+    daughters_in_acceptance: bool = False
+    charged_theta: tuple[float, float] = (0.010, 0.400)
+    neutral_theta: tuple[float, float] = (0.005, 0.400)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -245,6 +272,19 @@ class Pythia(Pass):
             raise ConfigError("give only one of decay and dec_file for the pythia signal")
         if isinstance(self.max_tries, bool) or not isinstance(self.max_tries, int) or self.max_tries < 1:
             raise ConfigError(f"max_tries must be a positive integer, got {self.max_tries!r}")
+        if not isinstance(self.daughters_in_acceptance, bool):
+            raise ConfigError(f"daughters_in_acceptance must be true or false, got {self.daughters_in_acceptance!r}")
+        if self.daughters_in_acceptance and self.decay is None and self.dec_file is None:
+            raise ConfigError("daughters_in_acceptance needs a signal: give decay or dec_file")
+        for name in ("charged_theta", "neutral_theta"):
+            win = getattr(self, name)
+            try:
+                lo, hi = (float(x) for x in win)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name} must be (min, max) polar angles [rad], got {win!r}") from None
+            if not 0.0 <= lo < hi <= np.pi:
+                raise ConfigError(f"{name} must satisfy 0 <= min < max <= pi [rad], got {win!r}")
+            object.__setattr__(self, name, (lo, hi))
 
     def _model(self) -> tuple[Any, bool]:
         from sim.generation.decay import load_decay
@@ -276,33 +316,112 @@ class Pythia(Pass):
             "sqrt_s_TeV": float(self.sqrt_s), "nu": float(self.nu), "settings": list(self.settings),
             "signal": self.decay or self.dec_file,
         }
+        if self.daughters_in_acceptance:
+            meta["daughters_in_acceptance"] = {"charged_theta_rad": list(self.charged_theta), "neutral_theta_rad": list(self.neutral_theta)}
         del check
         cfg = self
 
         def kernel(ctx: BatchContext) -> None:
             rng = ctx.rng(cfg.name)
-            tables, sigma = _generate(cfg, ctx, rng, model, cc, process_known)
+            tables, sigma, (tried, kept) = _generate(cfg, ctx, rng, model, cc, process_known)
             write_tables(ctx, tables)
             ctx.con.execute(
                 "INSERT OR REPLACE INTO metadata VALUES ('generator', ?)", [json.dumps({**meta, "sigma_gen_mb": sigma})]
             )
+            if cfg.daughters_in_acceptance:
+                ctx.con.execute(
+                    "INSERT OR REPLACE INTO metadata VALUES (?, ?)",
+                    [f"{CUT_KEY}{ctx.batch.batch}", json.dumps({"tried": tried, "kept": kept})],
+                )
 
         return kernel
 
 
 def _generate(
     cfg: Pythia, ctx: BatchContext, rng: np.random.Generator, model: Any, cc: bool, process_known: bool
-) -> tuple[dict[str, dict[str, np.ndarray]], float]:
-    """One batch: hard events with signal, pile-up, Mambah signal decays → laid-out tables and σ_gen [mb]."""
+) -> tuple[dict[str, dict[str, np.ndarray]], float, tuple[int, int]]:
+    """One batch: hard events with signal, pile-up, Mambah signal decays → laid-out tables, σ_gen [mb], cut counts.
+
+    With ``daughters_in_acceptance`` the events are made in rounds until enough pass the
+    cut; a rejected event's Pythia tries are added to the next kept event's ``n_tried``.
+
+    Returns:
+        The tables, σ_gen [mb] and ``(tried, kept)``: signal events the acceptance cut
+        looked at (up to the last one kept) and kept (``(n, n)`` without the cut).
+    """
     n_events = ctx.batch.n_events
     hard = _make_pythia(pythia_lines(PRESETS[cfg.preset], float(cfg.sqrt_s), cfg.settings, _pythia_seed(ctx, cfg.name)))
-    chunks: list[dict[str, np.ndarray]] = []
-    n_kept, since_last = 0, 0
-    tried_of: list[np.ndarray] = []
-    chosen_of: list[np.ndarray] = []
-    eff = 1.0
+    search = {"since_last": 0, "eff": 1.0}
+    minb: Any = None
+    parts: list[dict[str, dict[str, np.ndarray]]] = []
+    n_kept = n_cand = carry = 0
     while n_kept < n_events:
         need = n_events - n_kept
+        n_want = need
+        if cfg.daughters_in_acceptance:  # the cut's efficiency so far, 1 in 4 to start with
+            acc_eff = n_kept / n_cand if n_cand else 0.25
+            n_want = int(min(max(need / max(acc_eff, 0.02) * 1.2 + 4, need), 50 * need + 50))
+        ev, chosen, n_tried = _signal_events(cfg, hard, n_want, model, cc, rng, search)
+        n = int(ev["counts"].size)
+        if cfg.preset == "minbias":
+            n_int = _zero_truncated_poisson(float(cfg.nu), n, rng)
+        else:  # a rare hard process: 1 + Poisson(nu)
+            n_int = 1 + rng.poisson(float(cfg.nu), n).astype(np.int64)
+        n_pu = int((n_int - 1).sum())
+        pu = None
+        if n_pu:
+            if minb is None:
+                minb = _make_pythia(pythia_lines(_PILEUP_LINES, float(cfg.sqrt_s), (), _pythia_seed(ctx, cfg.name + ":pileup")))
+            pu_chunks = [_prune(pythia_columns(minb.nextBatch(n_pu)), None)[0]]
+            while sum(c["counts"].size for c in pu_chunks) < n_pu:  # nextBatch skips failed events
+                pu_chunks.append(_prune(pythia_columns(minb.nextBatch(n_pu - sum(c["counts"].size for c in pu_chunks))), None)[0])
+            pu = _concat(pu_chunks)
+        rec, prod_pos, hard_start = _record(ev, pu, n_int, rng, cfg.luminous_region)
+        if model is not None:
+            _decay_signal(rec, hard_start + chosen, prod_pos, model, rng)
+        tables = layout_tables(rec)
+        gg = (ev["id1"] == 21) & (ev["id2"] == 21)
+        tables["events"]["process"] = (
+            np.array([_CODES[(cfg.preset, bool(g))] for g in gg], np.int64) if process_known else np.full(n, -1)
+        )
+        ok = (
+            daughters_in_acceptance(tables["mc_particles"], n, cfg.charged_theta, cfg.neutral_theta)
+            if cfg.daughters_in_acceptance else np.ones(n, bool)
+        )
+        cum = carry + np.cumsum(n_tried)
+        k = np.flatnonzero(ok)[:need]
+        n_cand += int(k[-1]) + 1 if k.size == need else n
+        carry = int(cum[-1] - (cum[k[-1]] if k.size else 0))
+        if k.size < need and carry >= cfg.max_tries:
+            raise DecayError(
+                f"Pythia preset {cfg.preset!r} made no {model.mother} with its daughters in the acceptance in {carry} "
+                f"events in a row (max_tries {cfg.max_tries}); widen charged_theta/neutral_theta or drop daughters_in_acceptance"
+            )
+        sub = _take_table_events(tables, k, n_kept)
+        sub["events"]["n_tried"] = np.diff(np.r_[0, cum[k]]).astype(np.int64)
+        parts.append(sub)
+        n_kept += int(k.size)
+    sigma = float(hard.infoPython().sigmaGen())
+    merged = {name: {col: np.concatenate([p[name][col] for p in parts]) for col in parts[0][name]} for name in parts[0]}
+    return merged, sigma, (n_cand, n_kept)
+
+
+def _signal_events(
+    cfg: Pythia, hard: Any, n_want: int, model: Any, cc: bool, rng: np.random.Generator, search: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """``n_want`` Pythia events holding the signal (pruned), the chosen signal line of each and its Pythia tries.
+
+    ``search`` carries the count of signal-less events since the last kept one and the
+    efficiency estimate between calls of a batch; events made after the last one kept are dropped.
+    """
+    chunks: list[dict[str, np.ndarray]] = []
+    n_kept, since_last = 0, int(search["since_last"])
+    tried_of: list[np.ndarray] = []
+    chosen_of: list[np.ndarray] = []
+    eff = float(search["eff"])
+    n_total = 0
+    while n_kept < n_want:
+        need = n_want - n_kept
         n_try = int(min(max(need / max(eff, 1e-3) * 1.1 + 8, 16), 5000))
         cols = pythia_columns(hard.nextBatch(n_try))
         keep, chosen = _select_signal(cols, model, cc, rng)
@@ -325,32 +444,90 @@ def _generate(
         tried_of.append(tries)
         chosen_of.append(np.asarray(picked))
         n_kept += idx.size
-        eff = max(n_kept, 1) / max(sum(int(t.sum()) for t in tried_of), 1)
-    sigma = float(hard.infoPython().sigmaGen())
-    ev = _concat(chunks)
-    chosen = np.concatenate(chosen_of)
-    n_tried = np.concatenate(tried_of)
-    if cfg.preset == "minbias":
-        n_int = _zero_truncated_poisson(float(cfg.nu), n_events, rng)
-    else:  # a rare hard process: 1 + Poisson(nu)
-        n_int = 1 + rng.poisson(float(cfg.nu), n_events).astype(np.int64)
-    n_pu = int((n_int - 1).sum())
-    pu = None
-    if n_pu:
-        minb = _make_pythia(pythia_lines(_PILEUP_LINES, float(cfg.sqrt_s), (), _pythia_seed(ctx, cfg.name + ":pileup")))
-        pu_chunks = [_prune(pythia_columns(minb.nextBatch(n_pu)), None)[0]]
-        while sum(c["counts"].size for c in pu_chunks) < n_pu:  # nextBatch skips failed events
-            pu_chunks.append(_prune(pythia_columns(minb.nextBatch(n_pu - sum(c["counts"].size for c in pu_chunks))), None)[0])
-        pu = _concat(pu_chunks)
-    rec, prod_pos, hard_start = _record(ev, pu, n_int, rng, cfg.luminous_region)
-    if model is not None:
-        _decay_signal(rec, hard_start + chosen, prod_pos, model, rng)
-    tables = layout_tables(rec)
-    gg = (ev["id1"] == 21) & (ev["id2"] == 21)
-    process = np.array([_CODES[(cfg.preset, bool(g))] for g in gg], np.int64) if process_known else np.full(n_events, -1)
-    tables["events"]["process"] = process
-    tables["events"]["n_tried"] = n_tried.astype(np.int64)
-    return tables, sigma
+        n_total += int(tries.sum())
+        eff = max(n_kept, 1) / max(n_total, 1)
+    search["since_last"], search["eff"] = 0, eff
+    return _concat(chunks), np.concatenate(chosen_of), np.concatenate(tried_of)
+
+
+def _take_table_events(tables: dict[str, dict[str, np.ndarray]], keep: np.ndarray, offset: int) -> dict[str, dict[str, np.ndarray]]:
+    """The laid-out tables of the events ``keep`` (sorted), renumbered ``offset, offset + 1, ...``."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, cols in tables.items():
+        ev = np.asarray(cols["event"], np.int64)
+        rows = np.flatnonzero(np.isin(ev, keep))
+        out[name] = {c: np.asarray(v)[rows] for c, v in cols.items()}
+        out[name]["event"] = (offset + np.searchsorted(keep, ev[rows])).astype(np.int32)
+    return out
+
+
+def daughters_in_acceptance(
+    particles: dict[str, np.ndarray], n_events: int, charged_theta: tuple[float, float], neutral_theta: tuple[float, float]
+) -> np.ndarray:
+    """Gauss' ``DaughtersInLHCb`` cut on laid-out events (pure, vectorised).
+
+    The daughters looked at are the signal's stable descendants as the detector sees them:
+    signal lines in the final state, or long-lived (:data:`LONG_LIVED`: K0S, Λ, ... that
+    decay in flight, taken as themselves), none of whose ancestors is long-lived;
+    neutrinos are ignored.  Each must have its polar angle θ = atan2(pT, pz) inside
+    ``charged_theta`` (charged) or ``neutral_theta`` (neutral).  Gauss also inverts an
+    event (z → −z) whose signal goes backward before the cut; Mambah does not, so such
+    events fail (the efficiency is lower by about a factor two).
+
+    Args:
+        particles: ``mc_particles`` columns sorted by (event, index), events ``0 … n_events-1``:
+            ``event, pid, charge, px, py, pz`` [MeV], ``mother``, ``status``, ``is_signal``.
+        n_events: events in the batch.
+        charged_theta, neutral_theta: ``(min, max)`` [rad].
+
+    Returns:
+        ``(n_events,)`` bool: the event has a signal and all its daughters pass.
+    """
+    ev = np.asarray(particles["event"], np.int64)
+    counts = np.bincount(ev, minlength=n_events)
+    base = (np.cumsum(counts) - counts)[ev]
+    sig = np.asarray(particles["is_signal"], bool)
+    apid = np.abs(np.asarray(particles["pid"], np.int64))
+    long_lived = np.isin(apid, LONG_LIVED)
+    mother = np.asarray(particles["mother"], np.int64)
+    under_ll = np.zeros(ev.size, bool)
+    cur = np.where(sig, mother, -1)
+    while np.any(cur >= 0):
+        has = cur >= 0
+        row = base + np.maximum(cur, 0)
+        under_ll |= has & long_lived[row] & sig[row]
+        cur = np.where(has & sig[row], mother[row], -1)
+    head = sig & ~np.where(mother >= 0, sig[base + np.maximum(mother, 0)], False)
+    looked = sig & ~head & ~under_ll & ((np.asarray(particles["status"]) == STATUS_FINAL) | long_lived) & ~np.isin(apid, _NEUTRINO_IDS)
+    px, py, pz = (np.asarray(particles[k], np.float64) for k in ("px", "py", "pz"))
+    theta = np.arctan2(np.hypot(px, py), pz)
+    charged = np.asarray(particles["charge"]) != 0
+    lo = np.where(charged, charged_theta[0], neutral_theta[0])
+    hi = np.where(charged, charged_theta[1], neutral_theta[1])
+    fail = looked & ~((theta > lo) & (theta < hi))
+    has_signal = np.bincount(ev[head], minlength=n_events) > 0
+    return has_signal & (np.bincount(ev[fail], minlength=n_events) == 0)
+
+
+def signal_cut_efficiency(store: Any) -> tuple[int, int]:
+    """``(kept, tried)`` of the ``daughters_in_acceptance`` cut over the complete batches of a store.
+
+    ``kept / tried`` is the cut's efficiency on events holding the signal (the species
+    efficiency is ``count(*) / sum(n_tried)`` over ``events`` divided by it).
+
+    Raises:
+        ConfigError: the store's pythia runs did not use the cut.
+    """
+    done = {int(b) for b in store.batches()}
+    rows = store.query_df(f"SELECT key, value FROM metadata WHERE key LIKE '{CUT_KEY}%'")
+    kept = tried = 0
+    for key, value in zip(rows["key"], rows["value"], strict=True):
+        if int(str(key)[len(CUT_KEY):]) in done:
+            d = json.loads(value)
+            kept, tried = kept + int(d["kept"]), tried + int(d["tried"])
+    if tried == 0:
+        raise ConfigError("the store holds no daughters_in_acceptance bookkeeping; the pythia pass ran without the cut")
+    return kept, tried
 
 
 def _select_signal(cols: dict[str, np.ndarray], model: Any, cc: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
