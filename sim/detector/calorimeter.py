@@ -124,15 +124,22 @@ def matrices_to_targets(matrices: np.ndarray, energy: np.ndarray) -> tuple[np.nd
 
 
 def targets_to_matrices(outputs: np.ndarray, energy: np.ndarray, eps: float, grid_n: int) -> np.ndarray:
-    """Generator outputs (transformed pixels, then the total) → ``(n, g, g)`` deposits (MeV)."""
-    out = np.asarray(outputs, dtype=np.float64)
+    """Generator outputs (transformed pixels, then the total) → ``(n, g, g)`` float32 deposits (MeV).
+
+    The pixels are inverted (:class:`~sim.core.pixels.PixelTransform`) in float32 (relative
+    round-off ~1e-6, far below the 1e-4 pixel scale ``eps``; half the memory traffic of
+    float64 on the ``n x 900`` array); shower totals and energies in float64.
+    """
+    out = np.asarray(outputs)
     g2 = grid_n * grid_n
-    pix = PixelTransform(eps).inverse(out[:, :g2]).reshape(-1, grid_n, grid_n)
-    tot = pix.sum(axis=(1, 2))
-    shapes = pix / np.where(tot > 0, tot, 1.0)[:, None, None]
+    norm = np.float32(PixelTransform(eps).norm)
+    pix = np.float32(eps) * np.expm1(np.maximum(out[:, :g2].astype(np.float32), np.float32(0.0)) * norm)
+    pix = pix.reshape(-1, grid_n, grid_n)
+    tot = pix.sum(axis=(1, 2), dtype=np.float64)
     e = np.asarray(energy, dtype=np.float64)
-    r = np.clip(1.0 + nominal_resolution(e) * np.sinh(out[:, g2]), 0.0, None)
-    return shapes * (r * e)[:, None, None]
+    r = np.clip(1.0 + nominal_resolution(e) * np.sinh(np.asarray(out[:, g2], dtype=np.float64)), 0.0, None)
+    scale = (r * e / np.where(tot > 0, tot, 1.0)).astype(np.float32)
+    return pix * scale[:, None, None]
 
 
 def read_showers(data: str | Path | Mapping[str, Any], grid_n: int = 30) -> dict[str, np.ndarray]:
@@ -337,7 +344,9 @@ def seed_truth(
     if sh.size == 0:
         return np.full(np.asarray(seed_cell).shape, -1, dtype=np.int64)
     keys = np.asarray(shower_event, dtype=np.int64)[sh] * CLUSTER_KEY + np.asarray(cell_id, dtype=np.int64)
-    order = np.lexsort((-np.asarray(energy, dtype=np.float64), keys))
+    # by key, largest deposit first among equal keys (two stable sorts: ~5x faster than lexsort here)
+    by_e = np.argsort(-np.asarray(energy, dtype=np.float64), kind="stable")
+    order = by_e[np.argsort(keys[by_e], kind="stable")]
     k_sorted, sh_sorted = keys[order], sh[order]
     first = np.concatenate([[True], k_sorted[1:] != k_sorted[:-1]])
     k_first, sh_first = k_sorted[first], sh_sorted[first]
@@ -374,9 +383,13 @@ def match_tracks(
     d = np.hypot(np.asarray(cluster_x)[ci] - np.asarray(track_x)[ti], np.asarray(cluster_y)[ci] - np.asarray(track_y)[ti])
     d = d / np.asarray(cluster_size)[ci]
     np.minimum.at(dist, ci, d)
-    order = np.lexsort((d, ti))  # per track, nearest first
-    first = np.concatenate([[True], ti[order][1:] != ti[order][:-1]])
-    best_t, best_c, best_d = ti[order][first], ci[order][first], d[order][first]
+    # pairs come grouped by track (ti non-decreasing): the nearest cluster of each group, the
+    # first one at the group's minimum distance (ties: the lower pair index, as a stable sort)
+    start = np.flatnonzero(np.concatenate([[True], ti[1:] != ti[:-1]]))
+    counts = np.diff(np.append(start, ti.size))
+    at_min = np.flatnonzero(d == np.repeat(np.fmin.reduceat(d, start), counts))
+    first = at_min[np.concatenate([[True], ti[at_min][1:] != ti[at_min][:-1]])]
+    best_t, best_c, best_d = ti[first], ci[first], d[first]
     ok = best_d < window
     track_cluster[best_t[ok]] = best_c[ok]
     return track_cluster, dist

@@ -8,9 +8,15 @@ image plus a few scalars:
 
 * generator: ``concat(conditions, noise)`` (one flat input, so
   :meth:`~sim.core.io.TrainedModel.sample` applies it like any Mambah generator) →
-  ``Dense`` → ``Reshape`` to ``(H/2, W/2, C)`` → ``Conv2DTranspose`` (stride 2) →
-  ``Conv2D`` layers → a ReLU image (exact zeros possible) flattened, concatenated with
-  linear scalar outputs: ``(n, H*W + n_scalars)``;
+  ``Dense`` → ``Reshape`` to ``(H/2, W/2, C)`` → an upsampler → a ReLU image (exact
+  zeros possible) flattened, concatenated with linear scalar outputs:
+  ``(n, H*W + n_scalars)``.  Upsamplers: ``"transpose"`` (``Conv2DTranspose``, stride 2,
+  then ``Conv2D`` layers at full resolution) or ``"subpixel"`` (the ``Conv2D`` layers at
+  half resolution, then a linear read-out of each half-resolution cell's features into its
+  2 x 2 pixels: the sub-pixel convolution of Shi et al. 2016, arXiv:1609.05158, written
+  as a ``Conv2DTranspose`` with kernel = stride = 2, a standard layer; 4-5x fewer CPU
+  seconds per image at the same channels, as every convolution runs on a quarter of the
+  pixels);
 * critic: ``concat(conditions, image, scalars)`` (one flat input); the image part is cut
   out with ``Cropping1D`` and convolved (stride-2 ``Conv2D`` layers), then joined with
   the conditions and scalars in ``Dense`` layers.  Standard layers only: the archives
@@ -47,6 +53,7 @@ from sim.training.preprocessing import Identity, QuantileGaussian
 __all__ = (
     "IMAGE_ALGORITHMS",
     "METRICS",
+    "UPSAMPLERS",
     "PixelTransform",
     "build_image_critic",
     "build_image_generator",
@@ -57,6 +64,8 @@ __all__ = (
 log = logging.getLogger(__name__)
 
 IMAGE_ALGORITHMS = ("wgan-gp", "cramer")
+UPSAMPLERS = ("transpose", "subpixel")
+"""Generator upsamplers of :func:`build_image_generator`."""
 METRICS = ("bary_x", "bary_y", "width", "asym_x", "asym_y")
 """Names of :func:`image_metrics`' columns."""
 _EPS_NORM = 1e-12
@@ -104,6 +113,7 @@ def build_image_generator(
     channels: Sequence[int] = (16, 8),
     hidden: int = 64,
     negative_slope: float = 0.1,
+    upsampler: str = "transpose",
     name: str = "image_generator",
 ) -> Any:
     """Conditional convolutional generator ``(n, c + n_noise) → (n, H*W + n_scalars)``.
@@ -113,10 +123,13 @@ def build_image_generator(
         n_noise: noise width.
         shape: image ``(H, W)``, both even.
         n_scalars: linear scalar outputs appended after the image (0 for none).
-        channels: channels of the ``Conv2DTranspose`` layer and of the ``Conv2D``
-            layers after it (the last conv has 1 channel, ReLU).
+        channels: channels of the ``(H/2, W/2)`` map the dense layer makes (and of the
+            ``Conv2DTranspose`` layer with ``"transpose"``), then of the ``Conv2D``
+            layers after it; the image layer (a 1-channel ``Conv2D`` at full resolution,
+            or the 2 x 2 sub-pixel read-out) has a ReLU.
         hidden: width of the first ``Dense`` layer.
         negative_slope: LeakyReLU slope.
+        upsampler: ``"transpose"`` or ``"subpixel"`` (see the module docstring).
         name: model name.
     """
     import keras  # type: ignore[import-untyped]
@@ -126,6 +139,8 @@ def build_image_generator(
         raise ConfigError(f"build_image_generator: shape {shape} must be even in both axes")
     if not channels:
         raise ConfigError("build_image_generator: channels must list at least one width")
+    if upsampler not in UPSAMPLERS:
+        raise ConfigError(f"build_image_generator: unknown upsampler {upsampler!r}; known: {list(UPSAMPLERS)}")
     width_in = _check_int("n_conditions", n_conditions, 0) + _check_int("n_noise", n_noise)
     inputs = keras.Input(shape=(width_in,), name="conditions_noise")
     x = keras.layers.Dense(int(hidden), name="gen_dense_0")(inputs)
@@ -134,12 +149,16 @@ def build_image_generator(
     y = keras.layers.Dense((h // 2) * (w // 2) * c0, name="gen_dense_1")(x)
     y = keras.layers.LeakyReLU(negative_slope=negative_slope, name="gen_act_1")(y)
     y = keras.layers.Reshape((h // 2, w // 2, c0), name="gen_reshape")(y)
-    y = keras.layers.Conv2DTranspose(c0, 4, strides=2, padding="same", name="gen_up")(y)
-    y = keras.layers.LeakyReLU(negative_slope=negative_slope, name="gen_act_up")(y)
+    if upsampler == "transpose":
+        y = keras.layers.Conv2DTranspose(c0, 4, strides=2, padding="same", name="gen_up")(y)
+        y = keras.layers.LeakyReLU(negative_slope=negative_slope, name="gen_act_up")(y)
     for i, c in enumerate(channels[1:]):
         y = keras.layers.Conv2D(_check_int(f"channels[{i + 1}]", c), 3, padding="same", name=f"gen_conv_{i}")(y)
         y = keras.layers.LeakyReLU(negative_slope=negative_slope, name=f"gen_act_conv_{i}")(y)
-    y = keras.layers.Conv2D(1, 3, padding="same", activation="relu", name="gen_image")(y)
+    if upsampler == "transpose":
+        y = keras.layers.Conv2D(1, 3, padding="same", activation="relu", name="gen_image")(y)
+    else:  # kernel = stride = 2: pixel (2i + a, 2j + b) = relu(K[a, b] · features[i, j] + bias)
+        y = keras.layers.Conv2DTranspose(1, 2, strides=2, activation="relu", name="gen_image")(y)
     image = keras.layers.Flatten(name="gen_flat")(y)
     if int(n_scalars) == 0:
         return keras.Model(inputs, image, name=name)
@@ -221,6 +240,7 @@ def train_image_gan(
     generator_channels: Sequence[int] = (16, 8),
     critic_channels: Sequence[int] = (8, 16),
     hidden: int = 64,
+    upsampler: str = "transpose",
     seed: int = 0,
     progress: bool = False,
     condition_names: Sequence[str] | None = None,
@@ -246,6 +266,7 @@ def train_image_gan(
         gp_lambda: gradient-penalty strength (one-sided).
         n_critic_features: Cramér critic embedding width.
         generator_channels, critic_channels, hidden: network sizes.
+        upsampler: the generator's upsampler, ``"transpose"`` or ``"subpixel"``.
         seed: seed of weights, shuffling and noise.
         progress: tqdm bar over epochs.
         condition_names, scalar_names: names for the sidecar.
@@ -296,7 +317,8 @@ def train_image_gan(
     m_mean, m_std = real_metrics.mean(axis=0), real_metrics.std(axis=0) + 1e-6
 
     keras.utils.set_random_seed(seed)
-    generator = build_image_generator(n_c, n_noise, (h, w), n_s, channels=generator_channels, hidden=hidden)
+    generator = build_image_generator(n_c, n_noise, (h, w), n_s, channels=generator_channels, hidden=hidden,
+                                      upsampler=upsampler)
     n_out = int(n_critic_features) if algorithm == "cramer" else 1
     critic = build_image_critic(n_c, (h, w), n_s, n_out, channels=critic_channels, hidden=hidden)
     regressor = _build_regressor(n_c, len(METRICS), hidden)
@@ -404,6 +426,7 @@ def train_image_gan(
         **provenance_defaults(), "algorithm": algorithm, "epochs": int(epochs), "batch_size": bs,
         "critic_steps": int(critic_steps), "learning_rate": float(learning_rate), "lr_schedule": "cosine",
         "ema": ema, "aux_weight": float(aux_weight), "seed": int(seed), "n_rows": int(n),
+        "generator": {"channels": [int(c) for c in generator_channels], "upsampler": upsampler},
         "image": {"shape": [h, w], "eps": pt.eps, "scalars": list(sc_names)},
         **(dict(provenance) if provenance else {}),
     }

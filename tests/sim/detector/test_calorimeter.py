@@ -29,6 +29,7 @@ from sim.detector.ecal_geometry import (
     cell_of,
     digitise,
     matrix_to_cells,
+    sum_by_key,
 )
 from sim.reference.ecal import (
     ECALConfig,
@@ -82,6 +83,39 @@ def test_two_separated_photons_give_two_clusters_and_matching() -> None:
     near = int(np.argmin(np.hypot(cl["x"] - 1000.0, cl["y"] - 500.0)))
     assert tc[0] == near and tc[1] == -1
     assert dist[near] < 0.5 and dist[1 - near] > 5
+
+
+def test_sum_by_key_equals_unique_and_bincount() -> None:
+    rng = np.random.default_rng(4)
+    key = np.concatenate([np.sort(rng.integers(0, 50, 300)), rng.integers(0, 80, 200), [7, 7, 7]])  # runs + noise
+    w = rng.random(key.size)
+    keys, sums = sum_by_key(key, w)
+    uniq, inverse = np.unique(key, return_inverse=True)
+    assert np.array_equal(keys, uniq)
+    np.testing.assert_allclose(sums, np.bincount(inverse, weights=w), rtol=1e-12)
+    k0, s0 = sum_by_key(np.zeros(0, np.int64), np.zeros(0))
+    assert k0.size == 0 and s0.size == 0
+
+
+def test_match_tracks_takes_the_nearest_cluster_within_the_window() -> None:
+    """Against a brute-force loop: per track the nearest cluster of its event (first on ties), if closer
+    than the window; per cluster the distance to its nearest track."""
+    rng = np.random.default_rng(6)
+    ce, te = np.sort(rng.integers(0, 12, 150)), np.sort(rng.integers(0, 14, 120))
+    cx, cy = rng.normal(0, 200, 150).round(-1), rng.normal(0, 200, 150).round(-1)  # rounded: exact ties occur
+    size = rng.choice([40.4, 60.6, 121.2], 150)
+    tx, ty = rng.normal(0, 200, 120).round(-1), rng.normal(0, 200, 120).round(-1)
+    tc, dist = match_tracks(ce, cx, cy, size, te, tx, ty, 1.5)
+    for i in range(120):
+        js = np.flatnonzero(ce == te[i])
+        d = np.hypot(cx[js] - tx[i], cy[js] - ty[i]) / size[js]
+        want = js[np.argmin(d)] if js.size and d.min() < 1.5 else -1
+        assert tc[i] == want, i
+    for j in range(150):
+        ks = np.flatnonzero(te == ce[j])
+        want_d = (np.hypot(cx[j] - tx[ks], cy[j] - ty[ks]) / size[j]).min() if ks.size else np.inf
+        assert dist[j] == pytest.approx(want_d)
+    assert (tc >= 0).sum() > 5
 
 
 def test_electron_dll_orders_electrons_and_hadrons() -> None:
