@@ -8,7 +8,11 @@ Measures, in one process and one run:
    eager, as a user calls it) and the same graph compiled with ``tf.function``
    (the fastest phasespace can go; weights only, no unweighting, no boost);
 2. Mambah's generator pass into a DuckDB file (gun, unweighting, boost,
-   vertices, tree bookkeeping, Arrow → DuckDB insert, one transaction per batch);
+   vertices, tree bookkeeping, Arrow → DuckDB insert, one transaction per batch): the
+   default job (Λb0 → Λc+ μ− ν̄ with BaryonPCR form factors, importance-sampled in
+   (q², cosθ_ℓ)) and the same descriptor as phase space (``descriptor_models =
+   "phase-space"``, the default before issue #13's form factors), plus the model
+   acceptance of the semileptonic sampler;
 3. peak RSS of a child process generating 1 M and 5 M events (``--big``), to
    show memory is flat in the number of batches.
 """
@@ -57,15 +61,35 @@ def bare_phasespace(n: int) -> tuple[float, float]:
     return eager, compiled
 
 
-def mambah_generate(n: int, batch: int, path: Path) -> float:
+def mambah_generate(n: int, batch: int, path: Path, descriptor_models: str = "form-factors") -> float:
     from sim import Generator, Pipeline, RunConfig, run
     from sim.core.pipeline import build_kernels
 
-    pl = Pipeline((Generator(),), RunConfig(events=n, batch_size=batch, seed=1))
+    pl = Pipeline((Generator(descriptor_models=descriptor_models),), RunConfig(events=n, batch_size=batch, seed=1))
     build_kernels(pl)  # compile once, outside the timing (done once per process in production)
     t = time.perf_counter()
     run(pl, path, overwrite=True, progress=False)
     return n / (time.perf_counter() - t)
+
+
+def model_acceptance(n: int = 50_000) -> float:
+    """Accepted / proposed decays of the default job's Λb0 → Λc+ μ− ν̄ (BaryonPCR) semileptonic sampler."""
+    import numpy as np
+
+    from sim import Generator
+
+    model = Generator().load()
+    model.prepare()
+    eng = model.engine
+    gid = int(eng.mode_off[model.chains[0].root])
+    prop, _roles, bound = eng.sl_proposal(gid)
+    p4, ratio = prop.sample(n, np.random.default_rng(5))
+    rest = np.zeros((n, 4))
+    rest[:, 3] = eng.mass[eng.modes[gid].parent]
+    lab = np.empty_like(p4)
+    lab[:, list(_roles)] = p4
+    w = eng._chain_weight(eng._mode_specs(gid), [rest] + [lab[:, j] for j in range(3)], "default") * ratio
+    return float(np.mean(w) / bound)
 
 
 def peak_rss(n: int, batch: int, path: Path) -> float:
@@ -87,13 +111,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         eager, compiled = bare_phasespace(args.events)
         ours = mambah_generate(args.events, args.batch_size, Path(tmp) / "bench.duckdb")
+        phsp = mambah_generate(args.events, args.batch_size, Path(tmp) / "phsp.duckdb", "phase-space")
         res = {
             "events": args.events,
             "phasespace_eager_evt_s": round(eager),
             "phasespace_compiled_evt_s": round(compiled),
             "mambah_generate_store_evt_s": round(ours),
+            "mambah_phsp_descriptor_store_evt_s": round(phsp),
             "ratio_vs_eager": round(ours / eager, 3),
             "ratio_vs_compiled": round(ours / compiled, 3),
+            "phsp_descriptor_ratio_vs_eager": round(phsp / eager, 3),
+            "semileptonic_acceptance": round(model_acceptance(), 3),
         }
         if args.big:
             for n in (1_000_000, 5_000_000):

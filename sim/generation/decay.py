@@ -96,7 +96,17 @@ from .dectable import (
     supported_models,
 )
 
-__all__ = ("C_LIGHT", "DecayChain", "DecayModel", "TreeRows", "descriptor_to_dec", "load_decay")
+__all__ = (
+    "C_LIGHT",
+    "DESCRIPTOR_MODELS",
+    "LAMBDA_B_UNPOLARISED",
+    "DecayChain",
+    "DecayModel",
+    "TreeRows",
+    "descriptor_form_factor",
+    "descriptor_to_dec",
+    "load_decay",
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +121,7 @@ _PRESAMPLE_TABLE = 2_000
 _FIXED_MIN_GROUP = 2_000
 _PS_SAFETY = 1.1
 _MODEL_SAFETY = 1.2
+_SL_MODELS = frozenset({"ISGW2", "HQET2", "BaryonPCR"})
 
 
 def descriptor_to_dec(tree: DecayNode) -> str:
@@ -278,6 +289,22 @@ class _Registry:
         sid = self._new(key, table.particle_name(tlabel), "table", f"decay table {self.table_name}")
         self._pending.append((sid, tlabel, table, table.blocks[tlabel], "table"))
         return sid
+
+    def table_mode(self, parent: int, daughters: Sequence[int]) -> ModeSpec | None:
+        """The decay table's line for ``parent -> daughters`` (PDG ids, any order), or None."""
+        from mambah.descriptor import _evtgen_name
+
+        table = self.table
+        label = _evtgen_name(lookup_particle(parent))
+        want = sorted(daughters)
+        for mode in table.blocks.get(label, ()):
+            try:
+                got = sorted(int(lookup_particle(table.particle_name(d)).pdgid) for d in mode.daughters)
+            except Exception:
+                continue
+            if got == want:
+                return mode
+        return None
 
     def _stable(self, pid: int) -> int:
         key = f"s:{pid}"
@@ -540,11 +567,72 @@ def _expand_user(blocks: DecBlocks, label: str, reg: _Registry, depth: int = 0) 
     return out
 
 
-def _descriptor_spec(node: DecayNode) -> _TreeSpec:
+#: ``descriptor_models`` choices: how a descriptor's semileptonic decays are weighted
+DESCRIPTOR_MODELS = ("form-factors", "phase-space")
+
+#: BaryonPCR's spin-density parameters for a descriptor's Λb: unpolarised.  LHCb measured the
+#: Λb0 polarisation in pp collisions compatible with zero: P = 0.06 ± 0.07 ± 0.02 at 7 TeV
+#: (LHCb, Phys. Lett. B 724 (2013) 27) and P = 0.002 ± 0.023 at 7–13 TeV (LHCb, JHEP 06 (2020) 110).
+LAMBDA_B_UNPOLARISED = (1.0, 0.0, 0.0, 1.0)
+
+_CHARGED_LEPTONS = frozenset({11, 13, 15})
+_NEUTRINO_PIDS = frozenset({12, 14, 16})
+
+
+def descriptor_form_factor(
+    parent: int, daughters: Sequence[int], table_mode: ModeSpec | None = None
+) -> tuple[str, tuple[float, ...]] | None:
+    """The form-factor model a descriptor's decay ``parent -> daughters`` gets with ``descriptor_models = "form-factors"``.
+
+    * Λb0 → Λc+ ℓ ν̄ or Λc(2593)+ ℓ ν̄: ``BaryonPCR`` (Pervin–Roberts–Capstick), unpolarised
+      (:data:`LAMBDA_B_UNPOLARISED`);
+    * a meson: the decay table's model and parameters for the same mode when it is a
+      form-factor one (``table_mode``: DECAY_LHCB.DEC's HQET2 for B → D(*) ℓ ν), else ``ISGW2``
+      where it has the transition;
+    * anything else (not X ℓ ν, or no model for it): None (phase space).
+
+    Args:
+        parent, daughters: PDG ids.
+        table_mode: the decay table's line for this mode, if any.
+    """
+    if len(daughters) != 3:
+        return None
+    lep = [d for d in daughters if abs(d) in _CHARGED_LEPTONS]
+    nu = [d for d in daughters if abs(d) in _NEUTRINO_PIDS]
+    if len(lep) != 1 or len(nu) != 1:
+        return None
+    (had,) = [d for d in daughters if abs(d) not in _CHARGED_LEPTONS | _NEUTRINO_PIDS] or [0]
+    from sim.generation import formfactors
+
+    if abs(parent) == 5122:
+        return ("BaryonPCR", LAMBDA_B_UNPOLARISED) if abs(had) in (4122, 14122) else None
+    if table_mode is not None and table_mode.model in _SL_MODELS:
+        try:
+            formfactors.check_model(table_mode.model, parent, had, table_mode.params)
+            return table_mode.model, tuple(table_mode.params)
+        except DecayError:
+            pass
+    try:
+        formfactors.check_model("ISGW2", parent, had, ())
+    except DecayError:
+        return None
+    return "ISGW2", ()
+
+
+def _descriptor_spec(node: DecayNode, models: str = "phase-space", reg: _Registry | None = None) -> _TreeSpec:
     if not node.children:
         return _TreeSpec(node.name, None, ())
-    mode = ModeSpec(1.0, tuple(c.name for c in node.children), "PHSP")
-    return _TreeSpec(node.name, mode, tuple(_descriptor_spec(c) for c in node.children))
+    names = tuple(c.name for c in node.children)
+    mode = ModeSpec(1.0, names, "PHSP")
+    if models == "form-factors":
+        kids = [c.pid for c in node.children]
+        table_mode = None
+        if abs(node.pid) != 5122 and len(kids) == 3 and reg is not None and descriptor_form_factor(node.pid, kids) is not None:
+            table_mode = reg.table_mode(node.pid, kids)
+        ff = descriptor_form_factor(node.pid, kids, table_mode)
+        if ff is not None:
+            mode = ModeSpec(1.0, names, ff[0], ff[1])
+    return _TreeSpec(node.name, mode, tuple(_descriptor_spec(c, models, reg) for c in node.children))
 
 
 class DecayModel:
@@ -599,7 +687,10 @@ class DecayModel:
         """Presample the accept–reject bounds of the user chains (before any batch)."""
         for c in self.chains + self.cc_chains:
             if c.weighted:
-                self.engine.chain_bound(c)
+                if self.engine.chain_inline(c):
+                    self.engine.sl_proposal(int(self.engine.mode_off[c.root]))
+                else:
+                    self.engine.chain_bound(c)
 
 
 # --------------------------------------------------------------------------- the engine
@@ -682,6 +773,8 @@ class _Engine:
         self._model_bound: dict[Any, float] = {}
         self._warned: set[Any] = set()
         self.chains: list[DecayChain] = []
+        self._inline: set[int] | None = None
+        self._sl: dict[int, tuple[Any, tuple[int, int, int], float]] = {}
 
     # ---- phase 1: topology
     def _sample_modes(self, species: np.ndarray, rng: np.random.Generator, forced: np.ndarray | None) -> np.ndarray:
@@ -816,6 +909,10 @@ class _Engine:
             rows.mass[children[:, 0]] = rows.mass[P]
             return
         parent_fixed = not self.wide[rows.species[P[0]]] or bool(np.all(rows.gen[P] == 0))
+        if parent_fixed and self.semileptonic_inline(gid) and bool(np.all(rows.mass[P] == self.mass[self.modes[gid].parent])):
+            rows.p4[children] = self._sample_semileptonic(gid, rows.p4[P], rng)
+            rows.mass[children] = self.mass[np.array(self.modes[gid].daughters)][None, :]
+            return
         lab, masses = self._sample_decays(
             gid, rows.mass[P], rows.p4[P], rows.thr[children], rows.mode[children], rng, parent_fixed=parent_fixed, with_model=True
         )
@@ -975,7 +1072,7 @@ class _Engine:
         """Per instance: accepted by every model block (True where no block)."""
         ok = np.ones(n_inst, bool)
         for chain in self.chains:
-            if not chain.weighted:
+            if not chain.weighted or self.chain_inline(chain):
                 continue
             r = rows.chain_rows(chain)
             r = r[inst_mask[rows.inst[r[:, 0]]]]
@@ -1005,6 +1102,139 @@ class _Engine:
                 f"model weight {float(w.max()):.4g} of {what} exceeds its accept-reject bound {bound:.4g} "
                 f"(presample max x {_MODEL_SAFETY}); the sample would be biased"
             )
+
+    # ---- semileptonic modes: importance sampling in (q², cosθ_ℓ)
+    def chain_inline(self, chain: DecayChain) -> bool:
+        """Whether a user chain's model weight is its head's semileptonic node alone (sampled in place)."""
+        if self._inline is None:
+            inline: set[int] = set()
+            for c in self.chains:
+                weighted = [i for i, nd in enumerate(c.nodes) if nd.model not in ("", "PHSP")]
+                gid = int(self.mode_off[c.root])
+                if weighted == [0] and c.nodes[0].model in _SL_MODELS and self._sl_narrow(gid):
+                    inline.add(gid)
+            self._inline = inline
+        return int(self.mode_off[chain.root]) in self._inline
+
+    def _sl_narrow(self, gid: int) -> bool:
+        m = self.modes[gid]
+        return len(m.daughters) == 3 and not bool(self.wide[np.array(m.daughters)].any())
+
+    def semileptonic_inline(self, gid: int) -> bool:
+        """Whether mode ``gid`` is generated by :meth:`_sample_semileptonic` (a user chain's head, or a table mode)."""
+        m = self.modes[gid]
+        if m.model not in _SL_MODELS:
+            return False
+        if m.origin == "table":
+            return self._sl_narrow(gid)
+        return any(self.chain_inline(c) for c in self.chains if int(self.mode_off[c.root]) == gid)
+
+    def sl_proposal(self, gid: int) -> tuple[Any, tuple[int, int, int], float]:
+        """(proposal, daughter positions of X, ℓ, ν, accept–reject bound) of a semileptonic mode, built once.
+
+        The proposal (:func:`sim.generation.sampling.build_semileptonic_proposal`) is the
+        mode's own |M|² for an unpolarised parent, a function of (q², cosθ_ℓ) alone, tabulated;
+        the bound is the largest unpolarised |M|²·dΦ3/g of a 20 000-decay presample × 1.2,
+        times d·λmax(ρ) for a parent with spin density ρ (BaryonPCR's parameters), which
+        bounds |M|²_ρ/|M|²_unpolarised.  Fixed seeds: every process has the same.
+        """
+        if gid not in self._sl:
+            from sim.generation.amplitudes import _semileptonic_roles
+            from sim.generation.sampling import build_semileptonic_proposal
+
+            m = self.modes[gid]
+            ds = list(m.daughters)
+            roles = _semileptonic_roles(m.model, int(self.pid[m.parent]), [int(self.pid[d]) for d in ds], m.params)
+            big_m = float(self.mass[m.parent])
+            masses = (big_m, *(float(self.mass[ds[r]]) for r in roles))
+            specs = self._mode_specs(gid)
+            # |M|² of the unpolarised parent depends on (q², cosθ_ℓ) only; a spin-density matrix ρ
+            # (trace 1, dimension d) gives |M|²_ρ = Tr(ρ T T†) <= d·λmax(ρ)·|M|²_unpolarised
+            factor = 1.0
+            if m.model == "BaryonPCR":
+                from dataclasses import replace
+
+                r00, r01, r10, r11 = m.params
+                rho = np.array([[r00, r01], [r10, r11]], dtype=complex)
+                tr = float(np.real(np.trace(rho)))
+                if tr > 0:  # else chain_weight refuses it below, naming the parameters
+                    factor = 2.0 * float(np.max(np.linalg.eigvalsh(0.5 * (rho + rho.conj().T)))) / tr
+                specs = [replace(specs[0], params=(1.0, 0.0, 0.0, 1.0)), *specs[1:]]
+
+            def weight(p4: np.ndarray) -> np.ndarray:
+                head = np.zeros((len(p4), 4))
+                head[:, 3] = big_m
+                lab: list[np.ndarray] = [p4[:, 0]] * 3
+                for k, r in enumerate(roles):
+                    lab[r] = p4[:, k]
+                return self._chain_weight(specs, [head, *lab], m.text)
+
+            prop = build_semileptonic_proposal(weight, masses, seed=555 + gid, n_avg=4)  # type: ignore[arg-type]
+            p4, ratio = prop.sample(_PRESAMPLE, np.random.default_rng(777 + gid))
+            w = weight(p4) * ratio
+            head = np.zeros((8, 4))
+            head[:, 3] = big_m
+            lab8 = np.empty_like(p4[:8])
+            lab8[:, list(roles)] = p4[:8]
+            self._chain_weight(self._mode_specs(gid), [head] + [lab8[:, j] for j in range(3)], m.text)  # the real parameters
+            if not np.any(w > 0):
+                raise DecayError(f"model weights of {m.text} are zero on a {_PRESAMPLE}-decay presample")
+            self._sl[gid] = (prop, (int(roles[0]), int(roles[1]), int(roles[2])), factor * float(w.max()) * _MODEL_SAFETY)
+        return self._sl[gid]
+
+    def _sample_semileptonic(self, gid: int, parent_p4: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Unweighted decays P → X ℓ ν of parents at their nominal mass with lab four-momenta ``parent_p4`` (n, 4).
+
+        Candidates come from the mode's (q², cosθ_ℓ) proposal and are accepted with
+        |M|²·dΦ3/g against the presampled bound, so the accepted decays follow |M|² dΦ3
+        exactly (the head's spin density included: |M|² is evaluated in the lab).
+
+        Returns:
+            ``(n, 3, 4)`` lab four-momenta of the daughters in the mode's order.
+        """
+        prop, roles, bound = self.sl_proposal(gid)
+        m = self.modes[gid]
+        specs = self._mode_specs(gid)
+        n = len(parent_p4)
+        big_m = float(self.mass[m.parent])
+        out = np.empty((n, 3, 4))
+        pending = np.arange(n)
+        eff = 0.5
+        tried = accepted = 0
+        for _ in range(2_000):
+            if len(pending) == 0:
+                break
+            rep = int(np.clip(1.2 / max(eff, 1e-9), 1, max(1, 100_000 // len(pending))))
+            cand = np.repeat(pending, rep)
+            p4, ratio = prop.sample(len(cand), rng)
+            rest = np.empty_like(p4)
+            rest[:, list(roles)] = p4
+            lab = nbody.boost(rest, parent_p4[cand], np.full(len(cand), big_m))
+            w = self._chain_weight(specs, [parent_p4[cand]] + [lab[:, j] for j in range(3)], m.text) * ratio
+            if len(w) and float(w.max()) > bound * (1.0 + 1e-9):
+                if m.origin != "table":
+                    self._check_bound(w, bound, m.text)
+                new_bound = float(w.max()) * _MODEL_SAFETY
+                if ("bound", gid) not in self._warned:
+                    self._warned.add(("bound", gid))
+                    log.warning(
+                        "model weight %.4g of %s (decay table) exceeded its presampled bound %.4g: raised to %.4g "
+                        "within the group (decays accepted before it are biased by at most that ratio)",
+                        float(w.max()), m.text, bound, new_bound,
+                    )
+                bound = new_bound
+            hit = np.flatnonzero(rng.random(len(cand)) * bound < w)
+            tried += len(cand)
+            accepted += len(hit)
+            eff = max(accepted / tried, 1e-9)
+            owners, first_hit = np.unique(cand[hit], return_index=True)
+            out[owners] = lab[hit[first_hit]]
+            done = np.zeros(n, bool)
+            done[owners] = True
+            pending = pending[~done[pending]]
+        else:
+            raise DecayError(f"accept-reject of {m.text} ({self.reg.source}) does not converge (efficiency {eff:.2g})")
+        return out
 
     def _mode_specs(self, gid: int) -> list[Any]:
         from sim.generation.amplitudes import NodeSpec
@@ -1081,7 +1311,7 @@ class _Engine:
         n = len(heads)
         t = self.topology(heads, rng)
         rows = self.kinematics(t, head_p4, rng)
-        has_blocks = any(c.weighted for c in self.chains)
+        has_blocks = any(c.weighted and not self.chain_inline(c) for c in self.chains)
         if has_blocks:
             self._rng = rng
             pending = np.ones(n, bool)
@@ -1226,6 +1456,7 @@ def load_decay(
     decay_table: str = "DECAY_LHCB.DEC",
     unsupported_models: str = "error",
     table_unsupported_models: str = "phase-space",
+    descriptor_models: str = "phase-space",
 ) -> DecayModel:
     """Build a :class:`DecayModel` from a descriptor or a DecFile.
 
@@ -1245,6 +1476,10 @@ def load_decay(
         table_unsupported_models: the same for the table's modes (default
             ``"phase-space"``: the table is the program's choice, not the user's
             request; one warning line per substituted model, never silent).
+        descriptor_models: ``"phase-space"`` (every decay a descriptor writes is PHSP) or
+            ``"form-factors"``: its semileptonic decays get the form-factor model of
+            :func:`descriptor_form_factor` (the default job's Λb0 → Λc+ μ− ν̄: BaryonPCR).
+            DecFiles say their models themselves.
 
     Raises:
         DecayError, UnknownParticleError: malformed, unphysical or unsupported decay.
@@ -1252,13 +1487,15 @@ def load_decay(
     if (decay is None) == (dec_file is None):
         raise DecayError("give exactly one of a decay descriptor or a .dec file")
     stable_set = stable_pids(stable)
+    if descriptor_models not in DESCRIPTOR_MODELS:
+        raise DecayError(f"descriptor_models must be one of {', '.join(DESCRIPTOR_MODELS)}, got {descriptor_models!r}")
     if decay is not None:
         tree, cc = parse_descriptor(decay)
         source = decay
         reg = _Registry(user=None, table=decay_table, stable=stable_set, user_policy=unsupported_models,
                         table_policy=table_unsupported_models, width_tolerance=width_tolerance, source=source)
-        specs = [(1.0, _descriptor_spec(tree))]
-        cc_specs = [(1.0, _descriptor_spec(tree.conjugate()))] if cc and tree.conjugate().pid != tree.pid else []
+        specs = [(1.0, _descriptor_spec(tree, descriptor_models, reg))]
+        cc_specs = [(1.0, _descriptor_spec(tree.conjugate(), descriptor_models, reg))] if cc and tree.conjugate().pid != tree.pid else []
         blocks: DecBlocks | None = None
         head_name = tree.name
     else:

@@ -19,7 +19,7 @@ import pyarrow as pa
 from mambah.errors import ConfigError
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
-from sim.generation.decay import DecayModel, load_decay
+from sim.generation.decay import DESCRIPTOR_MODELS, DecayModel, load_decay
 from sim.generation.dectable import DEFAULT_STABLE, POLICIES, SHIPPED_TABLES
 from sim.generation.gun import (
     SPECTRA,
@@ -90,6 +90,10 @@ class Generator(Pass):
             the engine cannot honour (phase-space: one warning line per model).
         table_unsupported_models: the same for the table's modes (default phase-space,
             one warning line per model; ``error`` to refuse).
+        descriptor_models: ``form-factors`` (default): the descriptor's semileptonic decays
+            get a form-factor model — the default Λb0 → Λc+ μ− ν̄ is BaryonPCR, unpolarised
+            (see :func:`sim.generation.decay.descriptor_form_factor`); ``phase-space``: every
+            decay the descriptor writes is PHSP.  Ignored with ``dec_file`` (its lines name their models).
 
     Writes ``events`` (PV), ``mc_particles``, ``mc_vertices``.
     """
@@ -111,6 +115,7 @@ class Generator(Pass):
     width_tolerance: float = 0.1
     unsupported_models: str = "error"
     table_unsupported_models: str = "phase-space"
+    descriptor_models: str = "form-factors"
 
     def __post_init__(self) -> None:
         n = self.particles_per_event
@@ -129,6 +134,8 @@ class Generator(Pass):
         for key in ("unsupported_models", "table_unsupported_models"):
             if getattr(self, key) not in POLICIES:
                 raise ConfigError(f"{key} must be one of {', '.join(POLICIES)}, got {getattr(self, key)!r}")
+        if self.descriptor_models not in DESCRIPTOR_MODELS:
+            raise ConfigError(f"descriptor_models must be one of {', '.join(DESCRIPTOR_MODELS)}, got {self.descriptor_models!r}")
         if not isinstance(self.stable, tuple) or not all(isinstance(s, str) for s in self.stable):
             raise ConfigError(f"stable must be a list of particle names, got {self.stable!r}")
         if not isinstance(self.decay_table, str) or not self.decay_table:
@@ -145,7 +152,7 @@ class Generator(Pass):
         }
         if self.dec_file is not None:
             return load_decay(dec_file=self.dec_file, mother=self.mother, **opts)
-        return load_decay(self.decay, **opts)
+        return load_decay(self.decay, descriptor_models=self.descriptor_models, **opts)
 
     def resolved_spectrum(self, model: DecayModel) -> Spectrum:
         """The spectrum used: the configured one, or the one that follows the head."""

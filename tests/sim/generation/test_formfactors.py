@@ -364,3 +364,175 @@ def test_engine_dec_file_lambda_b_q2_spectrum(tmp_path: Path) -> None:
     assert _chi2(q2, np.ones_like(q2), q_edges, by_q) < 2.5
     flat = np.array([ff._pmag(mb, mx, np.array([0.5 * (a + b)]))[0] * (1 - ml * ml / (0.5 * (a + b))) for a, b in itertools.pairwise(q_edges)])
     assert _chi2(q2, np.ones_like(q2), q_edges, flat) > 10  # phase space is excluded
+
+
+# ----------------------------------------------------------------------------- importance-sampled semileptonic decays
+
+
+def test_semileptonic_proposal_ratio_reweights_to_phase_space() -> None:
+    """Proposal events weighted by their dΦ3/g ratio are flat three-body phase space: the q² density
+    |p_X|·(1 − m²/q²) (massless ν) and a flat cosθ_ℓ — whatever |M|² the proposal was built from."""
+    from sim.generation.sampling import build_semileptonic_proposal
+
+    big_m, mx, ml = _mass(5122), _mass(4122), M_MU
+
+    def toy(p4: np.ndarray) -> np.ndarray:  # a steep, asymmetric |M|²: q² and cosθ_ℓ dependence
+        q = p4[:, 1] + p4[:, 2]
+        q2 = q[:, 3] ** 2 - np.sum(q[:, :3] ** 2, axis=1)
+        return (1.0 + q2 / 4e6) ** 2 * (1.0 + np.sum(p4[:, 1, :3] * q[:, :3], axis=1) / np.maximum(q[:, 3] * 1e3, 1.0))
+
+    prop = build_semileptonic_proposal(toy, (big_m, mx, ml, 0.0), seed=3)
+    p4, ratio = prop.sample(100_000, np.random.default_rng(11))
+    np.testing.assert_allclose(p4.sum(axis=1), np.tile([0.0, 0.0, 0.0, big_m], (len(p4), 1)), atol=1e-6)
+    np.testing.assert_allclose(sampling_masses(p4), np.tile([mx, ml, 0.0], (len(p4), 1)), atol=1e-3)  # [MeV]
+    pb = np.tile([0.0, 0.0, 0.0, big_m], (len(p4), 1))
+    q2, cos = _q2_cos(p4[:, 0], p4[:, 1], p4[:, 2], pb)
+    mb_g, mx_g, ml_g = big_m * 1e-3, mx * 1e-3, ml * 1e-3
+    q_edges = np.linspace(ml_g**2, (mb_g - mx_g) ** 2, N_BINS + 1)
+    x, wq = np.polynomial.legendre.leggauss(8)
+    flat = np.array([
+        sum(wi * ff._pmag(mb_g, mx_g, np.array([0.5 * (a + b) + 0.5 * (b - a) * xi]))[0] * (1 - ml_g**2 / (0.5 * (a + b) + 0.5 * (b - a) * xi))
+            for xi, wi in zip(x, wq, strict=True))
+        for a, b in itertools.pairwise(q_edges)
+    ])  # fmt: skip
+    c_edges = np.linspace(-1, 1, N_BINS + 1)
+    assert _chi2(q2, ratio, q_edges, flat) < 2.5
+    assert _chi2(cos, ratio, c_edges, np.ones(N_BINS)) < 2.5
+    assert _chi2(q2, np.ones_like(ratio), q_edges, flat) > 10  # unweighted, the proposal follows the toy, not phase space
+
+
+def sampling_masses(p4: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.maximum(p4[..., 3] ** 2 - np.sum(p4[..., :3] ** 2, axis=-1), 0.0))
+
+
+def _pcr_cos_bins(c_edges: np.ndarray, mb: float, mx: float, ml: float) -> np.ndarray:
+    """dΓ/dcosθ_ℓ of Λb → Λc ℓ ν̄ (BaryonPCR, unpolarised) integrated over q² and cosθ_ℓ bins: traces × dΦ3."""
+    xq, wq = np.polynomial.legendre.leggauss(6)
+    xc, wc = np.polynomial.legendre.leggauss(4)
+    q_edges = np.linspace(ml * ml, (mb - mx) ** 2, 9)
+    cos = np.concatenate([0.5 * (a + b) + 0.5 * (b - a) * xc for a, b in itertools.pairwise(c_edges)])
+    wcos = np.concatenate([0.5 * (b - a) * wc for a, b in itertools.pairwise(c_edges)])
+    out = np.zeros(len(c_edges) - 1)
+    for a, b in itertools.pairwise(q_edges):
+        for xi, wi in zip(xq, wq, strict=True):
+            qq = 0.5 * (a + b) + 0.5 * (b - a) * xi
+            f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([qq]), mb, np.array([mx])))
+            rate = _trace_rate(_lambda_b_config(qq, cos, np.zeros_like(cos), mb, mx, ml), mb, mx, ml, f)
+            ps = ff._pmag(mb, mx, np.array([qq]))[0] * (qq - ml * ml) / qq
+            out += 0.5 * (b - a) * wi * ps * (rate * wcos).reshape(len(out), -1).sum(axis=1)
+    return out
+
+
+def test_default_job_lambda_b_is_baryonpcr_and_its_unweighted_spectra_follow_the_traces() -> None:
+    """The default job (descriptor, form factors): unweighted q² and cosθ_ℓ of Λb → Λc μ ν̄ vs the Dirac-trace rate."""
+    from sim import Generator
+    from sim.generation.decay import LAMBDA_B_UNPOLARISED
+
+    model = Generator().load()
+    chain = model.chains[0]
+    assert (chain.nodes[0].model, chain.nodes[0].params) == ("BaryonPCR", LAMBDA_B_UNPOLARISED)
+    assert model.engine.chain_inline(chain)  # sampled in (q², cosθ_ℓ), not accept–reject on the whole chain
+    rest = chain.generate_rest_frame(40_000, seed=23)
+    np.testing.assert_allclose(rest[:, 1] - rest[:, 4] - rest[:, 5] - rest[:, 6], 0.0, atol=1e-6)  # Λc → p K π below it
+    q2, cos = _q2_cos(rest[:, 1], rest[:, 2], rest[:, 3], rest[:, 0])
+    mb, mx, ml = _mass(5122) * 1e-3, _mass(4122) * 1e-3, M_MU * 1e-3
+    q_edges = np.linspace(ml**2, (mb - mx) ** 2, N_BINS + 1)
+    c_edges = np.linspace(-1, 1, N_BINS + 1)
+    by_q = _pcr_q2_bins(q_edges, mb, mx, ml)
+    by_c = _pcr_cos_bins(c_edges, mb, mx, ml)
+    ones = np.ones_like(q2)
+    assert _chi2(q2, ones, q_edges, by_q) < 2.5
+    assert _chi2(cos, ones, c_edges, by_c) < 2.5
+    flat_q = np.array([ff._pmag(mb, mx, np.array([0.5 * (a + b)]))[0] * (1 - ml * ml / (0.5 * (a + b))) for a, b in itertools.pairwise(q_edges)])
+    assert _chi2(q2, ones, q_edges, flat_q) > 10  # phase space is excluded
+    assert _chi2(cos, ones, c_edges, by_c[::-1]) > 10  # so is the mirrored lepton angle
+
+
+def test_polarised_lambda_b_through_the_sampler_has_the_trace_asymmetry(tmp_path: Path) -> None:
+    """BaryonPCR 1 1 1 1 (transverse Λb spin, EvtGen's reading), Λb flying: the Λc direction in the Λb
+    frame along the spin axis is 1 + a·c, a from the traces with the spin along ±Λc."""
+    from sim import load_decay
+    from sim.generation.dectable import DEFAULT_STABLE
+
+    path = tmp_path / "lb.dec"
+    path.write_text("Decay Lambda_b0\n1.0 Lambda_c+ mu- anti-nu_mu BaryonPCR 1 1 1 1;\nEnddecay\nEnd\n")
+    model = load_decay(dec_file=path, stable=(*DEFAULT_STABLE, "Lambda_c+"))
+    chain = model.chains[0]
+    assert model.engine.chain_inline(chain)
+    n = 40_000
+    theta_b, phi_b = 1.1, 0.7
+    nvec = np.array([np.sin(theta_b) * np.cos(phi_b), np.sin(theta_b) * np.sin(phi_b), np.cos(theta_b)])
+    axis = np.array([np.cos(theta_b) * np.cos(phi_b), np.cos(theta_b) * np.sin(phi_b), -np.sin(theta_b)])
+    mbm = _mass(5122)
+    head = np.tile(np.concatenate([nvec * 7.0 * mbm, [np.hypot(7.0, 1.0) * mbm]]), (n, 1))
+    rows = model.engine.generate(np.full(n, chain.root, np.int64), head, np.random.default_rng(31))
+    p4 = rows.chain_p4(chain)
+    lc = rest_frame(p4[:, 1], p4[:, 0])
+    c = lc[:, :3] @ axis / np.linalg.norm(lc[:, :3], axis=1)
+    # a from the traces: spin along +z (Λc along −z, c = −1) and −z (c = +1), integrated over q², cosθ_ℓ
+    mb, mx, ml = mbm * 1e-3, _mass(4122) * 1e-3, M_MU * 1e-3
+    xq, wq = np.polynomial.legendre.leggauss(24)
+    cos = np.linspace(-1, 1, 41)
+    rate = {+1: 0.0, -1: 0.0}
+    for xi, wi in zip(xq, wq, strict=True):
+        qq = ml * ml + 0.5 * ((mb - mx) ** 2 - ml * ml) * (1 + xi)
+        f = tuple(float(v[0]) for v in ff.pcr_dirac(np.array([qq]), mb, np.array([mx])))
+        ps = ff._pmag(mb, mx, np.array([qq]))[0] * (qq - ml * ml) / qq
+        cfg = _lambda_b_config(qq, cos, np.zeros_like(cos), mb, mx, ml)
+        for sgn in (+1, -1):
+            rate[sgn] += wi * ps * np.trapezoid(_trace_rate(cfg, mb, mx, ml, f, spin=np.array([0.0, 0.0, float(sgn)])), cos)
+    a = (rate[-1] - rate[+1]) / (rate[-1] + rate[+1])
+    assert abs(a) > 0.1
+    edges = np.linspace(-1, 1, N_BINS + 1)
+    expected = np.array([(hi - lo) + 0.5 * a * (hi * hi - lo * lo) for lo, hi in itertools.pairwise(edges)])
+    assert _chi2(c, np.ones(n), edges, expected) < 2.5
+    assert _chi2(c, np.ones(n), edges, np.ones(N_BINS)) > 10  # unpolarised is excluded
+
+
+def test_engine_hqet2_dstar_unweighted_q2_and_lepton_angle(tmp_path: Path) -> None:
+    """B̄0 → D*+ μ− ν̄ (HQET2) through the engine's sampler: unweighted q², cosθ_ℓ vs Körner–Schuler."""
+    from sim import load_decay
+    from sim.generation.dectable import DEFAULT_STABLE
+
+    par, had, params = -511, 413, (1.122, 0.908, 1.270, 0.852)
+    path = tmp_path / "b.dec"
+    path.write_text(f"Decay anti-B0\n1.0 D*+ mu- anti-nu_mu HQET2 {' '.join(map(str, params))};\nEnddecay\nEnd\n")
+    model = load_decay(dec_file=path, stable=(*DEFAULT_STABLE, "D*+"))
+    chain = model.chains[0]
+    assert model.engine.chain_inline(chain)
+    rest = chain.generate_rest_frame(40_000, seed=5)
+    q2, cos = _q2_cos(rest[:, 1], rest[:, 2], rest[:, 3], rest[:, 0])
+    q_edges = np.linspace((M_MU * 1e-3) ** 2, ((_mass(par) - _mass(had)) * 1e-3) ** 2, N_BINS + 1)
+    c_edges = np.linspace(-1, 1, N_BINS + 1)
+    by_q, by_c = _analytic_bins(par, had, "HQET2", params, q_edges, c_edges)
+    ones = np.ones_like(q2)
+    assert _chi2(q2, ones, q_edges, by_q) < 2.5
+    assert _chi2(cos, ones, c_edges, by_c) < 2.5
+    assert _chi2(cos, ones, c_edges, by_c[::-1]) > 10
+
+
+def test_descriptor_models_choice_and_same_seed_same_batch() -> None:
+    """descriptor_models: form-factors (default) / phase-space / refused; a batch depends on its seed only."""
+    from mambah.errors import ConfigError
+    from sim import Generator
+    from sim.generation.decay import descriptor_form_factor
+    from sim.generation.dectable import ModeSpec
+    from sim.generation.generator import generate_tables
+
+    assert Generator(descriptor_models="phase-space").load().chains[0].nodes[0].model == "PHSP"
+    with pytest.raises(ConfigError, match="descriptor_models must be one of form-factors, phase-space, got 'cln'"):
+        Generator(descriptor_models="cln")
+    hqet = ModeSpec(0.05, ("D*+", "mu-", "anti-nu_mu"), "HQET2", (1.122, 0.908, 1.270, 0.852))
+    assert descriptor_form_factor(-511, (413, 13, -14), hqet) == ("HQET2", (1.122, 0.908, 1.270, 0.852))
+    assert descriptor_form_factor(-511, (413, 13, -14)) == ("ISGW2", ())
+    assert descriptor_form_factor(-5122, (-4122, -13, 14)) == ("BaryonPCR", (1.0, 0.0, 0.0, 1.0))
+    assert descriptor_form_factor(5122, (2212, 13, -14)) is None  # no model for Λb → p: phase space
+    assert descriptor_form_factor(521, (443, 321)) is None
+    gen = Generator()
+    a, b = gen.load(), gen.load()
+    spectrum = gen.resolved_spectrum(a)
+    first = generate_tables(a, 500, np.random.default_rng(5), spectrum=spectrum)
+    generate_tables(b, 700, np.random.default_rng(9), spectrum=spectrum)  # another batch before it in that process
+    again = generate_tables(b, 500, np.random.default_rng(5), spectrum=spectrum)
+    for name in first:
+        assert first[name].equals(again[name])
