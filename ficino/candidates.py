@@ -49,7 +49,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -681,12 +681,17 @@ def _slice_fit(fit: vx.VertexFit, rows: np.ndarray) -> vx.VertexFit:
     return vx.VertexFit(*(getattr(fit, f.name)[rows] for f in dataclasses.fields(fit)))
 
 
+def _slice_daughters(d: vx.Daughters, rows: np.ndarray) -> vx.Daughters:
+    return vx.Daughters(*(getattr(d, f.name)[rows] for f in dataclasses.fields(d)))
+
+
 def _fit_composite(
     inputs: tuple[tuple[str, str], ...],
-    parts: Mapping[str, Mapping[str, np.ndarray]],
+    parts: Mapping[str, dict[str, np.ndarray]],
     fits: Mapping[str, tuple[np.ndarray, vx.VertexFit | None]],
     spec: DecaySpec,
     n: int,
+    lines: Mapping[str, vx.Daughters | None],
 ) -> tuple[np.ndarray, vx.VertexFit | None]:
     """Billoir fit of one composite for all candidates: (rows fitted (m,), fit of those rows)."""
     valid = np.full(n, len(inputs) >= 2)
@@ -695,13 +700,12 @@ def _fit_composite(
     tracks: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
     for b, kind in inputs:
         if kind == "composite":
-            rows, fit = fits[b]
             ok = np.zeros(n, bool)
-            ok[rows] = True
+            ok[fits[b][0]] = True
             valid &= ok
             continue
         t = parts[b]
-        z, state, cov = states_from_columns(t)
+        z, state, cov = _track_states(t)
         valid &= (t["track_type"] > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
         valid &= np.isfinite(z) & (state[:, 4] != 0)
         tracks.append((z, state, cov, spec.masses[b]))
@@ -712,12 +716,25 @@ def _fit_composite(
     it = iter(tracks)
     for b, kind in inputs:
         if kind == "composite":
-            rows, fit = fits[b]
-            daughters.append(vx.composite_daughters(_slice_fit(fit, np.searchsorted(rows, idx))))  # type: ignore[arg-type]
+            # a composite with fitted rows has its line (lines[b] is None only when no row was fitted)
+            daughters.append(_slice_daughters(cast(vx.Daughters, lines[b]), np.searchsorted(fits[b][0], idx)))
         else:
             z, state, cov, mass = next(it)
             daughters.append(vx.track_daughters(z[idx, None], state[idx, None], cov[idx, None], [mass]))
     return idx, vx.fit_vertex(vx.stack_daughters(daughters))
+
+
+def _track_states(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sim.detector.trackcov.states_from_columns` of one track's columns, computed once per
+    batch (kept in ``t`` under the keys of :data:`_STATE_KEYS`, which :func:`_assemble` drops)."""
+    if _STATE_KEYS[0] not in t:
+        t.update(zip(_STATE_KEYS, states_from_columns(t)))
+    z, state, cov = (t[k] for k in _STATE_KEYS)
+    return z, state, cov
+
+
+#: keys of the cached track states in a track's arrays (not columns).
+_STATE_KEYS = ("_state_z", "_state", "_state_cov")
 
 
 def _event_pvs(
@@ -762,10 +779,12 @@ def _event_pvs(
 
 
 def _vertex_columns(
-    d: Mapping[str, np.ndarray], rows: np.ndarray, fit: vx.VertexFit | None, pvs: Mapping[str, np.ndarray], n: int
+    d: Mapping[str, np.ndarray], rows: np.ndarray, fit: vx.VertexFit | None, line: vx.Daughters | None,
+    pvs: Mapping[str, np.ndarray], n: int,
 ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Vertex-fit columns of one composite (NaN where it was not fitted) and its own PV
-    (rows fitted, position (m, 3), covariance (m, 3, 3))."""
+    (rows fitted, position (m, 3), covariance (m, 3, 3)); ``line``: the composite as a line
+    (:func:`sim.detector.vertexing.composite_daughters` of ``fit``)."""
     keys = ("end_x", "end_y", "end_z", "end_xerr", "end_yerr", "end_zerr", "end_chi2", "pv_x", "pv_y", "pv_z",
             "pv_chi2", "ip_ownpv", "ipchi2_ownpv", "fd", "fdchi2", "dira", "tau", "tauerr", "mcorr", "mcorrerr")
     out = {k: np.full(n, np.nan) for k in keys}
@@ -777,14 +796,14 @@ def _vertex_columns(
         tp = np.sqrt(d["true_px"] ** 2 + d["true_py"] ** 2 + d["true_pz"] ** 2)
         tm = np.sqrt(np.maximum(d["true_e"] ** 2 - tp**2, 0.0))
         out["truetau"] = tm * flight / (tp * vx.C_LIGHT)
-    if fit is None or rows.size == 0:
+    if fit is None or line is None or rows.size == 0:
         return out, (rows, np.zeros((0, 3)), np.zeros((0, 3, 3)))
     mask = pvs["mask"][rows]
-    _, ipchi2 = vx.impact_parameter(*vx.composite_line(fit), pvs["pos"][rows], pvs["cov"][rows])
-    ipchi2 = np.where(mask, ipchi2, np.inf)
-    best = np.argmin(ipchi2, axis=1)
+    ip_all, ipchi2_all = vx.impact_parameter(line.z[:, 0], line.state[:, 0], line.cov[:, 0], pvs["pos"][rows], pvs["cov"][rows])
+    best = np.argmin(np.where(mask, ipchi2_all, np.inf), axis=1)
     own, own_cov = pvs["pos"][rows, best], pvs["cov"][rows, best]
-    ip, ipc = vx.impact_parameter(*vx.composite_line(fit), own[:, None], own_cov[:, None])
+    at = np.arange(rows.size)
+    ip, ipc = ip_all[at, best][:, None], ipchi2_all[at, best][:, None]
     visible = np.column_stack([d[k][rows] for k in ("px", "py", "pz", "e")])
     fit_vis = dataclasses.replace(fit, momentum=visible)
     fd, fdchi2, dira = vx.flight(own, own_cov, fit_vis)
@@ -820,7 +839,7 @@ def _track_ip_columns(
         t["ipchi2_ownpv"] = np.full(n, np.nan)
         if len(rows) == 0 or COV_COLUMNS[0] not in t:
             continue
-        z, state, cov = (v[rows] for v in states_from_columns(t))
+        z, state, cov = (v[rows] for v in _track_states(t))
         ok = np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2)) & np.isfinite(z)
         if ok.any():
             ip, ipc = vx.impact_parameter(z[ok], state[ok], cov[ok], pv[ok, None], pv_cov[ok, None])
@@ -866,7 +885,8 @@ def _assemble(
             for k in (c for c in _PP_COLS if c in pp):
                 d[k] = _take(pp[k], pos, 0, found=found).astype(np.int32) if k == "track_type" else _take(pp[k], pos, found=found)
             d["m"] = np.full(n, spec.masses[a])
-            d["e"] = np.sqrt(d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2 + d["m"] ** 2)
+            px, py, pz = (d[k].astype(np.float64) for k in ("px", "py", "pz"))  # float32 squares lose M's digits
+            d["e"] = np.sqrt(px * px + py * py + pz * pz + d["m"] ** 2)
         elif spec.kinds[a] == "photon":
             d.update(_photon_columns(tables["np"], event, mp["index"][row]))
         parts[a] = d
@@ -875,17 +895,21 @@ def _assemble(
     true_pv = np.stack([head[f"ov_{k}"] for k in "xyz"], axis=1)
     pvs = _event_pvs(pvt, event, true_pv, np.asarray(res.pv_sigma, dtype=np.float64), rng)
     fits: dict[str, tuple[np.ndarray, vx.VertexFit | None]] = {}
+    lines: dict[str, vx.Daughters | None] = {}
     inputs_of, order = _vertex_plan(spec)
     for a in order:
         d = parts[a]
         tr = [parts[t] for t in spec.tracks[a]]
         ph = [parts[g] for g in spec.photons.get(a, ())]
         for k in ("px", "py", "pz", "e"):
-            d[k] = np.sum([t[k] for t in tr + ph], axis=0) if tr or ph else np.full(n, np.nan)
+            # float64 sums: track momenta may be stored as float32 (the mass of a sum cancels digits)
+            d[k] = np.asarray(np.sum([t[k] for t in tr + ph], axis=0, dtype=np.float64)) if tr or ph else np.full(n, np.nan)
         p2 = d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2
         d["m"] = np.sqrt(np.maximum(d["e"] ** 2 - p2, 0.0))
-        fits[a] = _fit_composite(inputs_of[a], parts, fits, spec, n)
-        vcols, own_pv = _vertex_columns(d, *fits[a], pvs, n)
+        fits[a] = _fit_composite(inputs_of[a], parts, fits, spec, n, lines)
+        fit_a = fits[a][1]
+        lines[a] = vx.composite_daughters(fit_a) if fit_a is not None and len(fit_a.chi2) else None
+        vcols, own_pv = _vertex_columns(d, *fits[a], lines[a], pvs, n)
         d.update(vcols)
         _track_ip_columns(parts, spec.tracks[a], own_pv, n)
         matched = np.ones(n, bool)
@@ -914,6 +938,9 @@ def _assemble(
         "n_tracks": _take(evt["n_tracks"], ev_pos, -1).astype(np.int32),
         "n_pv": _take(evt["n_pv"], ev_pos, -1).astype(np.int32),
     }
+    for d in parts.values():
+        for key in _STATE_KEYS:
+            d.pop(key, None)
     cands = Candidates(parts, event_cols, n)
     if reconstructed_only and spec.kinds[spec.head] == "composite" and n:
         keep = parts[spec.head]["bkgcat"] != BKGCAT_NOT_RECONSTRUCTED

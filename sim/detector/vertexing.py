@@ -19,7 +19,10 @@ work does not depend on the data):
 
 * :func:`fit_vertex` -- Billoir (fast vertex fit): common vertex ``V`` and, for
   each daughter, the momentum parameters ``(tx, ty, w)`` at the vertex, from
-  ``5k`` measurements: ``ndf = 2k − 3``.  Returns the position, its 3 × 3
+  ``5k`` measurements: ``ndf = 2k − 3``.  For a fixed vertex the model is linear,
+  so the daughter parameters are eliminated exactly (each daughter contributes
+  ``rᵀ S⁻¹ r`` of its 2-D residual at ``z = v_z``) and the iterations are 3-D
+  Gauss-Newton steps, on ``(k, n)`` component arrays in cache-sized blocks.  Returns the position, its 3 × 3
   covariance, χ², the composite's 4-momentum (given the daughter masses) and the
   full 7 × 7 covariance of ``(x, y, z, px, py, pz, E)`` (LHCb ``Particle``
   convention).  :func:`composite_daughters` turns a fitted composite into a
@@ -51,7 +54,7 @@ Sources:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +85,8 @@ __all__ = (
 C_LIGHT = 299.792458
 """Speed of light in mm/ns."""
 
-_EYE3 = np.eye(3)
+#: daughters (vertices × k) per block of :func:`fit_vertex`: its ``(k, block)`` temporaries stay in the cache.
+_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -232,94 +236,123 @@ def stack_daughters(parts: Sequence[Daughters]) -> Daughters:
         "z", "state", "cov", "mass", "mass_var", "mass_cov", "charge", "mask")})
 
 
-def _initial_vertex(d: Daughters) -> np.ndarray:
-    """Least-squares point closest to all lines (unit weights), ``(n, 3)``; fallback mean state point."""
-    w = d.mask.astype(np.float64)
-    u = np.stack([d.state[..., 2], d.state[..., 3], np.ones(d.shape)], axis=-1)
-    u /= np.linalg.norm(u, axis=-1, keepdims=True)
-    a = np.stack([d.state[..., 0], d.state[..., 1], d.z], axis=-1)
-    proj = _EYE3 - u[..., :, None] * u[..., None, :]
-    m = np.einsum("nk,nkij->nij", w, proj)
-    b = np.einsum("nk,nkij,nkj->ni", w, proj, a)
-    m = m + 1e-9 * _EYE3
-    return np.linalg.solve(m, b[..., None])[..., 0]
+def _components(d: Daughters) -> tuple[dict[str, np.ndarray], dict[tuple[int, int], np.ndarray]]:
+    """Contiguous ``(k, n)`` copies of the fit inputs: state, z, mask and the upper triangle of the
+    6 × 6 covariance of ``(x, y, tx, ty, w, m)`` (index 5 = the mass)."""
+    s = {name: np.ascontiguousarray(d.state[..., i].T) for i, name in enumerate(("x", "y", "tx", "ty", "w"))}
+    s["z"] = np.ascontiguousarray(d.z.T)
+    s["m"] = np.ascontiguousarray(d.mass.T)
+    s["use"] = np.ascontiguousarray(d.mask.T).astype(np.float64)
+    c = {(a, b): np.ascontiguousarray(d.cov[..., a, b].T) for a in range(5) for b in range(a, 5)}
+    for a in range(5):
+        c[a, 5] = np.ascontiguousarray(d.mass_cov[..., a].T)
+    c[5, 5] = np.ascontiguousarray(d.mass_var.T)
+    return s, c
 
 
-def _predict(d: Daughters, v: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted states h ``(n, k, 5)`` and the lever arms ``dz = z − v_z`` ``(n, k)``.
+def _cc(c: Mapping[tuple[int, int], np.ndarray], a: int, b: int) -> np.ndarray:
+    return c[(a, b) if a <= b else (b, a)]
 
-    The Jacobians are A = dh/dV = [[1, 0, −tx], [0, 1, −ty], 0, 0, 0] and
-    B = dh/dq = [[dz, 0, 0], [0, dz, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]; the
-    products with them are written out in :func:`_at`, :func:`_bt` (no dense matmul).
+
+def _initial_vertex(s: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Least-squares point closest to all lines (unit weights), ``(n, 3)``."""
+    tx, ty, w = s["tx"], s["ty"], s["use"]
+    inv = 1.0 / (1.0 + tx * tx + ty * ty)  # |(tx, ty, 1)|^-2
+    ux, uy = tx * inv, ty * inv  # u_i u_j / |.|^2 with u = (tx, ty, 1)
+    p00, p01, p02 = w - w * tx * ux, -w * tx * uy, -w * ux
+    p11, p12, p22 = w - w * ty * uy, -w * uy, w - w * inv
+    x, y, z = s["x"], s["y"], s["z"]
+    m = [p00.sum(0) + 1e-9, p01.sum(0), p02.sum(0), p11.sum(0) + 1e-9, p12.sum(0), p22.sum(0) + 1e-9]
+    b = [(p00 * x + p01 * y + p02 * z).sum(0), (p01 * x + p11 * y + p12 * z).sum(0),
+         (p02 * x + p12 * y + p22 * z).sum(0)]
+    return np.stack(_solve_sym3(m, b), axis=1)
+
+
+def _inv_sym3(m: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Inverse of symmetric 3 × 3 matrices given as their upper triangle ``(00, 01, 02, 11, 12, 22)``."""
+    a, b, c, d, e, f = m
+    i00, i01, i02 = d * f - e * e, c * e - b * f, b * e - c * d
+    inv_det = 1.0 / (a * i00 + b * i01 + c * i02)
+    return [i00 * inv_det, i01 * inv_det, i02 * inv_det, (a * f - c * c) * inv_det, (b * c - a * e) * inv_det,
+            (a * d - b * b) * inv_det]
+
+
+def _solve_sym3(m: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``m⁻¹ b`` for symmetric 3 × 3 ``m`` (upper triangle) and ``b`` (3 components)."""
+    return _solve_sym3_inv(_inv_sym3(m), b)
+
+
+def _solve_sym3_inv(inv: Sequence[np.ndarray], b: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    """``inv · b`` for the upper triangle ``inv`` of a symmetric 3 × 3 and ``b`` (3 components or ``(n, 3)``)."""
+    i00, i01, i02, i11, i12, i22 = inv
+    b0, b1, b2 = (b[0], b[1], b[2]) if not isinstance(b, np.ndarray) else (b[:, 0], b[:, 1], b[:, 2])
+    return [i00 * b0 + i01 * b1 + i02 * b2, i01 * b0 + i11 * b1 + i12 * b2, i02 * b0 + i12 * b1 + i22 * b2]
+
+
+def _sym3(m: Sequence[np.ndarray]) -> np.ndarray:
+    """``(n, 3, 3)`` from the upper triangle ``(00, 01, 02, 11, 12, 22)``."""
+    a, b, c, d, e, f = m
+    return np.stack([a, b, c, b, d, e, c, e, f], axis=-1).reshape(*a.shape, 3, 3)
+
+
+def _profile(
+    s: Mapping[str, np.ndarray], c: Mapping[tuple[int, int], np.ndarray], v: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each daughter's χ² contribution at vertex ``v`` with its momentum parameters profiled out.
+
+    For fixed ``v`` the straight-line model is linear, so the best daughter parameters
+    are the conditional update of the measured state given the 2 constraints ``H μ = (v_x, v_y)``,
+    ``H = [[1, 0, Δz, 0, 0], [0, 1, 0, Δz, 0]]``, ``Δz = v_z − z``: residual
+    ``r = H s − (v_x, v_y)``, ``S = H C Hᵀ``, ``W = S⁻¹``, χ² = ``rᵀ W r``, fitted slopes
+    ``t̂ = t − (C Hᵀ W r)_t``.  Minimising Σ χ² over ``v`` is the Billoir fit (the nuisance
+    parameters eliminated exactly), and its Gauss-Newton normal matrix with the fitted
+    slopes, ``Σ R̂ᵀ W R̂``, ``R̂ = [[−1, 0, t̂x], [0, −1, t̂y]]``, is Billoir's
+    ``D0 − Σ D_i E_i⁻¹ D_iᵀ``.  All arrays ``(k, n)``.
     """
-    dz = d.z - v[:, None, 2]
-    tx, ty = q[..., 0], q[..., 1]
-    h = np.stack([v[:, None, 0] + tx * dz, v[:, None, 1] + ty * dz, tx, ty, q[..., 2]], axis=-1)
-    return h, dz
+    dz = v[:, 2] - s["z"]
+    c02, c12, c03, c13, c22, c23, c33 = c[0, 2], c[1, 2], c[0, 3], c[1, 3], c[2, 2], c[2, 3], c[3, 3]
+    # C H^T, rows x..ty (columns 0, 1)
+    u20, u21 = c02 + dz * c22, c12 + dz * c23
+    u30, u31 = c03 + dz * c23, c13 + dz * c33
+    s00 = c[0, 0] + dz * (c02 + u20)
+    s01 = c[0, 1] + dz * (c03 + u21)
+    s11 = c[1, 1] + dz * (c13 + u31)
+    inv_det = s["use"] / (s00 * s11 - s01 * s01)
+    w00, w01, w11 = s11 * inv_det, -s01 * inv_det, s00 * inv_det
+    rx = s["x"] + s["tx"] * dz - v[:, 0]
+    ry = s["y"] + s["ty"] * dz - v[:, 1]
+    g0, g1 = w00 * rx + w01 * ry, w01 * rx + w11 * ry
+    thx = s["tx"] - (u20 * g0 + u21 * g1)
+    thy = s["ty"] - (u30 * g0 + u31 * g1)
+    return {"dz": dz, "w00": w00, "w01": w01, "w11": w11, "rx": rx, "ry": ry, "g0": g0, "g1": g1,
+            "thx": thx, "thy": thy}
 
 
-def _at(x: np.ndarray, tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
-    """Aᵀ·x for x ``(n, k, 5, m)`` → ``(n, k, 3, m)``."""
-    return np.stack([x[..., 0, :], x[..., 1, :], -tx[..., None] * x[..., 0, :] - ty[..., None] * x[..., 1, :]], axis=-2)
+def _normal(p: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Normal matrix ``Σ R̂ᵀ W R̂`` (upper triangle, each ``(n,)``) and ``−½ ∇χ²`` w.r.t. the vertex."""
+    w00, w01, w11, thx, thy, g0, g1 = (p[k] for k in ("w00", "w01", "w11", "thx", "thy", "g0", "g1"))
+    a0, a1 = w00 * thx + w01 * thy, w01 * thx + w11 * thy
+    m = [w00.sum(0), w01.sum(0), -a0.sum(0), w11.sum(0), -a1.sum(0), (a0 * thx + a1 * thy).sum(0)]
+    b = [g0.sum(0), g1.sum(0), -(thx * g0 + thy * g1).sum(0)]
+    return m, b
 
 
-def _bt(x: np.ndarray, dz: np.ndarray) -> np.ndarray:
-    """Bᵀ·x for x ``(n, k, 5, m)`` → ``(n, k, 3, m)``."""
-    return np.stack([dz[..., None] * x[..., 0, :] + x[..., 2, :], dz[..., None] * x[..., 1, :] + x[..., 3, :],
-                     x[..., 4, :]], axis=-2)
-
-
-def _inv3(m: np.ndarray) -> np.ndarray:
-    """Inverse of symmetric-or-not 3 × 3 matrices ``(..., 3, 3)`` by the adjugate (fast for many small ones)."""
-    a, b, c = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    d, e, f = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
-    g, h, i = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    co = np.stack([
-        np.stack([e * i - f * h, c * h - b * i, b * f - c * e], axis=-1),
-        np.stack([f * g - d * i, a * i - c * g, c * d - a * f], axis=-1),
-        np.stack([d * h - e * g, b * g - a * h, a * e - b * d], axis=-1),
-    ], axis=-2)
-    det = a * co[..., 0, 0] + b * co[..., 1, 0] + c * co[..., 2, 0]
-    return co / det[..., None, None]
-
-
-def _four_momentum(q: np.ndarray, mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """4-momenta ``(..., 4)`` from ``(tx, ty, w)`` and mass, and the Jacobian ``(..., 4, 4)`` w.r.t. (tx, ty, w, m)."""
-    tx, ty, w = q[..., 0], q[..., 1], q[..., 2]
-    p = 1.0 / w
-    nrm = np.sqrt(1.0 + tx * tx + ty * ty)
-    pz = p / nrm
-    px, py = tx * pz, ty * pz
-    e = np.sqrt(p * p + mass * mass)
-    mom = np.stack([px, py, pz, e], axis=-1)
-    jac = np.zeros((*q.shape[:-1], 4, 4))
-    dpz_dtx = -pz * tx / nrm**2
-    dpz_dty = -pz * ty / nrm**2
-    dp_dw = -p * p
-    jac[..., 0, 0] = pz + tx * dpz_dtx
-    jac[..., 0, 1] = tx * dpz_dty
-    jac[..., 0, 2] = tx * pz / p * dp_dw
-    jac[..., 1, 0] = ty * dpz_dtx
-    jac[..., 1, 1] = pz + ty * dpz_dty
-    jac[..., 1, 2] = ty * pz / p * dp_dw
-    jac[..., 2, 0] = dpz_dtx
-    jac[..., 2, 1] = dpz_dty
-    jac[..., 2, 2] = pz / p * dp_dw
-    jac[..., 3, 2] = p / e * dp_dw
-    jac[..., 3, 3] = mass / e
-    return mom, jac
-
-
-def fit_vertex(d: Daughters, n_iter: int = 5, *, momentum: bool = True, max_step: float = 100.0) -> VertexFit:
+def fit_vertex(d: Daughters, n_iter: int = 10, *, momentum: bool = True, max_step: float = 100.0) -> VertexFit:
     """Billoir fit of a common vertex of k straight-line daughters, vectorised over n vertices.
+
+    The daughters' momentum parameters are eliminated exactly (:func:`_profile`: for a
+    fixed vertex the model is linear), so the iterations are Gauss-Newton steps in the
+    3 vertex coordinates on ``(k, n)`` component arrays; at the solution the position,
+    χ², fitted daughter parameters and covariances are those of the full Billoir fit.
 
     Args:
         d: the daughters (:func:`track_daughters`, :func:`composite_daughters`,
             :func:`stack_daughters`); at least 2 used per vertex.
         n_iter: maximum Gauss-Newton iterations (the only non-linearity is ``t·(z − v_z)``;
-            3-4 converge to < 1 µm from the unit-weight start unless the daughters are
-            near-parallel, see ``VertexFit.converged``); the loop stops early once every
-            vertex moved by less than 0.01 µm.
+            2-4 converge to < 0.1 µm from the unit-weight start unless the daughters are
+            near-parallel, see ``VertexFit.converged``); a vertex that moved by less than
+            0.1 µm is not moved again, so its result does not depend on the other vertices
+            of the call.
         momentum: also compute the composite 4-momentum and its 7 × 7 covariance
             (``False`` for PV fits: ``momentum``/``cov7``/``daughter_momenta`` are NaN).
         max_step: largest vertex move (mm) per iteration, a damping for ill-determined
@@ -335,88 +368,119 @@ def fit_vertex(d: Daughters, n_iter: int = 5, *, momentum: bool = True, max_step
     n_used = d.mask.sum(axis=1)
     if np.any(n_used < 2):
         raise DataError(f"vertexing: {int((n_used < 2).sum())} vertex(es) have fewer than 2 daughters; need >= 2")
-    use = d.mask
-    w = use[..., None, None]
-    g = np.linalg.inv(d.cov) * w
-    v = _initial_vertex(d)
-    q = d.state[..., 2:5].copy()
-    eye_q = np.where(w, 0.0, _EYE3)
+    chunk = max(64, _CHUNK // max(k, 1))
+    if n <= chunk:
+        return _fit_chunk(d, n_iter, momentum, max_step)
+    # blocks of vertices whose (k, block) temporaries stay in the cache (each vertex is fitted alone)
+    parts = [_fit_chunk(_slice_daughters(d, slice(i, i + chunk)), n_iter, momentum, max_step)
+             for i in range(0, n, chunk)]
+    return VertexFit(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(VertexFit)))
 
-    def blocks(
-        dd: Daughters, gg: np.ndarray, eq: np.ndarray, v: np.ndarray, q: np.ndarray
-    ) -> tuple[np.ndarray, ...]:
-        h, dz = _predict(dd, v, q)
-        tx, ty = q[..., 0], q[..., 1]
-        r = dd.state - h
-        ga = _t(_at(gg, tx, ty))  # G A (n,k,5,3), G symmetric
-        gb = _t(_bt(gg, dz))  # G B
-        d0 = np.sum(_at(ga, tx, ty), axis=1)  # sum A^T G A (n,3,3)
-        di = _at(gb, tx, ty)  # A^T G B (n,k,3,3)
-        ei = _bt(gb, dz) + eq  # B^T G B
-        einv = _inv3(ei)
-        de = di @ einv
-        mat = d0 - np.sum(de @ _t(di), axis=1)
-        return r, dz, ga, gb, di, einv, de, mat
 
-    # Gauss-Newton on the vertices still moving (a vertex's iterations depend on it alone)
+def _slice_daughters(d: Daughters, rows: slice | np.ndarray) -> Daughters:
+    return Daughters(*(getattr(d, f.name)[rows] for f in dataclasses.fields(Daughters)))
+
+
+def _fit_rows(fit: VertexFit, rows: slice | np.ndarray) -> VertexFit:
+    """The fits of ``rows``."""
+    return VertexFit(*(getattr(fit, f.name)[rows] for f in dataclasses.fields(VertexFit)))
+
+
+def _by_rows(func: Callable[[slice], tuple[np.ndarray, ...]], n: int, block: int = 2048) -> tuple[np.ndarray, ...]:
+    """``func`` on row blocks ``slice(i, i + block)`` of n rows, outputs concatenated (small
+    per-row matrices: the block's temporaries stay in the cache)."""
+    if n <= block:
+        return func(slice(0, n))
+    parts = [func(slice(i, i + block)) for i in range(0, n, block)]
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
+def _fit_chunk(d: Daughters, n_iter: int, momentum: bool, max_step: float) -> VertexFit:
+    """:func:`fit_vertex` on one block of vertices (inputs checked)."""
+    n, k = d.shape
+    n_used = d.mask.sum(axis=1)
+    s, c = _components(d)
+    v = _initial_vertex(s)
     step = np.full(n, np.inf)
-    active = np.arange(n)
+    rows = np.arange(n)  # the working set: every vertex, then only the ones still moving
+    sw, cw = s, c
+    active = np.ones(n, bool)  # aligned with rows
     for _ in range(n_iter):
-        every = active.size == n
-        da = d if every else Daughters(*(getattr(d, f.name)[active] for f in dataclasses.fields(d)))
-        ga_, eq_ = (g, eye_q) if every else (g[active], eye_q[active])
-        va, qa = v[active], q[active]
-        r, dz, ga, gb, di, einv, de, mat = blocks(da, ga_, eq_, va, qa)
-        ti = np.einsum("nkij,nki->nj", ga, r)  # sum A^T G r
-        ui = np.einsum("nkij,nki->nkj", gb, r)  # B^T G r
-        rhs = ti - np.einsum("nkij,nkj->ni", de, ui)
-        dv = np.linalg.solve(mat, rhs[..., None])[..., 0]
-        st = np.linalg.norm(dv, axis=1)
-        dv = dv * np.minimum(1.0, max_step / np.maximum(st, 1e-300))[:, None]
-        dq = np.einsum("nkij,nkj->nki", einv, ui - np.einsum("nkji,nj->nki", di, dv))
-        v[active] = va + dv
-        q[active] = qa + np.where(da.mask[..., None], dq, 0.0)
-        step[active] = st
-        active = active[st >= 1e-4]  # converged to 0.1 µm (resolutions are >= 10 µm): leave it
-        if active.size == 0:
+        m, b = _normal(_profile(sw, cw, v[rows]))
+        dv = np.stack(_solve_sym3(m, b), axis=1)
+        st = np.sqrt(np.sum(dv * dv, axis=1))
+        dv *= np.minimum(1.0, max_step / np.maximum(st, 1e-300))[:, None]
+        v[rows] += dv * active[:, None]
+        step[rows] = np.where(active, st, step[rows])
+        active &= st >= 1e-4  # converged to 0.1 µm (resolutions are >= 10 µm): leave it
+        if not active.any():
             break
+        if active.mean() < 0.5:  # iterate on the few that still move only
+            rows = rows[active]
+            sw = {key: a[:, active] for key, a in sw.items()}
+            cw = {key: a[:, active] for key, a in cw.items()}
+            active = np.ones(rows.size, bool)
     converged = step < 1e-3 if n_iter > 0 else np.zeros(n, bool)
-    r, dz, ga, gb, di, einv, de, mat = blocks(d, g, eye_q, v, q)
-    chi2 = np.einsum("nki,nkij,nkj->n", r, g, r)
-    cov_v = _inv3(mat)
-    cov_v = 0.5 * (cov_v + _t(cov_v))
+    p = _profile(s, c, v)
+    m, _ = _normal(p)
+    chi2 = (p["rx"] * p["g0"] + p["ry"] * p["g1"]).sum(0)
+    cv = _inv_sym3(m)
+    cov_v = _sym3(cv)
     ndof = (2 * n_used - 3).astype(np.int64)
-    charge = np.sum(d.charge * use, axis=1)
+    charge = np.sum(d.charge * d.mask, axis=1)
     if not momentum:
         nan = np.full((n, 4), np.nan)
         return VertexFit(v, cov_v, chi2, ndof, nan, np.full((n, 7, 7), np.nan), charge, np.full((n, k, 4), np.nan),
                          converged)
 
-    # Billoir covariance blocks: Cov(V, q_i) = −C_V·(E_i⁻¹ D_iᵀ)ᵀ, Cov(q_i, q_j) = δ_ij E_i⁻¹ + (E_i⁻¹ D_iᵀ) C_V (..)ᵀ.
-    # Extended daughter parameters (tx, ty, w, m): m̂ = m − K r with K = c_msᵀ C⁻¹ (the conditional
-    # update of a parameter measured once; exact for the linear model), so dm̂ = K (A dV + B dq_i) + ε,
-    # Var ε = σ_m² − K c_ms.
-    kgain = np.einsum("nki,nkij->nkj", d.mass_cov, g)  # (n,k,5)
-    m_hat = d.mass - np.einsum("nki,nki->nk", kgain, r)
-    m_res_var = np.maximum(d.mass_var - np.einsum("nki,nki->nk", kgain, d.mass_cov), 0.0) * use
-    ka = _at(kgain[..., None], q[..., 0], q[..., 1])[..., 0]  # (n,k,3) dm/dV
-    kb = _bt(kgain[..., None], dz)[..., 0]  # (n,k,3) dm/dq_i
-    mom_i, jac4 = _four_momentum(q, m_hat)
-    mom_i = mom_i * use[..., None]
-    jq = (jac4[..., :3] + jac4[..., 3:4] * kb[..., None, :]) * w  # (n,k,4,3) dP_i/dq_i
-    jv = np.sum(jac4[..., 3:4] * ka[..., None, :] * w, axis=1)  # (n,4,3) dP/dV
-    # with F = sum_i jq_i E_i^-1 D_i^T and H = jv - F: Cov(P) = H C_V H^T + sum_i jq_i E_i^-1 jq_i^T,
-    # Cov(V, P) = C_V H^T
-    hmat = jv - np.sum(jq @ _t(de), axis=1)
-    c_pp = hmat @ cov_v @ _t(hmat) + np.sum(jq @ einv @ _t(jq), axis=1)
-    c_pp = c_pp + np.einsum("nk,nki,nkj->nij", m_res_var, jac4[..., 3], jac4[..., 3])
+    # fitted daughter parameters (tx, ty, w, m) = measured − (C Hᵀ)(W r); with K = C Hᵀ W and
+    # F = K R̂: Cov(μ̂_i) = C_i − K_i S_i K_iᵀ + F_i C_V F_iᵀ, Cov(μ̂_i, V) = −F_i C_V,
+    # Cov(μ̂_i, μ̂_j≠i) = F_i C_V F_jᵀ (the exact propagation of the linearised estimator)
+    dz = p["dz"]
+    u0 = [_cc(c, 0, a) + dz * _cc(c, 2, a) for a in (2, 3, 4, 5)]  # (C H^T)[a, 0]
+    u1 = [_cc(c, 1, a) + dz * _cc(c, 3, a) for a in (2, 3, 4, 5)]  # (C H^T)[a, 1]
+    w00, w01, w11, g0, g1, thx, thy = (p[kk] for kk in ("w00", "w01", "w11", "g0", "g1", "thx", "thy"))
+    k0 = [a0 * w00 + a1 * w01 for a0, a1 in zip(u0, u1)]
+    k1 = [a0 * w01 + a1 * w11 for a0, a1 in zip(u0, u1)]
+    w_hat = s["w"] - (u0[2] * g0 + u1[2] * g1)
+    m_hat = s["m"] - (u0[3] * g0 + u1[3] * g1)
+    own = {(a, b): _cc(c, a + 2, b + 2) - (k0[a] * u0[b] + k1[a] * u1[b]) for a in range(4) for b in range(a, 4)}
+    fm = [[-k0[a], -k1[a], k0[a] * thx + k1[a] * thy] for a in range(4)]
+    # four-momentum (px, py, pz, E) of each daughter and its sparse Jacobian w.r.t. (tx, ty, w, m)
+    use = s["use"]
+    pmag = 1.0 / w_hat
+    nrm2 = 1.0 + thx * thx + thy * thy
+    pz = pmag / np.sqrt(nrm2)
+    e = np.sqrt(pmag * pmag + m_hat * m_hat)
+    mom_i = [thx * pz * use, thy * pz * use, pz * use, e * use]
+    upz = pz * use
+    dtx, dty = -upz * thx / nrm2, -upz * thy / nrm2  # dpz/dtx, dpz/dty
+    dw = -upz * pmag  # dpz/dw
+    jac: list[list[tuple[int, np.ndarray]]] = [
+        [(0, upz + thx * dtx), (1, thx * dty), (2, thx * dw)],
+        [(0, thy * dtx), (1, upz + thy * dty), (2, thy * dw)],
+        [(0, dtx), (1, dty), (2, dw)],
+        [(2, -use * pmag**3 / e), (3, use * m_hat / e)],
+    ]
+    # dP/dV = −Σ_i J_i F_i (4 × 3), Σ_i J_i Cov_own,i J_iᵀ (4 × 4)
+    hm = np.empty((n, 4, 3))
+    c_own = np.empty((n, 4, 4))
+    for r in range(4):
+        for col in range(3):
+            hm[:, r, col] = -sum(jv * fm[a][col] for a, jv in jac[r]).sum(0)
+        xr = [sum(jv * _cc(own, a, b) for a, jv in jac[r]) for b in range(4)]  # (J Cov_own)[r, b]
+        for s_ in range(r, 4):
+            c_own[:, r, s_] = c_own[:, s_, r] = sum(xr[b] * jv for b, jv in jac[s_]).sum(0)
+    hmat = hm
+    c_pp = hmat @ cov_v @ _t(hmat) + c_own
     c_vp = cov_v @ _t(hmat)
-    cov7 = np.zeros((n, 7, 7))
+    cov7 = np.empty((n, 7, 7))
     cov7[:, :3, :3] = cov_v
     cov7[:, :3, 3:] = c_vp
     cov7[:, 3:, :3] = _t(c_vp)
     cov7[:, 3:, 3:] = 0.5 * (c_pp + _t(c_pp))
-    return VertexFit(v, cov_v, chi2, ndof, mom_i.sum(axis=1), cov7, charge, mom_i, converged)
+    mom = np.stack(mom_i, axis=-1)  # (k, n, 4)
+    return VertexFit(v, cov_v, chi2, ndof, mom.sum(axis=0), cov7, charge, np.swapaxes(mom, 0, 1), converged)
 
 
 def fit_vertices(
@@ -425,7 +489,7 @@ def fit_vertices(
     cov: ArrayLike,
     mass: ArrayLike,
     mask: ArrayLike | None = None,
-    n_iter: int = 5,
+    n_iter: int = 10,
 ) -> VertexFit:
     """Fit a common vertex to each of n sets of k tracks (the Python entry point).
 
@@ -589,26 +653,21 @@ def impact_parameter(
     if pv.ndim != 3 or pv.shape[0] != n or pv.shape[2] != 3 or pv_cov.shape != (*pv.shape, 3):
         raise DataError(f"vertexing: pv/pv_cov have shapes {pv.shape}/{pv_cov.shape}; expected (n, m, 3)/(n, m, 3, 3)")
     x, y, tx, ty = (state[:, None, i] for i in range(4))
+    c = {(i, j): cov[:, None, i, j] for i in range(4) for j in range(i, 4)}
+    p = {(i, j): pv_cov[..., i, j] for i in range(3) for j in range(i, 3)}
     dz = pv[..., 2] - z[:, None]
     rx = x + tx * dz - pv[..., 0]
     ry = y + ty * dz - pv[..., 1]
-    m = pv.shape[1]
-    js = np.zeros((n, m, 2, 5))
-    js[..., 0, 0] = 1.0
-    js[..., 1, 1] = 1.0
-    js[..., 0, 2] = dz
-    js[..., 1, 3] = dz
-    jp = np.zeros((n, m, 2, 3))
-    jp[..., 0, 0] = -1.0
-    jp[..., 1, 1] = -1.0
-    jp[..., 0, 2] = np.broadcast_to(tx, (n, m))
-    jp[..., 1, 2] = np.broadcast_to(ty, (n, m))
-    s = js @ cov[:, None] @ _t(js) + jp @ pv_cov @ _t(jp)
-    det = s[..., 0, 0] * s[..., 1, 1] - s[..., 0, 1] * s[..., 1, 0]
-    chi2 = (s[..., 1, 1] * rx * rx - 2.0 * s[..., 0, 1] * rx * ry + s[..., 0, 0] * ry * ry) / det
-    origin = np.stack([rx + pv[..., 0], ry + pv[..., 1], pv[..., 2]], axis=-1)
-    direction = np.stack(np.broadcast_arrays(tx, ty, np.ones_like(tx)), axis=-1)
-    return kin.ip(origin, direction, pv), chi2
+    # S = J_s C J_sᵀ + J_p C_PV J_pᵀ, J_s = [[1, 0, Δz, 0, 0], [0, 1, 0, Δz, 0]], J_p = [[−1, 0, tx], [0, −1, ty]]
+    s00 = c[0, 0] + dz * (2.0 * c[0, 2] + dz * c[2, 2]) + p[0, 0] - tx * (2.0 * p[0, 2] - tx * p[2, 2])
+    s01 = (c[0, 1] + dz * (c[0, 3] + c[1, 2] + dz * c[2, 3])
+           + p[0, 1] - tx * p[1, 2] - ty * p[0, 2] + tx * ty * p[2, 2])
+    s11 = c[1, 1] + dz * (2.0 * c[1, 3] + dz * c[3, 3]) + p[1, 1] - ty * (2.0 * p[1, 2] - ty * p[2, 2])
+    chi2 = (s11 * rx * rx - 2.0 * s01 * rx * ry + s00 * ry * ry) / (s00 * s11 - s01 * s01)
+    # distance of the PV to the line through (PV_x + r_x, PV_y + r_y, PV_z) along (tx, ty, 1): |r × u| / |u|
+    cross = rx * ty - ry * tx
+    ip = np.sqrt((rx * rx + ry * ry + cross * cross) / (1.0 + tx * tx + ty * ty))
+    return ip, chi2
 
 
 def best_pv(ip_chi2: np.ndarray, pv_mask: np.ndarray | None = None) -> np.ndarray:
@@ -659,7 +718,7 @@ def _pv_sv_p(pv: np.ndarray, pv_cov: np.ndarray, fit: VertexFit) -> tuple[np.nda
 
 
 def decay_time(
-    pv: np.ndarray, pv_cov: np.ndarray, fit: VertexFit, n_iter: int = 3
+    pv: np.ndarray, pv_cov: np.ndarray, fit: VertexFit, n_iter: int = 2
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decay time τ (ns), its error and the fit χ² (2 dof), a lifetime-fitter equivalent.
 
@@ -673,43 +732,85 @@ def decay_time(
         n_iter: iterations.
 
     Returns:
-        ``tau, tau_err, chi2``, each ``(n,)``.
+        ``tau, tau_err, chi2``, each ``(n,)``; NaN where the decay time is undetermined (``eᵀ S⁻¹ e <= 0``,
+        e.g. a momentum unknown along the flight direction).
     """
-    alpha0, v0 = _pv_sv_p(pv, pv_cov, fit)
-    n = alpha0.shape[0]
-    d = fit.position - np.asarray(pv, dtype=np.float64)
-    p3 = fit.momentum[:, :3]
-    tau = fit.mass * np.einsum("ni,ni->n", d, p3) / (C_LIGHT * np.sum(p3 * p3, axis=1))
-    alpha = alpha0.copy()
-    lam = np.zeros((n, 3))
-    v_e = np.zeros(n)
-    vd = np.zeros((n, 3, 3))
-    for _ in range(n_iter):
-        pva, sva, pa, ea = alpha[:, :3], alpha[:, 3:6], alpha[:, 6:9], alpha[:, 9]
-        m = np.sqrt(np.maximum(ea * ea - np.sum(pa * pa, axis=1), 1e-12))
+    pv = np.asarray(pv, dtype=np.float64)
+    pv_cov = np.asarray(pv_cov, dtype=np.float64)
+    tau, err, chi2 = _by_rows(lambda r: _decay_time_rows(pv[r], pv_cov[r], _fit_rows(fit, r), n_iter), pv.shape[0], 4096)
+    return tau, err, chi2
+
+
+def _decay_time_rows(
+    pv: np.ndarray, pv_cov: np.ndarray, fit: VertexFit, n_iter: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`decay_time` on one block of rows."""
+    # The constraint SV − PV = (cτ/m) p involves PV and SV only through d = SV − PV, so the fit
+    # is the one of α = (d, p, E) with covariance [[C_PV + A, B], [Bᵀ, D]] (cov7 = [[A, B], [Bᵀ, D]]):
+    # constraint Jacobian [1 | Q], Q = −f [1 | 0] + g p wᵀ (f = cτ/m, g = cτ/m³, w = (−p, E)),
+    # S = C_dd + B Qᵀ + Q Bᵀ + Q D Qᵀ in closed form; every array below is (n,).
+    c7 = fit.cov7
+    d0 = [np.ascontiguousarray(fit.position[:, a] - pv[:, a]) for a in range(3)]
+    p0 = [np.ascontiguousarray(fit.momentum[:, a]) for a in range(4)]
+    cdd = [[c7[:, a, b] + pv_cov[:, a, b] for b in range(3)] for a in range(3)]
+    bm = [[np.ascontiguousarray(c7[:, a, 3 + b]) for b in range(4)] for a in range(3)]
+    dm = [[np.ascontiguousarray(c7[:, 3 + a, 3 + b]) for b in range(4)] for a in range(4)]
+    p_sq = p0[0] ** 2 + p0[1] ** 2 + p0[2] ** 2
+    tau = fit.mass * (d0[0] * p0[0] + d0[1] * p0[1] + d0[2] * p0[2]) / (C_LIGHT * p_sq)
+    a_p = p0
+    lam = [np.zeros_like(tau)] * 3
+    v_e = np.zeros_like(tau)
+    s_up = [cdd[0][0], cdd[0][1], cdd[0][2], cdd[1][1], cdd[1][2], cdd[2][2]]
+    pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+    for it in range(max(n_iter, 1)):
+        pa, ea = a_p[:3], a_p[3]
+        m = np.sqrt(np.maximum(ea * ea - (pa[0] ** 2 + pa[1] ** 2 + pa[2] ** 2), 1e-12))
         f = C_LIGHT * tau / m
-        h = sva - pva - f[:, None] * pa
-        dmat = np.zeros((n, 3, 10))
-        dmat[:, :, :3] = -_EYE3
-        dmat[:, :, 3:6] = _EYE3
-        # d(f p_a)/d p_j = f delta_aj + c tau p_a p_j / m^3 ; d(f p_a)/dE = -c tau p_a E / m^3
-        g3 = (C_LIGHT * tau / m**3)[:, None, None] * pa[:, :, None] * pa[:, None, :]
-        dmat[:, :, 6:9] = -(f[:, None, None] * _EYE3 + g3)
-        dmat[:, :, 9] = (C_LIGHT * tau * ea / m**3)[:, None] * pa
-        emat = -(C_LIGHT / m)[:, None] * pa  # (n,3)
-        dd = h + (dmat @ (alpha0 - alpha)[..., None])[..., 0]
-        s_mat = dmat @ v0 @ _t(dmat)
-        vd = _inv3(s_mat)
-        v_e = 1.0 / np.einsum("ni,nij,nj->n", emat, vd, emat)
-        lam0 = np.einsum("nij,nj->ni", vd, dd)
-        dtau = -v_e * np.einsum("ni,ni->n", emat, lam0)
+        g = f / (m * m)
+        w = [-pa[0], -pa[1], -pa[2], ea]
+        dw = [sum(dm[a][b] * w[b] for b in range(4)) for a in range(4)]
+        wdw = sum(w[a] * dw[a] for a in range(4))
+        u = [sum(bm[a][b] * w[b] for b in range(4)) - f * dw[a] for a in range(3)]
+        s_up = [cdd[a][b] - f * (bm[a][b] + bm[b][a]) + f * f * dm[a][b] + g * (u[a] * pa[b] + pa[a] * u[b])
+                + (g * g * wdw) * pa[a] * pa[b] for a, b in pairs]
+        dd = [d0[a] - f * pa[a] for a in range(3)]
+        if it:  # Q (α0 − α) for the momentum part (zero on the first pass, α = α0)
+            dp = [p0[a] - a_p[a] for a in range(4)]
+            gwd = g * sum(w[a] * dp[a] for a in range(4))
+            dd = [dd[a] - f * dp[a] + gwd * pa[a] for a in range(3)]
+        e = [-(C_LIGHT / m) * pa[a] for a in range(3)]
+        inv = _inv_sym3(s_up)
+        lam0 = _solve_sym3_inv(inv, dd)
+        ve = _solve_sym3_inv(inv, e)  # S^-1 e
+        v_e = 1.0 / (e[0] * ve[0] + e[1] * ve[1] + e[2] * ve[2])
+        dtau = -v_e * (e[0] * lam0[0] + e[1] * lam0[1] + e[2] * lam0[2])
         tau = tau + dtau
-        lam = lam0 + np.einsum("nij,nj->ni", vd, emat * dtau[:, None])
-        alpha = alpha0 - (v0 @ (_t(dmat) @ lam[..., None]))[..., 0]
+        lam = [lam0[a] + ve[a] * dtau for a in range(3)]
+        if it + 1 < n_iter:
+            pl = g * (pa[0] * lam[0] + pa[1] * lam[1] + pa[2] * lam[2])
+            qtl = [-f * lam[a] - pl * pa[a] for a in range(3)] + [pl * ea]
+            a_p = [p0[b] - (sum(bm[a][b] * lam[a] for a in range(3)) + sum(dm[b][c] * qtl[c] for c in range(4)))
+                   for b in range(4)]
         if np.max(np.abs(dtau), initial=0.0) < 1e-10:  # converged to 1e-4 fs
             break
-    chi2 = np.einsum("ni,nij,nj->n", lam, s_mat, lam)
+    s00, s01, s02, s11, s12, s22 = s_up
+    l0, l1, l2 = lam
+    chi2 = s00 * l0 * l0 + s11 * l1 * l1 + s22 * l2 * l2 + 2.0 * (s01 * l0 * l1 + s02 * l0 * l2 + s12 * l1 * l2)
+    # an undetermined decay time (momentum unknown along the flight: eᵀ S⁻¹ e <= 0 in rounding) is NaN
+    ok = np.isfinite(v_e) & (v_e > 0)
+    if not ok.all():
+        tau, v_e, chi2 = (np.where(ok, x, np.nan) for x in (tau, v_e, chi2))
     return tau, np.sqrt(v_e), chi2
+
+
+def _mv(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``(n, i, j) · (n, j) → (n, i)``."""
+    return np.matmul(m, v[..., None])[..., 0]
+
+
+def _mv_sym3(m: Sequence[np.ndarray], v: np.ndarray) -> np.ndarray:
+    """Symmetric 3 × 3 (upper triangle, :func:`_inv_sym3`) times ``v`` ``(n, 3)``."""
+    return np.stack(_solve_sym3_inv(m, v), axis=1)
 
 
 def _numeric_error(

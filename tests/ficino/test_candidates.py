@@ -62,7 +62,8 @@ def test_composite_masses_against_vector(small_store):
     p4 = {}
     for name, j in (("mu", 2), ("p", 4), ("K", 5), ("pi", 6)):
         r = reco[j].loc[ev]
-        p4[name] = vector.array({"px": r.px.to_numpy(), "py": r.py.to_numpy(), "pz": r.pz.to_numpy(), "M": np.full(len(ev), PDG_MASS[name])})
+        # float64: the stored momenta may be float32, whose sums lose the mass's digits
+        p4[name] = vector.array({k: r[k].to_numpy(np.float64) for k in ("px", "py", "pz")} | {"M": np.full(len(ev), PDG_MASS[name])})
         np.testing.assert_allclose(cols[f"{name}_PX"], r.px.to_numpy())
         np.testing.assert_allclose(cols[f"{name}_PE"], p4[name].E, rtol=1e-6)
     lc = p4["p"] + p4["K"] + p4["pi"]
@@ -140,7 +141,7 @@ def test_truth_matching_on_hand_built_events(batch_tables):
     # the clone: the lowest-index track is used
     pp = tables["protoparticles"].to_pandas()
     first = pp[(pp.event == 3) & (pp.mc_particle == 4)].sort_values("index").iloc[0]
-    assert cols["p_PX"][3] == first.px
+    assert cols["p_PX"][3] == np.float32(first.px)  # the store keeps momenta as float32
     reco = build_candidates(store, spec, 0, reconstructed_only=True)
     assert reco.n_matched == 6 and len(reco) == 4
     np.testing.assert_array_equal(reco.event["event"], [0, 2, 3, 5])
@@ -166,8 +167,8 @@ def test_own_pv_is_the_reconstructed_pv_with_the_smallest_ipchi2(batch_tables):
     names = ["Lb_OWNPV_X", "Lb_OWNPV_Z", "Lb_OWNPV_NDOF", "Lc_OWNPV_Z", "Lb_FDCHI2"]
     cols = compute_columns(build_candidates(store, spec, 0), resolve_columns(spec, names))
     for i in (0, 1, 2):
-        assert cols["Lb_OWNPV_X"][i] == ev.pv_x[i] + 0.001
-        assert cols["Lb_OWNPV_Z"][i] == ev.pv_z[i] + 0.01
+        assert cols["Lb_OWNPV_X"][i] == pytest.approx(ev.pv_x[i] + 0.001, abs=1e-7)  # float32 in the store
+        assert cols["Lb_OWNPV_Z"][i] == pytest.approx(ev.pv_z[i] + 0.01, abs=2e-5)
         assert cols["Lb_OWNPV_NDOF"][i] == 47
     np.testing.assert_array_equal(cols["Lc_OWNPV_Z"][:3], cols["Lb_OWNPV_Z"][:3])
     assert cols["Lb_OWNPV_X"][3] != ev.pv_x[3] + 0.001  # no reconstructed PV: smeared truth

@@ -29,8 +29,9 @@ BRANCHES: dict[str, str] = {
     "K_TRUEID": "k.pid",
     "K_PX": "tk.px",
     "p_PZ": "tp.pz",
-    "pi_P": "sqrt(tpi.px*tpi.px + tpi.py*tpi.py + tpi.pz*tpi.pz)",
-    "mu_PT": "sqrt(tmu.px*tmu.px + tmu.py*tmu.py)",
+    # in DOUBLE: the store's momenta are FLOAT, whose products DuckDB keeps in single precision
+    "pi_P": "sqrt(tpi.px::DOUBLE*tpi.px + tpi.py::DOUBLE*tpi.py + tpi.pz::DOUBLE*tpi.pz)",
+    "mu_PT": "sqrt(tmu.px::DOUBLE*tmu.px + tmu.py::DOUBLE*tmu.py)",
     "K_TRACK_GhostProb": "tk.ghost_prob",
     "p_IPCHI2": "tp.ip_chi2",
     "eventNumber": "e.event",
@@ -40,7 +41,7 @@ BRANCHES: dict[str, str] = {
 
 #: A cut on a true and a reconstructed variable, and the same condition in SQL on the store.
 CUT = "Lb_TRUEP_Z > 160000 AND mu_PT > 800"
-CUT_SQL = "lb.pz > 160000 AND sqrt(tmu.px*tmu.px + tmu.py*tmu.py) > 800"
+CUT_SQL = "lb.pz > 160000 AND sqrt(tmu.px::DOUBLE*tmu.px + tmu.py::DOUBLE*tmu.py) > 800"
 
 # One row per event whose four final-state tracks (mu, p, K, pi: MC indices 2, 4, 5, 6 of the hand-built
 # Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu events, see conftest) all have a protoparticle.
