@@ -110,11 +110,12 @@ def _col(key: str) -> Callable[[Arrays], np.ndarray]:
 
 
 def _p(d: Arrays, pre: str = "") -> np.ndarray:
-    return np.sqrt(d[pre + "px"] ** 2 + d[pre + "py"] ** 2 + d[pre + "pz"] ** 2)
+    px, py, pz = (np.asarray(d[pre + k], np.float64) for k in ("px", "py", "pz"))  # stored momenta may be float32
+    return np.sqrt(px * px + py * py + pz * pz)
 
 
 def _pt(d: Arrays, pre: str = "") -> np.ndarray:
-    return np.hypot(d[pre + "px"], d[pre + "py"])
+    return np.hypot(np.asarray(d[pre + "px"], np.float64), np.asarray(d[pre + "py"], np.float64))
 
 
 # ----------------------------------------------------------------- reconstructed kinematics
