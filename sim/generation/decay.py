@@ -32,7 +32,11 @@ Generation, per batch, fully vectorised (loops only over tree depth and over
    analytic bound (so a wide resonance's line shape is BW × phase space, as in
    EvtGen); then boosted to the lab.  Groups with fixed masses use a tighter
    empirical bound (20 000-decay presample × 1.1) checked on every decay.
-3. **models** — every user chain with a model other than ``PHSP`` is one block,
+3. **models** — a semileptonic decay (ISGW2, HQET2, BaryonPCR) with a narrow hadron that
+   is a user chain's only model node (its head) or a table mode is drawn from the model's
+   own (q², cosθ_ℓ) rate (:meth:`_Engine.sl_proposal`, ``sim.generation.sampling``) and
+   accepted with |M|²·dΦ3/g: the exact model at ≈ 0.8 acceptance.  Otherwise,
+   every user chain with a model other than ``PHSP`` is one block,
    weighted by ``sim.generation.amplitudes.chain_weight`` over all its nodes (so
    spin correlations along the user's chain are kept); every table mode with a
    non-PHSP model is a one-level block (parent + daughters: no correlation with
@@ -1357,7 +1361,8 @@ class _Engine:
                     continue
                 before = rows.p4[children]
                 res = add_fsr(before, q, rng, k_min=FSR_K_MIN)
-                # guard: a row whose radiation does not balance four-momentum keeps its decay without FSR
+                # guard (a safety net: add_fsr balances every decay, a lone neutrino recoil included):
+                # a row whose radiation does not balance four-momentum keeps its decay without FSR
                 miss = np.abs(res.daughters.sum(axis=1) + res.photons.sum(axis=1) - before.sum(axis=1)).max(axis=1)
                 bad = miss > 1e-7 * before.sum(axis=1)[:, 3]
                 daughters, emitted = res.daughters.copy(), res.emitted.copy()

@@ -21,7 +21,10 @@ Approximation (not the PHOTOS algorithm of Barberio & Wąs, Comput. Phys. Commun
   mass and internal configuration) is boosted to momentum ``−a·p⃗_j``, with a in [0, 1]
   solving energy conservation (bisection).  Four-momentum is conserved exactly and all
   masses are kept; ``k_max = ((M − M_R)² − m_j²) / (2 (M − M_R))`` (M_R: mass of the rest)
-  is where that solution ceases to exist.  A massless rest (one neutrino) is scaled by a.
+  is where that solution ceases to exist.  A rest that is a *single* particle (τ → π ν: one
+  neutrino; D0 → K− π+: the other hadron) is not boosted but set directly to
+  ``(−a·p⃗_j, √(m² + a²p²))``, with m = 0 for a massless one (a neutrino has no rest frame to
+  boost from: its mass from E² − p² is round-off, and a boost through it loses every digit).
 """
 
 from __future__ import annotations
@@ -138,7 +141,16 @@ def add_fsr(
     for j in np.flatnonzero(q != 0):
         pj = parts[:, j]
         rest = parts.sum(axis=1) - pj
+        others = [i for i in range(2 * k) if i != j]
+        # a rest that is one particle: its own mass (0 for a massless one, not E² − p² round-off)
+        live = parts[:, others, 3] > 0
+        single = live.sum(axis=1) == 1
+        one = np.argmax(live, axis=1)
+        slot = np.array(others)[one]
+        m_one = np.where(slot < k, masses[np.arange(n), np.minimum(slot, k - 1)], 0.0)
+        m_one = np.where(m_one < 1e-6 * np.maximum(big_m, 1e-300), 0.0, m_one)
         m_r = np.sqrt(np.maximum(rest[:, 3] ** 2 - np.sum(rest[:, :3] ** 2, axis=1), 0.0))
+        m_r = np.where(single, m_one, m_r)
         mj = masses[:, j]
         gap = big_m - m_r
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -174,13 +186,12 @@ def add_fsr(
         scale = 0.5 * (lo + hi)
         new_pj = scale[:, None] * pvec - kvec
         new_rest = np.concatenate([-scale[:, None] * pvec, np.sqrt(mr**2 + scale**2 * p_abs[idx] ** 2)[:, None]], axis=1)
-        others = [i for i in range(2 * k) if i != j]
         sub = parts[idx][:, others]
         rest_old = rest[idx]
-        light = mr < 1e-9 * mm  # a massless rest (a neutrino): collinear, new = a × old
-        sub[light] = sub[light] * scale[light, None, None]
-        heavy = ~light
-        sub[heavy] = boost(_rest(sub[heavy], rest_old[heavy, None, :]), new_rest[heavy, None, :])
+        lone = single[idx]
+        sub[lone, one[idx][lone]] = new_rest[lone]  # one particle: it is the new rest, exactly
+        many = ~lone
+        sub[many] = boost(_rest(sub[many], rest_old[many, None, :]), new_rest[many, None, :])
         block = parts[idx]
         block[:, others] = sub
         block[:, j, :3] = new_pj

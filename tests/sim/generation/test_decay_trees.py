@@ -250,12 +250,19 @@ def test_photos_lines_radiate_and_conserve_four_momentum(tmp_path):
     assert 0.7 * expected < got < 1.3 * expected, (got, expected)
 
 
-def test_fsr_with_a_single_neutrino_still_balances(tmp_path):
-    """tau+ -> pi+ anti-nu_tau with PHOTOS: every vertex conserves four-momentum (FSR rows that would not are left without)."""
+def test_fsr_with_a_single_neutrino_still_balances(tmp_path, caplog):
+    """tau+ -> pi+ anti-nu_tau with PHOTOS: the pi+ radiates (the lone neutrino takes the exact recoil) and
+    every vertex conserves four-momentum; the engine's guard (no FSR where add_fsr would not balance) never fires."""
     dec = tmp_path / "t.dec"
     dec.write_text("Decay B+\n1.0 tau+ nu_tau PHSP;\nEnddecay\nDecay tau+\n1.0 pi+ anti-nu_tau PHOTOS PHSP;\nEnddecay\nEnd\n")
-    tabs = generate_tables(load_decay(dec_file=dec), 5000, np.random.default_rng(23))
-    _check_tree(tabs["mc_particles"].to_pandas(), tabs["mc_vertices"].to_pandas())
+    with caplog.at_level("WARNING"):
+        tabs = generate_tables(load_decay(dec_file=dec), 5000, np.random.default_rng(23))
+    assert not [r for r in caplog.records if "did not conserve four-momentum" in r.getMessage()]
+    parts = tabs["mc_particles"].to_pandas()
+    _check_tree(parts, tabs["mc_vertices"].to_pandas())
+    taus = parts[parts.pid == -15]
+    gammas = parts[parts.pid == 22].merge(taus[["event", "index"]], left_on=["event", "mother"], right_on=["event", "index"])
+    assert 0.03 < len(gammas) / len(taus) < 0.08  # photons above 1 MeV off the pi+ in about 5 % of the decays
 
 
 def test_run_cli_generator_flags_reach_the_config(tmp_path):
