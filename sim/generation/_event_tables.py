@@ -29,21 +29,42 @@ loops are over the depth of the decay tree.  Units: MeV, mm, ns.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from mambah.errors import DataError
+from mambah.errors import ConfigError, DataError
 
-__all__ = ("KEPT_STATUS", "STATUS_BEAM", "STATUS_DECAYED", "STATUS_FINAL", "GeneratorRecord", "charges", "layout_tables", "nearest_kept", "write_tables")
+__all__ = (
+    "CUT_KEY",
+    "KEPT_STATUS",
+    "LONG_LIVED",
+    "STATUS_BEAM",
+    "STATUS_DECAYED",
+    "STATUS_FINAL",
+    "GeneratorRecord",
+    "charges",
+    "check_theta_window",
+    "daughters_in_acceptance",
+    "layout_tables",
+    "nearest_kept",
+    "signal_cut_efficiency",
+    "write_tables",
+)
 
 #: HepMC status codes kept in ``mc_particles.status``.
 STATUS_FINAL = 1
 STATUS_DECAYED = 2
 STATUS_BEAM = 4
 KEPT_STATUS: tuple[int, ...] = (STATUS_FINAL, STATUS_DECAYED, STATUS_BEAM)
+#: Long-lived hadrons (τ > 10 ps) the detector sees decaying in flight: K0S, K0L, Λ, Σ+, Σ-, Ξ0, Ξ-, Ω-.
+LONG_LIVED: tuple[int, ...] = (310, 130, 3122, 3222, 3112, 3322, 3312, 3334)
+_NEUTRINO_IDS = (12, 14, 16)
+#: ``metadata`` key prefix of the per-batch ``daughters_in_acceptance`` counts (``{"tried": ..., "kept": ...}``).
+CUT_KEY = "generator_cut/"
 
 
 @dataclass
@@ -283,3 +304,87 @@ def write_tables(ctx: Any, tables: dict[str, dict[str, np.ndarray]]) -> None:
             val = np.asarray(col)
             arrays[key] = pa.array(val, mask=val < 0) if key == "process" else pa.array(val)
         ctx.insert(name, pa.table(arrays))
+
+
+def check_theta_window(name: str, win: Any) -> tuple[float, float]:
+    """A ``(min, max)`` polar-angle window [rad] as floats, checked (``0 <= min < max <= pi``).
+
+    Raises:
+        ConfigError: not two numbers in that order and range.
+    """
+    try:
+        lo, hi = (float(x) for x in win)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be (min, max) polar angles [rad], got {win!r}") from None
+    if not 0.0 <= lo < hi <= np.pi:
+        raise ConfigError(f"{name} must satisfy 0 <= min < max <= pi [rad], got {win!r}")
+    return lo, hi
+
+
+def daughters_in_acceptance(
+    particles: dict[str, np.ndarray], n_events: int, charged_theta: tuple[float, float], neutral_theta: tuple[float, float]
+) -> np.ndarray:
+    """Gauss' ``DaughtersInLHCb`` cut on laid-out events (pure, vectorised).
+
+    The daughters looked at are the signal's stable descendants as the detector sees them:
+    signal lines in the final state, or long-lived (:data:`LONG_LIVED`: K0S, Λ, ... that
+    decay in flight, taken as themselves), none of whose ancestors is long-lived;
+    neutrinos are ignored.  Each must have its polar angle θ = atan2(pT, pz) inside
+    ``charged_theta`` (charged) or ``neutral_theta`` (neutral).  Gauss also inverts an
+    event (z → −z) whose signal goes backward before the cut; Mambah does not, so such
+    events fail (the efficiency is lower by about a factor two).
+
+    Args:
+        particles: ``mc_particles`` columns sorted by (event, index), events ``0 … n_events-1``:
+            ``event, pid, charge, px, py, pz`` [MeV], ``mother``, ``status``, ``is_signal``.
+        n_events: events in the batch.
+        charged_theta, neutral_theta: ``(min, max)`` [rad].
+
+    Returns:
+        ``(n_events,)`` bool: the event has a signal and all its daughters pass.
+    """
+    ev = np.asarray(particles["event"], np.int64)
+    counts = np.bincount(ev, minlength=n_events)
+    base = (np.cumsum(counts) - counts)[ev]
+    sig = np.asarray(particles["is_signal"], bool)
+    apid = np.abs(np.asarray(particles["pid"], np.int64))
+    long_lived = np.isin(apid, LONG_LIVED)
+    mother = np.asarray(particles["mother"], np.int64)
+    under_ll = np.zeros(ev.size, bool)
+    cur = np.where(sig, mother, -1)
+    while np.any(cur >= 0):
+        has = cur >= 0
+        row = base + np.maximum(cur, 0)
+        under_ll |= has & long_lived[row] & sig[row]
+        cur = np.where(has & sig[row], mother[row], -1)
+    head = sig & ~np.where(mother >= 0, sig[base + np.maximum(mother, 0)], False)
+    looked = sig & ~head & ~under_ll & ((np.asarray(particles["status"]) == STATUS_FINAL) | long_lived) & ~np.isin(apid, _NEUTRINO_IDS)
+    px, py, pz = (np.asarray(particles[k], np.float64) for k in ("px", "py", "pz"))
+    theta = np.arctan2(np.hypot(px, py), pz)
+    charged = np.asarray(particles["charge"]) != 0
+    lo = np.where(charged, charged_theta[0], neutral_theta[0])
+    hi = np.where(charged, charged_theta[1], neutral_theta[1])
+    fail = looked & ~((theta > lo) & (theta < hi))
+    has_signal = np.bincount(ev[head], minlength=n_events) > 0
+    return has_signal & (np.bincount(ev[fail], minlength=n_events) == 0)
+
+
+def signal_cut_efficiency(store: Any) -> tuple[int, int]:
+    """``(kept, tried)`` of the ``daughters_in_acceptance`` cut over the complete batches of a store.
+
+    ``kept / tried`` is the cut's efficiency on events holding the signal (the species
+    efficiency is ``count(*) / sum(n_tried)`` over ``events`` divided by it).
+
+    Raises:
+        ConfigError: the store's pythia runs did not use the cut.
+    """
+    done = {int(b) for b in store.batches()}
+    rows = store.query_df(f"SELECT key, value FROM metadata WHERE key LIKE '{CUT_KEY}%'")
+    kept = tried = 0
+    for key, value in zip(rows["key"], rows["value"], strict=True):
+        if int(str(key)[len(CUT_KEY):]) in done:
+            d = json.loads(value)
+            kept, tried = kept + int(d["kept"]), tried + int(d["tried"])
+    if tried == 0:
+        raise ConfigError("the store holds no daughters_in_acceptance bookkeeping; the pythia pass ran without the cut")
+    return kept, tried

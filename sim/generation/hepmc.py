@@ -50,9 +50,12 @@ from mambah.errors import ConfigError, DataError
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.generation._event_tables import (
+    CUT_KEY,
     STATUS_BEAM,
     GeneratorRecord,
     charges,
+    check_theta_window,
+    daughters_in_acceptance,
     layout_tables,
     write_tables,
 )
@@ -591,6 +594,14 @@ class HepMCInput(Pass):
         files: file paths and/or globs (a glob's matches sorted), read in order.
         batch_size: events per batch; must be the run's batch size (``mambah run --hepmc`` sets it).
         signal: optional decay descriptor; matching decays are flagged ``is_signal``.
+        daughters_in_acceptance: Gauss' ``DaughtersInLHCb`` cut on the flagged signal
+            (:func:`~sim.generation._event_tables.daughters_in_acceptance`).  Batch *i* must
+            hold events [i·B, (i+1)·B) of the files, so an event that fails is kept but
+            marked ``events.simulated = false`` (no detector simulation, as a preselect-skipped
+            event); each batch records ``{"tried": events with a signal, "kept": passing}`` in
+            ``metadata['generator_cut/<batch>']`` (:func:`~sim.generation._event_tables.signal_cut_efficiency`).
+        charged_theta, neutral_theta: polar-angle windows ``(min, max)`` [rad] of the cut
+            (Gauss: 10–400 mrad charged, 5–400 mrad neutral).
 
     Writes ``events`` (PV of interaction 0, ``n_interactions``, ``process``), ``mc_particles``
     (with ``status``), ``mc_vertices``.
@@ -604,6 +615,9 @@ class HepMCInput(Pass):
     files: tuple[str, ...] = ()
     batch_size: int = 1000
     signal: str | None = None
+    daughters_in_acceptance: bool = False
+    charged_theta: tuple[float, float] = (0.010, 0.400)
+    neutral_theta: tuple[float, float] = (0.005, 0.400)
 
     def __post_init__(self) -> None:
         files = (self.files,) if isinstance(self.files, str) else tuple(self.files)
@@ -611,6 +625,12 @@ class HepMCInput(Pass):
         b = self.batch_size
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
             raise ConfigError(f"hepmc batch_size must be a positive integer, got {b!r}")
+        if not isinstance(self.daughters_in_acceptance, bool):
+            raise ConfigError(f"daughters_in_acceptance must be true or false, got {self.daughters_in_acceptance!r}")
+        if self.daughters_in_acceptance and self.signal is None:
+            raise ConfigError("daughters_in_acceptance needs a signal: give the hepmc pass a signal descriptor")
+        for name in ("charged_theta", "neutral_theta"):
+            object.__setattr__(self, name, check_theta_window(name, getattr(self, name)))
 
     def scan(self) -> list[HepMCIndex]:
         """Index every file (checks them all; see :func:`scan_hepmc`)."""
@@ -633,6 +653,7 @@ class HepMCInput(Pass):
 
             tree_cc = parse_descriptor(self.signal)
         bsize = self.batch_size
+        cfg = self
 
         def kernel(ctx: BatchContext) -> None:
             b = ctx.batch
@@ -654,7 +675,18 @@ class HepMCInput(Pass):
                 tables["mc_particles"]["is_signal"] = sig
                 _signal_first(tables, rec, sig)
             tables["events"]["process"] = process
+            if cfg.daughters_in_acceptance:
+                n_ev = len(tables["events"]["event"])
+                ok = daughters_in_acceptance(tables["mc_particles"], n_ev, cfg.charged_theta, cfg.neutral_theta)
+                p = tables["mc_particles"]
+                tried = int(np.unique(np.asarray(p["event"])[np.asarray(p["is_signal"], bool)]).size)
+                tables["events"]["simulated"] = ok
             write_tables(ctx, tables)
+            if cfg.daughters_in_acceptance:
+                ctx.con.execute(
+                    "INSERT OR REPLACE INTO metadata VALUES (?, ?)",
+                    [f"{CUT_KEY}{b.batch}", f'{{"tried": {tried}, "kept": {int(ok.sum())}}}'],
+                )
 
         return kernel
 

@@ -67,13 +67,18 @@ from mambah.kinematics import boost
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.generation._event_tables import (
+    CUT_KEY,
+    LONG_LIVED,
     STATUS_BEAM,
     STATUS_DECAYED,
     STATUS_FINAL,
     GeneratorRecord,
     charges,
+    check_theta_window,
+    daughters_in_acceptance,
     layout_tables,
     nearest_kept,
+    signal_cut_efficiency,
     write_tables,
 )
 from sim.generation.beam import LuminousRegion, sample_primary_vertices
@@ -118,11 +123,6 @@ SQRT_S: tuple[float, ...] = (7.0, 8.0, 13.0, 13.6, 14.0)
 NU_RUN2 = 1.1
 NU_RUN3 = 5.5
 _PILEUP_LINES = PRESETS["minbias"]
-#: Long-lived hadrons (τ > 10 ps) the detector sees decaying in flight: K0S, K0L, Λ, Σ+, Σ-, Ξ0, Ξ-, Ω-.
-LONG_LIVED: tuple[int, ...] = (310, 130, 3122, 3222, 3112, 3322, 3312, 3334)
-_NEUTRINO_IDS = (12, 14, 16)
-#: ``metadata`` key prefix of the per-batch ``daughters_in_acceptance`` counts (``{"tried": ..., "kept": ...}``).
-CUT_KEY = "generator_cut/"
 
 
 def _require_pythia() -> Any:
@@ -277,14 +277,7 @@ class Pythia(Pass):
         if self.daughters_in_acceptance and self.decay is None and self.dec_file is None:
             raise ConfigError("daughters_in_acceptance needs a signal: give decay or dec_file")
         for name in ("charged_theta", "neutral_theta"):
-            win = getattr(self, name)
-            try:
-                lo, hi = (float(x) for x in win)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{name} must be (min, max) polar angles [rad], got {win!r}") from None
-            if not 0.0 <= lo < hi <= np.pi:
-                raise ConfigError(f"{name} must satisfy 0 <= min < max <= pi [rad], got {win!r}")
-            object.__setattr__(self, name, (lo, hi))
+            object.__setattr__(self, name, check_theta_window(name, getattr(self, name)))
 
     def _model(self) -> tuple[Any, bool]:
         from sim.generation.decay import load_decay
@@ -459,75 +452,6 @@ def _take_table_events(tables: dict[str, dict[str, np.ndarray]], keep: np.ndarra
         out[name] = {c: np.asarray(v)[rows] for c, v in cols.items()}
         out[name]["event"] = (offset + np.searchsorted(keep, ev[rows])).astype(np.int32)
     return out
-
-
-def daughters_in_acceptance(
-    particles: dict[str, np.ndarray], n_events: int, charged_theta: tuple[float, float], neutral_theta: tuple[float, float]
-) -> np.ndarray:
-    """Gauss' ``DaughtersInLHCb`` cut on laid-out events (pure, vectorised).
-
-    The daughters looked at are the signal's stable descendants as the detector sees them:
-    signal lines in the final state, or long-lived (:data:`LONG_LIVED`: K0S, Λ, ... that
-    decay in flight, taken as themselves), none of whose ancestors is long-lived;
-    neutrinos are ignored.  Each must have its polar angle θ = atan2(pT, pz) inside
-    ``charged_theta`` (charged) or ``neutral_theta`` (neutral).  Gauss also inverts an
-    event (z → −z) whose signal goes backward before the cut; Mambah does not, so such
-    events fail (the efficiency is lower by about a factor two).
-
-    Args:
-        particles: ``mc_particles`` columns sorted by (event, index), events ``0 … n_events-1``:
-            ``event, pid, charge, px, py, pz`` [MeV], ``mother``, ``status``, ``is_signal``.
-        n_events: events in the batch.
-        charged_theta, neutral_theta: ``(min, max)`` [rad].
-
-    Returns:
-        ``(n_events,)`` bool: the event has a signal and all its daughters pass.
-    """
-    ev = np.asarray(particles["event"], np.int64)
-    counts = np.bincount(ev, minlength=n_events)
-    base = (np.cumsum(counts) - counts)[ev]
-    sig = np.asarray(particles["is_signal"], bool)
-    apid = np.abs(np.asarray(particles["pid"], np.int64))
-    long_lived = np.isin(apid, LONG_LIVED)
-    mother = np.asarray(particles["mother"], np.int64)
-    under_ll = np.zeros(ev.size, bool)
-    cur = np.where(sig, mother, -1)
-    while np.any(cur >= 0):
-        has = cur >= 0
-        row = base + np.maximum(cur, 0)
-        under_ll |= has & long_lived[row] & sig[row]
-        cur = np.where(has & sig[row], mother[row], -1)
-    head = sig & ~np.where(mother >= 0, sig[base + np.maximum(mother, 0)], False)
-    looked = sig & ~head & ~under_ll & ((np.asarray(particles["status"]) == STATUS_FINAL) | long_lived) & ~np.isin(apid, _NEUTRINO_IDS)
-    px, py, pz = (np.asarray(particles[k], np.float64) for k in ("px", "py", "pz"))
-    theta = np.arctan2(np.hypot(px, py), pz)
-    charged = np.asarray(particles["charge"]) != 0
-    lo = np.where(charged, charged_theta[0], neutral_theta[0])
-    hi = np.where(charged, charged_theta[1], neutral_theta[1])
-    fail = looked & ~((theta > lo) & (theta < hi))
-    has_signal = np.bincount(ev[head], minlength=n_events) > 0
-    return has_signal & (np.bincount(ev[fail], minlength=n_events) == 0)
-
-
-def signal_cut_efficiency(store: Any) -> tuple[int, int]:
-    """``(kept, tried)`` of the ``daughters_in_acceptance`` cut over the complete batches of a store.
-
-    ``kept / tried`` is the cut's efficiency on events holding the signal (the species
-    efficiency is ``count(*) / sum(n_tried)`` over ``events`` divided by it).
-
-    Raises:
-        ConfigError: the store's pythia runs did not use the cut.
-    """
-    done = {int(b) for b in store.batches()}
-    rows = store.query_df(f"SELECT key, value FROM metadata WHERE key LIKE '{CUT_KEY}%'")
-    kept = tried = 0
-    for key, value in zip(rows["key"], rows["value"], strict=True):
-        if int(str(key)[len(CUT_KEY):]) in done:
-            d = json.loads(value)
-            kept, tried = kept + int(d["kept"]), tried + int(d["tried"])
-    if tried == 0:
-        raise ConfigError("the store holds no daughters_in_acceptance bookkeeping; the pythia pass ran without the cut")
-    return kept, tried
 
 
 def _select_signal(cols: dict[str, np.ndarray], model: Any, cc: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ import pytest
 
 pyhepmc = pytest.importorskip("pyhepmc")
 
-from mambah.errors import DataError  # noqa: E402
+from mambah.errors import ConfigError, DataError  # noqa: E402
 from sim.core.pipeline import Pipeline, RunConfig, build_kernels  # noqa: E402
 from sim.core.runner import run  # noqa: E402
 from sim.generation.hepmc import C_LIGHT, HepMCInput  # noqa: E402
@@ -292,3 +292,23 @@ def test_pythia_store_round_trips_through_hepmc3(tmp_path: Path) -> None:
         np.testing.assert_allclose(w[c], v[c], rtol=1e-6, atol=1e-7)
     assert want_ev["n_interactions"].tolist() == got_ev["n_interactions"].tolist()
     np.testing.assert_allclose(got_ev["pv_z"], want_ev["pv_z"], rtol=1e-6)
+
+
+def test_daughters_in_acceptance_marks_failing_events_unsimulated(tmp_path: Path) -> None:
+    """The file's K+ (64 mrad), mu+ (47 mrad), mu- (51 mrad) pass 10-400 mrad; a 50 mrad minimum fails the mu+."""
+    import mambah
+    from sim.generation._event_tables import signal_cut_efficiency
+
+    path = _write(tmp_path / "in.hepmc3", 3, "hepmc3")
+    signal = "[B+ -> (J/psi -> mu+ mu-) K+]cc"
+    for name, window, want in (("wide", (0.010, 0.400), True), ("narrow", (0.050, 0.400), False)):
+        hep = HepMCInput(files=(str(path),), batch_size=3, signal=signal, daughters_in_acceptance=True, charged_theta=window)
+        out = tmp_path / f"{name}.duckdb"
+        run(Pipeline((hep,), RunConfig(events=3, batch_size=3)), out, progress=False)
+        with mambah.EventStore.open(out, read_only=True) as s:
+            assert s.query_df("SELECT simulated FROM events ORDER BY event")["simulated"].tolist() == [want] * 3
+            assert signal_cut_efficiency(s) == ((3 if want else 0), 3)
+    with pytest.raises(ConfigError, match="daughters_in_acceptance needs a signal"):
+        HepMCInput(files=(str(path),), daughters_in_acceptance=True)
+    pipe = Pipeline((HepMCInput(files=("a.hepmc3",), batch_size=5, signal=signal, daughters_in_acceptance=True),), RunConfig(events=10, batch_size=5))
+    assert Pipeline.from_toml(pipe.to_toml()) == pipe
