@@ -2,7 +2,8 @@
 
 The kinds are the registered trainers (:func:`sim.core.registry.trainers`); each
 gets the detector-model options (:func:`sim.cli.detector.add_train_arguments`) unless
-its family has options of its own (:data:`FAMILIES`, e.g. ``pid``).
+its family has options of its own (:data:`FAMILIES`, e.g. ``pid``).  ``selection`` (the
+``preselect`` pass's model, :mod:`sim.cli.selection`) trains from a simulated sample, not a file.
 """
 
 from __future__ import annotations
@@ -46,3 +47,9 @@ def register(sub: Any) -> None:
         add_arguments, command = families.get(kind, families[""])
         add_arguments(p)
         p.set_defaults(func=command)
+    from sim.cli import selection
+
+    p = kinds.add_parser("selection", help="train the preselect pass's selection model from your selection "
+                         "(--cut or --sql) on a simulated sample", description=selection.__doc__.split("\n")[0])
+    selection.add_train_arguments(p)
+    p.set_defaults(func=selection.cmd_train_selection)

@@ -32,6 +32,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,6 +55,12 @@ __all__ = (
     "load_selection_model",
     "sample_keep",
     "MODES",
+    "SIGNAL_SQL",
+    "signal_sql",
+    "signal_input_names",
+    "signal_kinematics",
+    "load_weights_model",
+    "keep_weights",
 )
 
 log = logging.getLogger(__name__)
@@ -85,6 +92,72 @@ PARTICLES_SQL = _PARTICLES.format(where="p.batch = $batch AND v.batch = $batch A
 def particles_sql(where: str = "true") -> str:
     """:data:`PARTICLES_SQL` over any batches (``where`` on ``p``, ``v``, ``e``), ordered by batch, event, index."""
     return _PARTICLES.format(where=where)
+
+
+_SIGNAL = """
+    SELECT p.batch, p.event, (p.mother < 0 OR NOT coalesce(m.is_signal, false)) AS is_head, p.px, p.py, p.pz
+    FROM mc_particles AS p
+    LEFT JOIN mc_particles AS m ON m.batch = p.batch AND m.event = p.event AND m."index" = p.mother
+    WHERE {where} AND p.is_signal
+      AND (p.mother < 0 OR NOT coalesce(m.is_signal, false) OR (p.decay_vertex < 0 AND p.charge <> 0))
+    ORDER BY p.batch, p.event, p."index"
+"""
+
+#: The signal decay's head and its charged final-state particles of one batch (``$batch``), in tree order:
+#: the kinematics the reweighting model reads and the bias report compares.
+SIGNAL_SQL = _SIGNAL.format(where="p.batch = $batch")
+
+
+def signal_sql(where: str = "true") -> str:
+    """:data:`SIGNAL_SQL` over any batches (``where`` on ``p``)."""
+    return _SIGNAL.format(where=where)
+
+
+def signal_input_names(n_daughters: int) -> tuple[str, ...]:
+    """Inputs of the reweighting model: head ``log10 pT``, η, then ``log10 p``, η per daughter slot."""
+    return ("head_log10_pt", "head_eta", *(f"{v}_{i}" for i in range(n_daughters) for v in ("log10_p", "eta")))
+
+
+def signal_kinematics(parts: Mapping[str, np.ndarray], n_daughters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per event: the signal head's pT and η and its charged final-state particles' p and η (pure numpy).
+
+    Args:
+        parts: 1-D arrays (rows of :data:`SIGNAL_SQL`, sorted by event then tree index):
+            ``batch, event, is_head, px, py, pz`` [MeV].  One head per event (the first if several).
+        n_daughters: daughter slots (D); events with fewer are padded with zeros.
+
+    Returns:
+        ``(keys, x)``: ``(n_events,)`` sorted keys ``batch * 2**24 + event`` of the events with a signal
+        head and ``(n_events, 2 + 2 D)`` float32 in :func:`signal_input_names` order.
+
+    Raises:
+        DataError: an event has more than ``n_daughters`` charged final-state signal particles.
+    """
+    key = np.asarray(parts["batch"], np.int64) * (1 << 24) + np.asarray(parts["event"], np.int64)
+    head = np.asarray(parts["is_head"], bool)
+    px, py, pz = (np.asarray(parts[k], np.float64) for k in ("px", "py", "pz"))
+    pt = np.hypot(px, py)
+    p = np.sqrt(pt * pt + pz * pz)
+    eta = np.clip(kinematics.eta(px, py, pz), -10.0, 10.0)
+    keys, first = np.unique(key[head], return_index=True)
+    x = np.zeros((keys.size, 2 + 2 * n_daughters), np.float32)
+    hk, hpt, heta = key[head][first], pt[head][first], eta[head][first]
+    x[:, 0], x[:, 1] = np.log10(np.maximum(hpt, 1e-3)), heta
+    dk = key[~head]
+    inside = np.isin(dk, keys)
+    dk, dp, deta = dk[inside], p[~head][inside], eta[~head][inside]
+    if dk.size:
+        _, start, counts = np.unique(dk, return_index=True, return_counts=True)
+        if counts.max() > n_daughters:
+            raise DataError(
+                f"an event has {int(counts.max())} charged final-state signal particles; the reweighting model "
+                f"takes at most {n_daughters} (retrain it on this decay)"
+            )
+        slot = np.arange(dk.size) - np.repeat(start, counts)
+        row = np.searchsorted(hk, dk)
+        x[row, 2 + 2 * slot] = np.log10(np.maximum(dp, 1e-3))
+        x[row, 3 + 2 * slot] = deta
+    return keys, x
 
 
 def flat_input_names(max_particles: int) -> tuple[str, ...]:
@@ -205,6 +278,38 @@ def load_selection_model(path: str) -> tuple[Any, dict[str, Any]]:
     return trained, record
 
 
+def load_weights_model(path: str) -> tuple[Any, dict[str, Any]]:
+    """Load a reweighting model (:func:`sim.training.recipes.selection.train_reweighter`) and its record.
+
+    Raises:
+        ModelError: not a reweighting model (no ``selection_weights`` record in its sidecar).
+    """
+    from sim.core.io import load_model
+
+    trained = load_model(path)
+    record = trained.provenance.get("selection_weights")
+    if trained.kind != "classifier" or not isinstance(record, dict):
+        raise ModelError(f"model {path} is not a preselection reweighting model (no 'selection_weights' record)")
+    return trained, record
+
+
+def keep_weights(p_kept: np.ndarray, kept: np.ndarray, min_keep: float, scale: float = 1.0) -> np.ndarray:
+    """Bias-correcting weights of a hard cut: ``scale / max(P(kept | kinematics, pass), min_keep)`` where kept, else 0.
+
+    Args:
+        p_kept: ``(n,)`` the reweighting model's P(a passing event with these kinematics is kept).
+        kept: ``(n,)`` bool, the events the preselection keeps.
+        min_keep: floor of ``p_kept`` (caps the weight at ``scale / min_keep``).
+        scale: normalisation of the reweighting model (its record's ``scale``: the weights of its
+            kept training passes sum to the number of its training passes).
+
+    Returns:
+        ``(n,)`` float64 weights.
+    """
+    w = scale / np.maximum(np.asarray(p_kept, np.float64), min_keep)
+    return np.where(np.asarray(kept, bool), w, 0.0)
+
+
 def sample_keep(score: np.ndarray, threshold: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Sampling mode: keep each event with probability ``q = min(1, score / threshold)``.
 
@@ -239,6 +344,11 @@ class Preselect(Pass):
             ``"sample"`` (keep an event with probability ``q = min(1, score / threshold)``, drawn
             from the pass's stream, and write ``events.weight = 1 / q``: weighted, the kept
             events are an unbiased sample of all events; skipped events get weight 0).
+        weights: threshold mode only: the reweighting model (``.keras`` with its sidecar, trained
+            by :func:`sim.training.recipes.selection.train_reweighter` at this threshold) whose
+            P(kept | signal kinematics, pass) ``r`` gives every kept event ``events.weight = s / r``
+            (``r`` floored at the model's ``min_keep``, ``s`` its normalisation ``scale``; skipped
+            events 0; a kept event without a signal head ``s``), so weighted, the kept passing events have the signal kinematics of all passing events.
     """
 
     kind: ClassVar[str] = "preselect"
@@ -252,10 +362,16 @@ class Preselect(Pass):
     decay: str = ""
     pipeline: str = ""
     mode: str = "threshold"
+    weights: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"pass {self.name!r}: mode={self.mode!r}; choose one of {list(MODES)}")
+        if self.weights and self.mode != "threshold":
+            raise ConfigError(
+                f"pass {self.name!r}: weights (the reweighting model) correct the threshold mode; mode={self.mode!r} "
+                f"already weights its events (drop one of them)"
+            )
         if not self.model:
             raise ConfigError(f"pass {self.name!r}: give the selection model (model = 'selection.keras')")
         if (self.retention is None) == (self.threshold is None):
@@ -288,6 +404,7 @@ class Preselect(Pass):
             raise ModelError(f"selection model {self.model}: its inputs are not the {max_particles}-slot particle sequence")
         threshold = self.resolved_threshold(record)
         name, sample = self.name, self.mode == "sample"
+        reweight = self._weights_model(threshold) if self.weights else None
 
         def kernel(ctx: BatchContext) -> None:
             tab = ctx.query(PARTICLES_SQL)
@@ -299,6 +416,8 @@ class Preselect(Pass):
                 keep, weight = sample_keep(score, threshold, ctx.rng(name))
             else:
                 keep = score >= threshold
+                if reweight is not None:
+                    weight = _reweight(ctx, reweight, keys, keep)
             log.debug("pass %r: batch %d keeps %d of %d events", name, ctx.batch.batch, int(keep.sum()), keep.size)
             ctx.update(
                 "events",
@@ -310,19 +429,65 @@ class Preselect(Pass):
 
         return kernel
 
+    def _weights_model(self, threshold: float) -> tuple[Any, int, float, float]:
+        """The reweighting model, checked against this pass: ``(model, n_daughters, min_keep, scale)``."""
+        trained, record = load_weights_model(self.weights)
+        if record.get("decay") != self.decay or record.get("pipeline") != self.pipeline:
+            raise ModelError(
+                f"pass {self.name!r}: reweighting model {self.weights} was trained on decay {record.get('decay')!r} "
+                f"(pipeline {record.get('pipeline')}), this run is decay {self.decay!r} (pipeline {self.pipeline}); "
+                f"retrain it on this pipeline"
+            )
+        trained_at = float(record["threshold"])
+        if not np.isclose(trained_at, threshold, rtol=1e-9, atol=1e-12):
+            raise ModelError(
+                f"pass {self.name!r}: reweighting model {self.weights} corrects threshold {trained_at:.6g} "
+                f"(retention {record.get('retention')}), this run cuts at {threshold:.6g}; run with --retention "
+                f"{record.get('retention')} or retrain the weights at this threshold"
+            )
+        n_daughters = int(record["n_daughters"])
+        if trained.input_names != signal_input_names(n_daughters):
+            raise ModelError(f"reweighting model {self.weights}: its inputs are not the signal kinematics")
+        return trained, n_daughters, float(record["min_keep"]), float(record["scale"])
+
+
+def _reweight(ctx: BatchContext, reweight: tuple[Any, int, float, float], keys: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``events.weight`` of one batch's events ``keys`` (sorted) from the reweighting model (see ``Preselect.weights``)."""
+    trained, n_daughters, min_keep, scale = reweight
+    tab = ctx.query(SIGNAL_SQL)
+    parts = {c: tab.column(c).to_numpy(zero_copy_only=False) for c in tab.column_names}
+    sig_keys, xs = signal_kinematics(parts, n_daughters)
+    p_kept = np.ones(keys.size)
+    if sig_keys.size:
+        at = np.searchsorted(keys, sig_keys)  # every signal event is among the scored ones
+        p_kept[at] = trained.predict_proba(xs)
+    return keep_weights(p_kept, keep, min_keep, scale)
+
 
 def with_preselect(
     pipeline: Pipeline, model: str, *, retention: float | None = None, threshold: float | None = None,
-    mode: str = "threshold",
+    mode: str = "threshold", weights: str | bool = "",
 ) -> Pipeline:
     """``pipeline`` with a :class:`Preselect` pass right after its generator.
 
+    Args:
+        pipeline, model, retention, threshold, mode: see :class:`Preselect`.
+        weights: the reweighting model's path, or ``True`` for the one the selection model's
+            sidecar names (``selection.weights_model``, next to the model).
+
     Raises:
         ConfigError: the pipeline already has a preselect pass.
+        ModelError: ``weights=True`` and the selection model names no reweighting model.
     """
     if any(p.kind == Preselect.kind for p in pipeline.passes):
         raise ConfigError("the pipeline already has a preselect pass")
+    if weights is True:
+        _, record = load_selection_model(str(model))
+        if not record.get("weights_model"):
+            raise ModelError(f"selection model {model} names no reweighting model (train it with mambah train selection)")
+        weights = str((Path(model).resolve().parent / str(record["weights_model"])).resolve())
     pre = Preselect(model=str(model), retention=retention, threshold=threshold,
-                    decay=pipeline_decay(pipeline), pipeline=pipeline_digest(pipeline), mode=mode)
+                    decay=pipeline_decay(pipeline), pipeline=pipeline_digest(pipeline), mode=mode,
+                    weights=str(weights or ""))
     passes = (pipeline.passes[0], pre, *pipeline.passes[1:])
     return Pipeline(passes, pipeline.run)

@@ -133,3 +133,63 @@ def test_sampling_mode_writes_weights() -> None:
     assert all(r["weight"] >= 1.0 for r in kept) and all(r["weight"] == 0.0 for r in rows if not r["simulated"])
     with pytest.raises(ConfigError, match="mode="):
         Preselect(model="m.keras", retention=0.99, decay="d", pipeline="p", mode="cut")
+
+
+def test_signal_kinematics_head_and_daughter_slots() -> None:
+    from sim.generation.preselect import signal_input_names, signal_kinematics
+
+    # event 0: head (pT 5, pz 0) + two daughters; event 1: head only; event 2: daughters without a head (dropped)
+    parts = {
+        "batch": np.array([0, 0, 0, 0, 0]), "event": np.array([0, 0, 0, 1, 2]),
+        "is_head": np.array([True, False, False, True, False]),
+        "px": np.array([3.0, 0.0, 0.0, 1.0, 1.0]), "py": np.array([4.0, 0.0, 10.0, 0.0, 0.0]),
+        "pz": np.array([0.0, 100.0, 0.0, 1.0, 1.0]),
+    }
+    keys, x = signal_kinematics(parts, n_daughters=3)
+    assert keys.tolist() == [0, 1]
+    assert x.shape == (2, len(signal_input_names(3))) == (2, 8)
+    assert x[0, 0] == pytest.approx(np.log10(5.0)) and x[0, 1] == pytest.approx(0.0, abs=1e-6)
+    assert x[0, 2] == pytest.approx(2.0) and x[0, 3] == pytest.approx(10.0)  # along the beam: η clipped
+    assert x[0, 4] == pytest.approx(1.0) and x[0, 5] == pytest.approx(0.0, abs=1e-6)
+    assert (x[0, 6:] == 0).all() and (x[1, 2:] == 0).all()
+    assert x[1, 1] == pytest.approx(np.arcsinh(1.0), rel=1e-5)  # η = asinh(pz / pT)
+    with pytest.raises(DataError, match="at most 1"):
+        signal_kinematics(parts, n_daughters=1)
+
+
+def test_keep_weights_floor_and_skipped() -> None:
+    from sim.generation.preselect import keep_weights
+
+    w = keep_weights(np.array([1.0, 0.5, 0.01, 0.5]), np.array([True, True, True, False]), min_keep=0.05)
+    assert w.tolist() == [1.0, 2.0, 20.0, 0.0]
+
+
+def test_weights_config_and_resolution(tmp_path) -> None:
+    import json
+    import shutil
+
+    from sim.generation.preselect import load_selection_model
+
+    with pytest.raises(ConfigError, match="already weights"):
+        Preselect(model="m.keras", retention=0.99, decay="d", pipeline="p", mode="sample", weights="w.keras")
+    base = default_pipeline(events=10, batch_size=10)
+    _, record = load_selection_model(SHIPPED)
+    pl = with_preselect(base, SHIPPED, retention=0.99, weights=True)
+    pre = pl.passes[1]
+    assert pre.weights.endswith(record["weights_model"])  # type: ignore[attr-defined]  # next to the model
+    assert Pipeline.from_toml(pl.to_toml()).passes[1] == pre
+    # the weights correct one threshold: another one is refused in one line naming both
+    with pytest.raises(ModelError) as err:
+        with_preselect(base, SHIPPED, threshold=0.5, weights=True).passes[1].build()
+    assert "\n" not in str(err.value) and "--retention 0.99" in str(err.value)
+    # a selection model that names no reweighting model
+    for suffix in (".keras", ".json"):
+        shutil.copy(SHIPPED.replace(".keras", suffix), tmp_path / f"sel{suffix}")
+    side = json.loads((tmp_path / "sel.json").read_text())
+    del side["provenance"]["selection"]["weights_model"]
+    (tmp_path / "sel.json").write_text(json.dumps(side))
+    with pytest.raises(ModelError, match="names no reweighting model"):
+        with_preselect(base, str(tmp_path / "sel.keras"), retention=0.99, weights=True)
+    # a selection model given as the reweighting model
+    with pytest.raises(ModelError, match="not a preselection reweighting model"):
+        with_preselect(base, SHIPPED, retention=0.99, weights=SHIPPED).passes[1].build()

@@ -17,8 +17,9 @@ SHIPPED = "sim/models/selection.keras"
 #: retention measured on ~1900 passes here: 3 * sqrt(2 * 0.01 * 0.99 / 1900) = 0.0097.
 RETENTION_MARGIN = 0.01
 #: KS distance (passing events kept by the preselection at 99 % retention vs all passing
-#: events, full simulation, 8000 events, seed 777): measured 0.0020 (head pT), 0.0047 (head η),
-#: 0.0034 (daughters' p), held below 0.01.  Dropping a fraction f of the passes can move D by
+#: events, full simulation, 8000 events, seed 777): measured 0.0020 (head pT), 0.0070 (head η),
+#: 0.0031 (daughters' p) with the model retrained with its reweighting pair (0.0020, 0.0047, 0.0034
+#: before), held below 0.01.  Dropping a fraction f of the passes can move D by
 #: at most f / (1 - f) = 0.012 here, so 0.01 fails when the dropped passes pile up at one end.
 KS_LIMITS = {"head_pt": 0.01, "head_eta": 0.01, "daughter_p": 0.01}
 
@@ -85,7 +86,9 @@ def test_shipped_model_keeps_the_retention_on_an_independent_sample() -> None:
         print(f"retention target {target}: kept {retention:.4f} of true passes, skipped {skipped:.3f}, purity {purity:.4f}")
         assert retention >= target - RETENTION_MARGIN
         assert skipped > 0.3  # the sidecar says ~0.5 at 0.99
-        assert purity > 0.98  # skipped events really are failures
+        # skipped events really are failures: purity = 1 - (1 - retention) n_pass / n_skipped, about
+        # 0.98 at 0.95 and 0.996 at 0.99 for this model (pass fraction 0.24, skipped 0.65 / 0.57)
+        assert purity > {0.95: 0.97, 0.99: 0.99}[target]
     bias = bias_report(store, LONG_AND_KAON_PID, keys, score, threshold_for(record["curve"], 0.99))
     print("bias at 0.99:", bias)
     assert bias["n_kept"] >= (1 - RETENTION_MARGIN - 0.01) * bias["n_pass"]
