@@ -346,7 +346,7 @@ class Candidates:
 
     Attributes:
         particles: alias -> key -> array (n,) (keys listed in :mod:`ficino.variables`).
-        event: key -> array (n,): ``batch, event, n_tracks, n_pv, n_candidate, tot_candidates``.
+        event: key -> array (n,): ``batch, event, n_tracks, n_pv, weight, n_candidate, tot_candidates``.
         n_matched: MC-truth candidates before the reconstruction requirement.
     """
 
@@ -554,6 +554,11 @@ def _match(spec: DecaySpec, mp: Mapping[str, np.ndarray]) -> tuple[np.ndarray, l
     return event[order], [r[order] for r in rows]
 
 
+def _weight_sql() -> str:
+    """The event weight (``events.weight``, written by the preselect pass's sampling mode; NULL means 1)."""
+    return "coalesce(weight, 1.0)" if "weight" in column_names("events") else "1.0"
+
+
 def _fetch(store: EventStore, batch: int, pp_columns: Sequence[str] = _PP_COLS) -> dict[str, dict[str, np.ndarray]]:
     """The rows of ``batch`` the join needs, as numpy (NULL -> NaN, or -1 for integer keys)."""
     b = int(batch)
@@ -564,7 +569,7 @@ def _fetch(store: EventStore, batch: int, pp_columns: Sequence[str] = _PP_COLS) 
         "mp": f'SELECT event, "index", {", ".join(_MC_COLS[1:])}, last_daughter - first_daughter + 1 AS n_daughters FROM mc_particles WHERE batch = {b}',
         "pp": f'SELECT event, "index", mc_particle, {pp_cols} FROM protoparticles WHERE batch = {b} AND mc_particle >= 0 AND track_type > 0',
         "pv": f'SELECT event, "index", mc_vertex, x, y, z, cov_xx, cov_yy, cov_zz, chi2, ndof FROM vertices WHERE batch = {b} AND is_primary',
-        "ev": f"SELECT event, n_tracks, n_pv FROM events WHERE batch = {b}",
+        "ev": f"SELECT event, n_tracks, n_pv, {_weight_sql()} AS weight FROM events WHERE batch = {b}",
         "np": f'SELECT event, "index", mc_particle, e, px, py, pz, "CL", is_not_e, is_merged_pi0::DOUBLE AS is_merged_pi0 '
               f"FROM neutral_protoparticles WHERE batch = {b} AND mc_particle >= 0 ORDER BY event, mc_particle, e DESC",
     }
@@ -677,6 +682,17 @@ def _vertex_plan(spec: DecaySpec) -> tuple[dict[str, tuple[tuple[str, str], ...]
     return inputs, order
 
 
+def _direct_daughters(spec: DecaySpec) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Each composite's direct charged-track and composite daughters ((alias, kind), ...)."""
+    nodes = spec.tree.walk()
+    alias_of = {id(nd): a for nd, a in zip(nodes, spec.aliases)}
+    return {
+        alias_of[id(nd)]: tuple((alias_of[id(ch)], spec.kinds[alias_of[id(ch)]]) for ch in nd.children
+                                if spec.kinds[alias_of[id(ch)]] in ("track", "composite"))
+        for nd in nodes if nd.children
+    }
+
+
 def _slice_fit(fit: vx.VertexFit, rows: np.ndarray) -> vx.VertexFit:
     return vx.VertexFit(*(getattr(fit, f.name)[rows] for f in dataclasses.fields(fit)))
 
@@ -706,8 +722,7 @@ def _fit_composite(
             continue
         t = parts[b]
         z, state, cov = _track_states(t)
-        valid &= (t["track_type"] > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
-        valid &= np.isfinite(z) & (state[:, 4] != 0)
+        valid &= _track_ok(t)
         tracks.append((z, state, cov, spec.masses[b]))
     idx = np.flatnonzero(valid)
     if idx.size == 0:
@@ -722,6 +737,82 @@ def _fit_composite(
             z, state, cov, mass = next(it)
             daughters.append(vx.track_daughters(z[idx, None], state[idx, None], cov[idx, None], [mass]))
     return idx, vx.fit_vertex(vx.stack_daughters(daughters))
+
+
+def _track_ok(t: dict[str, np.ndarray]) -> np.ndarray:
+    """``(n,)`` bool: the track is matched and its state and covariance are usable in a fit."""
+    z, state, cov = _track_states(t)
+    return ((t["track_type"] > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
+            & np.isfinite(z) & (state[:, 4] != 0))
+
+
+#: Intermediates narrower than this [MeV] (J/ψ, ψ(2S), D, Λc, K_S, ...) get their PDG mass
+#: constrained in the ``DTF_*`` fit of their mother; wide resonances (φ, K*, ρ) do not.
+DTF_MAX_WIDTH = 1.0
+
+
+def _dtf_columns(
+    a: str,
+    children: tuple[tuple[str, str], ...],
+    parts: Mapping[str, dict[str, np.ndarray]],
+    fits: Mapping[str, tuple[np.ndarray, vx.VertexFit | None]],
+    lines: Mapping[str, vx.Daughters | None],
+    spec: DecaySpec,
+    n: int,
+) -> dict[str, np.ndarray]:
+    """``dtf_m``, ``dtf_merr``, ``dtf_chi2ndof`` of composite ``a`` (NaN where not defined).
+
+    A DecayTreeFitter-like refit: ``a``'s vertex fitted from its direct daughters, each
+    narrow composite daughter (width < :data:`DTF_MAX_WIDTH`, also a resonance such as the
+    J/ψ) entering as its fitted line with its PDG mass constrained
+    (:func:`sim.detector.vertexing.constrain_mass`); χ²/ndf sums ``a``'s vertex, its
+    composite daughters' vertices and the mass constraints (1 dof each).  NaN when ``a``
+    has no such daughter or has photon descendants (photons are not in the vertex fits).
+    """
+    out = {k: np.full(n, np.nan) for k in ("dtf_m", "dtf_merr", "dtf_chi2ndof")}
+    node = dict(zip(spec.aliases, spec.tree.walk()))
+    narrow = {c for c, kind in children if kind == "composite"
+              and (lookup_particle(node[c].pid).width or 0.0) < DTF_MAX_WIDTH}
+    if not narrow or spec.photons.get(a) or len(children) < 2:
+        return out
+    valid = np.ones(n, bool)
+    for c, kind in children:
+        if kind == "composite":
+            line = lines.get(c)
+            ok = np.zeros(n, bool)
+            if line is not None:
+                ok[fits[c][0]] = line.mass_var[:, 0] > 0
+            valid &= ok
+        else:
+            valid &= _track_ok(parts[c])
+    idx = np.flatnonzero(valid)
+    if idx.size == 0:
+        return out
+    chi2 = np.zeros(idx.size)
+    ndof = np.zeros(idx.size)
+    daughters: list[vx.Daughters] = []
+    for c, kind in children:
+        if kind == "composite":
+            rows, fit_c = fits[c]
+            pos = np.searchsorted(rows, idx)
+            d = _slice_daughters(cast(vx.Daughters, lines[c]), pos)
+            chi2 += cast(vx.VertexFit, fit_c).chi2[pos]
+            ndof += cast(vx.VertexFit, fit_c).ndof[pos]
+            if c in narrow:
+                chi2 += (d.mass[:, 0] - spec.masses[c]) ** 2 / d.mass_var[:, 0]
+                ndof += 1
+                d = vx.constrain_mass(d, 0, spec.masses[c])
+        else:
+            z, state, cov = _track_states(parts[c])
+            d = vx.track_daughters(z[idx, None], state[idx, None], cov[idx, None], [spec.masses[c]])
+        daughters.append(d)
+    fit = vx.fit_vertex(vx.stack_daughters(daughters))
+    chi2 += fit.chi2
+    ndof += fit.ndof
+    out["dtf_m"][idx] = fit.mass
+    out["dtf_merr"][idx] = fit.mass_err
+    out["dtf_chi2ndof"][idx] = chi2 / ndof
+    return out
 
 
 def _track_states(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -897,6 +988,7 @@ def _assemble(
     fits: dict[str, tuple[np.ndarray, vx.VertexFit | None]] = {}
     lines: dict[str, vx.Daughters | None] = {}
     inputs_of, order = _vertex_plan(spec)
+    direct = _direct_daughters(spec)
     for a in order:
         d = parts[a]
         tr = [parts[t] for t in spec.tracks[a]]
@@ -911,6 +1003,8 @@ def _assemble(
         lines[a] = vx.composite_daughters(fit_a) if fit_a is not None and len(fit_a.chi2) else None
         vcols, own_pv = _vertex_columns(d, *fits[a], lines[a], pvs, n)
         d.update(vcols)
+        if COV_COLUMNS[0] in pp:
+            d.update(_dtf_columns(a, direct[a], parts, fits, lines, spec, n))
         _track_ip_columns(parts, spec.tracks[a], own_pv, n)
         matched = np.ones(n, bool)
         charge_ok = np.ones(n, bool)
@@ -937,6 +1031,7 @@ def _assemble(
         "event": event,
         "n_tracks": _take(evt["n_tracks"], ev_pos, -1).astype(np.int32),
         "n_pv": _take(evt["n_pv"], ev_pos, -1).astype(np.int32),
+        "weight": _take(evt["weight"], ev_pos, 1.0) if "weight" in evt else np.ones(n),
     }
     for d in parts.values():
         for key in _STATE_KEYS:
