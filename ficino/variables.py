@@ -27,7 +27,7 @@ Keys of the per-particle dict (all arrays of shape ``(n,)``, units MeV, mm):
 * composite (vertex fit, :mod:`ficino.candidates`): ``end_x/y/z``, ``end_x/y/zerr``,
   ``end_chi2/ndof``, ``pv_x/y/z``, ``pv_chi2/ndof`` (own PV), ``ip_ownpv``,
   ``ipchi2_ownpv``, ``fd``, ``fdchi2``, ``dira``, ``tau``, ``tauerr`` (ns),
-  ``truetau`` (ns), ``mcorr``, ``mcorrerr``, ``bkgcat``;
+  ``truetau`` (ns), ``mcorr``, ``mcorrerr``, ``dtf_m``, ``dtf_merr``, ``dtf_chi2ndof``, ``bkgcat``;
 * track: also ``ip_ownpv``, ``ipchi2_ownpv`` (w.r.t. the own PV of its lowest composite).
 """
 
@@ -222,6 +222,9 @@ register(Variable("IsMergedPi0", "", "cluster shape of a merged pi0 (1/0)", "pho
 _FIT = COV_COLUMNS
 register(Variable("MCORR", "MeV", "corrected mass sqrt(M^2 + pperp^2) + pperp, pperp w.r.t. the flight direction", "composite", _col("mcorr"), "f8", _FIT))
 register(Variable("MCORRERR", "MeV", "uncertainty of MCORR (PV, decay vertex and momentum covariance propagated)", "composite", _col("mcorrerr"), "f8", _FIT))
+register(Variable("DTF_M", "MeV", "mass from a refit with the narrow composite daughters' PDG masses constrained (DecayTreeFitter-like; NaN: none)", "composite", _col("dtf_m"), "f8", _FIT))
+register(Variable("DTF_MERR", "MeV", "uncertainty of DTF_M", "composite", _col("dtf_merr"), "f8", _FIT))
+register(Variable("DTF_CHI2NDOF", "", "chi2/ndf of the DTF refit (vertices and mass constraints)", "composite", _col("dtf_chi2ndof"), "f8", _FIT))
 for _k in ("x", "y", "z"):
     register(Variable(f"ENDVERTEX_{_k.upper()}", "mm", f"fitted decay vertex {_k}", "composite", _col(f"end_{_k}"), "f8", _FIT))
 for _k in ("x", "y", "z"):
@@ -252,3 +255,4 @@ register(Variable("nTracks", "", "reconstructed tracks in the event (-1: no occu
 register(Variable("nPVs", "", "primary vertices in the event (-1: no occupancy pass)", "event", _col("n_pv"), "i4"))
 register(Variable("nCandidate", "", "candidate number within the event (0, 1, ...)", "event", _col("n_candidate"), "i4"))
 register(Variable("totCandidates", "", "candidates in the event", "event", _col("tot_candidates"), "i4"))
+register(Variable("weight", "", "event weight (events.weight of the preselect pass's sampling mode; 1 when NULL)", "event", _col("weight"), "f8"))
