@@ -621,9 +621,18 @@ def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | Ma
 MEMORY_LIMIT = "512MB"
 
 
+#: DuckDB's checkpoint "vacuum" merges the small row groups that batch appends leave into
+#: full ones; it rewrites them and leaves the old blocks free inside the file (measured: 200 of
+#: 594 blocks free after 6 batches of the default job, 1.4x the data).  A batch's row groups
+#: are written once and never merged (``max_vacuum_tasks = 0``): no free blocks, 0.72x the
+#: file size of the merging default (the data tables are append-only).
+VACUUM_TASKS = 0
+
+
 def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     config: dict[str, str | bool | int | float | list[str]] = {
-        "memory_limit": os.environ.get("MAMBAH_DUCKDB_MEMORY", MEMORY_LIMIT)
+        "memory_limit": os.environ.get("MAMBAH_DUCKDB_MEMORY", MEMORY_LIMIT),
+        "max_vacuum_tasks": VACUUM_TASKS,
     }
     try:
         return duckdb.connect(path, read_only=read_only, config=config)
