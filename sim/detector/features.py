@@ -28,6 +28,7 @@ __all__ = (
     "INTERACTION_PV_CTE",
     "INTERACTION_PV_JOIN",
     "TRACK_TYPES",
+    "interaction_pvs",
     "TRUTH_COLUMNS",
     "truth_sql",
     "truth_features",
@@ -45,24 +46,25 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 
 _NEUTRINOS = ", ".join(str(n) for n in NEUTRINOS)
 
-#: The PV of each particle's own interaction in events with pile-up (``n_interactions > 1``):
-#: a ``WITH RECURSIVE`` clause walking down from the particles without mother (beams and
-#: prompt particles, whose production vertex is their interaction's PV) to every descendant.
-#: Join it with :data:`INTERACTION_PV_JOIN` (``p`` = ``mc_particles``, ``e`` = ``events``) and
-#: select :data:`INTERACTION_PV_COLUMNS`; events with one interaction keep ``events.pv_*``.
-INTERACTION_PV_CTE = """
-    WITH RECURSIVE _top(event, idx, pv) AS (
-        SELECT p.event, p."index", p.prod_vertex
-        FROM mc_particles AS p JOIN events AS e ON e.batch = p.batch AND e.event = p.event
-        WHERE p.batch = $batch AND e.batch = $batch AND e.n_interactions > 1 AND p.mother < 0
-      UNION ALL
-        SELECT c.event, c."index", t.pv
-        FROM _top AS t JOIN mc_particles AS c ON c.batch = $batch AND c.event = t.event AND c.mother = t.idx
-    ),
-    _ipv AS (
-        SELECT t.event, t.idx, w.x, w.y, w.z
-        FROM _top AS t JOIN mc_vertices AS w ON w.batch = $batch AND w.event = t.event AND w."index" = t.pv
-    )
+#: The PV of each particle's own interaction in events with pile-up (``n_interactions > 1``),
+#: as a CTE over the relation ``_interaction_pvs`` that :func:`query_truth` registers for the
+#: batch (:func:`interaction_pvs`: down the mother links from the particles without mother,
+#: beams and prompt particles, whose production vertex is their interaction's PV).  Join it
+#: with :data:`INTERACTION_PV_JOIN` (``p`` = ``mc_particles``, ``e`` = ``events``) and select
+#: :data:`INTERACTION_PV_COLUMNS`; events with one interaction keep ``events.pv_*``.
+INTERACTION_PV_CTE = "WITH _ipv AS (SELECT event, idx, x, y, z FROM _interaction_pvs)"
+_IPV_RELATION = "_interaction_pvs"
+_ANCESTRY_SQL = """
+    SELECT p.event, p."index" AS idx, p.mother, p.prod_vertex
+    FROM mc_particles AS p JOIN events AS e ON e.batch = p.batch AND e.event = p.event
+    WHERE p.batch = $batch AND e.batch = $batch AND e.n_interactions > 1
+    ORDER BY p.event, p."index"
+"""
+_PILEUP_PV_SQL = """
+    SELECT v.event, v."index" AS idx, v.x, v.y, v.z
+    FROM mc_vertices AS v JOIN events AS e ON e.batch = v.batch AND e.event = v.event
+    WHERE v.batch = $batch AND e.batch = $batch AND e.n_interactions > 1 AND v."index" < e.n_interactions
+    ORDER BY v.event, v."index"
 """
 INTERACTION_PV_JOIN = 'LEFT JOIN _ipv ON _ipv.event = p.event AND _ipv.idx = p."index"'
 INTERACTION_PV_COLUMNS = "coalesce(_ipv.x, e.pv_x) AS pv_x, coalesce(_ipv.y, e.pv_y) AS pv_y, coalesce(_ipv.z, e.pv_z) AS pv_z"
@@ -97,6 +99,50 @@ def truth_sql(*, with_acceptance: bool = False, accepted_only: bool = False) -> 
           AND coalesce(e.simulated, true)
         ORDER BY p.event, p."index"
     """
+
+
+def interaction_pvs(particles: Mapping[str, np.ndarray], pvs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The PV of each particle's own interaction (pure, vectorised: pointer doubling up the mothers).
+
+    Args:
+        particles: every particle of the events, sorted by (event, index), indices 0 … n-1 per
+            event: ``event, idx, mother, prod_vertex``.
+        pvs: the events' primary vertices ``event, idx, x, y, z`` [mm] (index < n_interactions).
+
+    Returns:
+        ``event, idx`` (int32) and ``x, y, z`` [mm] of the PV of the interaction each
+        particle comes from: the production vertex of its ancestor without mother.
+
+    Raises:
+        DataError: a top ancestor's production vertex is not a PV of its event.
+    """
+    from mambah.errors import DataError
+
+    ev = np.asarray(particles["event"], np.int64)
+    n = ev.size
+    counts = np.bincount(ev) if n else np.zeros(0, np.int64)
+    base = (np.cumsum(counts) - counts)[ev] if n else ev
+    mother = np.asarray(particles["mother"], np.int64)
+    up = np.where(mother >= 0, base + np.maximum(mother, 0), np.arange(n))
+    for _ in range(64):  # up[i] jumps 1, 2, 4, ... generations: log2(depth) rounds
+        nxt = up[up]
+        if np.array_equal(nxt, up):
+            break
+        up = nxt
+    pv_index = np.asarray(particles["prod_vertex"], np.int64)[up]
+    pe, pi = np.asarray(pvs["event"], np.int64), np.asarray(pvs["idx"], np.int64)
+    width = int(max(pi.max(initial=0), pv_index.max(initial=0))) + 1
+    keys = pe * width + pi
+    want = ev * width + pv_index
+    row = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
+    if n and (keys.size == 0 or np.any(keys[row] != want)):
+        bad = int(np.flatnonzero((keys[row] != want) if keys.size else np.ones(n, bool))[0])
+        raise DataError(f"particle {int(particles['idx'][bad])} of event {int(ev[bad])} comes from vertex {int(pv_index[bad])}, not a PV of its event")
+    return {
+        "event": ev.astype(np.int32), "idx": np.asarray(particles["idx"]).astype(np.int32),
+        "x": np.asarray(pvs["x"], np.float64)[row] if n else np.zeros(0), "y": np.asarray(pvs["y"], np.float64)[row] if n else np.zeros(0),
+        "z": np.asarray(pvs["z"], np.float64)[row] if n else np.zeros(0),
+    }
 
 
 def _arrow_to_numpy(table: Any) -> dict[str, np.ndarray]:
@@ -155,10 +201,22 @@ _TRUTH_FLOATS = ("px", "py", "pz", "origin_x", "origin_y", "origin_z", "pv_x", "
 def query_truth(ctx: Any, sql: str, where: str) -> dict[str, np.ndarray]:
     """Run a truth query in a batch and check its kinematics and vertices are finite.
 
+    A query joining :data:`INTERACTION_PV_CTE` gets the batch's interaction PVs registered first.
+
     Raises:
         DataError: naming the pass, the column and the batch when a value is NaN or inf.
     """
-    truth = _arrow_to_numpy(ctx.query(sql))
+    if _IPV_RELATION in sql:  # the interaction PVs of the batch's pile-up events, for the query's join
+        import pyarrow as pa
+
+        ipv = interaction_pvs(_arrow_to_numpy(ctx.query(_ANCESTRY_SQL)), _arrow_to_numpy(ctx.query(_PILEUP_PV_SQL)))
+        ctx.con.register(_IPV_RELATION, pa.table(ipv))
+        try:
+            truth = _arrow_to_numpy(ctx.query(sql))
+        finally:
+            ctx.con.unregister(_IPV_RELATION)
+    else:
+        truth = _arrow_to_numpy(ctx.query(sql))
     present = [c for c in _TRUTH_FLOATS if c in truth]
     check_inputs_finite(truth, present, f"{where}, batch {ctx.batch.batch}")
     return truth
@@ -176,5 +234,6 @@ def add_derived(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         data = {**data, "is_long": (tt == 3).astype(np.float64), "is_upstream": (tt == 4).astype(np.float64),
                 "is_downstream": (tt == 5).astype(np.float64)}
     return data
+
 
 

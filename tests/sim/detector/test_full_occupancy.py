@@ -66,7 +66,8 @@ def test_truth_pv_is_the_particles_own_interaction(tmp_path: Path) -> None:
     """Two interactions: a pile-up particle's PV (and so its origin offset and IP) is its interaction's, not PV 0."""
     import mambah
     from mambah.store import BatchRecord
-    from sim.detector.features import truth_sql
+    from sim.core.pipeline import Batch, BatchContext
+    from sim.detector.features import query_truth, truth_sql
     from sim.generation._event_tables import GeneratorRecord, layout_tables
 
     pv = np.array([[0.1, -0.1, 10.0, 0.0], [0.3, 0.2, -40.0, 0.1]])
@@ -82,7 +83,9 @@ def test_truth_pv_is_the_particles_own_interaction(tmp_path: Path) -> None:
     path = tmp_path / "two.duckdb"
     with mambah.EventStore.create(path) as s:
         s.write_batch(BatchRecord(0, 1, 1), {name: {"batch": np.zeros(len(t["event"]), np.int32), **t} for name, t in tables.items()})
-        truth = s.query(truth_sql().replace("$batch", "0")).to_pandas()
+        import pandas as pd
+
+        truth = pd.DataFrame(query_truth(BatchContext(s._con, Batch(0, 1, 1)), truth_sql(), "test"))
     by_pid = {int(r.pid) * (1 if r.origin_z < 50 else 10): r for r in truth.itertuples()}
     assert len(truth) == 4
     near = functools.partial(pytest.approx, abs=1e-6)  # float32 columns
