@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = (
     "MODELS_DIR",
     "CompiledModel",
+    "GRAPH_MIN_ROWS",
     "check_inputs_finite",
     "check_model_numbers",
     "configure_tensorflow",
@@ -197,6 +198,8 @@ def configure_tensorflow() -> Any:
 
 
 _TF_CONFIGURED = False
+#: Calls with fewer rows run eagerly (no tracing); larger ones through the traced graph.
+GRAPH_MIN_ROWS = 8192
 
 
 class CompiledModel:
@@ -234,6 +237,7 @@ class CompiledModel:
                 x = tf.concat([tf.cast(z, tf.float32), noise], axis=1)
                 return post_fn(tf.cast(net(x, training=False), tf.float64), raw)
 
+            self._eager: Any = graph
             self._fn = tf.function(graph, reduce_retracing=True, input_signature=[
                 tf.TensorSpec([None, d], tf.float64), tf.TensorSpec([None, d], tf.float64),
                 tf.TensorSpec([None, trained.n_noise], tf.float32)])
@@ -241,8 +245,16 @@ class CompiledModel:
             def classify(z: Any) -> Any:
                 return net(tf.cast(z, tf.float32), training=False)
 
+            self._eager = classify
             self._fn = tf.function(classify, reduce_retracing=True,
                                    input_signature=[tf.TensorSpec([None, d], tf.float64)])
+        self._tf = tf
+
+    def _call(self, *args: np.ndarray) -> np.ndarray:
+        """One chunk through the traced graph, or eagerly (same ops) below :data:`GRAPH_MIN_ROWS` rows."""
+        if args[0].shape[0] >= GRAPH_MIN_ROWS:
+            return self._fn(*args).numpy()  # type: ignore[no-any-return]
+        return self._eager(*(self._tf.convert_to_tensor(a) for a in args)).numpy()  # type: ignore[no-any-return]
 
     def _raw(self, x: np.ndarray, what: str) -> np.ndarray:
         arr = np.asarray(x, dtype=np.float64)
@@ -260,7 +272,7 @@ class CompiledModel:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """``(n, d)`` raw features → ``(n,)`` (binary) or ``(n, k)`` class probabilities (float32)."""
         z = self._pre(self._raw(x, "predict_proba"))
-        outs = [self._fn(z[i : i + self.chunk]).numpy() for i in range(0, z.shape[0], self.chunk)]
+        outs = [self._call(z[i : i + self.chunk]) for i in range(0, z.shape[0], self.chunk)]
         proba = np.concatenate(outs, axis=0) if outs else np.zeros((0, self._n_out), np.float32)
         return proba[:, 0] if proba.shape[1] == 1 else proba
 
@@ -274,7 +286,7 @@ class CompiledModel:
         raw = np.ascontiguousarray(self._raw(conditions, "sample"))
         z = self._pre(raw)
         noise = rng.standard_normal((raw.shape[0], self.trained.n_noise), dtype=np.float32)
-        outs = [self._fn(z[i : i + self.chunk], raw[i : i + self.chunk], noise[i : i + self.chunk]).numpy()
+        outs = [self._call(z[i : i + self.chunk], raw[i : i + self.chunk], noise[i : i + self.chunk])
                 for i in range(0, raw.shape[0], self.chunk)]
         y = np.concatenate(outs, axis=0) if outs else np.zeros((0, self._n_out), np.float64)
         return inverse_transform(self.trained.output_preprocessor, y, raw) if self._post_numpy else y

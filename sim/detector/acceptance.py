@@ -23,8 +23,9 @@ from mambah.errors import ConfigError
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
+from sim.detector import shared as sharing
 from sim.detector.card import DEFAULT_CARD, check_model_card, fill_from_card
-from sim.detector.features import forward_mask, query_truth, truth_features, truth_sql
+from sim.detector.features import forward_mask
 
 __all__ = ("Acceptance", "ACCEPTANCE_INPUTS", "draw_acceptance")
 
@@ -86,11 +87,10 @@ class Acceptance(Pass):
         model = CompiledModel(trained)
         name, inputs = self.name, self.inputs
         eta_min, eta_max = float(self.eta_min), float(self.eta_max)  # type: ignore[arg-type]  # filled by __post_init__
-        sql = truth_sql()
 
         def kernel(ctx: BatchContext) -> None:
-            truth = query_truth(ctx, sql, f"pass {name!r}")
-            feats = truth_features(truth)
+            shared = sharing.shared_truth(ctx, f"pass {name!r}")  # one truth query, shared with the next passes
+            truth, feats = shared.truth, shared.features
             forward = forward_mask(feats, eta_min, eta_max)
             proba = np.zeros(forward.size)
             if forward.any():
@@ -107,5 +107,6 @@ class Acceptance(Pass):
                     "in_acceptance": np.ones(int(accepted.sum()), bool),
                 },
             )
+            shared.in_acceptance, shared.stamp = accepted, sharing.store_stamp(ctx)
 
         return kernel

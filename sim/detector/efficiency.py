@@ -26,8 +26,9 @@ from mambah.errors import ConfigError
 from sim.core.modelio import CompiledModel, feature_matrix, load_pass_model
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
+from sim.detector import shared as sharing
 from sim.detector.card import DEFAULT_CARD, check_model_card, fill_from_card
-from sim.detector.features import TRACK_TYPES, forward_mask, query_truth, truth_features, truth_sql
+from sim.detector.features import TRACK_TYPES, forward_mask, truth_sql
 
 __all__ = ("Efficiency", "EFFICIENCY_INPUTS", "EFFICIENCY_CLASSES", "draw_track_type", "track_indices")
 
@@ -140,10 +141,12 @@ class Efficiency(Pass):
         sql = truth_sql(with_acceptance=True)
 
         def kernel(ctx: BatchContext) -> None:
-            truth = query_truth(ctx, sql, f"pass {name!r}")
-            feats = truth_features(truth)
-            acc = np.nan_to_num(truth["in_acceptance"].astype(np.float64)).astype(bool)
-            feats["in_acceptance"] = acc.astype(np.float64)
+            shared = sharing.reuse_truth(ctx, "acceptance")  # the acceptance pass's truth and flags, if just written
+            if shared is None or shared.in_acceptance is None:
+                shared = sharing.shared_truth(ctx, f"pass {name!r}", sql)
+                shared.in_acceptance = np.nan_to_num(shared.truth["in_acceptance"].astype(np.float64)).astype(bool)
+            truth, acc = shared.truth, shared.in_acceptance
+            feats = {**shared.features, "in_acceptance": acc.astype(np.float64)}
             forward = forward_mask(feats, eta_min, eta_max)
             proba = np.zeros((forward.size, 4))
             proba[:, 0] = 1.0
@@ -165,5 +168,6 @@ class Efficiency(Pass):
                     "charge": truth["charge"][reco].astype(np.int16),
                 },
             )
+            shared.track_type, shared.stamp = track_type, sharing.store_stamp(ctx)
 
         return kernel

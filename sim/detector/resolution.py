@@ -231,6 +231,27 @@ def track_truth_sql() -> str:
     """
 
 
+def _tracks_truth(ctx: BatchContext, sql: str, where: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Truth and :func:`truth_features` of the batch's tracks, in :func:`track_truth_sql` order.
+
+    From the efficiency pass's shared truth when it was the last write
+    (:func:`sim.detector.features.reuse_truth`: its reconstructed rows, which it inserted
+    in this order), else from :func:`track_truth_sql`.
+    """
+    from sim.detector import shared as sharing
+    from sim.detector.efficiency import track_indices
+
+    shared = sharing.reuse_truth(ctx, "efficiency")
+    if shared is None or shared.track_type is None:
+        truth = query_truth(ctx, sql, where)
+        return truth, truth_features(truth)
+    reco = shared.track_type > 0
+    truth = {k: v[reco] for k, v in shared.truth.items()}
+    truth["track_type"] = shared.track_type[reco]
+    truth["track_index"] = track_indices(truth["event"])
+    return truth, {k: v[reco] for k, v in shared.features.items()}
+
+
 @register_pass
 @dataclass(frozen=True)
 class Resolution(Pass):
@@ -274,11 +295,11 @@ class Resolution(Pass):
         sql = track_truth_sql()
 
         def kernel(ctx: BatchContext) -> None:
-            truth = query_truth(ctx, sql, f"pass {name!r}")
+            truth, feats = _tracks_truth(ctx, sql, f"pass {name!r}")
             n = truth["event"].size
             if n == 0:
                 return
-            feats = add_derived({**truth_features(truth), "track_type": truth["track_type"]})
+            feats = add_derived({**feats, "track_type": truth["track_type"]})
             cond = feature_matrix(feats, conditions, f"pass {name!r}")
             gan = model.sample(cond, ctx.rng(name))
             st = reconstruct_states(truth, truth["track_type"], ctx.rng(f"{name}.state").standard_normal((n, 5)),

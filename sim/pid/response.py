@@ -115,7 +115,7 @@ class PID(Pass):
             for part, m in sm.parts().items():
                 check_model_card(m.provenance, self.card, what=f"pass {self.name!r}: the {sp} {part} PID model")
         models = loaded.compiled()
-        # Trace every network once, before any batch (and fail here if a model cannot run).
+        # Run every network once on a few rows before any batch (eagerly: no tracing), so a model that cannot run fails here.
         n = 4 * len(models.models)
         models.generate(np.repeat(np.array(list(models.models), dtype=object), 4), np.full(n, 2e4),
                         np.full(n, 3.0), np.full(n, 150.0), np.random.default_rng(0))

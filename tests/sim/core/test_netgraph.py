@@ -148,3 +148,19 @@ def test_compiled_model_refuses_nan_and_a_wrong_width() -> None:
         compiled.predict_proba(x)
     with pytest.raises(DataError, match=r"\(n, 7\)"):
         compiled.predict_proba(np.ones((3, 6)))
+
+
+def test_small_calls_run_eagerly_with_the_numbers_of_the_traced_graph_to_round_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sim.core import modelio
+    from sim.core.io import load_model
+
+    trained = load_model(MODELS_DIR / "resolution.keras", inference=True)
+    q = np.asarray(trained.input_preprocessor.quantiles_)  # type: ignore[attr-defined]
+    x = q[np.random.default_rng(2).integers(0, q.shape[0], (500, q.shape[1])), np.arange(q.shape[1])]
+    compiled = modelio.CompiledModel(trained)
+    eager = compiled.sample(x, np.random.default_rng(4))  # 500 < GRAPH_MIN_ROWS
+    assert compiled._fn.experimental_get_tracing_count() == 0
+    monkeypatch.setattr(modelio, "GRAPH_MIN_ROWS", 0)
+    graph = compiled.sample(x, np.random.default_rng(4))
+    assert compiled._fn.experimental_get_tracing_count() == 1
+    np.testing.assert_allclose(graph, eager, rtol=1e-12, atol=1e-12)  # the graph's optimiser reorders float64 ops
