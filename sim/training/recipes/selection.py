@@ -311,6 +311,7 @@ def train_selection(
     validation_fraction: float = 0.2,
     widths: Sequence[int] = (1, 2, 3),
     described_as: Mapping[str, str] | None = None,
+    max_particles: int | None = None,
 ) -> Any:
     """Train the selection model on a simulated store.
 
@@ -324,6 +325,8 @@ def train_selection(
         widths: Conv1D kernel widths.
         described_as: how the sidecar records the selection (default ``{"sql": selection}``;
             e.g. ``{"cut": "K_PIDK > 5"}`` when the SQL reads a temporary file of a Ficino cut).
+        max_particles: particle slots of the model (default: the largest event of the store; full
+            events need headroom, an event with more particles is an error when scored).
 
     Returns:
         :class:`sim.core.io.TrainedModel` (binary classifier) whose provenance holds
@@ -335,12 +338,13 @@ def train_selection(
     """
     return _train(data, selection=selection, seed=seed, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, validation_fraction=validation_fraction, widths=widths,
-                  described_as=described_as)[0]
+                  described_as=described_as, max_particles=max_particles)[0]
 
 
 def _train(
     data: EventStore | str | Path, *, selection: str, seed: int, epochs: int, batch_size: int, learning_rate: float,
     validation_fraction: float, widths: Sequence[int], described_as: Mapping[str, str] | None,
+    max_particles: int | None = None,
 ) -> tuple[Any, dict[str, Any], np.ndarray, np.ndarray, EventStore]:
     """:func:`train_selection`, also returning the data, the validation and training rows and the store."""
     import keras
@@ -349,7 +353,7 @@ def _train(
     from sim.core.preprocessing import Identity
 
     store, pipeline = _open(data)
-    d = selection_data(store, selection)
+    d = selection_data(store, selection, max_particles=max_particles)
     x, y = d["x"], d["y"]
     if y.all() or not y.any():
         raise DataError(f"the selection passes {int(y.sum())} of {y.size} events; training needs passes and failures")

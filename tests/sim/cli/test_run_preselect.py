@@ -24,6 +24,8 @@ def test_save_config_holds_the_preselect_pass(tmp_path: Path, capsys: pytest.Cap
     assert Pipeline.load(cfg).passes[1].retention == 0.99  # type: ignore[attr-defined]  # the documented default
     assert main(["run", "--preselect", SHIPPED, "--preselect-mode", "sample", "--save-config", str(cfg)]) == 0
     assert Pipeline.load(cfg).passes[1].mode == "sample"  # type: ignore[attr-defined]
+    assert main(["run", "--preselect", SHIPPED, "--preselect-weights", "--save-config", str(cfg)]) == 0
+    assert Pipeline.load(cfg).passes[1].weights == SHIPPED.replace("selection.keras", "selection_weights.keras")  # type: ignore[attr-defined]
 
 
 def test_flag_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,6 +34,11 @@ def test_flag_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     out = str(tmp_path / "s.duckdb")
     assert main(["run", "--retention", "0.99", "--events", "10", "-o", out]) == 2
     assert "need --preselect" in capsys.readouterr().err
+    assert main(["run", "--preselect-weights", "--events", "10", "-o", out]) == 2
+    assert "need --preselect" in capsys.readouterr().err
+    assert main(["run", "--preselect", SHIPPED, "--preselect-weights", "--preselect-mode", "sample", "--events", "10",
+                 "-o", out]) == 2
+    assert "already weights" in capsys.readouterr().err
     assert main(["run", "--preselect", SHIPPED, "--decay", "B0 -> K+ pi-", "--events", "10", "-o", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trained on decay" in err[0] and "B0 -> K+ pi-" in err[0]
