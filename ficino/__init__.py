@@ -2,8 +2,9 @@
 
 One row per candidate of a decay descriptor, LHCb-style columns
 ``<alias>_<VARIABLE>`` (units MeV, mm), MC truth next to the reconstructed
-tracks and PID, composite masses, corrected mass, flight distance, DIRA and a
-BKGCAT-like truth-matching flag::
+tracks and PID, composite masses, fitted vertices, corrected mass, flight distance, DIRA,
+LHCb BackgroundCategory truth-matching codes (``_BKGCAT``) and a DecayTreeFitter-like mass
+(``_DTF_M``)::
 
     import ficino
     summary = ficino.export("mambah.duckdb", "ntuple.root", cut="Lc_M > 2200")

@@ -35,10 +35,12 @@ production vertex of the head smeared with :attr:`VertexResolution.pv_sigma`
 visible momentum (the same as ``M``); the decay time τ comes from a lifetime fit of
 PV, decay vertex and the fitted momentum (:func:`sim.detector.vertexing.decay_time`).
 
-Truth matching (``<composite>_BKGCAT``): 0 when every charged final-state
-descendant has a matched track whose reconstructed charge (if known) equals the
-true charge; 30 when all are matched but one has the wrong charge; 60 when at
-least one has no matched track (only in ``reconstructed_only=False`` exports).
+Truth matching (``<composite>_BKGCAT``, LHCb's BackgroundCategory codes as far as
+truth-matched candidates reach them, :func:`background_category`): 0 signal; 30
+reflection (a track with the wrong reconstructed charge); 40 / 50 partially
+reconstructed / low-mass background (a π0, K_S0, ... leaf of the descriptor is never
+reconstructed); 60 a charged final-state descendant without matched track or a
+missing photon (only in ``reconstructed_only=False`` exports).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ficino.variables import VARIABLES, Variable
+from mambah.codes import NEUTRINOS
 from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse_descriptor
 from mambah.errors import ExportError, MambahError
 from mambah.schema import column_names
@@ -81,8 +84,12 @@ __all__ = (
     "present_sources",
     "compute_columns",
     "BKGCAT_SIGNAL",
+    "BKGCAT_REFLECTION",
     "BKGCAT_WRONG_CHARGE",
+    "BKGCAT_PART_RECO",
+    "BKGCAT_LOW_MASS",
     "BKGCAT_NOT_RECONSTRUCTED",
+    "background_category",
 )
 
 log = logging.getLogger(__name__)
@@ -90,9 +97,17 @@ log = logging.getLogger(__name__)
 #: The decay exported when neither the caller nor the store says otherwise.
 DEFAULT_DECAY = "Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu"
 
+#: ``_BKGCAT`` values: LHCb's BackgroundCategory codes reachable by truth-matched candidates
+#: (DaVinciMCTools ``IBackgroundCategory``; see :func:`background_category`).
 BKGCAT_SIGNAL = 0
-BKGCAT_WRONG_CHARGE = 30
+BKGCAT_REFLECTION = 30
+BKGCAT_WRONG_CHARGE = BKGCAT_REFLECTION  # the former name
+BKGCAT_PART_RECO = 40
+BKGCAT_LOW_MASS = 50
 BKGCAT_NOT_RECONSTRUCTED = 60
+#: LHCb's ``LowMassBackgroundCut`` default [MeV]: a partial candidate whose true mass is below
+#: PDG mass + this is low-mass background (50), else partially reconstructed (40).
+BKGCAT_LOW_MASS_CUT = 100.0
 
 _MC_COLS = ("index", "pid", "px", "py", "pz", "e", "charge", "prod_vertex", "decay_vertex", "mother")
 _PP_COLS = tuple(c for c in column_names("protoparticles") if c not in ("batch", "event", "index", "mc_particle"))
@@ -682,6 +697,55 @@ def _vertex_plan(spec: DecaySpec) -> tuple[dict[str, tuple[tuple[str, str], ...]
     return inputs, order
 
 
+def _unseen_neutrals(spec: DecaySpec) -> dict[str, bool]:
+    """Each composite: whether its descriptor has a neutral final-state particle other than a
+    neutrino or photon (π0, K_S0 or n as a leaf: never reconstructed, so the candidate is partial)."""
+    nodes = spec.tree.walk()
+    alias_of = {id(nd): a for nd, a in zip(nodes, spec.aliases)}
+    return {
+        alias_of[id(nd)]: any(spec.kinds[alias_of[id(x)]] == "neutral" and abs(x.pid) not in NEUTRINOS
+                              for x in nd.walk()[1:])
+        for nd in nodes if nd.children
+    }
+
+
+def background_category(
+    reconstructed: np.ndarray,
+    identified: np.ndarray,
+    complete: bool | np.ndarray,
+    true_mass: np.ndarray,
+    pdg_mass: float,
+    low_mass_cut: float = BKGCAT_LOW_MASS_CUT,
+) -> np.ndarray:
+    """LHCb ``BackgroundCategory`` decision tree for MC-truth-matched candidates (``(n,)`` int32).
+
+    The candidates of :func:`build_candidates` are matches of the descriptor in the MC
+    truth, so LHCb's conditions A (common mother), D and E (signal decay, all
+    intermediates as in the descriptor) and the mother's identity hold by construction;
+    what is left (DaVinciMCTools ``BackgroundCategory::category``, docs/ficino.md):
+
+    * not ``reconstructed`` (a charged final-state particle without matched track, or a
+      missing photon): 60 (LHCb: ghost);
+    * ``complete`` (every final-state particle but neutrinos is in the candidate):
+      0 (signal) if every track is ``identified`` (reconstructed charge = true charge),
+      else 30 (reflection);
+    * partial (a π0, K_S0, n, ... leaf is not reconstructed): 50 (low-mass background)
+      if every track is identified and ``true_mass − low_mass_cut < pdg_mass``, else 40
+      (partially reconstructed).
+
+    Args:
+        reconstructed, identified: ``(n,)`` bool.
+        complete: bool or ``(n,)`` bool.
+        true_mass: ``(n,)`` true (virtual) mass of the composite (MeV).
+        pdg_mass: its PDG mass (MeV).
+        low_mass_cut: LHCb's ``LowMassBackgroundCut`` (MeV).
+    """
+    ident = np.asarray(identified, bool)
+    partial = np.where(ident & (np.asarray(true_mass) - low_mass_cut < pdg_mass), BKGCAT_LOW_MASS, BKGCAT_PART_RECO)
+    cat = np.where(complete, np.where(ident, BKGCAT_SIGNAL, BKGCAT_REFLECTION), partial)
+    return np.where(np.asarray(reconstructed, bool), cat, BKGCAT_NOT_RECONSTRUCTED).astype(np.int32)
+
+
 def _direct_daughters(spec: DecaySpec) -> dict[str, tuple[tuple[str, str], ...]]:
     """Each composite's direct charged-track and composite daughters ((alias, kind), ...)."""
     nodes = spec.tree.walk()
@@ -989,6 +1053,7 @@ def _assemble(
     lines: dict[str, vx.Daughters | None] = {}
     inputs_of, order = _vertex_plan(spec)
     direct = _direct_daughters(spec)
+    unseen = _unseen_neutrals(spec)
     for a in order:
         d = parts[a]
         tr = [parts[t] for t in spec.tracks[a]]
@@ -1013,7 +1078,8 @@ def _assemble(
             charge_ok &= np.isnan(t["charge"]) | (t["charge"] == t["true_charge"])
         for g in ph:
             matched &= ~np.isnan(g["e"])
-        d["bkgcat"] = np.where(matched, np.where(charge_ok, BKGCAT_SIGNAL, BKGCAT_WRONG_CHARGE), BKGCAT_NOT_RECONSTRUCTED).astype(np.int32)
+        true_m = np.sqrt(np.maximum(d["true_e"] ** 2 - (d["true_px"] ** 2 + d["true_py"] ** 2 + d["true_pz"] ** 2), 0.0))
+        d["bkgcat"] = background_category(matched, charge_ok, not unseen[a], true_m, spec.masses[a])
     # a flying intermediate's decay time runs from its mother's decay vertex (TupleToolPropertime)
     for parent, inputs in inputs_of.items():
         rows_p, fit_p = fits[parent]
