@@ -246,7 +246,7 @@ register(Variable("DIRA", "", "alias of DIRA_OWNPV (kept for one release)", "com
 register(Variable("TAU", "ns", "decay time from a lifetime fit of own PV, decay vertex and momentum", "composite", _col("tau"), "f8", _FIT))
 register(Variable("TAUERR", "ns", "uncertainty of TAU", "composite", _col("tauerr"), "f8", _FIT))
 register(Variable("TRUETAU", "ns", "true decay time m L / (p c) from the true vertices and momentum", "composite", _col("truetau")))
-register(Variable("BKGCAT", "", "truth-matching category: 0 signal, 30 wrong charge, 60 a daughter without matched track", "composite", _col("bkgcat"), "i4"))
+register(Variable("BKGCAT", "", "LHCb BackgroundCategory: 0 signal, 30 reflection, 40 part-reco, 50 low-mass, 60 not reconstructed", "composite", _col("bkgcat"), "i4"))
 
 # ----------------------------------------------------------------- event
 register(Variable("runNumber", "", "batch number", "event", _col("batch"), "i4"))
