@@ -4,6 +4,13 @@
 Run standalone::
 
     python benchmarks/bench_preselect.py [--events 20000] [--batch-size 5000] [--retention 0.99] [--min-pt 600]
+    python benchmarks/bench_preselect.py --pythia bbbar --decay "[B+ -> (J/psi -> mu+ mu-) K+]cc" \
+        --events 1000 --batch-size 500 --train-events 3000
+
+``--pythia PRESET``: full Pythia 8 events (``sim.generation.pythia``, the default detector passes,
+as ``mambah run --pythia``) with the signal ``--decay``; a selection model for that pipeline and
+selection is trained here first on ``--train-events`` independent events (30 % held out).
+Each chain also reports its CPU per pass (kernels timed one by one, ``time.process_time``).
 
 The default job (Λb0 → (Λc+ → p K− π+) μ− ν̄μ) with the shipped selection model
 ``sim/models/selection.keras`` and its known-answer selection (four Long tracks, PIDK(K) > 5);
@@ -23,6 +30,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -45,9 +53,15 @@ def main() -> int:
     ap.add_argument("--train-events", type=int, default=40_000)
     ap.add_argument("--showers", choices=("em", "all"), default="em", help="calorimeter showers (all: also hadrons and "
                     "muons, a heavier detector; a selection model for that pipeline is trained here first)")
+    ap.add_argument("--pythia", metavar="PRESET", help="full Pythia events of this preset (bbbar, ccbar, minbias)")
+    ap.add_argument("--decay", default="[B+ -> (J/psi -> mu+ mu-) K+]cc", help="signal decay of --pythia")
+    ap.add_argument("--epochs", type=int, default=15, help="epochs of a model trained here")
+    ap.add_argument("--max-particles", type=int, default=None, help="particle slots of a --pythia model (default: the "
+                    "training sample's largest event)")
+    ap.add_argument("--particles", choices=("all", "signal"), default="all", help="a model trained here reads all "
+                    "generated particles or only the signal decay's")
     args = ap.parse_args()
 
-    import sim
     from mambah import EventStore
     from sim.core.pipeline import Pipeline, build_kernels
     from sim.defaults import default_pipeline
@@ -58,34 +72,49 @@ def main() -> int:
     model = MODEL
     train_cpu = 0.0
     base = default_pipeline(events=args.events, batch_size=args.batch_size, seed=args.seed)
+    if args.pythia:
+        from sim.cli.full_events import full_event_pipeline
+
+        base = full_event_pipeline(base, argparse.Namespace(
+            pythia=args.pythia, hepmc=None, decay=args.decay, dec_file=None, mother=None, events=args.events,
+            batch_size=args.batch_size))
     if args.showers != "em":
         base = base.replace("calorimeter", showers=args.showers)
-    if args.min_pt > 0 or args.showers != "em":
+    if args.min_pt > 0 or args.showers != "em" or args.pythia:
         import tempfile
 
         from sim.core.io import save_model
 
         t0 = time.process_time()
-        train_run = dataclasses.replace(base.run, events=args.train_events, batch_size=10_000, seed=args.seed + 1)
+        train_run = dataclasses.replace(base.run, events=args.train_events, batch_size=args.batch_size if args.pythia
+                                        else 10_000, seed=args.seed + 1)
         sample = simulate_sample(Pipeline(base.passes, train_run))
-        trained_model = train_selection(sample, selection=selection, seed=1)
+        sim_cpu = time.process_time() - t0
+        trained_model = train_selection(sample, selection=selection, seed=1, epochs=args.epochs,
+                                        validation_fraction=0.3 if args.pythia else 0.2,
+                                        max_particles=args.max_particles if args.pythia else None,
+                                        particles=args.particles)
         train_cpu = time.process_time() - t0
         model = save_model(trained_model, Path(tempfile.mkdtemp()) / "selection.keras").as_posix()
         rec = trained_model.provenance["selection"]
-        print(f"trained a selection model (track pT > {args.min_pt} MeV, showers {args.showers}) in {train_cpu:.1f} CPU s "
-              f"({args.train_events} events, pass fraction {rec['pass_fraction']:.4f}, held-out AUC {rec['auc']:.4f})")
+        print(f"trained a selection model (track pT > {args.min_pt} MeV, showers {args.showers}, "
+              f"{'Pythia ' + args.pythia if args.pythia else 'gun'}) in {train_cpu:.1f} CPU s, {sim_cpu:.1f} of them "
+              f"simulating ({args.train_events} events, pass fraction {rec['pass_fraction']:.4f}, {rec['n_validation']} "
+              f"held out, AUC {rec['auc']:.4f}, max_particles {rec['max_particles']})")
     full = base
     pre = with_preselect(full, model, retention=args.retention)
     build_kernels(full), build_kernels(pre)
     best: dict[str, tuple[float, EventStore]] = {}
+    per_pass: dict[str, dict[str, float]] = {}
     for _ in range(args.repeat):
         for name, pipeline in (("full", full), ("preselect", pre)):
             store = EventStore.memory()
             t0 = time.process_time()
-            sim.run(pipeline, None, store=store, progress=False)
+            spent = timed_run(pipeline, store)
             cpu = time.process_time() - t0
             if name not in best or cpu < best[name][0]:
                 best[name] = (cpu, store)
+                per_pass[name] = spent
     trained, record = load_selection_model(model)
     threshold = pre.passes[1].resolved_threshold(record)  # type: ignore[attr-defined]
     rows = {}
@@ -94,7 +123,7 @@ def main() -> int:
         skipped = store.query("SELECT count(*) AS n FROM events WHERE simulated = false").to_pylist()[0]["n"]
         rows[name] = (cpu, int(passed.sum()), skipped)
     full_store = best["full"][1]
-    tab = full_store.query(particles_sql())
+    tab = full_store.query(particles_sql(particles=str(record.get("particles", "all"))))
     parts = {c: tab.column(c).to_numpy(zero_copy_only=False) for c in tab.column_names}
     _, x = event_sequences(parts, record["vocabulary"], int(record["max_particles"]))
     score = trained.predict_proba(x)
@@ -107,12 +136,43 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|")
     for name, (cpu, n_sel, skipped) in rows.items():
         print(f"| {name} | {cpu:.2f} | {skipped} | {n_sel} | {1000 * cpu / max(n_sel, 1):.3f} |")
+    print()
+    names = list(per_pass["preselect"])
+    print("| CPU ms per generated event | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for chain, spent in per_pass.items():
+        print(f"| {chain} | " + " | ".join(f"{1000 * spent.get(n, 0.0) / args.events:.2f}" if n in spent else "–"
+                                     for n in names) + " |")
     (cf, nf, _), (cp, np_, sp) = rows["full"], rows["preselect"]
     print()
     print(f"speed-up per selected event: {(cf / nf) / (cp / max(np_, 1)):.2f}x; selected-event ratio "
           f"{np_ / nf:.4f}; retention of the full run's passes at the threshold {retention:.4f}; "
           f"skipped fraction {sp / args.events:.3f}; selection keeps {nf / args.events:.3f} of events")
     return 0
+
+
+def timed_run(pipeline: Any, store: Any) -> dict[str, float]:
+    """Run ``pipeline`` into ``store`` batch by batch as ``sim.run`` does (staged); CPU seconds per pass and the store."""
+    from mambah.store import BatchRecord
+    from sim.core.pipeline import BatchContext, build_kernels
+
+    kernels = build_kernels(pipeline)
+    names = [p.name for p in pipeline.passes]
+    spent = dict.fromkeys([*names, "store"], 0.0)
+    store.set_metadata("pipeline", pipeline.to_toml())
+    for b in pipeline.run.batches():
+        t_batch = time.process_time()
+        inner = 0.0
+        with store.staged_batch(BatchRecord(b.batch, b.n_events, b.seed)) as con:
+            ctx = BatchContext(con, b)
+            for name, k in zip(names, kernels):
+                t0 = time.process_time()
+                k(ctx)
+                dt = time.process_time() - t0
+                spent[name] += dt
+                inner += dt
+        spent["store"] += time.process_time() - t_batch - inner
+    return spent
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-seed", type=nonnegative_int, default=1, help="split and network seed (default 1)")
     parser.add_argument("--epochs", type=positive_int, default=15, help="selection-model epochs (default 15)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="held-out fraction (default 0.2)")
+    parser.add_argument("--particles", choices=("all", "signal"), default="all", help="the model reads all generated "
+                        "particles (default) or only the signal decay's (full events)")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--weights-retention", type=float, default=0.99, metavar="R",
                          help="retention whose threshold the reweighting model corrects (default 0.99)")
@@ -153,7 +155,7 @@ def cmd_train_selection(args: argparse.Namespace) -> int:
             store, selection=sql, seed=args.train_seed, epochs=args.epochs,
             validation_fraction=args.validation_fraction,
             weights_retention=None if args.no_weights else args.weights_retention, described_as=described,
-            weights_epochs=args.weights_epochs,
+            weights_epochs=args.weights_epochs, particles=args.particles,
         )
     record = result.model.provenance["selection"]
     if not args.store:

@@ -21,6 +21,9 @@ decay and a digest of the pipeline's passes); :func:`with_preselect` inserts the
 after the generator with both taken from the pipeline, and the pass refuses a model
 trained on another decay or pipeline.
 
+A model trained with ``particles = "signal"`` reads only the signal decay's particles (for full
+events; an event without any is left simulated).
+
 Model format: the standard :mod:`sim.core.io` archive; the network's single input
 is the flattened ``(max_particles, len(SEQUENCE_FEATURES))`` sequence (names
 ``<feature>_<slot>``), reshaped and split inside the network with standard layers.
@@ -45,6 +48,8 @@ from sim.core.registry import register_pass
 __all__ = (
     "SEQUENCE_FEATURES",
     "PARTICLES_SQL",
+    "PARTICLE_SETS",
+    "particles_sql",
     "Preselect",
     "event_sequences",
     "flat_input_names",
@@ -88,10 +93,21 @@ _PARTICLES = """
 #: Generator-level particles of one batch (``$batch``), in tree order.
 PARTICLES_SQL = _PARTICLES.format(where="p.batch = $batch AND v.batch = $batch AND e.batch = $batch")
 
+#: ``Preselect`` inputs: ``"all"`` generated particles of the event, or only the ``"signal"`` decay's
+#: (recorded as the model's ``particles``; full events hold ~1000 particles, their signal a handful).
+PARTICLE_SETS: tuple[str, ...] = ("all", "signal")
 
-def particles_sql(where: str = "true") -> str:
-    """:data:`PARTICLES_SQL` over any batches (``where`` on ``p``, ``v``, ``e``), ordered by batch, event, index."""
-    return _PARTICLES.format(where=where)
+
+def particles_sql(where: str = "true", particles: str = "all") -> str:
+    """:data:`PARTICLES_SQL` over any batches (``where`` on ``p``, ``v``, ``e``), ordered by batch, event, index.
+
+    Args:
+        where: SQL condition.
+        particles: one of :data:`PARTICLE_SETS` (``"signal"``: only ``mc_particles.is_signal`` rows).
+    """
+    if particles not in PARTICLE_SETS:
+        raise ConfigError(f"particles={particles!r}; choose one of {list(PARTICLE_SETS)}")
+    return _PARTICLES.format(where=where + (" AND p.is_signal" if particles == "signal" else ""))
 
 
 _SIGNAL = """
@@ -404,10 +420,11 @@ class Preselect(Pass):
             raise ModelError(f"selection model {self.model}: its inputs are not the {max_particles}-slot particle sequence")
         threshold = self.resolved_threshold(record)
         name, sample = self.name, self.mode == "sample"
+        sql = particles_sql("p.batch = $batch AND v.batch = $batch AND e.batch = $batch", str(record.get("particles", "all")))
         reweight = self._weights_model(threshold) if self.weights else None
 
         def kernel(ctx: BatchContext) -> None:
-            tab = ctx.query(PARTICLES_SQL)
+            tab = ctx.query(sql)
             parts = {c: tab.column(c).to_numpy(zero_copy_only=False) for c in tab.column_names}
             keys, x = event_sequences(parts, vocabulary, max_particles)
             score = trained.predict_proba(x) if keys.size else np.zeros(0)

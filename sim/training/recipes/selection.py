@@ -159,6 +159,7 @@ def selection_data(
     *,
     vocabulary: Sequence[int] | None = None,
     max_particles: int | None = None,
+    particles: str = "all",
 ) -> dict[str, Any]:
     """Sequences, labels, vocabulary and slot count of every event of ``store``.
 
@@ -167,12 +168,13 @@ def selection_data(
         selection: see :func:`event_labels`.
         vocabulary: PDG ids of the model (default: every id and mother id in the store).
         max_particles: slots (default: the largest event of the store).
+        particles: ``"all"`` or ``"signal"`` (:data:`sim.generation.preselect.PARTICLE_SETS`).
 
     Returns:
         ``{"keys": (n,), "x": (n, L·F) float32, "y": (n,) bool, "vocabulary": list[int],
         "max_particles": int}``.
     """
-    tab = store.query(particles_sql())
+    tab = store.query(particles_sql(particles=particles))
     parts = {c: tab.column(c).to_numpy(zero_copy_only=False) for c in tab.column_names}
     if vocabulary is None:
         ids = np.union1d(parts["pid"], parts["mother_pid"])
@@ -312,6 +314,7 @@ def train_selection(
     widths: Sequence[int] = (1, 2, 3),
     described_as: Mapping[str, str] | None = None,
     max_particles: int | None = None,
+    particles: str = "all",
 ) -> Any:
     """Train the selection model on a simulated store.
 
@@ -327,6 +330,8 @@ def train_selection(
             e.g. ``{"cut": "K_PIDK > 5"}`` when the SQL reads a temporary file of a Ficino cut).
         max_particles: particle slots of the model (default: the largest event of the store; full
             events need headroom, an event with more particles is an error when scored).
+        particles: the model reads ``"all"`` generated particles or only the ``"signal"`` decay's
+            (recorded; full events: every event must have a signal decay).
 
     Returns:
         :class:`sim.core.io.TrainedModel` (binary classifier) whose provenance holds
@@ -338,13 +343,13 @@ def train_selection(
     """
     return _train(data, selection=selection, seed=seed, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, validation_fraction=validation_fraction, widths=widths,
-                  described_as=described_as, max_particles=max_particles)[0]
+                  described_as=described_as, max_particles=max_particles, particles=particles)[0]
 
 
 def _train(
     data: EventStore | str | Path, *, selection: str, seed: int, epochs: int, batch_size: int, learning_rate: float,
     validation_fraction: float, widths: Sequence[int], described_as: Mapping[str, str] | None,
-    max_particles: int | None = None,
+    max_particles: int | None = None, particles: str = "all",
 ) -> tuple[Any, dict[str, Any], np.ndarray, np.ndarray, EventStore]:
     """:func:`train_selection`, also returning the data, the validation and training rows and the store."""
     import keras
@@ -353,7 +358,7 @@ def _train(
     from sim.core.preprocessing import Identity
 
     store, pipeline = _open(data)
-    d = selection_data(store, selection, max_particles=max_particles)
+    d = selection_data(store, selection, max_particles=max_particles, particles=particles)
     x, y = d["x"], d["y"]
     if y.all() or not y.any():
         raise DataError(f"the selection passes {int(y.sum())} of {y.size} events; training needs passes and failures")
@@ -381,7 +386,7 @@ def _train(
     record = {
         "decay": pipeline_decay(pipeline), "pipeline": pipeline_digest(pipeline),
         **(dict(described_as) if described_as is not None else {"sql": " ".join(selection.split())}),
-        "vocabulary": d["vocabulary"], "max_particles": L, "pass_fraction": float(y.mean()),
+        "vocabulary": d["vocabulary"], "max_particles": L, "particles": particles, "pass_fraction": float(y.mean()),
         "n_train": int(tr.size), "n_validation": int(val.size), "auc": auc,
         "roc": roc_points(score[val], y[val]), "curve": curve,
     }
@@ -426,6 +431,7 @@ def train_selection_pair(
     weights_epochs: int = 30,
     min_keep: float = 0.05,
     described_as: Mapping[str, str] | None = None,
+    particles: str = "all",
 ) -> SelectionTraining:
     """Selection model, its reweighting model and the bias report on the held-out events.
 
@@ -434,13 +440,14 @@ def train_selection_pair(
         weights_retention: the retention whose threshold (on the selection model's curve) the
             reweighting model corrects; None: no reweighting model (the report then uses 0.99).
         weights_epochs, min_keep: see :func:`train_reweighter`.
+        particles: see :func:`train_selection`.
 
     Returns:
         :class:`SelectionTraining`.
     """
     model, d, val, tr, store = _train(data, selection=selection, seed=seed, epochs=epochs, batch_size=256,
                                       learning_rate=2e-3, validation_fraction=validation_fraction, widths=(1, 2, 3),
-                                      described_as=described_as)
+                                      described_as=described_as, particles=particles)
     record = model.provenance["selection"]
     retention = 0.99 if weights_retention is None else weights_retention
     threshold = threshold_for(record["curve"], retention)

@@ -65,9 +65,9 @@ def test_cut_on_an_existing_store_and_bad_input(tmp_path: Path, capsys: pytest.C
     capsys.readouterr()
     out = tmp_path / "cut.keras"
     assert main(["train", "selection", "--cut", CUT, "--store", str(store), "--epochs", "2", "--no-weights",
-                 "-o", str(out)]) == 0
+                 "--particles", "signal", "-o", str(out)]) == 0
     rec = _selection(out)["selection"]
-    assert rec["cut"] == CUT and "sql" not in rec and "weights_model" not in rec
+    assert rec["cut"] == CUT and "sql" not in rec and "weights_model" not in rec and rec["particles"] == "signal"
     assert 0.15 < rec["pass_fraction"] < 0.35  # the cut's Ficino columns = the known-answer selection (~24 %)
     assert not out.with_name("cut_weights.keras").exists()
     capsys.readouterr()

@@ -193,3 +193,14 @@ def test_weights_config_and_resolution(tmp_path) -> None:
     # a selection model given as the reweighting model
     with pytest.raises(ModelError, match="not a preselection reweighting model"):
         with_preselect(base, SHIPPED, retention=0.99, weights=SHIPPED).passes[1].build()
+
+
+def test_signal_particle_set() -> None:
+    from mambah.store import EventStore
+    from sim.generation.preselect import particles_sql
+
+    store = EventStore.memory()  # empty, with every table: the query is valid SQL
+    assert "p.is_signal" in particles_sql(particles="signal") and "is_signal" not in particles_sql()
+    assert store.query(particles_sql(particles="signal")).num_rows == 0
+    with pytest.raises(ConfigError, match="particles='some'"):
+        particles_sql(particles="some")
