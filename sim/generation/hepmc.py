@@ -147,13 +147,37 @@ def scan_hepmc(path: str | Path) -> HepMCIndex:
     return index
 
 
-_P3 = re.compile(rb"^P (\d+) (-?\d+) (?:\S+ ){6}(-?\d+)", re.MULTILINE)
-_V3 = re.compile(rb"^V (-?\d+) \S+ \[([^\]]*)\]", re.MULTILINE)
-_P2 = re.compile(rb"^P (\d+) (?:\S+ ){9}(-?\d+)", re.MULTILINE)
-_V2 = re.compile(rb"^V (-?\d+) ", re.MULTILINE)
+def _int_fields(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The decimal integers in ``arr[starts[i]:ends[i]]`` (vectorised), and which of them are integers."""
+    width = ends - starts
+    w = min(int(width.max(initial=1)), 19)  # longer fields are not int64 numbers: not ok
+    col = np.arange(w)[None, :]
+    valid = col < width[:, None]
+    ch = np.where(valid, arr[np.minimum(starts[:, None] + col, arr.size - 1)], 48).astype(np.int64)
+    neg = (ch[:, 0] == 45) & (width > 1)
+    ch[neg, 0] = 48
+    digits = ch - 48
+    ok = (width > 0) & (width < 19) & ~np.any(valid & ((digits < 0) | (digits > 9)), axis=1)
+    power = np.where(valid, width[:, None] - 1 - col, 0)
+    val = np.sum(np.where(valid & ok[:, None], digits, 0) * (10 ** np.minimum(power, 18)), axis=1)
+    return np.where(neg, -val, val), ok
 
 
 def _check_links(index: HepMCIndex, mm: Any) -> None:
+    """:func:`_find_broken_link` on the mapped file, its numpy view released before any error leaves (the map must close)."""
+    arr = np.frombuffer(mm, dtype=np.uint8)
+    message = None
+    try:
+        _find_broken_link(index, arr)
+    except DataError as err:
+        message = str(err)  # the traceback, which holds the view, goes with err at the end of this clause
+    finally:
+        del arr
+    if message is not None:
+        raise DataError(message)
+
+
+def _find_broken_link(index: HepMCIndex, arr: np.ndarray) -> None:
     """Every link of every event points to a particle or vertex the event defines (whole file, at build time).
 
     HepMC3: a particle's production link (a vertex id < 0 or a particle id > 0) must be
@@ -161,66 +185,98 @@ def _check_links(index: HepMCIndex, mm: Any) -> None:
     without production vertex must be a beam (status 4), as :func:`read_events` needs.
     HepMC2: a particle's end-vertex barcode must be 0 or a vertex of its event.  So a
     broken event stops the run before the store is touched, not when its batch runs.
+    The integer fields are parsed straight from the file's bytes with numpy (no
+    per-line Python), about 0.1 s per 100 MB.
 
     Raises:
         DataError: naming the file, the event and the line of the first broken link.
     """
-    starts = index.offsets[:-1]
+    nl = np.flatnonzero(arr == 10)
+    line_start = np.r_[0, nl + 1]
+    line_end = np.r_[nl, arr.size]
+    line_end = np.where((line_end > line_start) & (arr[np.maximum(line_end - 1, 0)] == 13), line_end - 1, line_end)  # CRLF
+    keep = (line_end - line_start >= 2) & (arr[np.minimum(line_start + 1, arr.size - 1)] == 32)
+    first = np.where(keep, arr[np.minimum(line_start, arr.size - 1)], 0)
+    is_e, is_p, is_v = first == ord("E"), first == ord("P"), first == ord("V")
+    ev_of = np.cumsum(is_e) - 1  # event of every line (E lines open events)
+    sp = np.flatnonzero(arr == 32)
 
-    def fail(offset: int, what: str) -> None:
-        event = int(np.searchsorted(starts, offset, side="right")) - 1
-        raise DataError(f"HepMC file '{index.path}', event {event}: line {index.line_of(offset)}: {what}")
+    def field(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end of space-separated field ``k`` (the type letter is field 0) of lines ``rows``."""
+        j = np.searchsorted(sp, line_start[rows])  # the space after the type letter
+        lo = sp[np.minimum(j + k - 1, sp.size - 1)] + 1
+        hi = np.minimum(sp[np.minimum(j + k, sp.size - 1)], line_end[rows])
+        hi = np.where(j + k < sp.size, hi, line_end[rows])
+        return lo, np.maximum(hi, lo)
 
-    def matches(rx: re.Pattern[bytes], groups: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        found = [(m.start(), *m.groups()) for m in rx.finditer(mm)]
-        off = np.array([f[0] for f in found], np.int64)
-        return off, [np.array([int(f[1 + g]) for f in found], np.int64) for g in range(groups)]
+    def ints(rows: np.ndarray, k: int) -> np.ndarray:
+        lo, hi = field(rows, k)
+        val, ok = _int_fields(arr, lo, hi)
+        if not ok.all():
+            r = int(rows[np.flatnonzero(~ok)[0]])
+            raise DataError(
+                f"HepMC file '{index.path}', event {int(ev_of[r])}: line {r + 1}: field {k} is not an integer"
+            )
+        return val
 
+    def fail(row: int, what: str) -> None:
+        raise DataError(f"HepMC file '{index.path}', event {int(ev_of[row])}: line {row + 1}: {what}")
+
+    pr, vr = np.flatnonzero(is_p & (ev_of >= 0)), np.flatnonzero(is_v & (ev_of >= 0))
+    big = np.int64(1) << 32
     if index.format == "hepmc3":
-        p_off, (p_id, p_link, p_status) = matches(_P3, 3)
-        v_found = [(m.start(), int(m.group(1)), m.group(2)) for m in _V3.finditer(mm)]
-        v_off = np.array([f[0] for f in v_found], np.int64)
-        v_id = np.array([f[1] for f in v_found], np.int64)
-        p_ev = np.searchsorted(starts, p_off, side="right") - 1
-        v_ev = np.searchsorted(starts, v_off, side="right") - 1
-        # a vertex link: the vertex (event, id) exists and comes first
-        big = np.int64(1) << 32
+        p_id, p_link = ints(pr, 1), ints(pr, 2)
+        lo9, _ = field(pr, 9)
+        p_status, _ok = _int_fields(arr, lo9, line_end[pr])
+        v_id = ints(vr, 1)
+        p_ev, v_ev = ev_of[pr], ev_of[vr]
         v_key = v_ev * big - v_id
         order = np.argsort(v_key, kind="stable")
         k_sorted = v_key[order]
-        to_v = p_link < 0
-        pos = np.minimum(np.searchsorted(k_sorted, p_ev * big - p_link), max(k_sorted.size - 1, 0))
-        ok_v = (k_sorted.size > 0) & (k_sorted[pos] == p_ev * big - p_link) if k_sorted.size else np.zeros(p_off.size, bool)
-        ok_v = ok_v & (v_off[order][pos] < p_off) if k_sorted.size else ok_v
-        bad = (to_v & ~ok_v) | ((p_link > 0) & (p_link >= p_id)) | ((p_link == 0) & (p_status != STATUS_BEAM))
+        want = p_ev * big - p_link
+        if k_sorted.size:
+            pos = np.minimum(np.searchsorted(k_sorted, want), k_sorted.size - 1)
+            ok_v = (k_sorted[pos] == want) & (vr[order][pos] < pr)
+        else:
+            ok_v = np.zeros(pr.size, bool)
+        bad = ((p_link < 0) & ~ok_v) | ((p_link > 0) & (p_link >= p_id)) | ((p_link == 0) & (p_status != STATUS_BEAM))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             if p_link[i] == 0:
-                fail(int(p_off[i]), f"particle {int(p_id[i])} is not a beam (status 4) and has no production vertex")
+                fail(int(pr[i]), f"particle {int(p_id[i])} is not a beam (status 4) and has no production vertex")
             kind = "vertex" if p_link[i] < 0 else "particle"
-            fail(int(p_off[i]), f"particle {int(p_id[i])} links to undefined {kind} {int(p_link[i])}")
+            fail(int(pr[i]), f"particle {int(p_id[i])} links to undefined {kind} {int(p_link[i])}")
         # a vertex's incoming particles: defined before it (particle ids run 1 ... n in file order)
-        ev_first_p = np.searchsorted(p_ev, np.arange(starts.size), side="left")
-        n_before = np.searchsorted(p_off, v_off) - ev_first_p[v_ev]
-        for k, (off, vid, inc) in enumerate(v_found):
-            ids = [int(x) for x in inc.split(b",") if x.strip()]
-            if ids and (max(ids) > n_before[k] or min(ids) < 1):
-                bad_id = next(x for x in ids if x > n_before[k] or x < 1)
-                fail(off, f"vertex {vid} has undefined incoming particle {bad_id}")
+        p_cum = np.cumsum(is_p & (ev_of >= 0))
+        first_p = np.searchsorted(p_ev, np.arange(int(ev_of[-1]) + 1), side="left") if pr.size else np.zeros(int(ev_of[-1]) + 1, np.int64)
+        n_before = p_cum[vr] - first_p[v_ev]
+        lo, hi = field(vr, 3)
+        bracket = (arr[lo] == ord("[")) & (arr[np.maximum(hi - 1, 0)] == ord("]"))
+        commas = np.flatnonzero(arr == 44)
+        single = bracket & (np.searchsorted(commas, hi) == np.searchsorted(commas, lo)) & (hi - lo > 2)
+        inc, ok = _int_fields(arr, lo + 1, np.where(single, hi - 1, lo + 1))
+        bad_v = single & ok & ((inc < 1) | (inc > n_before))
+        if bad_v.any():
+            i = int(np.flatnonzero(bad_v)[0])
+            fail(int(vr[i]), f"vertex {int(v_id[i])} has undefined incoming particle {int(inc[i])}")
+        for q in np.flatnonzero(~(single & ok)).tolist():  # several incoming particles (the collision), or no list
+            text = bytes(arr[lo[q] : hi[q]]).strip(b"[]")
+            ids = [int(x) for x in text.split(b",") if x.strip()] if bracket[q] else []
+            bad_id = next((x for x in ids if x < 1 or x > n_before[q]), None)
+            if bad_id is not None:
+                fail(int(vr[q]), f"vertex {int(v_id[q])} has undefined incoming particle {bad_id}")
     else:
-        p_off, (p_bar, p_end) = matches(_P2, 2)
-        v_off, (v_bar,) = matches(_V2, 1)
-        p_ev = np.searchsorted(starts, p_off, side="right") - 1
-        v_ev = np.searchsorted(starts, v_off, side="right") - 1
-        big = np.int64(1) << 32
-        keys = np.sort(v_ev * big - v_bar)
-        want = p_ev * big - p_end
-        pos = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
-        found = keys[pos] == want if keys.size else np.zeros(p_off.size, bool)
-        bad = (p_end != 0) & ~found
+        p_bar, p_end, v_bar = ints(pr, 1), ints(pr, 11), ints(vr, 1)
+        keys = np.sort(ev_of[vr] * big - v_bar)
+        want = ev_of[pr] * big - p_end
+        if keys.size:
+            found_v = keys[np.minimum(np.searchsorted(keys, want), keys.size - 1)] == want
+        else:
+            found_v = np.zeros(pr.size, bool)
+        bad = (p_end != 0) & ~found_v
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            fail(int(p_off[i]), f"particle {int(p_bar[i])} ends in undefined vertex {int(p_end[i])}")
+            fail(int(pr[i]), f"particle {int(p_bar[i])} ends in undefined vertex {int(p_end[i])}")
 
 
 def _check_last_event(index: HepMCIndex, text: bytes) -> None:
