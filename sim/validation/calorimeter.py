@@ -13,8 +13,10 @@ model was trained on seed 1) the fast model draws the same particles' showers, a
 * a third-player classifier (:func:`sim.training.validation.two_sample_test`) on the
   cluster summary features, given log10 E and the species, must stay below ``max_auc``.
 
-The thresholds are the measured values of the shipped model with some margin (KS 0.055-0.12,
-profile 0.010, AUC 0.849 measured on 6000 showers).  With ``report_dir`` the profiles
+The thresholds are the measured values of the first shipped model (the (16, 8)
+transposed-convolution generator: KS 0.055-0.12, profile 0.010, AUC 0.849 on 6000 showers)
+with some margin, held for the sub-pixel generator that replaced it (KS 0.026-0.097,
+profile 0.013, AUC 0.815).  With ``report_dir`` the profiles
 and metric histograms are plotted (matplotlib, mplhep style when installed).
 """
 

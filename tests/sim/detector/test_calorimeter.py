@@ -190,7 +190,7 @@ def test_fast_profiles_ks(fresh, generated) -> None:
     # mean x profile (energy fraction per column) agrees column by column
     prof_ref = (fresh["matrix"] / fresh["matrix"].sum(axis=(1, 2), keepdims=True)).sum(axis=1).mean(axis=0)
     prof_gen = (generated / generated.sum(axis=(1, 2), keepdims=True)).sum(axis=1).mean(axis=0)
-    assert np.max(np.abs(prof_ref - prof_gen)) < 0.02  # measured 0.010
+    assert np.max(np.abs(prof_ref - prof_gen)) < 0.02  # measured 0.013 (the (16, 8) transposed-conv model: 0.010)
 
 
 def test_third_player_auc(fresh, generated) -> None:
@@ -209,6 +209,19 @@ def test_corrupt_model_is_refused(tmp_path: Path) -> None:
         Calorimeter(model=str(bad)).build()
     assert "\n" not in str(err.value)
     assert CONDITIONS[0] == "u_x"
+
+
+def test_missing_hadron_energy_model_is_refused(tmp_path: Path) -> None:
+    """A shower model folder without ``<stem>_hadron_energy.keras`` fails in one line naming that model."""
+    import shutil
+
+    models = Path(__file__).resolve().parents[3] / "sim" / "models"
+    for name in ("calorimeter", "calorimeter_energy"):
+        for ext in (".keras", ".json"):
+            shutil.copy(models / f"{name}{ext}", tmp_path / f"my{name[len('calorimeter'):]}{ext}")
+    with pytest.raises(ModelError, match="my_hadron_energy") as err:
+        load_shower_model(str(tmp_path / "my.keras"))
+    assert "\n" not in str(err.value)
 
 
 # --------------------------------------------------------------------------- the pass through a store
@@ -304,14 +317,14 @@ def test_pi0_peak_from_resolved_photons(kernel) -> None:
               ON a.batch = b.batch AND a.event = b.event AND a.mc_particle = 0 AND b.mc_particle = 1""")
         clusters = store.query_df("SELECT count(*) AS n FROM calo_clusters")["n"][0]
     m = np.sqrt(np.maximum(pairs["e"] ** 2 - pairs["px"] ** 2 - pairs["py"] ** 2 - pairs["pz"] ** 2, 0.0))
-    # measured 0.545: 0.82 without conversions times (1 - 0.145)^2 (both photons unconverted in 0.2 X0),
+    # measured 0.541: 0.82 without conversions times (1 - 0.145)^2 (both photons unconverted in 0.2 X0),
     # less the photons below min_energy = 1 GeV
     assert pairs.shape[0] > 0.45 * n and clusters <= 2.2 * n
     window = np.abs(m - PI0_MASS) < 50
     peak = np.median(m[window])
     width = 0.5 * np.subtract(*np.percentile(m[window], [84, 16]))
-    assert peak == pytest.approx(PI0_MASS, abs=4.0), peak  # measured 133.7
-    assert 4.0 < width < 16.0, width  # measured 9.0; LHCb resolved pi0: about 8 MeV (issue #15)
+    assert peak == pytest.approx(PI0_MASS, abs=4.0), peak  # measured 133.4
+    assert 4.0 < width < 16.0, width  # measured 8.8; LHCb resolved pi0: about 8 MeV (issue #15)
 
 
 def test_jpsi_ee_radiative_tail_reduced_by_brem_recovery(kernel) -> None:
@@ -338,14 +351,14 @@ def test_jpsi_ee_radiative_tail_reduced_by_brem_recovery(kernel) -> None:
     tail_track = np.mean(m_track < JPSI_MASS - 300)
     tail_rec = np.mean(m_rec < JPSI_MASS - 300)
     assert tail_track > 0.3  # brem in 0.2 X0: a radiative tail below the peak (measured 0.533)
-    assert tail_rec < 0.5 * tail_track, (tail_rec, tail_track)  # measured 0.183
+    assert tail_rec < 0.5 * tail_track, (tail_rec, tail_track)  # measured 0.192
     assert t["has_brem_added"].mean() > 0.2
     assert np.nanmedian(t["calo_e_over_p"]) == pytest.approx(1.0, abs=0.08)
     assert np.median(t["EcalPIDe"]) > 3
 
 
-KS_MAX = THRESHOLDS["max_ks"]  # measured 0.055-0.12 (width the largest), 6000 e/γ showers, seed 2
-AUC_MAX = THRESHOLDS["max_auc"]  # measured 0.849 (summary features: total, central 3x3, max-cell fraction, metrics)
+KS_MAX = THRESHOLDS["max_ks"]  # measured 0.026-0.097 (width the largest), 6000 e/γ showers, seed 2
+AUC_MAX = THRESHOLDS["max_auc"]  # measured 0.815 (summary features: total, central 3x3, max-cell fraction, metrics)
 
 
 def _single(pid: int, n: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], ...]:
@@ -368,8 +381,9 @@ def test_electron_pid_fast_vs_reference_showers(model, monkeypatch) -> None:
     """EcalPIDe > 0: electron efficiency and pion misID in p bins, fast showers vs reference showers.
 
     Same reconstruction, only the shower model differs.  Measured (3000 each, 3-10-30-100 GeV):
-    electrons fast 0.820/0.874/0.886 vs reference 0.824/0.876/0.889; pions fast 0.008/0.014/0.008
-    vs reference 0.005/0.002/0.001 (the GAN's hadron showers are poorer).
+    electrons fast 0.824/0.877/0.882 vs reference 0.823/0.874/0.890; pions fast 0.009/0.000/0.000
+    vs reference 0.005/0.002/0.001 (hadron totals from the hadron energy GAN; with the image
+    GAN's own total head they were 0.09/0.06/0.06).
     """
     import sim.detector.calorimeter as calo
 
