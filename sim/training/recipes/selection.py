@@ -358,6 +358,9 @@ def _train(
     from sim.core.preprocessing import Identity
 
     store, pipeline = _open(data)
+    skipped = store.query("SELECT count(*) AS n FROM events WHERE simulated = false").to_pylist()[0]["n"]
+    if skipped:
+        raise DataError(f"store {data}: {skipped} events were skipped by a preselection; labels need every event simulated")
     d = selection_data(store, selection, max_particles=max_particles, particles=particles)
     x, y = d["x"], d["y"]
     if y.all() or not y.any():

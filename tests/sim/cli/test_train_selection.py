@@ -86,3 +86,8 @@ def test_cut_on_an_existing_store_and_bad_input(tmp_path: Path, capsys: pytest.C
     assert "does not exist" in error("--sql", "true", "--store", str(tmp_path / "none.duckdb"))
     assert "batch, event" in error("--sql", "SELECT batch FROM events", "--store", str(store))
     assert "--weights-retention" in error("--sql", "true", "--store", str(store), "--weights-retention", "1.5")
+    pre = tmp_path / "preselected.duckdb"
+    shipped = str(Path(__file__).resolve().parents[3] / "sim" / "models" / "selection.keras")
+    assert main(["run", "--events", "500", "--batch-size", "500", "--preselect", shipped, "-o", str(pre), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert "labels need every event simulated" in error("--sql", LONG_AND_KAON_PID, "--store", str(pre))
