@@ -93,3 +93,19 @@ def test_truth_pv_is_the_particles_own_interaction(tmp_path: Path) -> None:
     assert (by_pid[-211].pv_x, by_pid[-211].pv_z) == (near(0.3), near(-40.0))  # prompt in interaction 1: its own PV
     for daughter in (2110, -2110):  # K_S0 daughters of interaction 1: origin 100 mm downstream of their PV
         assert (by_pid[daughter].pv_y, by_pid[daughter].pv_z, by_pid[daughter].origin_z) == (near(0.2), near(-40.0), near(60.0))
+
+
+def test_interaction_pvs_follow_the_top_ancestor_and_refuse_a_non_pv() -> None:
+    from mambah.errors import DataError
+    from sim.detector.features import interaction_pvs
+
+    # event 3: 0 beam-less prompt of PV 1, 1 its daughter, 2 grand-daughter, 3 prompt of PV 0; event 5: one prompt of PV 1
+    parts = {"event": np.array([3, 3, 3, 3, 5]), "idx": np.array([0, 1, 2, 3, 0]), "mother": np.array([-1, 0, 1, -1, -1]),
+             "prod_vertex": np.array([1, 2, 3, 0, 1])}
+    pvs = {"event": np.array([3, 3, 5, 5]), "idx": np.array([0, 1, 0, 1]), "x": np.array([0.0, 1.0, 2.0, 3.0]),
+           "y": np.zeros(4), "z": np.array([10.0, 20.0, 30.0, 40.0])}
+    out = interaction_pvs(parts, pvs)
+    assert out["z"].tolist() == [20.0, 20.0, 20.0, 10.0, 40.0] and out["x"].tolist() == [1.0, 1.0, 1.0, 0.0, 3.0]
+    parts["prod_vertex"] = np.array([4, 2, 3, 0, 1])  # a top ancestor made at a decay vertex, not a PV
+    with pytest.raises(DataError, match="particle 0 of event 3 comes from vertex 4, not a PV of its event"):
+        interaction_pvs(parts, pvs)
