@@ -5,7 +5,9 @@ reference detector (:mod:`sim.reference.tracking`) draws its residuals from and 
 the fast resolution pass (:mod:`sim.detector.resolution`) gives every track.  The
 covariance is an analytic function of the true kinematics (p, slopes — i.e. η, φ),
 the origin, the track type and the VELO geometry, so the fast pass evaluates the
-same function instead of learning it; it does not depend on the occupancy.
+same function instead of learning it.  It depends on the occupancy through the VELO
+hit resolution (``TrackErrorModel.hit_occupancy_slope``, a labelled model assumption),
+so both the reference and the fast pass condition it on the event's ``n_tracks``.
 
 Model (per transverse projection, x and y independent):
 
@@ -100,6 +102,11 @@ class TrackErrorModel:
             11.6 and 23.4 of [PERF] Sec. 3.2; single hits measure 4–20 µm depending on
             pitch and angle, [VELO] Sec. 4.2, and the fit here ignores alignment and
             the scattering between hits, which this number absorbs).
+        hit_occupancy_slope: relative growth of ``hit_resolution`` per reconstructed track
+            of the event, σ_hit(n) = hit_resolution·(1 + slope·n): 2e-4, i.e. +2 % per 100
+            tracks (a model assumption, not a published number: merged and shared clusters
+            and spill-over grow with the occupancy; the tuning of ``hit_resolution`` above
+            is the n = 0 limit).  0 switches the occupancy dependence off.
         ms_x0: effective material (radiation lengths at normal incidence) before the
             first measurement, 0.05 (tuned as above; the RF foil and first sensor are
             ≈ 0.02 X0 at normal incidence, [VELO] Sec. 2, crossed at grazing angles
@@ -120,6 +127,7 @@ class TrackErrorModel:
     velo_r_min: float = 8.2
     velo_r_max: float = 42.0
     hit_resolution: float = 0.017
+    hit_occupancy_slope: float = 2e-4
     ms_x0: float = 0.05
     sigma_p_const: float = 0.005
     sigma_p_slope: float = 4.330127e-8
@@ -141,6 +149,10 @@ class TrackErrorModel:
             if f.name == "velo_station_z":
                 continue
             value = getattr(self, f.name)
+            if f.name == "hit_occupancy_slope":
+                if not (np.isfinite(value) and value >= 0):
+                    raise ConfigError(f"TrackErrorModel.hit_occupancy_slope={value!r}; expected a number >= 0")
+                continue
             if f.name != "downstream_z" and not (np.isfinite(value) and value > 0):
                 raise ConfigError(f"TrackErrorModel.{f.name}={value!r}; expected a positive number")
         if not self.velo_r_min < self.velo_r_max:
@@ -189,6 +201,7 @@ def state_covariance(
     z0: np.ndarray,
     track_type: np.ndarray,
     model: TrackErrorModel = TrackErrorModel(),
+    n_tracks: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """State z and 5 × 5 covariance of each track's ``(x, y, tx, ty, q/p)``.
 
@@ -199,6 +212,9 @@ def state_covariance(
         z0: origin z (mm), ``(n,)``.
         track_type: ``(n,)`` codes 3 Long, 4 Upstream, 5 Downstream (others: NaN rows).
         model: numbers of the error model.
+        n_tracks: ``(n,)`` reconstructed tracks of each track's event (the occupancy):
+            the VELO hit resolution is ``hit_resolution·(1 + hit_occupancy_slope·n_tracks)``;
+            ``None`` is an empty event (n = 0, the tuning point).
 
     Returns:
         ``z_state`` ``(n,)`` (mm): the z of the true line's closest approach to the beam
@@ -206,7 +222,8 @@ def state_covariance(
         ``cov`` ``(n, 5, 5)``.  Rows of other track types are NaN.
 
     Raises:
-        DataError: A VELO track crosses fewer than 2 stations (no straight-line fit).
+        DataError: A VELO track crosses fewer than 2 stations (no straight-line fit), or
+            ``n_tracks`` has the wrong shape or a negative or non-finite entry.
     """
     p = np.asarray(p, dtype=np.float64)
     tx = np.asarray(tx, dtype=np.float64)
@@ -229,7 +246,13 @@ def state_covariance(
             "VELO stations; check the track types against the geometry"
         )
     u = np.asarray(model.velo_station_z)[None, :] - z_state[:, None]
-    w = crossed / model.hit_resolution**2
+    sigma_hit = np.full(n, model.hit_resolution)
+    if n_tracks is not None:
+        occ = np.asarray(n_tracks, dtype=np.float64)
+        if occ.shape != (n,) or not np.all(np.isfinite(occ) & (occ >= 0)):
+            raise DataError(f"state_covariance: n_tracks must be {n} finite counts >= 0; got shape {occ.shape}")
+        sigma_hit = sigma_hit * (1.0 + model.hit_occupancy_slope * occ)
+    w = crossed / (sigma_hit**2)[:, None]
     s0, s1, s2 = w.sum(axis=1), (w * u).sum(axis=1), (w * u * u).sum(axis=1)
     det = np.where(velo, s0 * s2 - s1 * s1, 1.0)
     c_xx, c_xt, c_tt = s2 / det, -s1 / det, s0 / det
@@ -277,7 +300,9 @@ def reconstruct_states(
 
     Args:
         truth: ``(n,)`` arrays ``charge`` (e), ``px, py, pz`` (MeV), ``origin_x/y/z`` and
-            ``pv_x/y/z`` (mm; the PV defines the beam line and the IP reference point).
+            ``pv_x/y/z`` (mm; the PV defines the beam line and the IP reference point),
+            optionally ``n_tracks`` (the event's occupancy, :func:`state_covariance`;
+            absent: an empty event).
         track_type: ``(n,)`` codes 3, 4, 5 (other codes give NaN rows).
         normal: ``(n, 5)`` standard-normal deviates (from the caller's Generator).
         model: the error model.
@@ -298,7 +323,7 @@ def reconstruct_states(
     safe_pz = np.where(known & (pz > 0), pz, 1.0)
     tx_true, ty_true = px / safe_pz, py / safe_pz
     zs, cov = state_covariance(p, tx_true, ty_true, x0 - pv[:, 0], y0 - pv[:, 1], z0,
-                               np.where(known, tt, TrackType.NONE), model)
+                               np.where(known, tt, TrackType.NONE), model, truth.get("n_tracks"))
     safe_cov = np.where(known[:, None, None], cov, np.eye(5))
     res = np.einsum("nij,nj->ni", np.linalg.cholesky(safe_cov), np.asarray(normal, dtype=np.float64))
     zs0 = np.where(known, zs, 0.0)
