@@ -330,9 +330,9 @@ def daughters_in_acceptance(
     signal lines in the final state, or long-lived (:data:`LONG_LIVED`: K0S, Λ, ... that
     decay in flight, taken as themselves), none of whose ancestors is long-lived;
     neutrinos are ignored.  Each must have its polar angle θ = atan2(pT, pz) inside
-    ``charged_theta`` (charged) or ``neutral_theta`` (neutral).  Gauss also inverts an
-    event (z → −z) whose signal goes backward before the cut; Mambah does not, so such
-    events fail (the efficiency is lower by about a factor two).
+    ``charged_theta`` (charged) or ``neutral_theta`` (neutral).  Gauss inverts an event
+    (z → −z) whose signal goes backward before the cut; the pythia pass does too
+    (``invert_backward``), a HepMC file's events are taken as they are.
 
     Args:
         particles: ``mc_particles`` columns sorted by (event, index), events ``0 … n_events-1``:

@@ -28,7 +28,8 @@ Signal daughters in the acceptance (optional, ``daughters_in_acceptance``; Gauss
 ``DaughtersInLHCb`` cut, same reference): an event is kept only if every stable daughter
 of its signal (final-state lines, and K0S, Λ, ... taken as themselves; neutrinos
 ignored) has its polar angle within 10–400 mrad if charged, 5–400 mrad if neutral
-(``charged_theta``, ``neutral_theta``).  The Pythia events of a rejected event count
+(``charged_theta``, ``neutral_theta``), after inverting (z → −z) the signal interaction of
+an event whose signal goes backward, as Gauss does (``invert_backward``).  The Pythia events of a rejected event count
 in the next kept event's ``n_tried``, so ``count(*) / sum(n_tried)`` is then the
 efficiency of species and cut together; each batch also records in ``metadata``
 (``generator_cut/<batch>``) how many signal events the cut looked at and kept, summed by
@@ -237,6 +238,8 @@ class Pythia(Pass):
             (Gauss' ``DaughtersInLHCb``; see :func:`daughters_in_acceptance`).
         charged_theta: polar-angle window ``(min, max)`` [rad] of the charged daughters (Gauss: 10–400 mrad).
         neutral_theta: polar-angle window ``(min, max)`` [rad] of the neutral daughters (Gauss: 5–400 mrad).
+        invert_backward: with the cut, first invert (z → −z) the signal interaction of an event
+            whose signal goes backward, as Gauss does (doubles the efficiency of a forward cut).
 
     Writes ``events`` (PV of the hard interaction, ``n_interactions``, ``process``, ``n_tried``),
     ``mc_particles`` (with ``status``), ``mc_vertices``.
@@ -259,6 +262,7 @@ class Pythia(Pass):
     daughters_in_acceptance: bool = False
     charged_theta: tuple[float, float] = (0.010, 0.400)
     neutral_theta: tuple[float, float] = (0.005, 0.400)
+    invert_backward: bool = True
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -272,8 +276,9 @@ class Pythia(Pass):
             raise ConfigError("give only one of decay and dec_file for the pythia signal")
         if isinstance(self.max_tries, bool) or not isinstance(self.max_tries, int) or self.max_tries < 1:
             raise ConfigError(f"max_tries must be a positive integer, got {self.max_tries!r}")
-        if not isinstance(self.daughters_in_acceptance, bool):
-            raise ConfigError(f"daughters_in_acceptance must be true or false, got {self.daughters_in_acceptance!r}")
+        for flag in ("daughters_in_acceptance", "invert_backward"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         if self.daughters_in_acceptance and self.decay is None and self.dec_file is None:
             raise ConfigError("daughters_in_acceptance needs a signal: give decay or dec_file")
         for name in ("charged_theta", "neutral_theta"):
@@ -310,7 +315,10 @@ class Pythia(Pass):
             "signal": self.decay or self.dec_file,
         }
         if self.daughters_in_acceptance:
-            meta["daughters_in_acceptance"] = {"charged_theta_rad": list(self.charged_theta), "neutral_theta_rad": list(self.neutral_theta)}
+            meta["daughters_in_acceptance"] = {
+                "charged_theta_rad": list(self.charged_theta), "neutral_theta_rad": list(self.neutral_theta),
+                "invert_backward": self.invert_backward,
+            }
         del check
         cfg = self
 
@@ -370,6 +378,8 @@ def _generate(
                 pu_chunks.append(_prune(pythia_columns(minb.nextBatch(n_pu - sum(c["counts"].size for c in pu_chunks))), None)[0])
             pu = _concat(pu_chunks)
         rec, prod_pos, hard_start = _record(ev, pu, n_int, rng, cfg.luminous_region)
+        if cfg.daughters_in_acceptance and cfg.invert_backward:
+            _invert_backward(rec, prod_pos, hard_start + chosen)
         if model is not None:
             _decay_signal(rec, hard_start + chosen, prod_pos, model, rng)
         tables = layout_tables(rec)
@@ -397,6 +407,28 @@ def _generate(
     sigma = float(hard.infoPython().sigmaGen())
     merged = {name: {col: np.concatenate([p[name][col] for p in parts]) for col in parts[0][name]} for name in parts[0]}
     return merged, sigma, (n_cand, n_kept)
+
+
+def _invert_backward(rec: GeneratorRecord, prod_pos: np.ndarray, heads: np.ndarray) -> None:
+    """Gauss: an event whose signal goes backward (pz < 0) is inverted, z → −z about its PV, before the cut (in place).
+
+    Only the signal's interaction (0) is inverted: momenta ``pz → −pz``, production and decay
+    positions mirrored in z about that interaction's PV.
+
+    Args:
+        rec: the batch's record (before the signal decay).
+        prod_pos: ``(n, 4)`` production positions of the lines [mm, ns].
+        heads: ``(n_events,)`` rows of the chosen signal lines.
+    """
+    back = rec.p4[heads, 2] < 0
+    if not back.any():
+        return
+    lines = np.flatnonzero(back[rec.event] & (rec.interaction == 0))
+    first_pv = np.cumsum(rec.n_interactions) - rec.n_interactions
+    pv_z = rec.pv[first_pv[rec.event[lines]], 2]
+    rec.p4[lines, 2] = -rec.p4[lines, 2]
+    rec.decay_pos[lines, 2] = 2.0 * pv_z - rec.decay_pos[lines, 2]
+    prod_pos[lines, 2] = 2.0 * pv_z - prod_pos[lines, 2]
 
 
 def _signal_events(

@@ -215,12 +215,14 @@ def test_serial_equals_two_dask_workers(tmp_path: Path) -> None:
 
 
 def _theta_ok(g: object) -> object:
-    """Independent DaughtersInLHCb check per event: every stable signal daughter (mu, K here) in 10-400 mrad."""
+    """Independent DaughtersInLHCb check per event: every stable signal daughter (mu, K here) in 10-400 mrad,
+    after inverting the event (pz -> -pz) when the signal B goes backward, as Gauss does."""
     import pandas as pd
 
     assert isinstance(g, pd.DataFrame)
+    sign = 1.0 if float(g.loc[g["pid"].abs() == 521, "pz"].iloc[0]) > 0 else -1.0
     d = g[(g["mother"] >= 0) & g["is_signal"] & (g["status"] == 1)]
-    theta = np.arctan2(np.hypot(d["px"], d["py"]), d["pz"])
+    theta = np.arctan2(np.hypot(d["px"], d["py"]), sign * d["pz"])
     return bool(((theta > 0.010) & (theta < 0.400)).all())
 
 
@@ -229,22 +231,23 @@ def test_daughters_in_acceptance_cut_and_its_bookkeeping(signal_store: Path, tmp
 
     path = _store(tmp_path, "acc", seed=6, events=20, daughters_in_acceptance=True, nu=0.0)
     with mambah.EventStore.open(path, read_only=True) as s:
-        p = s.query_df('SELECT batch, event, mother, is_signal, status, px, py, pz FROM mc_particles WHERE is_signal')
+        p = s.query_df('SELECT batch, event, pid, mother, is_signal, status, px, py, pz FROM mc_particles WHERE is_signal')
         e = s.query_df("SELECT sum(n_tried) AS t, count(*) AS n FROM events")
         kept, tried = signal_cut_efficiency(s)
         meta = s.get_metadata("generator") or ""
     ok = p.groupby(["batch", "event"]).apply(_theta_ok, include_groups=False)
     assert len(ok) == 20 and ok.all()
+    assert (p.loc[p["pid"].abs() == 521, "pz"] > 0).all()  # backward signal events were inverted
     assert kept == 20 and tried >= kept and int(e["t"][0]) >= tried
-    assert '"daughters_in_acceptance": {"charged_theta_rad": [0.01, 0.4]' in meta
+    assert '"daughters_in_acceptance": {"charged_theta_rad": [0.01, 0.4], "neutral_theta_rad": [0.005, 0.4], "invert_backward": true}' in meta
     # the cut's efficiency equals the fraction of uncut signal events that pass it (binomial, two samples)
     with mambah.EventStore.open(signal_store, read_only=True) as s:
-        q = s.query_df('SELECT batch, event, mother, is_signal, status, px, py, pz FROM mc_particles WHERE is_signal')
+        q = s.query_df('SELECT batch, event, pid, mother, is_signal, status, px, py, pz FROM mc_particles WHERE is_signal')
     ref = q.groupby(["batch", "event"]).apply(_theta_ok, include_groups=False)
     f_ref, f_cut = float(ref.mean()), kept / tried
     pool = (ref.sum() + kept) / (len(ref) + tried)
     assert abs(f_cut - f_ref) < 3 * np.sqrt(pool * (1 - pool) * (1 / len(ref) + 1 / tried)), (f_cut, f_ref)
-    assert 0.02 < f_ref < 0.5  # B -> J/psi K in 4 pi, no event inversion
+    assert 0.05 < f_ref < 0.6  # B -> J/psi K in 4 pi, backward events inverted
     without = _store(tmp_path, "noacc", seed=6, events=5, nu=0.0)
     with mambah.EventStore.open(without, read_only=True) as s, pytest.raises(ConfigError, match="no daughters_in_acceptance"):
         signal_cut_efficiency(s)
