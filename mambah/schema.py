@@ -50,7 +50,9 @@ ALP/ALP-RD for floats, lossless):
   200 GeV, against a resolution of ~0.4 %); compute it in DOUBLE (``px::DOUBLE``,
   ``numpy.float64``), never in float32 arithmetic;
   Log-likelihoods (``RichDLL*``, ``PID*``, ``Muon*LL``) are rounded to 1e-3 when written
-  (:data:`DLL_DECIMALS`);
+  (:data:`DLL_DECIMALS`), reconstructed positions and impact parameters to 1e-4 mm
+  (:data:`POSITION_DECIMALS`), generated vertex positions to 1e-5 mm
+  (:data:`TRUE_POSITION_DECIMALS`);
 * event weights: ``DOUBLE`` (summed over many events);
 * indices, links and counts: ``INTEGER``; codes and flags (charge, track type, region,
   status, small counts): ``SMALLINT`` or ``BOOLEAN`` (integers are bit-packed by their
@@ -110,6 +112,14 @@ TRUTH_QUANTUM_MEV = 10.0**-TRUTH_DECIMALS
 #: not rounded: their tails near 0 and 1 are used through logit/log).
 DLL_DECIMALS = 3
 _DLL = {"decimals": DLL_DECIMALS}
+#: Reconstructed positions and impact parameters (protoparticles x/y/z/ip, vertices x/y/z) are
+#: rounded to 1e-4 mm (0.1 um) when written: resolutions are 10-100 um, and decimals compress.
+POSITION_DECIMALS = 4
+_POS = {"decimals": POSITION_DECIMALS}
+#: Generated vertex positions (mc_vertices x/y/z) are rounded to 1e-5 mm (10 nm), float32's own
+#: precision at z = 170 mm; times are not rounded.
+TRUE_POSITION_DECIMALS = 5
+_TRUE_POS = {"decimals": TRUE_POSITION_DECIMALS}
 
 
 def _key(*extra: sa.Column) -> list[sa.Column]:
@@ -167,9 +177,9 @@ MC_VERTICES = sa.Table(
     "mc_vertices",
     METADATA,
     *_key(sa.Column("index", sa.Integer, nullable=False, comment="vertex index within the event; 0 = primary")),
-    sa.Column("x", _F, nullable=False, comment="[mm]"),
-    sa.Column("y", _F, nullable=False, comment="[mm]"),
-    sa.Column("z", _F, nullable=False, comment="[mm]"),
+    sa.Column("x", _F, nullable=False, comment="[mm]", info=_TRUE_POS),
+    sa.Column("y", _F, nullable=False, comment="[mm]", info=_TRUE_POS),
+    sa.Column("z", _F, nullable=False, comment="[mm]", info=_TRUE_POS),
     sa.Column("t", _F, nullable=False, comment="[ns]"),
     sa.Column("mother_particle", sa.Integer, nullable=False, comment="index of the decaying particle, -1 for a primary vertex"),
     sa.PrimaryKeyConstraint("batch", "event", "index"),
@@ -188,10 +198,10 @@ PROTOPARTICLES = sa.Table(
     sa.Column("pz", _F, comment="[MeV]"),
     sa.Column("tx", _F, comment="slope dx/dz at the first state"),
     sa.Column("ty", _F, comment="slope dy/dz at the first state"),
-    sa.Column("x", _F, comment="state at closest approach to the beam line [mm]"),
-    sa.Column("y", _F, comment="[mm]"),
-    sa.Column("z", _F, comment="[mm]"),
-    sa.Column("ip", _F, comment="impact parameter w.r.t. the primary vertex [mm]"),
+    sa.Column("x", _F, comment="state at closest approach to the beam line [mm]", info=_POS),
+    sa.Column("y", _F, comment="[mm]", info=_POS),
+    sa.Column("z", _F, comment="[mm]", info=_POS),
+    sa.Column("ip", _F, comment="impact parameter w.r.t. the primary vertex [mm]", info=_POS),
     sa.Column("ip_chi2", _F, comment="impact-parameter chi2"),
     sa.Column("track_chi2ndof", _F, comment="track fit chi2/ndf"),
     sa.Column("ghost_prob", _F, comment="ghost probability"),
@@ -225,9 +235,9 @@ VERTICES = sa.Table(
     "vertices",
     METADATA,
     *_key(sa.Column("index", sa.Integer, nullable=False, comment="vertex index within the event")),
-    sa.Column("x", _F, comment="[mm]"),
-    sa.Column("y", _F, comment="[mm]"),
-    sa.Column("z", _F, comment="[mm]"),
+    sa.Column("x", _F, comment="[mm]", info=_POS),
+    sa.Column("y", _F, comment="[mm]", info=_POS),
+    sa.Column("z", _F, comment="[mm]", info=_POS),
     sa.Column("cov_xx", _F, comment="[mm^2]"),
     sa.Column("cov_yy", _F, comment="[mm^2]"),
     sa.Column("cov_zz", _F, comment="[mm^2]"),
