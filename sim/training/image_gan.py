@@ -157,8 +157,8 @@ def build_image_generator(
         y = keras.layers.LeakyReLU(negative_slope=negative_slope, name=f"gen_act_conv_{i}")(y)
     if upsampler == "transpose":
         y = keras.layers.Conv2D(1, 3, padding="same", activation="relu", name="gen_image")(y)
-    else:  # kernel = stride = 2: pixel (2i + a, 2j + b) = relu(K[a, b] · features[i, j] + bias)
-        y = keras.layers.Conv2DTranspose(1, 2, strides=2, activation="relu", name="gen_image")(y)
+    else:  # kernel = stride = 2 ("same" pads nothing): pixel (2i + a, 2j + b) = relu(K[a, b] · features[i, j] + bias)
+        y = keras.layers.Conv2DTranspose(1, 2, strides=2, padding="same", activation="relu", name="gen_image")(y)
     image = keras.layers.Flatten(name="gen_flat")(y)
     if int(n_scalars) == 0:
         return keras.Model(inputs, image, name=name)
