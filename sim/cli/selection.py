@@ -17,6 +17,10 @@ writes ``OUT`` and ``OUT_weights.keras`` with their sidecars (the selection mode
 weights; ``mambah run --preselect OUT --preselect-weights`` uses them) and, with
 ``--report DIR``, the bias plots (:func:`sim.validation.selection.bias_plots`).
 
+``mambah validate selection MODEL --store STORE (--sql ... | --cut ...) [--retention R] [--report DIR]``
+tests a model on an independent store where every event was simulated
+(:func:`sim.validation.selection.validate_selection`).
+
 ``sim`` does not import ``ficino``: ``--cut`` finds the labeller through the entry-point group
 :data:`CUT_GROUP` (``ficino`` registers :func:`ficino.selection.cut_selection` there).
 """
@@ -34,7 +38,15 @@ from typing import Any
 from mambah.cli import nonnegative_int, positive_int
 from mambah.errors import ConfigError, StoreExistsError
 
-__all__ = ("add_train_arguments", "cmd_train_selection", "selection_sql", "cut_labeller", "CUT_GROUP")
+__all__ = (
+    "add_train_arguments",
+    "cmd_train_selection",
+    "add_validate_arguments",
+    "cmd_validate_selection",
+    "selection_sql",
+    "cut_labeller",
+    "CUT_GROUP",
+)
 
 #: Entry-point group of the ``--cut`` labeller: ``name = "module:function"`` with the signature
 #: of :func:`ficino.selection.cut_selection` ``(store, cut, path) -> SQL``.
@@ -188,3 +200,51 @@ def _print_summary(record: dict[str, Any], bias: dict[str, Any], out: Path, weig
     if weights is not None:
         print(f"  reweighted: sum of weights {bias['sum_weights']:.1f}; KS {ksw}")
     print(f"wrote {out}" + (f" and {weights}" if weights is not None else ""))
+
+
+def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mambah validate selection``."""
+    parser.add_argument("model", help="selection model (.keras with its sidecar)")
+    parser.add_argument("--store", required=True, help="independent store, every event simulated by the model's pipeline")
+    sel = parser.add_mutually_exclusive_group(required=True)
+    sel.add_argument("--cut", help="Ficino cut on the candidate columns (needs ficino)")
+    sel.add_argument("--sql", help="DuckDB SQL: a query returning batch, event of the passing events, or a predicate "
+                     "on the events table")
+    parser.add_argument("--retention", type=float, default=0.99, help="target retention of the bias report (default 0.99)")
+    parser.add_argument("--report", metavar="DIR", help="write the bias plots (PNG) and validation.json here")
+
+
+def cmd_validate_selection(args: argparse.Namespace) -> int:
+    """``mambah validate selection``."""
+    from mambah.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    from mambah.store import EventStore
+    from sim.validation.selection import validate_selection
+
+    if not Path(args.store).exists():
+        raise ConfigError(f"--store {args.store} does not exist")
+    if not Path(args.model).exists():
+        raise ConfigError(f"model {args.model} does not exist")
+    store = EventStore.open(args.store, read_only=True)
+    with tempfile.TemporaryDirectory(prefix="mambah-selection-") as tmp:
+        sql = cut_labeller()(store, args.cut, Path(tmp) / "passes.parquet") if args.cut is not None else selection_sql(args.sql)
+        res = validate_selection(args.model, store, sql, retention=args.retention)
+    print(f"{res['n_events']} events, {res['n_pass']} pass; AUC {res['auc']:.4f}")
+    for r in res["rows"]:
+        print(f"  target {r['target']:.3f}: threshold {r['threshold']:.5f}, retention {r['retention']:.4f}, "
+              f"skipped {r['skipped']:.4f}, purity of skipped {r['purity']:.4f}")
+    b = res["bias"]
+    ks = ", ".join(f"{k} {v:.4f}" for k, v in b["ks"].items())
+    print(f"bias at {b['retention']}: {b['n_kept']} of {b['n_pass']} passes kept; KS {ks}")
+    if b["weighted"]:
+        ksw = ", ".join(f"{k} {v:.4f}" for k, v in b["ks_weighted"].items())
+        print(f"  reweighted: sum of weights {b['sum_weights']:.1f}; KS {ksw}")
+    if args.report:
+        from sim.validation.selection import bias_plots
+
+        paths = bias_plots(res["samples"], args.report)
+        out = {k: v for k, v in res.items() if k != "samples"}
+        (Path(args.report) / "validation.json").write_text(json.dumps(out, indent=1) + "\n")
+        print(f"report: {', '.join(str(p) for p in paths)} and {Path(args.report) / 'validation.json'}")
+    return 0

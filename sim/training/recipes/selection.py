@@ -72,6 +72,7 @@ __all__ = (
     "roc_points",
     "weighted_ks",
     "bias_samples",
+    "bias_from_samples",
     "bias_report",
 )
 
@@ -462,7 +463,7 @@ def train_selection_pair(
                                    seed=seed, epochs=weights_epochs, min_keep=min_keep)
         w_val = reweight(store, weights, d["keys"][val], d["score"][val] >= threshold)
     samples = bias_samples(store, selection, d["keys"][val], d["score"][val], threshold, w_val)
-    bias = _bias_from_samples(samples)
+    bias = bias_from_samples(samples)
     bias.update(retention=retention, threshold=threshold, n_events=int(val.size))
     if weights is not None:
         weights.provenance["selection_weights"]["validation"] = bias
@@ -700,7 +701,8 @@ def bias_samples(
     return out
 
 
-def _bias_from_samples(samples: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+def bias_from_samples(samples: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """:func:`bias_report` of :func:`bias_samples` output."""
     from scipy.stats import ks_2samp
 
     ks, pv, ksw = {}, {}, {}
@@ -732,4 +734,4 @@ def bias_report(
         ``{"n_pass": int, "n_kept": int, "sum_weights": float (weights of the kept passes),
         "ks": {name: D}, "p_value": {name: p}, "ks_weighted": {name: D}}``.
     """
-    return _bias_from_samples(bias_samples(store, selection, keys, score, threshold, weights))
+    return bias_from_samples(bias_samples(store, selection, keys, score, threshold, weights))
