@@ -14,9 +14,10 @@ __all__ = ("register",)
 
 
 def _families() -> dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]]:
-    from sim.cli import calorimeter, detector, pid, published
+    from sim.cli import calorimeter, detector, pid, published, selection
 
     return {"pid": (pid.add_validate_arguments, pid.cmd_validate_pid),
+            "selection": (selection.add_validate_arguments, selection.cmd_validate_selection),
             "calorimeter": (calorimeter.add_validate_arguments, calorimeter.cmd_validate_calorimeter),
             "published": (published.add_validate_arguments, published.cmd_validate_published),
             "": (detector.add_validate_arguments, detector.cmd_validate)}
