@@ -141,7 +141,7 @@ def main() -> int:
     print("| CPU ms per generated event | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for chain, spent in per_pass.items():
-        print(f"| {chain} | " + " | ".join(f"{1000 * spent.get(n, 0.0) / args.events:.2f}" if n in spent else "–"
+        print(f"| {chain} | " + " | ".join(f"{1000 * spent.get(n, 0.0) / args.events:.3g}" if n in spent else "–"
                                      for n in names) + " |")
     (cf, nf, _), (cp, np_, sp) = rows["full"], rows["preselect"]
     print()
