@@ -772,6 +772,7 @@ def _fit_composite(
     spec: DecaySpec,
     n: int,
     lines: Mapping[str, vx.Daughters | None],
+    dtf: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, vx.VertexFit | None]:
     """Billoir fit of one composite for all candidates: (rows fitted (m,), fit of those rows)."""
     valid = np.full(n, len(inputs) >= 2)
@@ -800,7 +801,28 @@ def _fit_composite(
         else:
             z, state, cov, mass = next(it)
             daughters.append(vx.track_daughters(z[idx, None], state[idx, None], cov[idx, None], [mass]))
-    return idx, vx.fit_vertex(vx.stack_daughters(daughters))
+    stacked = vx.stack_daughters(daughters)
+    slot = _narrow_slot(inputs, spec)
+    if dtf is None or slot is None or not np.all(stacked.mass_var[:, slot] > 0):
+        return idx, vx.fit_vertex(stacked)
+    # the DTF mass of a single narrow composite daughter from this same fit (fit_vertex_dtf)
+    fit, m_c, err, dchi2 = vx.fit_vertex_dtf(stacked, slot, spec.masses[inputs[slot][0]])
+    child_rows, child_fit = fits[inputs[slot][0]]
+    pos = np.searchsorted(child_rows, idx)
+    chi2 = fit.chi2 + dchi2 + cast(vx.VertexFit, child_fit).chi2[pos]
+    ndof = fit.ndof + 1 + cast(vx.VertexFit, child_fit).ndof[pos]
+    for key, val in (("dtf_m", m_c), ("dtf_merr", err), ("dtf_chi2ndof", chi2 / ndof)):
+        dtf[key] = np.full(n, np.nan)
+        dtf[key][idx] = val
+    return idx, fit
+
+
+def _narrow_slot(inputs: tuple[tuple[str, str], ...], spec: DecaySpec) -> int | None:
+    """Index in ``inputs`` of the one narrow composite (DTF-constrained) daughter, if exactly one."""
+    node = dict(zip(spec.aliases, spec.tree.walk()))
+    slots = [i for i, (b, kind) in enumerate(inputs) if kind == "composite"
+             and (lookup_particle(node[b].pid).width or 0.0) < DTF_MAX_WIDTH]
+    return slots[0] if len(slots) == 1 else None
 
 
 def _track_ok(t: dict[str, np.ndarray]) -> np.ndarray:
@@ -832,6 +854,9 @@ def _dtf_columns(
     (:func:`sim.detector.vertexing.constrain_mass`); χ²/ndf sums ``a``'s vertex, its
     composite daughters' vertices and the mass constraints (1 dof each).  NaN when ``a``
     has no such daughter or has photon descendants (photons are not in the vertex fits).
+    When ``a``'s own fit already uses its direct daughters and one of them is narrow (Λb → Λc μ),
+    :func:`_fit_composite` takes the DTF mass from that fit instead
+    (:func:`sim.detector.vertexing.fit_vertex_dtf`, the same answer to linear order).
     """
     out = {k: np.full(n, np.nan) for k in ("dtf_m", "dtf_merr", "dtf_chi2ndof")}
     node = dict(zip(spec.aliases, spec.tree.walk()))
@@ -1063,12 +1088,18 @@ def _assemble(
             d[k] = np.asarray(np.sum([t[k] for t in tr + ph], axis=0, dtype=np.float64)) if tr or ph else np.full(n, np.nan)
         p2 = d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2
         d["m"] = np.sqrt(np.maximum(d["e"] ** 2 - p2, 0.0))
-        fits[a] = _fit_composite(inputs_of[a], parts, fits, spec, n, lines)
+        # when the fit's inputs are the direct daughters with one narrow composite among them
+        # (Λb → Λc μ), the DTF mass comes from the same fit; else _dtf_columns refits
+        dtf: dict[str, np.ndarray] | None = (
+            {} if inputs_of[a] == direct[a] and not spec.photons.get(a) and COV_COLUMNS[0] in pp else None)
+        fits[a] = _fit_composite(inputs_of[a], parts, fits, spec, n, lines, dtf)
         fit_a = fits[a][1]
         lines[a] = vx.composite_daughters(fit_a) if fit_a is not None and len(fit_a.chi2) else None
         vcols, own_pv = _vertex_columns(d, *fits[a], lines[a], pvs, n)
         d.update(vcols)
-        if COV_COLUMNS[0] in pp:
+        if dtf:
+            d.update(dtf)
+        elif COV_COLUMNS[0] in pp:
             d.update(_dtf_columns(a, direct[a], parts, fits, lines, spec, n))
         _track_ip_columns(parts, spec.tracks[a], own_pv, n)
         matched = np.ones(n, bool)

@@ -74,6 +74,7 @@ __all__ = (
     "corrected_mass",
     "decay_time",
     "fit_vertex",
+    "fit_vertex_dtf",
     "fit_vertices",
     "flight",
     "impact_parameter",
@@ -395,8 +396,13 @@ def _by_rows(func: Callable[[slice], tuple[np.ndarray, ...]], n: int, block: int
     return tuple(np.concatenate(p) for p in zip(*parts))
 
 
-def _fit_chunk(d: Daughters, n_iter: int, momentum: bool, max_step: float) -> VertexFit:
-    """:func:`fit_vertex` on one block of vertices (inputs checked)."""
+def _fit_chunk(
+    d: Daughters, n_iter: int, momentum: bool, max_step: float,
+    constrain: tuple[int, float] | None = None, extra: list[tuple[np.ndarray, ...]] | None = None,
+) -> VertexFit:
+    """:func:`fit_vertex` on one block of vertices (inputs checked); with ``constrain``
+    (slot, mass) also appends ``(dtf_mass, dtf_mass_err, dchi2)`` to ``extra``
+    (:func:`fit_vertex_dtf`)."""
     n, k = d.shape
     n_used = d.mask.sum(axis=1)
     s, c = _components(d)
@@ -480,7 +486,59 @@ def _fit_chunk(d: Daughters, n_iter: int, momentum: bool, max_step: float) -> Ve
     cov7[:, 3:, :3] = _t(c_vp)
     cov7[:, 3:, 3:] = 0.5 * (c_pp + _t(c_pp))
     mom = np.stack(mom_i, axis=-1)  # (k, n, 4)
-    return VertexFit(v, cov_v, chi2, ndof, mom.sum(axis=0), cov7, charge, np.swapaxes(mom, 0, 1), converged)
+    p_tot = mom.sum(axis=0)
+    if constrain is not None and extra is not None:
+        # the fitted mass m̂ of daughter `slot`: Var(m̂) = Cov_own[m, m] + F_m C_V F_mᵀ and
+        # Cov(P, m̂) = J Cov_own[:, m] − (dP/dV) C_V F_mᵀ; the constraint m̂ = M is then the exact
+        # conditional update of (P, m̂) (the linearised fit with the constrained daughter)
+        slot, target = constrain
+        f_m = [fm[3][col][slot] for col in range(3)]
+        cvf = np.stack(_solve_sym3_inv(cv, f_m), axis=1)  # C_V F_mᵀ (n, 3)
+        var_m = own[3, 3][slot] + np.sum(np.stack(f_m, axis=1) * cvf, axis=1)
+        cov_pm = np.stack([sum(jv[slot] * _cc(own, a, 3)[slot] for a, jv in jac[r]) for r in range(4)], axis=1)
+        cov_pm = cov_pm - np.einsum("nrc,nc->nr", hmat, cvf)
+        resid = target - m_hat[slot]
+        p_c = p_tot + cov_pm * (resid / var_m)[:, None]
+        c_c = cov7[:, 3:, 3:] - cov_pm[:, :, None] * cov_pm[:, None, :] / var_m[:, None, None]
+        m_c = np.sqrt(np.maximum(p_c[:, 3] ** 2 - np.sum(p_c[:, :3] ** 2, axis=1), 0.0))
+        g = np.concatenate([-p_c[:, :3], p_c[:, 3:4]], axis=1) / np.maximum(m_c, 1e-9)[:, None]
+        err = np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", g, c_c, g), 0.0))
+        extra.append((m_c, err, resid * resid / var_m))
+    return VertexFit(v, cov_v, chi2, ndof, p_tot, cov7, charge, np.swapaxes(mom, 0, 1), converged)
+
+
+def fit_vertex_dtf(
+    d: Daughters, slot: int, mass: float, n_iter: int = 10
+) -> tuple[VertexFit, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`fit_vertex` and, from the same fit, the mass with daughter ``slot``'s mass constrained.
+
+    Equivalent (for the linearised fit) to :func:`fit_vertex` of
+    :func:`constrain_mass` ``(d, slot, mass)`` with the constraint's own χ² added, at the
+    cost of one fit: the constraint is applied to the fitted daughter mass m̂ with its
+    fitted covariance with the composite momentum.
+
+    Returns:
+        ``(fit, dtf_mass, dtf_mass_err, dchi2)``: the unconstrained fit, the constrained
+        mass and its error (MeV) and the χ² the constraint adds (1 dof), each ``(n,)``.
+
+    Raises:
+        DataError: as :func:`fit_vertex`; ``slot`` out of range or without mass uncertainty.
+    """
+    n, k = d.shape
+    if not 0 <= slot < k:
+        raise DataError(f"vertexing: fit_vertex_dtf slot {slot} out of range; daughters 0..{k - 1}")
+    if np.any(d.mask[:, slot] & ~(d.mass_var[:, slot] > 0)):
+        raise DataError(f"vertexing: daughter {slot} has no mass uncertainty (a track?); constrain a composite")
+    n_used = d.mask.sum(axis=1)
+    if np.any(n_used < 2):
+        raise DataError(f"vertexing: {int((n_used < 2).sum())} vertex(es) have fewer than 2 daughters; need >= 2")
+    chunk = max(64, _CHUNK // max(k, 1))
+    extra: list[tuple[np.ndarray, ...]] = []
+    parts = [_fit_chunk(_slice_daughters(d, slice(i, i + chunk)), n_iter, True, 100.0, (slot, float(mass)), extra)
+             for i in range(0, n, chunk)]
+    fit = VertexFit(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(VertexFit)))
+    m_c, err, dchi2 = (np.concatenate([e[i] for e in extra]) for i in range(3))
+    return fit, m_c, err, dchi2
 
 
 def fit_vertices(

@@ -230,6 +230,27 @@ def test_composite_of_composites_bottom_up_has_unit_pulls_at_both_levels() -> No
         vx.constrain_mass(parts, 1, M_K)
 
 
+def test_dtf_mass_from_the_same_fit_equals_the_constrained_refit() -> None:
+    rng = np.random.default_rng(23)
+    n = 3000
+    toy = _b_to_jpsi_k(rng, n)
+    z, meas, cov = toy["z"], toy["meas"], toy["cov"]
+    jpsi = vx.fit_vertices(z[:, :2], meas[:, :2], cov[:, :2], [M_MU, M_MU])
+    parts = vx.stack_daughters([vx.composite_daughters(jpsi), vx.track_daughters(z[:, 2:], meas[:, 2:], cov[:, 2:], [M_K])])
+    refit = vx.fit_vertex(vx.constrain_mass(parts, 0, M_JPSI))
+    fit, m, err, dchi2 = vx.fit_vertex_dtf(parts, 0, M_JPSI)
+    plain = vx.fit_vertex(parts)
+    np.testing.assert_array_equal(fit.position, plain.position)  # the unconstrained fit itself is unchanged
+    # same answer as refitting with the constrained daughter (linearisation differences only)
+    assert np.max(np.abs(m - refit.mass) / refit.mass_err) < 0.1
+    np.testing.assert_allclose(err, refit.mass_err, rtol=0.03)
+    chi2_in = (parts.mass[:, 0] - M_JPSI) ** 2 / parts.mass_var[:, 0]
+    np.testing.assert_allclose(fit.chi2 + dchi2, refit.chi2 + chi2_in, atol=1e-3)
+    _unit(((m - M_B) / err)[:, None])
+    with pytest.raises(DataError, match="no mass uncertainty"):
+        vx.fit_vertex_dtf(parts, 1, M_K)
+
+
 def test_decay_time_flight_and_corrected_mass() -> None:
     rng = np.random.default_rng(31)
     n = 4000
