@@ -22,13 +22,14 @@ work does not depend on the data):
   ``5k`` measurements: ``ndf = 2k − 3``.  For a fixed vertex the model is linear,
   so the daughter parameters are eliminated exactly (each daughter contributes
   ``rᵀ S⁻¹ r`` of its 2-D residual at ``z = v_z``) and the iterations are 3-D
-  Gauss-Newton steps, on ``(k, n)`` component arrays in cache-sized blocks.  Returns the position, its 3 × 3
-  covariance, χ², the composite's 4-momentum (given the daughter masses) and the
-  full 7 × 7 covariance of ``(x, y, z, px, py, pz, E)`` (LHCb ``Particle``
-  convention).  :func:`composite_daughters` turns a fitted composite into a
+  Gauss-Newton steps, on ``(k, n)`` component arrays in cache-sized blocks.
+  Returns the position, its 3 × 3 covariance, χ², the composite's 4-momentum
+  (given the daughter masses) and the full 7 × 7 covariance of
+  ``(x, y, z, px, py, pz, E)`` (LHCb ``Particle`` convention).  :func:`composite_daughters` turns a fitted composite into a
   daughter for the next level (bottom-up fits of composites of composites);
   :func:`constrain_mass` puts a mass constraint on such a daughter before the
   parent fit (the ``_DTF_M``-like constrained mass).
+  :func:`fit_vertex_dtf` gets that constrained mass from the unconstrained parent fit.
 * :func:`impact_parameter` -- IP (3-D distance of closest approach) and IPχ² (2 dof,
   residual in the plane ``z = z_PV`` with the track and PV covariances) of lines
   w.r.t. every PV; :func:`best_pv` -- smallest IPχ².
