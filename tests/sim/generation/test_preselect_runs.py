@@ -80,6 +80,7 @@ def test_interrupted_preselected_run_resumes_to_the_same_store(tmp_path: Path, m
     _same(ref, out)
 
 
+@pytest.mark.slow  # two fresh worker processes each import TensorFlow and load the default job's models
 def test_two_dask_workers_equal_the_serial_run(tmp_path: Path, reference: Path) -> None:
     pytest.importorskip("distributed")
     from sim.core.distributed import run_distributed
