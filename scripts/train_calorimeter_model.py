@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("shape", "energy", "hadron_energy"), default=None,
                         help="retrain only this network (the others beside --output are kept)")
     parser.add_argument("--hadron-epochs", type=int, default=300)
+    parser.add_argument("--oversample-hadrons", type=int, default=1,
+                        help="hadron and muon rows enter the image GAN's training set this many times")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 16], help="generator conv channels")
     parser.add_argument("--upsampler", choices=("subpixel", "transpose"), default="subpixel",
                         help="generator upsampler (sim.training.image_gan.build_image_generator)")
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     shape, energy, hadron = train_calorimeter(
         args.data, epochs=args.epochs, energy_epochs=args.energy_epochs, hadron_epochs=args.hadron_epochs,
         seed=args.seed, only_energy=args.only_energy, only_shape=args.only_shape, only=args.only,
-        generator_channels=tuple(args.channels), upsampler=args.upsampler)
+        generator_channels=tuple(args.channels), upsampler=args.upsampler, oversample_hadrons=args.oversample_hadrons)
     seconds, cpu = round(time.perf_counter() - t1, 1), round(time.process_time() - c1, 1)
     log.info("training: %.1f s wall, %.1f CPU s", seconds, cpu)
     for trained, suffix in ((shape, ""), (energy, "_energy"), (hadron, "_hadron_energy")):

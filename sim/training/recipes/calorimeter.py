@@ -89,6 +89,7 @@ def train_calorimeter_shape(
     aux_weight: float = 0.1,
     generator_channels: tuple[int, ...] = (16, 16),
     upsampler: str = "subpixel",
+    oversample_hadrons: int = 1,
     progress: bool = False,
     weight: str | None = None,
     tree: str | None = None,
@@ -99,6 +100,8 @@ def train_calorimeter_shape(
         data: Parquet file or mapping with :data:`~sim.detector.calorimeter.SHOWER_COLUMNS`.
         epochs, seed, batch_size, learning_rate, aux_weight, generator_channels, upsampler:
             :func:`~sim.training.image_gan.train_image_gan`.
+        oversample_hadrons: hadron and muon rows enter the training set this many times
+            (they are a fifth of the reference sample and their shapes the poorest).
         progress: progress bar.
         weight, tree: refused (no weights; Parquet only).
 
@@ -112,6 +115,14 @@ def train_calorimeter_shape(
 
     _refuse(weight, tree)
     cond, shapes, total, prov = _prepare(data)
+    k = int(oversample_hadrons)
+    if k != oversample_hadrons or k < 1:
+        raise ConfigError(f"oversample_hadrons={oversample_hadrons!r}; expected an integer >= 1")
+    if k > 1:
+        had = np.flatnonzero((cond[:, CONDITIONS.index("is_hadron")] == 1) | (cond[:, CONDITIONS.index("is_muon")] == 1))
+        rows = np.concatenate([np.arange(cond.shape[0]), np.tile(had, k - 1)])
+        cond, shapes, total = cond[rows], shapes[rows], total[rows]
+        prov = {**prov, "oversample_hadrons": k}
     return train_image_gan(
         cond, shapes, total, algorithm="wgan-gp", epochs=epochs, batch_size=batch_size, seed=seed,
         learning_rate=learning_rate, aux_weight=aux_weight, progress=progress,
@@ -212,6 +223,7 @@ def train_calorimeter(
     data: str | Path | Mapping[str, Any], *, epochs: int = 12, energy_epochs: int = 60, seed: int = 11,
     only_energy: bool = False, progress: bool = False, generator_channels: tuple[int, ...] = (16, 16),
     upsampler: str = "subpixel", only_shape: bool = False, hadron_epochs: int = 300, only: str | None = None,
+    oversample_hadrons: int = 1,
 ) -> tuple[Any, Any, Any]:
     """The three networks: ``(shape, e/γ energy, hadron energy)`` models (seeds ``seed``, ``+ 1``, ``+ 2``).
 
@@ -224,7 +236,8 @@ def train_calorimeter(
     if which not in (None, "shape", "energy", "hadron_energy"):
         raise ConfigError(f"train_calorimeter: only={only!r}; choose 'shape', 'energy' or 'hadron_energy'")
     shape = train_calorimeter_shape(data, epochs=epochs, seed=seed, progress=progress,
-                                    generator_channels=generator_channels, upsampler=upsampler) \
+                                    generator_channels=generator_channels, upsampler=upsampler,
+                                    oversample_hadrons=oversample_hadrons) \
         if which in (None, "shape") else None
     energy = train_calorimeter_energy(data, epochs=energy_epochs, seed=seed + 1, progress=progress) \
         if which in (None, "energy") else None
