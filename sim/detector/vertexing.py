@@ -796,7 +796,10 @@ def decay_time(
     """
     pv = np.asarray(pv, dtype=np.float64)
     pv_cov = np.asarray(pv_cov, dtype=np.float64)
-    tau, err, chi2 = _by_rows(lambda r: _decay_time_rows(pv[r], pv_cov[r], _fit_rows(fit, r), n_iter), pv.shape[0], 4096)
+    # a degenerate row (S singular: no flight information) gives inf/NaN there, set to NaN below
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        tau, err, chi2 = _by_rows(lambda r: _decay_time_rows(pv[r], pv_cov[r], _fit_rows(fit, r), n_iter),
+                                  pv.shape[0], 4096)
     return tau, err, chi2
 
 
@@ -856,7 +859,7 @@ def _decay_time_rows(
     l0, l1, l2 = lam
     chi2 = s00 * l0 * l0 + s11 * l1 * l1 + s22 * l2 * l2 + 2.0 * (s01 * l0 * l1 + s02 * l0 * l2 + s12 * l1 * l2)
     # an undetermined decay time (momentum unknown along the flight: eᵀ S⁻¹ e <= 0 in rounding) is NaN
-    ok = np.isfinite(v_e) & (v_e > 0)
+    ok = np.isfinite(v_e) & (v_e > 0) & np.isfinite(tau) & np.isfinite(chi2)
     if not ok.all():
         tau, v_e, chi2 = (np.where(ok, x, np.nan) for x in (tau, v_e, chi2))
     return tau, np.sqrt(v_e), chi2
