@@ -238,7 +238,7 @@ class CompiledModel:
                 return post_fn(tf.cast(net(x, training=False), tf.float64), raw)
 
             self._eager: Any = graph
-            self._fn = tf.function(graph, reduce_retracing=True, input_signature=[
+            self._fn = tf.function(graph, autograph=False, reduce_retracing=True, input_signature=[
                 tf.TensorSpec([None, d], tf.float64), tf.TensorSpec([None, d], tf.float64),
                 tf.TensorSpec([None, trained.n_noise], tf.float32)])
         else:
@@ -246,7 +246,7 @@ class CompiledModel:
                 return net(tf.cast(z, tf.float32), training=False)
 
             self._eager = classify
-            self._fn = tf.function(classify, reduce_retracing=True,
+            self._fn = tf.function(classify, autograph=False, reduce_retracing=True,
                                    input_signature=[tf.TensorSpec([None, d], tf.float64)])
         self._tf = tf
 

@@ -72,6 +72,9 @@ def draw_track_type(
     return np.asarray(TRACK_TYPES, dtype=np.int16)[np.minimum(cls, 3)]
 
 
+_VELO_TRUTH = ("px", "py", "pz", "origin_x", "origin_y", "origin_z", "pv_x", "pv_y")
+
+
 def velo_possible(truth: dict[str, np.ndarray]) -> np.ndarray:
     """Whether a particle's straight line crosses at least two VELO stations (bool, (n,)).
 
@@ -153,7 +156,10 @@ class Efficiency(Pass):
             if forward.any():
                 x = feature_matrix({k: v[forward] for k, v in feats.items()}, inputs, f"pass {name!r}")
                 proba[forward] = model.predict_proba(x)
-            proba[~velo_possible(truth), 1:3] = 0.0  # no Long/Upstream track without two VELO hits
+            if forward.any():  # no Long/Upstream track without two VELO hits (others are never reconstructed)
+                fwd = np.flatnonzero(forward)
+                no_velo = fwd[~velo_possible({k: truth[k][fwd] for k in _VELO_TRUTH})]
+                proba[no_velo, 1:3] = 0.0
             track_type = draw_track_type(proba, acc, forward, ctx.rng(name))
             reco = track_type > 0
             event = truth["event"][reco]
