@@ -328,6 +328,7 @@ def test_dataset_run_resumes_equals_serial_and_merges(tmp_path: Path, cluster, c
     with pytest.raises(DistributedError, match="batch 3 failed"):
         run_distributed(toy_meta(fail_batch=3, fail_marker=str(marker)), out, scheduler=cluster.scheduler_address,
                         retries=0, progress=False, dataset=True)
+    _wait_until_workers_idle(cluster.scheduler_address)  # a batch already running when the driver stopped still lands
     with EventStore.open(out, read_only=True) as s:
         kept = s.batches()
     assert 3 not in kept and not list(out.glob(".tmp-*"))
@@ -354,6 +355,19 @@ def test_dataset_run_resumes_equals_serial_and_merges(tmp_path: Path, cluster, c
         run_distributed(toy_meta(events=600), out, scheduler=cluster.scheduler_address, resume=True, progress=False, dataset=True)
     assert main(["run", "--config", str(_save(toy_meta(), tmp_path / "t.toml")), "-o", str(tmp_path / "x"), "--dataset"]) == 2
     assert "--dataset needs --workers" in capsys.readouterr().err
+
+
+def _executing(dask_worker) -> int:
+    return len(getattr(dask_worker.state, "executing", ()))
+
+
+def _wait_until_workers_idle(address: str, timeout: float = 60.0) -> None:
+    import distributed
+
+    with distributed.Client(address, set_as_default=False) as client:
+        deadline = time.monotonic() + timeout
+        while any(client.run(_executing).values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def _save(p: Pipeline, path: Path) -> Path:
