@@ -198,7 +198,7 @@ def configure_tensorflow() -> Any:
 
 
 _TF_CONFIGURED = False
-#: Calls with fewer rows run eagerly (no tracing); larger ones through the traced graph.
+#: Calls with fewer rows run in numpy (no TensorFlow, no tracing); larger ones through the traced graph.
 GRAPH_MIN_ROWS = 8192
 
 
@@ -210,9 +210,14 @@ class CompiledModel:
     in the graph in float64, equal to numpy's to round-off; the network in float32).
     The input transform stays in numpy: its forward quantile interpolation measured
     faster there (one ``np.interp`` per column) than as TensorFlow ``searchsorted`` +
-    gathers + ``ndtri``.  The graph has a fixed ``(None, width)`` signature, so it is
-    traced once whatever the batch size.  An output preprocessing without a compiled
-    form (:func:`sim.core.preprocessing.compiled_inverse`) runs in numpy after the graph.
+    gathers + ``ndtri``.  The graph has a fixed ``(None, width)`` signature and is
+    traced once, on the first call with at least :data:`GRAPH_MIN_ROWS` rows.  Smaller
+    calls run in numpy (:meth:`sim.core.netgraph.GraphNet.numpy` and the numpy inverse
+    transform; equal to the graph to float32 round-off), or eagerly for a network loaded
+    with Keras: a small run neither imports TensorFlow nor traces a graph.  The choice
+    depends on the call's row count only, so a batch gives the same numbers in any
+    process.  An output preprocessing without a compiled form
+    (:func:`sim.core.preprocessing.compiled_inverse`) runs in numpy after the graph.
 
     Args:
         trained: the :class:`sim.training.TrainedModel`.
@@ -220,24 +225,31 @@ class CompiledModel:
     """
 
     def __init__(self, trained: TrainedModel, chunk: int = 262_144) -> None:
+        self.trained = trained
+        self.chunk = int(chunk)
+        self._n_out = int(trained.model.output_shape[-1])
+        self._d = len(trained.input_names)
+        self._generator = trained.kind == "generator"
+        self._numpy_net = callable(getattr(trained.model, "numpy", None))  # a GraphNet
+        self._fn: Any = None
+        self._eager: Any = None
+        self._post_numpy = False
+
+    def _build_graph(self) -> None:
+        """Import TensorFlow and make the ``tf.function`` (not traced yet)."""
         from sim.core.preprocessing import compiled_inverse
 
         tf = configure_tensorflow()
-        self.trained = trained
-        self.chunk = int(chunk)
-        net = trained.model
-        self._n_out = int(net.output_shape[-1])
-        self._d = d = len(trained.input_names)
-        post = compiled_inverse(trained.output_preprocessor) if trained.kind == "generator" else None
-        self._post_numpy = trained.kind == "generator" and post is None
+        net, d, trained = self.trained.model, self._d, self.trained
+        post = compiled_inverse(trained.output_preprocessor) if self._generator else None
+        self._post_numpy = self._generator and post is None
         post_fn = (lambda y, raw: y) if post is None else post
-
-        if trained.kind == "generator":
+        if self._generator:
             def graph(z: Any, raw: Any, noise: Any) -> Any:
                 x = tf.concat([tf.cast(z, tf.float32), noise], axis=1)
                 return post_fn(tf.cast(net(x, training=False), tf.float64), raw)
 
-            self._eager: Any = graph
+            self._eager = graph
             self._fn = tf.function(graph, autograph=False, reduce_retracing=True, input_signature=[
                 tf.TensorSpec([None, d], tf.float64), tf.TensorSpec([None, d], tf.float64),
                 tf.TensorSpec([None, trained.n_noise], tf.float32)])
@@ -251,10 +263,28 @@ class CompiledModel:
         self._tf = tf
 
     def _call(self, *args: np.ndarray) -> np.ndarray:
-        """One chunk through the traced graph, or eagerly (same ops) below :data:`GRAPH_MIN_ROWS` rows."""
-        if args[0].shape[0] >= GRAPH_MIN_ROWS:
-            return self._fn(*args).numpy()  # type: ignore[no-any-return]
-        return self._eager(*(self._tf.convert_to_tensor(a) for a in args)).numpy()  # type: ignore[no-any-return]
+        """One chunk: through the traced graph, or (below :data:`GRAPH_MIN_ROWS` rows) numpy / eager TF.
+
+        Generators get ``(z, raw, noise)`` and return raw targets; classifiers ``(z,)``.
+        """
+        from sim.core.preprocessing import inverse_transform
+
+        big = args[0].shape[0] >= GRAPH_MIN_ROWS
+        if not big and self._numpy_net:
+            if not self._generator:
+                return self.trained.model.numpy(args[0].astype(np.float32))  # type: ignore[no-any-return]
+            z, raw, noise = args
+            y = self.trained.model.numpy(np.concatenate([z.astype(np.float32), noise], axis=1))
+            return inverse_transform(self.trained.output_preprocessor, np.asarray(y, np.float64), raw)
+        if self._fn is None:
+            self._build_graph()
+        if big:
+            out = self._fn(*args).numpy()
+        else:
+            out = self._eager(*(self._tf.convert_to_tensor(a) for a in args)).numpy()
+        if self._generator and self._post_numpy:
+            return inverse_transform(self.trained.output_preprocessor, out, args[1])
+        return out  # type: ignore[no-any-return]
 
     def _raw(self, x: np.ndarray, what: str) -> np.ndarray:
         arr = np.asarray(x, dtype=np.float64)
@@ -281,12 +311,9 @@ class CompiledModel:
 
         Draws ``rng.standard_normal((n, n_noise), dtype=float32)``, as :meth:`TrainedModel.sample`.
         """
-        from sim.core.preprocessing import inverse_transform
-
         raw = np.ascontiguousarray(self._raw(conditions, "sample"))
         z = self._pre(raw)
         noise = rng.standard_normal((raw.shape[0], self.trained.n_noise), dtype=np.float32)
         outs = [self._call(z[i : i + self.chunk], raw[i : i + self.chunk], noise[i : i + self.chunk])
                 for i in range(0, raw.shape[0], self.chunk)]
-        y = np.concatenate(outs, axis=0) if outs else np.zeros((0, self._n_out), np.float64)
-        return inverse_transform(self.trained.output_preprocessor, y, raw) if self._post_numpy else y
+        return np.concatenate(outs, axis=0) if outs else np.zeros((0, self._n_out), np.float64)

@@ -86,10 +86,9 @@ class GraphNet:
     def __init__(self, layers: Sequence[tuple[str, str, dict[str, Any], list[str]]],
                  weights: Mapping[str, list[np.ndarray]], inputs: str, output: str,
                  input_shape: tuple[int | None, ...], output_shape: tuple[int | None, ...]) -> None:
-        import tensorflow as tf
-
         self._layers = list(layers)
-        self._weights = {k: [tf.constant(w) for w in v] for k, v in weights.items()}
+        self._np_weights = {k: list(v) for k, v in weights.items()}
+        self._tf_weights: dict[str, list[Any]] | None = None  # TensorFlow constants, made on the first TF call
         self._inputs, self._output = inputs, output
         self.input_shape: tuple[int | None, ...] = input_shape
         self.output_shape: tuple[int | None, ...] = output_shape
@@ -97,13 +96,82 @@ class GraphNet:
     def __call__(self, x: Any, training: bool = False) -> Any:
         import tensorflow as tf
 
+        if self._tf_weights is None:
+            self._tf_weights = {k: [tf.constant(w) for w in v] for k, v in self._np_weights.items()}
         values: dict[str, Any] = {self._inputs: tf.convert_to_tensor(x, tf.float32)}
         for name, cls, cfg, srcs in self._layers:
             if cls == "InputLayer":
                 continue
             ins = [values[s] for s in srcs]
-            values[name] = _apply(tf, cls, cfg, ins, self._weights.get(name, []))
+            values[name] = _apply(tf, cls, cfg, ins, self._tf_weights.get(name, []))
         return values[self._output]
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        """The same forward pass in numpy (float32; no TensorFlow import), for small inputs.
+
+        Equal to :meth:`__call__` to float32 round-off (different matrix-product kernels).
+        """
+        values: dict[str, np.ndarray] = {self._inputs: np.asarray(x, dtype=np.float32)}
+        for name, cls, cfg, srcs in self._layers:
+            if cls == "InputLayer":
+                continue
+            values[name] = _apply_numpy(cls, cfg, [values[s] for s in srcs], self._np_weights.get(name, []))
+        return values[self._output]
+
+
+def _np_activation(name: str, v: np.ndarray) -> np.ndarray:
+    if name == "linear":
+        return v
+    if name == "relu":
+        return np.maximum(v, np.float32(0.0))
+    if name == "sigmoid":
+        with np.errstate(over="ignore"):  # exp(-v) = inf gives 0, the limit
+            return np.asarray(1.0 / (1.0 + np.exp(-v)), dtype=np.float32)
+    if name == "tanh":
+        return np.tanh(v)
+    e = np.exp(v - v.max(axis=-1, keepdims=True))  # softmax
+    return np.asarray(e / e.sum(axis=-1, keepdims=True), dtype=np.float32)
+
+
+def _apply_numpy(cls: str, cfg: Mapping[str, Any], ins: list[np.ndarray], w: list[np.ndarray]) -> np.ndarray:
+    """One layer's forward pass in numpy (the arithmetic of :func:`_apply`)."""
+    x = ins[0]
+    if cls == "Dense":
+        y = x @ w[0]
+        return _np_activation(cfg["activation"], y + w[1] if cfg["use_bias"] else y)
+    if cls == "LeakyReLU":
+        return np.where(x >= 0, x, np.float32(cfg["negative_slope"]) * x)
+    if cls == "ReLU":
+        return np.maximum(x, np.float32(0.0))
+    if cls == "Activation":
+        return _np_activation(cfg["activation"], x)
+    if cls == "Reshape":
+        return x.reshape(x.shape[0], *cfg["target_shape"])
+    if cls == "Flatten":
+        return x.reshape(x.shape[0], -1)
+    if cls == "Concatenate":
+        return np.concatenate(ins, axis=-1)
+    n, h, wd, _ = x.shape
+    kh, kw = cfg["kernel_size"]
+    sh, sw = cfg["strides"]
+    if cls == "Conv2D":
+        if cfg["padding"] == "same":  # TF 'SAME': total padding k - 1 (stride 1), the extra one after
+            x = np.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+        oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+        y = np.zeros((n, oh, ow, w[0].shape[-1]), np.float32)
+        for a in range(kh):
+            for b in range(kw):
+                y += x[:, a : a + (oh - 1) * sh + 1 : sh, b : b + (ow - 1) * sw + 1 : sw, :] @ w[0][a, b]
+    else:  # Conv2DTranspose 'same': the full transposed output, cropped to input × stride
+        full = np.zeros((n, (h - 1) * sh + kh, (wd - 1) * sw + kw, w[0].shape[2]), np.float32)
+        for a in range(kh):
+            for b in range(kw):
+                full[:, a : a + (h - 1) * sh + 1 : sh, b : b + (wd - 1) * sw + 1 : sw, :] += x @ w[0][a, b].T
+        ph, pw = max(kh - sh, 0) // 2, max(kw - sw, 0) // 2
+        y = full[:, ph : ph + h * sh, pw : pw + wd * sw, :]
+    if cfg["use_bias"]:
+        y = y + w[1]
+    return _np_activation(cfg["activation"], np.ascontiguousarray(y, dtype=np.float32))
 
 
 def _activation(tf: Any, name: str) -> Callable[[Any], Any]:
@@ -234,7 +302,7 @@ def _build(cfg: Mapping[str, Any], weights_blob: bytes, h5py: Any) -> GraphNet:
     if output not in {n for n, *_ in layers}:
         raise ValueError(f"output layer {output} is not a layer of the model")
     net = GraphNet(layers, weights, inputs, output, input_shape, (None, None))
-    width = int(net(np.zeros((1, *input_shape[1:]), np.float32)).shape[-1])  # one eager row
+    width = int(net.numpy(np.zeros((1, *(int(v or 0) for v in input_shape[1:])), np.float32)).shape[-1])  # one row, numpy
     net.output_shape = (None, width)
     return net
 
