@@ -62,7 +62,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from mambah import kinematics as kin
-from mambah.errors import DataError
+from mambah.errors import ConfigError, DataError
 
 __all__ = (
     "C_LIGHT",
@@ -339,7 +339,9 @@ def _normal(p: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndar
     return m, b
 
 
-def fit_vertex(d: Daughters, n_iter: int = 10, *, momentum: bool = True, max_step: float = 100.0) -> VertexFit:
+def fit_vertex(
+    d: Daughters, n_iter: int = 10, *, momentum: bool = True, max_step: float = 100.0, kernel: str = "compiled"
+) -> VertexFit:
     """Billoir fit of a common vertex of k straight-line daughters, vectorised over n vertices.
 
     The daughters' momentum parameters are eliminated exactly (:func:`_profile`: for a
@@ -359,17 +361,23 @@ def fit_vertex(d: Daughters, n_iter: int = 10, *, momentum: bool = True, max_ste
             (``False`` for PV fits: ``momentum``/``cov7``/``daughter_momenta`` are NaN).
         max_step: largest vertex move (mm) per iteration, a damping for ill-determined
             (near-parallel) vertices.
+        kernel: ``"compiled"`` (the numba loop over vertices of :mod:`sim.detector._vertex_kernels`)
+            or ``"numpy"`` (the vectorised reference kernel; the same results to float64 rounding).
 
     Returns:
         :class:`VertexFit`.
 
     Raises:
         DataError: A vertex has fewer than 2 used daughters.
+        ConfigError: ``kernel`` is not one of ``"compiled"``, ``"numpy"``.
     """
     n, k = d.shape
+    _check_kernel(kernel)
     n_used = d.mask.sum(axis=1)
     if np.any(n_used < 2):
         raise DataError(f"vertexing: {int((n_used < 2).sum())} vertex(es) have fewer than 2 daughters; need >= 2")
+    if kernel == "compiled":
+        return _fit_compiled(d, n_iter, momentum, max_step)
     chunk = max(64, _CHUNK // max(k, 1))
     if n <= chunk:
         return _fit_chunk(d, n_iter, momentum, max_step)
@@ -377,6 +385,43 @@ def fit_vertex(d: Daughters, n_iter: int = 10, *, momentum: bool = True, max_ste
     parts = [_fit_chunk(_slice_daughters(d, slice(i, i + chunk)), n_iter, momentum, max_step)
              for i in range(0, n, chunk)]
     return VertexFit(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(VertexFit)))
+
+
+_KERNELS = ("compiled", "numpy")
+
+
+def _check_kernel(kernel: str) -> None:
+    if kernel not in _KERNELS:
+        raise ConfigError(f"vertexing: unknown fit kernel {kernel!r}; choose one of {', '.join(_KERNELS)}")
+
+
+def _fit_compiled(
+    d: Daughters, n_iter: int, momentum: bool, max_step: float, constrain: tuple[int, float] | None = None,
+    extra: list[tuple[np.ndarray, ...]] | None = None,
+) -> VertexFit:
+    """:func:`_fit_chunk` by the compiled per-vertex loop (all n vertices in one call; inputs checked)."""
+    from sim.detector._vertex_kernels import fit_loop  # numba: imported (and compiled or loaded) on first use
+
+    n, k = d.shape
+    f8 = np.float64
+    args = [np.ascontiguousarray(a, dtype=f8) for a in (d.z, d.state, d.cov, d.mass, d.mass_var, d.mass_cov)]
+    use = np.ascontiguousarray(d.mask, dtype=f8)
+    pos, cov_v, chi2, step = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty(n), np.empty(n)
+    if momentum:
+        mom, cov7, dmom = np.empty((n, 4)), np.empty((n, 7, 7)), np.empty((n, k, 4))
+    else:
+        mom, cov7, dmom = np.full((n, 4), np.nan), np.full((n, 7, 7), np.nan), np.full((n, k, 4), np.nan)
+    dtf = np.empty((n if constrain is not None else 0, 3))
+    slot, target = constrain if constrain is not None else (-1, 0.0)
+    # a degenerate vertex (singular normal matrix or S) gives inf/NaN as in the numpy kernel, silently
+    fit_loop(*args, use, int(n_iter), bool(momentum), float(max_step), int(slot), float(target),
+             pos, cov_v, chi2, step, mom, cov7, dmom, dtf)
+    if constrain is not None and extra is not None:
+        extra.append((dtf[:, 0].copy(), dtf[:, 1].copy(), dtf[:, 2].copy()))
+    converged = step < 1e-3 if n_iter > 0 else np.zeros(n, bool)
+    ndof = (2 * d.mask.sum(axis=1) - 3).astype(np.int64)
+    charge = np.sum(d.charge * d.mask, axis=1)
+    return VertexFit(pos, cov_v, chi2, ndof, mom, cov7, charge, dmom, converged)
 
 
 def _slice_daughters(d: Daughters, rows: slice | np.ndarray) -> Daughters:
@@ -417,7 +462,7 @@ def _fit_chunk(
         dv = np.stack(_solve_sym3(m, b), axis=1)
         st = np.sqrt(np.sum(dv * dv, axis=1))
         dv *= np.minimum(1.0, max_step / np.maximum(st, 1e-300))[:, None]
-        v[rows] += dv * active[:, None]
+        v[rows] += np.where(active[:, None], dv, 0.0)  # not dv * active: a left vertex's NaN step would leak in
         step[rows] = np.where(active, st, step[rows])
         active &= st >= 1e-4  # converged to 0.1 µm (resolutions are >= 10 µm): leave it
         if not active.any():
@@ -509,7 +554,7 @@ def _fit_chunk(
 
 
 def fit_vertex_dtf(
-    d: Daughters, slot: int, mass: float, n_iter: int = 10
+    d: Daughters, slot: int, mass: float, n_iter: int = 10, *, kernel: str = "compiled"
 ) -> tuple[VertexFit, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`fit_vertex` and, from the same fit, the mass with daughter ``slot``'s mass constrained.
 
@@ -518,14 +563,23 @@ def fit_vertex_dtf(
     cost of one fit: the constraint is applied to the fitted daughter mass m̂ with its
     fitted covariance with the composite momentum.
 
+    Args:
+        d: the daughters, as :func:`fit_vertex`.
+        slot: the daughter (a composite) whose mass is constrained.
+        mass: the constraint (MeV).
+        n_iter: as :func:`fit_vertex`.
+        kernel: as :func:`fit_vertex`.
+
     Returns:
         ``(fit, dtf_mass, dtf_mass_err, dchi2)``: the unconstrained fit, the constrained
         mass and its error (MeV) and the χ² the constraint adds (1 dof), each ``(n,)``.
 
     Raises:
         DataError: as :func:`fit_vertex`; ``slot`` out of range or without mass uncertainty.
+        ConfigError: ``kernel`` is not one of ``"compiled"``, ``"numpy"``.
     """
     n, k = d.shape
+    _check_kernel(kernel)
     if not 0 <= slot < k:
         raise DataError(f"vertexing: fit_vertex_dtf slot {slot} out of range; daughters 0..{k - 1}")
     if np.any(d.mask[:, slot] & ~(d.mass_var[:, slot] > 0)):
@@ -533,8 +587,11 @@ def fit_vertex_dtf(
     n_used = d.mask.sum(axis=1)
     if np.any(n_used < 2):
         raise DataError(f"vertexing: {int((n_used < 2).sum())} vertex(es) have fewer than 2 daughters; need >= 2")
-    chunk = max(64, _CHUNK // max(k, 1))
     extra: list[tuple[np.ndarray, ...]] = []
+    if kernel == "compiled":
+        fit = _fit_compiled(d, n_iter, True, 100.0, (slot, float(mass)), extra)
+        return fit, extra[0][0], extra[0][1], extra[0][2]
+    chunk = max(64, _CHUNK // max(k, 1))
     parts = [_fit_chunk(_slice_daughters(d, slice(i, i + chunk)), n_iter, True, 100.0, (slot, float(mass)), extra)
              for i in range(0, n, chunk)]
     fit = VertexFit(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(VertexFit)))

@@ -1,0 +1,359 @@
+"""Compiled (numba) per-vertex loop of the Billoir fit of :mod:`sim.detector.vertexing`.
+
+The same arithmetic as the numpy kernel (``vertexing._fit_chunk``, kept there as the
+reference), written as one loop over vertices so that each vertex's ``k`` daughters stay
+in registers instead of a few hundred ``(k, n)`` numpy temporaries: the unit-weight start
+(``_initial_vertex``), the Gauss-Newton steps in the vertex coordinates with the daughter
+parameters profiled out (``_profile``/``_normal``), the same damping (``max_step``), the
+same per-vertex stop rule (a step below 0.1 µm ends that vertex's iterations), then χ²,
+the 3 × 3 covariance, the daughter 4-momenta, the 7 × 7 covariance of
+``(x, y, z, px, py, pz, E)`` and, with a slot, the mass-constrained (DTF-like) mass.
+The operations are done in the numpy kernel's order (sums over daughters in daughter
+order, no fast-math), so the two agree to float64 rounding (the matrix products of the
+momentum covariance are the only place where the association differs).
+
+Importing this module imports numba and compiles (or loads from numba's cache) the kernel,
+so :mod:`sim.detector.vertexing` imports it only on the first fit.  Cache: ``cache=True``
+writes next to this file (``__pycache__``) or, where that directory is not writable, in
+numba's user-wide cache directory (``NUMBA_CACHE_DIR``, else ``~/.cache/numba``); where
+neither can be written the kernel is cached in ``$TMPDIR/mambah-numba-<uid>`` (one
+warning line) and compiled afresh only if that fails too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+_log = logging.getLogger(__name__)
+
+
+def _jit(func: Callable[..., Any]) -> Any:
+    """``numba.njit(cache=True)``, with a temporary-directory cache where numba finds no writable one."""
+    try:
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available for file ..."
+        config: Any = numba.config
+        if config.CACHE_DIR:
+            raise
+        fallback = os.path.join(tempfile.gettempdir(), f"mambah-numba-{os.getuid()}")
+        _log.warning("vertex kernel: numba cannot cache beside %s (%s); caching in %s", __file__, exc, fallback)
+        config.CACHE_DIR = fallback
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+
+
+@_jit
+def _inv_sym3(a: float, b: float, c: float, d: float, e: float, f: float) -> tuple[float, ...]:
+    """Inverse of the symmetric 3 × 3 with upper triangle ``(a, b, c, d, e, f)``, as its upper triangle."""
+    i00 = d * f - e * e
+    i01 = c * e - b * f
+    i02 = b * e - c * d
+    inv_det = 1.0 / (a * i00 + b * i01 + c * i02)
+    return (i00 * inv_det, i01 * inv_det, i02 * inv_det, (a * f - c * c) * inv_det, (b * c - a * e) * inv_det,
+            (a * d - b * b) * inv_det)
+
+
+@_jit
+def _profile_normal(
+    x: np.ndarray, y: np.ndarray, tx: np.ndarray, ty: np.ndarray, zr: np.ndarray, use: np.ndarray, c: np.ndarray,
+    vx: float, vy: float, vz: float, out: np.ndarray,
+) -> tuple[float, ...]:
+    """``_profile`` + ``_normal`` of one vertex: fills ``out`` ``(10, k)`` with
+    ``dz, w00, w01, w11, rx, ry, g0, g1, thx, thy`` and returns the normal matrix
+    (upper triangle), ``−½ ∇χ²`` and χ²."""
+    k = x.shape[0]
+    m0 = m1 = m2 = m3 = m4 = m5 = 0.0
+    b0 = b1 = b2 = 0.0
+    chi2 = 0.0
+    for j in range(k):
+        dz = vz - zr[j]
+        c02, c12, c03, c13 = c[j, 0, 2], c[j, 1, 2], c[j, 0, 3], c[j, 1, 3]
+        c22, c23, c33 = c[j, 2, 2], c[j, 2, 3], c[j, 3, 3]
+        u20 = c02 + dz * c22
+        u21 = c12 + dz * c23
+        u30 = c03 + dz * c23
+        u31 = c13 + dz * c33
+        s00 = c[j, 0, 0] + dz * (c02 + u20)
+        s01 = c[j, 0, 1] + dz * (c03 + u21)
+        s11 = c[j, 1, 1] + dz * (c13 + u31)
+        inv_det = use[j] / (s00 * s11 - s01 * s01)
+        w00 = s11 * inv_det
+        w01 = -s01 * inv_det
+        w11 = s00 * inv_det
+        rx = x[j] + tx[j] * dz - vx
+        ry = y[j] + ty[j] * dz - vy
+        g0 = w00 * rx + w01 * ry
+        g1 = w01 * rx + w11 * ry
+        thx = tx[j] - (u20 * g0 + u21 * g1)
+        thy = ty[j] - (u30 * g0 + u31 * g1)
+        a0 = w00 * thx + w01 * thy
+        a1 = w01 * thx + w11 * thy
+        m0 += w00
+        m1 += w01
+        m2 += a0
+        m3 += w11
+        m4 += a1
+        m5 += a0 * thx + a1 * thy
+        b0 += g0
+        b1 += g1
+        b2 += thx * g0 + thy * g1
+        chi2 += rx * g0 + ry * g1
+        out[0, j] = dz
+        out[1, j] = w00
+        out[2, j] = w01
+        out[3, j] = w11
+        out[4, j] = rx
+        out[5, j] = ry
+        out[6, j] = g0
+        out[7, j] = g1
+        out[8, j] = thx
+        out[9, j] = thy
+    return m0, m1, -m2, m3, -m4, m5, b0, b1, -b2, chi2
+
+
+@_jit
+def _cc6(c: np.ndarray, mv: np.ndarray, mc: np.ndarray, j: int, a: int, b: int) -> float:
+    """Element ``(a, b)`` of daughter j's 6 × 6 covariance of ``(x, y, tx, ty, w, m)``."""
+    if a == 5 and b == 5:
+        return mv[j]
+    if b == 5:
+        return mc[j, a]
+    if a == 5:
+        return mc[j, b]
+    return c[j, a, b]
+
+
+def _fit_loop(
+    z: np.ndarray, state: np.ndarray, cov: np.ndarray, mass: np.ndarray, mass_var: np.ndarray,
+    mass_cov: np.ndarray, use: np.ndarray, n_iter: int, momentum: bool, max_step: float, slot: int, target: float,
+    pos: np.ndarray, cov_v: np.ndarray, chi2: np.ndarray, step: np.ndarray, mom_tot: np.ndarray, cov7: np.ndarray,
+    dmom: np.ndarray, dtf: np.ndarray,
+) -> None:
+    """The fit of each of n vertices (inputs as :class:`~sim.detector.vertexing.Daughters`, ``use``
+    the mask as float); writes ``pos (n, 3)``, ``cov_v (n, 3, 3)``, ``chi2 (n,)``, ``step (n,)``
+    (the last step, mm), and with ``momentum`` ``mom_tot (n, 4)``, ``cov7 (n, 7, 7)``,
+    ``dmom (n, k, 4)``; with ``slot >= 0`` ``dtf (n, 3)`` = (constrained mass, its error, Δχ²)."""
+    n, k = z.shape
+    pr = np.empty((10, k))
+    u0 = np.empty((4, k))
+    u1 = np.empty((4, k))
+    k0 = np.empty((4, k))
+    k1 = np.empty((4, k))
+    own = np.empty((4, 4, k))
+    fm = np.empty((4, 3, k))
+    mhat = np.empty(k)
+    jac = np.zeros((4, 4, k))  # (P component, (tx, ty, w, m), daughter); the structural zeros stay 0
+    hm = np.empty((4, 3))
+    c_own = np.empty((4, 4))
+    for i in range(n):
+        x = state[i, :, 0]
+        y = state[i, :, 1]
+        tx = state[i, :, 2]
+        ty = state[i, :, 3]
+        zr = z[i]
+        us = use[i]
+        c = cov[i]
+        # unit-weight start: the point closest to all lines (_initial_vertex)
+        q0 = q1 = q2 = q3 = q4 = q5 = 0.0
+        r0 = r1 = r2 = 0.0
+        for j in range(k):
+            w = us[j]
+            inv = 1.0 / (1.0 + tx[j] * tx[j] + ty[j] * ty[j])
+            ux = tx[j] * inv
+            uy = ty[j] * inv
+            p00 = w - w * tx[j] * ux
+            p01 = -w * tx[j] * uy
+            p02 = -w * ux
+            p11 = w - w * ty[j] * uy
+            p12 = -w * uy
+            p22 = w - w * inv
+            q0 += p00
+            q1 += p01
+            q2 += p02
+            q3 += p11
+            q4 += p12
+            q5 += p22
+            r0 += p00 * x[j] + p01 * y[j] + p02 * zr[j]
+            r1 += p01 * x[j] + p11 * y[j] + p12 * zr[j]
+            r2 += p02 * x[j] + p12 * y[j] + p22 * zr[j]
+        i00, i01, i02, i11, i12, i22 = _inv_sym3(q0 + 1e-9, q1, q2, q3 + 1e-9, q4, q5 + 1e-9)
+        vx = i00 * r0 + i01 * r1 + i02 * r2
+        vy = i01 * r0 + i11 * r1 + i12 * r2
+        vz = i02 * r0 + i12 * r1 + i22 * r2
+        last = np.inf
+        for _ in range(n_iter):
+            nm = _profile_normal(x, y, tx, ty, zr, us, c, vx, vy, vz, pr)
+            i00, i01, i02, i11, i12, i22 = _inv_sym3(nm[0], nm[1], nm[2], nm[3], nm[4], nm[5])
+            d0 = i00 * nm[6] + i01 * nm[7] + i02 * nm[8]
+            d1 = i01 * nm[6] + i11 * nm[7] + i12 * nm[8]
+            d2 = i02 * nm[6] + i12 * nm[7] + i22 * nm[8]
+            st = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+            den = 1e-300 if st < 1e-300 else st  # np.maximum: NaN stays NaN
+            fac = max_step / den
+            if fac > 1.0:  # np.minimum(1, ·): NaN stays NaN (min() would not keep it)  # noqa: PLR1730
+                fac = 1.0
+            vx += d0 * fac
+            vy += d1 * fac
+            vz += d2 * fac
+            last = st
+            if not st >= 1e-4:  # converged to 0.1 µm (or NaN): not moved again
+                break
+        step[i] = last
+        pos[i, 0] = vx
+        pos[i, 1] = vy
+        pos[i, 2] = vz
+        nm = _profile_normal(x, y, tx, ty, zr, us, c, vx, vy, vz, pr)
+        chi2[i] = nm[9]
+        i00, i01, i02, i11, i12, i22 = _inv_sym3(nm[0], nm[1], nm[2], nm[3], nm[4], nm[5])
+        cov_v[i, 0, 0] = i00
+        cov_v[i, 0, 1] = cov_v[i, 1, 0] = i01
+        cov_v[i, 0, 2] = cov_v[i, 2, 0] = i02
+        cov_v[i, 1, 1] = i11
+        cov_v[i, 1, 2] = cov_v[i, 2, 1] = i12
+        cov_v[i, 2, 2] = i22
+        if not momentum:
+            continue
+        mv = mass_var[i]
+        mc = mass_cov[i]
+        for j in range(k):
+            dz = pr[0, j]
+            w00, w01, w11 = pr[1, j], pr[2, j], pr[3, j]
+            g0, g1, thx, thy = pr[6, j], pr[7, j], pr[8, j], pr[9, j]
+            for a in range(4):
+                u0[a, j] = _cc6(c, mv, mc, j, 0, a + 2) + dz * _cc6(c, mv, mc, j, 2, a + 2)
+                u1[a, j] = _cc6(c, mv, mc, j, 1, a + 2) + dz * _cc6(c, mv, mc, j, 3, a + 2)
+                k0[a, j] = u0[a, j] * w00 + u1[a, j] * w01
+                k1[a, j] = u0[a, j] * w01 + u1[a, j] * w11
+            w_hat = state[i, j, 4] - (u0[2, j] * g0 + u1[2, j] * g1)
+            m_hat = mass[i, j] - (u0[3, j] * g0 + u1[3, j] * g1)
+            mhat[j] = m_hat
+            for a in range(4):
+                for b in range(a, 4):
+                    own[a, b, j] = own[b, a, j] = (_cc6(c, mv, mc, j, a + 2, b + 2)
+                                                   - (k0[a, j] * u0[b, j] + k1[a, j] * u1[b, j]))
+                fm[a, 0, j] = -k0[a, j]
+                fm[a, 1, j] = -k1[a, j]
+                fm[a, 2, j] = k0[a, j] * thx + k1[a, j] * thy
+            u = us[j]
+            pmag = 1.0 / w_hat
+            nrm2 = 1.0 + thx * thx + thy * thy
+            pz = pmag / math.sqrt(nrm2)
+            e = math.sqrt(pmag * pmag + m_hat * m_hat)
+            dmom[i, j, 0] = thx * pz * u
+            dmom[i, j, 1] = thy * pz * u
+            dmom[i, j, 2] = pz * u
+            dmom[i, j, 3] = e * u
+            upz = pz * u
+            dtx = -upz * thx / nrm2
+            dty = -upz * thy / nrm2
+            dw = -upz * pmag
+            jac[0, 0, j] = upz + thx * dtx
+            jac[0, 1, j] = thx * dty
+            jac[0, 2, j] = thx * dw
+            jac[1, 0, j] = thy * dtx
+            jac[1, 1, j] = upz + thy * dty
+            jac[1, 2, j] = thy * dw
+            jac[2, 0, j] = dtx
+            jac[2, 1, j] = dty
+            jac[2, 2, j] = dw
+            jac[3, 2, j] = -u * math.pow(pmag, 3.0) / e
+            jac[3, 3, j] = u * m_hat / e
+        # dP/dV = −Σ_j J_j F_j (4 × 3) and Σ_j J_j Cov_own,j J_jᵀ (4 × 4); rows 0-2 use (tx, ty, w), row 3 (w, m)
+        for r in range(4):
+            a_lo = 2 if r == 3 else 0
+            a_hi = 4 if r == 3 else 3
+            for col in range(3):
+                t = 0.0
+                for j in range(k):
+                    t += _jsum_f(jac, fm, r, col, j, a_lo, a_hi)
+                hm[r, col] = -t
+            for s_ in range(r, 4):
+                b_lo = 2 if s_ == 3 else 0
+                b_hi = 4 if s_ == 3 else 3
+                t = 0.0
+                for j in range(k):
+                    tj = 0.0
+                    for b in range(b_lo, b_hi):
+                        xr = 0.0
+                        for a in range(a_lo, a_hi):
+                            xr += jac[r, a, j] * own[a, b, j]
+                        tj += xr * jac[s_, b, j]
+                    t += tj
+                c_own[r, s_] = c_own[s_, r] = t
+        cv = cov_v[i]
+        c7 = cov7[i]
+        for a in range(3):
+            for b in range(3):
+                c7[a, b] = cv[a, b]
+        for r in range(4):  # C_V Hᵀ
+            for a in range(3):
+                t = 0.0
+                for b in range(3):
+                    t += cv[a, b] * hm[r, b]
+                c7[a, 3 + r] = t
+                c7[3 + r, a] = t
+        for r in range(4):  # H C_V Hᵀ + C_own (symmetric by construction)
+            for s_ in range(r, 4):
+                t = 0.0
+                for a in range(3):
+                    t += hm[r, a] * c7[a, 3 + s_]
+                c7[3 + r, 3 + s_] = c7[3 + s_, 3 + r] = t + c_own[r, s_]
+        for a in range(4):
+            t = 0.0
+            for j in range(k):
+                t += dmom[i, j, a]
+            mom_tot[i, a] = t
+        if slot < 0:
+            continue
+        # the constrained fitted mass of daughter `slot` (vertexing._fit_chunk, `constrain`)
+        f0, f1, f2 = fm[3, 0, slot], fm[3, 1, slot], fm[3, 2, slot]
+        cf0 = i00 * f0 + i01 * f1 + i02 * f2
+        cf1 = i01 * f0 + i11 * f1 + i12 * f2
+        cf2 = i02 * f0 + i12 * f1 + i22 * f2
+        var_m = own[3, 3, slot] + (f0 * cf0 + f1 * cf1 + f2 * cf2)
+        resid = target - mhat[slot]
+        cpm = np.empty(4)
+        for r in range(4):
+            a_lo = 2 if r == 3 else 0
+            a_hi = 4 if r == 3 else 3
+            t = 0.0
+            for a in range(a_lo, a_hi):
+                t += jac[r, a, slot] * own[a, 3, slot]
+            cpm[r] = t - (hm[r, 0] * cf0 + hm[r, 1] * cf1 + hm[r, 2] * cf2)
+        pc = np.empty(4)
+        for r in range(4):
+            pc[r] = mom_tot[i, r] + cpm[r] * (resid / var_m)
+        m2 = pc[3] * pc[3] - (pc[0] * pc[0] + pc[1] * pc[1] + pc[2] * pc[2])
+        m_c = math.sqrt(0.0 if m2 < 0.0 else m2)
+        den = 1e-9 if m_c < 1e-9 else m_c
+        g = np.empty(4)
+        g[0], g[1], g[2], g[3] = -pc[0] / den, -pc[1] / den, -pc[2] / den, pc[3] / den
+        var = 0.0
+        for r in range(4):
+            t = 0.0
+            for s_ in range(4):
+                t += (c7[3 + r, 3 + s_] - cpm[r] * cpm[s_] / var_m) * g[s_]
+            var += g[r] * t
+        dtf[i, 0] = m_c
+        dtf[i, 1] = math.sqrt(0.0 if var < 0.0 else var)
+        dtf[i, 2] = resid * resid / var_m
+
+
+@_jit
+def _jsum_f(jac: np.ndarray, fm: np.ndarray, r: int, col: int, j: int, a_lo: int, a_hi: int) -> float:
+    """``Σ_a J[r, a] F[a, col]`` of daughter j over the non-zero Jacobian entries of row r."""
+    t = 0.0
+    for a in range(a_lo, a_hi):
+        t += jac[r, a, j] * fm[a, col, j]
+    return t
+
+
+fit_loop = _jit(_fit_loop)
+"""The compiled :func:`_fit_loop` (same arguments)."""
