@@ -61,7 +61,7 @@ def bare_phasespace(n: int) -> tuple[float, float]:
     return eager, compiled
 
 
-def mambah_generate(n: int, batch: int, path: Path, descriptor_models: str = "form-factors") -> float:
+def mambah_generate(n: int, batch: int, path: Path, descriptor_models: str = "physical") -> float:
     from sim import Generator, Pipeline, RunConfig, run
     from sim.core.pipeline import build_kernels
 

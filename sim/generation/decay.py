@@ -39,8 +39,9 @@ Generation, per batch, fully vectorised (loops only over tree depth and over
    every user chain with a model other than ``PHSP`` is one block,
    weighted by ``sim.generation.amplitudes.chain_weight`` over all its nodes (so
    spin correlations along the user's chain are kept); every table mode with a
-   non-PHSP model is a one-level block (parent + daughters: no correlation with
-   the parent's polarisation, a documented limitation), accepted inside its
+   non-PHSP model is a one-level block (parent + daughters, an unpolarised parent),
+   except a two-body spin mode of a user chain's leaf under a two-body spin node,
+   which is weighted jointly with the chain (:meth:`_Engine.joint_leaves`), accepted inside its
    (particle, mode) group.  Each block's weight is unweighted by accept–reject
    against ``model_weight_bound`` or, where that is ``None``, the largest weight
    of a presample × 1.2 (20 000 user chains / 2 000 table decays, fixed seeds, so
@@ -108,6 +109,7 @@ __all__ = (
     "DecayModel",
     "TreeRows",
     "descriptor_form_factor",
+    "descriptor_spin_model",
     "descriptor_to_dec",
     "load_decay",
 )
@@ -123,6 +125,7 @@ FSR_K_MIN = 1.0
 _PRESAMPLE = 20_000
 _PRESAMPLE_TABLE = 2_000
 _FIXED_MIN_GROUP = 2_000
+_MANY_BODY = 4
 _PS_SAFETY = 1.1
 _MODEL_SAFETY = 1.2
 _SL_MODELS = frozenset({"ISGW2", "HQET2", "BaryonPCR"})
@@ -572,7 +575,7 @@ def _expand_user(blocks: DecBlocks, label: str, reg: _Registry, depth: int = 0) 
 
 
 #: ``descriptor_models`` choices: how a descriptor's semileptonic decays are weighted
-DESCRIPTOR_MODELS = ("form-factors", "phase-space")
+DESCRIPTOR_MODELS = ("physical", "phase-space")
 
 #: BaryonPCR's spin-density parameters for a descriptor's Λb: unpolarised.  LHCb measured the
 #: Λb0 polarisation in pp collisions compatible with zero: P = 0.06 ± 0.07 ± 0.02 at 7 TeV
@@ -586,7 +589,7 @@ _NEUTRINO_PIDS = frozenset({12, 14, 16})
 def descriptor_form_factor(
     parent: int, daughters: Sequence[int], table_mode: ModeSpec | None = None
 ) -> tuple[str, tuple[float, ...]] | None:
-    """The form-factor model a descriptor's decay ``parent -> daughters`` gets with ``descriptor_models = "form-factors"``.
+    """The form-factor model a descriptor's semileptonic decay ``parent -> daughters`` gets with ``descriptor_models = "physical"``.
 
     * Λb0 → Λc+ ℓ ν̄ or Λc(2593)+ ℓ ν̄: ``BaryonPCR`` (Pervin–Roberts–Capstick), unpolarised
       (:data:`LAMBDA_B_UNPOLARISED`);
@@ -623,17 +626,46 @@ def descriptor_form_factor(
     return "ISGW2", ()
 
 
+def descriptor_spin_model(parent: int, daughters: Sequence[int], table_mode: ModeSpec | None) -> tuple[str, tuple[float, ...]] | None:
+    """The helicity model a descriptor's two-body decay gets with ``descriptor_models = "physical"``.
+
+    A two-body decay with a particle of spin (B+ → J/ψ K+, J/ψ → μ+ μ−, D*+ → D0 π+) takes the
+    decay table's model and parameters for the same mode (``table_mode``) when it is one of the
+    helicity-amplitude models (SVS, VLL, VSS, SVV_HELAMP, …) and fits the particles; else None
+    (phase space).  Phase space would leave a J/ψ from a B+ → J/ψ K+ unpolarised, which angular
+    momentum forbids (it is longitudinal), so the descriptor's decay is the table's.
+    """
+    from sim.generation.amplitudes import _TWO_BODY, helicity_couplings
+
+    if len(daughters) != 2 or table_mode is None or table_mode.model not in _TWO_BODY:
+        return None
+    try:
+        helicity_couplings(table_mode.model, parent, tuple(daughters), table_mode.params)
+    except DecayError:
+        return None
+    return table_mode.model, tuple(table_mode.params)
+
+
+def _has_spin(pids: Sequence[int]) -> bool:
+    from sim.generation.amplitudes import _pdata
+
+    return any(_pdata(p)[0] > 0 for p in pids)
+
+
 def _descriptor_spec(node: DecayNode, models: str = "phase-space", reg: _Registry | None = None) -> _TreeSpec:
     if not node.children:
         return _TreeSpec(node.name, None, ())
     names = tuple(c.name for c in node.children)
     mode = ModeSpec(1.0, names, "PHSP")
-    if models == "form-factors":
+    if models == "physical":
         kids = [c.pid for c in node.children]
-        table_mode = None
-        if abs(node.pid) != 5122 and len(kids) == 3 and reg is not None and descriptor_form_factor(node.pid, kids) is not None:
-            table_mode = reg.table_mode(node.pid, kids)
-        ff = descriptor_form_factor(node.pid, kids, table_mode)
+        if descriptor_form_factor(node.pid, kids) is not None:
+            table_mode = reg.table_mode(node.pid, kids) if abs(node.pid) != 5122 and reg is not None else None
+            ff = descriptor_form_factor(node.pid, kids, table_mode)
+        elif len(kids) == 2 and reg is not None and _has_spin([node.pid, *kids]):
+            ff = descriptor_spin_model(node.pid, kids, reg.table_mode(node.pid, kids))
+        else:
+            ff = None
         if ff is not None:
             mode = ModeSpec(1.0, names, ff[0], ff[1])
     return _TreeSpec(node.name, mode, tuple(_descriptor_spec(c, models, reg) for c in node.children))
@@ -778,6 +810,11 @@ class _Engine:
         self._warned: set[Any] = set()
         self.chains: list[DecayChain] = []
         self._inline: set[int] | None = None
+        self._joint: dict[int, tuple[int, ...]] = {}
+        from sim.generation.amplitudes import _TWO_BODY
+
+        #: table modes whose two-body spin model is weighted jointly with a user chain above them
+        self.mode_joint = np.array([m.origin == "table" and m.model in _TWO_BODY for m in self.modes], bool)
         self._sl: dict[int, tuple[Any, tuple[int, int, int], float]] = {}
 
     # ---- phase 1: topology
@@ -904,8 +941,12 @@ class _Engine:
         lo = np.where(self.wide[ds], self.thr[ds], self.mass[ds])
         return nbody.pdk(m, lo[0], lo[1])
 
-    def _decay_group(self, gid: int, P: np.ndarray, rows: TreeRows, rng: np.random.Generator) -> None:
-        """Decay the rows ``P`` (all with mode ``gid``): daughters' masses and lab four-momenta."""
+    def _decay_group(self, gid: int, P: np.ndarray, rows: TreeRows, rng: np.random.Generator, with_model: bool = True) -> None:
+        """Decay the rows ``P`` (all with mode ``gid``): daughters' masses and lab four-momenta.
+
+        ``with_model=False``: a table mode's own model weight is left out (it is weighted with
+        the user chain above it).
+        """
         k = len(self.modes[gid].daughters)
         children = rows.first[P][:, None] + np.arange(k)[None, :]
         if k == 1:
@@ -913,12 +954,12 @@ class _Engine:
             rows.mass[children[:, 0]] = rows.mass[P]
             return
         parent_fixed = not self.wide[rows.species[P[0]]] or bool(np.all(rows.gen[P] == 0))
-        if parent_fixed and self.semileptonic_inline(gid) and bool(np.all(rows.mass[P] == self.mass[self.modes[gid].parent])):
+        if with_model and parent_fixed and self.semileptonic_inline(gid) and bool(np.all(rows.mass[P] == self.mass[self.modes[gid].parent])):
             rows.p4[children] = self._sample_semileptonic(gid, rows.p4[P], rng)
             rows.mass[children] = self.mass[np.array(self.modes[gid].daughters)][None, :]
             return
         lab, masses = self._sample_decays(
-            gid, rows.mass[P], rows.p4[P], rows.thr[children], rows.mode[children], rng, parent_fixed=parent_fixed, with_model=True
+            gid, rows.mass[P], rows.p4[P], rows.thr[children], rows.mode[children], rng, parent_fixed=parent_fixed, with_model=with_model
         )
         rows.p4[children] = lab
         rows.mass[children] = masses
@@ -957,8 +998,12 @@ class _Engine:
         nominal = self.mass[ds]
         lo = np.where(wide[None, :], thr, nominal[None, :])
         hi = M[:, None] - (lo.sum(axis=1)[:, None] - lo)
-        # a presampled (tighter) bound pays only for big groups; small ones use the analytic bound
-        fixed = not wide.any() and parent_fixed and n >= _FIXED_MIN_GROUP and bool(np.all(M[0] == M))
+        # a presampled (tighter) bound pays for big groups, and for table modes of four or more
+        # bodies of any size: the analytic bound of a many-body mode is loose by orders of magnitude
+        # (J/ψ → 4π+ 4π− π0 took 325 s for 34 decays with it)
+        many = mode.origin == "table" and k >= _MANY_BODY
+        fixed = not wide.any() and parent_fixed and (n >= _FIXED_MIN_GROUP or many) and bool(np.all(M[0] == M))
+        ps_bound = self._fixed_bound(gid, nominal, float(M[0])) if fixed else 0.0
         model_block = with_model and bool(self.mode_weighted[gid]) and mode.origin == "table"
         model_bound = self.mode_bound(gid) if model_block else 1.0
         out_p4 = np.empty((n, k, 4))
@@ -988,9 +1033,21 @@ class _Engine:
             room = m.sum(axis=1) < Mp
             if fixed:
                 p4, w = nbody.genbod(m, Mp, rng)
-                bound = np.full(len(cand), self._fixed_bound(gid, nominal, float(M[0])))
-                if np.any(w > bound * (1.0 + 1e-9)):
-                    raise DecayError(f"phase-space weight above its presampled bound in {mode.text} ({self.reg.source}); please report")
+                if np.any(w > ps_bound * (1.0 + 1e-9)):
+                    if not many:
+                        raise DecayError(f"phase-space weight above its presampled bound in {mode.text} ({self.reg.source}); please report")
+                    # a table mode (the program's completion, not the user's request): the bound is raised
+                    # for the rest of this group, with one warning line (as for a table mode's model bound)
+                    new_bound = float(w.max()) * _PS_SAFETY
+                    if ("ps-bound", gid) not in self._warned:
+                        self._warned.add(("ps-bound", gid))
+                        log.warning(
+                            "phase-space weight %.4g of %s (decay table) exceeded its presampled bound %.4g: raised to %.4g "
+                            "within the group (decays accepted before it are biased by at most that ratio)",
+                            float(w.max()), mode.text, ps_bound, new_bound,
+                        )
+                    ps_bound = new_bound
+                bound = np.full(len(cand), ps_bound)
                 acc = rng.random(len(cand)) * bound < w
             else:
                 # step 1 (masses only, cheap): T^(K-2) wb(m) Π f(m) against its bound at the thresholds
@@ -1058,6 +1115,7 @@ class _Engine:
         heads = np.flatnonzero(sel_row & (rows.gen == 0))
         rows.p4[heads] = head_p4[rows.inst[heads]]
         rows.mass[heads] = self.mass[rows.species[heads]]
+        joint = self._joint_rows(rows)
         for g in range(int(rows.gen.max()) + 1):
             dec = np.flatnonzero(sel_row & (rows.gen == g) & (rows.mode >= 0))
             if len(dec) == 0:
@@ -1068,8 +1126,72 @@ class _Engine:
             uniq, starts = np.unique(modes_sorted, return_index=True)
             ends = np.append(starts[1:], len(order))
             for gid, s, e in zip(uniq, starts, ends, strict=True):
-                self._decay_group(int(gid), dec[order[s:e]], rows, rng)
+                P = dec[order[s:e]]
+                jm = joint[P] if joint is not None else None
+                if jm is not None and jm.any():  # weighted with the user chain above them (_block_weights)
+                    if not jm.all():
+                        self._decay_group(int(gid), P[~jm], rows, rng)
+                    self._decay_group(int(gid), P[jm], rows, rng, with_model=False)
+                else:
+                    self._decay_group(int(gid), P, rows, rng)
         return rows
+
+    # ---- spin correlations from a user chain into the table's decay of its leaves
+    def joint_leaves(self, chain: DecayChain) -> tuple[int, ...]:
+        """Leaves of a user chain, daughters of a two-body spin node, that the table decays.
+
+        Their table mode, when it has a two-body spin model (J/ψ → μ+ μ− VLL under
+        B+ → J/ψ K+ SVS), is weighted together with the chain (one coherent amplitude), not
+        as its own unpolarised block.  Only for chains whose bound is analytic (no
+        semileptonic node) and one table level deep.
+        """
+        key = int(chain.root)
+        if key not in self._joint:
+            from sim.generation.amplitudes import _TWO_BODY, model_weight_bound
+
+            out: list[int] = []
+            if chain.weighted and not self.chain_inline(chain) and model_weight_bound(chain.node_specs()) is not None:
+                for j, nd in enumerate(chain.nodes):
+                    if nd.first_daughter < 0 and nd.mother >= 0 and chain.nodes[nd.mother].model in _TWO_BODY and self.decays[nd.species]:
+                        out.append(j)
+            self._joint[key] = tuple(out)
+        return self._joint[key]
+
+    def _joint_rows(self, rows: TreeRows) -> np.ndarray | None:
+        """Rows whose table mode is weighted with their user chain (see :meth:`joint_leaves`), or None."""
+        out: np.ndarray | None = None
+        for chain in self.chains:
+            js = self.joint_leaves(chain)
+            if not js:
+                continue
+            r = rows.chain_rows(chain)
+            for j in js:
+                rr = r[:, j]
+                m = rows.mode[rr]
+                hit = rr[(m >= 0) & self.mode_joint[np.maximum(m, 0)]]
+                if len(hit):
+                    if out is None:
+                        out = np.zeros(len(rows.inst), bool)
+                    out[hit] = True
+        return out
+
+    def _joint_specs(self, chain: DecayChain, js: tuple[int, ...], modes: np.ndarray) -> tuple[list[Any], list[tuple[int, int]]]:
+        """The chain's NodeSpecs with the table modes ``modes`` (-1: none) of its leaves ``js`` appended."""
+        from dataclasses import replace
+
+        from sim.generation.amplitudes import NodeSpec
+
+        specs = list(chain.node_specs())
+        extra: list[tuple[int, int]] = []
+        for j, gid in zip(js, modes, strict=True):
+            if gid < 0:
+                continue
+            m = self.modes[int(gid)]
+            start = len(specs)
+            specs[j] = replace(specs[j], model=m.model, params=m.params, children=tuple(range(start, start + len(m.daughters))))
+            specs.extend(NodeSpec(pid=int(self.pid[d]), model="", params=(), children=(), mother=j) for d in m.daughters)
+            extra.extend((j, k) for k in range(len(m.daughters)))
+        return specs, extra
 
     # ---- phase 3: model weights
     def _block_weights(self, rows: TreeRows, inst_mask: np.ndarray, n_inst: int) -> np.ndarray:
@@ -1082,10 +1204,35 @@ class _Engine:
             r = r[inst_mask[rows.inst[r[:, 0]]]]
             if len(r) == 0:
                 continue
-            w = self._chain_weight(chain.node_specs(), [rows.p4[r[:, j]] for j in range(r.shape[1])], chain.tree)
-            bound = self.chain_bound(chain)
-            self._check_bound(w, bound, str(chain.tree))
-            ok[rows.inst[r[:, 0]]] &= self._rng_u(len(w)) * bound < w
+            js = self.joint_leaves(chain)
+            if js:
+                lm = np.stack([rows.mode[r[:, j]] for j in js], axis=1)
+                lm = np.where((lm >= 0) & self.mode_joint[np.maximum(lm, 0)], lm, -1)
+                keys, inv = np.unique(lm, axis=0, return_inverse=True)
+                inv = inv.ravel()
+            else:
+                keys, inv = np.full((1, 0), -1, np.int64), np.zeros(len(r), np.int64)
+            for ki, key in enumerate(keys):
+                sel = np.flatnonzero(inv == ki)
+                rs = r[sel]
+                if js and bool(np.any(key >= 0)):
+                    from sim.generation.amplitudes import model_weight_bound
+
+                    specs, extra = self._joint_specs(chain, js, key)
+                    p4 = [rows.p4[rs[:, j]] for j in range(rs.shape[1])] + [rows.p4[rows.first[rs[:, j]] + k] for j, k in extra]
+                    bkey = ("joint", chain.root, tuple(int(v) for v in key))
+                    if bkey not in self._model_bound:
+                        b = model_weight_bound(specs)
+                        if b is None:
+                            raise DecayError(f"internal: no analytic bound for the joint weight of {chain.tree}")
+                        self._model_bound[bkey] = float(b)
+                    bound = self._model_bound[bkey]
+                else:
+                    specs, p4 = chain.node_specs(), [rows.p4[rs[:, j]] for j in range(rs.shape[1])]
+                    bound = self.chain_bound(chain)
+                w = self._chain_weight(specs, p4, chain.tree)
+                self._check_bound(w, bound, str(chain.tree))
+                ok[rows.inst[rs[:, 0]]] &= self._rng_u(len(w)) * bound < w
         return ok
 
     def _rng_u(self, n: int) -> np.ndarray:
@@ -1482,9 +1629,10 @@ def load_decay(
             ``"phase-space"``: the table is the program's choice, not the user's
             request; one warning line per substituted model, never silent).
         descriptor_models: ``"phase-space"`` (every decay a descriptor writes is PHSP) or
-            ``"form-factors"``: its semileptonic decays get the form-factor model of
-            :func:`descriptor_form_factor` (the default job's Λb0 → Λc+ μ− ν̄: BaryonPCR).
-            DecFiles say their models themselves.
+            ``"physical"``: its semileptonic decays get the form-factor model of
+            :func:`descriptor_form_factor` (the default job's Λb0 → Λc+ μ− ν̄: BaryonPCR), its
+            two-body decays with spin the decay table's helicity model
+            (:func:`descriptor_spin_model`: B+ → J/ψ K+ is SVS).  DecFiles say their models themselves.
 
     Raises:
         DecayError, UnknownParticleError: malformed, unphysical or unsupported decay.

@@ -90,9 +90,11 @@ class Generator(Pass):
             the engine cannot honour (phase-space: one warning line per model).
         table_unsupported_models: the same for the table's modes (default phase-space,
             one warning line per model; ``error`` to refuse).
-        descriptor_models: ``form-factors`` (default): the descriptor's semileptonic decays
+        descriptor_models: ``physical`` (default): the descriptor's semileptonic decays
             get a form-factor model — the default Λb0 → Λc+ μ− ν̄ is BaryonPCR, unpolarised
-            (see :func:`sim.generation.decay.descriptor_form_factor`); ``phase-space``: every
+            (:func:`sim.generation.decay.descriptor_form_factor`) — and its two-body decays
+            with spin the decay table's helicity model (B+ → J/ψ K+: SVS;
+            :func:`sim.generation.decay.descriptor_spin_model`); ``phase-space``: every
             decay the descriptor writes is PHSP.  Ignored with ``dec_file`` (its lines name their models).
 
     Writes ``events`` (PV), ``mc_particles``, ``mc_vertices``.
@@ -115,7 +117,7 @@ class Generator(Pass):
     width_tolerance: float = 0.1
     unsupported_models: str = "error"
     table_unsupported_models: str = "phase-space"
-    descriptor_models: str = "form-factors"
+    descriptor_models: str = "physical"
 
     def __post_init__(self) -> None:
         n = self.particles_per_event

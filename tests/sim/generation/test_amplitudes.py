@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -375,3 +376,78 @@ def test_vvs_pwave_d_wave_chain_polarises_the_vector() -> None:
     cos_ds = _helicity_cos(pds, pd1, pb)[keep]
     assert _ks(cos_ds, lambda c: 2.0 * c * c + 0.5 * (1 - c * c)) > 0.01
     assert _ks(cos_ds, np.ones_like) < 1e-10  # an S wave (EvtGen's covariant D term) would be flat
+
+
+TABLE_JPSI = """Decay B+
+1.0 J/psi K+ SVS;
+Enddecay
+Decay J/psi
+0.5 mu+ mu- VLL;
+0.5 e+ e- VLL;
+Enddecay
+End
+"""
+
+
+def _muon_cos_of_table_completed(model: Any, n: int, seed: int) -> np.ndarray:
+    """cosθ of the μ+ in the J/ψ frame (J/ψ direction in the B frame), B at rest, J/ψ decayed by the table."""
+    chain = model.chains[0]
+    head = np.zeros((n, 4))
+    head[:, 3] = chain.nodes[0].mass
+    rows = model.engine.generate(np.full(n, chain.root, np.int64), head, np.random.default_rng(seed))
+    r = rows.chain_rows(chain)
+    jpsi = r[:, [nd.pid for nd in chain.nodes].index(443)]
+    first = rows.first[jpsi]
+    mup = first + np.argmax(np.stack([model.engine.pid[rows.species[first + k]] for k in range(2)], axis=1) == -13, axis=1)
+    is_mumu = np.isin(model.engine.pid[rows.species[first]], (13, -13))
+    return _helicity_cos(rows.p4[mup[is_mumu]], rows.p4[jpsi[is_mumu]], rows.p4[r[is_mumu, 0]])
+
+
+def test_table_completed_vll_under_a_user_svs_keeps_the_spin_correlation(tmp_path: Path) -> None:
+    """The user writes only B+ → J/ψ K+ (SVS), the table decays J/ψ → μμ (VLL): weighted jointly, sin²θ."""
+    from sim import load_decay
+
+    table = tmp_path / "table.dec"
+    table.write_text(TABLE_JPSI)
+    dec = tmp_path / "b.dec"
+    dec.write_text("Decay B+\n1.0 J/psi K+ SVS;\nEnddecay\nEnd\n")
+    model = load_decay(dec_file=dec, decay_table=str(table))
+    chain = model.chains[0]
+    assert model.engine.joint_leaves(chain) == (1,)  # the J/ψ
+    cos = _muon_cos_of_table_completed(model, 40_000, 41)
+    assert 15_000 < len(cos) < 25_000  # half the J/ψ go to μμ
+    eps = 4 * M_MU**2 / M_JPSI**2
+    assert _ks(cos, lambda c: 1 - c * c + eps * c * c) > 0.01
+    assert _ks(cos, np.ones_like) < 1e-10  # the one-level table block alone gives flat: excluded
+
+
+def test_descriptor_b_to_jpsi_k_takes_the_table_models(tmp_path: Path) -> None:
+    """descriptor_models = physical: `B+ -> J/psi K+` takes the table's SVS, the table's J/ψ → μμ its VLL:
+    sin²θ; phase-space: the J/ψ is unpolarised (flat).  DECAY_LHCB.DEC gives the same models."""
+    from sim import Generator
+    from sim.generation.decay import descriptor_spin_model
+    from sim.generation.dectable import read_table
+
+    table = tmp_path / "table.dec"
+    table.write_text(TABLE_JPSI)
+    model = Generator(decay="B+ -> J/psi K+", decay_table=str(table)).load()
+    assert [nd.model for nd in model.chains[0].nodes] == ["SVS", "", ""]
+    cos = _muon_cos_of_table_completed(model, 30_000, 43)
+    eps = 4 * M_MU**2 / M_JPSI**2
+    assert _ks(cos, lambda c: 1 - c * c + eps * c * c) > 0.01
+    assert _ks(cos, np.ones_like) < 1e-10
+    flat = Generator(decay="B+ -> J/psi K+", decay_table=str(table), descriptor_models="phase-space").load()
+    assert [nd.model for nd in flat.chains[0].nodes] == ["PHSP", "", ""]
+    cos = _muon_cos_of_table_completed(flat, 30_000, 43)
+    assert _ks(cos, np.ones_like) > 0.01
+    # a user-written sub-decay is a chain node: B+ -> (J/psi -> mu+ mu-) K+ is SVS + VLL
+    both = Generator(decay="B+ -> (J/psi -> mu+ mu-) K+", decay_table=str(table)).load()
+    assert [nd.model for nd in both.chains[0].nodes][:2] == ["SVS", "VLL"]
+    lhcb = read_table("DECAY_LHCB.DEC")
+
+    def line(mother: str, daughters: tuple[str, ...]) -> Any:
+        return next(m for m in lhcb.blocks[mother] if tuple(sorted(m.daughters)) == tuple(sorted(daughters)))
+
+    assert descriptor_spin_model(521, (443, 321), line("B+", ("J/psi", "K+"))) == ("SVS", ())
+    assert descriptor_spin_model(443, (-13, 13), line("J/psi", ("mu+", "mu-"))) == ("VLL", ())
+    assert descriptor_spin_model(421, (-321, 211), line("D0", ("K-", "pi+"))) is None  # PHSP in the table

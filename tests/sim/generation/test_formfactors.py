@@ -512,7 +512,7 @@ def test_engine_hqet2_dstar_unweighted_q2_and_lepton_angle(tmp_path: Path) -> No
 
 
 def test_descriptor_models_choice_and_same_seed_same_batch() -> None:
-    """descriptor_models: form-factors (default) / phase-space / refused; a batch depends on its seed only."""
+    """descriptor_models: physical (default) / phase-space / refused; a batch depends on its seed only."""
     from mambah.errors import ConfigError
     from sim import Generator
     from sim.generation.decay import descriptor_form_factor
@@ -520,7 +520,7 @@ def test_descriptor_models_choice_and_same_seed_same_batch() -> None:
     from sim.generation.generator import generate_tables
 
     assert Generator(descriptor_models="phase-space").load().chains[0].nodes[0].model == "PHSP"
-    with pytest.raises(ConfigError, match="descriptor_models must be one of form-factors, phase-space, got 'cln'"):
+    with pytest.raises(ConfigError, match="descriptor_models must be one of physical, phase-space, got 'cln'"):
         Generator(descriptor_models="cln")
     hqet = ModeSpec(0.05, ("D*+", "mu-", "anti-nu_mu"), "HQET2", (1.122, 0.908, 1.270, 0.852))
     assert descriptor_form_factor(-511, (413, 13, -14), hqet) == ("HQET2", (1.122, 0.908, 1.270, 0.852))
