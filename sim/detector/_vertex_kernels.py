@@ -118,18 +118,6 @@ def _profile_normal(
     return m0, m1, -m2, m3, -m4, m5, b0, b1, -b2, chi2
 
 
-@_jit
-def _cc6(c: np.ndarray, mv: np.ndarray, mc: np.ndarray, j: int, a: int, b: int) -> float:
-    """Element ``(a, b)`` of daughter j's 6 × 6 covariance of ``(x, y, tx, ty, w, m)``."""
-    if a == 5 and b == 5:
-        return mv[j]
-    if b == 5:
-        return mc[j, a]
-    if a == 5:
-        return mc[j, b]
-    return c[j, a, b]
-
-
 def _fit_loop(
     z: np.ndarray, state: np.ndarray, cov: np.ndarray, mass: np.ndarray, mass_var: np.ndarray,
     mass_cov: np.ndarray, use: np.ndarray, n_iter: int, momentum: bool, max_step: float, slot: int, target: float,
@@ -142,16 +130,16 @@ def _fit_loop(
     ``dmom (n, k, 4)``; with ``slot >= 0`` ``dtf (n, 3)`` = (constrained mass, its error, Δχ²)."""
     n, k = z.shape
     pr = np.empty((10, k))
-    u0 = np.empty((4, k))
-    u1 = np.empty((4, k))
-    k0 = np.empty((4, k))
-    k1 = np.empty((4, k))
-    own = np.empty((4, 4, k))
-    fm = np.empty((4, 3, k))
-    mhat = np.empty(k)
-    jac = np.zeros((4, 4, k))  # (P component, (tx, ty, w, m), daughter); the structural zeros stay 0
+    c6 = np.empty((6, 6))
+    u0, u1, k0, k1, xr = np.empty(4), np.empty(4), np.empty(4), np.empty(4), np.empty(4)
+    own = np.empty((4, 4))
+    fm = np.empty((4, 3))
+    jac = np.zeros((4, 4))  # (P component, (tx, ty, w, m)); the structural zeros are not used
     hm = np.empty((4, 3))
     c_own = np.empty((4, 4))
+    own_s, jac_s, fm_s = np.empty((4, 4)), np.empty((4, 4)), np.empty(3)  # of daughter `slot`
+    cpm, pc, g = np.empty(4), np.empty(4), np.empty(4)
+    m_slot = 0.0
     for i in range(n):
         x = state[i, :, 0]
         y = state[i, :, 1]
@@ -220,27 +208,34 @@ def _fit_loop(
         cov_v[i, 2, 2] = i22
         if not momentum:
             continue
-        mv = mass_var[i]
-        mc = mass_cov[i]
+        for r in range(4):
+            for col in range(3):
+                hm[r, col] = 0.0
+            for s_ in range(4):
+                c_own[r, s_] = 0.0
         for j in range(k):
+            # daughter j's 6 × 6 covariance of (x, y, tx, ty, w, m) from the upper triangles (as _cc)
+            for a in range(5):
+                for b in range(a, 5):
+                    c6[a, b] = c6[b, a] = c[j, a, b]
+                c6[a, 5] = c6[5, a] = mass_cov[i, j, a]
+            c6[5, 5] = mass_var[i, j]
             dz = pr[0, j]
             w00, w01, w11 = pr[1, j], pr[2, j], pr[3, j]
             g0, g1, thx, thy = pr[6, j], pr[7, j], pr[8, j], pr[9, j]
             for a in range(4):
-                u0[a, j] = _cc6(c, mv, mc, j, 0, a + 2) + dz * _cc6(c, mv, mc, j, 2, a + 2)
-                u1[a, j] = _cc6(c, mv, mc, j, 1, a + 2) + dz * _cc6(c, mv, mc, j, 3, a + 2)
-                k0[a, j] = u0[a, j] * w00 + u1[a, j] * w01
-                k1[a, j] = u0[a, j] * w01 + u1[a, j] * w11
-            w_hat = state[i, j, 4] - (u0[2, j] * g0 + u1[2, j] * g1)
-            m_hat = mass[i, j] - (u0[3, j] * g0 + u1[3, j] * g1)
-            mhat[j] = m_hat
+                u0[a] = c6[0, a + 2] + dz * c6[2, a + 2]  # (C Hᵀ)[a, 0]
+                u1[a] = c6[1, a + 2] + dz * c6[3, a + 2]  # (C Hᵀ)[a, 1]
+                k0[a] = u0[a] * w00 + u1[a] * w01
+                k1[a] = u0[a] * w01 + u1[a] * w11
+            w_hat = state[i, j, 4] - (u0[2] * g0 + u1[2] * g1)
+            m_hat = mass[i, j] - (u0[3] * g0 + u1[3] * g1)
             for a in range(4):
                 for b in range(a, 4):
-                    own[a, b, j] = own[b, a, j] = (_cc6(c, mv, mc, j, a + 2, b + 2)
-                                                   - (k0[a, j] * u0[b, j] + k1[a, j] * u1[b, j]))
-                fm[a, 0, j] = -k0[a, j]
-                fm[a, 1, j] = -k1[a, j]
-                fm[a, 2, j] = k0[a, j] * thx + k1[a, j] * thy
+                    own[a, b] = own[b, a] = c6[a + 2, b + 2] - (k0[a] * u0[b] + k1[a] * u1[b])
+                fm[a, 0] = -k0[a]
+                fm[a, 1] = -k1[a]
+                fm[a, 2] = k0[a] * thx + k1[a] * thy
             u = us[j]
             pmag = 1.0 / w_hat
             nrm2 = 1.0 + thx * thx + thy * thy
@@ -254,39 +249,52 @@ def _fit_loop(
             dtx = -upz * thx / nrm2
             dty = -upz * thy / nrm2
             dw = -upz * pmag
-            jac[0, 0, j] = upz + thx * dtx
-            jac[0, 1, j] = thx * dty
-            jac[0, 2, j] = thx * dw
-            jac[1, 0, j] = thy * dtx
-            jac[1, 1, j] = upz + thy * dty
-            jac[1, 2, j] = thy * dw
-            jac[2, 0, j] = dtx
-            jac[2, 1, j] = dty
-            jac[2, 2, j] = dw
-            jac[3, 2, j] = -u * math.pow(pmag, 3.0) / e
-            jac[3, 3, j] = u * m_hat / e
-        # dP/dV = −Σ_j J_j F_j (4 × 3) and Σ_j J_j Cov_own,j J_jᵀ (4 × 4); rows 0-2 use (tx, ty, w), row 3 (w, m)
-        for r in range(4):
-            a_lo = 2 if r == 3 else 0
-            a_hi = 4 if r == 3 else 3
-            for col in range(3):
-                t = 0.0
-                for j in range(k):
-                    t += _jsum_f(jac, fm, r, col, j, a_lo, a_hi)
-                hm[r, col] = -t
-            for s_ in range(r, 4):
-                b_lo = 2 if s_ == 3 else 0
-                b_hi = 4 if s_ == 3 else 3
-                t = 0.0
-                for j in range(k):
-                    tj = 0.0
+            jac[0, 0] = upz + thx * dtx
+            jac[0, 1] = thx * dty
+            jac[0, 2] = thx * dw
+            jac[1, 0] = thy * dtx
+            jac[1, 1] = upz + thy * dty
+            jac[1, 2] = thy * dw
+            jac[2, 0] = dtx
+            jac[2, 1] = dty
+            jac[2, 2] = dw
+            jac[3, 2] = -u * math.pow(pmag, 3.0) / e
+            jac[3, 3] = u * m_hat / e
+            # dP/dV = −Σ_j J_j F_j (4 × 3) and Σ_j J_j Cov_own,j J_jᵀ (4 × 4): rows 0-2 of J use
+            # (tx, ty, w), row 3 (w, m)
+            for r in range(4):
+                a_lo = 2 if r == 3 else 0
+                a_hi = 4 if r == 3 else 3
+                for col in range(3):
+                    t = 0.0
+                    for a in range(a_lo, a_hi):
+                        t += jac[r, a] * fm[a, col]
+                    hm[r, col] += t
+                for b in range(4):
+                    t = 0.0
+                    for a in range(a_lo, a_hi):
+                        t += jac[r, a] * own[a, b]
+                    xr[b] = t
+                for s_ in range(r, 4):
+                    b_lo = 2 if s_ == 3 else 0
+                    b_hi = 4 if s_ == 3 else 3
+                    t = 0.0
                     for b in range(b_lo, b_hi):
-                        xr = 0.0
-                        for a in range(a_lo, a_hi):
-                            xr += jac[r, a, j] * own[a, b, j]
-                        tj += xr * jac[s_, b, j]
-                    t += tj
-                c_own[r, s_] = c_own[s_, r] = t
+                        t += xr[b] * jac[s_, b]
+                    c_own[r, s_] += t
+            if j == slot:
+                m_slot = m_hat
+                for a in range(4):
+                    for b in range(4):
+                        jac_s[a, b] = jac[a, b]
+                        own_s[a, b] = own[a, b]
+                for col in range(3):
+                    fm_s[col] = fm[3, col]
+        for r in range(4):
+            for col in range(3):
+                hm[r, col] = -hm[r, col]
+            for s_ in range(r + 1, 4):
+                c_own[s_, r] = c_own[r, s_]
         cv = cov_v[i]
         c7 = cov7[i]
         for a in range(3):
@@ -313,27 +321,24 @@ def _fit_loop(
         if slot < 0:
             continue
         # the constrained fitted mass of daughter `slot` (vertexing._fit_chunk, `constrain`)
-        f0, f1, f2 = fm[3, 0, slot], fm[3, 1, slot], fm[3, 2, slot]
+        f0, f1, f2 = fm_s[0], fm_s[1], fm_s[2]
         cf0 = i00 * f0 + i01 * f1 + i02 * f2
         cf1 = i01 * f0 + i11 * f1 + i12 * f2
         cf2 = i02 * f0 + i12 * f1 + i22 * f2
-        var_m = own[3, 3, slot] + (f0 * cf0 + f1 * cf1 + f2 * cf2)
-        resid = target - mhat[slot]
-        cpm = np.empty(4)
+        var_m = own_s[3, 3] + (f0 * cf0 + f1 * cf1 + f2 * cf2)
+        resid = target - m_slot
         for r in range(4):
             a_lo = 2 if r == 3 else 0
             a_hi = 4 if r == 3 else 3
             t = 0.0
             for a in range(a_lo, a_hi):
-                t += jac[r, a, slot] * own[a, 3, slot]
+                t += jac_s[r, a] * own_s[a, 3]
             cpm[r] = t - (hm[r, 0] * cf0 + hm[r, 1] * cf1 + hm[r, 2] * cf2)
-        pc = np.empty(4)
         for r in range(4):
             pc[r] = mom_tot[i, r] + cpm[r] * (resid / var_m)
         m2 = pc[3] * pc[3] - (pc[0] * pc[0] + pc[1] * pc[1] + pc[2] * pc[2])
         m_c = math.sqrt(0.0 if m2 < 0.0 else m2)
         den = 1e-9 if m_c < 1e-9 else m_c
-        g = np.empty(4)
         g[0], g[1], g[2], g[3] = -pc[0] / den, -pc[1] / den, -pc[2] / den, pc[3] / den
         var = 0.0
         for r in range(4):
@@ -344,15 +349,6 @@ def _fit_loop(
         dtf[i, 0] = m_c
         dtf[i, 1] = math.sqrt(0.0 if var < 0.0 else var)
         dtf[i, 2] = resid * resid / var_m
-
-
-@_jit
-def _jsum_f(jac: np.ndarray, fm: np.ndarray, r: int, col: int, j: int, a_lo: int, a_hi: int) -> float:
-    """``Σ_a J[r, a] F[a, col]`` of daughter j over the non-zero Jacobian entries of row r."""
-    t = 0.0
-    for a in range(a_lo, a_hi):
-        t += jac[r, a, j] * fm[a, col, j]
-    return t
 
 
 fit_loop = _jit(_fit_loop)
