@@ -351,5 +351,30 @@ def _fit_loop(
         dtf[i, 2] = resid * resid / var_m
 
 
+def _line_cov_loop(jac: np.ndarray, cov7: np.ndarray, out: np.ndarray) -> None:
+    """``out = ½ (J C Jᵀ + (J C Jᵀ)ᵀ)`` for each row: ``jac (n, 6, 7)``, ``cov7 (n, 7, 7)``, ``out (n, 6, 6)``
+    (``vertexing._state_of``'s covariance of a composite's line; ``J C`` first, as numpy's ``(J @ C) @ Jᵀ``)."""
+    n = jac.shape[0]
+    jc = np.empty((6, 7))
+    for i in range(n):
+        for a in range(6):
+            for b in range(7):
+                t = 0.0
+                for c in range(7):
+                    t += jac[i, a, c] * cov7[i, c, b]
+                jc[a, b] = t
+        for a in range(6):
+            for b in range(a, 6):
+                t = 0.0
+                u = 0.0
+                for c in range(7):
+                    t += jc[a, c] * jac[i, b, c]
+                    u += jc[b, c] * jac[i, a, c]
+                out[i, a, b] = out[i, b, a] = 0.5 * (t + u)
+
+
+line_cov_loop = _jit(_line_cov_loop)
+"""The compiled :func:`_line_cov_loop`."""
+
 fit_loop = _jit(_fit_loop)
 """The compiled :func:`_fit_loop` (same arguments)."""

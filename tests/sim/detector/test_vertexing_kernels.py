@@ -95,7 +95,20 @@ def test_composites_of_composites_and_the_dtf_mass() -> None:
     lc_tracks = _daughters(rng, n, 3, [M_P, M_K, M_PI])
     lc_np, lc_c = _both(lc_tracks)
     _assert_same(lc_np, lc_c)
-    parts = vx.stack_daughters([vx.composite_daughters(lc_np), _daughters(rng, n, 1, M_MU)])
+    line_np, line_c = vx.composite_daughters(lc_np, kernel="numpy"), vx.composite_daughters(lc_np)
+    for name in ("z", "state", "mass", "charge", "mask"):
+        np.testing.assert_array_equal(getattr(line_np, name), getattr(line_c, name), err_msg=name)
+    c6n = np.concatenate([np.concatenate([line_np.cov, line_np.mass_cov[..., None]], axis=-1),
+                          np.concatenate([line_np.mass_cov, line_np.mass_var[..., None]], axis=-1)[..., None, :]], axis=-2)
+    c6c = np.concatenate([np.concatenate([line_c.cov, line_c.mass_cov[..., None]], axis=-1),
+                          np.concatenate([line_c.mass_cov, line_c.mass_var[..., None]], axis=-1)[..., None, :]], axis=-2)
+    # rounding scale of J C Jᵀ: sqrt(C_ii) but for the mass (m = sqrt(E² − p²)), whose Jacobian
+    # (−p, E)/m makes its terms (E/m)·Σ σ(p, E), cancelling to ~1e-6 of that for light composites
+    sig = np.sqrt(np.diagonal(c6n, axis1=-2, axis2=-1))
+    sig[:, 0, 5] = (lc_np.momentum[:, 3] / line_np.mass[:, 0]
+                    * np.sqrt(np.diagonal(lc_np.cov7, axis1=1, axis2=2)[:, 3:]).sum(axis=1))
+    assert np.all(np.abs(c6c - c6n) <= 1e-12 * sig[..., :, None] * sig[..., None, :])
+    parts = vx.stack_daughters([line_c, _daughters(rng, n, 1, M_MU)])
     _assert_same(*_both(parts))  # composite + track (Λb → Λc μ)
     _assert_same(*_both(vx.constrain_mass(parts, 0, M_LC)))
     fit_n, m_n, e_n, c_n = vx.fit_vertex_dtf(parts, 0, M_LC, kernel="numpy")
@@ -143,6 +156,8 @@ def test_unknown_kernel_is_an_error_naming_the_choices() -> None:
         vx.fit_vertex(d, kernel="fortran")
     with pytest.raises(ConfigError, match="compiled, numpy"):
         vx.fit_vertex_dtf(d, 0, 1.0, kernel="C")
+    with pytest.raises(ConfigError, match="compiled, numpy"):
+        vx.composite_daughters(vx.fit_vertex(d), kernel="C")
 
 
 def test_kernel_caches_in_a_temporary_directory_when_no_cache_directory_is_writable(tmp_path: Path) -> None:
