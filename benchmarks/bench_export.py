@@ -135,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=25_000, help="events (= candidates) per batch")
     ap.add_argument("--repeat", type=int, default=2, help="best of N timings (default 2)")
     ap.add_argument("--variables", choices=("all", "few"), default="all", help="all default columns or 10 columns")
+    ap.add_argument("--fit-kernel", choices=("compiled", "numpy"), default="compiled",
+                    help="vertex-fit kernel (the default of sim.detector.vertexing; numpy: the reference, for before/after)")
     args = ap.parse_args(argv)
+    from sim.detector import vertexing
+
+    for func in (vertexing.fit_vertex, vertexing.fit_vertex_dtf, vertexing.composite_daughters):
+        assert func.__kwdefaults__ is not None
+        func.__kwdefaults__["kernel"] = args.fit_kernel  # benchmark switch: the export calls them with defaults
     variables = None if args.variables == "all" else ["Lb_M", "Lb_MCORR", "Lc_M", "p_PT", "K_PT", "pi_PT", "mu_PT", "p_PIDK", "runNumber", "eventNumber"]
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 del arrays, chunks
             results.append((fmt, summary.rows, len(summary.columns), t_export, t_raw, out.stat().st_size, (d / f"raw.{suffix}").stat().st_size))
         store.close()
-    print(f"ficino export vs raw writer, {rows:,} candidates in {args.batches} batches, {args.variables} variables, best of {args.repeat}")
+    print(f"ficino export vs raw writer, {rows:,} candidates in {args.batches} batches, {args.variables} variables, "
+          f"best of {args.repeat}, {args.fit_kernel} vertex-fit kernel")
     print(f"{'format':<8}{'columns':>8}{'export rows/s':>15}{'raw rows/s':>12}{'ratio':>7}{'CPU ratio':>10}{'export MB':>11}{'raw MB':>8}")
     ok = True
     for fmt, n, ncol, te, tr, se, sr in results:
