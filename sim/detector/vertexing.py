@@ -1,9 +1,13 @@
 """Vertex fitting kernels: straight-line Billoir fits, IP, flight distance, decay time, corrected mass.
 
-Pure numpy, vectorised over many vertices at once: every input carries a leading
+Vectorised over many vertices at once: every input carries a leading
 vertex axis ``n`` and a daughter axis ``k`` (arrays ``(n, k, ...)``); a boolean
 ``mask`` ``(n, k)`` marks the daughters that take part, so vertices of different
-multiplicity share one call.
+multiplicity share one call.  The Billoir fit and a composite's line covariance run
+by default as compiled (numba) loops over vertices (:mod:`sim.detector._vertex_kernels`,
+``kernel="compiled"``); the numpy kernels (``kernel="numpy"``) are the reference they
+are tested against (same operations in the same order: equal bit for bit but the
+momentum covariance's matrix products, which agree to rounding).  The rest is numpy.
 
 Track model.  A daughter is a straight line described by its state
 ``(x, y, tx, ty, w)`` at a reference ``z`` with a 5 × 5 covariance, ``w = 1/p``
