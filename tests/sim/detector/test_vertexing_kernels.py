@@ -150,6 +150,27 @@ def test_degenerate_vertices_give_the_same_nan_and_unconverged_flags() -> None:
     assert np.isnan(a.position[40:50]).all() and not a.converged[20:50].any()
 
 
+@pytest.mark.parametrize("n_iter", [1, 2, 3])
+def test_compiled_decay_time_equals_the_numpy_kernel(n_iter: int) -> None:
+    rng = np.random.default_rng(54)
+    n = 5000  # two blocks of the lifetime fit's 4096 rows
+    fit = vx.fit_vertex(_daughters(rng, n, 3, [M_P, M_K, M_PI]))
+    pv = fit.position - fit.momentum[:, :3] / np.linalg.norm(fit.momentum[:, :3], axis=1)[:, None] * rng.exponential(
+        5.0, (n, 1))
+    pv_cov = np.broadcast_to(np.diag([1e-4, 1e-4, 2e-3]), (n, 3, 3)).copy()
+    mom, cov7 = fit.momentum.copy(), fit.cov7.copy()
+    mom[:3] = np.nan  # a NaN composite
+    cov7[3:6] = 0.0  # no uncertainty at all: S singular
+    cov7[6:9, 3:, 3:] *= 1e30  # momentum unknown: the decay time undetermined
+    fit = vx.VertexFit(fit.position, fit.cov, fit.chi2, fit.ndof, mom, cov7, fit.charge, fit.daughter_momenta,
+                       fit.converged)
+    ref = vx.decay_time(pv, pv_cov, fit, n_iter, kernel="numpy")
+    got = vx.decay_time(pv, pv_cov, fit, n_iter, kernel="compiled")
+    for name, a, b in zip(("tau", "tau_err", "chi2"), ref, got):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert np.isnan(ref[0][:3]).all() and np.isfinite(ref[0][9:]).mean() > 0.99
+
+
 def test_unknown_kernel_is_an_error_naming_the_choices() -> None:
     d = _daughters(np.random.default_rng(53), 2, 2)
     with pytest.raises(ConfigError, match="'fortran'.*compiled, numpy"):
