@@ -222,11 +222,15 @@ class CompiledModel:
     Args:
         trained: the :class:`sim.training.TrainedModel`.
         chunk: rows per graph call.
+        graph_min_rows: calls with at least this many rows run through the traced graph
+            (default :data:`GRAPH_MIN_ROWS`); convolutional networks, whose numpy form is
+            several times slower than TensorFlow's kernels, pass a smaller number.
     """
 
-    def __init__(self, trained: TrainedModel, chunk: int = 262_144) -> None:
+    def __init__(self, trained: TrainedModel, chunk: int = 262_144, graph_min_rows: int = GRAPH_MIN_ROWS) -> None:
         self.trained = trained
         self.chunk = int(chunk)
+        self.graph_min_rows = int(graph_min_rows)
         self._n_out = int(trained.model.output_shape[-1])
         self._d = len(trained.input_names)
         self._generator = trained.kind == "generator"
@@ -263,13 +267,13 @@ class CompiledModel:
         self._tf = tf
 
     def _call(self, *args: np.ndarray) -> np.ndarray:
-        """One chunk: through the traced graph, or (below :data:`GRAPH_MIN_ROWS` rows) numpy / eager TF.
+        """One chunk: through the traced graph, or (below ``graph_min_rows`` rows) numpy / eager TF.
 
         Generators get ``(z, raw, noise)`` and return raw targets; classifiers ``(z,)``.
         """
         from sim.core.preprocessing import inverse_transform
 
-        big = args[0].shape[0] >= GRAPH_MIN_ROWS
+        big = args[0].shape[0] >= self.graph_min_rows
         if not big and self._numpy_net:
             if not self._generator:
                 return self.trained.model.numpy(args[0].astype(np.float32))  # type: ignore[no-any-return]
