@@ -223,14 +223,14 @@ class CompiledModel:
         trained: the :class:`sim.training.TrainedModel`.
         chunk: rows per graph call.
         graph_min_rows: calls with at least this many rows run through the traced graph
-            (default :data:`GRAPH_MIN_ROWS`); convolutional networks, whose numpy form is
+            (default: :data:`GRAPH_MIN_ROWS`, read at each call); convolutional networks, whose numpy form is
             several times slower than TensorFlow's kernels, pass a smaller number.
     """
 
-    def __init__(self, trained: TrainedModel, chunk: int = 262_144, graph_min_rows: int = GRAPH_MIN_ROWS) -> None:
+    def __init__(self, trained: TrainedModel, chunk: int = 262_144, graph_min_rows: int | None = None) -> None:
         self.trained = trained
         self.chunk = int(chunk)
-        self.graph_min_rows = int(graph_min_rows)
+        self.graph_min_rows = None if graph_min_rows is None else int(graph_min_rows)
         self._n_out = int(trained.model.output_shape[-1])
         self._d = len(trained.input_names)
         self._generator = trained.kind == "generator"
@@ -273,7 +273,7 @@ class CompiledModel:
         """
         from sim.core.preprocessing import inverse_transform
 
-        big = args[0].shape[0] >= self.graph_min_rows
+        big = args[0].shape[0] >= (GRAPH_MIN_ROWS if self.graph_min_rows is None else self.graph_min_rows)
         if not big and self._numpy_net:
             if not self._generator:
                 return self.trained.model.numpy(args[0].astype(np.float32))  # type: ignore[no-any-return]
