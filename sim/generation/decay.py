@@ -1038,15 +1038,8 @@ class _Engine:
                         raise DecayError(f"phase-space weight above its presampled bound in {mode.text} ({self.reg.source}); please report")
                     # a table mode (the program's completion, not the user's request): the bound is raised
                     # for the rest of this group, with one warning line (as for a table mode's model bound)
-                    new_bound = float(w.max()) * _PS_SAFETY
-                    if ("ps-bound", gid) not in self._warned:
-                        self._warned.add(("ps-bound", gid))
-                        log.warning(
-                            "phase-space weight %.4g of %s (decay table) exceeded its presampled bound %.4g: raised to %.4g "
-                            "within the group (decays accepted before it are biased by at most that ratio)",
-                            float(w.max()), mode.text, ps_bound, new_bound,
-                        )
-                    ps_bound = new_bound
+                    ps_bound = self._raised_bound("ps-bound", "phase-space weight", gid, float(w.max()), ps_bound,
+                                                  _PS_SAFETY, mode.text)
                 bound = np.full(len(cand), ps_bound)
                 acc = rng.random(len(cand)) * bound < w
             else:
@@ -1072,15 +1065,8 @@ class _Engine:
                 wm = self._chain_weight(specs, [parent_p4[cand[hit]]] + [lab[:, j] for j in range(k)], mode.text)
                 if len(wm) and float(wm.max()) > model_bound * (1.0 + 1e-9):
                     # raised for the rest of this group only, so a batch's store depends on its seed alone
-                    new_bound = float(wm.max()) * _MODEL_SAFETY
-                    if ("bound", gid) not in self._warned:
-                        self._warned.add(("bound", gid))
-                        log.warning(
-                            "model weight %.4g of %s (decay table) exceeded its presampled bound %.4g: raised to %.4g "
-                            "within the group (decays accepted before it are biased by at most that ratio)",
-                            float(wm.max()), mode.text, model_bound, new_bound,
-                        )
-                    model_bound = new_bound
+                    model_bound = self._raised_bound("bound", "model weight", gid, float(wm.max()), model_bound,
+                                                     _MODEL_SAFETY, mode.text)
                 keep = rng.random(len(hit)) * model_bound < wm
                 hit, lab = hit[keep], lab[keep]
             tried += len(cand)
@@ -1365,15 +1351,7 @@ class _Engine:
             if len(w) and float(w.max()) > bound * (1.0 + 1e-9):
                 if m.origin != "table":
                     self._check_bound(w, bound, m.text)
-                new_bound = float(w.max()) * _MODEL_SAFETY
-                if ("bound", gid) not in self._warned:
-                    self._warned.add(("bound", gid))
-                    log.warning(
-                        "model weight %.4g of %s (decay table) exceeded its presampled bound %.4g: raised to %.4g "
-                        "within the group (decays accepted before it are biased by at most that ratio)",
-                        float(w.max()), m.text, bound, new_bound,
-                    )
-                bound = new_bound
+                bound = self._raised_bound("bound", "model weight", gid, float(w.max()), bound, _MODEL_SAFETY, m.text)
             hit = np.flatnonzero(rng.random(len(cand)) * bound < w)
             tried += len(cand)
             accepted += len(hit)
@@ -1386,6 +1364,18 @@ class _Engine:
         else:
             raise DecayError(f"accept-reject of {m.text} ({self.reg.source}) does not converge (efficiency {eff:.2g})")
         return out
+
+    def _raised_bound(self, key: str, what: str, gid: int, w_max: float, bound: float, safety: float, text: str) -> float:
+        """The accept-reject bound raised to ``w_max * safety`` for the rest of group ``gid``, warned once per group and kind."""
+        new_bound = w_max * safety
+        if (key, gid) not in self._warned:
+            self._warned.add((key, gid))
+            log.warning(
+                "%s %.4g of %s (decay table) exceeded its presampled bound %.4g: raised to %.4g "
+                "within the group (decays accepted before it are biased by at most that ratio)",
+                what, w_max, text, bound, new_bound,
+            )
+        return new_bound
 
     def _mode_specs(self, gid: int) -> list[Any]:
         from sim.generation.amplitudes import NodeSpec

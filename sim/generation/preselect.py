@@ -285,13 +285,7 @@ def load_selection_model(path: str) -> tuple[Any, dict[str, Any]]:
     Raises:
         ModelError: not a selection model (no ``selection`` record in its sidecar).
     """
-    from sim.core.io import load_model
-
-    trained = load_model(path)
-    record = trained.provenance.get("selection")
-    if trained.kind != "classifier" or not isinstance(record, dict):
-        raise ModelError(f"model {path} is not a selection model (its sidecar has no 'selection' record)")
-    return trained, record
+    return _load_recorded_classifier(path, "selection", "a selection model (its sidecar has no 'selection' record)")
 
 
 def load_weights_model(path: str) -> tuple[Any, dict[str, Any]]:
@@ -300,12 +294,18 @@ def load_weights_model(path: str) -> tuple[Any, dict[str, Any]]:
     Raises:
         ModelError: not a reweighting model (no ``selection_weights`` record in its sidecar).
     """
+    return _load_recorded_classifier(path, "selection_weights",
+                                     "a preselection reweighting model (no 'selection_weights' record)")
+
+
+def _load_recorded_classifier(path: str, key: str, what: str) -> tuple[Any, dict[str, Any]]:
+    """A classifier and its ``key`` provenance record; ``ModelError`` "model PATH is not WHAT" without it."""
     from sim.core.io import load_model
 
     trained = load_model(path)
-    record = trained.provenance.get("selection_weights")
+    record = trained.provenance.get(key)
     if trained.kind != "classifier" or not isinstance(record, dict):
-        raise ModelError(f"model {path} is not a preselection reweighting model (no 'selection_weights' record)")
+        raise ModelError(f"model {path} is not {what}")
     return trained, record
 
 
