@@ -160,19 +160,8 @@ def train_calorimeter_energy(
     Raises:
         DataError: the file holds no photon or electron shower.
     """
-    from sim.training.gan import train_gan
-
     _refuse(weight, tree)
-    cond, _, total, prov = _prepare(data)
-    em = (cond[:, CONDITIONS.index("is_hadron")] == 0) & (cond[:, CONDITIONS.index("is_muon")] == 0)
-    if not em.any():
-        raise DataError("shower data hold no photon or electron shower (pid 22 / ±11) for the energy GAN")
-    e_cond = cond[em][:, [CONDITIONS.index(c) for c in ENERGY_CONDITIONS]]
-    return train_gan(
-        e_cond, total[em], algorithm="cramer", epochs=epochs, batch_size=512, learning_rate=1e-3,
-        lr_schedule="cosine", ema=0.99, seed=seed, progress=progress, condition_names=ENERGY_CONDITIONS,
-        target_names=SCALARS, provenance={**prov, "model": "calorimeter_energy"},
-    )
+    return _train_total_gan(data, hadronic=False, epochs=epochs, seed=seed, batch_size=512, progress=progress)
 
 
 @register_trainer("calorimeter_hadron_energy", columns=SHOWER_COLUMNS, recipe=SHIPPED_HADRON_ENERGY,
@@ -204,18 +193,36 @@ def train_calorimeter_hadron_energy(
     Raises:
         DataError: the file holds no hadron or muon shower.
     """
+    _refuse(weight, tree)
+    return _train_total_gan(data, hadronic=True, epochs=epochs, seed=seed, batch_size=256, progress=progress)
+
+
+def _train_total_gan(
+    data: str | Path | Mapping[str, Any], *, hadronic: bool, epochs: int, seed: int, batch_size: int, progress: bool,
+) -> Any:
+    """The Cramér MLP GAN of the shower totals of one family: e/γ (``hadronic=False``) or hadrons and muons.
+
+    The two energy GANs differ only in the showers they see, their conditions
+    (:data:`~sim.detector.calorimeter.ENERGY_CONDITIONS` /
+    :data:`~sim.detector.calorimeter.HADRON_ENERGY_CONDITIONS`), the batch size and the
+    model name; the algorithm (Cramér, learning rate 1e-3, cosine schedule, EMA 0.99) is one.
+    """
     from sim.training.gan import train_gan
 
-    _refuse(weight, tree)
     cond, _, total, prov = _prepare(data)
-    had = (cond[:, CONDITIONS.index("is_hadron")] == 1) | (cond[:, CONDITIONS.index("is_muon")] == 1)
-    if not had.any():
-        raise DataError("shower data hold no hadron or muon shower (pid other than 22 / ±11) for the hadron energy GAN")
-    h_cond = cond[had][:, [CONDITIONS.index(c) for c in HADRON_ENERGY_CONDITIONS]]
+    is_hadron = cond[:, CONDITIONS.index("is_hadron")] == 1
+    is_muon = cond[:, CONDITIONS.index("is_muon")] == 1
+    rows = (is_hadron | is_muon) if hadronic else ~(is_hadron | is_muon)
+    if not rows.any():
+        what = ("no hadron or muon shower (pid other than 22 / ±11) for the hadron energy GAN" if hadronic
+                else "no photon or electron shower (pid 22 / ±11) for the energy GAN")
+        raise DataError(f"shower data hold {what}")
+    names = HADRON_ENERGY_CONDITIONS if hadronic else ENERGY_CONDITIONS
     return train_gan(
-        h_cond, total[had], algorithm="cramer", epochs=epochs, batch_size=256, learning_rate=1e-3,
-        lr_schedule="cosine", ema=0.99, seed=seed, progress=progress, condition_names=HADRON_ENERGY_CONDITIONS,
-        target_names=SCALARS, provenance={**prov, "model": "calorimeter_hadron_energy"},
+        cond[rows][:, [CONDITIONS.index(c) for c in names]], total[rows], algorithm="cramer", epochs=epochs,
+        batch_size=batch_size, learning_rate=1e-3, lr_schedule="cosine", ema=0.99, seed=seed, progress=progress,
+        condition_names=names, target_names=SCALARS,
+        provenance={**prov, "model": "calorimeter_hadron_energy" if hadronic else "calorimeter_energy"},
     )
 
 
