@@ -320,53 +320,93 @@ def _open_dataset_output(pipeline: Pipeline, root: Path, *, resume: bool, overwr
     return set()
 
 
-def _run_into_dataset(
-    client: Any, pipeline: Pipeline, root: Path, done: set[int], retries: int, threads: int, bar: Any, window: int,
-) -> tuple[int, int]:
-    """Submit the batches not in ``done``, at most ``window`` in flight; returns (batches run, events)."""
-    import distributed
-
+def _register_plugin(client: Any, threads: int) -> None:
+    """Register the worker plugin that limits each task's threads (a warning where it cannot be)."""
     plugin = _plugin_class()(threads)
     try:
         client.register_plugin(plugin, name=plugin.name)
     except Exception as err:
         log.warning("cannot register the Mambah worker plugin (%s: %s); threads are limited per task", type(err).__name__, err)
+
+
+def _windowed(
+    client: Any,
+    task: Callable[..., Any],
+    pipeline: Pipeline,
+    target: str,
+    batches: Iterable[Batch],
+    *,
+    prefix: str,
+    threads: int,
+    retries: int,
+    window: int,
+    on_result: Callable[[Batch, Any], None],
+) -> int:
+    """Run ``task`` on each batch on the cluster with at most ``window`` in flight.
+
+    ``task(pipeline, b, target, threads=threads)`` is submitted per batch (Dask key
+    ``<prefix>-<batch>-<token>``, ``retries`` retries); ``on_result(b, result)`` runs
+    in the driver as each one finishes, in completion order. A failed batch raises
+    :class:`DistributedError` (through :func:`_failure`) and cancels what is in
+    flight; so does any exception of ``on_result`` or an interrupt.
+
+    Returns:
+        The number of batches submitted.
+    """
+    import distributed
+
+    _register_plugin(client, threads)
     token = uuid.uuid4().hex[:8]
-    batches = iter(iter_pending(pipeline, set(done)))
+    pending = iter(batches)
     futures: dict[Any, Batch] = {}
 
     def submit_next() -> Any:
-        b = next(batches, None)
+        b = next(pending, None)
         if b is None:
             return None
-        fut = client.submit(run_dataset_batch, pipeline, b, str(root), threads=threads,
-                            key=f"mambah-dataset-{b.batch}-{token}", retries=retries, pure=False)
+        fut = client.submit(task, pipeline, b, target, threads=threads, key=f"{prefix}-{b.batch}-{token}",
+                            retries=retries, pure=False)
         futures[fut] = b
         return fut
 
     first = [f for f in (submit_next() for _ in range(window)) if f is not None]
-    n_run = n_events = 0
+    n_submitted = len(first)
     if not first:
-        return 0, 0
+        return 0
     try:
         queue = distributed.as_completed(first, loop=client.loop)
         for fut in queue:
             b = futures.pop(fut)
             if fut.status != "finished":
                 raise _failure(fut, b, retries)
-            n = int(fut.result())
-            done.add(b.batch)
-            n_run += 1
-            n_events += n
-            bar.update(n)
+            on_result(b, fut.result())
             fut.release()
             nxt = submit_next()
             if nxt is not None:
+                n_submitted += 1
                 queue.add(nxt)
     except BaseException:
         client.cancel(list(futures))
         raise
-    return n_run, n_events
+    return n_submitted
+
+
+def _run_into_dataset(
+    client: Any, pipeline: Pipeline, root: Path, done: set[int], retries: int, threads: int, bar: Any, window: int,
+) -> tuple[int, int]:
+    """Submit the batches not in ``done``, at most ``window`` in flight; returns (batches run, events)."""
+    counts = [0, 0]
+
+    def finished(b: Batch, result: Any) -> None:
+        n = int(result)
+        done.add(b.batch)
+        counts[0] += 1
+        counts[1] += n
+        bar.update(n)
+
+    _windowed(client, run_dataset_batch, pipeline, str(root), iter_pending(pipeline, set(done)),
+              prefix="mambah-dataset", threads=threads, retries=retries, window=window, on_result=finished)
+    return counts[0], counts[1]
 
 
 def _read_part(part: Path) -> tuple[BatchRecord, dict[str, Any], str, dict[str, str]]:
@@ -675,57 +715,21 @@ def _submit_and_merge(
     Returns:
         (batches submitted, batches merged, events merged, merge seconds).
     """
-    import distributed
+    counts = [0, 0]
+    merge_s = [0.0]
 
-    plugin = _plugin_class()(threads)
-    try:
-        client.register_plugin(plugin, name=plugin.name)
-    except Exception as err:
-        log.warning("cannot register the Mambah worker plugin (%s: %s); threads are limited per task", type(err).__name__, err)
-    token = uuid.uuid4().hex[:8]
-    batches = iter(todo)
-    futures: dict[Any, Batch] = {}
+    def finished(b: Batch, result: Any) -> None:
+        t = time.perf_counter()
+        n = _merge_part(store, Path(result), expected, digest, done, on_batch)
+        merge_s[0] += time.perf_counter() - t
+        if n:
+            counts[0] += 1
+            counts[1] += n
+            bar.update(n)
 
-    def submit_next() -> Any:
-        b = next(batches, None)
-        if b is None:
-            return None
-        fut = client.submit(
-            run_part, pipeline, b, str(spool), threads=threads,
-            key=f"mambah-batch-{b.batch}-{token}", retries=retries, pure=False,
-        )
-        futures[fut] = b
-        return fut
-
-    first = [f for f in (submit_next() for _ in range(window)) if f is not None]
-    n_submitted = len(first)
-    n_merged = n_events = 0
-    merge_s = 0.0
-    if not first:
-        return 0, 0, 0, 0.0
-    try:
-        queue = distributed.as_completed(first, loop=client.loop)
-        for fut in queue:
-            b = futures.pop(fut)
-            if fut.status != "finished":
-                raise _failure(fut, b, retries)
-            part = Path(fut.result())
-            t = time.perf_counter()
-            n = _merge_part(store, part, expected, digest, done, on_batch)
-            merge_s += time.perf_counter() - t
-            if n:
-                n_merged += 1
-                n_events += n
-                bar.update(n)
-            fut.release()
-            nxt = submit_next()
-            if nxt is not None:
-                n_submitted += 1
-                queue.add(nxt)
-    except BaseException:
-        client.cancel(list(futures))
-        raise
-    return n_submitted, n_merged, n_events, merge_s
+    n_submitted = _windowed(client, run_part, pipeline, str(spool), todo, prefix="mambah-batch",
+                            threads=threads, retries=retries, window=window, on_result=finished)
+    return n_submitted, counts[0], counts[1], merge_s[0]
 
 
 class _RunBatches:
