@@ -30,7 +30,7 @@ from typing import Any
 
 from mambah.errors import ConfigError, MambahError
 
-__all__ = ("main", "build_parser")
+__all__ = ("main", "build_parser", "OneLineParser")
 
 #: Entry-point group of the subcommands: ``name = "module:register"``, where
 #: ``register(subparsers)`` adds the subcommand (``sim`` registers run/train/validate,
@@ -70,8 +70,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` whose usage errors are one line (and exit status 2).
+
+    argparse prints the whole usage block before the message; a bad option is bad input
+    like any other, so it gets one line naming what is wrong and where the alternatives
+    are listed (``--help``).  Sub-command parsers inherit the class.
+    """
+
+    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
+        self.exit(2, f"{self.prog}: error: {message} ('{self.prog} --help' lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mambah", description="Mambah: ultra-fast simulation into a DuckDB event store.")
+    parser = OneLineParser(prog="mambah", description="Mambah: ultra-fast simulation into a DuckDB event store.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -290,7 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if signal.getsignal(signal.SIGINT) in (_early_signal, signal.default_int_handler):
                 previous_int = signal.signal(signal.SIGINT, _on_signal)
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named after the sub-command whose options they are not
+            command = getattr(args, "command", None)
+            sub = {"validate": "kind", "train": "model"}.get(str(command))
+            cmd = " ".join(v for v in (command, getattr(args, sub, None) if sub else None) if isinstance(v, str))
+            prog = f"mambah {cmd}".strip()
+            print(f"{prog}: error: unrecognized arguments: {' '.join(extra)} ('{prog} --help' lists the options)",
+                  file=sys.stderr)
+            return 2
         logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
         if args.command is None:
             parser.print_help()

@@ -72,6 +72,8 @@ BAD_RUNS = [
     (["--events", "0"], "positive integer"),
     (["--batch-size", "-3"], "positive integer"),
     (["--events", "ten"], "positive integer"),
+    (["--spectrum", "q"], "invalid choice: 'q'.*'mambah run --help' lists the options"),
+    (["--bogus"], "unrecognized arguments: --bogus.*'mambah run --help'"),
 ]
 
 
@@ -88,6 +90,7 @@ def test_bad_run_input_exit_2_one_line(small_store, args, match, capsys):
     import re
 
     assert re.search(match, err), err
+    assert len(err.splitlines()) == 1, err  # argparse's usage block is not printed
     assert "Traceback" not in err
     assert _digest(small_store) == before  # the existing store is untouched
 
