@@ -240,12 +240,18 @@ def generate_showers(
     The image GAN draws every shape; the totals come from the e/γ energy GAN for photons
     and electrons and from the hadron energy GAN for hadrons and muons (the image GAN's
     own scalar head gave 5-14 % of 1-100 GeV pions an electron-like E/p of 0.85-1.15,
-    the reference 1.8 %).
+    the reference 1.8 %).  A ``model`` with a ``simulate_showers(pid, energy, x, y, tx,
+    ty, rng)`` method (the reference ECAL, :class:`sim.reference.ecal_pid.ReferenceShowers`)
+    draws the matrices itself: the reference detector's ``EcalPIDe`` runs through this
+    same reconstruction.
     """
     geo = geometry or ECALGeometry()
     e = np.asarray(energy, dtype=np.float64)
     if e.shape[0] == 0:
         return np.zeros((0, geo.grid_n, geo.grid_n))
+    simulate = getattr(model, "simulate_showers", None)
+    if callable(simulate):  # a reference shower simulation (sim.reference.ecal_pid.ReferenceShowers)
+        return np.asarray(simulate(pid, e, x, y, tx, ty, rng), dtype=np.float64)
     cond = shower_conditions(pid, e, x, y, tx, ty, geo)
     out = model.shape.sample(cond, rng)
     em = (cond[:, CONDITIONS.index("is_hadron")] == 0) & (cond[:, CONDITIONS.index("is_muon")] == 0)
