@@ -794,14 +794,19 @@ def _fit_composite(
         return idx, None
     daughters: list[vx.Daughters] = []
     it = iter(tracks)
-    for b, kind in inputs:
+    run: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []  # consecutive track inputs: one call
+    for j, (b, kind) in enumerate(inputs):
         if kind == "composite":
             # a composite with fitted rows has its line (lines[b] is None only when no row was fitted)
             daughters.append(_slice_daughters(cast(vx.Daughters, lines[b]), np.searchsorted(fits[b][0], idx)))
-        else:
-            z, state, cov, mass = next(it)
-            daughters.append(vx.track_daughters(z[idx, None], state[idx, None], cov[idx, None], [mass]))
-    stacked = vx.stack_daughters(daughters)
+            continue
+        run.append(next(it))
+        if j + 1 == len(inputs) or inputs[j + 1][1] == "composite":
+            daughters.append(vx.track_daughters(
+                np.stack([r[0][idx] for r in run], axis=1), np.stack([r[1][idx] for r in run], axis=1),
+                np.stack([r[2][idx] for r in run], axis=1), [r[3] for r in run]))
+            run = []
+    stacked = vx.stack_daughters(daughters) if len(daughters) > 1 else daughters[0]
     slot = _narrow_slot(inputs, spec)
     if dtf is None or slot is None or not np.all(stacked.mass_var[:, slot] > 0):
         return idx, vx.fit_vertex(stacked)
@@ -826,10 +831,13 @@ def _narrow_slot(inputs: tuple[tuple[str, str], ...], spec: DecaySpec) -> int | 
 
 
 def _track_ok(t: dict[str, np.ndarray]) -> np.ndarray:
-    """``(n,)`` bool: the track is matched and its state and covariance are usable in a fit."""
-    z, state, cov = _track_states(t)
-    return ((t["track_type"] > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
-            & np.isfinite(z) & (state[:, 4] != 0))
+    """``(n,)`` bool: the track is matched and its state and covariance are usable in a fit (computed
+    once per batch, kept in ``t`` under ``"_state_ok"``, which :func:`_assemble` drops)."""
+    if "_state_ok" not in t:
+        z, state, cov = _track_states(t)
+        t["_state_ok"] = ((t["track_type"] > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
+                          & np.isfinite(z) & (state[:, 4] != 0))
+    return t["_state_ok"]
 
 
 #: Intermediates narrower than this [MeV] (J/ψ, ψ(2S), D, Λc, K_S, ...) get their PDG mass
@@ -908,13 +916,13 @@ def _track_states(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.
     """:func:`sim.detector.trackcov.states_from_columns` of one track's columns, computed once per
     batch (kept in ``t`` under the keys of :data:`_STATE_KEYS`, which :func:`_assemble` drops)."""
     if _STATE_KEYS[0] not in t:
-        t.update(zip(_STATE_KEYS, states_from_columns(t)))
-    z, state, cov = (t[k] for k in _STATE_KEYS)
+        t.update(zip(_STATE_KEYS[:3], states_from_columns(t)))
+    z, state, cov = (t[k] for k in _STATE_KEYS[:3])
     return z, state, cov
 
 
 #: keys of the cached track states in a track's arrays (not columns).
-_STATE_KEYS = ("_state_z", "_state", "_state_cov")
+_STATE_KEYS = ("_state_z", "_state", "_state_cov", "_state_ok")
 
 
 def _event_pvs(
@@ -978,24 +986,20 @@ def _vertex_columns(
         out["truetau"] = tm * flight / (tp * vx.C_LIGHT)
     if fit is None or line is None or rows.size == 0:
         return out, (rows, np.zeros((0, 3)), np.zeros((0, 3, 3)))
-    mask = pvs["mask"][rows]
-    ip_all, ipchi2_all = vx.impact_parameter(line.z[:, 0], line.state[:, 0], line.cov[:, 0], pvs["pos"][rows], pvs["cov"][rows])
-    best = np.argmin(np.where(mask, ipchi2_all, np.inf), axis=1)
-    own, own_cov = pvs["pos"][rows, best], pvs["cov"][rows, best]
-    at = np.arange(rows.size)
-    ip, ipc = ip_all[at, best][:, None], ipchi2_all[at, best][:, None]
     visible = np.column_stack([d[k][rows] for k in ("px", "py", "pz", "e")])
-    fit_vis = dataclasses.replace(fit, momentum=visible)
-    fd, fdchi2, dira = vx.flight(own, own_cov, fit_vis)
+    # own PV (smallest IPχ²), IP, FD, DIRA, MCORR of the visible momentum: one compiled pass over the rows
+    q = vx.own_pv_quantities(line.z[:, 0], line.state[:, 0], line.cov[:, 0], pvs["pos"], pvs["cov"], pvs["mask"],
+                             fit, visible, rows)
+    best = q["best"]
+    own, own_cov = pvs["pos"][rows, best], pvs["cov"][rows, best]
     tau, tauerr, _ = vx.decay_time(own, own_cov, fit)
-    mcorr, mcorrerr = vx.corrected_mass(own, own_cov, fit_vis)
     err = np.sqrt(np.diagonal(fit.cov, axis1=1, axis2=2))
     vals = {
         "end_x": fit.position[:, 0], "end_y": fit.position[:, 1], "end_z": fit.position[:, 2],
         "end_xerr": err[:, 0], "end_yerr": err[:, 1], "end_zerr": err[:, 2], "end_chi2": fit.chi2,
         "pv_x": own[:, 0], "pv_y": own[:, 1], "pv_z": own[:, 2], "pv_chi2": pvs["chi2"][rows, best],
-        "ip_ownpv": ip[:, 0], "ipchi2_ownpv": ipc[:, 0], "fd": fd, "fdchi2": fdchi2, "dira": dira,
-        "tau": tau, "tauerr": tauerr, "mcorr": mcorr, "mcorrerr": mcorrerr,
+        "ip_ownpv": q["ip"], "ipchi2_ownpv": q["ipchi2"], "fd": q["fd"], "fdchi2": q["fdchi2"], "dira": q["dira"],
+        "tau": tau, "tauerr": tauerr, "mcorr": q["mcorr"], "mcorrerr": q["mcorrerr"],
     }
     for k, v in vals.items():
         out[k][rows] = v
@@ -1019,12 +1023,8 @@ def _track_ip_columns(
         t["ipchi2_ownpv"] = np.full(n, np.nan)
         if len(rows) == 0 or COV_COLUMNS[0] not in t:
             continue
-        z, state, cov = (v[rows] for v in _track_states(t))
-        ok = np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2)) & np.isfinite(z)
-        if ok.any():
-            ip, ipc = vx.impact_parameter(z[ok], state[ok], cov[ok], pv[ok, None], pv_cov[ok, None])
-            t["ip_ownpv"][rows[ok]] = ip[:, 0]
-            t["ipchi2_ownpv"][rows[ok]] = ipc[:, 0]
+        z, state, cov = _track_states(t)
+        t["ip_ownpv"][rows], t["ipchi2_ownpv"][rows] = vx.line_ip(rows, z, state, cov, pv, pv_cov)
 
 
 def _assemble(

@@ -502,3 +502,160 @@ decay_time_loop = _jit(_decay_time_loop)
 
 fit_loop = _jit(_fit_loop)
 """The compiled :func:`_fit_loop` (same arguments)."""
+
+
+def _ip_one(z: float, x: float, y: float, tx: float, ty: float, c: np.ndarray, pvx: float, pvy: float, pvz: float,
+            p: np.ndarray) -> tuple[float, float]:
+    """IP and IPχ² of one line (``c``: its 5 × 5 covariance) w.r.t. one PV (``p``: 3 × 3), in the
+    operation order of ``vertexing.impact_parameter``."""
+    dz = pvz - z
+    rx = x + tx * dz - pvx
+    ry = y + ty * dz - pvy
+    s00 = c[0, 0] + dz * (2.0 * c[0, 2] + dz * c[2, 2]) + p[0, 0] - tx * (2.0 * p[0, 2] - tx * p[2, 2])
+    s01 = (c[0, 1] + dz * (c[0, 3] + c[1, 2] + dz * c[2, 3])
+           + p[0, 1] - tx * p[1, 2] - ty * p[0, 2] + tx * ty * p[2, 2])
+    s11 = c[1, 1] + dz * (2.0 * c[1, 3] + dz * c[3, 3]) + p[1, 1] - ty * (2.0 * p[1, 2] - ty * p[2, 2])
+    chi2 = (s11 * rx * rx - 2.0 * s01 * rx * ry + s00 * ry * ry) / (s00 * s11 - s01 * s01)
+    cross = rx * ty - ry * tx
+    ip = math.sqrt((rx * rx + ry * ry + cross * cross) / (1.0 + tx * tx + ty * ty))
+    return ip, chi2
+
+
+_ip_one_jit = _jit(_ip_one)
+
+
+def _solve3(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a⁻¹ b`` for one 3 × 3 ``a`` (LU with partial pivoting, as LAPACK ``dgesv``; ``a`` is overwritten)."""
+    piv = [0, 1, 2]
+    for col in range(3):
+        best, arg = abs(a[col, col]), col
+        for r in range(col + 1, 3):
+            if abs(a[r, col]) > best:
+                best, arg = abs(a[r, col]), r
+        if arg != col:
+            for q in range(3):
+                a[col, q], a[arg, q] = a[arg, q], a[col, q]
+            piv[col], piv[arg] = piv[arg], piv[col]
+        inv = 1.0 / a[col, col]
+        for r in range(col + 1, 3):
+            a[r, col] *= inv
+            f = a[r, col]
+            for q in range(col + 1, 3):
+                a[r, q] -= f * a[col, q]
+    y0 = b[piv[0]]
+    y1 = b[piv[1]] - a[1, 0] * y0
+    y2 = b[piv[2]] - a[2, 0] * y0 - a[2, 1] * y1
+    out[2] = y2 / a[2, 2]
+    out[1] = (y1 - a[1, 2] * out[2]) / a[1, 1]
+    out[0] = (y0 - a[0, 1] * out[1] - a[0, 2] * out[2]) / a[0, 0]
+
+
+_solve3_jit = _jit(_solve3)
+
+
+def _own_pv_loop(
+    rows: np.ndarray, lz: np.ndarray, lstate: np.ndarray, lcov: np.ndarray, pv: np.ndarray, pv_cov: np.ndarray,
+    pv_mask: np.ndarray, sv: np.ndarray, sv_cov: np.ndarray, vis: np.ndarray, cov7: np.ndarray,
+    best: np.ndarray, ip: np.ndarray, ipchi2: np.ndarray, fd: np.ndarray, fdchi2: np.ndarray, dira: np.ndarray,
+    mcorr: np.ndarray, mcorr_err: np.ndarray,
+) -> None:
+    """``vertexing.own_pv_quantities`` row by row: for row ``i`` (line ``i``, PVs ``rows[i]``) the PV with
+    the smallest IPχ² among ``pv_mask`` (``numpy.argmin`` rules: the first NaN wins, else the first
+    minimum), IP and IPχ² w.r.t. it, FD, FDχ², DIRA of ``sv`` (with ``sv_cov``) and ``vis`` (the
+    momentum of DIRA and MCORR), MCORR and its error (``pv_cov ⊕ cov7``, the gradient of
+    ``vertexing.corrected_mass``).  Shapes: ``rows (n,)``, ``lz (n,)``, ``lstate (n, 5)``,
+    ``lcov (n, 5, 5)``, ``pv (N, m, 3)``, ``pv_cov (N, m, 3, 3)``, ``pv_mask (N, m)``, ``sv (n, 3)``,
+    ``sv_cov (n, 3, 3)``, ``vis (n, 4)``, ``cov7 (n, 7, 7)``; outputs ``(n,)``."""
+    n = rows.shape[0]
+    m = pv.shape[1]
+    c = np.empty((3, 3))
+    d = np.empty(3)
+    sol = np.empty(3)
+    jac = np.empty(10)
+    for i in range(n):
+        r = rows[i]
+        x, y, tx, ty, zz = lstate[i, 0], lstate[i, 1], lstate[i, 2], lstate[i, 3], lz[i]
+        b = 0
+        bv = np.inf
+        bip = bc = np.nan
+        for j in range(m):
+            ipj, cj = _ip_one_jit(zz, x, y, tx, ty, lcov[i], pv[r, j, 0], pv[r, j, 1], pv[r, j, 2], pv_cov[r, j])
+            v = cj if pv_mask[r, j] else np.inf
+            if j == 0 or math.isnan(v) or v < bv:
+                b, bv, bip, bc = j, v, ipj, cj
+                if math.isnan(v):
+                    break
+        best[i] = b
+        ip[i] = bip
+        ipchi2[i] = bc  # the IPχ² itself (bv is inf where the chosen PV is masked out)
+        # flight: d = SV - PV, FDχ² = dᵀ (C_SV + C_PV)⁻¹ d
+        for a in range(3):
+            d[a] = sv[i, a] - pv[r, b, a]
+            for q in range(3):
+                c[a, q] = sv_cov[i, a, q] + pv_cov[r, b, a, q]
+        dist = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+        fd[i] = dist
+        _solve3_jit(c, d, sol)
+        fdchi2[i] = d[0] * sol[0] + d[1] * sol[1] + d[2] * sol[2]
+        p0, p1, p2, e = vis[i, 0], vis[i, 1], vis[i, 2], vis[i, 3]
+        pn = math.sqrt(p0 * p0 + p1 * p1 + p2 * p2)
+        dira[i] = (d[0] * p0 + d[1] * p1 + d[2] * p2) / (dist * pn)
+        # corrected mass s + pT' and its error (vertexing.corrected_mass)
+        u0, u1, u2 = d[0] / dist, d[1] / dist, d[2] / dist
+        pu = p0 * u0 + p1 * u1 + p2 * u2
+        q0, q1, q2 = p0 - pu * u0, p1 - pu * u1, p2 - pu * u2
+        pt = math.sqrt(q0 * q0 + q1 * q1 + q2 * q2)
+        s2 = e * e - pu * pu
+        s = math.sqrt(s2 if s2 > 1e-12 or math.isnan(s2) else 1e-12)
+        spt = pt if pt > 1e-12 or math.isnan(pt) else 1e-12
+        gd = pu * (1.0 / s + 1.0 / spt) / dist
+        jac[0], jac[1], jac[2] = gd * q0, gd * q1, gd * q2  # -g_d (PV)
+        jac[3], jac[4], jac[5] = -gd * q0, -gd * q1, -gd * q2  # g_d (SV)
+        jac[6] = -(pu / s) * u0 + q0 / spt
+        jac[7] = -(pu / s) * u1 + q1 / spt
+        jac[8] = -(pu / s) * u2 + q2 / spt
+        jac[9] = e / s
+        # Σ_a Σ_q J_a C_aq J_q over the block-diagonal 10 × 10 C = C_PV ⊕ cov7 (zeros included), one
+        # accumulator in row-major order: the order of numpy's einsum("ni,nij,nj->n") there
+        var = 0.0
+        for a in range(10):
+            for q in range(10):
+                if a < 3 and q < 3:
+                    caq = pv_cov[r, b, a, q]
+                elif a >= 3 and q >= 3:
+                    caq = cov7[i, a - 3, q - 3]
+                else:
+                    caq = 0.0
+                var += jac[a] * caq * jac[q]
+        mcorr[i] = s + pt
+        mcorr_err[i] = math.sqrt(var if var > 0.0 or math.isnan(var) else 0.0)
+
+
+own_pv_loop = _jit(_own_pv_loop)
+"""The compiled :func:`_own_pv_loop`."""
+
+
+def _line_ip_loop(
+    rows: np.ndarray, z: np.ndarray, state: np.ndarray, cov: np.ndarray, pv: np.ndarray, pv_cov: np.ndarray,
+    ip: np.ndarray, ipchi2: np.ndarray,
+) -> None:
+    """IP and IPχ² of line ``rows[i]`` (``z (N,)``, ``state (N, 5)``, ``cov (N, 5, 5)``) w.r.t. PV ``i``
+    (``pv (n, 3)``, ``pv_cov (n, 3, 3)``), NaN where the line's z, state or covariance is not finite."""
+    n = rows.shape[0]
+    for i in range(n):
+        r = rows[i]
+        ok = math.isfinite(z[r])
+        for a in range(5):
+            ok = ok and math.isfinite(state[r, a])
+            for q in range(5):
+                ok = ok and math.isfinite(cov[r, a, q])
+        if not ok:
+            ip[i] = np.nan
+            ipchi2[i] = np.nan
+            continue
+        ip[i], ipchi2[i] = _ip_one_jit(z[r], state[r, 0], state[r, 1], state[r, 2], state[r, 3], cov[r],
+                                       pv[i, 0], pv[i, 1], pv[i, 2], pv_cov[i])
+
+
+line_ip_loop = _jit(_line_ip_loop)
+"""The compiled :func:`_line_ip_loop`."""

@@ -83,6 +83,8 @@ __all__ = (
     "fit_vertices",
     "flight",
     "impact_parameter",
+    "line_ip",
+    "own_pv_quantities",
     "refit_pv",
     "stack_daughters",
     "track_daughters",
@@ -211,10 +213,20 @@ def track_daughters(
     bad = use & ~(np.isfinite(state).all(axis=2) & np.isfinite(cov).all(axis=(2, 3)) & np.isfinite(z))
     if bad.any():
         raise DataError(f"vertexing: {int(bad.sum())} used track state(s) hold NaN or inf")
-    qop = np.where(use, state[..., 4], 1.0)
+    qop = np.where(use, state[..., 4], 1.0) if mask is not None else state[..., 4]
     if np.any(qop == 0):
         raise DataError("vertexing: a track state has q/p = 0; tracks need a charge and a finite momentum")
     sign = np.sign(qop)
+    if mask is None:  # every slot used: the same values without the placeholders' np.where copies
+        st = state.copy()
+        st[..., 4] = np.abs(qop)
+        cv = cov.copy()
+        cv[..., 4, :] *= sign[..., None]  # = cov * jac_a * jac_b with jac = (1, 1, 1, 1, sign), exactly
+        cv[..., :, 4] *= sign[..., None]
+        return Daughters(
+            z=z.copy(), state=st, cov=cv, mass=np.array(mass), mass_var=np.zeros((n, k)),
+            mass_cov=np.zeros((n, k, 5)), charge=sign, mask=use,
+        )
     st = state.copy()
     st[..., 4] = np.abs(qop)
     jac = np.ones((n, k, 5))
@@ -1015,3 +1027,102 @@ def corrected_mass(pv: np.ndarray, pv_cov: np.ndarray, fit: VertexFit) -> tuple[
     jac = np.concatenate([-g_d, g_d, g_p, (e / s)[:, None]], axis=1)
     err = np.sqrt(np.maximum(np.einsum("ni,nij,nj->n", jac, cov, jac), 0.0))
     return s + pt, err
+
+
+def own_pv_quantities(
+    z: np.ndarray, state: np.ndarray, cov: np.ndarray, pv: np.ndarray, pv_cov: np.ndarray, pv_mask: np.ndarray,
+    fit: VertexFit, visible: np.ndarray, rows: np.ndarray | None = None, *, kernel: str = "compiled",
+) -> dict[str, np.ndarray]:
+    """A composite's own PV and the quantities w.r.t. it, in one pass (the export's vertex columns).
+
+    The own PV is, among the PVs of ``pv_mask``, the one with the smallest IPχ² of the
+    composite's line (:func:`impact_parameter`; ``numpy.argmin`` rules: a NaN IPχ² wins, all
+    masked gives the first slot); then IP and IPχ² w.r.t. it, :func:`flight` (FD, FDχ², DIRA)
+    and :func:`corrected_mass` (MCORR and its error), both with ``visible`` as the momentum.
+
+    Args:
+        z, state, cov: ``(n,)``, ``(n, 5)``, ``(n, 5, 5)``: the composites' lines (:func:`composite_line`).
+        pv, pv_cov, pv_mask: ``(N, m, 3)``, ``(N, m, 3, 3)``, ``(N, m)`` bool: the PVs of each row (mm, mm²).
+        fit: the composites' :class:`VertexFit` (``n`` rows: position, cov, cov7).
+        visible: ``(n, 4)`` momentum ``(px, py, pz, E)`` (MeV) for DIRA and MCORR.
+        rows: ``(n,)`` the PV row of each composite (default ``0..n-1``, ``N = n``).
+        kernel: ``"compiled"`` (one numba loop over rows) or ``"numpy"`` (the reference:
+            :func:`impact_parameter`, ``argmin``, :func:`flight`, :func:`corrected_mass`).
+
+    Returns:
+        ``best`` (int64, the PV slot), ``ip`` (mm), ``ipchi2``, ``fd`` (mm), ``fdchi2``, ``dira``,
+        ``mcorr``, ``mcorrerr`` (MeV), each ``(n,)``.
+
+    Raises:
+        DataError: there is no PV slot (``m = 0``).
+        ConfigError: ``kernel`` is not one of ``"compiled"``, ``"numpy"``.
+    """
+    _check_kernel(kernel)
+    n = np.shape(state)[0]
+    at = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    if pv.ndim != 3 or pv.shape[1] == 0:
+        raise DataError(f"vertexing: own_pv_quantities got PVs of shape {pv.shape}; expected (N, m >= 1, 3)")
+    if kernel == "numpy":
+        pv_r, cov_r = np.asarray(pv, dtype=np.float64)[at], np.asarray(pv_cov, dtype=np.float64)[at]
+        ip_all, ipchi2_all = impact_parameter(z, state, cov, pv_r, cov_r)
+        best = np.argmin(np.where(np.asarray(pv_mask, dtype=bool)[at], ipchi2_all, np.inf), axis=1)
+        i = np.arange(n)
+        own, own_cov = pv_r[i, best], cov_r[i, best]
+        fit_vis = dataclasses.replace(fit, momentum=np.asarray(visible, dtype=np.float64))
+        fd, fdchi2, dira = flight(own, own_cov, fit_vis)
+        mcorr, mcorrerr = corrected_mass(own, own_cov, fit_vis)
+        return {"best": best.astype(np.int64), "ip": ip_all[i, best], "ipchi2": ipchi2_all[i, best], "fd": fd,
+                "fdchi2": fdchi2, "dira": dira, "mcorr": mcorr, "mcorrerr": mcorrerr}
+    from sim.detector._vertex_kernels import own_pv_loop
+
+    z, state, cov = _line(z, state, cov)
+    f8 = np.float64
+    out = {k: np.empty(n) for k in ("ip", "ipchi2", "fd", "fdchi2", "dira", "mcorr", "mcorrerr")}
+    best = np.empty(n, np.int64)
+    # a degenerate row (zero flight, singular covariance) gives inf/NaN as in the numpy reference, silently
+    own_pv_loop(np.ascontiguousarray(at), np.ascontiguousarray(z), np.ascontiguousarray(state), np.ascontiguousarray(cov),
+                np.ascontiguousarray(pv, dtype=f8), np.ascontiguousarray(pv_cov, dtype=f8),
+                np.ascontiguousarray(pv_mask, dtype=np.bool_), np.ascontiguousarray(fit.position, dtype=f8),
+                np.ascontiguousarray(fit.cov, dtype=f8), np.ascontiguousarray(visible, dtype=f8),
+                np.ascontiguousarray(fit.cov7, dtype=f8), best, out["ip"], out["ipchi2"], out["fd"], out["fdchi2"],
+                out["dira"], out["mcorr"], out["mcorrerr"])
+    return {"best": best, **out}
+
+
+def line_ip(
+    rows: np.ndarray, z: np.ndarray, state: np.ndarray, cov: np.ndarray, pv: np.ndarray, pv_cov: np.ndarray,
+    *, kernel: str = "compiled",
+) -> tuple[np.ndarray, np.ndarray]:
+    """IP and IPχ² of lines ``rows`` w.r.t. one PV each (a track w.r.t. its composite's own PV).
+
+    Args:
+        rows: ``(n,)`` int, the lines to take from ``z (N,)``, ``state (N, 5)``, ``cov (N, 5, 5)``.
+        pv, pv_cov: ``(n, 3)``, ``(n, 3, 3)``: the PV of each of the n rows (mm, mm²).
+        kernel: ``"compiled"`` (a numba loop) or ``"numpy"`` (:func:`impact_parameter` on the gathered rows).
+
+    Returns:
+        ``ip, ip_chi2``, each ``(n,)``; NaN where the line's z, state or covariance is not finite.
+
+    Raises:
+        ConfigError: ``kernel`` is not one of ``"compiled"``, ``"numpy"``.
+    """
+    _check_kernel(kernel)
+    at = np.asarray(rows, dtype=np.int64)
+    n = at.size
+    if kernel == "numpy":
+        zr, sr, cr = (np.asarray(v, dtype=np.float64)[at] for v in (z, state, cov))
+        ok = np.isfinite(sr).all(axis=1) & np.isfinite(cr).all(axis=(1, 2)) & np.isfinite(zr)
+        ip, ipc = np.full(n, np.nan), np.full(n, np.nan)
+        if ok.any():
+            a, b = impact_parameter(zr[ok], sr[ok], cr[ok], np.asarray(pv, dtype=np.float64)[ok, None],
+                                    np.asarray(pv_cov, dtype=np.float64)[ok, None])
+            ip[ok], ipc[ok] = a[:, 0], b[:, 0]
+        return ip, ipc
+    from sim.detector._vertex_kernels import line_ip_loop
+
+    f8 = np.float64
+    ip, ipc = np.empty(n), np.empty(n)
+    line_ip_loop(np.ascontiguousarray(at), np.ascontiguousarray(z, dtype=f8), np.ascontiguousarray(state, dtype=f8),
+                 np.ascontiguousarray(cov, dtype=f8), np.ascontiguousarray(pv, dtype=f8),
+                 np.ascontiguousarray(pv_cov, dtype=f8), ip, ipc)
+    return ip, ipc

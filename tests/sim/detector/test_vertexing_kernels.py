@@ -9,6 +9,7 @@ for a mass-constrained daughter are up to ~1e4 times the result (seen: 1.6e-12).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -198,3 +199,73 @@ def test_kernel_caches_in_a_temporary_directory_when_no_cache_directory_is_writa
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(tmp_path / f"mambah-numba-{os.getuid()}"))
     assert "numba cannot cache beside" in out.stderr
+
+
+def _own_pv_case(rng: np.random.Generator, n: int, m: int) -> dict[str, object]:
+    """Λc-like composites (fitted, as lines) and m PVs per row upstream along the flight, with the edge
+    rows: all PVs masked, a NaN PV that is not masked, zero flight, a NaN composite, unconverged fits."""
+    tracks = _daughters(rng, n, 3, [M_P, M_K, M_PI])
+    state_t = tracks.state.copy()
+    state_t[:20, :, 2:4] = state_t[:20, :1, 2:4] + 1e-9 * np.arange(3)[None, :, None]  # near-parallel: unconverged
+    tracks = vx.Daughters(tracks.z, state_t, tracks.cov, tracks.mass, tracks.mass_var, tracks.mass_cov, tracks.charge,
+                          tracks.mask)
+    with np.errstate(all="ignore"):
+        fit = vx.fit_vertex(tracks, n_iter=3)
+    line = vx.composite_daughters(fit)
+    z, state, cov = line.z[:, 0].copy(), line.state[:, 0].copy(), line.cov[:, 0].copy()
+    big = n + 40  # PV rows: the composites use a permutation of some of them
+    rows = rng.permutation(big)[:n]
+    u = fit.momentum[:, :3] / np.linalg.norm(fit.momentum[:, :3], axis=1)[:, None]
+    pv = np.zeros((big, m, 3))
+    pv[rows] = (fit.position[:, None, :] - u[:, None, :] * rng.exponential(8.0, (n, m, 1))
+                + rng.normal(0, 1, (n, m, 3)) * [0.02, 0.02, 0.3])
+    pv_cov = np.zeros((big, m, 3, 3))
+    pv_cov[..., [0, 1, 2], [0, 1, 2]] = np.array([1e-4, 1e-4, 3e-3]) * rng.uniform(0.5, 2.0, (big, m, 1))
+    mask = rng.uniform(size=(big, m)) < 0.8
+    mask[rows[20:25]] = False  # no PV at all: the first slot (argmin of all inf)
+    pv[rows[25:28], m - 1] = np.nan  # a NaN PV that takes part: argmin picks it (NaN columns)
+    mask[rows[25:28], m - 1] = True
+    pv[rows[28], :] = fit.position[28]  # zero flight: FD = 0, DIRA and MCORR NaN
+    state[30:33] = np.nan  # a NaN composite line
+    visible = fit.momentum * rng.uniform(0.9, 1.0, (n, 1))  # the visible momentum: not the fitted one
+    position = fit.position.copy()
+    position[33:35] = np.nan  # a NaN decay vertex
+    fit = dataclasses.replace(fit, position=position)
+    return {"z": z, "state": state, "cov": cov, "pv": pv, "pv_cov": pv_cov, "pv_mask": mask, "fit": fit,
+            "visible": visible, "rows": rows}
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_compiled_own_pv_quantities_equal_the_numpy_reference(m: int) -> None:
+    case = _own_pv_case(np.random.default_rng(60 + m), 3000, m)
+    with np.errstate(all="ignore"):
+        ref = vx.own_pv_quantities(**case, kernel="numpy")  # type: ignore[arg-type]
+        got = vx.own_pv_quantities(**case, kernel="compiled")  # type: ignore[arg-type]
+    np.testing.assert_array_equal(ref["best"], got["best"])
+    if m > 1:
+        assert set(np.unique(ref["best"])) == set(range(m))  # the choice is exercised
+    for name in ("ip", "ipchi2", "fd", "fdchi2", "dira", "mcorr", "mcorrerr"):
+        a, b = ref[name], got[name]
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=f"{name} NaN rows")
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=0, err_msg=name)
+    assert np.isnan(ref["ip"][25:28]).all() and np.isnan(ref["dira"][28]) and ref["fd"][28] == 0.0
+    assert np.isnan(ref["ipchi2"][30:33]).all() and np.isnan(ref["mcorr"][33:35]).all()
+    assert np.isfinite(ref["mcorr"][40:]).mean() > 0.99 and np.isfinite(ref["fdchi2"][40:]).all()
+
+
+def test_compiled_line_ip_equals_the_numpy_reference() -> None:
+    rng = np.random.default_rng(62)
+    d = _daughters(rng, 4000, 1)
+    z, state, cov = d.z[:, 0].copy(), d.state[:, 0].copy(), d.cov[:, 0].copy()
+    state[:5, 0] = np.nan
+    cov[5:9, 2, 3] = np.inf
+    z[9] = np.nan
+    rows = rng.permutation(4000)[:3000]
+    pv = rng.normal(0, 1, (3000, 3)) * [0.02, 0.02, 40.0]
+    pv_cov = np.broadcast_to(np.diag([1e-4, 1e-4, 3e-3]), (3000, 3, 3))
+    ref = vx.line_ip(rows, z, state, cov, pv, pv_cov, kernel="numpy")
+    got = vx.line_ip(rows, z, state, cov, pv, pv_cov)
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=0)
+    assert np.isnan(ref[0]).sum() == np.isin(rows, np.arange(10)).sum() > 0
