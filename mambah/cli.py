@@ -131,6 +131,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         info = store.info()
         # full-event generators: events tried for the kept ones (signal filter), see events.n_tried
         tried = store.query("SELECT count(*) AS kept, sum(n_tried) AS tried FROM events WHERE n_tried IS NOT NULL").to_pylist()[0]
+        done = {int(b) for b in store.batches()}
     meta = info.pop("metadata")
     print(f"store:          {info['path']}")
     print(f"schema version: {info['schema_version']}")
@@ -149,6 +150,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         if gen.get("sigma_gen_mb"):
             line += f"; sigma_gen {gen['sigma_gen_mb']:.4g} mb -> {gen['sigma_gen_mb'] * eff:.4g} mb kept"
         print(line)
+    cut = _acceptance_cut(meta, done)
+    if cut is not None:
+        kept, looked = cut
+        print(f"acceptance cut: {kept} of {looked} signal events kept (efficiency {kept / looked:.4g}; "
+              "DaughtersInLHCb: signal daughters at 10-400 mrad charged, 5-400 mrad neutral)")
     print("tables:")
     width = max(16, *(len(name) + 2 for name in info["tables"]))
     for name, rows in info["tables"].items():
@@ -162,6 +168,28 @@ def cmd_info(args: argparse.Namespace) -> int:
         for line in passes:
             print(f"  {line}")
     return 0
+
+
+#: ``metadata`` key prefix of the full-event generators' per-batch acceptance-cut counts
+#: (``sim.generation._event_tables.CUT_KEY``; mambah does not import sim).
+CUT_KEY = "generator_cut/"
+
+
+def _acceptance_cut(meta: dict[str, str], done: set[int]) -> tuple[int, int] | None:
+    """``(kept, tried)`` of the signal acceptance cut over the complete batches; the per-batch rows leave ``meta``.
+
+    ``None`` when the store's generator ran without the cut (or no batch is complete).
+    """
+    import json
+
+    kept = tried = 0
+    for key in [k for k in meta if k.startswith(CUT_KEY)]:
+        value = meta.pop(key)
+        suffix = key[len(CUT_KEY):]
+        if suffix.isdigit() and int(suffix) in done:
+            counts = json.loads(value)
+            kept, tried = kept + int(counts["kept"]), tried + int(counts["tried"])
+    return (kept, tried) if tried else None
 
 
 def _pipeline_passes(toml_text: str) -> list[str]:

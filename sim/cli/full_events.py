@@ -28,10 +28,12 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
 
     Args:
         pipeline: the job (run settings from the command line already applied).
-        args: ``mambah run`` arguments: ``pythia, hepmc, decay, dec_file, mother, events, batch_size``.
+        args: ``mambah run`` arguments: ``pythia, hepmc, decay, dec_file, mother, events, batch_size`` and
+            (optional) ``daughters_in_acceptance``: Gauss' ``DaughtersInLHCb`` cut on the signal.
 
     Raises:
-        ConfigError: both generators asked, no generator pass, or --dec-file with --hepmc.
+        ConfigError: both generators asked, no generator pass, --dec-file with --hepmc, or the
+            acceptance cut without a signal.
         DataError: more events asked than the HepMC files hold (or a bad file).
     """
     if args.pythia and args.hepmc:
@@ -40,13 +42,16 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
     if not gens:
         raise ConfigError("the pipeline has no generator pass to replace with --pythia/--hepmc")
     batch = args.batch_size or FULL_EVENT_BATCH
+    cut = bool(getattr(args, "daughters_in_acceptance", False))
+    if cut and not (args.decay or (args.dec_file and not args.hepmc)):
+        raise ConfigError("--daughters-in-acceptance needs a signal: add --decay DESCRIPTOR" + ("" if args.hepmc else " or --dec-file FILE"))
     gen: Pass
     if args.hepmc:
         from sim.generation.hepmc import HepMCInput
 
         if args.dec_file:
             raise ConfigError("--dec-file does not apply to --hepmc (the file holds the decays); flag the signal with --decay DESCRIPTOR")
-        hep = HepMCInput(files=tuple(args.hepmc), batch_size=batch, signal=args.decay)
+        hep = HepMCInput(files=tuple(args.hepmc), batch_size=batch, signal=args.decay, daughters_in_acceptance=cut)
         total = hep.n_events()
         events = args.events or total
         if events > total:
@@ -58,6 +63,7 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
         gen = Pythia(
             preset=args.pythia, decay=args.decay,
             dec_file=str(Path(args.dec_file).resolve()) if args.dec_file else None, mother=args.mother,
+            daughters_in_acceptance=cut,
         )
         events = args.events or pipeline.run.events
     run = dataclasses.replace(pipeline.run, events=events, batch_size=batch)

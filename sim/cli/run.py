@@ -26,6 +26,9 @@ def register(sub: Any) -> None:
                      "--decay/--dec-file then name the signal that Mambah decays")
     run.add_argument("--hepmc", metavar="FILE", nargs="+", help="full events from HepMC3/HepMC2 ASCII files or globs "
                      "(needs mambah[hepmc]); --decay then flags the signal")
+    run.add_argument("--daughters-in-acceptance", action="store_true", help="with --pythia/--hepmc and a signal: Gauss' "
+                     "DaughtersInLHCb cut, every stable signal daughter at 10-400 mrad (charged) / 5-400 mrad (neutral); "
+                     "--pythia keeps only passing events, --hepmc marks failing ones events.simulated = false")
     run.add_argument("--spectrum", choices=("auto", "b", "c", "uniform", "fixed"),
                      help="head kinematics: auto (b or c hadron spectrum following the head; the default), b, c, "
                      "uniform or fixed (their parameters through --config)")
@@ -78,6 +81,8 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         from sim.cli.full_events import full_event_pipeline
 
         return _with_preselect(full_event_pipeline(pipeline, args), args).validate()
+    if getattr(args, "daughters_in_acceptance", False):
+        raise ConfigError("--daughters-in-acceptance needs a full-event generator: add --pythia PRESET or --hepmc FILE")
     if args.decay or args.dec_file:
         gens = [p for p in pipeline.passes if p.kind == "generator"]
         if not gens:
