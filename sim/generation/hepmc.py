@@ -132,7 +132,7 @@ def scan_hepmc(path: str | Path) -> HepMCIndex:
                     "Asciiv3 (HepMC3) or IO_GenEvent (HepMC2) listing"
                 )
             fmt, footer = kind
-            starts = np.fromiter((m.start() for m in re.finditer(rb"^E ", mm, re.MULTILINE)), np.int64)
+            starts = _event_starts(mm)
             end = mm.rfind(footer)
             if starts.size == 0:
                 raise DataError(f"HepMC file '{p}' holds no events")
@@ -147,19 +147,40 @@ def scan_hepmc(path: str | Path) -> HepMCIndex:
     return index
 
 
+def _event_starts(mm: Any) -> np.ndarray:
+    """Byte offsets of the lines starting with ``"E "`` (HepMC event lines) of a mapped file, ``(n,)`` int64.
+
+    The same as the regular expression ``^E `` (multi-line) over the bytes, in numpy.
+    """
+    arr = np.frombuffer(mm, dtype=np.uint8)
+    try:
+        cand = np.flatnonzero(arr == 69)  # "E"
+        cand = cand[cand + 1 < arr.size]
+        at_line_start = (cand == 0) | (arr[np.maximum(cand - 1, 0)] == 10)
+        return cand[at_line_start & (arr[np.minimum(cand + 1, arr.size - 1)] == 32)].astype(np.int64)
+    finally:
+        del arr  # the map must close after this
+
+
 def _int_fields(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The decimal integers in ``arr[starts[i]:ends[i]]`` (vectorised), and which of them are integers."""
+    """The decimal integers in ``arr[starts[i]:ends[i]]`` (vectorised), and which of them are integers.
+
+    An optional leading ``-``, then digits only; fields of 19 bytes or more are not int64
+    numbers (not ok).  One pass per digit column (Horner), over ``(n,)`` arrays.
+    """
     width = ends - starts
-    w = min(int(width.max(initial=1)), 19)  # longer fields are not int64 numbers: not ok
-    col = np.arange(w)[None, :]
-    valid = col < width[:, None]
-    ch = np.where(valid, arr[np.minimum(starts[:, None] + col, arr.size - 1)], 48).astype(np.int64)
-    neg = (ch[:, 0] == 45) & (width > 1)
-    ch[neg, 0] = 48
-    digits = ch - 48
-    ok = (width > 0) & (width < 19) & ~np.any(valid & ((digits < 0) | (digits > 9)), axis=1)
-    power = np.where(valid, width[:, None] - 1 - col, 0)
-    val = np.sum(np.where(valid & ok[:, None], digits, 0) * (10 ** np.minimum(power, 18)), axis=1)
+    last = arr.size - 1
+    neg = (width > 1) & (arr[np.clip(starts, 0, last)] == 45)
+    first = starts + neg
+    digits = width - neg
+    ok = (width > 0) & (width < 19)
+    val = np.zeros(width.size, np.int64)
+    for c in range(int(digits[ok].max(initial=0))):
+        active = ok & (c < digits)
+        d = arr[np.minimum(first + c, last)].astype(np.int64) - 48
+        ok &= ~(active & ((d < 0) | (d > 9)))
+        val = np.where(active, val * 10 + d, val)
+    val = np.where(ok, val, 0)
     return np.where(neg, -val, val), ok
 
 
@@ -385,23 +406,24 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
         return body[int(index.offsets[k]) - base : int(index.offsets[k + 1]) - base]
 
     parts, l1s, l2s, vxs, vys, vzs, vts, vids, units, eps, procs = [], [], [], [], [], [], [], [], [], [], []
+    evt = pyhepmc.GenEvent()  # one event, cleared by every read_event
     try:
         for k in range(first, stop):
-            evt = pyhepmc.GenEvent()
             ok = reader.read_event(evt)
-            if ok is False or reader.failed() or evt.numpy.particles.pid.size == 0:
-                raise DataError(f"HepMC file '{index.path}', event {k}: {_diagnose(index, k, text_of(k))}")
             data = pyhepmc.GenEventData()
-            evt.write_data(data)
+            if ok is not False and not reader.failed():
+                evt.write_data(data)
+            if ok is False or reader.failed() or data.particles.size == 0:
+                raise DataError(f"HepMC file '{index.path}', event {k}: {_diagnose(index, k, text_of(k))}")
             nv = evt.numpy.vertices
             parts.append(data.particles)
             l1s.append(np.asarray(data.links1, dtype=np.int64))
             l2s.append(np.asarray(data.links2, dtype=np.int64))
-            vxs.append(np.asarray(nv.x))
-            vys.append(np.asarray(nv.y))
-            vzs.append(np.asarray(nv.z))
-            vts.append(np.asarray(nv.t))
-            vids.append(np.asarray(nv.id, dtype=np.int64))  # the reader's vertex order is not their id order
+            vxs.append(np.array(nv.x, dtype=np.float64))  # copies: the event is reused
+            vys.append(np.array(nv.y, dtype=np.float64))
+            vzs.append(np.array(nv.z, dtype=np.float64))
+            vts.append(np.array(nv.t, dtype=np.float64))
+            vids.append(np.array(nv.id, dtype=np.int64))  # the reader's vertex order is not their id order
             units.append((_MOMENTUM[str(data.momentum_unit.name)], _LENGTH[str(data.length_unit.name)]))
             ep = data.event_pos
             eps.append((ep.x, ep.y, ep.z, ep.t))
