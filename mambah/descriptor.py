@@ -140,9 +140,12 @@ def lookup_particle(name: str | int, *, context: str = ""):
             return Particle.from_pdgid(int(name))
         except (ParticleNotFound, InvalidParticle, KeyError, ValueError) as err:
             raise UnknownParticleError(f"unknown PDG id {name}{where}") from err
+    found = _lookup_name(str(name))
+    if found is not None:
+        return found
     last: Exception | None = None
     for cand in _spellings(str(name)):
-        for ctor in (Particle.from_evtgen_name, Particle.from_name):
+        for ctor in (Particle.from_evtgen_name, _from_pdg_name):
             try:
                 return ctor(cand)
             except (ParticleNotFound, InvalidParticle, KeyError, ValueError) as err:
@@ -150,6 +153,47 @@ def lookup_particle(name: str | int, *, context: str = ""):
     close = _suggest(str(name))
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownParticleError(f"unknown particle {str(name)!r}{where}{hint}") from last
+
+
+@functools.lru_cache(maxsize=4096)
+def _lookup_name(name: str):  # type: ignore[no-untyped-def]
+    """The particle of an accepted spelling, or ``None``; successful lookups are remembered.
+
+    A decay table names the same few hundred particles thousands of times; the
+    ``particle`` package's ``from_name`` scans all its ~6 500 particles per call.
+    """
+    from particle import Particle
+    from particle.particle import InvalidParticle, ParticleNotFound
+
+    for cand in _spellings(name):
+        for ctor in (Particle.from_evtgen_name, _from_pdg_name):
+            try:
+                return ctor(cand)
+            except (ParticleNotFound, InvalidParticle, KeyError, ValueError):
+                continue
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _pdg_name_index() -> dict[str, list]:  # type: ignore[type-arg]
+    """``particle``'s names → the particles of that name (built once: one pass over the table)."""
+    from particle import Particle
+
+    index: dict[str, list] = {}  # type: ignore[type-arg]
+    for p in Particle.all():
+        index.setdefault(p.name, []).append(p)
+    return index
+
+
+def _from_pdg_name(name: str):  # type: ignore[no-untyped-def]
+    """``Particle.from_name`` through the name index; an ambiguous name goes to ``from_name`` itself."""
+    from particle import Particle
+    from particle.particle import ParticleNotFound
+
+    hits = _pdg_name_index().get(name)
+    if not hits:
+        raise ParticleNotFound(f"Could not find name {name!r}")
+    return hits[0] if len(hits) == 1 else Particle.from_name(name)
 
 
 def _suggest(name: str) -> list[str]:
