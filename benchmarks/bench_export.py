@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from sim.detector import vertexing
 
-    for func in (vertexing.fit_vertex, vertexing.fit_vertex_dtf, vertexing.composite_daughters, vertexing.decay_time):
+    for func in (vertexing.fit_vertex, vertexing.fit_vertex_dtf, vertexing.composite_daughters, vertexing.decay_time,
+                 vertexing.own_pv_quantities, vertexing.line_ip, vertexing.track_states, vertexing.track_daughters_rows):
         assert func.__kwdefaults__ is not None
         func.__kwdefaults__["kernel"] = args.fit_kernel  # benchmark switch: the export calls them with defaults
     variables = None if args.variables == "all" else ["Lb_M", "Lb_MCORR", "Lc_M", "p_PT", "K_PT", "pi_PT", "mu_PT", "p_PIDK", "runNumber", "eventNumber"]

@@ -63,7 +63,7 @@ from mambah.descriptor import DecayNode, default_aliases, lookup_particle, parse
 from mambah.errors import ExportError, MambahError
 from mambah.schema import column_names
 from sim.detector import vertexing as vx
-from sim.detector.trackcov import COV_COLUMNS, states_from_columns
+from sim.detector.trackcov import COV_COLUMNS
 
 if TYPE_CHECKING:
     from mambah.store import EventStore
@@ -802,9 +802,7 @@ def _fit_composite(
             continue
         run.append(next(it))
         if j + 1 == len(inputs) or inputs[j + 1][1] == "composite":
-            daughters.append(vx.track_daughters(
-                np.stack([r[0][idx] for r in run], axis=1), np.stack([r[1][idx] for r in run], axis=1),
-                np.stack([r[2][idx] for r in run], axis=1), [r[3] for r in run]))
+            daughters.append(vx.track_daughters_rows(idx, [r[:3] for r in run], [r[3] for r in run]))
             run = []
     stacked = vx.stack_daughters(daughters) if len(daughters) > 1 else daughters[0]
     slot = _narrow_slot(inputs, spec)
@@ -831,12 +829,9 @@ def _narrow_slot(inputs: tuple[tuple[str, str], ...], spec: DecaySpec) -> int | 
 
 
 def _track_ok(t: dict[str, np.ndarray]) -> np.ndarray:
-    """``(n,)`` bool: the track is matched and its state and covariance are usable in a fit (computed
-    once per batch, kept in ``t`` under ``"_state_ok"``, which :func:`_assemble` drops)."""
-    if "_state_ok" not in t:
-        z, state, cov = _track_states(t)
-        t["_state_ok"] = ((t["track_type"] > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
-                          & np.isfinite(z) & (state[:, 4] != 0))
+    """``(n,)`` bool: the track is matched and its state and covariance are usable in a fit
+    (:func:`sim.detector.vertexing.track_states`, computed once per batch with the states)."""
+    _track_states(t)
     return t["_state_ok"]
 
 
@@ -901,7 +896,7 @@ def _dtf_columns(
                 d = vx.constrain_mass(d, 0, spec.masses[c])
         else:
             z, state, cov = _track_states(parts[c])
-            d = vx.track_daughters(z[idx, None], state[idx, None], cov[idx, None], [spec.masses[c]])
+            d = vx.track_daughters_rows(idx, [(z, state, cov)], [spec.masses[c]])
         daughters.append(d)
     fit = vx.fit_vertex(vx.stack_daughters(daughters))
     chi2 += fit.chi2
@@ -913,10 +908,10 @@ def _dtf_columns(
 
 
 def _track_states(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`sim.detector.trackcov.states_from_columns` of one track's columns, computed once per
+    """:func:`sim.detector.vertexing.track_states` of one track's columns, computed once per
     batch (kept in ``t`` under the keys of :data:`_STATE_KEYS`, which :func:`_assemble` drops)."""
     if _STATE_KEYS[0] not in t:
-        t.update(zip(_STATE_KEYS[:3], states_from_columns(t)))
+        t.update(zip(_STATE_KEYS, vx.track_states(t)))  # with the usability flag of _track_ok
     z, state, cov = (t[k] for k in _STATE_KEYS[:3])
     return z, state, cov
 

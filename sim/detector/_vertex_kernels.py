@@ -351,31 +351,6 @@ def _fit_loop(
         dtf[i, 2] = resid * resid / var_m
 
 
-def _line_cov_loop(jac: np.ndarray, cov7: np.ndarray, out: np.ndarray) -> None:
-    """``out = ½ (J C Jᵀ + (J C Jᵀ)ᵀ)`` for each row: ``jac (n, 6, 7)``, ``cov7 (n, 7, 7)``, ``out (n, 6, 6)``
-    (``vertexing._state_of``'s covariance of a composite's line; ``J C`` first, as numpy's ``(J @ C) @ Jᵀ``)."""
-    n = jac.shape[0]
-    jc = np.empty((6, 7))
-    for i in range(n):
-        for a in range(6):
-            for b in range(7):
-                t = 0.0
-                for c in range(7):
-                    t += jac[i, a, c] * cov7[i, c, b]
-                jc[a, b] = t
-        for a in range(6):
-            for b in range(a, 6):
-                t = 0.0
-                u = 0.0
-                for c in range(7):
-                    t += jc[a, c] * jac[i, b, c]
-                    u += jc[b, c] * jac[i, a, c]
-                out[i, a, b] = out[i, b, a] = 0.5 * (t + u)
-
-
-line_cov_loop = _jit(_line_cov_loop)
-"""The compiled :func:`_line_cov_loop`."""
-
 def _decay_time_loop(
     d0: np.ndarray, p0: np.ndarray, mass: np.ndarray, c7: np.ndarray, pv_cov: np.ndarray, n_iter: int, block: int,
     c_light: float, tau_out: np.ndarray, err_out: np.ndarray, chi2_out: np.ndarray,
@@ -659,3 +634,123 @@ def _line_ip_loop(
 
 line_ip_loop = _jit(_line_ip_loop)
 """The compiled :func:`_line_ip_loop`."""
+
+
+def _track_states_loop(
+    base: np.ndarray, covc: np.ndarray, track_type: np.ndarray, z: np.ndarray, state: np.ndarray, cov: np.ndarray,
+    ok: np.ndarray,
+) -> None:
+    """``trackcov.states_from_columns`` row by row, and whether each state is usable in a fit: ``base (9, N)``
+    the columns ``x, y, z, tx, ty, charge, px, py, pz``, ``covc (15, N)`` the ``cov_*`` columns (upper
+    triangle, row-major), ``track_type (N,)``; writes ``z (N,)``, ``state (N, 5)`` ``(x, y, tx, ty, q/p)``,
+    ``cov (N, 5, 5)`` and ``ok (N,)`` (matched, every value finite, q/p != 0)."""
+    n = base.shape[1]
+    for r in range(n):
+        px, py, pz = base[6, r], base[7, r], base[8, r]
+        qop = base[5, r] / math.sqrt(px * px + py * py + pz * pz)
+        z[r] = base[2, r]
+        state[r, 0], state[r, 1], state[r, 2], state[r, 3], state[r, 4] = base[0, r], base[1, r], base[3, r], base[4, r], qop
+        good = track_type[r] > 0 and math.isfinite(z[r]) and qop != 0.0
+        q = 0
+        for a in range(5):
+            good = good and math.isfinite(state[r, a])
+            for b in range(a, 5):
+                v = covc[q, r]
+                cov[r, a, b] = v
+                cov[r, b, a] = v
+                good = good and math.isfinite(v)
+                q += 1
+        ok[r] = good
+
+
+track_states_loop = _jit(_track_states_loop)
+"""The compiled :func:`_track_states_loop`."""
+
+
+def _track_slot_loop(
+    idx: np.ndarray, z: np.ndarray, state: np.ndarray, cov: np.ndarray, j: int, z_out: np.ndarray,
+    st_out: np.ndarray, cv_out: np.ndarray, charge_out: np.ndarray,
+) -> int:
+    """``vertexing.track_daughters`` of tracks ``idx`` of one track's ``z (N,)``, ``state (N, 5)``,
+    ``cov (N, 5, 5)`` into daughter slot ``j`` of ``z_out (n, k)``, ``st_out (n, k, 5)``,
+    ``cv_out (n, k, 5, 5)``, ``charge_out (n, k)`` (``w = |q/p|``, the q/p row and column of the
+    covariance times the sign); returns the number of rows with a non-finite value or q/p = 0."""
+    bad = 0
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        q = state[r, 4]
+        s = 1.0 if q > 0 else (-1.0 if q < 0 else q)  # numpy.sign (0 and NaN stay)
+        good = math.isfinite(z[r]) and math.isfinite(q) and q != 0.0
+        z_out[i, j] = z[r]
+        for a in range(4):
+            st_out[i, j, a] = state[r, a]
+            good = good and math.isfinite(state[r, a])
+        st_out[i, j, 4] = abs(q)
+        for a in range(5):
+            for b in range(5):
+                v = cov[r, a, b]
+                good = good and math.isfinite(v)
+                if a == 4:
+                    v = v * s
+                if b == 4:
+                    v = v * s
+                cv_out[i, j, a, b] = v
+        charge_out[i, j] = s
+        if not good:
+            bad += 1
+    return bad
+
+
+track_slot_loop = _jit(_track_slot_loop)
+"""The compiled :func:`_track_slot_loop`."""
+
+
+def _composite_line_loop(pos: np.ndarray, p4: np.ndarray, p_cubed: np.ndarray, cov7: np.ndarray, state: np.ndarray,
+                         mass: np.ndarray, out: np.ndarray) -> None:
+    """``vertexing._state_of`` row by row: the line state ``(x, y, tx, ty, 1/p)`` ``(n, 5)``, the mass
+    ``(n,)`` and the 6 × 6 covariance of ``(x, y, tx, ty, w, m)`` ``(n, 6, 6)`` of fitted composites
+    (``pos (n, 3)``, ``p4 (n, 4)``, ``cov7 (n, 7, 7)``; ``p_cubed (n,)`` = ``|p|³`` from numpy's ``**``,
+    whose SIMD power differs from libm's ``pow`` in the last bit): the Jacobian built per row, then
+    ``½ (J C Jᵀ + (J C Jᵀ)ᵀ)`` with ``J C`` first, as numpy's ``(J @ C) @ Jᵀ``."""
+    n = pos.shape[0]
+    jac = np.zeros((6, 7))
+    jc = np.empty((6, 7))
+    for i in range(n):
+        px, py, pz, e = p4[i, 0], p4[i, 1], p4[i, 2], p4[i, 3]
+        p = math.sqrt(px * px + py * py + pz * pz)
+        m2 = e * e - p * p
+        m = math.sqrt(m2 if m2 > 1e-12 or math.isnan(m2) else 1e-12)
+        tx, ty = px / pz, py / pz
+        state[i, 0], state[i, 1], state[i, 2], state[i, 3], state[i, 4] = pos[i, 0], pos[i, 1], tx, ty, 1.0 / p
+        mass[i] = m
+        p3 = p_cubed[i]
+        jac[0, 0] = 1.0
+        jac[0, 2] = -tx
+        jac[1, 1] = 1.0
+        jac[1, 2] = -ty
+        jac[2, 3] = 1.0 / pz
+        jac[2, 5] = -px / (pz * pz)
+        jac[3, 4] = 1.0 / pz
+        jac[3, 5] = -py / (pz * pz)
+        for a in range(3):
+            jac[4, 3 + a] = -p4[i, a] / p3
+            jac[5, 3 + a] = -p4[i, a] / m
+        jac[5, 6] = e / m
+        for a in range(6):
+            for b in range(7):
+                t = 0.0
+                for c in range(7):
+                    t += jac[a, c] * cov7[i, c, b]
+                jc[a, b] = t
+        for a in range(6):
+            for b in range(a, 6):
+                t = 0.0
+                u = 0.0
+                for c in range(7):
+                    t += jc[a, c] * jac[b, c]
+                    u += jc[b, c] * jac[a, c]
+                out[i, a, b] = out[i, b, a] = 0.5 * (t + u)
+
+
+composite_line_loop = _jit(_composite_line_loop)
+"""The compiled :func:`_composite_line_loop`."""

@@ -88,6 +88,8 @@ __all__ = (
     "refit_pv",
     "stack_daughters",
     "track_daughters",
+    "track_daughters_rows",
+    "track_states",
 )
 
 C_LIGHT = 299.792458
@@ -240,6 +242,87 @@ def track_daughters(
         z=z0, state=st, cov=cv, mass=np.where(use, mass, 0.0), mass_var=np.zeros((n, k)),
         mass_cov=np.zeros((n, k, 5)), charge=np.where(use, sign, 0.0), mask=use,
     )
+
+
+def track_daughters_rows(
+    rows: ArrayLike, tracks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], mass: ArrayLike, *,
+    kernel: str = "compiled",
+) -> Daughters:
+    """:func:`track_daughters` of the rows ``rows`` of k tracks' arrays, without gathering them first.
+
+    Args:
+        rows: ``(n,)`` int: vertex i takes row ``rows[i]`` of every track.
+        tracks: k tuples ``(z (N,), state (N, 5), cov (N, 5, 5))``, one per daughter slot, as
+            :func:`track_daughters` takes them (``q/p`` in the state).
+        mass: ``(k,)`` mass hypotheses (MeV).
+        kernel: ``"compiled"`` (a numba loop per slot) or ``"numpy"`` (:func:`track_daughters` of the
+            gathered rows, the reference; the same values bit for bit).
+
+    Raises:
+        DataError: a used state holds NaN or inf or has q/p = 0.
+        ConfigError: ``kernel`` is not one of ``"compiled"``, ``"numpy"``.
+    """
+    _check_kernel(kernel)
+    at = np.asarray(rows, dtype=np.int64)
+    k = len(tracks)
+    if kernel == "numpy" or k == 0:
+        z, state, cov = (np.stack([np.asarray(t[i])[at] for t in tracks], axis=1) if k else np.zeros((at.size, 0, *shape))
+                         for i, shape in enumerate(((), (5,), (5, 5))))
+        return track_daughters(z, state, cov, mass)
+    from sim.detector._vertex_kernels import track_slot_loop
+
+    n = at.size
+    f8 = np.float64
+    z, st, cv, charge = np.empty((n, k)), np.empty((n, k, 5)), np.empty((n, k, 5, 5)), np.empty((n, k))
+    for j, (tz, ts, tc) in enumerate(tracks):
+        bad = track_slot_loop(at, np.ascontiguousarray(tz, dtype=f8), np.ascontiguousarray(ts, dtype=f8),
+                              np.ascontiguousarray(tc, dtype=f8), j, z, st, cv, charge)
+        if bad:
+            raise DataError(f"vertexing: {bad} used track state(s) hold NaN or inf or have q/p = 0; "
+                            "tracks need a finite state and covariance, a charge and a finite momentum")
+    return Daughters(z=z, state=st, cov=cv, mass=np.array(np.broadcast_to(np.asarray(mass, dtype=f8), (n, k))),
+                     mass_var=np.zeros((n, k)), mass_cov=np.zeros((n, k, 5)), charge=charge, mask=np.ones((n, k), bool))
+
+
+def track_states(
+    columns: Mapping[str, ArrayLike], *, kernel: str = "compiled"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Track states of ``protoparticles`` columns and whether each can enter a fit.
+
+    Args:
+        columns: ``(N,)`` columns ``x, y, z, tx, ty, charge, px, py, pz``, ``track_type`` and the 15
+            ``cov_*`` columns (:data:`sim.detector.trackcov.COV_COLUMNS`), any float dtype.
+        kernel: ``"compiled"`` (one numba pass) or ``"numpy"``
+            (:func:`sim.detector.trackcov.states_from_columns`, the reference; the same values bit for bit).
+
+    Returns:
+        ``z (N,)``, ``state (N, 5)`` ``(x, y, tx, ty, q/p)``, ``cov (N, 5, 5)`` and ``ok (N,)`` bool: matched
+        (``track_type > 0``), every value finite and ``q/p != 0``.
+
+    Raises:
+        DataError: a column is missing.
+        ConfigError: ``kernel`` is not one of ``"compiled"``, ``"numpy"``.
+    """
+    from sim.detector.trackcov import COV_COLUMNS, states_from_columns
+
+    _check_kernel(kernel)
+    need = ("x", "y", "z", "tx", "ty", "charge", "px", "py", "pz")
+    missing = [c for c in (*need, "track_type", *COV_COLUMNS) if c not in columns]
+    if missing:
+        raise DataError(f"track_states: missing column(s) {missing}; expected {list(need)}, track_type and the cov_* columns")
+    if kernel == "numpy":
+        z, state, cov = states_from_columns(columns)
+        ok = ((np.asarray(columns["track_type"]) > 0) & np.isfinite(state).all(axis=1) & np.isfinite(cov).all(axis=(1, 2))
+              & np.isfinite(z) & (state[:, 4] != 0))
+        return z, state, cov, ok
+    from sim.detector._vertex_kernels import track_states_loop
+
+    base = np.stack([np.asarray(columns[c], dtype=np.float64) for c in need])  # float32 -> float64 is exact
+    covc = np.stack([np.asarray(columns[c], dtype=np.float64) for c in COV_COLUMNS])
+    n = base.shape[1]
+    z, state, cov, ok = np.empty(n), np.empty((n, 5)), np.empty((n, 5, 5)), np.empty(n, bool)
+    track_states_loop(base, covc, np.ascontiguousarray(columns["track_type"], dtype=np.int64), z, state, cov, ok)
+    return z, state, cov, ok
 
 
 def stack_daughters(parts: Sequence[Daughters]) -> Daughters:
@@ -662,12 +745,22 @@ def _state_of(
     """Composite as a line: z, state (x,y,tx,ty,w), 5x5 cov, mass, mass var, mass-state cov
     (``kernel`` as :func:`fit_vertex`: ``J C Jᵀ`` by a compiled loop or by numpy ``matmul``)."""
     v, p4 = fit.position, fit.momentum
+    n = v.shape[0]
+    if kernel == "compiled":
+        from sim.detector._vertex_kernels import composite_line_loop
+
+        state, m, c6 = np.empty((n, 5)), np.empty(n), np.empty((n, 6, 6))
+        f8 = np.float64
+        p4 = np.ascontiguousarray(p4, dtype=f8)
+        p_cubed = np.sqrt(p4[:, 0] * p4[:, 0] + p4[:, 1] * p4[:, 1] + p4[:, 2] * p4[:, 2]) ** 3  # as below, bit for bit
+        composite_line_loop(np.ascontiguousarray(v, dtype=f8), p4, p_cubed, np.ascontiguousarray(fit.cov7, dtype=f8),
+                            state, m, c6)
+        return v[:, 2], state, c6[:, :5, :5], m, c6
     px, py, pz, e = p4[:, 0], p4[:, 1], p4[:, 2], p4[:, 3]
     p = np.sqrt(px * px + py * py + pz * pz)
     m = np.sqrt(np.maximum(e * e - p * p, 1e-12))
     tx, ty = px / pz, py / pz
     state = np.stack([v[:, 0], v[:, 1], tx, ty, 1.0 / p], axis=1)
-    n = v.shape[0]
     jac = np.zeros((n, 6, 7))  # (x, y, tx, ty, w, m) at fixed z_ref = vz w.r.t. (x, y, z, px, py, pz, E)
     jac[:, 0, 0] = 1.0
     jac[:, 0, 2] = -tx
@@ -680,14 +773,8 @@ def _state_of(
     jac[:, 4, 3:6] = -p4[:, :3] / p[:, None] ** 3
     jac[:, 5, 3:6] = -p4[:, :3] / m[:, None]
     jac[:, 5, 6] = e / m
-    if kernel == "numpy":
-        c6 = jac @ fit.cov7 @ _t(jac)
-        c6 = 0.5 * (c6 + _t(c6))
-    else:
-        from sim.detector._vertex_kernels import line_cov_loop
-
-        c6 = np.empty((n, 6, 6))
-        line_cov_loop(jac, np.ascontiguousarray(fit.cov7), c6)
+    c6 = jac @ fit.cov7 @ _t(jac)
+    c6 = 0.5 * (c6 + _t(c6))
     return v[:, 2], state, c6[:, :5, :5], m, c6
 
 

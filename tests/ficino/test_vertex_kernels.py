@@ -1,7 +1,7 @@
 """The export's vertex columns are the same with the compiled vertex kernels as with the numpy reference.
 
-Every kernel the candidates call (the Billoir and DTF fits, the composite line, the lifetime fit, the
-own-PV pass and the tracks' IPs) is switched to ``kernel="numpy"``; each column of a hand-built batch
+Every kernel the candidates call (track states, fit inputs, the Billoir and DTF fits, the composite line,
+the lifetime fit, the own-PV pass and the tracks' IPs) is switched to ``kernel="numpy"``; each column of a hand-built batch
 (every MC candidate, also those with an unmatched track: NaN rows) must then agree with the default (compiled) export to float32
 rounding (the compiled kernels differ from numpy only in the association of sums).
 """
@@ -17,7 +17,8 @@ import mambah
 from ficino.candidates import build_candidates, compute_columns, decay_spec, default_decay, present_sources, resolve_columns
 from sim.detector import vertexing as vx
 
-KERNELED = (vx.fit_vertex, vx.fit_vertex_dtf, vx.composite_daughters, vx.decay_time, vx.own_pv_quantities, vx.line_ip)
+KERNELED = (vx.fit_vertex, vx.fit_vertex_dtf, vx.composite_daughters, vx.decay_time, vx.own_pv_quantities, vx.line_ip,
+            vx.track_states, vx.track_daughters_rows)
 
 
 def _columns(store: mambah.EventStore) -> dict[str, np.ndarray]:

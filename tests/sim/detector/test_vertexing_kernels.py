@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from mambah import kinematics as kin
-from mambah.errors import ConfigError
+from mambah.errors import ConfigError, DataError
 from sim.detector import vertexing as vx
 
 M_PI, M_K, M_P, M_MU, M_LC = 139.57, 493.677, 938.272, 105.658, 2286.46
@@ -269,3 +269,50 @@ def test_compiled_line_ip_equals_the_numpy_reference() -> None:
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=0)
     assert np.isnan(ref[0]).sum() == np.isin(rows, np.arange(10)).sum() > 0
+
+
+def _track_columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """protoparticles-like columns (float32 as the store keeps them, charge float64) from toy tracks,
+    with unmatched rows, NaN and inf values and a zero charge."""
+    d = _daughters(rng, n, 1)
+    st, cov = d.state[:, 0], d.cov[:, 0]
+    from sim.detector.trackcov import cov_to_columns
+
+    p = 1.0 / st[:, 4]
+    pz = p / np.sqrt(1.0 + st[:, 2] ** 2 + st[:, 3] ** 2)
+    f4 = np.float32
+    cols = {"x": st[:, 0].astype(f4), "y": st[:, 1].astype(f4), "z": d.z[:, 0].astype(f4), "tx": st[:, 2].astype(f4),
+            "ty": st[:, 3].astype(f4), "charge": d.charge[:, 0].copy(), "px": (st[:, 2] * pz).astype(f4),
+            "py": (st[:, 3] * pz).astype(f4), "pz": pz.astype(f4), "track_type": np.full(n, 3, np.int32),
+            **{k: v.astype(f4) for k, v in cov_to_columns(cov).items()}}
+    cols["track_type"][:5] = 0  # unmatched
+    cols["x"][5:8] = np.nan
+    cols["cov_tx_qop"][8:10] = np.inf
+    cols["charge"][10:12] = 0.0  # q/p = 0
+    cols["pz"][12] = np.nan
+    return cols
+
+
+def test_compiled_track_states_equal_states_from_columns() -> None:
+    cols = _track_columns(np.random.default_rng(63), 3000)
+    ref = vx.track_states(cols, kernel="numpy")
+    got = vx.track_states(cols)
+    for name, a, b in zip(("z", "state", "cov", "ok"), ref, got):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert not ref[3][:13].any() and ref[3][13:].all()
+
+
+def test_compiled_track_daughters_rows_equal_track_daughters() -> None:
+    rng = np.random.default_rng(64)
+    tracks = [vx.track_states(_track_columns(rng, 2000))[:3] for _ in range(3)]
+    rows = rng.permutation(np.arange(13, 2000))[:1500]
+    ref = vx.track_daughters_rows(rows, tracks, [M_P, M_K, M_PI], kernel="numpy")
+    got = vx.track_daughters_rows(rows, tracks, [M_P, M_K, M_PI])
+    for f in dataclasses.fields(vx.Daughters):
+        np.testing.assert_array_equal(getattr(ref, f.name), getattr(got, f.name), err_msg=f.name)
+    assert set(np.unique(got.charge)) == {-1.0, 1.0}
+    _assert_same(vx.fit_vertex(ref), vx.fit_vertex(got))
+    for bad in (np.array([6, 20]), np.array([20, 11])):  # an unusable state (NaN, q/p = 0) is refused by both
+        for kernel in ("numpy", "compiled"):
+            with pytest.raises(DataError, match="NaN or inf|q/p = 0"):
+                vx.track_daughters_rows(bad, tracks, [M_P, M_K, M_PI], kernel=kernel)
