@@ -199,7 +199,11 @@ def configure_tensorflow() -> Any:
 
 _TF_CONFIGURED = False
 #: Calls with fewer rows run in numpy (no TensorFlow, no tracing); larger ones through the traced graph.
-GRAPH_MIN_ROWS = 8192
+#: One chunk (:class:`CompiledModel`'s 262 144 rows): the blocked numpy forward pass of the dense
+#: networks measured about as fast as the graph per row (0.89 vs 0.77 CPU µs on the acceptance
+#: network), and TensorFlow's import and tracing cost ≈ 5 CPU s once per process (issue #17,
+#: ``benchmarks/README.md``), more than a million rows' difference; 8 192 before.
+GRAPH_MIN_ROWS = 262_144
 
 
 class CompiledModel:
@@ -224,7 +228,7 @@ class CompiledModel:
         chunk: rows per graph call.
         graph_min_rows: calls with at least this many rows run through the traced graph
             (default: :data:`GRAPH_MIN_ROWS`, read at each call); convolutional networks, whose numpy form is
-            several times slower than TensorFlow's kernels, pass a smaller number.
+            slower than TensorFlow's kernels, may pass a smaller number.
     """
 
     def __init__(self, trained: TrainedModel, chunk: int = 262_144, graph_min_rows: int | None = None) -> None:

@@ -203,7 +203,11 @@ class ShowerModel:
 
 
 #: Shower calls with at least this many particles use the traced TensorFlow graph (see load_shower_model).
-SHOWER_GRAPH_MIN_ROWS = 64
+#: The blocked numpy forward pass (:meth:`sim.core.netgraph.GraphNet.numpy`) measured 0.087 CPU ms per
+#: shower against the graph's 0.068 (issue #17, load ≈ 6), so TensorFlow's ≈ 5 CPU s of import and tracing
+#: pays off only after ≈ 250 000 showers in a process: the calls of full-event batches (500 events) and
+#: of the default job's batches stay in numpy; 64 before.
+SHOWER_GRAPH_MIN_ROWS = 65_536
 
 
 def load_shower_model(path: str | None = None, pass_name: str = "calorimeter") -> ShowerModel:
@@ -227,7 +231,7 @@ def load_shower_model(path: str | None = None, pass_name: str = "calorimeter") -
     hadron = load_pass_model(str(file.with_name(file.stem + "_hadron_energy.keras")), "calorimeter_hadron_energy",
                              kind="generator", inputs=HADRON_ENERGY_CONDITIONS, outputs=SCALARS, pass_name=pass_name)
     # the convolutional shower generator runs through TensorFlow's kernels from SHOWER_GRAPH_MIN_ROWS
-    # rows on (its numpy form is ~4x slower at batch 1024); the small energy networks keep the default
+    # rows on (its blocked numpy form is ~1.3x slower per shower); the small energy networks keep the default
     return ShowerModel(CompiledModel(trained, graph_min_rows=SHOWER_GRAPH_MIN_ROWS), CompiledModel(energy), CompiledModel(hadron))
 
 
