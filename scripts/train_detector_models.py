@@ -6,7 +6,10 @@ Usage::
     python scripts/train_detector_models.py [--events 100000] [--data-dir build/reference]
                                             [--models-dir sim/models] [--only acceptance ...]
 
-Fixed seeds: training sample seed 1, validation sample seed 2, model seeds 11..14.
+Fixed seeds: training sample seed 1, validation sample seed 2, model seeds 11..14.  Both samples
+are :data:`sim.reference.sample.TRAINING_MIX`: the default decay with 40 % of the events
+B0 -> J/psi K_S0 and Lambda_b0 -> J/psi Lambda (displaced K_S0/Lambda daughters) and 10 % a
+prompt gun (origins at the PV, 2-300 GeV).
 Writes ``sim/models/{occupancy,acceptance,efficiency,resolution}.keras`` + ``.json`` and
 prints the training time of each model.
 """
@@ -25,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from sim.core.io import save_model
 from sim.core.registry import trainer
 from sim.detector.card import DEFAULT_CARD
-from sim.reference.sample import make_reference_sample
+from sim.reference.sample import TRAINING_MIX, make_reference_sample
 
 log = logging.getLogger("train_detector_models")
 
@@ -49,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     valid = args.data_dir / "validation.parquet"
     if not (args.reuse_samples and train.is_file()):
         t0 = time.perf_counter()
-        make_reference_sample(train, args.events, seed=1)
-        make_reference_sample(valid, args.validation_events, seed=2)
+        make_reference_sample(train, args.events, seed=1, mix=TRAINING_MIX)
+        make_reference_sample(valid, args.validation_events, seed=2, mix=TRAINING_MIX)
         log.info("reference samples written in %.1f s", time.perf_counter() - t0)
     for name in args.only or list(MODELS):
         spec = trainer(name)
         t0 = time.perf_counter()
         model = spec.function(train, **spec.recipe, extra_provenance={"script": "scripts/train_detector_models.py", "detector_card": DEFAULT_CARD,
-                                                           "sample_events": args.events, "sample_seed": 1})
+                                                           "sample_events": args.events, "sample_seed": 1,
+                                                           "sample_mix": [list(c) for c in TRAINING_MIX]})
         dt = time.perf_counter() - t0
         model.provenance["training_seconds"] = round(dt, 1)
         path = save_model(model, args.models_dir / f"{name}.keras")
