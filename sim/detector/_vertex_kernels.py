@@ -32,7 +32,16 @@ from typing import Any
 import numba
 import numpy as np
 
+from mambah import _is_command
+
 _log = logging.getLogger(__name__)
+
+if _is_command():
+    # The mambah command runs only its own kernels: numba's third-party extensions (the
+    # 'numba_extensions' entry points of vector and awkward, which import sympy) are not
+    # loaded at the first compile or cache load (1-4 s per process). A Python session that
+    # imports this module keeps numba's default.
+    numba.core.entrypoints._already_initialized = True
 
 
 def _jit(func: Callable[..., Any]) -> Any:
