@@ -54,3 +54,26 @@ def test_parquet_file_and_reproducibility(tmp_path: Path, sample: dict[str, np.n
 def test_bad_event_count() -> None:
     with pytest.raises(ConfigError, match="n_events"):
         reference_sample_arrays(0, seed=1)
+
+
+def test_training_mix_components() -> None:
+    from sim.reference.sample import PROMPT, TRAINING_MIX
+
+    mixed = reference_sample_arrays(1000, seed=5, mix=TRAINING_MIX)
+    main = reference_sample_arrays(1000 - 500, seed=5)
+    # the main decay's events come first and are the main-only sample of as many events
+    n_main = main["event"].size
+    np.testing.assert_array_equal(mixed["px"][:n_main], main["px"])
+    assert mixed["event"].max() == 999 and np.all(np.diff(mixed["event"]) >= 0)
+    rest = {k: v[n_main:] for k, v in mixed.items()}
+    # prompt gun: 100 events x 4 particles born exactly at their PV
+    prompt = rest["origin_dz"] == 0
+    assert prompt.sum() == 4 * 100 and np.all(rest["origin_rho"][prompt] == 0)
+    # K_S0 / Lambda daughters: pions (and protons) born far from the PV, many Downstream tracks
+    far = rest["origin_dz"] > 300.0
+    assert far.sum() > 400 and set(np.abs(rest["pid"][far])) <= {211, 2212}
+    assert np.mean(rest["track_type"][far] == 5) > 0.15
+    with pytest.raises(ConfigError, match="sum to 1.2"):
+        reference_sample_arrays(100, seed=1, mix=[(PROMPT, 0.6), (PROMPT, 0.6)])
+    with pytest.raises(ConfigError, match="fraction of 'prompt'"):
+        reference_sample_arrays(100, seed=1, mix=[(PROMPT, -0.1)])
