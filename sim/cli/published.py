@@ -18,9 +18,9 @@ __all__ = ("add_validate_arguments", "cmd_validate_published")
 
 def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``mambah validate published``."""
-    parser.add_argument("--events", type=nonnegative_int, default=40_000, help="particles of the tracking sample")
+    parser.add_argument("--events", type=nonnegative_int, default=200_000, help="particles of the tracking sample")
     parser.add_argument("--n-pid", type=nonnegative_int, default=20_000, help="Long tracks per PID species")
-    parser.add_argument("--n-pv", type=nonnegative_int, default=1_000, help="PVs of 25 tracks")
+    parser.add_argument("--n-pv", type=nonnegative_int, default=4_000, help="PVs of 25 tracks")
     parser.add_argument("--seed", type=nonnegative_int, default=2031, help="seed of the samples")
     parser.add_argument("--models", default=None, help="PID model folder (default: the shipped models)")
     parser.add_argument("--report", default=None, help="plots and summary.json here (default: none)")
