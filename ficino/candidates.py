@@ -461,7 +461,7 @@ def _take(values: np.ndarray, pos: np.ndarray, fill: float | int = np.nan, *, fo
     if found is None:
         found = len(pos) == 0 or (len(values) > 0 and pos.min() >= 0)
     if found and (len(pos) == 0 or len(values)):
-        return values[pos]  # every key found: plain gather
+        return values.take(pos)  # every key found: plain gather (take: cheaper than fancy indexing)
     out = values[np.maximum(pos, 0)] if len(values) else np.zeros(len(pos), values.dtype)
     if np.issubdtype(out.dtype, np.floating) or not isinstance(fill, float):
         return np.where(pos >= 0, out, fill)
@@ -757,11 +757,20 @@ def _direct_daughters(spec: DecaySpec) -> dict[str, tuple[tuple[str, str], ...]]
     }
 
 
+def _every_row(rows: np.ndarray, n: int) -> bool:
+    """Whether ``rows`` (sorted positions, as ``searchsorted`` gives them) are ``0, 1, ..., n-1``."""
+    return rows.size == n and (n == 0 or (int(rows[0]) == 0 and int(rows[-1]) == n - 1))
+
+
 def _slice_fit(fit: vx.VertexFit, rows: np.ndarray) -> vx.VertexFit:
+    if _every_row(rows, fit.chi2.shape[0]):  # the same rows: no copy of every field
+        return fit
     return vx.VertexFit(*(getattr(fit, f.name)[rows] for f in dataclasses.fields(fit)))
 
 
 def _slice_daughters(d: vx.Daughters, rows: np.ndarray) -> vx.Daughters:
+    if _every_row(rows, d.z.shape[0]):
+        return d
     return vx.Daughters(*(getattr(d, f.name)[rows] for f in dataclasses.fields(d)))
 
 
