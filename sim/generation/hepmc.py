@@ -525,8 +525,9 @@ def records_from_events(segments: list[dict[str, Any]]) -> tuple[GeneratorRecord
         raise DataError("HepMC mother links form a cycle")
     key = np.where(prod[top] >= 0, prod[top], end[top])  # the interaction vertex (global row), -1 none
     # interactions per event in order of first appearance
-    pairs = np.stack([event, key], axis=1)
-    uniq, first_at, inv = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    width = np.int64(m + 1)  # (event, key) as one integer, ordered as the pair: a 1-D unique (≈ 10x faster than axis=0)
+    codes, first_at, inv = np.unique(event * width + (key + 1), return_index=True, return_inverse=True)
+    uniq = np.stack([codes // width, codes % width - 1], axis=1)
     inv = inv.ravel()
     by_first = np.argsort(first_at, kind="stable")
     uniq, first_at = uniq[by_first], first_at[by_first]
