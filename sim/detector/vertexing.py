@@ -3,11 +3,13 @@
 Vectorised over many vertices at once: every input carries a leading
 vertex axis ``n`` and a daughter axis ``k`` (arrays ``(n, k, ...)``); a boolean
 ``mask`` ``(n, k)`` marks the daughters that take part, so vertices of different
-multiplicity share one call.  The Billoir fit and a composite's line covariance run
-by default as compiled (numba) loops over vertices (:mod:`sim.detector._vertex_kernels`,
-``kernel="compiled"``); the numpy kernels (``kernel="numpy"``) are the reference they
-are tested against (same operations in the same order: equal bit for bit but the
-momentum covariance's matrix products, which agree to rounding).  The rest is numpy.
+multiplicity share one call.  The Billoir fit, a composite's line, the lifetime fit and
+the export's per-row steps (:func:`track_states`, :func:`track_daughters_rows`,
+:func:`own_pv_quantities`, :func:`line_ip`) run by default as compiled (numba) loops
+(:mod:`sim.detector._vertex_kernels`, ``kernel="compiled"``); the numpy kernels
+(``kernel="numpy"``) are the reference they are tested against (same operations in the
+same order: equal bit for bit but matrix products, the 3 × 3 solve of FDχ² and sums that
+numpy associates differently, which agree to rounding).  The rest is numpy.
 
 Track model.  A daughter is a straight line described by its state
 ``(x, y, tx, ty, w)`` at a reference ``z`` with a 5 × 5 covariance, ``w = 1/p``
