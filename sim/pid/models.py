@@ -11,18 +11,24 @@ file            model                                           conditions → o
 ``X_rich``      Cramér GAN (tracks with RICH information)       p, eta, n_tracks → RichDLLe/mu/K/p
 ``X_ismuon``    binary MLP classifier, P(IsMuon)                p, eta, n_tracks → is_muon
 ``X_muonll``    Cramér GAN (IsMuon tracks only)                 p, eta, n_tracks → MuonMuLL, MuonBkgLL
-``X_global``    Cramér GAN, conditioned on the RICH and         p, eta, n_tracks, RichDLL×4,
-                muon outputs (the chain of LHCb's Lamarr)       is_muon, MuonDLL → dPIDe/mu/K/p,
+``X_global``    Cramér GAN, conditioned on the RICH, muon and   p, eta, n_tracks, RichDLL×4,
+                calorimeter outputs (the chain of LHCb's        is_muon, MuonDLL, EcalPIDe →
+                Lamarr)                                         dPIDe/mu/K/p,
                                                                 ProbNNe/mu/pi/k/p/ghost
 ==============  ==============================================  ================================
 
 Chaining: generation runs the RICH GAN, draws IsMuon from the classifier's probability,
 runs the MuonLL GAN on IsMuon tracks (the others get :data:`MUON_LL_SENTINEL`), then the
-global GAN with the generated RICH and muon outputs as conditions.  The global GAN
-generates the *residuals* ``dPIDx = PIDx - RichDLLx`` (``dPIDmu = PIDmu - RichDLLmu -
-MuonDLL``, ``MuonDLL = MuonMuLL - MuonBkgLL`` for IsMuon tracks, else 0): the combined
-DLLs are sums of sub-detector terms, and generating the sum's remainder keeps the
-exact correlation with the RICH output that a GAN would only approximate.
+global GAN with the generated RICH and muon outputs and the track's calorimeter
+electron likelihood ``EcalPIDe`` (written by the ``calorimeter`` pass; 0 without a
+matched cluster) as conditions.  The global GAN generates the *residuals* ``dPIDx =
+PIDx - RichDLLx`` (``dPIDmu = PIDmu - RichDLLmu - MuonDLL``, ``MuonDLL = MuonMuLL -
+MuonBkgLL`` for IsMuon tracks, else 0; ``dPIDe = PIDe - RichDLLe - EcalPIDe``): the
+combined DLLs are sums of sub-detector terms, and generating the sum's remainder keeps
+the exact correlation with the RICH output and with the calorimeter's E/p that a GAN
+would only approximate, ``PIDe = RichDLLe + EcalPIDe + dPIDe`` as in the reference
+(where ``dPIDe`` is 0); ``ProbNNe`` and the other ProbNNs follow ``EcalPIDe`` through
+the conditioning.
 
 ``has_rich`` is not learned: it is the geometric acceptance of the two RICH radiators
 (polar angle from ``eta``) and ``p > p_min_rich`` of :class:`~sim.reference.pid.PIDConfig`
@@ -42,8 +48,8 @@ default Long) and :func:`sim.detector.reach.subdetector_reach`:
   ``is_muon = 0``;
 * the global GAN's residuals are kept only where their sub-detector gave information:
   ``dPIDK, dPIDp`` only with RICH information, ``dPIDmu`` only for IsMuon tracks,
-  ``dPIDe`` (the calorimeter term) only inside the ECAL acceptance of a track that
-  reaches it.  A combined DLL without any contributing sub-detector is 0, as LHCb
+  ``dPIDe`` and ``EcalPIDe`` (the calorimeter terms) only inside the ECAL acceptance of
+  a track that reaches it.  A combined DLL without any contributing sub-detector is 0, as LHCb
   fills absent likelihoods (tracks outside every acceptance used to get the GAN's
   out-of-domain residual: most very forward Downstream tracks had PIDe > 2).
 
@@ -100,11 +106,12 @@ DEFAULT_MODEL_DIR: Path = MODELS_DIR / "pid"
 CONDITIONS: tuple[str, ...] = ("p", "eta", "n_tracks")
 RICH_TARGETS: tuple[str, ...] = ("RichDLLe", "RichDLLmu", "RichDLLK", "RichDLLp")
 MUON_TARGETS: tuple[str, ...] = ("MuonMuLL", "MuonBkgLL")
-GLOBAL_CONDITIONS: tuple[str, ...] = (*CONDITIONS, *RICH_TARGETS, "is_muon", "MuonDLL")
+GLOBAL_CONDITIONS: tuple[str, ...] = (*CONDITIONS, *RICH_TARGETS, "is_muon", "MuonDLL", "EcalPIDe")
 PROBNN: tuple[str, ...] = ("ProbNNe", "ProbNNmu", "ProbNNpi", "ProbNNk", "ProbNNp", "ProbNNghost")
 GLOBAL_TARGETS: tuple[str, ...] = ("dPIDe", "dPIDmu", "dPIDK", "dPIDp", *PROBNN)
-#: Columns a training sample must hold (besides its weight column).
-REQUIRED_COLUMNS: tuple[str, ...] = (*CONDITIONS, *PID_COLUMNS)
+#: Columns a training sample must hold (besides its weight column): ``EcalPIDe`` is the
+#: calorimeter electron likelihood of the track (0 without a matched cluster).
+REQUIRED_COLUMNS: tuple[str, ...] = (*CONDITIONS, *PID_COLUMNS, "EcalPIDe")
 
 #: part → (kind, inputs, outputs)
 MODEL_PARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -233,6 +240,7 @@ class PIDModelSet:
         n_tracks: np.ndarray,
         rng: np.random.Generator,
         track_type: np.ndarray | None = None,
+        ecal_pid: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """PID columns for a batch of tracks, vectorised per species.
 
@@ -242,6 +250,8 @@ class PIDModelSet:
             p: ``(n,)`` momentum [MeV]; eta: ``(n,)``; n_tracks: ``(n,)`` event occupancy.
             rng: source of randomness (noise and IsMuon draws).
             track_type: ``(n,)`` codes 3, 4, 5 (default all Long), see the module docstring.
+            ecal_pid: ``(n,)`` calorimeter electron likelihood ``EcalPIDe`` of each
+                track (0 without a matched cluster); default 0 for every track.
 
         Returns:
             Every column of :data:`PID_COLUMNS`, shape ``(n,)`` (``has_rich``,
@@ -256,7 +266,8 @@ class PIDModelSet:
                 raise ModelError(f"no PID model for species {name!r} (fallback); loaded: {sorted(self.models)}")
             sel = np.nonzero(names == name)[0]
             cols = generate_species(self.models[name], p[sel], eta[sel], n_tracks[sel], rng, self.config,
-                                    None if track_type is None else np.asarray(track_type)[sel])
+                                    None if track_type is None else np.asarray(track_type)[sel],
+                                    None if ecal_pid is None else np.asarray(ecal_pid)[sel])
             for key, values in cols.items():
                 out[key][sel] = values
         return out
@@ -274,6 +285,7 @@ def generate_species(
     rng: np.random.Generator,
     config: DetectorCard | None = None,
     track_type: np.ndarray | None = None,
+    ecal_pid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the chain RICH → muon → global for ``n`` tracks of one species.
 
@@ -284,6 +296,8 @@ def generate_species(
         config: the detector card (acceptances, thresholds).
         track_type: ``(n,)`` codes 3, 4, 5 (default all Long); the physical rules of
             the module docstring follow from it.
+        ecal_pid: ``(n,)`` ``EcalPIDe`` of each track (0 without a matched cluster;
+            default 0); kept only for tracks that reach the ECAL.
 
     Raises:
         DataError: a track type other than 3, 4, 5.
@@ -313,7 +327,9 @@ def generate_species(
     if is_muon.any():
         muon[is_muon] = models.muonll.sample(cond[is_muon], rng)
     muon_dll = np.where(is_muon, muon[:, 0] - muon[:, 1], 0.0)
-    glob = models.global_.sample(np.column_stack([cond, rich, is_muon.astype(np.float64), muon_dll]), rng)
+    ecal = np.zeros(n) if ecal_pid is None else np.asarray(ecal_pid, dtype=np.float64)
+    ecal = np.where(reach["ecal"], ecal, 0.0)
+    glob = models.global_.sample(np.column_stack([cond, rich, is_muon.astype(np.float64), muon_dll, ecal]), rng)
     # residuals only where their sub-detector gave information (module docstring)
     glob[:, 0] = np.where(reach["ecal"], glob[:, 0], 0.0)
     glob[:, 1] = np.where(is_muon, glob[:, 1], 0.0)
@@ -324,7 +340,7 @@ def generate_species(
         out[name] = rich[:, j]
     out["is_muon"] = is_muon
     out["MuonMuLL"], out["MuonBkgLL"] = muon[:, 0], muon[:, 1]
-    out["PIDe"] = rich[:, 0] + glob[:, 0]
+    out["PIDe"] = rich[:, 0] + ecal + glob[:, 0]
     out["PIDmu"] = rich[:, 1] + muon_dll + glob[:, 1]
     out["PIDK"] = rich[:, 2] + glob[:, 2]
     out["PIDp"] = rich[:, 3] + glob[:, 3]

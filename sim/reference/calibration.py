@@ -19,7 +19,10 @@ pseudorapidity and occupancy spectra for the signal track (the reason PID
 efficiencies must be conditioned on p, eta, n_tracks), and the combinatorial
 background tracks have their own softer spectra, busier events and a species
 mixture (70 % pi, 20 % K, 10 % p by default).  The PID response of every track
-comes from :func:`sim.reference.pid.simulate_pid` for its true species.  Within
+comes from :func:`sim.reference.pid.simulate_pid` for its true species, with the
+calorimeter electron likelihood ``EcalPIDe`` of the reference ECAL through the
+calorimeter pass's reconstruction (:func:`sim.reference.ecal_pid.reference_ecal_pid`:
+``PIDe = RichDLLe + EcalPIDe``, correlated with E/p by construction).  Within
 each component the mass is independent of the PID variables, which the sPlot
 technique requires.
 
@@ -38,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from mambah.errors import ConfigError, DataError
+from sim.reference.ecal_pid import reference_ecal_pid
 from sim.reference.pid import PIDConfig, simulate_pid
 
 __all__ = (
@@ -225,7 +229,8 @@ def make_calibration_sample(
     Returns:
         DataFrame with n_signal + n_background rows (shuffled): truth ``species``
         (str) and ``is_signal`` (bool) and ``pid`` (PDG id) for tests only; ``p, pt``
-        [MeV], ``eta``, ``n_tracks``, ``charge``, ``mass`` [MeV], every column of
+        [MeV], ``eta``, ``n_tracks``, ``charge``, ``mass`` [MeV], ``EcalPIDe`` and
+        ``calo_e_over_p`` (reference ECAL; 0 and NaN without a cluster), every column of
         :data:`sim.reference.pid.PID_COLUMNS`, and ``sweight`` (signal sWeight).
         ``df.attrs["species"]`` names the channel.
 
@@ -254,8 +259,10 @@ def make_calibration_sample(
     kin = {k: np.concatenate([sig[k], bkg[k]]) for k in sig}
     mass = np.concatenate([_draw_signal_mass(channel, n_signal, rng),
                            _draw_background_mass(channel, n_background, rng)])
+    calo = reference_ecal_pid(pid, charge, kin["px"], kin["py"], kin["pz"], rng)
     pid_out = simulate_pid({"pid": pid, "charge": charge, "px": kin["px"], "py": kin["py"],
-                            "pz": kin["pz"], "n_tracks": kin["n_tracks"]}, rng, pid_config)
+                            "pz": kin["pz"], "n_tracks": kin["n_tracks"], "EcalPIDe": calo["EcalPIDe"]},
+                           rng, pid_config)
     df = pd.DataFrame({
         "species": [_SPECIES_NAME.get(int(a), str(int(a))) for a in abs_pid],
         "is_signal": np.arange(n_signal + n_background) < n_signal,
@@ -263,6 +270,7 @@ def make_calibration_sample(
         "p": kin["p"], "pt": kin["pt"], "eta": kin["eta"], "n_tracks": kin["n_tracks"],
         "charge": charge.astype(np.int64),
         "mass": mass,
+        "EcalPIDe": calo["EcalPIDe"], "calo_e_over_p": calo["calo_e_over_p"],
         **pid_out,
         "sweight": np.full(n_signal + n_background, np.nan),
     })

@@ -30,8 +30,14 @@ event occupancy) into the particle-identification variables LHCb analyses use:
   defined for ``is_muon`` tracks and hold :data:`MUON_LL_SENTINEL` (-1000, the DaVinci
   ``PPINFO(..., -1000)`` default used in PIDCalib tuples) otherwise.
 * **Global** (``PIDe, PIDmu, PIDK, PIDp``): RICH DLL + muon-system term
-  (MuonMuLL - MuonBkgLL for mu, when ``is_muon``) + a simple calorimeter electron term
-  for e (electrons ~ N(+5, 3), other species ~ N(-3, 3), inside the ECAL acceptance).
+  (MuonMuLL - MuonBkgLL for mu, when ``is_muon``) + the calorimeter electron
+  likelihood ``EcalPIDe`` for e: ``PIDe = RichDLLe + EcalPIDe``.  ``EcalPIDe`` is an
+  optional input column, the value the calorimeter reconstruction gives the track
+  (:func:`sim.detector.calorimeter.electron_dll` of the matched cluster's E/p; for the
+  calibration samples the reference ECAL through the same reconstruction,
+  :func:`sim.reference.ecal_pid.reference_ecal_pid`); without it, or for a track type
+  that does not reach the ECAL (Upstream), the calorimeter term is 0, as for a track
+  without a matched cluster.
 * **ProbNN-like** (``ProbNNe, ProbNNmu, ProbNNpi, ProbNNk, ProbNNp, ProbNNghost``): a
   softmax of the combined log-likelihoods (plus the IsMuon Bernoulli term and log
   priors) with a temperature and small Gaussian noise on the logits.  This is a
@@ -47,7 +53,7 @@ Long and Downstream tracks traverse everything.
 Species: the photon emission uses the true mass of ``|pid|`` from the ``particle``
 package, so any charged long-lived particle (e, mu, pi, K, p, but also Sigma, Xi,
 deuterons) gets a physical RICH response; only pi and K decay to muons in flight,
-only e get the electron calorimeter term.  Neutral, unknown and ghost (``pid == 0``)
+the calorimeter term comes from the ``EcalPIDe`` column.  Neutral, unknown and ghost (``pid == 0``)
 ids raise :class:`~mambah.errors.DataError`: ghosts have no truth species to simulate.
 
 Units: MeV for momenta and masses, mm for lengths, mrad for angles.
@@ -120,6 +126,14 @@ class RadiatorConfig:
             assumes uniform background), which gives the non-Gaussian misID tails
             and most of the occupancy dependence (model choice, tuned to the
             integrated K/pi performance of arXiv:1211.6759, Fig. 17).
+        loss_probability, loss_max: unmodelled photon losses.  With probability
+            ``loss_probability`` a track's ring loses a fraction ``U(0, loss_max)`` of
+            its photons (ring partly outside the photodetector planes, HPD gaps,
+            shortened path in the radiator); the likelihood keeps the nominal yield.
+            Losses are one-sided: a pion with missing photons looks like a heavier
+            hypothesis, a kaon does not look like a pion, which gives the published
+            asymmetry of a ~10 % pi -> K misID at a ~95 % K efficiency for
+            DLL(K-pi) > 0 (arXiv:1211.6759, Sect. 5; model choice, tuned to it).
     """
 
     name: str
@@ -135,6 +149,8 @@ class RadiatorConfig:
     overlap_per_track: float
     overlap_photons: float
     overlap_spread: float
+    loss_probability: float = 0.0
+    loss_max: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -147,6 +163,9 @@ class RadiatorConfig:
             )
         if self.theta_min >= self.theta_max:
             raise ConfigError(f"RadiatorConfig {self.name!r}: theta_min must be below theta_max")
+        if self.loss_probability > 1 or self.loss_max > 1:
+            raise ConfigError(f"RadiatorConfig {self.name!r}: loss_probability={self.loss_probability!r} and "
+                              f"loss_max={self.loss_max!r} must be <= 1")
 
     @property
     def n0(self) -> float:
@@ -174,9 +193,10 @@ RICH1_C4F10 = RadiatorConfig(
     bkg_const=2.0,
     bkg_per_track=0.15,
     window=65.0,
-    overlap_per_track=0.004,
-    overlap_photons=12.0,
+    overlap_per_track=0.010,
+    overlap_photons=4.0,
     overlap_spread=1.0,
+    loss_probability=0.35,
 )
 RICH2_CF4 = RadiatorConfig(
     name="RICH2 CF4",
@@ -189,9 +209,10 @@ RICH2_CF4 = RadiatorConfig(
     bkg_const=1.0,
     bkg_per_track=0.08,
     window=40.0,
-    overlap_per_track=0.003,
-    overlap_photons=9.0,
+    overlap_per_track=0.008,
+    overlap_photons=3.0,
     overlap_spread=1.0,
+    loss_probability=0.35,
 )
 
 
@@ -213,8 +234,13 @@ class PIDConfig:
         range_straggling: relative Gaussian straggling of the range.
         station_efficiency: hit efficiency per station in the FOI (> 99 %,
             JINST 8 (2013) P10020, Sect. 3).
-        dif_path: flight path before the calorimeter over which a pi/K decay can
-            give a muon matched to the hadron track [mm] (ECAL at z ~ 12.5 m).
+        dif_path: flight path over which a pi/K decay gives a muon matched to the
+            hadron's Long track [mm]: from the last T station (z ~ 9.4 m) to the ECAL
+            (z ~ 12.6 m), plus ~1 m upstream where the kink stays within the track
+            fit; earlier decays spoil the Long track (or leave the muon's momentum,
+            outside the calibration mass peak).  4 m (model choice; it brings the
+            IsMuon misID of D* kaons from 0.03 to ~0.013, JINST 8 (2013) P10020
+            abstract: 'to the level of 1 %').
         dif_match_probability: fraction of such decays in which the daughter muon
             stays in the FOI of the hadron track (model choice, tuned so that the pi
             IsMuon misID above 10 GeV is ~ 1 %, JINST 8 (2013) P10020, Fig. 7).
@@ -227,14 +253,15 @@ class PIDConfig:
             of an uncorrelated hit in one station's FOI,
             ``(const + per_track * n_tracks) * (1 + p_scale / p)`` (FOI ~ 1/p).
         d2_scale_muon, d2_scale_dif, d2_scale_background: mean of the normalised
-            hit distance D^2 for true muons, decay-in-flight muons and random /
+            hit distance D^2 for true muons, decay-in-flight muons of pions and random /
             punch-through hits; D^2 ~ Gamma(N, scale/N) for N required stations.
-        ecal_theta_min, ecal_theta_max: ECAL acceptance [mrad] for the electron term.
-        calo_e_mean_electron, calo_e_mean_other, calo_e_sigma: electron calorimeter
-            DLL term, N(+5, 3) for electrons and N(-3, 3) otherwise (simple E/p-like
-            model).
+        d2_scale_dif_kaon: the same for decay-in-flight muons of kaons: the kink of
+            K -> mu nu (p* = 236 MeV) is 8x that of pi -> mu nu (p* = 30 MeV), and both
+            the kink's displacement at the muon stations and the FOI scale as 1/p, so
+            the kaon's daughter hits lie further from the extrapolation (model choice).
         muon_efficiency_prior, muon_misid_prior: IsMuon Bernoulli term of the
-            ProbNN-like likelihood.
+            ProbNN-like likelihood (0.97 and 0.01: the IsMuon efficiency and hadron
+            misID of JINST 8 (2013) P10020, abstract).
         probnn_priors: prior abundances (e, mu, pi, K, p, ghost) of the ProbNN-like
             softmax (inclusive b-event-like abundances; model choice).
         probnn_temperature: softmax temperature (> 1 flattens, as trained ANNs are
@@ -251,7 +278,7 @@ class PIDConfig:
     station_reach_p: tuple[float, float, float, float] = (2200.0, 2700.0, 4500.0, 6000.0)
     range_straggling: float = 0.08
     station_efficiency: float = 0.995
-    dif_path: float = 12000.0
+    dif_path: float = 4000.0
     dif_match_probability: float = 0.8
     br_mu_pion: float = 0.9999
     br_mu_kaon: float = 0.6691
@@ -261,14 +288,10 @@ class PIDConfig:
     random_hit_p_scale: float = 5000.0
     d2_scale_muon: float = 1.0
     d2_scale_dif: float = 1.5
+    d2_scale_dif_kaon: float = 3.0
     d2_scale_background: float = 3.0
-    ecal_theta_min: float = _CARD.ecal_theta[0]
-    ecal_theta_max: float = _CARD.ecal_theta[1]
-    calo_e_mean_electron: float = 5.0
-    calo_e_mean_other: float = -3.0
-    calo_e_sigma: float = 3.0
     muon_efficiency_prior: float = 0.97
-    muon_misid_prior: float = 0.02
+    muon_misid_prior: float = 0.01
     probnn_priors: tuple[float, float, float, float, float, float] = (0.02, 0.02, 0.65, 0.15, 0.08, 0.08)
     probnn_temperature: float = 1.5
     probnn_noise: float = 0.2
@@ -286,8 +309,8 @@ class PIDConfig:
             raise ConfigError(f"PIDConfig.station_reach_p={self.station_reach_p!r} must be increasing")
         if any(not 0.0 < x < 1.0 for x in self.probnn_priors):
             raise ConfigError(f"PIDConfig.probnn_priors={self.probnn_priors!r} must lie in (0, 1)")
-        if self.probnn_temperature <= 0 or self.calo_e_sigma <= 0:
-            raise ConfigError("PIDConfig: probnn_temperature and calo_e_sigma must be > 0")
+        if self.probnn_temperature <= 0:
+            raise ConfigError(f"PIDConfig.probnn_temperature={self.probnn_temperature!r} must be > 0")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> PIDConfig:
@@ -363,6 +386,15 @@ def _validate(truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise DataError("simulate_pid: column 'charge' holds 0; PID needs charged tracks (+1 / -1)")
     if np.any(arrays["n_tracks"] < 0):
         raise DataError("simulate_pid: column 'n_tracks' holds negative occupancies")
+    if "EcalPIDe" in truth:
+        calo = np.asarray(truth["EcalPIDe"], dtype=np.float64)
+        if calo.shape != arrays["pid"].shape:
+            raise DataError(f"simulate_pid: column 'EcalPIDe' has shape {calo.shape}; expected {arrays['pid'].shape}")
+        if not np.all(np.isfinite(calo)):
+            raise DataError("simulate_pid: column 'EcalPIDe' holds NaN or inf; give 0 for tracks without a cluster")
+        arrays["EcalPIDe"] = calo
+    else:
+        arrays["EcalPIDe"] = np.zeros(arrays["pid"].shape)
     if "track_type" in truth:
         tt = np.asarray(truth["track_type"])
         if tt.shape != arrays["pid"].shape:
@@ -403,7 +435,9 @@ def _rich_loglik(
     mu_true = np.where(in_acc, rad.n0 * np.sin(1e-3 * theta_true) ** 2, 0.0)
     bkg = np.where(in_acc, rad.bkg_const + rad.bkg_per_track * n_tracks, 0.0)
 
-    n_sig = rng.poisson(mu_true)
+    lossy = rng.random(n) < rad.loss_probability
+    kept = np.where(lossy, 1.0 - rad.loss_max * rng.random(n), 1.0)
+    n_sig = rng.poisson(mu_true * kept)
     n_bkg = rng.poisson(bkg)
     idx_sig = np.repeat(np.arange(n), n_sig)
     idx_bkg = np.repeat(np.arange(n), n_bkg)
@@ -489,8 +523,9 @@ def _muon_system(
     g2, g3, g4, g5 = genuine.T
     all_genuine = np.where(region == 3, g2 & g3 & g4 & g5,
                            np.where(region == 2, g2 & g3 & (g4 | g5), g2 & g3))
+    d2_dif = np.where(abs_pid == 321, cfg.d2_scale_dif_kaon, cfg.d2_scale_dif)
     scale = np.where(all_genuine & is_true_mu, cfg.d2_scale_muon,
-                     np.where(all_genuine, cfg.d2_scale_dif, cfg.d2_scale_background))
+                     np.where(all_genuine, d2_dif, cfg.d2_scale_background))
     d2 = rng.gamma(n_req, scale / n_req)
     mu_ll = _gamma_logpdf(d2, n_req, cfg.d2_scale_muon / n_req)
     bkg_ll = _gamma_logpdf(d2, n_req, cfg.d2_scale_background / n_req)
@@ -514,7 +549,9 @@ def simulate_pid(
             the sign is ignored), ``charge`` (+1 / -1), ``px, py, pz`` (reconstructed
             momentum [MeV]) and ``n_tracks`` (occupancy of the track's event);
             optionally ``track_type`` (3 Long, 4 Upstream, 5 Downstream; default 3),
-            which limits the sub-detectors giving information (module docstring).
+            which limits the sub-detectors giving information (module docstring),
+            and ``EcalPIDe`` (the calorimeter electron likelihood of the track's
+            matched cluster, 0 without one; default 0 for every track).
         rng: source of randomness.
         config: detector parameters, see :class:`PIDConfig`.
 
@@ -567,10 +604,8 @@ def simulate_pid(
     bkg_ll = np.where(is_muon, bkg_ll, MUON_LL_SENTINEL)
     muon_dll = np.where(is_muon, mu_ll - bkg_ll, 0.0)
 
-    # ---- Calorimeter electron term
-    in_ecal = (theta >= config.ecal_theta_min) & (theta <= config.ecal_theta_max) & traverses("ecal")
-    calo_mean = np.where(abs_pid == 11, config.calo_e_mean_electron, config.calo_e_mean_other)
-    calo_e = np.where(in_ecal, rng.normal(calo_mean, config.calo_e_sigma), 0.0)
+    # ---- Calorimeter electron term: the calorimeter reconstruction's EcalPIDe (0 without a cluster)
+    calo_e = np.where(traverses("ecal"), arrays["EcalPIDe"], 0.0)
 
     pid_e = rich_dll[:, _I_E] + calo_e
     pid_mu = rich_dll[:, _I_MU] + muon_dll

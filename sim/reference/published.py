@@ -231,9 +231,12 @@ FIGURES: tuple[PublishedFigure, ...] = (
         "ProbNNk / ProbNNpi / ProbNNmu > 0.5", None, "", 0.03, False, _PID2,
         "ProbNN performance curves (MC-tuned ANN); no number read", REMEMBERED),
     PublishedFigure(
-        "electron_id_calo", "electron ID efficiency with the calorimeter",
-        "from the calorimeter issue (sim/reference/ecal.py)", None, "", 0.03, False, _PERF,
-        "Sec. 4 (electron ID); left to the calorimeter work", REMEMBERED),
+        "electron_id_calo", "electron ID efficiency with the calorimeter, DLL(e-pi) > 2",
+        "Long electrons of the PIDCalib-like J/psi -> e e kinematics, 2 < p < 100 GeV; "
+        "PIDe = RichDLLe + EcalPIDe (reference ECAL / fast shower GAN through the calorimeter reconstruction)",
+        None, "", 0.03, False, _PERF,
+        "Sec. 4 (electron ID from J/psi -> e e, ECAL E/p with the PRS/SPD and brem terms); no number read",
+        REMEMBERED),
 )
 
 

@@ -207,8 +207,10 @@ def validate_species(
     seed = VALIDATION_SEEDS[species] if seed is None else int(seed)
     df = make_calibration_sample(species, n_signal, n_background, np.random.default_rng(seed))
     config = pid_models.config if pid_models is not None else None
+    # the PID models are conditioned on the track's EcalPIDe: here the reference calorimeter's
+    # (the fast calorimeter against the reference one: tests/sim/pid/test_electron_pid.py)
     fast = generate_species(models, df["p"].to_numpy(), df["eta"].to_numpy(), df["n_tracks"].to_numpy(),
-                            np.random.default_rng(seed + 1), config)
+                            np.random.default_rng(seed + 1), config, ecal_pid=df["EcalPIDe"].to_numpy())
     ref = {c: df[c].to_numpy() for c in df.columns}
     w = df["sweight"].to_numpy()
     sig = df["is_signal"].to_numpy()

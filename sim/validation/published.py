@@ -22,7 +22,10 @@ Samples (fixed seeds, independent of every training seed):
   state covariance (reference only: the fast chain uses the same covariance model);
 * PID: the signal kinematics of the PIDCalib-like calibration channels
   (:func:`sim.reference.calibration.make_calibration_sample` without background):
-  D* for K and π, J/ψ for μ, Λ for p, all Long tracks.
+  D* for K and π, J/ψ for μ and e, Λ for p, all Long tracks.  The calorimeter term
+  ``EcalPIDe`` of each track is the reference ECAL's (reference) and the fast shower
+  GAN's (fast) through the calorimeter pass's reconstruction
+  (:func:`sim.reference.ecal_pid.reference_ecal_pid`).
 
 Widths are core widths (IQR / 1.349) as the published Gaussian fits.  The IP_x
 resolution is measured with respect to the true PV (the published one with respect
@@ -299,20 +302,25 @@ def _pv(report: PublishedReport, n_pv: int, seed: int, k: int = 25, k_generated:
 
 def _pid_samples(n: int, seed: int, pid_models: str | Path | None) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
     """species → (reference columns + kinematics, fast columns) on the same Long tracks."""
+    from sim.detector.calorimeter import load_shower_model
     from sim.pid.models import load_pid_models
     from sim.pid.response import fast_pid
     from sim.reference.calibration import make_calibration_sample
+    from sim.reference.ecal_pid import reference_ecal_pid
 
     models = load_pid_models(pid_models) if pid_models is not None else load_pid_models()
+    showers = load_shower_model()
     out = {}
-    for i, species in enumerate(("K", "pi", "mu", "p")):
+    for i, species in enumerate(("K", "pi", "mu", "p", "e")):
         rng = np.random.default_rng(seed + 10 * i)
         df = make_calibration_sample(species, n, 0, rng, fit=False)
         ref = {c: df[c].to_numpy() for c in df.columns if c != "species"}
         phi = rng.uniform(-np.pi, np.pi, len(df))
         pt, eta = ref["pt"], ref["eta"]
-        fast = fast_pid(models, ref["pid"], pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta),
-                        ref["n_tracks"].astype(np.float64), rng)
+        mom = (pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta))
+        calo = reference_ecal_pid(ref["pid"], ref["charge"], *mom, rng, showers=showers)  # fast showers
+        fast = fast_pid(models, ref["pid"], *mom, ref["n_tracks"].astype(np.float64), rng,
+                        ecal_pid=calo["EcalPIDe"])
         out[species] = (ref, fast)
     return out
 
@@ -382,6 +390,16 @@ def _pid(report: PublishedReport, n: int, seed: int, pid_models: str | Path | No
     report.diagnostics["p, p < 10 GeV: ProbNNk > 0.5"] = probnn("p", "ProbNNk", 1e4)
     report.diagnostics["p: DLL(p-pi) > 5"] = both("p", lambda k, c: _mean(c["PIDp"][in_range(k)] > 5))
     report.diagnostics["pi -> p: DLL(p-pi) > 5"] = both("pi", lambda k, c: _mean(c["PIDp"][in_range(k)] > 5))
+    report.diagnostics["pi -> e: DLL(e-pi) > 2"] = both("pi", lambda k, c: _mean(c["PIDe"][in_range(k)] > 2))
+    report.diagnostics["e: ProbNNe > 0.5"] = probnn("e", "ProbNNe")
+
+    # electron ID with the calorimeter: PIDe = RichDLLe + EcalPIDe > 2 for the J/psi electrons
+    row = report.row("electron_id_calo")
+    row.reference, row.fast = both("e", lambda k, c: _mean(c["PIDe"][in_range(k)] > 2))
+    for sp in ("e", "pi"):
+        for which, (kin, cols) in (("reference", (samples[sp][0], samples[sp][0])), ("fast", samples[sp])):
+            report.curves.setdefault(f"{sp}_PIDe_gt_2_vs_p", {"edges": list(P_BINS[:-2])})[which] = \
+                _binned_rate((cols["PIDe"] > 2).astype(float), kin["p"], P_BINS[:-2])
 
 
 # --------------------------------------------------------------------------- driver

@@ -38,7 +38,7 @@ __all__ = ("train_gan_part", "train_species_models", "SEEDS", "EPOCHS", "LEARNIN
 #: Fixed seeds: calibration sample and model initialisation, per species.
 SEEDS: dict[str, int] = {"mu": 101, "pi": 102, "K": 103, "p": 104, "e": 105}
 #: GAN epochs of the shipped models, per species.
-EPOCHS: dict[str, int] = {"mu": 60, "pi": 80, "K": 80, "p": 60, "e": 60}
+EPOCHS: dict[str, int] = {"mu": 60, "pi": 80, "K": 80, "p": 80, "e": 60}
 #: GAN Adam learning rate, per species.
 LEARNING_RATE: dict[str, float] = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3, "e": 1e-3}
 #: GAN learning-rate schedule and generator weight averaging (EMA momentum), every species.
@@ -237,9 +237,9 @@ def train_species_models(
         muonll = gan("muonll", is_muon, cond, np.column_stack([cols[c] for c in MUON_TARGETS]), 2)
     if "global" in parts:
         rich_arr = np.column_stack([cols[c] for c in RICH_TARGETS])
-        gcond = np.column_stack([cond, rich_arr, is_muon.astype(np.float64), muon_dll])
+        gcond = np.column_stack([cond, rich_arr, is_muon.astype(np.float64), muon_dll, cols["EcalPIDe"]])
         resid = np.column_stack([
-            cols["PIDe"] - cols["RichDLLe"],
+            cols["PIDe"] - cols["RichDLLe"] - cols["EcalPIDe"],
             cols["PIDmu"] - cols["RichDLLmu"] - muon_dll,
             cols["PIDK"] - cols["RichDLLK"],
             cols["PIDp"] - cols["RichDLLp"],

@@ -57,7 +57,10 @@ def test_chain_outputs(models):
     p = rng.uniform(3e3, 1e5, n)
     eta = rng.uniform(2.1, 4.7, n)
     nt = rng.uniform(50, 300, n)
-    out = models.generate(species, p, eta, nt, rng)
+    # electrons with an electron-like cluster (EcalPIDe as electron_dll gives at E/p = 1), pions with
+    # a hadronic shower (E/p ~ 0.3: -20, the clip), the others without a cluster
+    ecal = np.select([species == "e", species == "pi"], [4.3, -20.0], 0.0)
+    out = models.generate(species, p, eta, nt, rng, ecal_pid=ecal)
     assert set(out) == set(PID_COLUMNS)
     for c, v in out.items():
         assert v.shape == (n,) and np.all(np.isfinite(v)), c
@@ -71,9 +74,13 @@ def test_chain_outputs(models):
     k, pi, mu = species == "K", species == "pi", species == "mu"
     assert np.median(out["PIDK"][k]) > np.median(out["PIDK"][pi]) + 10
     assert out["is_muon"][mu].mean() > 0.8 > 0.1 > out["is_muon"][pi].mean()
-    # electrons run through their own (shipped) model: PIDe and ProbNNe high
+    # electrons run through their own (shipped) model: PIDe (RICH + calorimeter) and ProbNNe high
     e = species == "e"
     assert np.median(out["PIDe"][e]) > np.median(out["PIDe"][pi]) + 5
+    calo = out["PIDe"][e] - out["RichDLLe"][e]  # EcalPIDe + dPIDe (~0) inside the ECAL, exactly 0 outside it
+    inside = calo != 0
+    assert inside.mean() > 0.7
+    np.testing.assert_allclose(calo[inside], 4.3, atol=1.0)
     assert np.median(out["ProbNNe"][e]) > 0.5 > 0.05 > np.median(out["ProbNNe"][pi])
     # Same seed -> same output.
     o1 = models.generate(species, p, eta, nt, np.random.default_rng(7))

@@ -19,7 +19,8 @@ PER_EVENT = 25  # tracks per event
 SPECIES_PIDS = np.array([321, -211, 2212, -13, 11, 3222, 0])  # 3222 (Sigma+) and ghosts -> pion model
 
 
-def _fill(store: mambah.EventStore, batch: Batch, *, n_tracks_null: bool = False) -> dict[str, np.ndarray]:
+def _fill(store: mambah.EventStore, batch: Batch, *, n_tracks_null: bool = False,
+          ecal_pid: float | None = None) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(5)
     n = N_EVENTS * PER_EVENT
     event = np.repeat(np.arange(N_EVENTS, dtype=np.int32), PER_EVENT)
@@ -38,6 +39,8 @@ def _fill(store: mambah.EventStore, batch: Batch, *, n_tracks_null: bool = False
     track_type = np.where(index == PER_EVENT - 1, 0, 3).astype(np.int16)  # last track of each event: not reconstructed
     proto = {"batch": b, "event": event, "index": index, "mc_particle": np.where(pid == 0, -1, index),
              "track_type": track_type, "charge": np.ones(n, np.int16), "px": px * 1.001, "py": py, "pz": pz}
+    if ecal_pid is not None:  # as the calorimeter pass writes it (here one value for every track)
+        proto["EcalPIDe"] = np.full(n, ecal_pid, np.float32)
     events = {"batch": np.full(N_EVENTS, batch.batch, np.int32), "event": np.arange(N_EVENTS, dtype=np.int32),
               "n_tracks": None if n_tracks_null else rng.integers(30, 300, N_EVENTS).astype(np.int32)}
     if n_tracks_null:
@@ -91,6 +94,28 @@ def test_pass_fills_pid_columns(kernel):
         _run(store, batch, kernel)
         again = store.query_df('SELECT * FROM protoparticles ORDER BY event, "index"')
     assert np.array_equal(df["PIDK"][reco].to_numpy(), again["PIDK"][reco].to_numpy())
+
+
+def test_calorimeter_term_read_from_protoparticles(caplog):
+    """EcalPIDe written by a calorimeter pass enters PIDe (and ProbNNe); without it (NULL) every
+    track gets EcalPIDe = 0 and the pass says so in one warning line."""
+    batch = Batch(0, N_EVENTS, 1234)
+    results = {}
+    for value in (None, 0.0, 4.0):
+        kernel = PID().build()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="sim.pid.response"), mambah.EventStore.memory() as store:
+            truth = _fill(store, batch, ecal_pid=value)
+            _run(store, batch, kernel)
+            _run(store, batch, kernel)  # a second batch: still one warning line
+            results[value] = store.query_df('SELECT * FROM protoparticles ORDER BY event, "index"')
+        warnings = [r for r in caplog.records if "EcalPIDe is NULL" in r.getMessage()]
+        assert len(warnings) == (1 if value is None else 0), [r.getMessage() for r in caplog.records]
+    e = (np.abs(truth["pid"]) == 11) & (truth["track_type"] != 0)
+    # NULL and 0 are the same response; +4 (an electron-like cluster) raises PIDe and ProbNNe
+    np.testing.assert_array_equal(results[None]["PIDe"][e], results[0.0]["PIDe"][e])
+    assert results[4.0]["PIDe"][e].median() > results[0.0]["PIDe"][e].median() + 3
+    assert results[4.0]["ProbNNe"][e].median() > results[0.0]["ProbNNe"][e].median()
 
 
 def test_unknown_species_and_ghosts_use_pion_model(models):

@@ -108,10 +108,27 @@ def test_muon_identification(rng: np.random.Generator) -> None:
 
 
 def test_electron_calorimeter_term(rng: np.random.Generator) -> None:
-    el = simulate_pid(_tracks(11, 5000, rng, (2e3, 20e3)), rng)
-    pi = simulate_pid(_tracks(211, 5000, rng, (2e3, 20e3)), rng)
+    """PIDe = RichDLLe + EcalPIDe (the calorimeter reconstruction's value, reference ECAL);
+    without the column the calorimeter term is 0; ProbNNe follows the calorimeter."""
+    from sim.reference.ecal_pid import reference_ecal_pid
+
+    out = {}
+    for pid in (11, 211):
+        truth = _tracks(pid, 2000, rng, (2e3, 20e3))
+        calo = reference_ecal_pid(truth["pid"], truth["charge"], truth["px"], truth["py"], truth["pz"], rng)
+        out[pid] = simulate_pid({**truth, "EcalPIDe": calo["EcalPIDe"]}, rng)
+        np.testing.assert_allclose(out[pid]["PIDe"], out[pid]["RichDLLe"] + calo["EcalPIDe"])
+        bare = simulate_pid(truth, np.random.default_rng(5))
+        np.testing.assert_array_equal(bare["PIDe"], bare["RichDLLe"])
+        if pid == 11:  # electrons in the ECAL with a cluster: E/p near 1, EcalPIDe > 2
+            has = np.isfinite(calo["calo_e_over_p"])
+            assert has.mean() > 0.7 and np.median(calo["calo_e_over_p"][has]) == pytest.approx(1.0, abs=0.05)
+            assert np.mean(calo["EcalPIDe"][has] > 2) > 0.85
+    el, pi = out[11], out[211]
     assert np.mean(el["PIDe"]) > np.mean(pi["PIDe"]) + 8
     assert np.mean(el["ProbNNe"]) > 0.5 > np.mean(pi["ProbNNe"])
+    with pytest.raises(DataError, match="EcalPIDe"):
+        simulate_pid({**_tracks(11, 10, rng), "EcalPIDe": np.full(10, np.nan)}, rng)
 
 
 def test_occupancy_degrades_separation(rng: np.random.Generator) -> None:

@@ -54,11 +54,12 @@ def test_upstream_is_long_without_rich2_calorimeter_and_muon_system() -> None:
     """Same draws: an Upstream track's response equals a Long track's in a detector whose RICH2, ECAL
     and muon system lie outside every track (independent construction of the same physics)."""
     truth = _tracks(13, np.random.default_rng(3), p=(3e3, 30e3))
-    up = simulate_pid({**truth, "track_type": np.full(N, 4)}, np.random.default_rng(4))
     base = PIDConfig()
     blind = dataclasses.replace(
         base, rich2=dataclasses.replace(base.rich2, theta_min=1e6, theta_max=1e6 + 1),
-        muon_theta_min=1e6, muon_theta_max=1e6 + 1, ecal_theta_min=1e6, ecal_theta_max=1e6 + 1)
+        muon_theta_min=1e6, muon_theta_max=1e6 + 1)
+    # a calorimeter term for every track: Upstream tracks must drop it, the blind detector has none
+    up = simulate_pid({**truth, "track_type": np.full(N, 4), "EcalPIDe": np.full(N, 3.0)}, np.random.default_rng(4))
     ref = simulate_pid(truth, np.random.default_rng(4), blind)
     for c in PID_COLUMNS:
         np.testing.assert_array_equal(up[c], ref[c], err_msg=c)
