@@ -549,8 +549,10 @@ class Calorimeter(Pass):
             so their tracks get no E/p and no ``EcalPIDe``; ``"all"``: every particle
             reaching the ECAL is showered (MIP, hadronic showers), as the electron-ID
             misID studies need.  Showering every charged hadron made the default job
-            7.6x slower (1.4k vs 10.5k events/s on Λb → Λc μ ν, 2 cores), for a quantity
-            no shipped PID model uses yet (``EcalPIDe`` does not enter PIDe/ProbNNe).
+            7.6x slower (1.4k vs 10.5k events/s on Λb → Λc μ ν, 2 cores).  ``EcalPIDe``
+            enters the pid pass's PIDe and ProbNNe (``PIDe = RichDLLe + EcalPIDe + ...``),
+            so with ``"em"`` hadron tracks get ``EcalPIDe = 0`` (no cluster) instead of the
+            hadron rejection of their showers (-20 for most interacting pions).
     """
 
     kind: ClassVar[str] = "calorimeter"
