@@ -48,8 +48,9 @@ default Long) and :func:`sim.detector.reach.subdetector_reach`:
   ``is_muon = 0``;
 * the global GAN's residuals are kept only where their sub-detector gave information:
   ``dPIDK, dPIDp`` only with RICH information, ``dPIDmu`` only for IsMuon tracks,
-  ``dPIDe`` and ``EcalPIDe`` (the calorimeter terms) only inside the ECAL acceptance of
-  a track that reaches it.  A combined DLL without any contributing sub-detector is 0, as LHCb
+  ``dPIDe`` only inside the ECAL acceptance of a track that reaches it, ``EcalPIDe``
+  (0 without a matched cluster, the calorimeter pass's geometry) for every track whose
+  type reaches the ECAL (not Upstream), as the reference adds it.  A combined DLL without any contributing sub-detector is 0, as LHCb
   fills absent likelihoods (tracks outside every acceptance used to get the GAN's
   out-of-domain residual: most very forward Downstream tracks had PIDe > 2).
 
@@ -297,7 +298,9 @@ def generate_species(
         track_type: ``(n,)`` codes 3, 4, 5 (default all Long); the physical rules of
             the module docstring follow from it.
         ecal_pid: ``(n,)`` ``EcalPIDe`` of each track (0 without a matched cluster;
-            default 0); kept only for tracks that reach the ECAL.
+            default 0); kept for every track whose type reaches the ECAL (the
+            calorimeter reconstruction, not the card's polar-angle window, decides
+            where a cluster exists, as in the reference).
 
     Raises:
         DataError: a track type other than 3, 4, 5.
@@ -328,7 +331,12 @@ def generate_species(
         muon[is_muon] = models.muonll.sample(cond[is_muon], rng)
     muon_dll = np.where(is_muon, muon[:, 0] - muon[:, 1], 0.0)
     ecal = np.zeros(n) if ecal_pid is None else np.asarray(ecal_pid, dtype=np.float64)
-    ecal = np.where(reach["ecal"], ecal, 0.0)
+    # the calorimeter pass decides where a cluster exists (EcalPIDe 0 without one: its ECAL
+    # geometry, not the card's polar-angle window); only the track type can forbid the term
+    from sim.detector.reach import REACH
+
+    reaches_ecal = np.isin(tt, [code for code, dets in REACH.items() if "ecal" in dets])
+    ecal = np.where(reaches_ecal, ecal, 0.0)
     glob = models.global_.sample(np.column_stack([cond, rich, is_muon.astype(np.float64), muon_dll, ecal]), rng)
     # residuals only where their sub-detector gave information (module docstring)
     glob[:, 0] = np.where(reach["ecal"], glob[:, 0], 0.0)
