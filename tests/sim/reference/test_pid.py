@@ -107,6 +107,40 @@ def test_muon_identification(rng: np.random.Generator) -> None:
     assert np.mean(mu["ProbNNmu"]) > np.mean(pi_high["ProbNNmu"]) + 0.5
 
 
+def test_photon_losses_are_one_sided() -> None:
+    """Unmodelled photon losses make pions look like kaons, not kaons like pions (#16 RICH tuning).
+
+    Same tracks and seeds with and without losses (10-40 GeV, above both C4F10 thresholds):
+    the pi -> K misID at DLLK > 0 rises, the kaon efficiency stays."""
+    lossless = dataclasses.replace(
+        PIDConfig(), rich1=dataclasses.replace(PIDConfig().rich1, loss_probability=0.0),
+        rich2=dataclasses.replace(PIDConfig().rich2, loss_probability=0.0))
+    rates = {}
+    for name, cfg in (("lossy", PIDConfig()), ("lossless", lossless)):
+        for pid in (211, 321):
+            truth = _tracks(pid, N, np.random.default_rng(pid), (10e3, 40e3))
+            rates[(name, pid)] = float(np.mean(simulate_pid(truth, np.random.default_rng(7), cfg)["RichDLLK"] > 0))
+    assert rates[("lossy", 211)] > rates[("lossless", 211)] + 0.01, rates
+    assert abs(rates[("lossy", 321)] - rates[("lossless", 321)]) < 0.01, rates
+
+
+def test_kaon_decay_in_flight_misid_matches_the_decay_length() -> None:
+    """IsMuon misID of 50-100 GeV kaons ~ BR * (1 - exp(-L / (beta gamma c tau))) * match + random hits.
+
+    Independent computation: the exponential decay law with the PDG c tau of K+ (3.712 m) and
+    the config's path and match probability; the non-decay part is measured on protons (no decay)."""
+    cfg = PIDConfig()
+    p = np.exp(np.random.default_rng(1).uniform(np.log(50e3), np.log(100e3), N))
+    bg = p / 493.677
+    expected_dif = np.mean(cfg.br_mu_kaon * -np.expm1(-cfg.dif_path / (bg * 3712.0)) * cfg.dif_match_probability)
+    rng = np.random.default_rng(2)
+    k = simulate_pid(_tracks(321, N, rng, (50e3, 100e3)), rng)["is_muon"]
+    prot = simulate_pid(_tracks(2212, N, rng, (50e3, 100e3)), rng)["is_muon"]
+    measured = float(np.mean(k) - np.mean(prot))
+    sigma = np.sqrt(np.mean(k) / N + np.mean(prot) / N)
+    assert abs(measured - expected_dif) < 3 * sigma + 0.001, (measured, expected_dif, sigma)
+
+
 def test_electron_calorimeter_term(rng: np.random.Generator) -> None:
     """PIDe = RichDLLe + EcalPIDe (the calorimeter reconstruction's value, reference ECAL);
     without the column the calorimeter term is 0; ProbNNe follows the calorimeter."""
@@ -187,3 +221,16 @@ def test_config_validation() -> None:
     assert cfg.rich1.n_minus_1 == PIDConfig().rich1.n_minus_1
     with pytest.raises(ConfigError, match="window"):
         dataclasses.replace(PIDConfig().rich2, window=0.0)
+
+
+def test_reference_ecal_pid_bad_input() -> None:
+    from sim.reference.ecal_pid import reference_ecal_pid
+
+    rng = np.random.default_rng(0)
+    one = np.ones(3)
+    with pytest.raises(DataError, match="px has shape"):
+        reference_ecal_pid(np.full(3, 11), one, np.ones(2), one, one, rng)
+    with pytest.raises(DataError, match="py holds NaN"):
+        reference_ecal_pid(np.full(3, 11), one, one, np.array([0.0, np.nan, 0.0]), one, rng)
+    with pytest.raises(DataError, match="pz must be positive"):
+        reference_ecal_pid(np.full(3, 11), one, one, one, -one, rng)
