@@ -7,7 +7,9 @@ event occupancy) into the particle-identification variables LHCb analyses use:
   radiators, RICH1 (C4F10) and RICH2 (CF4).  For every track and radiator the signal
   photoelectrons are drawn from Poisson(N0 sin^2 theta_c) at the Cherenkov angle of the
   *true* mass (cos theta_c = 1/(n beta)), each photon smeared by the single-photon
-  resolution plus one common track-direction error; occupancy-dependent background
+  resolution plus one common track-direction error (a fraction of the rings loses part
+  of its photons, which the likelihood does not know: :class:`RadiatorConfig`
+  ``loss_probability``); occupancy-dependent background
   photons (Poisson, mean linear in ``n_tracks``) are spread uniformly over the
   ring-search window.  The log-likelihood of each mass hypothesis h is the extended
   photon likelihood
@@ -23,7 +25,8 @@ event occupancy) into the particle-identification variables LHCb analyses use:
   requirement by momentum (3-6 GeV: M2+M3; 6-10 GeV: M2+M3+(M4 or M5); > 10 GeV:
   M2-M5; LHCb muon ID, JINST 8 (2013) P10020, arXiv:1306.0249), penetration by range
   with straggling, per-station efficiency, and for hadrons the three misID sources:
-  decays in flight (pi -> mu nu, K -> mu nu (pi0)) before the calorimeter,
+  decays in flight (pi -> mu nu, K -> mu nu (pi0)) between the tracking stations and
+  the calorimeter,
   punch-through, and random hits in the field of interest growing with occupancy.
   ``MuonMuLL``/``MuonBkgLL`` are the log-densities of a normalised hit-distance
   variable D^2 under the muon and non-muon hypotheses (Gamma models); they are only
