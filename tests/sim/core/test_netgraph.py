@@ -187,7 +187,7 @@ def test_a_small_run_does_not_import_tensorflow() -> None:
         "from sim.core.io import load_model\n"
         "from sim.core.modelio import MODELS_DIR, CompiledModel\n"
         "m = CompiledModel(load_model(MODELS_DIR / 'pid' / 'K_global.keras', inference=True))\n"
-        "m.sample(np.ones((50, 9)), np.random.default_rng(0))\n"
+        "m.sample(np.ones((50, len(m.trained.input_names))), np.random.default_rng(0))\n"
         "print('tensorflow' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
