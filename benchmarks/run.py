@@ -6,6 +6,7 @@ its ratio; see ``benchmarks/README.md`` for recorded figures.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +16,16 @@ QUICK = {"bench_generation.py": ["--events", "100000"]}
 
 
 def main() -> int:
-    quick = "--quick" in sys.argv[1:]
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs where a benchmark has a quick setting")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (e.g. chain calorimeter)")
+    opts = parser.parse_args()
     status = 0
     for script in sorted(HERE.glob("bench_*.py")):
+        if opts.only and script.stem.removeprefix("bench_") not in opts.only:
+            continue
         print(f"\n## {script.name}\n", flush=True)
-        args = QUICK.get(script.name, []) if quick else []
+        args = QUICK.get(script.name, []) if opts.quick else []
         rc = subprocess.call([sys.executable, str(script), *args])
         status = status or rc
     return status
