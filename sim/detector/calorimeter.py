@@ -203,11 +203,15 @@ class ShowerModel:
 
 
 #: Shower calls with at least this many particles use the traced TensorFlow graph (see load_shower_model).
-#: The blocked numpy forward pass (:meth:`sim.core.netgraph.GraphNet.numpy`) measured 0.087 CPU ms per
-#: shower against the graph's 0.068 (issue #17, load ≈ 6), so TensorFlow's ≈ 5 CPU s of import and tracing
-#: pays off only after ≈ 250 000 showers in a process: the calls of full-event batches (500 events) and
-#: of the default job's batches stay in numpy; 64 before.
-SHOWER_GRAPH_MIN_ROWS = 65_536
+#: On the quiet 2-core machine (load 1.4, ``bench_calorimeter.py``) the blocked numpy forward pass
+#: (:meth:`sim.core.netgraph.GraphNet.numpy`) takes 0.107 ms per shower at batch 1 024 (0.21 CPU ms),
+#: the traced graph 0.069 CPU ms (issue #15's target: ≤ 0.1 ms at batch 1 024); TensorFlow's import
+#: and tracing (≈ 5 CPU s once per process) is paid by a run's first call of ≥ 1 024 showers
+#: (e.g. a full-event batch of ≥ ~20 events), smaller calls stay in numpy and import nothing.
+#: The choice depends on the call's row count only, so a batch's numbers do not depend on what ran
+#: before it in the process.  64 at the fourth stop, 65 536 during the fifth (issue #17's short
+#: full-event runs without TensorFlow), 1 024 since.
+SHOWER_GRAPH_MIN_ROWS = 1_024
 
 
 def load_shower_model(path: str | None = None, pass_name: str = "calorimeter") -> ShowerModel:
