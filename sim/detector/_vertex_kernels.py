@@ -33,6 +33,7 @@ import numba
 import numpy as np
 
 from mambah import _is_command
+from sim.detector.vertexing import _ip_terms
 
 _log = logging.getLogger(__name__)
 
@@ -488,24 +489,9 @@ fit_loop = _jit(_fit_loop)
 """The compiled :func:`_fit_loop` (same arguments)."""
 
 
-def _ip_one(z: float, x: float, y: float, tx: float, ty: float, c: np.ndarray, pvx: float, pvy: float, pvz: float,
-            p: np.ndarray) -> tuple[float, float]:
-    """IP and IPχ² of one line (``c``: its 5 × 5 covariance) w.r.t. one PV (``p``: 3 × 3), in the
-    operation order of ``vertexing.impact_parameter``."""
-    dz = pvz - z
-    rx = x + tx * dz - pvx
-    ry = y + ty * dz - pvy
-    s00 = c[0, 0] + dz * (2.0 * c[0, 2] + dz * c[2, 2]) + p[0, 0] - tx * (2.0 * p[0, 2] - tx * p[2, 2])
-    s01 = (c[0, 1] + dz * (c[0, 3] + c[1, 2] + dz * c[2, 3])
-           + p[0, 1] - tx * p[1, 2] - ty * p[0, 2] + tx * ty * p[2, 2])
-    s11 = c[1, 1] + dz * (2.0 * c[1, 3] + dz * c[3, 3]) + p[1, 1] - ty * (2.0 * p[1, 2] - ty * p[2, 2])
-    chi2 = (s11 * rx * rx - 2.0 * s01 * rx * ry + s00 * ry * ry) / (s00 * s11 - s01 * s01)
-    cross = rx * ty - ry * tx
-    ip = math.sqrt((rx * rx + ry * ry + cross * cross) / (1.0 + tx * tx + ty * ty))
-    return ip, chi2
-
-
-_ip_one_jit = _jit(_ip_one)
+# IP and IPχ² of one line (``c``: its 5 × 5 covariance) w.r.t. one PV (``p``: 3 × 3): the formula of
+# ``vertexing.impact_parameter``, compiled
+_ip_one_jit = _jit(_ip_terms)
 
 
 def _solve3(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:

@@ -63,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -891,9 +892,21 @@ def impact_parameter(
     x, y, tx, ty = (state[:, None, i] for i in range(4))
     c = {(i, j): cov[:, None, i, j] for i in range(4) for j in range(i, 4)}
     p = {(i, j): pv_cov[..., i, j] for i in range(3) for j in range(i, 3)}
-    dz = pv[..., 2] - z[:, None]
-    rx = x + tx * dz - pv[..., 0]
-    ry = y + ty * dz - pv[..., 1]
+    return _ip_terms(z[:, None], x, y, tx, ty, c, pv[..., 0], pv[..., 1], pv[..., 2], p)
+
+
+def _ip_terms(z: Any, x: Any, y: Any, tx: Any, ty: Any, c: Any, pvx: Any, pvy: Any, pvz: Any, p: Any) -> tuple[Any, Any]:
+    """IP and IPχ² of a line ``(x, y, tx, ty)`` at ``z`` w.r.t. a PV: the one formula of both kernels.
+
+    Elementwise arithmetic only, so it serves :func:`impact_parameter` on broadcast arrays
+    (``c``, ``p``: mappings ``(i, j) → array`` of the upper triangles of the line's 5 × 5 and the
+    PV's 3 × 3 covariances) and, compiled by numba, the per-line loops of
+    :mod:`sim.detector._vertex_kernels` on floats (``c``, ``p``: 2-D arrays) — the same
+    operations in the same order, so both give the same numbers.
+    """
+    dz = pvz - z
+    rx = x + tx * dz - pvx
+    ry = y + ty * dz - pvy
     # S = J_s C J_sᵀ + J_p C_PV J_pᵀ, J_s = [[1, 0, Δz, 0, 0], [0, 1, 0, Δz, 0]], J_p = [[−1, 0, tx], [0, −1, ty]]
     s00 = c[0, 0] + dz * (2.0 * c[0, 2] + dz * c[2, 2]) + p[0, 0] - tx * (2.0 * p[0, 2] - tx * p[2, 2])
     s01 = (c[0, 1] + dz * (c[0, 3] + c[1, 2] + dz * c[2, 3])
