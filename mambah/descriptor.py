@@ -143,16 +143,9 @@ def lookup_particle(name: str | int, *, context: str = ""):
     found = _lookup_name(str(name))
     if found is not None:
         return found
-    last: Exception | None = None
-    for cand in _spellings(str(name)):
-        for ctor in (Particle.from_evtgen_name, _from_pdg_name):
-            try:
-                return ctor(cand)
-            except (ParticleNotFound, InvalidParticle, KeyError, ValueError) as err:
-                last = err
     close = _suggest(str(name))
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownParticleError(f"unknown particle {str(name)!r}{where}{hint}") from last
+    raise UnknownParticleError(f"unknown particle {str(name)!r}{where}{hint}")
 
 
 @functools.lru_cache(maxsize=4096)
