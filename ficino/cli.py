@@ -1,8 +1,8 @@
-"""``mambah export`` and ``mambah run --export`` (registered in :data:`mambah.cli.SUBCOMMANDS`).
+"""``mambah export`` and ``mambah run --export`` (entry points in ``setup.cfg``: :func:`register`, :func:`register_run_options`).
 
 ``mambah export STORE OUT`` writes the ntuple of a finished store.
 ``mambah run ... --export OUT`` streams each committed batch into the ntuple
-while the run goes: :func:`register` adds ``--export`` and its options to the
+while the run goes: :func:`register_run_options` adds ``--export`` and its options to the
 ``run`` parser and sets ``args.export_hook`` (:func:`make_run_hook`), which
 ``mambah.cli.cmd_run`` calls as ``hook = args.export_hook(args, pipeline)``;
 the hook is a :class:`ficino.hook.ExportHook` (``on_batch`` callback,
@@ -40,7 +40,7 @@ def _variables(text: str | None) -> list[str] | None:
 
 
 def register(sub: Any) -> None:
-    """Add ``mambah export`` and the ``--export`` options of ``mambah run``."""
+    """Add ``mambah export`` (entry point of ``mambah.commands``)."""
     p = sub.add_parser("export", help="write an analysis ntuple (ROOT, Parquet, CSV) from a store")
     p.add_argument("store", help="event store (DuckDB file)")
     p.add_argument("output", help="output: .root, .parquet/.pq, .csv, or a directory with --format parquet")
@@ -57,14 +57,15 @@ def register(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)
 
-    run = sub.choices.get("run")
-    if run is not None:
-        g = run.add_argument_group("ntuple export (ficino)")
-        g.add_argument("--export", metavar="OUT", help="also write the ntuple OUT, batch by batch as batches commit")
-        g.add_argument("--export-decay", metavar="DECAY", help="decay to export (default: the generator decay)")
-        g.add_argument("--export-cut", metavar="CUT", help="selection of the exported candidates")
-        g.add_argument("--export-format", choices=("root", "parquet", "csv"), help="ntuple format (default: from the suffix)")
-        run.set_defaults(export_hook=make_run_hook)
+
+def register_run_options(run: Any) -> None:
+    """Add the ``--export`` options to the ``mambah run`` parser ``run`` (entry point of ``mambah.command_options``)."""
+    g = run.add_argument_group("ntuple export (ficino)")
+    g.add_argument("--export", metavar="OUT", help="also write the ntuple OUT, batch by batch as batches commit")
+    g.add_argument("--export-decay", metavar="DECAY", help="decay to export (default: the generator decay)")
+    g.add_argument("--export-cut", metavar="CUT", help="selection of the exported candidates")
+    g.add_argument("--export-format", choices=("root", "parquet", "csv"), help="ntuple format (default: from the suffix)")
+    run.set_defaults(export_hook=make_run_hook)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

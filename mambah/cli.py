@@ -3,7 +3,10 @@
 ``mambah info``, ``query``, ``check`` and ``merge`` are the store's own commands; the others
 (``run``, ``train``, ``validate`` from ``sim``, ``export`` from ``ficino``) register
 themselves through the entry-point group :data:`COMMAND_GROUP`, so this package
-imports neither ``sim`` nor ``ficino``.  Any
+imports neither ``sim`` nor ``ficino``; a package adds options to another package's command
+through :data:`OPTIONS_GROUP` (``ficino`` adds ``--export`` to ``run``).  Only the command named
+on the command line is registered (``mambah run`` does not import the trainers); ``mambah``,
+``mambah --help`` and an unknown command register them all.  Any
 :class:`~mambah.errors.MambahError` becomes one line on stderr and exit status 2.
 """
 
@@ -38,14 +41,30 @@ __all__ = ("main", "build_parser", "OneLineParser")
 #: :data:`COMMAND_ORDER` (``run`` before the options other commands add to it).
 COMMAND_GROUP = "mambah.commands"
 COMMAND_ORDER: tuple[str, ...] = ("run", "train", "validate", "export")
+#: Entry-point group of options added to another package's command: ``command = "module:register"``,
+#: where ``register(parser)`` adds options to the parser of ``command`` (``run = ficino.cli:register_run_options``).
+OPTIONS_GROUP = "mambah.command_options"
+#: The store's own commands (no entry point).
+OWN_COMMANDS: tuple[str, ...] = ("info", "query", "check", "merge")
 
 
-def _commands() -> list[Any]:
+def _commands(group: str = COMMAND_GROUP) -> list[Any]:
     from importlib.metadata import entry_points
 
-    eps = list(entry_points(group=COMMAND_GROUP))
+    eps = list(entry_points(group=group))
     rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
     return sorted(eps, key=lambda ep: (rank.get(ep.name, len(rank)), ep.name))
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first token that is not an option; the top-level
+    options take no value), or ``None``."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token
+    return None
 
 
 def nonnegative_int(text: str) -> int:
@@ -82,7 +101,9 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} ('{self.prog} --help' lists the options)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``mambah`` parser; with ``command``, only that sub-command's entry points are loaded
+    (every sub-command when ``command`` is ``None`` or names no registered command)."""
     parser = OneLineParser(prog="mambah", description="Mambah: ultra-fast simulation into a DuckDB event store.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -111,8 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     merge.set_defaults(func=cmd_merge)
 
-    for ep in _commands():
+    eps = _commands()
+    if command in OWN_COMMANDS:
+        eps = []
+    elif any(ep.name == command for ep in eps):
+        eps = [ep for ep in eps if ep.name == command]
+    for ep in eps:
         ep.load()(sub)  # type: ignore[attr-defined]
+    for ep in _commands(OPTIONS_GROUP):
+        target = sub.choices.get(ep.name)
+        if target is not None:
+            ep.load()(target)  # type: ignore[attr-defined]
     return parser
 
 
@@ -329,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             previous = signal.signal(signal.SIGTERM, _on_signal)
             if signal.getsignal(signal.SIGINT) in (_early_signal, signal.default_int_handler):
                 previous_int = signal.signal(signal.SIGINT, _on_signal)
-        parser = build_parser()
+        parser = build_parser(command_of(sys.argv[1:] if argv is None else argv))
         args, extra = parser.parse_known_args(argv)
         if extra:  # named after the sub-command whose options they are not
             command = getattr(args, "command", None)

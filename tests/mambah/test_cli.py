@@ -131,3 +131,23 @@ def test_other_schema_version_refused(tmp_path, capsys):
     con.close()
     assert main(["info", str(path)]) == 2
     assert "schema version 0" in capsys.readouterr().err
+
+
+def test_only_the_named_command_is_registered():
+    """``mambah run`` builds only run's parser (with ficino's --export options), not the trainers (#19 start-up)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mambah.cli import build_parser; p = build_parser('run'); "
+        "sub = next(a for a in p._actions if a.dest == 'command'); "
+        "print(sorted(sub.choices), '--export' in sub.choices['run'].format_help(), "
+        "'sim.training.classifier' in sys.modules, 'sim.validation' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["['check',", "'info',", "'merge',", "'query',", "'run']", "True", "False", "False"], out
+    from mambah.cli import build_parser
+
+    for command in (None, "nope"):  # no command or an unknown one: every command, for the help and the error
+        sub = next(a for a in build_parser(command)._actions if a.dest == "command")
+        assert {"run", "train", "validate", "export", "info"} <= set(sub.choices)
