@@ -60,7 +60,9 @@ from sim.generation._event_tables import (
     write_tables,
 )
 
-__all__ = ("C_LIGHT", "HepMCIndex", "HepMCInput", "flag_signal", "read_events", "scan_hepmc", "write_hepmc")
+__all__ = (
+    "C_LIGHT", "READERS", "HepMCIndex", "HepMCInput", "flag_signal", "read_events", "read_segment", "scan_hepmc", "write_hepmc",
+)
 
 log = logging.getLogger(__name__)
 
@@ -395,9 +397,7 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
         DataError: an event that does not parse or has broken links (file, event and line named).
     """
     pyhepmc = _require_pyhepmc()
-    with open(index.path, "rb") as f:
-        f.seek(int(index.offsets[first]))
-        body = f.read(int(index.offsets[stop]) - int(index.offsets[first]))
+    body = _segment_bytes(index, first, stop)
     stream = pyhepmc.io.pyiostream(io.BytesIO(index.header + body + index.footer))
     reader = (pyhepmc.io.ReaderAscii if index.format == "hepmc3" else pyhepmc.io.ReaderAsciiHepMC2)(stream)
     base = int(index.offsets[first])
@@ -485,6 +485,48 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
         "vpos": np.stack([vx * lu, vy * lu, vz * lu, vt * lu / C_LIGHT], axis=1).reshape(m, 4),
         "event_pos": ep_arr, "process": np.array(procs, np.int64),
     }
+
+
+def _segment_bytes(index: HepMCIndex, first: int, stop: int) -> bytes:
+    """The bytes of events ``[first, stop)`` of one file (``E`` line of ``first`` to that of ``stop``)."""
+    with open(index.path, "rb") as f:
+        f.seek(int(index.offsets[first]))
+        return f.read(int(index.offsets[stop]) - int(index.offsets[first]))
+
+
+#: the ``reader`` choices of :class:`HepMCInput`
+READERS = ("auto", "text", "pyhepmc")
+
+
+def read_segment(index: HepMCIndex, first: int, stop: int, reader: str = "auto") -> dict[str, Any]:
+    """Events ``[first, stop)`` of one file by the chosen parser; the arrays of :func:`read_events`.
+
+    ``reader``: ``"pyhepmc"`` parses every event with pyhepmc (:func:`read_events`);
+    ``"text"`` parses a HepMC3 file's bytes in bulk (:func:`sim.generation._hepmc_text.parse_hepmc3`,
+    the same arrays) and refuses a layout it does not cover; ``"auto"`` does the same but
+    reads such a segment with pyhepmc instead, with one warning line naming the reason.
+    HepMC2 files are always read with pyhepmc (``"text"`` refuses them at build time).
+    A broken event fails in either parser with pyhepmc's one-line diagnosis.
+
+    Raises:
+        DataError: an event that does not parse, or (``"text"``) a layout the text parser does not cover.
+    """
+    if index.format != "hepmc3" or reader == "pyhepmc":
+        return read_events(index, first, stop)
+    from sim.generation._hepmc_text import TextLayoutError, parse_hepmc3
+
+    try:
+        return parse_hepmc3(_segment_bytes(index, first, stop), stop - first)
+    except TextLayoutError as err:
+        reason = str(err)
+    seg = read_events(index, first, stop)  # a broken event stops here with its one-line error
+    if reader == "text":
+        raise DataError(
+            f"HepMC file '{index.path}', events [{first}, {stop}): the text reader does not cover {reason}; "
+            "use reader 'auto' or 'pyhepmc'"
+        )
+    log.warning("hepmc: '%s' events [%d, %d): %s; read with pyhepmc", index.path, first, stop, reason)
+    return seg
 
 
 def records_from_events(segments: list[dict[str, Any]]) -> tuple[GeneratorRecord, np.ndarray]:
@@ -681,6 +723,10 @@ class HepMCInput(Pass):
             ``metadata['generator_cut/<batch>']`` (:func:`~sim.generation._event_tables.signal_cut_efficiency`).
         charged_theta, neutral_theta: polar-angle windows ``(min, max)`` [rad] of the cut
             (Gauss: 10–400 mrad charged, 5–400 mrad neutral).
+        reader: ``"auto"`` (HepMC3 text parsed in bulk, a layout it does not cover read
+            with pyhepmc with one warning line; HepMC2 with pyhepmc), ``"text"`` (the bulk
+            parser only: HepMC2 or an uncovered layout is an error) or ``"pyhepmc"`` (every
+            event through pyhepmc); the store's tables are the same (:func:`read_segment`).
 
     Writes ``events`` (PV of interaction 0, ``n_interactions``, ``process``), ``mc_particles``
     (with ``status``), ``mc_vertices``.
@@ -697,6 +743,7 @@ class HepMCInput(Pass):
     daughters_in_acceptance: bool = False
     charged_theta: tuple[float, float] = (0.010, 0.400)
     neutral_theta: tuple[float, float] = (0.005, 0.400)
+    reader: str = "auto"
 
     def __post_init__(self) -> None:
         files = (self.files,) if isinstance(self.files, str) else tuple(self.files)
@@ -710,6 +757,8 @@ class HepMCInput(Pass):
             raise ConfigError("daughters_in_acceptance needs a signal: give the hepmc pass a signal descriptor")
         for name in ("charged_theta", "neutral_theta"):
             object.__setattr__(self, name, check_theta_window(name, getattr(self, name)))
+        if self.reader not in READERS:
+            raise ConfigError(f"hepmc reader must be one of {', '.join(READERS)}, got {self.reader!r}")
 
     def scan(self) -> list[HepMCIndex]:
         """Index every file (checks them all; see :func:`scan_hepmc`)."""
@@ -722,6 +771,11 @@ class HepMCInput(Pass):
 
     def build(self) -> Kernel:
         indexes = self.scan()
+        for ix in indexes:
+            if ix.format == "hepmc2" and self.reader == "text":
+                raise ConfigError(f"hepmc reader 'text' reads HepMC3 only and '{ix.path}' is HepMC2; use reader 'auto' or 'pyhepmc'")
+            parser = "pyhepmc" if ix.format == "hepmc2" or self.reader == "pyhepmc" else "the bulk text parser"
+            log.info("hepmc: '%s' (%s, %d events) read with %s", ix.path, ix.format, ix.n_events, parser)
         sizes = np.array([ix.n_events for ix in indexes], np.int64)
         bounds = np.r_[0, np.cumsum(sizes)]
         total = int(bounds[-1])
@@ -733,6 +787,7 @@ class HepMCInput(Pass):
             tree_cc = parse_descriptor(self.signal)
         bsize = self.batch_size
         cfg = self
+        mode = self.reader
 
         def kernel(ctx: BatchContext) -> None:
             b = ctx.batch
@@ -746,7 +801,7 @@ class HepMCInput(Pass):
             for i, ix in enumerate(indexes):
                 a, z = max(lo, int(bounds[i])), min(hi, int(bounds[i + 1]))
                 if a < z:
-                    raw.append(read_events(ix, a - int(bounds[i]), z - int(bounds[i])))
+                    raw.append(read_segment(ix, a - int(bounds[i]), z - int(bounds[i]), mode))
             rec, process = records_from_events(raw)
             tables = layout_tables(rec)
             if tree_cc is not None:
