@@ -68,7 +68,7 @@ def _read_csv(buf: bytes, names: list[str], types: dict[str, Any], what: str) ->
             pa.py_buffer(buf),
             read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
             parse_options=pcsv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False, escape_char=False),
-            convert_options=pcsv.ConvertOptions(column_types=types, include_columns=list(types), strings_can_be_null=False),
+            convert_options=pcsv.ConvertOptions(column_types=types, include_columns=list(types), null_values=[], strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise TextLayoutError(f"{what} lines not in the fixed layout ({str(err).splitlines()[0][:80]})") from None
@@ -130,8 +130,8 @@ def parse_hepmc3(body: bytes, n_events: int) -> dict[str, Any]:
     Returns:
         The dictionary of :func:`sim.generation.hepmc.read_events` (``sizes, vsizes, pid,
         status, p4 [MeV], mass [MeV], prod, end, in_p, in_v, vpos [mm, ns], event_pos
-        [mm, ns], process``); vertices are the ``V`` lines in file order, then one
-        implicit vertex per particle named as a parent, in order of first mention.
+        [mm, ns], process``); vertices in pyhepmc's order: the ``V`` lines and the
+        implicit vertices (one per particle named as a parent, at its first child's line) in file order.
 
     Raises:
         TextLayoutError: a layout this parser does not cover, or an event pyhepmc refuses.
@@ -268,6 +268,7 @@ def parse_hepmc3(body: bytes, n_events: int) -> dict[str, Any]:
     rank = np.empty(by_mention.size, np.int64)
     rank[by_mention] = np.arange(by_mention.size)
     imp_parent = imp_rows[by_mention]  # implicit vertex k: incoming particle row
+    imp_line = pr[np.flatnonzero(to_p)[imp_first[by_mention]]]  # the line of its first child
     prod[np.flatnonzero(to_p)] = nvx + rank[imp_inv.ravel()]
     m = nvx + imp_parent.size
     vev = np.r_[v_ev, ev_of[pr[imp_parent]]]
@@ -281,10 +282,10 @@ def parse_hepmc3(body: bytes, n_events: int) -> dict[str, Any]:
         raise TextLayoutError("a vertex has an undefined incoming particle")
     in_p = np.r_[p0[ev_inc] + inc_vals - 1, imp_parent]
     in_v = np.r_[inc_owner, nvx + np.arange(imp_parent.size)]
+    if in_p.size and int(np.bincount(in_p, minlength=n).max()) > 1:
+        raise TextLayoutError("a particle entering two vertices")
     end = np.full(n, -1, np.int64)
     end[in_p] = in_v
-    if np.unique(in_p).size != in_p.size:
-        raise TextLayoutError("a particle entering two vertices")
 
     # positions: own, else the production vertex of the first incoming particle (root: the event's)
     own_set = np.zeros(m, bool)
@@ -303,14 +304,16 @@ def parse_hepmc3(body: bytes, n_events: int) -> dict[str, Any]:
     pos = np.zeros((m, 4))
     pos[:nvx] = own
     vp = np.where((src >= 0)[:, None], pos[np.maximum(src, 0)], event_pos[vev])
-    # vertex rows grouped by event (V lines, then the event's implicit vertices), as pyhepmc's
-    perm = np.argsort(vev, kind="stable")
+    # vertex rows in the order the reader makes them (file order of V lines and of first children)
+    perm = np.argsort(np.r_[vr, imp_line], kind="stable")
     new_row = np.empty(m, np.int64)
     new_row[perm] = np.arange(m)
     vp, vev = vp[perm], vev[perm]
     prod = np.where(prod >= 0, new_row[np.maximum(prod, 0)], -1)
     end = np.where(end >= 0, new_row[np.maximum(end, 0)], -1)
     in_v = new_row[in_v]
+    by_vertex = np.argsort(in_v, kind="stable")  # links vertex by vertex, each list in its order
+    in_p, in_v = in_p[by_vertex], in_v[by_vertex]
     lu = lu_ev[vev]
     mu = np.repeat(mu_ev, sizes)
     p4 = np.stack([_np(ptab, "px") * mu, _np(ptab, "py") * mu, _np(ptab, "pz") * mu, _np(ptab, "e") * mu], axis=1)
