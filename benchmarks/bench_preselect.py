@@ -5,7 +5,7 @@ Run standalone::
 
     python benchmarks/bench_preselect.py [--events 20000] [--batch-size 5000] [--retention 0.99] [--min-pt 600]
     python benchmarks/bench_preselect.py --pythia bbbar --decay "[B+ -> (J/psi -> mu+ mu-) K+]cc" \
-        --events 1000 --batch-size 500 --train-events 3000
+        --events 1000 --batch-size 500 --train-events 3000 [--redecay 10]
 
 ``--pythia PRESET``: full Pythia 8 events (``sim.generation.pythia``, the default detector passes,
 as ``mambah run --pythia``) with the signal ``--decay``; a selection model for that pipeline and
@@ -55,6 +55,8 @@ def main() -> int:
                     "muons, a heavier detector; a selection model for that pipeline is trained here first)")
     ap.add_argument("--pythia", metavar="PRESET", help="full Pythia events of this preset (bbbar, ccbar, minbias)")
     ap.add_argument("--decay", default="[B+ -> (J/psi -> mu+ mu-) K+]cc", help="signal decay of --pythia")
+    ap.add_argument("--redecay", type=int, default=1, help="with --pythia: events per Pythia event, the signal "
+                    "re-decayed in each (ReDecay; both chains and the training sample)")
     ap.add_argument("--epochs", type=int, default=15, help="epochs of a model trained here")
     ap.add_argument("--max-particles", type=int, default=None, help="particle slots of a --pythia model (default: the "
                     "training sample's largest event)")
@@ -77,7 +79,7 @@ def main() -> int:
 
         base = full_event_pipeline(base, argparse.Namespace(
             pythia=args.pythia, hepmc=None, decay=args.decay, dec_file=None, mother=None, events=args.events,
-            batch_size=args.batch_size))
+            batch_size=args.batch_size, redecay=args.redecay))
     if args.showers != "em":
         base = base.replace("calorimeter", showers=args.showers)
     if args.min_pt > 0 or args.showers != "em" or args.pythia:

@@ -29,7 +29,8 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
     Args:
         pipeline: the job (run settings from the command line already applied).
         args: ``mambah run`` arguments: ``pythia, hepmc, decay, dec_file, mother, events, batch_size`` and
-            (optional) ``daughters_in_acceptance``: Gauss' ``DaughtersInLHCb`` cut on the signal.
+            (optional) ``daughters_in_acceptance``: Gauss' ``DaughtersInLHCb`` cut on the signal, and
+            ``redecay``: events per Pythia event (ReDecay).
 
     Raises:
         ConfigError: both generators asked, no generator pass, --dec-file with --hepmc, or the
@@ -46,6 +47,9 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
     if cut and not (args.decay or (args.dec_file and not args.hepmc)):
         raise ConfigError("--daughters-in-acceptance needs a signal: add --decay DESCRIPTOR" + ("" if args.hepmc else " or --dec-file FILE"))
     gen: Pass
+    redecay = getattr(args, "redecay", None)
+    if redecay and args.hepmc:
+        raise ConfigError("--redecay applies to --pythia only (the HepMC files hold their events as they are)")
     if args.hepmc:
         from sim.generation.hepmc import HepMCInput
 
@@ -63,7 +67,7 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
         gen = Pythia(
             preset=args.pythia, decay=args.decay,
             dec_file=str(Path(args.dec_file).resolve()) if args.dec_file else None, mother=args.mother,
-            daughters_in_acceptance=cut,
+            daughters_in_acceptance=cut, redecay=redecay or 1,
         )
         events = args.events or pipeline.run.events
     run = dataclasses.replace(pipeline.run, events=events, batch_size=batch)

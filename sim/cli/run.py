@@ -29,6 +29,8 @@ def register(sub: Any) -> None:
     run.add_argument("--daughters-in-acceptance", action="store_true", help="with --pythia/--hepmc and a signal: Gauss' "
                      "DaughtersInLHCb cut, every stable signal daughter at 10-400 mrad (charged) / 5-400 mrad (neutral); "
                      "--pythia keeps only passing events, --hepmc marks failing ones events.simulated = false")
+    run.add_argument("--redecay", type=positive_int, metavar="N", help="with --pythia and a signal: N events from each "
+                     "Pythia event, the signal re-decayed in each (LHCb's ReDecay; the rest of the event is shared)")
     run.add_argument("--spectrum", choices=("auto", "b", "c", "uniform", "fixed"),
                      help="head kinematics: auto (b or c hadron spectrum following the head; the default), b, c, "
                      "uniform or fixed (their parameters through --config)")
@@ -83,6 +85,8 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         return _with_preselect(full_event_pipeline(pipeline, args), args).validate()
     if getattr(args, "daughters_in_acceptance", False):
         raise ConfigError("--daughters-in-acceptance needs a full-event generator: add --pythia PRESET or --hepmc FILE")
+    if getattr(args, "redecay", None):
+        raise ConfigError("--redecay needs Pythia events: add --pythia PRESET and a signal --decay/--dec-file")
     if args.decay or args.dec_file:
         gens = [p for p in pipeline.passes if p.kind == "generator"]
         if not gens:

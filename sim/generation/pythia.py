@@ -47,6 +47,17 @@ the luminous region (:mod:`sim.generation.beam`).  ν: :data:`NU_RUN2` = 1.1 and
 :mod:`sim.reference.occupancy`, LHCb detector performance IJMPA 30 (2015) 1530022 and
 LHCb Upgrade I JINST 19 (2024) P05065).
 
+Re-decay (optional, ``redecay = N``; LHCb's ReDecay, D. Müller, M. Clemencic, G. Corti and
+M. Gersabeck, "ReDecay: a novel approach to speed up the simulation at LHCb", Eur. Phys. J. C
+78 (2018) 1009, arXiv:1810.10362): each Pythia event, with its pile-up, makes ``N`` consecutive
+events, the signal decayed afresh by Mambah in each; the rest of the event and the signal
+hadron's momentum are shared, the primary vertices are drawn afresh per event (the whole
+crossing translated).  Pythia's CPU per event drops by ``N``; the events of a group are
+correlated (same underlying event and signal kinematics), which the analyst treats as
+ReDecay samples are treated (the paper's Sec. 4).  ``n_tried`` is 0 on an event that shares the
+previous event's Pythia event, so ``sum(n_tried)`` still counts Pythia events; the
+``generator`` metadata records ``redecay``.
+
 Seeds: every batch makes fresh Pythia instances with ``Random:setSeed = on`` and
 ``Random:seed`` from the batch seed (``ctx.batch.int_seed``, mapped to 1 … 900 000 000),
 so a batch is the same in any process and order (one ``init`` per batch and instance,
@@ -124,6 +135,8 @@ SQRT_S: tuple[float, ...] = (7.0, 8.0, 13.0, 13.6, 14.0)
 NU_RUN2 = 1.1
 NU_RUN3 = 5.5
 _PILEUP_LINES = PRESETS["minbias"]
+#: Largest ``redecay`` (events per Pythia event).
+MAX_REDECAY = 1000
 
 
 def _require_pythia() -> Any:
@@ -240,6 +253,8 @@ class Pythia(Pass):
         neutral_theta: polar-angle window ``(min, max)`` [rad] of the neutral daughters (Gauss: 5–400 mrad).
         invert_backward: with the cut, first invert (z → −z) the signal interaction of an event
             whose signal goes backward, as Gauss does (doubles the efficiency of a forward cut).
+        redecay: events made from each Pythia event (and its pile-up), the signal re-decayed in
+            each (ReDecay; see the module docstring); 1: every event its own Pythia event.
 
     Writes ``events`` (PV of the hard interaction, ``n_interactions``, ``process``, ``n_tried``),
     ``mc_particles`` (with ``status``), ``mc_vertices``.
@@ -263,6 +278,7 @@ class Pythia(Pass):
     charged_theta: tuple[float, float] = (0.010, 0.400)
     neutral_theta: tuple[float, float] = (0.005, 0.400)
     invert_backward: bool = True
+    redecay: int = 1
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -283,6 +299,10 @@ class Pythia(Pass):
             raise ConfigError("daughters_in_acceptance needs a signal: give decay or dec_file")
         for name in ("charged_theta", "neutral_theta"):
             object.__setattr__(self, name, check_theta_window(name, getattr(self, name)))
+        if isinstance(self.redecay, bool) or not isinstance(self.redecay, int) or not 1 <= self.redecay <= MAX_REDECAY:
+            raise ConfigError(f"redecay must be an integer in [1, {MAX_REDECAY}] (events per Pythia event), got {self.redecay!r}")
+        if self.redecay > 1 and self.decay is None and self.dec_file is None:
+            raise ConfigError("redecay re-decays the signal: give decay or dec_file (or redecay = 1)")
 
     def _model(self) -> tuple[Any, bool]:
         from sim.generation.decay import load_decay
@@ -314,6 +334,8 @@ class Pythia(Pass):
             "sqrt_s_TeV": float(self.sqrt_s), "nu": float(self.nu), "settings": list(self.settings),
             "signal": self.decay or self.dec_file,
         }
+        if self.redecay > 1:
+            meta["redecay"] = self.redecay
         if self.daughters_in_acceptance:
             meta["daughters_in_acceptance"] = {
                 "charged_theta_rad": list(self.charged_theta), "neutral_theta_rad": list(self.neutral_theta),
@@ -362,7 +384,7 @@ def _generate(
         if cfg.daughters_in_acceptance:  # the cut's efficiency so far, 1 in 4 to start with
             acc_eff = n_kept / n_cand if n_cand else 0.25
             n_want = int(min(max(need / max(acc_eff, 0.02) * 1.2 + 4, need), 50 * need + 50))
-        ev, chosen, n_tried = _signal_events(cfg, hard, n_want, model, cc, rng, search)
+        ev, chosen, n_tried = _signal_events(cfg, hard, -(-n_want // cfg.redecay), model, cc, rng, search)
         n = int(ev["counts"].size)
         if cfg.preset == "minbias":
             n_int = _zero_truncated_poisson(float(cfg.nu), n, rng)
@@ -377,6 +399,9 @@ def _generate(
             while sum(c["counts"].size for c in pu_chunks) < n_pu:  # nextBatch skips failed events
                 pu_chunks.append(_prune(pythia_columns(minb.nextBatch(n_pu - sum(c["counts"].size for c in pu_chunks))), None)[0])
             pu = _concat(pu_chunks)
+        if cfg.redecay > 1:
+            ev, pu, n_int, chosen, n_tried = _replicate(ev, pu, n_int, chosen, n_tried, cfg.redecay)
+            n = int(ev["counts"].size)
         rec, prod_pos, hard_start = _record(ev, pu, n_int, rng, cfg.luminous_region)
         if cfg.daughters_in_acceptance and cfg.invert_backward:
             _invert_backward(rec, prod_pos, hard_start + chosen)
@@ -514,10 +539,16 @@ def _select_signal(cols: dict[str, np.ndarray], model: Any, cc: bool, rng: np.ra
     return keep, pick
 
 
+def _event_rows(counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows of the events ``idx`` (in that order, repeats allowed) of columns holding ``counts`` rows per event."""
+    start = np.cumsum(counts) - counts
+    c = np.asarray(counts)[idx]
+    return np.arange(int(c.sum()), dtype=np.int64) + np.repeat(start[idx] - (np.cumsum(c) - c), c)
+
+
 def _take_events(cols: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
     counts = cols["counts"]
-    start = np.cumsum(counts) - counts
-    rows = np.concatenate([np.arange(start[i], start[i] + counts[i]) for i in idx]) if idx.size else np.zeros(0, np.int64)
+    rows = _event_rows(counts, np.asarray(idx, np.int64))
     out = {k: v[rows] for k, v in cols.items() if k not in ("counts", "id1", "id2")}
     out["counts"] = counts[idx]
     out["id1"], out["id2"] = cols["id1"][idx], cols["id2"][idx]
@@ -553,6 +584,27 @@ def _prune(cols: dict[str, np.ndarray], chosen: np.ndarray | None) -> tuple[dict
     out["counts"], out["id1"], out["id2"] = new_counts, cols["id1"], cols["id2"]
     picked = None if chosen is None else np.where(chosen >= 0, new_local[start + np.maximum(chosen, 0)], -1)
     return out, picked
+
+
+def _replicate(
+    ev: dict[str, np.ndarray], pu: dict[str, np.ndarray] | None, n_int: np.ndarray, chosen: np.ndarray,
+    n_tried: np.ndarray, times: int,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None, np.ndarray, np.ndarray, np.ndarray]:
+    """ReDecay: every hard event (and its pile-up events) ``times`` times in a row, before the signal decay.
+
+    Returns:
+        The hard events, the pile-up events (each copy's in the order :func:`_record` reads
+        them), interactions per event, the chosen signal line of each and its Pythia tries
+        (the first copy's; 0 on the others).
+    """
+    n = int(ev["counts"].size)
+    idx = np.repeat(np.arange(n), times)
+    tries = np.where(np.arange(idx.size) % times == 0, np.asarray(n_tried)[idx], 0)
+    pu_r = None
+    if pu is not None:
+        k = np.asarray(n_int, np.int64) - 1  # pile-up events of each hard event, consecutive in ``pu``
+        pu_r = _take_events(pu, _event_rows(k, idx))
+    return _take_events(ev, idx), pu_r, np.asarray(n_int)[idx], np.asarray(chosen)[idx], tries
 
 
 def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -260,3 +260,54 @@ def test_daughters_in_acceptance_config() -> None:
         Pythia(decay=SIGNAL, charged_theta=(0.4, 0.01))
     pipe = Pipeline((Pythia(decay=SIGNAL, daughters_in_acceptance=True, neutral_theta=(0.004, 0.3)),), RunConfig(events=10, batch_size=5))
     assert Pipeline.from_toml(pipe.to_toml()) == pipe
+
+
+def test_redecay_shares_the_rest_of_the_event_and_re_decays_the_signal(tmp_path: Path) -> None:
+    """ReDecay (``redecay = 3``): three events per Pythia event, same rest of event and signal momentum, new decays."""
+    path = tmp_path / "rd.duckdb"
+    run(Pipeline((Pythia(preset="bbbar", decay=SIGNAL, redecay=3),), RunConfig(events=9, batch_size=9, seed=4)), path,
+        progress=False)
+    with mambah.EventStore.open(path, read_only=True) as s:
+        ev = s.query_df("SELECT event, n_tried, n_interactions, pv_z FROM events ORDER BY event")
+        mp = s.query_df('SELECT event, pid, px, py, pz, is_signal, mother FROM mc_particles ORDER BY event, "index"')
+        meta = s.get_metadata("generator") or ""
+    assert '"redecay": 3' in meta
+    tried = ev["n_tried"].to_numpy()
+    assert (tried[0::3] >= 1).all() and (tried[1::3] == 0).all() and (tried[2::3] == 0).all()
+    n_int = ev["n_interactions"].to_numpy()
+    assert (n_int[0::3] == n_int[1::3]).all() and (n_int[0::3] == n_int[2::3]).all()
+    pv_z = ev["pv_z"].to_numpy()
+    assert np.all(pv_z[0::3] != pv_z[1::3])  # the primary vertices are drawn afresh: the crossing translated
+
+    def rest(e: int) -> list[tuple[float, ...]]:
+        d = mp[(mp["event"] == e) & ~mp["is_signal"]]
+        return sorted(zip(d["pid"], d["px"].round(3), d["py"].round(3), d["pz"].round(3)))
+
+    def signal(e: int) -> np.ndarray:
+        d = mp[(mp["event"] == e) & mp["is_signal"]]
+        return d[["px", "py", "pz"]].to_numpy()
+
+    for g in range(3):
+        a, b, c = 3 * g, 3 * g + 1, 3 * g + 2
+        assert len(rest(a)) > 50 and rest(a) == rest(b) == rest(c)  # the underlying event and pile-up are shared
+        sa, sb, sc = signal(a), signal(b), signal(c)
+        np.testing.assert_allclose(sa[0], sb[0], rtol=1e-6)  # the signal B: Pythia's momentum in every copy
+        np.testing.assert_allclose(sa[0], sc[0], rtol=1e-6)
+        assert not np.allclose(sa[1:], sb[1:]) and not np.allclose(sa[1:], sc[1:])  # its decay: new in each
+    assert rest(0) != rest(3)  # different Pythia events
+
+
+def test_redecay_config_and_cli_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in (0, -2, True, 2.5, 5000):
+        with pytest.raises(ConfigError, match="redecay must be an integer in"):
+            Pythia(decay=SIGNAL, redecay=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="redecay re-decays the signal: give decay or dec_file"):
+        Pythia(redecay=2)
+    from mambah.cli import main
+
+    for args, match in ((["run", "--redecay", "3", "--events", "10"], "--redecay needs Pythia events"),
+                        (["run", "--pythia", "bbbar", "--redecay", "3"], "redecay re-decays the signal"),
+                        (["run", "--hepmc", "x.hepmc3", "--redecay", "2"], "--redecay applies to --pythia only")):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and match in err, (args, err)
