@@ -49,24 +49,24 @@ class TextLayoutError(DataError):
     """The bytes are not in the layout the bulk text parser covers (the reason is the message)."""
 
 
-def _lines_of(arr: np.ndarray, rows: np.ndarray, ls: np.ndarray, le: np.ndarray) -> bytes:
-    """The whole lines ``rows`` (with their ``\\n``), in order, as one buffer."""
+def _lines_of(arr: np.ndarray, rows: np.ndarray, ls: np.ndarray, le: np.ndarray) -> np.ndarray:
+    """The whole lines ``rows`` (with their ``\\n``), in order, as one contiguous uint8 array."""
     keep = np.zeros(ls.size, bool)
     keep[rows] = True
-    return arr[np.repeat(keep, le - ls + 1)].tobytes()
+    return arr[np.repeat(keep, le - ls + 1)]
 
 
-def _read_csv(buf: bytes, names: list[str], types: dict[str, Any], what: str) -> Any:
+def _read_csv(buf: np.ndarray, names: list[str], types: dict[str, Any], what: str) -> Any:
     """``pyarrow.csv.read_csv`` of space-separated lines (no header, no quoting), only the typed columns."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    if not buf:
+    if buf.size == 0:
         return pa.table({c: pa.array([], t) for c, t in types.items()})
-    try:
+    try:  # one block (one chunk per column, zero-copy to numpy), one thread: the CPU is shared with the other passes
         return pcsv.read_csv(
             pa.py_buffer(buf),
-            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
+            read_options=pcsv.ReadOptions(column_names=names, block_size=min(buf.size + 1, 2**31 - 1), use_threads=False),
             parse_options=pcsv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False, escape_char=False),
             convert_options=pcsv.ConvertOptions(column_types=types, include_columns=list(types), null_values=[], strings_can_be_null=False),
         )
@@ -210,14 +210,16 @@ def parse_hepmc3(body: bytes, n_events: int) -> dict[str, Any]:
 
     # V lines: with and without '@ x y z t'
     vr = np.flatnonzero(kind == 86)
-    ats = np.flatnonzero(arr == 64)
-    has_at = np.searchsorted(ats, le[vr]) > np.searchsorted(ats, ls[vr])
+    has_at = arr[le[vr] - 1] != 93  # a line without position ends with its list's ']'
+    v_text = _lines_of(arr, vr, ls, le)  # the V lines once, then split in the smaller buffer
+    v_len = le[vr] - ls[vr]
+    v_ls = np.cumsum(v_len + 1) - v_len - 1
     v_names = ["k", "id", "status", "inc", "at", "x", "y", "z", "t"]
     with_at = _read_csv(
-        _lines_of(arr, vr[has_at], ls, le), v_names,
+        _lines_of(v_text, np.flatnonzero(has_at), v_ls, v_ls + v_len), v_names,
         {"id": i64, "inc": "string", "at": "string", "x": f64, "y": f64, "z": f64, "t": f64}, "vertex",
     )
-    no_at = _read_csv(_lines_of(arr, vr[~has_at], ls, le), v_names[:4], {"id": i64, "inc": "string"}, "vertex")
+    no_at = _read_csv(_lines_of(v_text, np.flatnonzero(~has_at), v_ls, v_ls + v_len), v_names[:4], {"id": i64, "inc": "string"}, "vertex")
     if with_at.num_rows != int(has_at.sum()) or no_at.num_rows != int((~has_at).sum()):
         raise TextLayoutError("vertex lines not one record each")
     if with_at.num_rows and with_at.column("at").unique().to_pylist() != ["@"]:
