@@ -7,6 +7,12 @@ run's batch size), so a batch reads the same events in any process, after
 for the byte offsets of its events (and checked: a HepMC header, the end-of-listing
 line, the last event complete), and a batch then parses only its own events.
 
+Parsers (``reader``, :func:`read_segment`): a HepMC3 batch's bytes are parsed in bulk
+(:mod:`sim.generation._hepmc_text`: numpy on the lines, ``pyarrow.csv`` for the ``P`` and
+``V`` lines), giving the same arrays as pyhepmc's ``ReaderAscii`` bit for bit; HepMC2
+files, and under ``reader="auto"`` a HepMC3 layout the bulk parser does not cover (one
+warning line each), are parsed event by event with pyhepmc; ``reader="pyhepmc"`` always.
+
 Conversion (see :mod:`sim.generation._event_tables` for the layout):
 
 * units from each event's ``U`` line: momenta GeV or MeV → MeV, lengths mm or
