@@ -192,6 +192,8 @@ def parse_hepmc3(body: bytes, n_events: int) -> dict[str, Any]:
     sizes = np.bincount(p_ev, minlength=n_events).astype(np.int64)
     if np.any(sizes != declared[:, 1]):
         raise TextLayoutError("an event whose particle count differs from its event line")
+    if np.any(sizes == 0):
+        raise TextLayoutError("an event without particles")
     i64, f64 = "int64", "float64"
     ptab = _read_csv(
         _lines_of(arr, pr, ls, le),

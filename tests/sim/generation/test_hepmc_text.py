@@ -247,3 +247,13 @@ def test_broken_event_gives_pyhepmcs_error_in_both_readers(tmp_path: Path) -> No
             read_segment(ix, 0, 4, reader)
         errors.append(str(err.value))
     assert errors[0] == errors[1] == errors[2] and f"event 1: line {e1 + 1}" in errors[0]
+    # an event without particles (E 9 0 0): pyhepmc's error in every mode
+    empty = bad.read_text().replace(good[e1], "E 9 0 0\nU GEV MM\n" + good[e1].replace(f[2], str(int(f[2]) - 1), 1), 1)
+    bad.write_text(empty)
+    ix = scan_hepmc(bad)
+    errors = []
+    for reader in ("text", "auto", "pyhepmc"):
+        with pytest.raises(DataError) as err:
+            read_segment(ix, 0, 5, reader)
+        errors.append(str(err.value))
+    assert errors[0] == errors[1] == errors[2] and "event 1:" in errors[0]
