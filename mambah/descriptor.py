@@ -228,6 +228,10 @@ def parse_descriptor(text: str) -> tuple[DecayNode, bool]:
     m = re.fullmatch(r"\[(.*)\]\s*(cc|CC)", src, flags=re.S)
     if m:
         src, cc = m.group(1).strip(), True
+    if "[" in src or "]" in src:  # no particle name holds a square bracket
+        raise DecayError(
+            f"malformed decay descriptor {text!r}: square brackets only wrap the whole descriptor, as '[... -> ...]cc' (or CC)"
+        )
     tokens = [t for t in _TOKEN.findall(src) if t]
     if "".join(tokens).replace(" ", "") != re.sub(r"\s+", "", src):
         raise DecayError(f"cannot parse decay descriptor {text!r}")

@@ -77,7 +77,7 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
     changes = {k: v for k, v in (("events", args.events), ("batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
     if changes:
         pipeline = Pipeline(pipeline.passes, dataclasses.replace(pipeline.run, **changes))
-    if args.decay and args.dec_file:
+    if args.decay is not None and args.dec_file is not None:
         raise ConfigError("give only one of --decay and --dec-file")
     if getattr(args, "pythia", None) or getattr(args, "hepmc", None):
         from sim.cli.full_events import full_event_pipeline
@@ -87,11 +87,11 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         raise ConfigError("--daughters-in-acceptance needs a full-event generator: add --pythia PRESET or --hepmc FILE")
     if getattr(args, "redecay", None):
         raise ConfigError("--redecay needs Pythia events: add --pythia PRESET and a signal --decay/--dec-file")
-    if args.decay or args.dec_file:
+    if args.decay is not None or args.dec_file is not None:  # --decay '' is an empty descriptor, not the default
         gens = [p for p in pipeline.passes if p.kind == "generator"]
         if not gens:
             raise ConfigError("the pipeline has no generator pass to take --decay/--dec-file")
-        if args.decay:
+        if args.decay is not None:
             pipeline = pipeline.replace(gens[0].name, decay=args.decay, dec_file=None, mother=None)
         else:
             pipeline = pipeline.replace(gens[0].name, dec_file=str(Path(args.dec_file).resolve()), mother=args.mother)

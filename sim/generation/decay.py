@@ -404,6 +404,12 @@ class _Registry:
                 need = sum(thr[d] for d in m.daughters)
                 limit = sp.mass + (5.0 * sp.width if self.wide(sid) else 0.0)
                 ok = need <= limit + 1e-6 if len(m.daughters) == 1 else need < limit
+                if ok and len(m.daughters) == 1 and m.origin == "user" and need < sp.mass - 1e-6 - (limit - sp.mass):
+                    # a one-body decay conserves four-momentum only into the same mass (K0 -> K_S0)
+                    raise DecayError(
+                        f"one-body decay {m.text} ({self.source}) cannot conserve energy: {sp.name} has "
+                        f"{sp.mass:.1f} MeV, its only daughter {need:.1f} MeV; give at least two daughters"
+                    )
                 if ok:
                     keep.append(m)
                 elif m.origin == "user":
@@ -439,11 +445,32 @@ class _Registry:
         return [thr(i) for i in range(len(self.species))]
 
 
+def _baryon_number(pid: int) -> int:
+    """Baryon number of a PDG id: ±1 for a baryon, ±A for a nucleus, 0 otherwise."""
+    from particle.pdgid import A, is_baryon, is_nucleus
+
+    sign = 1 if pid > 0 else -1
+    if is_nucleus(pid):
+        return sign * int(A(pid) or 0)
+    return sign if is_baryon(pid) else 0
+
+
 def _check_charge(mother: _Species, daughters: list[_Species], text: str, source: str) -> None:
+    """Charge and baryon number of a user's mode: the daughters' sums must equal the mother's.
+
+    Raises:
+        DecayError: either is not conserved (both numbers named).
+    """
     q = sum(d.charge for d in daughters)
     if q != mother.charge:
         raise DecayError(
             f"charge not conserved in {text} ({source}): {mother.name} has charge {mother.charge:+d}, daughters sum to {q:+d}"
+        )
+    b = sum(_baryon_number(d.pid) for d in daughters)
+    if b != _baryon_number(mother.pid):
+        raise DecayError(
+            f"baryon number not conserved in {text} ({source}): {mother.name} has baryon number "
+            f"{_baryon_number(mother.pid):+d}, daughters sum to {b:+d}"
         )
 
 

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -115,18 +117,49 @@ class DecBlocks:
         return list(self.blocks)
 
 
+#: decaylanguage's message for a model name its grammar does not know
+_UNKNOWN_MODEL = re.compile(r"Decay model or ModelAlias (\S+) is not defined")
+
+
 def _parse(ctor: Any, arg: str, what: str) -> Any:
+    """Parse a DecFile with decaylanguage.
+
+    A model name decaylanguage does not know (a typo, or a model newer than its list) is
+    loaded as an additional model and parsed again, so that the unsupported-model policy
+    (:func:`apply_model_policy`) names it and offers the near spellings, or substitutes it.
+    """
     from decaylanguage import DecFileParser  # noqa: F401 - heavy-ish import, only here
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # MisconfiguredAliasWarning etc. of the shipped tables
-            parser = ctor(arg)
-            parser.parse()
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DecayError(f"malformed decay {what!r}: {first}") from err
-    return parser
+    extra: list[str] = []
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MisconfiguredAliasWarning etc. of the shipped tables
+                parser = ctor(arg)
+                if extra:
+                    parser.load_additional_decay_models(*extra)
+                parser.parse()
+        except Exception as err:
+            unknown = _UNKNOWN_MODEL.search(str(err))
+            if unknown and unknown.group(1) not in extra and len(extra) < 100:
+                extra.append(unknown.group(1))
+                continue
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DecayError(f"malformed decay {what!r}: {first}") from err
+        return parser
+
+
+def _near_models(model: str, supported: Iterable[str]) -> str:
+    """``"; did you mean 'PHSP'?"`` for a model name that is not an EvtGen model, else ``""``."""
+    import difflib
+
+    from decaylanguage.dec.enums import known_decay_models
+
+    if model in known_decay_models or model in supported:
+        return ""
+    near = difflib.get_close_matches(model, sorted({*known_decay_models, *supported}), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    return f" (not an EvtGen model{hint})"
 
 
 def _blocks_from_parser(parser: Any, source: str) -> DecBlocks:
@@ -152,7 +185,12 @@ def _blocks_from_parser(parser: Any, source: str) -> DecBlocks:
                         params.append(float(p))
                     except ValueError as err:
                         raise DecayError(f"model parameter {p!r} of {mother} -> {' '.join(d['fs'])} in {source!r} is not a number or a Define") from err
-            modes.append(ModeSpec(float(d["bf"]), tuple(str(x) for x in d["fs"]), model, tuple(params), photos))
+            bf = float(d["bf"])
+            if not (math.isfinite(bf) and bf >= 0):
+                raise DecayError(
+                    f"branching fraction {d['bf']} of {mother} -> {' '.join(d['fs'])} in {source!r} must be a finite number >= 0"
+                )
+            modes.append(ModeSpec(bf, tuple(str(x) for x in d["fs"]), model, tuple(params), photos))
         blocks[str(mother)] = tuple(modes)
     conj = dict(parser.dict_charge_conjugates())
     conj.update({v: k for k, v in list(conj.items())})
@@ -333,7 +371,7 @@ def apply_model_policy(
             if refusal:
                 raise DecayError(f"model {bad[0]} cannot generate {text} ({where}): {refusal}; or use {option} phase-space|skip")
             raise DecayError(
-                f"model {bad[0]} of {text} ({where}) is not supported; supported: {names}"
+                f"model {bad[0]} of {text} ({where}) is not supported{_near_models(bad[0], supported)}; supported: {names}"
                 f"{', PHOTOS' if photos else ''}; or use {option} phase-space|skip"
             )
         if policy == "skip":

@@ -20,7 +20,7 @@ from mambah.errors import ConfigError
 from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.generation.decay import DESCRIPTOR_MODELS, DecayModel, load_decay
-from sim.generation.dectable import DEFAULT_STABLE, POLICIES, SHIPPED_TABLES
+from sim.generation.dectable import DEFAULT_STABLE, POLICIES, SHIPPED_TABLES, table_path
 from sim.generation.gun import (
     SPECTRA,
     FixedMomentum,
@@ -147,7 +147,13 @@ class Generator(Pass):
             raise ConfigError(f"width_tolerance must be a number >= 0 [MeV], got {w!r}")
 
     def load(self) -> DecayModel:
-        """The decay model (parses and checks the decay, resolves the table completions)."""
+        """The decay model (parses and checks the decay, resolves the table completions).
+
+        Raises:
+            DecayError: a malformed or unphysical decay, or a ``decay_table`` that is neither
+                shipped nor an existing file (refused even when no particle needs the table).
+        """
+        table_path(self.decay_table)
         opts: dict[str, Any] = {
             "stable": self.stable, "decay_table": self.decay_table, "width_tolerance": float(self.width_tolerance),
             "unsupported_models": self.unsupported_models, "table_unsupported_models": self.table_unsupported_models,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,6 +395,8 @@ class Preselect(Pass):
             raise ConfigError(f"pass {self.name!r}: give exactly one of retention (e.g. 0.99) or threshold")
         if self.retention is not None and not 0.0 < self.retention <= 1.0:
             raise ConfigError(f"pass {self.name!r}: retention={self.retention} must be in (0, 1]")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ConfigError(f"pass {self.name!r}: threshold={self.threshold} must be a finite score (0 to 1), or give a retention")
         if not self.decay or not self.pipeline:
             raise ConfigError(
                 f"pass {self.name!r}: decay and pipeline (digest) are not set; add the pass with "

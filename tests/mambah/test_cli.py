@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from pathlib import Path
 
 import pytest
 
 import mambah
+import sim
 from mambah.cli import main
 from mambah.schema import SCHEMA_VERSION
 
@@ -64,6 +67,9 @@ def test_save_config_and_run_from_it(tmp_path, capsys):
         assert s.query_df("SELECT count(*) AS n FROM mc_particles WHERE pid = 443").n[0] == 100
 
 
+#: the shipped selection model (a --preselect MODEL that exists)
+SELECTION = str(Path(sim.__file__).parent / "models" / "selection.keras")
+
 BAD_RUNS = [
     (["--decay", "B+ -> Kplus pi+ pi-"], "unknown particle 'Kplus'.*did you mean 'K\\+'"),
     (["--decay", "D0 -> p+ anti-p- pi+ pi-"], "kinematically forbidden"),
@@ -74,6 +80,21 @@ BAD_RUNS = [
     (["--events", "ten"], "positive integer"),
     (["--spectrum", "q"], "invalid choice: 'q'.*'mambah run --help' lists the options"),
     (["--bogus"], "unrecognized arguments: --bogus.*'mambah run --help'"),
+    # the bad-input corpus (issue: a request the program cannot honour is an error that names it)
+    (["--decay", "Lambda_b0 -> K+ pi-"], r"baryon number not conserved in Lambda_b0 -> K\+ pi-.*has baryon number \+1, daughters sum to \+0"),
+    (["--decay", "p+ -> e+ pi0"], r"baryon number not conserved in p\+ -> e\+ pi0"),
+    (["--decay", "B+ -> K+"], r"one-body decay B\+ -> K\+ .*cannot conserve energy: B\+ has 5279\.\d MeV, its only daughter 493\.7 MeV"),
+    (["--decay", ""], "^mambah: error: empty decay descriptor$"),
+    (["--decay", "[B0 -> K+ pi-]xx"], r"square brackets only wrap the whole descriptor, as '\[\.\.\. -> \.\.\.\]cc'"),
+    (["--decay", "[B0 -> K+ pi-"], "malformed decay descriptor '\\[B0 -> K\\+ pi-': square brackets"),
+    (["--decay", "B0 -> K+ pion-"], "unknown particle 'pion-'.*did you mean 'pi-'"),
+    (["--decay", "B+ -> J/psi -> mu+ mu-) K+"], "unexpected '->' \\(put a decaying daughter in parentheses\\)"),
+    (["--decay-table", "DECAY_FOO.DEC"], "decay table '.*DECAY_FOO.DEC' is neither a shipped table \\(DECAY_LHCB.DEC, DECAY_BELLE2.DEC\\)"),
+    (["--preselect", SELECTION, "--threshold", "nan"], "threshold=nan must be a finite score"),
+    (["--cc-fraction", "nan"], r"cc_fraction must be a number in \[0, 1\], got nan"),
+    (["--seed", "1.5"], "--seed: expected a non-negative integer, got '1.5'"),
+    (["--events", "100000000000000000000000"], "at most 2,147,483,647 batches"),
+    (["--decay", "B0 -> K+ pi-", "--dec-file", "x.dec"], "give only one of --decay and --dec-file"),
 ]
 
 
@@ -87,7 +108,6 @@ def test_bad_run_input_exit_2_one_line(small_store, args, match, capsys):
         code = exc.code
     err = capsys.readouterr().err.strip()
     assert code == 2
-    import re
 
     assert re.search(match, err), err
     assert len(err.splitlines()) == 1, err  # argparse's usage block is not printed
@@ -114,7 +134,6 @@ def test_bad_files(tmp_path, small_store, capsys):
         before = {p: _digest(p) for p in (small_store, notdb)}
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip()
-        import re
 
         assert len(err.splitlines()) == 1 and re.search(match, err), (args, err)
         assert before == {p: _digest(p) for p in (small_store, notdb)}
@@ -151,3 +170,54 @@ def test_only_the_named_command_is_registered():
     for command in (None, "nope"):  # no command or an unknown one: every command, for the help and the error
         sub = next(a for a in build_parser(command)._actions if a.dest == "command")
         assert {"run", "train", "validate", "export", "info"} <= set(sub.choices)
+
+
+#: DecFiles a user could write: (text, extra arguments, what the one line must say)
+BAD_DECS = [
+    ("Decay B0\n1.0 K+ pi- PHSP;\nEnd\n", [], r"malformed decay '.*bad.dec': Unexpected token"),
+    ("Decay B0\n-0.5 K+ pi- PHSP;\n1.5 pi+ pi- PHSP;\nEnddecay\nEnd\n", [],
+     r"branching fraction -0.5 of B0 -> K\+ pi- in '.*bad.dec' must be a finite number >= 0"),
+    ("Decay B0\n1.0 K+ pi- FOOBARMODEL;\nEnddecay\nEnd\n", [],
+     r"model FOOBARMODEL of B0 -> K\+ pi- \(.*bad.dec\) is not supported \(not an EvtGen model\); supported: .*PHSP.*"
+     r"or use --unsupported-models phase-space\|skip$"),
+    ("Decay B0\n1.0 K+ pi- PHSPP;\nEnddecay\nEnd\n", [], r"model PHSPP .* \(not an EvtGen model; did you mean 'PHSP'"),
+    ("Decay B0\n1.0 K+ pi- BTOXSGAMMA 2;\nEnddecay\nEnd\n", [], r"model BTOXSGAMMA of B0 -> K\+ pi- .* is not supported; supported"),
+    ("Decay Lambda_b0\n1.0 K+ pi- PHSP;\nEnddecay\nEnd\n", [], r"baryon number not conserved in Lambda_b0 -> K\+ pi-"),
+    ("Decay B0\n1.0 K+ pi+ PHSP;\nEnddecay\nEnd\n", [], r"charge not conserved in B0 -> K\+ pi\+"),
+    ("Decay D0\n1.0 p+ anti-p- pi+ pi- PHSP;\nEnddecay\nEnd\n", [], r"kinematically forbidden: D0 -> p\+ anti-p- pi\+ pi-"),
+    ("Decay B0\n1.0 Kplus pi- PHSP;\nEnddecay\nEnd\n", [], r"unknown particle 'Kplus'; did you mean 'K\+'"),
+    ("Decay B0\n0.0 K+ pi- PHSP;\nEnddecay\nEnd\n", [], r"no mode of B0 \(.*bad.dec\) is left to generate"),
+    ("", [], r"DecFile '.*bad.dec' has no Decay block"),
+    ("Decay B0\n1.0 K+ pi- PHSP;\nEnddecay\nEnd\n", ["--mother", "B+"], r"has no Decay block for 'B\+'; it has B0"),
+]
+
+
+@pytest.mark.parametrize(("text", "extra", "match"), BAD_DECS)
+def test_bad_dec_file_exit_2_one_line(tmp_path, text, extra, match, capsys):
+    dec = tmp_path / "bad.dec"
+    dec.write_text(text)
+    out = tmp_path / "o.duckdb"
+    code = main(["run", "--dec-file", str(dec), *extra, "-o", str(out), "--events", "100", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert re.search(match, err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.dec"]  # no store, no temporary file
+
+
+def test_unknown_models_as_phase_space_warn_once_each(tmp_path, capsys, caplog):
+    """--unsupported-models phase-space: one warning line per substituted model, however often it is written."""
+    dec = tmp_path / "two.dec"
+    dec.write_text("Decay B0\n0.4 K+ pi- FOOBARMODEL;\n0.3 pi+ pi- FOOBARMODEL;\n0.3 K+ K- BTOXSGAMMA 2;\nEnddecay\nEnd\n")
+    cfg = tmp_path / "gen.toml"
+    cfg.write_text('[run]\nevents = 200\nbatch_size = 100\nseed = 1\n[[passes]]\nkind = "generator"\n')
+    out = tmp_path / "o.duckdb"
+    with caplog.at_level("WARNING"):
+        code = main(["run", "--config", str(cfg), "--dec-file", str(dec), "--unsupported-models", "phase-space",
+                     "-o", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2, warned
+    assert sorted(w.split()[1] for w in warned) == ["BTOXSGAMMA", "FOOBARMODEL"]
+    assert all("generated as phase space" in w and "--unsupported-models phase-space" in w for w in warned)
+    with mambah.EventStore.open(out, read_only=True) as s:
+        assert s.count("events") == 200
