@@ -224,6 +224,8 @@ def test_uncovered_layout_falls_back_with_one_warning_or_is_refused(tmp_path: Pa
 def test_reader_choice_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="hepmc reader must be one of auto, text, pyhepmc, got 'fast'"):
         HepMCInput(files=("x.hepmc3",), reader="fast")
+    pipe = Pipeline((HepMCInput(files=("x.hepmc3",), batch_size=5, reader="pyhepmc"),), RunConfig(events=10, batch_size=5))
+    assert 'reader = "pyhepmc"' in pipe.to_toml() and Pipeline.from_toml(pipe.to_toml()) == pipe
     two = tmp_path / "e.hepmc2"
     with pyhepmc.io.WriterAsciiHepMC2(str(two)) as w:
         w.write_event(_event(np.random.default_rng(1), 0, "all"))
