@@ -36,7 +36,17 @@ def parse_aliases(text: str | None) -> list[str] | dict[str, str] | None:
 
 
 def _variables(text: str | None) -> list[str] | None:
-    return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+    """``--variables 'PT,M'`` as a list; ``None`` (all) when not given.
+
+    Raises:
+        ExportError: the option was given but names no variable (``--variables ''``).
+    """
+    if text is None:
+        return None
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise ExportError(f"--variables {text!r} names no variable; give e.g. 'PT,M' or leave it out for all")
+    return names
 
 
 def register(sub: Any) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mambah.errors import ExportError
 from mambah.store import EventStore
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class ExportHook:
                 with EventStore.open(output, read_only=True) as store:
                     self(store, None)  # type: ignore[arg-type]
             return self.writer.close()
+        except ExportError as err:  # the run itself is complete: say so, the store is kept
+            self.abort()
+            raise ExportError(f"{err}; the store '{output}' is complete (export it with 'mambah export {output} OUT')") from err
         except BaseException:
             self.abort()
             raise

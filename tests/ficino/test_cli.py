@@ -77,6 +77,17 @@ def test_export_command(store_file, tmp_path, capsys):
         (["--decay", "B+ -> K+ pi0"], "matches nothing"),
         (["--cut", "Lc_M >"], "does not parse"),
         (["--format", "parquet", "--compression", "LZMA"], "not available for Parquet"),
+        # the bad-input corpus
+        (["--variables", ""], "--variables '' names no variable; give e.g. 'PT,M'"),  # was a uproot traceback, rc 1
+        (["--variables", "PT,MASSS"], "unknown variable 'MASSS'; variables are PX"),
+        (["--decay", ""], "empty decay descriptor"),
+        (["--decay", "Lambda_c+ -> p+ K- pion+"], "unknown particle 'pion+'"),
+        (["--cut", "1; DROP TABLE events"], "does not parse: one condition expected"),
+        (["--cut", "Lc_MASS > 2200"], "cannot evaluate cut 'Lc_MASS > 2200'"),
+        (["--cut", ""], "empty cut"),
+        (["--compression", "BROTLI"], "unknown compression 'BROTLI'; choose LZ4, ZLIB"),
+        (["--compression", "ZLIB:99"], "must be between 0 and 22"),
+        (["--tree", ""], "bad tree name ''"),
     ],
 )
 def test_export_command_errors(store_file, tmp_path, capsys, extra, message):
@@ -135,3 +146,10 @@ def test_mambah_run_export(tmp_path, monkeypatch, capsys):
                  str(tmp_path / "x.root"), "--export-cut", "Lc_M >", "--no-progress"]) == 2
     assert "does not parse" in capsys.readouterr().err
     assert not (tmp_path / "x.duckdb").exists() and not (tmp_path / "x.root").exists()
+    # an export decay that matches nothing: one line, no ntuple, and it says the complete store is kept
+    assert main(["run", "--events", "200", "--batch-size", "100", "-o", str(tmp_path / "y.duckdb"), "--export",
+                 str(tmp_path / "y.root"), "--export-decay", "B0 -> K+ pi-", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "matches no candidate" in err, err
+    assert err.endswith(f"the store '{tmp_path / 'y.duckdb'}' is complete (export it with 'mambah export {tmp_path / 'y.duckdb'} OUT')")
+    assert not (tmp_path / "y.root").exists() and not list(tmp_path.glob(".y.root*"))
