@@ -23,6 +23,44 @@ def _families() -> dict[str, tuple[Callable[[argparse.ArgumentParser], None], Ca
             "": (detector.add_validate_arguments, detector.cmd_validate)}
 
 
+#: namespace attribute listing the options given before KIND (``mambah validate --events 100 occupancy``)
+_BEFORE_KIND = "_options_before_kind"
+
+
+def _record_given(action: argparse.Action) -> None:
+    """Make ``action`` (an option of ``mambah validate`` itself) note on the namespace that it was given.
+
+    argparse fills a sub-command's defaults over the values parsed before it, so an option
+    written before KIND would be silently replaced by the kind's default; the note lets the
+    command refuse it instead.
+    """
+    base = type(action)
+
+    def __call__(self: argparse.Action, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        base.__call__(self, parser, namespace, values, option_string)
+        setattr(namespace, _BEFORE_KIND, [*getattr(namespace, _BEFORE_KIND, []), option_string or self.dest])
+
+    action.__class__ = type(f"Recorded{base.__name__}", (base,), {"__call__": __call__})
+
+
+def _options_after_kind(kind: str, command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command``, refusing (one line, exit 2) options that were written before ``kind``."""
+
+    def checked(args: argparse.Namespace) -> int:
+        given = getattr(args, _BEFORE_KIND, [])
+        if given:
+            from mambah.errors import ConfigError
+
+            raise ConfigError(
+                f"{', '.join(given)} before the kind would be ignored by 'mambah validate {kind}'; "
+                f"write the options after it: 'mambah validate {kind} {' '.join(given)} ...'"
+            )
+        return command(args)
+
+    return checked
+
+
 def register(sub: Any) -> None:
     """Add ``mambah validate`` with one sub-command per registered validator."""
     from sim.core.registry import validators
@@ -31,10 +69,13 @@ def register(sub: Any) -> None:
     val = sub.add_parser("validate", help="validate fast models against the reference detector")
     add_default, cmd_default = families[""]
     add_default(val)
+    for action in val._actions:
+        if action.option_strings and not isinstance(action, argparse._HelpAction):
+            _record_given(action)
     val.set_defaults(func=cmd_default, kind="all")
     kinds = val.add_subparsers(dest="kind", metavar="KIND")
     for kind, spec in validators().items():
         p = kinds.add_parser(kind, help=spec.help or f"validate the {kind} model")
         add_arguments, command = families.get(kind, families[""])
         add_arguments(p)
-        p.set_defaults(func=command)
+        p.set_defaults(func=_options_after_kind(kind, command))
