@@ -230,9 +230,13 @@ def _find_broken_link(index: HepMCIndex, arr: np.ndarray) -> None:
     ev_of = np.cumsum(is_e) - 1  # event of every line (E lines open events)
     sp = np.flatnonzero(arr == 32)
 
+    after_letter: dict[int, np.ndarray] = {}  # the index in ``sp`` of the space after each line's type letter, per row set
+
     def field(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Start and end of space-separated field ``k`` (the type letter is field 0) of lines ``rows``."""
-        j = np.searchsorted(sp, line_start[rows])  # the space after the type letter
+        j = after_letter.get(id(rows))
+        if j is None:
+            j = after_letter[id(rows)] = np.searchsorted(sp, line_start[rows])
         lo = sp[np.minimum(j + k - 1, sp.size - 1)] + 1
         hi = np.minimum(sp[np.minimum(j + k, sp.size - 1)], line_end[rows])
         hi = np.where(j + k < sp.size, hi, line_end[rows])
