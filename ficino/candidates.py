@@ -408,19 +408,20 @@ class _Lookup:
     """Row positions of ``(event, index)`` keys in one batch's table (first row of each key).
 
     Store tables come sorted by ``(event, index)`` with ``index`` counting 0, 1, ... in
-    each event; then the row of a key is ``start[event] + index``, found with two
-    gathers instead of a binary search (checked against the key; any key not found
-    that way falls back to ``searchsorted``, so sparse or unsorted tables work too).
+    each event; then the row of a key is ``start[event] + index`` (checked against the
+    key; any key not found that way falls back to a binary search, so sparse or unsorted
+    tables work too), one compiled pass over the queries (:mod:`ficino._kernels`).
     """
 
     def __init__(self, event: np.ndarray, index: np.ndarray, order_by: np.ndarray | None = None) -> None:
-        key = _key(event, index)
-        step = np.diff(key)
-        if order_by is None:
-            in_order = bool(np.all(step >= 0))
-        else:
+        from ficino._kernels import lookup_keys
+
+        key = np.empty(len(event), np.int64)
+        in_order = bool(lookup_keys(event, index, key))  # key (int64 (m,)) and whether it is sorted
+        if order_by is not None and in_order:
+            step = np.diff(key)
             in_order = bool(np.all((step > 0) | ((step == 0) & (np.diff(order_by) >= 0))))
-        self.start: np.ndarray | None = None
+        self.start = np.zeros(0, np.int64)  # empty: no event starts, binary search only
         if in_order:  # rows usually come sorted by (event, index): no sort, identity order
             self.order = np.arange(len(key))
             self.sorted = key
@@ -432,24 +433,13 @@ class _Lookup:
             self.sorted = key[self.order]
 
     def find(self, event: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """Positions (int64 (n,)), -1 where the key is absent or ``index < 0``."""
-        if len(self.sorted) == 0:
-            return np.full(len(event), -1, np.int64)
-        key = _key(event, index)
-        valid = np.asarray(index) >= 0
-        if self.start is not None:
-            ev = np.clip(np.asarray(event, np.int64), 0, len(self.start) - 2)
-            first = self.start[ev]
-            i = np.minimum(first + np.maximum(np.asarray(index, np.int64), 0), len(self.sorted) - 1)
-            hit = self.sorted[i] == key
-            # a hit after a duplicate of its key is not the key's first row; index < 0 means none
-            redo = (~hit | ((i > 0) & (self.sorted[np.maximum(i - 1, 0)] == key))) & valid
-            if redo.any():  # sparse index or duplicated keys: binary search for those
-                miss = np.flatnonzero(redo)
-                i[miss] = np.minimum(np.searchsorted(self.sorted, key[miss]), len(self.sorted) - 1)
-        else:
-            i = np.minimum(np.searchsorted(self.sorted, key), len(self.sorted) - 1)
-        return np.where((self.sorted[i] == key) & valid, self.order[i], -1)
+        """Positions (int64 (n,)), -1 where the key is absent or ``index < 0`` (one compiled pass,
+        :func:`ficino._kernels.lookup_find`)."""
+        from ficino._kernels import lookup_find
+
+        out = np.empty(len(event), np.int64)
+        lookup_find(self.sorted, self.order, self.start, np.ascontiguousarray(event), np.ascontiguousarray(index), out)
+        return out
 
 
 def _key(event: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -510,6 +500,8 @@ def _match_tree(tree: DecayNode, mp: Mapping[str, np.ndarray]) -> list[np.ndarra
         One int64 array (n,) of row positions per node of ``tree.walk()``, n
         candidates in no particular order.
     """
+    from ficino._kernels import key_ranges
+
     nodes = tree.walk()
     event, index, pid = mp["event"], mp["index"], mp["pid"]
 
@@ -529,14 +521,17 @@ def _match_tree(tree: DecayNode, mp: Mapping[str, np.ndarray]) -> list[np.ndarra
             order = np.argsort(ckey, kind="stable")
             cand, ckey = cand[order], ckey[order]
             pkey = _key(event[parent], index[parent])
-            lo = np.searchsorted(ckey, pkey, "left")
-            hi = np.searchsorted(ckey, pkey, "right")
+            lo, hi = np.empty(len(parent), np.int64), np.empty(len(parent), np.int64)
+            key_ranges(ckey, pkey, lo, hi)  # searchsorted(ckey, pkey, "left"), (..., "right")
             count = hi - lo
             total = int(count.sum())
-            rep = np.repeat(np.arange(len(parent)), count)
-            offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-            child_rows = cand[np.repeat(lo, count) + offset]
-            pos = {k: v[rep] for k, v in pos.items()}
+            if total == len(parent) and (total == 0 or int(count.min()) == 1):  # one child row per parent
+                child_rows = cand[lo]
+            else:
+                rep = np.repeat(np.arange(len(parent)), count)
+                offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+                child_rows = cand[np.repeat(lo, count) + offset]
+                pos = {k: v[rep] for k, v in pos.items()}
             pos[id(child)] = child_rows
             if child.pid in prev_same:
                 keep = index[child_rows] > index[pos[prev_same[child.pid]]]
@@ -564,8 +559,14 @@ def _match(spec: DecaySpec, mp: Mapping[str, np.ndarray]) -> tuple[np.ndarray, l
             parts.append(_match_tree(conj, mp))
     rows = [np.concatenate([p[i] for p in parts]) for i in range(len(nodes))]
     event = mp["event"][rows[0]]
-    keys = [mp["index"][r] for r in reversed(rows[1:])] + [_key(event, mp["index"][rows[0]])]
-    order = np.lexsort(keys) if len(event) else np.zeros(0, np.int64)
+    keys = [_key(event, mp["index"][rows[0]])] + [mp["index"][r] for r in rows[1:]]  # primary key first
+    if not len(event):
+        return event, rows
+    from ficino._kernels import keys_sorted
+
+    if keys_sorted(np.stack(keys).astype(np.int64, copy=False)):  # already in order (the usual case): lexsort is the identity
+        return event, rows
+    order = np.lexsort(keys[::-1])
     return event[order], [r[order] for r in rows]
 
 
@@ -972,16 +973,20 @@ def _event_pvs(
 
 def _vertex_columns(
     d: Mapping[str, np.ndarray], rows: np.ndarray, fit: vx.VertexFit | None, line: vx.Daughters | None,
-    pvs: Mapping[str, np.ndarray], n: int,
+    pvs: Mapping[str, np.ndarray], n: int, own_tau: bool = True,
 ) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Vertex-fit columns of one composite (NaN where it was not fitted) and its own PV
     (rows fitted, position (m, 3), covariance (m, 3, 3)); ``line``: the composite as a line
-    (:func:`sim.detector.vertexing.composite_daughters` of ``fit``)."""
+    (:func:`sim.detector.vertexing.composite_daughters` of ``fit``); ``own_tau``: fit the decay
+    time from the own PV (False for a flying intermediate, whose τ runs from its mother's vertex
+    and is filled by :func:`_assemble`: ``tau``/``tauerr`` stay NaN here)."""
     keys = ("end_x", "end_y", "end_z", "end_xerr", "end_yerr", "end_zerr", "end_chi2", "pv_x", "pv_y", "pv_z",
             "pv_chi2", "ip_ownpv", "ipchi2_ownpv", "fd", "fdchi2", "dira", "tau", "tauerr", "mcorr", "mcorrerr")
-    out = {k: np.full(n, np.nan) for k in keys}
-    out["end_ndof"] = np.full(n, -1, np.int32)
-    out["pv_ndof"] = np.full(n, -1, np.int32)
+    every = fit is not None and line is not None and rows.size > 0 and _every_row(rows, n)
+    out = {} if every else {k: np.full(n, np.nan) for k in keys}
+    if not every:
+        out["end_ndof"] = np.full(n, -1, np.int32)
+        out["pv_ndof"] = np.full(n, -1, np.int32)
     # true proper time from the true vertices and momentum [ns]
     with np.errstate(divide="ignore", invalid="ignore"):
         flight = np.sqrt(sum((d[f"ev_{k}"] - d[f"ov_{k}"]) ** 2 for k in "xyz"))
@@ -996,7 +1001,7 @@ def _vertex_columns(
                              fit, visible, rows)
     best = q["best"]
     own, own_cov = pvs["pos"][rows, best], pvs["cov"][rows, best]
-    tau, tauerr, _ = vx.decay_time(own, own_cov, fit)
+    tau, tauerr = vx.decay_time(own, own_cov, fit)[:2] if own_tau else (np.full(rows.size, np.nan), np.full(rows.size, np.nan))
     err = np.sqrt(np.diagonal(fit.cov, axis1=1, axis2=2))
     vals = {
         "end_x": fit.position[:, 0], "end_y": fit.position[:, 1], "end_z": fit.position[:, 2],
@@ -1005,10 +1010,12 @@ def _vertex_columns(
         "ip_ownpv": q["ip"], "ipchi2_ownpv": q["ipchi2"], "fd": q["fd"], "fdchi2": q["fdchi2"], "dira": q["dira"],
         "tau": tau, "tauerr": tauerr, "mcorr": q["mcorr"], "mcorrerr": q["mcorrerr"],
     }
-    for k, v in vals.items():
-        out[k][rows] = v
-    out["end_ndof"][rows] = fit.ndof
-    out["pv_ndof"][rows] = pvs["ndof"][rows, best]
+    vals["end_ndof"], vals["pv_ndof"] = fit.ndof.astype(np.int32), pvs["ndof"][rows, best]
+    if _every_row(rows, n):  # every candidate fitted (the usual case): the fit's arrays are the columns
+        out.update(vals)
+    else:
+        for k, v in vals.items():
+            out[k][rows] = v
     return out, (rows, own, own_cov)
 
 
@@ -1083,6 +1090,8 @@ def _assemble(
     inputs_of, order = _vertex_plan(spec)
     direct = _direct_daughters(spec)
     unseen = _unseen_neutrals(spec)
+    # flying intermediates: their decay time runs from the mother's vertex (below), not from the own PV
+    from_mother = {c for inputs in inputs_of.values() for c, kind in inputs if kind == "composite"}
     for a in order:
         d = parts[a]
         tr = [parts[t] for t in spec.tracks[a]]
@@ -1099,7 +1108,7 @@ def _assemble(
         fits[a] = _fit_composite(inputs_of[a], parts, fits, spec, n, lines, dtf)
         fit_a = fits[a][1]
         lines[a] = vx.composite_daughters(fit_a) if fit_a is not None and len(fit_a.chi2) else None
-        vcols, own_pv = _vertex_columns(d, *fits[a], lines[a], pvs, n)
+        vcols, own_pv = _vertex_columns(d, *fits[a], lines[a], pvs, n, own_tau=a not in from_mother)
         d.update(vcols)
         if dtf:
             d.update(dtf)

@@ -1,0 +1,136 @@
+"""Compiled (numba) loops of the candidate builder (:mod:`ficino.candidates`): key lookups and the match order.
+
+Each loop does what a few numpy passes did in :mod:`ficino.candidates` (integer logic only, so the
+results are the same, not just close): one pass over the queries instead of a dozen ``(n,)``
+temporaries.  Importing this module imports numba and compiles (or loads from numba's cache) the
+loops, so :mod:`ficino.candidates` imports it on first use; the cache is that of
+:mod:`sim.detector._vertex_kernels` (``cache=True``, with its fallback directory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.detector._vertex_kernels import _jit
+
+__all__ = ("lookup_keys", "lookup_find", "keys_sorted", "key_ranges")
+
+
+def _lookup_keys(event: np.ndarray, index: np.ndarray, key: np.ndarray) -> bool:
+    """``key = (event << 32) | (index & 0xFFFFFFFF)`` (int64) and whether ``key`` is non-decreasing."""
+    n = event.shape[0]
+    in_order = True
+    prev = np.int64(0)
+    for r in range(n):
+        k = (np.int64(event[r]) << 32) | (np.int64(index[r]) & 0xFFFFFFFF)
+        key[r] = k
+        if r and k < prev:
+            in_order = False
+        prev = k
+    return in_order
+
+
+lookup_keys = _jit(_lookup_keys)
+"""The compiled :func:`_lookup_keys`."""
+
+
+def _lookup_find(sorted_keys: np.ndarray, order: np.ndarray, start: np.ndarray, event: np.ndarray,
+                 index: np.ndarray, out: np.ndarray) -> None:
+    """For each query ``(event[q], index[q])`` the row ``order[i]`` of the first ``i`` with
+    ``sorted_keys[i]`` = its key, -1 where there is none or ``index < 0``.
+
+    ``sorted_keys (N,)`` non-decreasing int64 keys, ``order (N,)`` their rows; ``start`` (``(E + 2,)``
+    the first position of each event 0..E+1, or empty): the guess ``start[event] + index`` is tried
+    first (a table whose ``index`` counts 0, 1, ... in each event), a binary search where it misses.
+    """
+    n_keys = sorted_keys.shape[0]
+    n_start = start.shape[0]
+    for q in range(event.shape[0]):
+        ix = np.int64(index[q])
+        if ix < 0 or n_keys == 0:
+            out[q] = -1
+            continue
+        ev = np.int64(event[q])
+        key = (ev << 32) | (ix & 0xFFFFFFFF)
+        if n_start:
+            e = min(max(ev, 0), n_start - 2)
+            i = min(start[e] + ix, n_keys - 1)
+            if sorted_keys[i] == key and (i == 0 or sorted_keys[i - 1] != key):
+                out[q] = order[i]
+                continue
+        lo, hi = 0, n_keys  # leftmost i with sorted_keys[i] >= key (numpy.searchsorted, side="left")
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if sorted_keys[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[q] = order[lo] if lo < n_keys and sorted_keys[lo] == key else -1
+
+
+lookup_find = _jit(_lookup_find)
+"""The compiled :func:`_lookup_find`."""
+
+
+def _keys_sorted(keys: np.ndarray) -> bool:
+    """Whether the columns of ``keys`` ``(m, n)`` int64 (row 0 the primary key) are in lexicographic
+    order, i.e. whether ``numpy.lexsort(keys[::-1])`` (stable) is the identity."""
+    m, n = keys.shape
+    for r in range(1, n):
+        for a in range(m):
+            if keys[a, r] > keys[a, r - 1]:
+                break
+            if keys[a, r] < keys[a, r - 1]:
+                return False
+    return True
+
+
+keys_sorted = _jit(_keys_sorted)
+"""The compiled :func:`_keys_sorted`."""
+
+
+def _key_ranges(keys: np.ndarray, query: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """``lo``, ``hi`` = ``numpy.searchsorted(keys, query, "left")``, ``(..., "right")`` for sorted int64
+    ``keys (N,)`` and int64 ``query (n,)``: one merge walk where ``query`` is non-decreasing (the usual
+    case: parents in row order), else a binary search per query."""
+    n_keys = keys.shape[0]
+    n = query.shape[0]
+    ordered = True
+    for q in range(1, n):
+        if query[q] < query[q - 1]:
+            ordered = False
+            break
+    if ordered:
+        a = 0
+        for q in range(n):
+            v = query[q]
+            while a < n_keys and keys[a] < v:
+                a += 1
+            b = a
+            while b < n_keys and keys[b] == v:
+                b += 1
+            lo[q] = a
+            hi[q] = b
+        return
+    for q in range(n):
+        v = query[q]
+        a, b = 0, n_keys
+        while a < b:
+            mid = (a + b) >> 1
+            if keys[mid] < v:
+                a = mid + 1
+            else:
+                b = mid
+        lo[q] = a
+        b = n_keys
+        while a < b:
+            mid = (a + b) >> 1
+            if keys[mid] <= v:
+                a = mid + 1
+            else:
+                b = mid
+        hi[q] = a
+
+
+key_ranges = _jit(_key_ranges)
+"""The compiled :func:`_key_ranges`."""
