@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from mambah.errors import DataError
+from sim.generation.hepmc import _int_fields  # hepmc imports this module only inside read_segment: no cycle
 
 __all__ = ("TextLayoutError", "parse_hepmc3")
 
@@ -76,12 +77,6 @@ def _read_csv(buf: np.ndarray, names: list[str], types: dict[str, Any], what: st
 
 def _np(table: Any, name: str) -> np.ndarray:
     return np.asarray(table.column(name).to_numpy())
-
-
-def _int_fields(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from sim.generation.hepmc import _int_fields as impl
-
-    return impl(arr, starts, ends)
 
 
 def _incoming_lists(tables: list[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +155,7 @@ def parse_hepmc3(body: bytes, n_events: int) -> dict[str, Any]:
     for k, r in enumerate(np.flatnonzero(is_e).tolist()):
         f = body[ls[r] : le[r]].split(b" ")
         try:
+            int(f[1])  # the event number (not stored)
             declared[k] = (int(f[2]), int(f[3]))
             if len(f) == 9 and f[4] == b"@":
                 event_pos[k] = [float(x) for x in f[5:9]]
