@@ -10,6 +10,7 @@ of :mod:`sim.core.runner` runs the same check before it trusts a store.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import duckdb
 from mambah.errors import SchemaVersionError, StoreError
 from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES
 
-__all__ = ("CheckReport", "check_store", "duckdb_error_line", "is_lock_conflict")
+__all__ = ("CheckReport", "check_store", "duckdb_error_line", "is_lock_conflict", "truncation_problem")
 
 #: the text DuckDB puts in a file-lock conflict (and in nothing else)
 _LOCK_MARKERS = ("could not set lock on file", "conflicting lock is held")
@@ -47,6 +48,31 @@ def duckdb_error_line(err: BaseException, path: str | Path) -> str:
     if "checksum" in low or "corrupt" in low or "could not read enough bytes" in low or "truncat" in low:
         return f"store '{path}' is damaged (run 'mambah check {path}'): {first}"
     return f"cannot read or write store '{path}': {first}"
+
+
+#: bytes before the first block of a DuckDB file: the main header and the two database headers
+_FILE_HEADERS = 3 * 4096
+
+
+def truncation_problem(con: duckdb.DuckDBPyConnection, path: str | Path) -> str | None:
+    """One line if the store file ``path`` is shorter than the blocks its header records, else None.
+
+    A cut copy or download: DuckDB opens it and answers catalogue queries (``mambah info``,
+    ``count(*)``); only reading a lost block fails.  ``None`` while a write-ahead log is
+    pending (its blocks are not in the file yet).
+
+    Args:
+        con: a connection to ``path``, opened just now.
+        path: the store file.
+    """
+    if os.path.exists(f"{path}.wal"):
+        return None
+    block_size, total_blocks = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone() or (0, 0)
+    need = _FILE_HEADERS + int(block_size) * int(total_blocks)
+    size = os.path.getsize(path)
+    if size >= need:
+        return None
+    return f"store '{path}' is damaged (run 'mambah check {path}'): the file is truncated, {size:,} bytes where its header records {need:,}"
 
 
 @dataclass
@@ -119,6 +145,10 @@ def check_store(path: str | Path, *, con: duckdb.DuckDBPyConnection | None = Non
             report.problems.append(duckdb_error_line(err, p))
             return report
         try:
+            truncated = truncation_problem(own, p)
+            if truncated:  # every table behind the cut would be one more line saying the same
+                report.problems.append(truncated)
+                return report
             _check(own, report)
         finally:
             own.close()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from mambah.check import CheckReport, check_store, duckdb_error_line, is_lock_conflict
+from mambah.check import CheckReport, check_store, duckdb_error_line, is_lock_conflict, truncation_problem
 from mambah.errors import SchemaVersionError, StoreError, StoreExistsError, first_line
 from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, VIEWS, column_decimals, column_names, create_ddl, create_view_ddl
 
@@ -120,7 +120,11 @@ class EventStore:
         tmp = parent / f".{p.name}.tmp-{uuid.uuid4().hex[:12]}"
         with _file_lock(p):  # held until the new file has replaced the old one
             try:
-                con = _connect(str(tmp), read_only=False)
+                try:
+                    con = _connect(str(tmp), read_only=False)
+                except StoreError as err:  # e.g. a read-only file system: name the output, not the temporary file
+                    why = _first_line(err.__cause__ or err).replace(str(tmp), spath)
+                    raise StoreError(f"cannot write output '{spath}': {why}") from err
                 try:
                     _initialise(con, spath, primary_keys, rows)
                 finally:
@@ -164,6 +168,9 @@ class EventStore:
         con = _connect(spath, read_only=read_only)
         store = cls(con, spath, read_only=read_only)
         try:
+            truncated = truncation_problem(con, spath)
+            if truncated:
+                raise StoreError(truncated)
             store._check_schema()
             _ensure_views(con)
         except duckdb.Error as err:
