@@ -13,7 +13,7 @@ import numpy as np
 
 from sim.detector._vertex_kernels import _jit
 
-__all__ = ("lookup_keys", "lookup_find", "keys_sorted", "key_ranges")
+__all__ = ("lookup_keys", "lookup_find", "keys_sorted", "key_ranges", "candidate_pvs")
 
 
 def _lookup_keys(event: np.ndarray, index: np.ndarray, key: np.ndarray) -> bool:
@@ -134,3 +134,46 @@ def _key_ranges(keys: np.ndarray, query: np.ndarray, lo: np.ndarray, hi: np.ndar
 
 key_ranges = _jit(_key_ranges)
 """The compiled :func:`_key_ranges`."""
+
+
+def _candidate_pvs(at: np.ndarray, found: np.ndarray, t_pos: np.ndarray, t_var: np.ndarray, t_chi2: np.ndarray,
+                   t_ndof: np.ndarray, smeared: np.ndarray, var0: np.ndarray, pos: np.ndarray, cov: np.ndarray,
+                   chi2: np.ndarray, ndof: np.ndarray, mask: np.ndarray) -> None:
+    """The PVs of each candidate (``ficino.candidates._event_pvs``): candidate ``i`` takes the ``m`` slots
+    of event row ``at[i]`` of the table ``t_pos (E, m, 3)``, ``t_var (E, m, 3)`` (diagonal covariance),
+    ``t_chi2 (E, m)``, ``t_ndof (E, m)`` where ``found[i]``, else one slot with ``smeared[i] (3,)`` and
+    variances ``var0 (3,)``; a slot is used (``mask``) when its position and variances are finite.
+    Writes ``pos (n, m, 3)`` (0 where unused), ``cov (n, m, 3, 3)`` (diagonal; unit where unused),
+    ``chi2``, ``ndof``, ``mask (n, m)``."""
+    n, m = mask.shape
+    p = np.empty(3)
+    v = np.empty(3)
+    for i in range(n):
+        f = found[i]
+        e = at[i]
+        for j in range(m):
+            if f:
+                for a in range(3):
+                    p[a] = t_pos[e, j, a]
+                    v[a] = t_var[e, j, a]
+                chi2[i, j] = t_chi2[e, j]
+                ndof[i, j] = t_ndof[e, j]
+            else:
+                for a in range(3):
+                    p[a] = smeared[i, a] if j == 0 else np.nan
+                    v[a] = var0[a] if j == 0 else np.nan
+                chi2[i, j] = np.nan
+                ndof[i, j] = -1
+            ok = True
+            for a in range(3):
+                ok = ok and np.isfinite(p[a]) and np.isfinite(v[a])
+            mask[i, j] = ok
+            for a in range(3):
+                pos[i, j, a] = p[a] if ok else 0.0
+                for b in range(3):
+                    cov[i, j, a, b] = 0.0
+                cov[i, j, a, a] = v[a] if ok else 1.0
+
+
+candidate_pvs = _jit(_candidate_pvs)
+"""The compiled :func:`_candidate_pvs`."""

@@ -955,20 +955,14 @@ def _event_pvs(
     table["ndof"][e_of, slot] = pvt["ndof"][order]
     at = np.minimum(np.searchsorted(uniq, event), max(uniq.size - 1, 0))
     found = (uniq[at] == event) if uniq.size else np.zeros(n, bool)
-    pos = np.full((n, m, 3), np.nan)
-    var = np.full((n, m, 3), np.nan)
-    chi2 = np.full((n, m), np.nan)
-    ndof = np.full((n, m), -1, np.int32)
-    if uniq.size:
-        pos[found], var[found] = table["pos"][at[found]], table["var"][at[found]]
-        chi2[found], ndof[found] = table["chi2"][at[found]], table["ndof"][at[found]]
     smeared = true_pv + rng.normal(size=(n, 3)) * pv_sigma
-    pos[~found, 0] = smeared[~found]
-    var[~found, 0] = pv_sigma**2
-    mask = np.isfinite(pos).all(axis=2) & np.isfinite(var).all(axis=2)
-    cov = np.zeros((n, m, 3, 3))
-    cov[..., [0, 1, 2], [0, 1, 2]] = np.where(mask[..., None], var, 1.0)
-    return {"pos": np.where(mask[..., None], pos, 0.0), "cov": cov, "chi2": chi2, "ndof": ndof, "mask": mask}
+    from ficino._kernels import candidate_pvs
+
+    pos, cov = np.empty((n, m, 3)), np.empty((n, m, 3, 3))
+    chi2, ndof, mask = np.empty((n, m)), np.empty((n, m), np.int32), np.empty((n, m), bool)
+    candidate_pvs(at, found, table["pos"], table["var"], table["chi2"], table["ndof"], smeared,
+                  np.ascontiguousarray(pv_sigma**2, dtype=np.float64), pos, cov, chi2, ndof, mask)
+    return {"pos": pos, "cov": cov, "chi2": chi2, "ndof": ndof, "mask": mask}
 
 
 def _vertex_columns(
