@@ -261,6 +261,10 @@ def load_model(path: str | Path, expect_inputs: Sequence[str] | None = None, *,
 
         model = read_network(path)
     if model is None:
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that is there
+            raise ModelError(f"cannot load model {path}: BadZipFile: File is not a zip file (a .keras model is a zip archive)")
         import keras
 
         try:

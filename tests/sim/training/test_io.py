@@ -99,6 +99,12 @@ def test_corrupt_files(tmp_path: Path, classifier: TrainedModel) -> None:
     path.write_bytes(data[: len(data) // 2])  # truncated zip
     with pytest.raises(ModelError, match=f"cannot load model {path}"):
         load_model(path)
+    for junk in (b"", b"garbage" * 1000):  # Keras called these "File not found" (the file is there)
+        path.write_bytes(junk)
+        with pytest.raises(ModelError, match=f"cannot load model {path}: BadZipFile: File is not a zip file") as info:
+            load_model(path)
+        assert "not found" not in str(info.value)
+    path.write_bytes(data)
     path.with_suffix(".json").write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):
         load_model(path)
