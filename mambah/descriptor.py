@@ -274,8 +274,20 @@ def parse_descriptor(text: str) -> tuple[DecayNode, bool]:
     return tree, cc
 
 
+#: what an EvtGen model name looks like (``SVS``, ``PHSP``, ``VSS_BMIX``): no particle is spelled so
+_MODEL_LIKE = re.compile(r"[A-Z][A-Z0-9_]{2,}")
+
+
 def _leaf(name: str, text: str) -> DecayNode:
-    p = lookup_particle(name, context=f"decay {text!r}")
+    try:
+        p = lookup_particle(name, context=f"decay {text!r}")
+    except UnknownParticleError as err:
+        if _MODEL_LIKE.fullmatch(name) and "did you mean" not in str(err):
+            raise UnknownParticleError(
+                f"{err}; a descriptor names particles only: a decay model such as {name} goes in a .dec file "
+                "(mambah run --dec-file, or dec_file in the config)"
+            ) from err
+        raise
     return DecayNode(_evtgen_name(p), int(p.pdgid))
 
 

@@ -407,7 +407,7 @@ class Pipeline:
         """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file."""
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file '{p}' does not exist")
+            raise ConfigError(f"config file '{p}' " + ("is a directory; give a .toml or .yaml file" if p.is_dir() else "does not exist"))
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:

@@ -208,7 +208,7 @@ def read_dec_file(path: str | Path) -> DecBlocks:
     """Parse a DecFile on disk (cached per path and modification time)."""
     p = Path(path)
     if not p.is_file():
-        raise DecayError(f"DecFile '{p}' does not exist")
+        raise DecayError(f"DecFile '{p}' " + ("is a directory, not a .dec file" if p.is_dir() else "does not exist"))
     return _read_cached(str(p.resolve()), os.stat(p).st_mtime_ns)
 
 

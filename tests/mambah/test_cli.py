@@ -95,6 +95,9 @@ BAD_RUNS = [
     (["--seed", "1.5"], "--seed: expected a non-negative integer, got '1.5'"),
     (["--events", "100000000000000000000000"], "at most 2,147,483,647 batches"),
     (["--decay", "B0 -> K+ pi-", "--dec-file", "x.dec"], "give only one of --decay and --dec-file"),
+    (["--decay", "B0 -> K+ pi- SVS"], "unknown particle 'SVS'.*a decay model such as SVS goes in a .dec file \\(mambah run --dec-file"),
+    (["--dec-file", "/"], "DecFile '/' is a directory, not a .dec file"),
+    (["--config", "/"], "config file '/' is a directory; give a .toml or .yaml file"),
 ]
 
 
