@@ -134,6 +134,10 @@ def _with_preselect(pipeline: Pipeline, args: argparse.Namespace) -> Pipeline:
                           mode=mode or "threshold", weights=weights)
 
 
+#: suffixes of the export formats (``mambah export``), not of a store
+_NTUPLE_SUFFIXES = (".root", ".parquet", ".pq", ".csv")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from sim.core.runner import check_output, run
 
@@ -144,6 +148,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if getattr(args, "dataset", False) and args.workers is None and args.scheduler is None:
         raise ConfigError("--dataset needs --workers N or --scheduler ADDRESS (a serial run writes one store file)")
+    if Path(args.output).suffix.lower() in _NTUPLE_SUFFIXES:  # a DuckDB file named .root would be a silent substitute
+        raise ConfigError(
+            f"-o {args.output} names an ntuple; mambah run writes a DuckDB store: give -o "
+            f"{Path(args.output).with_suffix('.duckdb')} and --export {args.output} (or mambah export afterwards)"
+        )
     check_output(args.output, resume=args.resume, overwrite=args.overwrite)
     # --export (ficino.cli): on_batch hook streaming committed batches into an ntuple
     hook = args.export_hook(args, pipeline) if getattr(args, "export_hook", None) else None

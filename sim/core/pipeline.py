@@ -432,13 +432,24 @@ class Pipeline:
         return cls.from_toml(text, source=f"'{p}'")
 
     def save(self, path: str | Path) -> None:
+        """Write the config as YAML (``.yaml``/``.yml``) or TOML (any other suffix).
+
+        Raises:
+            ConfigError: the file cannot be written (missing directory, a directory, no permission).
+        """
         p = Path(path)
+        if not p.parent.is_dir():
+            raise ConfigError(f"directory '{p.parent}' of config file '{p}' does not exist")
         if p.suffix in (".yaml", ".yml"):
             import yaml
 
-            p.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
-            p.write_text(self.to_toml())
+            text = self.to_toml()
+        try:
+            p.write_text(text)
+        except OSError as err:
+            raise ConfigError(f"cannot write config file '{p}': {err.strerror or err}") from err
 
 
 def build_kernels(pipeline: Pipeline) -> list[Kernel]:

@@ -143,6 +143,22 @@ def test_bad_files(tmp_path, small_store, capsys):
     assert not (tmp_path / "x.duckdb").exists()
 
 
+def test_run_outputs_that_cannot_be_honoured(tmp_path, capsys):
+    """--save-config into a missing directory (a traceback, exit 1, before) and -o naming an ntuple format."""
+    cases = [
+        (["run", "--save-config", str(tmp_path / "nodir" / "c.toml")], f"directory '{tmp_path / 'nodir'}' of config file"),
+        (["run", "--save-config", str(tmp_path)], f"cannot write config file '{tmp_path}': Is a directory"),
+        (["run", "-o", str(tmp_path / "y.root"), "--events", "100"],
+         f"-o {tmp_path / 'y.root'} names an ntuple; mambah run writes a DuckDB store: give -o {tmp_path / 'y.duckdb'} and --export"),
+        (["run", "-o", str(tmp_path / "y.parquet"), "--events", "100"], "names an ntuple"),
+    ]
+    for args, match in cases:
+        assert main([*args, "--no-progress"]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and match in err, (args, err)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_other_schema_version_refused(tmp_path, capsys):
     import duckdb
 
