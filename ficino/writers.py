@@ -112,6 +112,12 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     return p
 
 
+def _why(err: BaseException, tmp: Path, path: Path) -> str:
+    """``err``'s first line, the temporary file (a detail of how the output is written) named as the output."""
+    text = (getattr(err, "strerror", None) if isinstance(err, OSError) and err.strerror else None) or str(err)
+    return text.strip().splitlines()[0].replace(str(tmp), str(path)) if text.strip() else type(err).__name__
+
+
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.ficino-{os.getpid()}.tmp")
 
@@ -255,7 +261,7 @@ class RootFile(NtupleFile):
             self._tree = self._file.mktree(tree, {c: np.dtype(t) for c, t in self.dtypes.items()}, title=title)
         except OSError as err:
             self._remove(self.tmp)
-            raise ExportError(f"cannot create '{self.tmp}': {err}") from err
+            raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
 
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
         self._buffer.append(chunk)
@@ -320,7 +326,7 @@ class ParquetFile(NtupleFile):
                 self._writer = pq.ParquetWriter(self.tmp, self.schema, compression=self._codec, compression_level=level)
         except OSError as err:
             self._remove(self.tmp)
-            raise ExportError(f"cannot create '{self.tmp}': {err}") from err
+            raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
 
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
         import pyarrow.parquet as pq
@@ -362,7 +368,7 @@ class CsvFile(NtupleFile):
             self._writer = pacsv.CSVWriter(str(self.tmp), self.schema)
         except OSError as err:
             self._remove(self.tmp)
-            raise ExportError(f"cannot create '{self.tmp}': {err}") from err
+            raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
 
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
         self._writer.write_table(pa.Table.from_arrays([pa.array(chunk[c]) for c in self.dtypes], schema=self.schema))

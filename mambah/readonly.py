@@ -168,9 +168,9 @@ def write_result(reader: pa.RecordBatchReader, output: str | os.PathLike[str], f
             raise ConfigError(f"unknown result format {fmt!r}; formats: csv, parquet")
         os.replace(tmp, out)
     except OSError as err:
-        raise StoreError(f"cannot write '{out}': {err.strerror or _first(err)}; nothing was written") from err
+        raise StoreError(f"cannot write '{out}': {(err.strerror or _first(err)).replace(str(tmp), str(out))}; nothing was written") from err
     except pa.ArrowException as err:
-        raise StoreError(f"cannot write '{out}': {_first(err)}; nothing was written") from err
+        raise StoreError(f"cannot write '{out}': {_first(err).replace(str(tmp), str(out))}; nothing was written") from err
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()

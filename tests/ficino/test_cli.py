@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,6 +96,16 @@ def test_export_command_errors(store_file, tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert err.startswith("mambah: error: ") and message in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", ["root", "parquet", "csv"])
+def test_export_onto_a_read_only_file_system_names_the_output(store_file, suffix, capsys):
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc")
+    assert main(["export", str(store_file), f"/proc/x.{suffix}", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mambah: error: cannot create '/proc/x.{suffix}': ") and len(err.splitlines()) == 1, err
+    assert ".tmp" not in err, err  # the temporary file beside the output is not what the user named
 
 
 def test_export_command_output_exists_and_empty_store(store_file, tmp_path, capsys):

@@ -135,6 +135,10 @@ def test_output_that_is_a_directory_or_in_a_missing_directory(store: Path, tmp_p
     assert main(["query", str(store), "SELECT * FROM events", "--format", fmt, "-o", str(missing)]) == 2
     assert "does not exist" in _one_line_error(capsys)
     assert not missing.parent.exists()
+    if Path("/proc").is_dir():  # a file system that takes no new file (as root too): the line names the output
+        assert main(["query", str(store), "SELECT * FROM events", "--format", fmt, "-o", f"/proc/q.{fmt}"]) == 2
+        err = _one_line_error(capsys)
+        assert f"cannot write '/proc/q.{fmt}'" in err and ".tmp-" not in err, err
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
