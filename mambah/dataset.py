@@ -257,10 +257,21 @@ def merge_dataset(root: str | os.PathLike[str], output: str | os.PathLike[str], 
 
     Raises:
         StoreExistsError: ``output`` exists and not ``overwrite``.
-        StoreError, SchemaVersionError: ``root`` is not a readable dataset of this schema.
+        StoreError, SchemaVersionError: ``root`` is not a readable dataset of this schema, or
+            :func:`mambah.check.check_store` finds it damaged (a batch's table file missing:
+            the merged store would lack its rows).
     """
+    from mambah.check import check_store
     from mambah.store import EventStore
 
+    if Path(output).exists() and not overwrite:  # merge has no resume
+        raise StoreExistsError(f"output '{output}' exists; pass overwrite=True (--overwrite) to replace it")
+    src = EventStore.open(root, read_only=True)
+    src.close()
+    problems = check_store(Path(root)).lines()
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise StoreError(f"cannot merge '{root}': {problems[0]}{more}; see 'mambah check {root}'")
     src = EventStore.open(root, read_only=True)
     try:
         meta = src.metadata()
