@@ -205,6 +205,8 @@ def config_from_mapping(klass: type, d: Mapping[str, Any], where: str) -> Any:
 
 
 def _dataclass_from_dict(klass: type, d: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(d, Mapping):  # `run: 5` in YAML, `run = 5` in TOML
+        raise ConfigError(f"{where} must be a table of keys, got {d!r} ({type(d).__name__})")
     fields = {f.name: f for f in dataclasses.fields(klass) if f.init}
     unknown = sorted(set(d) - set(fields))
     if unknown:
@@ -219,6 +221,10 @@ def _dataclass_from_dict(klass: type, d: Mapping[str, Any], where: str) -> Any:
         if isinstance(value, Mapping):
             kwargs[key] = _nested_from_dict(default, value, f"{where}.{key}")
             continue
+        if dataclasses.is_dataclass(default) and not isinstance(value, str) and not dataclasses.is_dataclass(value):
+            raise ConfigError(
+                f"{where}.{key} must be a table of keys, got {value!r} ({type(value).__name__})"
+            )
         if isinstance(value, list):
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         # type and finiteness of every field, with its path (NaN, "abc" for a number, name = 3)

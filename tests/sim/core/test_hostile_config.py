@@ -47,6 +47,10 @@ def _toml(tmp_path: Path, text: str, name: str = "job.toml") -> Path:
         ('[run]\nbatch_size = 3000000000\n' + GEN, r"batch size must be at most 2,147,483,647"),
         ('[run]\nseed = true\n' + GEN, r"\[run\]\.seed must be an integer, got True"),
         ('[run]\nseed = -1\n' + GEN, r"seed must be a non-negative integer"),
+        # the bad-input corpus: a scalar where a table belongs (a TypeError traceback / a message from deep inside)
+        ('run = 5\n' + GEN, r"^\[run\] must be a table of keys, got 5 \(int\)$"),
+        (GEN + 'luminous_region = 3\n', r"^pass 'generator'\.luminous_region must be a table of keys, got 3 \(int\)$"),
+        (GEN + 'luminous_region = [1.0, 2.0]\n', r"luminous_region must be a table of keys, got \[1\.0, 2\.0\] \(list\)"),
     ],
 )
 def test_bad_values_named_by_path(text: str, match: str) -> None:
