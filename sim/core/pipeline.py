@@ -244,6 +244,9 @@ def _nested_from_dict(default: Any, value: Mapping[str, Any], where: str) -> Any
         family = getattr(default, "family", None) or where.rsplit(".", 1)[-1]
         return _dataclass_from_dict(registry.config_class(family, str(kind), where), value, where)
     if default is None or not dataclasses.is_dataclass(default):
+        kinds = registry.config_kinds(where.rsplit(".", 1)[-1]).get(where.rsplit(".", 1)[-1], [])
+        if kinds:
+            raise ConfigError(f"{where} as a table needs its kind (kind = one of {', '.join(kinds)})")
         raise ConfigError(f"{where} must not be a table")
     return _dataclass_from_dict(type(default), value, where)
 
@@ -415,7 +418,7 @@ class Pipeline:
         if not p.is_file():
             raise ConfigError(f"config file '{p}' " + ("is a directory; give a .toml or .yaml file" if p.is_dir() else "does not exist"))
         try:
-            text = p.read_text(encoding="utf-8")
+            text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
         except UnicodeDecodeError as err:
             raise ConfigError(f"config '{p}' is not a UTF-8 text file (byte {err.start}: {err.reason}); give a TOML or YAML file") from None
         except OSError as err:

@@ -50,6 +50,7 @@ def _toml(tmp_path: Path, text: str, name: str = "job.toml") -> Path:
         # the bad-input corpus: a scalar where a table belongs (a TypeError traceback / a message from deep inside)
         ('run = 5\n' + GEN, r"^\[run\] must be a table of keys, got 5 \(int\)$"),
         (GEN + 'luminous_region = 3\n', r"^pass 'generator'\.luminous_region must be a table of keys, got 3 \(int\)$"),
+        (GEN + '[passes.spectrum]\neta = 3.0\n', r"spectrum as a table needs its kind \(kind = one of fixed, heavy-hadron, uniform\)"),
         (GEN + 'luminous_region = [1.0, 2.0]\n', r"luminous_region must be a table of keys, got \[1\.0, 2\.0\] \(list\)"),
     ],
 )
@@ -61,6 +62,13 @@ def test_bad_values_named_by_path(text: str, match: str) -> None:
 def test_integral_floats_are_taken_as_integers() -> None:
     p = Pipeline.from_toml('[run]\nevents = 2e4\nbatch_size = 1e4\n' + GEN)
     assert p.run.events == 20_000 and isinstance(p.run.events, int) and p.run.n_batches == 2
+
+
+def test_byte_order_mark_is_not_content(tmp_path: Path) -> None:
+    """A TOML file saved with a UTF-8 byte-order mark (Windows editors) was 'malformed config: Invalid statement'."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + ("[run]\nevents = 300\n" + GEN).encode())
+    assert Pipeline.load(path).run.events == 300
 
 
 def test_binary_and_deeply_nested_files(tmp_path: Path) -> None:
