@@ -47,7 +47,7 @@ def register(sub: Any) -> None:
     run.add_argument("--seed", type=nonnegative_int, help="run seed (default 42)")
     run.add_argument("-o", "--output", default="mambah.duckdb", help="output store (default mambah.duckdb)")
     group = run.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="finish an interrupted run in --output")
+    group.add_argument("--resume", action="store_true", help="finish an interrupted run in --output (start it if --output does not exist)")
     group.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     run.add_argument("--preselect", metavar="MODEL", help="selection model (.keras + sidecar): events it predicts to fail "
                      "skip the detector passes (events.simulated = false; see sim.generation.preselect)")

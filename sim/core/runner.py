@@ -62,7 +62,8 @@ def open_output(pipeline: Pipeline, output: str | os.PathLike[str], *, resume: b
     one without recorded settings, one recorded with other settings, and one
     holding a batch whose seed or size is not this run's.  Stray rows of
     batches not recorded as complete are removed (one transaction) before any
-    batch runs.
+    batch runs.  Resuming an output that does not exist starts the run (a job
+    re-submitted after its first batch failed, which leaves no store).
 
     Raises:
         StoreError: damaged store, or no recorded settings.

@@ -236,3 +236,26 @@ def test_error_lines() -> None:
     assert "damaged" in line and "in use" not in line
     full = duckdb.IOException("IO Error: Could not write file \"/x.duckdb\": No space left on device")
     assert duckdb_error_line(full, "/x.duckdb").startswith("no space left on device writing '/x.duckdb'")
+
+
+@pytest.mark.parametrize("what", ["empty", "text", "plain-dir", "missing"])
+@pytest.mark.parametrize("command", ["info", "query", "check", "export", "run-resume"])
+def test_what_is_not_a_store_is_one_line_for_every_command(tmp_path: Path, what: str, command: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.duckdb"
+    if what == "empty":
+        path.write_bytes(b"")
+    elif what == "text":
+        path.write_text("hello\n")
+    elif what == "plain-dir":
+        path.mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = {"info": ["info", str(path)], "query": ["query", str(path), "SELECT 1"], "check": ["check", str(path)],
+            "export": ["export", str(path), str(tmp_path / "x.root"), "--no-progress"],
+            "run-resume": ["run", "-o", str(path), "--resume", "--events", "100", "--no-progress"]}[command]
+    if what == "missing" and command == "run-resume":
+        return  # --resume of nothing starts the run (documented: sim.core.runner.open_output, mambah run --help)
+    assert main(argv) == 2
+    err = _one_line(capsys)
+    assert str(path) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
