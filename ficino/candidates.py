@@ -1091,8 +1091,15 @@ def _assemble(
         tr = [parts[t] for t in spec.tracks[a]]
         ph = [parts[g] for g in spec.photons.get(a, ())]
         for k in ("px", "py", "pz", "e"):
-            # float64 sums: track momenta may be stored as float32 (the mass of a sum cancels digits)
-            d[k] = np.asarray(np.sum([t[k] for t in tr + ph], axis=0, dtype=np.float64)) if tr or ph else np.full(n, np.nan)
+            # float64 sums: track momenta may be stored as float32 (the mass of a sum cancels digits); added
+            # in daughter order, as numpy.sum(axis=0) of the stacked daughters does
+            if tr or ph:
+                parts_k = [t[k] for t in tr + ph]
+                d[k] = parts_k[0].astype(np.float64)
+                for x in parts_k[1:]:
+                    d[k] += x
+            else:
+                d[k] = np.full(n, np.nan)
         p2 = d["px"] ** 2 + d["py"] ** 2 + d["pz"] ** 2
         d["m"] = np.sqrt(np.maximum(d["e"] ** 2 - p2, 0.0))
         # when the fit's inputs are the direct daughters with one narrow composite among them

@@ -320,9 +320,11 @@ def track_states(
         return z, state, cov, ok
     from sim.detector._vertex_kernels import track_states_loop
 
-    base = np.stack([np.asarray(columns[c], dtype=np.float64) for c in need])  # float32 -> float64 is exact
-    covc = np.stack([np.asarray(columns[c], dtype=np.float64) for c in COV_COLUMNS])
-    n = base.shape[1]
+    n = len(np.asarray(columns[need[0]]))
+    base, covc = np.empty((len(need), n)), np.empty((len(COV_COLUMNS), n))
+    for out, names in ((base, need), (covc, COV_COLUMNS)):
+        for i, c in enumerate(names):
+            out[i] = columns[c]  # one copy per column (float32 -> float64 is exact)
     z, state, cov, ok = np.empty(n), np.empty((n, 5)), np.empty((n, 5, 5)), np.empty(n, bool)
     track_states_loop(base, covc, np.ascontiguousarray(columns["track_type"], dtype=np.int64), z, state, cov, ok)
     return z, state, cov, ok
