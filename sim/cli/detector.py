@@ -71,7 +71,7 @@ def train_model(
         ConfigError: unknown model or recipe, or bad option combination.
         DataError: missing file or column, NaN/inf, absent weight column.
     """
-    from sim.core.io import save_model
+    from sim.core.io import check_model_output, save_model
     from sim.core.registry import trainer
 
     spec = trainer(which)
@@ -79,6 +79,8 @@ def train_model(
         raise ConfigError(f"unknown recipe {recipe!r}; choose 'default' or 'shipped'")
     if output is not None and Path(output).suffix != ".keras":
         raise ConfigError(f"--output {output} must end in '.keras'")
+    if output is not None:
+        check_model_output(output)  # before the training, not after it
     kwargs: dict[str, Any] = dict(spec.recipe) if recipe == "shipped" else {}
     kwargs.update({"weight": weight, "progress": progress, "tree": tree})
     if seed is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from mambah.cli import nonnegative_int
 
@@ -75,6 +76,9 @@ def cmd_train_pid(args: argparse.Namespace) -> int:
     output = args.output or "pid-models"
     if args.resume and not args.checkpoint:
         raise ConfigError("--resume needs --checkpoint DIR")
+    from sim.core.io import check_model_output
+
+    check_model_output(Path(output) / f"{args.species}_rich.keras")  # the folder, before the training
     weight = "sweight" if args.weight is None else (None if args.weight.lower() == "none" else args.weight)
     data = read_columns(args.data, REQUIRED_COLUMNS, weight=weight, tree=args.tree)
     _, times = train_species_models(

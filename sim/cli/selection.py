@@ -132,7 +132,7 @@ def cmd_train_selection(args: argparse.Namespace) -> int:
 
     quiet_tensorflow()
     from mambah.store import EventStore
-    from sim.core.io import save_model
+    from sim.core.io import check_model_output, save_model
     from sim.training.recipes.selection import simulate_sample, train_selection_pair
 
     if not 0.0 < args.validation_fraction < 1.0:
@@ -140,6 +140,9 @@ def cmd_train_selection(args: argparse.Namespace) -> int:
     if not args.no_weights and not 0.0 < args.weights_retention < 1.0:
         raise ConfigError(f"--weights-retention {args.weights_retention} must be in (0, 1)")
     out, weights_path = _outputs(args)
+    for path in (out, weights_path):
+        if path is not None:
+            check_model_output(path)  # before the simulation and the training, not after them
     store: Any
     if args.store:
         given = [f for f in ("config", "decay", "events", "batch_size", "seed") if getattr(args, f) is not None]

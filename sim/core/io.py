@@ -21,9 +21,11 @@ A model on disk is two files side by side:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
+import os
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -36,7 +38,7 @@ import numpy as np
 from mambah.errors import ConfigError, DataError, ModelError
 from sim.core.preprocessing import Preprocessor, inverse_transform, preprocessor_from_dict
 
-__all__ = ("TrainedModel", "save_model", "load_model", "provenance_defaults")
+__all__ = ("TrainedModel", "save_model", "load_model", "check_model_output", "provenance_defaults")
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +218,44 @@ def save_model(trained: TrainedModel, path: str | Path) -> Path:
         "provenance": provenance,
     }
     text = json.dumps(sidecar, indent=1, default=str)
-    trained.model.save(path)
-    _sidecar(path).write_text(text)
+    try:
+        trained.model.save(path)
+        _sidecar(path).write_text(text)
+    except OSError as err:  # a read-only file system, a full disk: no half-written pair is left
+        for written in (path, _sidecar(path)):
+            with contextlib.suppress(OSError):
+                written.unlink()
+        raise ModelError(f"cannot write model {path}: {err.strerror or err}") from err
     log.info("saved %s model to %s (+ %s)", trained.kind, path, _sidecar(path).name)
+    return path
+
+
+def check_model_output(path: str | Path) -> Path:
+    """Check, before any training, that the model ``path`` (and its sidecar) can be written.
+
+    Writes (and removes at once) a probe file in the nearest existing directory on the
+    way to ``path``; the missing directories are made only by :func:`save_model`.
+
+    Raises:
+        ConfigError: ``path`` does not end in ``.keras``.
+        ModelError: that directory cannot be written, or a file stands where a directory must be.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ConfigError(f"model path {path} must end in '.keras'")
+    where = path.absolute().parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise ModelError(f"cannot write model {path}: '{where}' is not a directory")
+    probe = where / f".{path.name}.probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+    except OSError as err:
+        raise ModelError(f"cannot write model {path}: {err.strerror or err}") from err
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
     return path
 
 

@@ -52,6 +52,9 @@ BAD_TRAININGS = [
     (["acceptance", "--data", "{cols}"], r"cols.parquet: missing column\(s\) \['origin_z', 'in_acceptance', 'forward'\]; available: "),
     (["acceptance", "--data", "{ok}", "--inputs", "etaa"], r"missing column\(s\) \['etaa'\]; available: \['charge', 'eta'"),
     (["acceptance", "--data", "{ok}", "-o", "{dir}/m.h5"], r"--output .*m.h5 must end in '.keras'"),
+    # refused before the training (was a FileNotFoundError traceback, exit 1, after it)
+    (["acceptance", "--data", "{ok}", "--epochs", "1", "-o", "/proc/m.keras"], r"^mambah: error: cannot write model /proc/m.keras: "),
+    (["acceptance", "--data", "{ok}", "--epochs", "1", "-o", "{notes}/m.keras"], r"cannot write model .*notes.txt/m.keras: '.*notes.txt' is not a directory"),
 ]
 
 

@@ -110,6 +110,18 @@ def test_corrupt_files(tmp_path: Path, classifier: TrainedModel) -> None:
         load_model(path)
 
 
+def test_unwritable_model_path(tmp_path: Path, classifier: TrainedModel) -> None:
+    from sim.core.io import check_model_output
+
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc")
+    for check in (check_model_output, lambda p: save_model(classifier, p)):
+        with pytest.raises(ModelError, match=r"^cannot write model /proc/m.keras: "):
+            check("/proc/m.keras")
+    assert check_model_output(tmp_path / "new" / "dir" / "m.keras") == tmp_path / "new" / "dir" / "m.keras"
+    assert list(tmp_path.iterdir()) == []  # the check makes no directory and leaves no probe
+
+
 def test_safe_mode_refuses_lambda(tmp_path: Path, classifier: TrainedModel) -> None:
     import keras
 
