@@ -3,9 +3,13 @@
 Approximation (not the PHOTOS algorithm of Barberio & Wąs, Comput. Phys. Commun. 79 (1994)
 291, nor its interference weights, Golonka & Wąs, Eur. Phys. J. C 45 (2006) 97):
 
-* **Independent emitters.** Every charged daughter of the decay radiates on its own in the
-  parent's rest frame; interference between charged lines (and with a charged parent) is
-  neglected.
+* **Emitters with the full eikonal rate.** Every charged daughter of the decay radiates its own
+  photon in the parent's rest frame, but the emitters' exponents are scaled by one factor per
+  decay so that they add up to the *full* soft-photon rate of the decay, interference between
+  the charges (and with a charged parent) included (:func:`eikonal_radiator`).  Without it, a
+  neutral parent decaying to a ± pair radiated 2 ln(M²/m²) − 4 instead of 2 ln(M²/m²) − 2
+  (J/ψ → μ+μ−: 17 % too few photons above 10 MeV — 10.4 % instead of the eikonal's 12.5 %).
+  The angular pattern stays each emitter's own (no interference in the angles).
 * **Spectrum.** The soft-photon number spectrum of a charge of velocity β created at rest
   (Jackson, *Classical Electrodynamics*, 3rd ed., §15.2, low-frequency limit):
   ``dN = (α/π) A(β) dk/k``, ``A(β) = (1/β) ln((1+β)/(1−β)) − 2`` (→ 2 ln(2E/m) − 2 for
@@ -13,7 +17,8 @@ Approximation (not the PHOTOS algorithm of Barberio & Wąs, Comput. Phys. Commun
   emitter j has ``P(k_γ < K) = (K / k_max)^a``, ``a = (α/π) A(β_j)``, for
   ``k_min <= K <= k_max``; that one photon is generated (none when it falls below
   ``k_min``).  Hence the fraction of decays in which emitter j radiates more than E is
-  ``1 − (E / k_max)^a`` — the analytic expectation the tests check.
+  ``1 − (E / k_max)^a`` — the analytic expectation the tests check — with a × A_tot/Σ_j A(β_j)
+  when there are several charges (one charged daughter of a charged parent: exactly Jackson's).
 * **Angles.** Relative to the emitter's direction, the eikonal pattern
   ``dN/dcosθ ∝ sin²θ / (1 − β cosθ)²``, azimuth uniform.
 * **Exact recoil.** The photon k⃗ is fixed in the parent frame; the emitter becomes
@@ -38,7 +43,7 @@ import numpy as np
 from mambah.errors import DecayError
 from mambah.kinematics import boost
 
-__all__ = ("ALPHA_EM", "FSRResult", "add_fsr", "hardest_photon_fraction", "radiator")
+__all__ = ("ALPHA_EM", "FSRResult", "add_fsr", "eikonal_radiator", "hardest_photon_fraction", "radiator")
 
 #: fine-structure constant at q² = 0 (CODATA 2018)
 ALPHA_EM = 7.2973525693e-3
@@ -65,6 +70,44 @@ def radiator(beta: np.ndarray) -> np.ndarray:
     small = b < 1e-3
     out = np.log1p(2 * b / (1 - b)) / b - 2.0
     return np.where(small, 2.0 * b * b / 3.0, out)
+
+
+def eikonal_radiator(p4_rest: np.ndarray, charges: np.ndarray) -> np.ndarray:
+    """The decay's total soft-photon factor A_tot, ``dN = (α/π) A_tot dk/k``, interference included, ``(n,)``.
+
+    The classical eikonal current of all charges — the k daughters (outgoing) and the parent
+    (charge Σ q_j, at rest, incoming) — squared and averaged over photon directions:
+    ``A_tot = −Σ_ab e_a e_b I_ab`` with e = q for daughters and −Σq for the parent,
+    ``I_aa = 1`` and ``I_ab = ∫dΩ/4π (p_a·p_b)/((p_a·n)(p_b·n)) = arccosh(x)/√(1 − 1/x²)``,
+    ``x = p_a·p_b/(m_a m_b)`` (Weinberg, *The Quantum Theory of Fields* I, §13.2; Yennie, Frautschi,
+    Suura, Ann. Phys. 13 (1961) 379).  One daughter of a charged parent: A_tot = :func:`radiator`;
+    a neutral parent to a back-to-back pair of velocity β: ``(1+β²)/β ln((1+β)/(1−β)) − 2``
+    (→ 2 ln(M²/m²) − 2), which independent emitters (2 ln(M²/m²) − 4) underestimate.
+
+    Args:
+        p4_rest: ``(n, k, 4)`` daughters in the parent's rest frame [MeV] (massive where charged).
+        charges: ``(k,)`` daughter charges [e].
+    """
+    q = np.asarray(charges, dtype=np.float64)
+    ch = np.flatnonzero(q != 0)
+    n = p4_rest.shape[0]
+    big_m = np.sqrt(np.maximum(p4_rest[:, :, 3].sum(axis=1) ** 2 - np.sum(p4_rest[:, :, :3].sum(axis=1) ** 2, axis=1), 0.0))
+    vecs = [p4_rest[:, j] for j in ch]
+    e = [float(q[j]) for j in ch]
+    q_parent = float(q.sum())
+    if q_parent != 0:
+        vecs.append(np.column_stack([np.zeros((n, 3)), big_m]))
+        e.append(-q_parent)
+    masses = [np.sqrt(np.maximum(v[:, 3] ** 2 - np.sum(v[:, :3] ** 2, axis=1), 1e-300)) for v in vecs]
+    total = -float(sum(x * x for x in e)) * np.ones(n)
+    for a in range(len(vecs)):
+        for b in range(a + 1, len(vecs)):
+            dot = vecs[a][:, 3] * vecs[b][:, 3] - np.sum(vecs[a][:, :3] * vecs[b][:, :3], axis=1)
+            x = np.maximum(dot / (masses[a] * masses[b]), 1.0)
+            s2 = np.maximum(1.0 - 1.0 / (x * x), 0.0)
+            i_ab = np.where(s2 > 1e-12, np.arccosh(x) / np.sqrt(np.maximum(s2, 1e-300)), 1.0 + s2 / 3.0)
+            total -= 2.0 * e[a] * e[b] * i_ab
+    return np.asarray(np.maximum(total, 0.0))
 
 
 def hardest_photon_fraction(beta: np.ndarray, k_max: np.ndarray, threshold: float, alpha: float = ALPHA_EM) -> np.ndarray:
@@ -138,6 +181,12 @@ def add_fsr(
     parts[:, :k] = _rest(p4, parent[:, None, :])
     masses = np.sqrt(np.maximum(parts[:, :k, 3] ** 2 - np.sum(parts[:, :k, :3] ** 2, axis=2), 0.0))
     emitted = np.zeros((n, k), dtype=bool)
+    # the emitters' independent exponents, rescaled so that they add up to the decay's full eikonal
+    # (interference between the charges, and with a charged parent, included in the total rate)
+    beta0 = np.linalg.norm(parts[:, :k, :3], axis=2) / np.maximum(parts[:, :k, 3], 1e-300)
+    indep = np.sum([q[j] ** 2 * radiator(beta0[:, j]) for j in np.flatnonzero(q != 0)], axis=0) if np.any(q != 0) else np.zeros(n)
+    total = eikonal_radiator(parts[:, :k], q)
+    share = np.where(indep > 1e-12, total / np.maximum(indep, 1e-300), 1.0)
     for j in np.flatnonzero(q != 0):
         pj = parts[:, j]
         rest = parts.sum(axis=1) - pj
@@ -157,7 +206,7 @@ def add_fsr(
             k_max = np.where(gap > mj, (gap * gap - mj * mj) / (2.0 * gap), 0.0)
         p_abs = np.linalg.norm(pj[:, :3], axis=1)
         beta = p_abs / np.maximum(pj[:, 3], 1e-300)
-        a = alpha / math.pi * radiator(beta)
+        a = alpha / math.pi * float(q[j]) ** 2 * radiator(beta) * share
         u = rng.random(n)
         with np.errstate(divide="ignore"):
             kk: np.ndarray = np.asarray(k_max * u ** (1.0 / np.maximum(a, 1e-300)))

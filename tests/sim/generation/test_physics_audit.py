@@ -379,3 +379,23 @@ def test_full_table_tree_conserves_four_momentum_and_charge_with_masses_on_shell
     kid_mass = np.zeros(n)
     np.add.at(kid_mass, s.mrow[kid], mass[kid])
     assert (mass[wide] >= kid_mass[wide] - 1e-6).all()
+
+
+def test_photos_jpsi_to_mu_mu_radiates_the_eikonal_fraction(tmp_path: Path) -> None:
+    """J/psi -> mu+ mu- with PHOTOS, through the engine: the fraction of decays with a photon above E in the J/psi
+    frame is the soft-photon (α/π·log) estimate of the ± pair, 1 − (E/k_max)^((α/π)[(1+β²)/β ln((1+β)/(1−β)) − 2])
+    (YFS / Weinberg eikonal with the interference of the two charges; → (2α/π)(ln(M²/m²) − 1) ln(k_max/E))."""
+    dec = tmp_path / "b.dec"
+    dec.write_text("Decay B+\n1.0 J/psi K+ SVS;\nEnddecay\nDecay J/psi\n1.0 mu+ mu- PHOTOS VLL;\nEnddecay\nEnd\n")
+    n = 100_000
+    s = Sample(None, n, 10, dec_file=dec)
+    rg = s.rows(22, 443)
+    e_gamma = boost_to(s.p4[rg], s.p4[s.mrow[rg]])[:, 3]
+    big_m, m = 3096.9, M_MU
+    beta = math.sqrt(1 - 4 * m * m / big_m**2)
+    exponent = ALPHA / math.pi * ((1 + beta**2) / beta * math.log((1 + beta) / (1 - beta)) - 2)
+    k_max = ((big_m - m) ** 2 - m * m) / (2 * (big_m - m))
+    for threshold in (10.0, 50.0, 300.0):
+        expected = 1 - (threshold / k_max) ** exponent
+        observed = len(np.unique(s.ev[rg][e_gamma > threshold])) / n
+        assert abs(observed - expected) < 0.02 * expected + 4 * math.sqrt(expected * (1 - expected) / n), (threshold, observed, expected)
