@@ -44,18 +44,50 @@ def _record_given(action: argparse.Action) -> None:
     action.__class__ = type(f"Recorded{base.__name__}", (base,), {"__call__": __call__})
 
 
-def _options_after_kind(kind: str, command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``command``, refusing (one line, exit 2) options that were written before ``kind``."""
+def _check_report_folder(report: str | None) -> None:
+    """Refuse, before the validation, a ``--report`` folder that cannot be made or written.
+
+    Raises:
+        ConfigError: a file stands at (or on the way to) it, or its nearest existing folder
+            takes no new file (named, with the reason).
+    """
+    import os
+    from pathlib import Path
+
+    from mambah.errors import ConfigError
+
+    if not report:
+        return
+    where = Path(report).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise ConfigError(f"--report {report}: '{where}' is a file, not a folder")
+    probe = where / f".mambah-report-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--report {report}: cannot write in '{where}': {err.strerror or err}") from err
+
+
+def _options_after_kind(kind: str, command: Callable[[argparse.Namespace], int], *,
+                        no_kind: bool = False) -> Callable[[argparse.Namespace], int]:
+    """``command``, refusing (one line, exit 2) options written before ``kind`` and an unwritable ``--report``.
+
+    ``no_kind``: the command of ``mambah validate`` without a kind, whose options are those before it.
+    """
 
     def checked(args: argparse.Namespace) -> int:
         given = getattr(args, _BEFORE_KIND, [])
-        if given:
+        if given and not no_kind:
             from mambah.errors import ConfigError
 
             raise ConfigError(
                 f"{', '.join(given)} before the kind would be ignored by 'mambah validate {kind}'; "
                 f"write the options after it: 'mambah validate {kind} {' '.join(given)} ...'"
             )
+        _check_report_folder(getattr(args, "report", None))
         return command(args)
 
     return checked
@@ -72,7 +104,7 @@ def register(sub: Any) -> None:
     for action in val._actions:
         if action.option_strings and not isinstance(action, argparse._HelpAction):
             _record_given(action)
-    val.set_defaults(func=cmd_default, kind="all")
+    val.set_defaults(func=_options_after_kind("all", cmd_default, no_kind=True), kind="all")
     kinds = val.add_subparsers(dest="kind", metavar="KIND")
     for kind, spec in validators().items():
         p = kinds.add_parser(kind, help=spec.help or f"validate the {kind} model")
