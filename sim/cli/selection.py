@@ -143,6 +143,9 @@ def cmd_train_selection(args: argparse.Namespace) -> int:
     for path in (out, weights_path):
         if path is not None:
             check_model_output(path)  # before the simulation and the training, not after them
+    from sim.cli.validate import check_report_folder
+
+    check_report_folder(getattr(args, "report", None))
     store: Any
     if args.store:
         given = [f for f in ("config", "decay", "events", "batch_size", "seed") if getattr(args, f) is not None]

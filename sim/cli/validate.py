@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ("register",)
+__all__ = ("register", "check_report_folder")
 
 
 def _families() -> dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]]:
@@ -44,7 +44,7 @@ def _record_given(action: argparse.Action) -> None:
     action.__class__ = type(f"Recorded{base.__name__}", (base,), {"__call__": __call__})
 
 
-def _check_report_folder(report: str | None) -> None:
+def check_report_folder(report: str | None) -> None:
     """Refuse, before the validation, a ``--report`` folder that cannot be made or written.
 
     Raises:
@@ -87,7 +87,7 @@ def _options_after_kind(kind: str, command: Callable[[argparse.Namespace], int],
                 f"{', '.join(given)} before the kind would be ignored by 'mambah validate {kind}'; "
                 f"write the options after it: 'mambah validate {kind} {' '.join(given)} ...'"
             )
-        _check_report_folder(getattr(args, "report", None))
+        check_report_folder(getattr(args, "report", None))
         return command(args)
 
     return checked

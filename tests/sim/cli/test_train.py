@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mambah.cli import main
@@ -72,3 +74,19 @@ def test_bad_training_input_exit_2_one_line(data: dict[str, str], tmp_path, argv
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert re.search(match, err), err
     assert list(tmp_path.iterdir()) == []  # no model file, no sidecar
+
+
+def test_selection_outputs_are_checked_before_the_training(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-o /proc/sel.keras or --report /proc/r: refused before the sample is simulated and the model trained."""
+    import mambah
+
+    if not Path("/proc").is_dir():
+        pytest.skip("no /proc")
+    store = tmp_path / "s.duckdb"
+    mambah.EventStore.create(store).close()
+    for extra, message in ((["-o", "/proc/sel.keras"], "cannot write model /proc/sel.keras: "),
+                           (["-o", str(tmp_path / "sel.keras"), "--report", "/proc/r"], "--report /proc/r: cannot write in '/proc'")):
+        assert main(["train", "selection", "--sql", "true", "--store", str(store), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"mambah: error: {message}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.duckdb"]
