@@ -259,9 +259,13 @@ class RootFile(NtupleFile):
         try:
             self._file = uproot.recreate(self.tmp, compression=comp)
             self._tree = self._file.mktree(tree, {c: np.dtype(t) for c, t in self.dtypes.items()}, title=title)
-        except OSError as err:
+        except BaseException as err:  # Ctrl-C inside mktree too: the object never exists, so no abort() would remove it
+            with contextlib.suppress(Exception):
+                self._file.close()
             self._remove(self.tmp)
-            raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
+            if isinstance(err, OSError):
+                raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
+            raise
 
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
         self._buffer.append(chunk)
@@ -324,9 +328,11 @@ class ParquetFile(NtupleFile):
                 self.tmp.mkdir()
             else:
                 self._writer = pq.ParquetWriter(self.tmp, self.schema, compression=self._codec, compression_level=level)
-        except OSError as err:
+        except BaseException as err:  # Ctrl-C as well: nothing is left behind by a writer that never existed
             self._remove(self.tmp)
-            raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
+            if isinstance(err, OSError):
+                raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
+            raise
 
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
         import pyarrow.parquet as pq
@@ -366,9 +372,11 @@ class CsvFile(NtupleFile):
         self.schema = pa.schema([pa.field(c, pa.from_numpy_dtype(np.dtype(t))) for c, t in self.dtypes.items()])
         try:
             self._writer = pacsv.CSVWriter(str(self.tmp), self.schema)
-        except OSError as err:
+        except BaseException as err:  # Ctrl-C as well: nothing is left behind by a writer that never existed
             self._remove(self.tmp)
-            raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
+            if isinstance(err, OSError):
+                raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
+            raise
 
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
         self._writer.write_table(pa.Table.from_arrays([pa.array(chunk[c]) for c in self.dtypes], schema=self.schema))

@@ -100,6 +100,32 @@ def test_abort_and_errors_leave_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("fmt", ["root", "parquet", "csv"])
+def test_ctrl_c_while_the_file_is_being_created_leaves_nothing(tmp_path, monkeypatch, fmt):
+    """Ctrl-C inside the writer's constructor (uproot's mktree: seen when SIGINT hit 'mambah export' there)."""
+    import pyarrow.csv
+    import pyarrow.parquet
+    import uproot.writing.writable
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if fmt == "root":
+        monkeypatch.setattr(uproot.writing.writable.WritableDirectory, "mktree", interrupted)
+    else:  # the temporary file exists, then the interrupt arrives
+        real = pyarrow.parquet.ParquetWriter if fmt == "parquet" else pyarrow.csv.CSVWriter
+
+        def created_then_interrupted(where, *args, **kwargs):
+            real(where, *args, **kwargs)
+            raise KeyboardInterrupt
+
+        target = pyarrow.parquet if fmt == "parquet" else pyarrow.csv
+        monkeypatch.setattr(target, "ParquetWriter" if fmt == "parquet" else "CSVWriter", created_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_ntuple(tmp_path / f"t.{fmt}", DTYPES, UNITS)
+    assert list(tmp_path.iterdir()) == []  # was: '.t.root.ficino-<pid>.tmp' left behind
+
+
 def test_overwrite_replaces_only_at_close(tmp_path):
     out = tmp_path / "t.parquet"
     out.write_text("old")
