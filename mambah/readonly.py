@@ -200,21 +200,27 @@ def run_interruptible(con: duckdb.DuckDBPyConnection, fn: Callable[[], T]) -> T:
     import threading
 
     box: dict[str, Any] = {}
+    # waited on instead of Thread.join: a KeyboardInterrupt inside join() marks the thread stopped
+    # while it still runs (CPython gh-90882), and the process then left before the helper's cleanup
+    # (a result file's temporary copy) ran
+    done = threading.Event()
 
     def target() -> None:
         try:
             box["value"] = fn()
         except BaseException as err:  # handed to the main thread
             box["error"] = err
+        finally:
+            done.set()
 
     worker = threading.Thread(target=target, name="mambah-query", daemon=True)
     worker.start()
     try:
-        while worker.is_alive():
-            worker.join(0.05)
+        while not done.wait(0.05):
+            pass
     except BaseException:
         con.interrupt()
-        worker.join(10.0)
+        done.wait(10.0)
         raise
     if "error" in box:
         raise box["error"]

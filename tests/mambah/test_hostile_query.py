@@ -191,3 +191,44 @@ def test_ctrl_c_stops_a_long_query(store: Path) -> None:
     assert time.perf_counter() - t0 < 10.0
     assert proc.returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    # into a result file: its temporary copy is removed before the process leaves (was left: '.q.parquet.tmp-…')
+    out = store.parent / "q.parquet"
+    proc = subprocess.Popen([*cmd, "query", str(store), sql, "--format", "parquet", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert sorted(p.name for p in store.parent.iterdir() if not p.name.startswith("s.duckdb")) == [], err
+
+
+def test_interrupt_waits_for_the_helpers_cleanup() -> None:
+    """Ctrl-C while the helper thread works: it is told to stop and its cleanup runs before the interrupt goes on.
+
+    ``Thread.join`` interrupted by a KeyboardInterrupt marks the thread stopped while it still runs
+    (CPython gh-90882): the second join returned at once and the process left before the cleanup.
+    """
+    import _thread
+    import threading
+
+    from mambah.readonly import run_interruptible
+
+    stop, cleaned = threading.Event(), threading.Event()
+
+    class Con:
+        def interrupt(self) -> None:
+            stop.set()
+
+    def work() -> None:
+        try:
+            stop.wait(30.0)
+        finally:
+            time.sleep(0.3)  # e.g. closing and deleting a half-written result file
+            cleaned.set()
+
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_interruptible(Con(), work)  # type: ignore[arg-type]
+    timer.join()
+    assert stop.is_set() and cleaned.is_set()
