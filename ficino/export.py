@@ -396,21 +396,29 @@ def export(
         from tqdm.auto import tqdm
 
         writer._resolve(st)
-        # one batch ahead: reading batch i+1 from DuckDB (own cursor, a worker thread; DuckDB releases the
-        # GIL) overlaps matching and writing batch i, and reading batch 0 overlaps creating the output.
-        # Matching in the worker too was slower: numpy and uproot then fight for the GIL.
+        # one batch ahead: a worker thread reads batch i+1 from DuckDB (own cursor; DuckDB releases the GIL)
+        # while this thread builds and writes batch i, and reads batch 0 while the output is created. For
+        # Parquet and CSV the worker builds the candidates and columns of batch i+1 too (pyarrow's writer
+        # releases the GIL); for ROOT that was slower: uproot's Python-level extend holds the GIL, so the
+        # builder's numpy calls wait for it (measured in benchmarks/README.md, "Vertex fits").
         ahead = EventStore(st.connection.cursor(), st.path, read_only=True)
+        build_ahead = writer.format != "root"
+
+        def prepare(batch: int) -> tuple[dict[str, dict[str, np.ndarray]], tuple[dict[str, np.ndarray], int] | None]:
+            tables = writer._fetch(ahead, batch)
+            return tables, (writer._build(batch, tables) if build_ahead else None)
+
         with (
             ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool,
             tqdm(total=len(batches), unit="batch", disable=not progress, desc="ficino", dynamic_ncols=True) as bar,
         ):
-            future = pool.submit(writer._fetch, ahead, batches[0])
+            future = pool.submit(prepare, batches[0])
             writer._open()
             for i, b in enumerate(batches):
-                tables = future.result()
+                tables, built = future.result()
                 if i + 1 < len(batches):
-                    future = pool.submit(writer._fetch, ahead, batches[i + 1])
-                writer._append(b, *writer._build(b, tables))
+                    future = pool.submit(prepare, batches[i + 1])
+                writer._append(b, *(built if built is not None else writer._build(b, tables)))
                 bar.update(1)
                 bar.set_postfix(rows=writer.rows, refresh=False)
         ahead.close()
