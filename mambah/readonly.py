@@ -220,8 +220,10 @@ def run_interruptible(con: duckdb.DuckDBPyConnection, fn: Callable[[], T]) -> T:
             pass
     except BaseException:
         con.interrupt()
-        done.wait(10.0)
+        if done.wait(10.0):
+            worker.join(1.0)
         raise
+    worker.join()  # finished: the helper's frames (and the result stream they hold) are gone before the caller closes
     if "error" in box:
         raise box["error"]
     return box["value"]  # type: ignore[no-any-return]
