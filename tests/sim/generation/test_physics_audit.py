@@ -399,3 +399,47 @@ def test_photos_jpsi_to_mu_mu_radiates_the_eikonal_fraction(tmp_path: Path) -> N
         expected = 1 - (threshold / k_max) ** exponent
         observed = len(np.unique(s.ev[rg][e_gamma > threshold])) / n
         assert abs(observed - expected) < 0.02 * expected + 4 * math.sqrt(expected * (1 - expected) / n), (threshold, observed, expected)
+
+
+def test_dstar_polarisation_from_hqet2_reaches_its_decay() -> None:
+    """B0 -> (D*- -> anti-D0 pi-) mu+ nu_mu: the pion's helicity angle in the D* frame is
+    3/2 f_L cos²θ + 3/4 (1 − f_L) sin²θ with f_L = ∫ H0² / ∫ (H+² + H−² + H0²) over the CLN q² spectrum
+    (the same amplitudes as above, massive muon: each helicity rate × (1 + m²/2q²)); ≈ 0.52, far from 1/3."""
+    s = Sample("B0 -> (D*- -> anti-D0 pi-) mu+ nu_mu", 60_000, 21, stable=(*STABLE, "D0"))
+    big_m, m, ml = 5279.72, 2010.26, M_MU
+    q = np.linspace(ml**2, (big_m - m) ** 2, 20_001)[1:]
+    w = (big_m**2 + m**2 - q) / (2 * big_m * m)
+    z = (np.sqrt(w + 1) - math.sqrt(2)) / (np.sqrt(w + 1) + math.sqrt(2))
+    r = 2 * math.sqrt(big_m * m) / (big_m + m)
+    ha1 = 0.920 * (1 - 8 * 1.207 * z + (53 * 1.207 - 15) * z**2 - (231 * 1.207 - 91) * z**3)
+    a1, a2, v = (w + 1) / 2 * r * ha1, (0.853 + 0.11 * (w - 1) - 0.06 * (w - 1) ** 2) * ha1 / r, (1.406 - 0.12 * (w - 1) + 0.05 * (w - 1) ** 2) * ha1 / r
+    pp = pstar(big_m, m, np.sqrt(q))
+    hp, hm = (big_m + m) * a1 - 2 * big_m * pp / (big_m + m) * v, (big_m + m) * a1 + 2 * big_m * pp / (big_m + m) * v
+    h0 = ((big_m**2 - m**2 - q) * (big_m + m) * a1 - 4 * big_m**2 * pp**2 / (big_m + m) * a2) / (2 * m * np.sqrt(q))
+    weight = pp * q * (1 - ml**2 / q) ** 2 * (1 + ml**2 / (2 * q))
+    f_l = float(np.trapezoid(weight * h0**2, q) / np.trapezoid(weight * (hp**2 + hm**2 + h0**2), q))
+    rd, rpi = s.rows(-413, 511), s.rows(-211, -413)
+    c = helicity_cos(s.p4[rpi], s.p4[rd], s.p4[s.mrow[rd]])
+    assert stats.kstest(c, lambda x: f_l * (x**3 + 1) / 2 + (1 - f_l) * 0.75 * ((x + 1) - (x**3 + 1) / 3)).pvalue > 1e-3
+    assert 0.45 < f_l < 0.6
+
+
+def test_table_decays_of_a_user_leaf_keep_the_spin_chain_and_the_table_fractions() -> None:
+    """B0 -> D*- pi+ with the D*- left to DECAY_LHCB.DEC: its D π modes keep the helicity-0 cos²θ, and the K_S0 of
+    B0 -> J/psi K_S0 decays to π+π−(γ) / π0π0 in the table's proportions (multinomial χ²)."""
+    s = Sample("B0 -> D*- pi+", 20_000, 22, stable=(*(x for x in STABLE if x != "D*+"), "D0"))
+    rpi = s.rows(-211, -413)
+    c = helicity_cos(s.p4[rpi], s.p4[s.mrow[rpi]], s.p4[s.mrow[s.mrow[rpi]]])
+    assert stats.kstest(c, lambda x: (x**3 + 1) / 2).pvalue > 1e-3
+    k = Sample("B0 -> (J/psi -> mu+ mu-) K_S0", 20_000, 31)
+    ks = k.rows(310, 511)
+    kids = k.p.iloc[np.flatnonzero(np.isin(k.mrow, ks))]
+    charged = kids.groupby("event").pid.apply(lambda x: bool(((x == 211) | (x == -211)).sum() == 2 and (x == 111).sum() == 0))
+    neutral = kids.groupby("event").pid.apply(lambda x: sorted(x) == [111, 111])
+    n = len(ks)
+    # DECAY_LHCB.DEC: pi+ pi- 0.691086, pi+ pi- gamma 0.001722, pi+ pi- e+ e- 0.0000428 (charged-pion pairs), pi0 pi0 0.305986
+    total = 0.691086452 + 0.305986452 + 0.000000201 + 0.001722185 + 0.000042831 + 0.000000025 + 0.000002399 + 2 * 0.000344328 + 2 * 0.000235400
+    f_ch, f_neu = (0.691086452 + 0.001722185) / total, 0.305986452 / total
+    obs = np.array([charged.sum(), neutral.sum(), n - charged.sum() - neutral.sum()])
+    exp = n * np.array([f_ch, f_neu, 1 - f_ch - f_neu])
+    assert stats.chisquare(obs[:2], exp[:2] * obs[:2].sum() / exp[:2].sum()).pvalue > 1e-3
