@@ -7,6 +7,10 @@ any detector window, and finite so that it can be a network input; for pT > 0 it
 equals scikit-hep ``vector``'s ``arcsinh(pz / pT)``.  Slopes ``tx = px/pz``, ``ty = py/pz``.
 
 Units: MeV for momenta and energies, mm for positions.
+
+NaN in an input gives NaN in that row's result only (rows are independent; no error, no
+warning): the store holds NaN for quantities that do not exist (an unreconstructed track's
+state), and callers that need finite values check them (the passes refuse NaN network inputs).
 """
 
 from __future__ import annotations
@@ -46,10 +50,13 @@ def p(px: ArrayLike, py: ArrayLike, pz: ArrayLike) -> Array:
 
 
 def eta(px: ArrayLike, py: ArrayLike, pz: ArrayLike) -> Array:
-    """Pseudorapidity arcsinh(pz / pT); pT = 0 is taken as :data:`PT_FLOOR` (finite, sign of pz; 0 for p = 0)."""
+    """Pseudorapidity arcsinh(pz / pT); pT = 0 is taken as :data:`PT_FLOOR` (finite, sign of pz; 0 for p = 0).
+
+    A NaN momentum gives NaN (it was taken as pT = 0: η ≈ 21 for pz = 1 MeV, a finite substitute).
+    """
     t = pt(px, py)
     z = np.asarray(pz, dtype=np.float64)
-    return np.asarray(np.arcsinh(z / np.where(t > 0, t, PT_FLOOR)), dtype=np.float64)
+    return np.asarray(np.arcsinh(z / np.where(t == 0, PT_FLOOR, t)), dtype=np.float64)
 
 
 def phi(px: ArrayLike, py: ArrayLike) -> Array:

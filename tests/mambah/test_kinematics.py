@@ -63,3 +63,18 @@ def test_impact_parameter_of_a_straight_line() -> None:
     np.testing.assert_allclose(kin.ip(origin, direction, pv), [1.0, np.hypot(2.0, 10.0 / np.sqrt(2.0))])
     x, y, tx, ty = kin.state_at_z(origin, direction, np.array([5.0, 20.0]))
     np.testing.assert_allclose([x[1], y[1], tx[1], ty[1]], [10.0, 2.0, 1.0, 0.0])
+
+
+def test_nan_stays_in_its_row() -> None:
+    """NaN in one row: NaN in that row's result only, never a finite substitute, and no numpy warning."""
+    nan = np.nan
+    px, py, pz, e = (np.array([1.0, nan, 0.0]), np.array([2.0, 1.0, 0.0]), np.array([3.0, 1.0, 5.0]),
+                     np.array([10.0, 5.0, 6.0]))
+    for name, value in (("pt", kin.pt(px, py)), ("p", kin.p(px, py, pz)), ("eta", kin.eta(px, py, pz)),
+                        ("phi", kin.phi(px, py)), ("theta", kin.theta(px, py, pz)), ("mass", kin.mass(px, py, pz, e))):
+        assert np.isnan(value[1]) and np.isfinite(value[[0, 2]]).all(), name  # eta was 21.4 for the NaN row
+    assert kin.eta(px, py, pz)[2] == pytest.approx(np.arcsinh(5.0 / kin.PT_FLOOR))  # pT = 0 keeps its convention
+    origin = np.array([[0.0, 0.0, 0.0], [nan, 0.0, 0.0]])
+    direction = np.array([[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
+    ip = kin.ip(origin, direction, np.array([[1.0, 0.0, 0.0]] * 2))
+    assert ip[0] == pytest.approx(1.0) and np.isnan(ip[1])
