@@ -291,6 +291,9 @@ def resolve_columns(
         return [c for c in every if not c.var.source or any(s in present for s in c.var.source)]
     if isinstance(variables, str):
         variables = [v.strip() for v in variables.split(",") if v.strip()]
+    variables = list(variables)
+    if not variables:  # an ntuple without columns is no request one can honour
+        raise ExportError("variables names no variable; give e.g. ['PT', 'M'] or 'PT,M', or None for all")
     by_name = {c.name: c for c in every}
     out: dict[str, Column] = {}
     for token in variables:

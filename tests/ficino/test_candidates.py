@@ -229,6 +229,9 @@ def test_resolve_columns_selection_and_errors():
     assert [c.name for c in resolve_columns(spec, "Lb_MCORR, nPVs")] == ["Lb_MCORR", "nPVs"]
     with pytest.raises(ExportError, match="unknown variable 'FOO'.*variables are PX"):
         resolve_columns(spec, ["FOO"])
+    for empty in ([], "", " , ", ()):  # the Python API as the CLI's --variables '': no ntuple without columns
+        with pytest.raises(ExportError, match="variables names no variable"):
+            resolve_columns(spec, empty)
     with pytest.raises(ExportError, match="unknown variable 'Lx_PT'.*aliases are Lb, Lc"):
         resolve_columns(spec, ["Lx_PT"])
     with pytest.raises(ExportError, match="PX does not apply to nu"):
