@@ -522,11 +522,11 @@ def read_segment(index: HepMCIndex, first: int, stop: int, reader: str = "auto")
         DataError: an event that does not parse, or (``"text"``) a layout the text parser does not cover.
     """
     if index.format != "hepmc3" or reader == "pyhepmc":
-        return read_events(index, first, stop)
+        return _check_finite(read_events(index, first, stop), index, first)
     from sim.generation._hepmc_text import TextLayoutError, parse_hepmc3
 
     try:
-        return parse_hepmc3(_segment_bytes(index, first, stop), stop - first)
+        return _check_finite(parse_hepmc3(_segment_bytes(index, first, stop), stop - first), index, first)
     except TextLayoutError as err:
         reason = str(err)
     seg = read_events(index, first, stop)  # a broken event stops here with its one-line error
@@ -536,6 +536,25 @@ def read_segment(index: HepMCIndex, first: int, stop: int, reader: str = "auto")
             "use reader 'auto' or 'pyhepmc'"
         )
     log.warning("hepmc: '%s' events [%d, %d): %s; read with pyhepmc", index.path, first, stop, reason)
+    return _check_finite(seg, index, first)
+
+
+def _check_finite(seg: dict[str, Any], index: HepMCIndex, first: int) -> dict[str, Any]:
+    """``seg`` unchanged, or a :class:`DataError` naming the file, event and particle (or vertex) of
+    the first momentum, mass or position that is NaN or infinite (never stored as it is)."""
+    for key, what, sizes in (("p4", "particle", "sizes"), ("mass", "particle", "sizes"), ("vpos", "vertex", "vsizes")):
+        arr = np.asarray(seg[key], dtype=np.float64)
+        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            ends = np.cumsum(np.asarray(seg[sizes], np.int64))
+            e = int(np.searchsorted(ends, row, side="right"))
+            k = row - (int(ends[e - 1]) if e else 0)
+            field = {"p4": "momentum", "mass": "mass", "vpos": "position"}[key]
+            raise DataError(
+                f"HepMC file '{index.path}', event {first + e}: {what} {k + 1} has a non-finite {field} "
+                f"({np.asarray(seg[key])[row].tolist()}); fix or drop the event"
+            )
     return seg
 
 

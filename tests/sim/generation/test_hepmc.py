@@ -312,3 +312,34 @@ def test_daughters_in_acceptance_marks_failing_events_unsimulated(tmp_path: Path
         HepMCInput(files=(str(path),), daughters_in_acceptance=True)
     pipe = Pipeline((HepMCInput(files=("a.hepmc3",), batch_size=5, signal=signal, daughters_in_acceptance=True),), RunConfig(events=10, batch_size=5))
     assert Pipeline.from_toml(pipe.to_toml()) == pipe
+
+
+@pytest.mark.parametrize("reader", ["text", "pyhepmc"])
+@pytest.mark.parametrize("what", ["momentum", "position"])
+def test_non_finite_values_are_refused_naming_the_event(tmp_path: Path, reader: str, what: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A NaN momentum or vertex position is one line naming file, event and particle/vertex, and nothing is stored."""
+    path = tmp_path / "nan.hepmc3"
+    with pyhepmc.io.WriterAscii(str(path)) as f:
+        for i in range(3):
+            ev = _event(i, 0.1 * i)
+            if i == 1 and what == "momentum":
+                ev.particles[7].momentum = pyhepmc.FourVector(float("nan"), 0.1, 20.0, 20.1)
+            if i == 1 and what == "position":
+                ev.vertices[2].position = pyhepmc.FourVector(0.02, float("inf"), 2.5, 4.0)
+            f.write_event(ev)
+    from mambah.cli import main
+    from sim.core.pipeline import Pipeline
+    from sim.defaults import default_pipeline
+    from sim.generation.hepmc import HepMCInput
+
+    cfg = tmp_path / "job.toml"
+    base = default_pipeline()
+    gen = HepMCInput(files=(str(path),), batch_size=3, reader=reader)
+    Pipeline((gen, *base.passes[1:2]), base.run).save(cfg)  # the generator and the occupancy pass
+    out = tmp_path / "out.duckdb"
+    assert main(["run", "--config", str(cfg), "--events", "3", "--batch-size", "3", "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    expect = "particle 8 has a non-finite momentum" if what == "momentum" else "vertex 3 has a non-finite position"
+    assert len(err) == 1 and f"'{path}', event 1: {expect}" in err[0], err
+    assert not out.exists()
