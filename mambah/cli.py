@@ -255,6 +255,12 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     def work(con: object) -> None:
         reader = stream(con, args.sql)  # type: ignore[arg-type]
+        try:
+            _write_query_result(reader)
+        finally:  # the DuckDB result is released now, not when an error's traceback (holding this frame) is collected
+            reader.close()
+
+    def _write_query_result(reader: Any) -> None:
         if args.output and args.format in ("csv", "parquet"):
             rows = write_result(reader, args.output, args.format)
             print(f"wrote {rows} rows to {args.output}")

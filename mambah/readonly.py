@@ -224,9 +224,13 @@ def run_interruptible(con: duckdb.DuckDBPyConnection, fn: Callable[[], T]) -> T:
             worker.join(1.0)
         raise
     worker.join()  # finished: the helper's frames (and the result stream they hold) are gone before the caller closes
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    # taken out of ``box``: an error left there would be a cycle (error -> traceback -> target's frame -> box -> error)
+    # keeping the helper's frames and their DuckDB result alive until the garbage collector runs, so the next open
+    # of the same store in this process met the locked configuration of the still-open database
+    error, value = box.pop("error", None), box.pop("value", None)
+    if error is not None:
+        raise error
+    return value  # type: ignore[no-any-return]
 
 
 def _batches(reader: pa.RecordBatchReader) -> Any:

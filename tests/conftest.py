@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The Ctrl-C tests send SIGINT to the CLI (in this process and in child processes).  A suite
+# started in the background of a non-interactive shell (``./.ci/run &``) inherits SIGINT
+# *ignored*, which Python and every child then keep (as they should: that is how nohup'd jobs
+# stay alive), so those tests could not pass there; the suite takes Python's own handler back,
+# and the children, started by exec, get the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
