@@ -119,6 +119,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--format", choices=("table", "csv", "parquet"), default="table")
     query.add_argument("-o", "--output", help="file for --format csv/parquet (csv: default stdout)")
+    query.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     query.add_argument("--max-rows", type=positive_int, default=50, help="rows printed with --format table")
     query.set_defaults(func=cmd_query)
 
@@ -252,6 +253,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     if args.format == "parquet" and not args.output:
         raise ConfigError("--format parquet needs --output FILE")
+    if args.output and args.format in ("csv", "parquet") and os.path.isfile(args.output) and not args.overwrite:
+        raise ConfigError(f"output '{args.output}' exists; pass --overwrite to replace it")
 
     def work(con: object) -> None:
         reader = stream(con, args.sql)  # type: ignore[arg-type]

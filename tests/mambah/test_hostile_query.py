@@ -149,11 +149,16 @@ def test_failing_query_leaves_no_partial_file(store: Path, tmp_path: Path, fmt: 
     assert main(["query", str(store), sql, "--format", fmt, "-o", str(out)]) == 2
     assert "boom" in _one_line_error(capsys)
     assert list(tmp_path.iterdir()) == [tmp_path / "s.duckdb"]
-    # an existing file is left as it was
+    # an existing file is refused without --overwrite, and left as it was by a failing query with it
     out.write_text("old")
-    assert main(["query", str(store), sql, "--format", fmt, "-o", str(out)]) == 2
-    capsys.readouterr()
+    assert main(["query", str(store), "SELECT 1", "--format", fmt, "-o", str(out)]) == 2
+    assert f"output '{out}' exists; pass --overwrite to replace it" in _one_line_error(capsys)
+    assert main(["query", str(store), sql, "--format", fmt, "-o", str(out), "--overwrite"]) == 2
+    assert "boom" in _one_line_error(capsys)
     assert out.read_text() == "old"
+    assert main(["query", str(store), "SELECT 1 AS x", "--format", fmt, "-o", str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    assert out.read_bytes() != b"old"
 
 
 def test_result_files_are_complete(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
