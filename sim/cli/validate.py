@@ -51,24 +51,17 @@ def check_report_folder(report: str | None) -> None:
         ConfigError: a file stands at (or on the way to) it, or its nearest existing folder
             takes no new file (named, with the reason).
     """
-    import os
-    from pathlib import Path
-
     from mambah.errors import ConfigError
+    from sim.core.io import probe_folder
 
     if not report:
         return
-    where = Path(report).absolute()
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    if not where.is_dir():
-        raise ConfigError(f"--report {report}: '{where}' is a file, not a folder")
-    probe = where / f".mambah-report-probe-{os.getpid()}"
     try:
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_folder(report)
+    except NotADirectoryError as err:
+        raise ConfigError(f"--report {report}: '{err.filename}' is a file, not a folder") from None
     except OSError as err:
-        raise ConfigError(f"--report {report}: cannot write in '{where}': {err.strerror or err}") from err
+        raise ConfigError(f"--report {report}: cannot write in '{err.filename}': {err.strerror or err}") from err
 
 
 def _options_after_kind(kind: str, command: Callable[[argparse.Namespace], int], *,

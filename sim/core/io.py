@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ import numpy as np
 from mambah.errors import ConfigError, DataError, ModelError
 from sim.core.preprocessing import Preprocessor, inverse_transform, preprocessor_from_dict
 
-__all__ = ("TrainedModel", "save_model", "load_model", "check_model_output", "provenance_defaults")
+__all__ = ("TrainedModel", "save_model", "load_model", "check_model_output", "probe_folder", "provenance_defaults")
 
 log = logging.getLogger(__name__)
 
@@ -243,20 +244,40 @@ def check_model_output(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".keras":
         raise ConfigError(f"model path {path} must end in '.keras'")
-    where = path.absolute().parent
+    try:
+        probe_folder(path.absolute().parent)
+    except NotADirectoryError as err:
+        raise ModelError(f"cannot write model {path}: '{err.filename}' is not a directory") from None
+    except OSError as err:
+        raise ModelError(f"cannot write model {path}: {err.strerror or err}") from err
+    return path
+
+
+def probe_folder(path: str | Path) -> Path:
+    """The nearest existing folder at or above ``path``, checked to take a new file (a probe
+    file written and removed at once; nothing else is made).
+
+    The one check of "can this output be written" that the commands run before long work
+    (:func:`check_model_output`, ``mambah validate --report``).
+
+    Raises:
+        NotADirectoryError: a file stands there (``filename``: that file).
+        OSError: the folder takes no new file (``filename``: the folder, ``strerror``: why).
+    """
+    where = Path(path).absolute()
     while not where.exists() and where != where.parent:
         where = where.parent
     if not where.is_dir():
-        raise ModelError(f"cannot write model {path}: '{where}' is not a directory")
-    probe = where / f".{path.name}.probe-{os.getpid()}"
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(where))
+    probe = where / f".mambah-probe-{os.getpid()}"
     try:
         probe.write_bytes(b"")
     except OSError as err:
-        raise ModelError(f"cannot write model {path}: {err.strerror or err}") from err
+        raise OSError(err.errno, err.strerror or str(err), str(where)) from err
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
-    return path
+    return where
 
 
 def load_model(path: str | Path, expect_inputs: Sequence[str] | None = None, *,
