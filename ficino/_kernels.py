@@ -34,6 +34,22 @@ lookup_keys = _jit(_lookup_keys)
 """The compiled :func:`_lookup_keys`."""
 
 
+def _bisect(keys: np.ndarray, v: np.int64, lo: int, right: bool) -> int:
+    """``numpy.searchsorted(keys, v, "right" if right else "left")`` for sorted ``keys``, searching from ``lo``."""
+    hi = keys.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < v or (right and keys[mid] == v):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+bisect = _jit(_bisect)
+"""The compiled :func:`_bisect` (called by the loops below)."""
+
+
 def _lookup_find(sorted_keys: np.ndarray, order: np.ndarray, start: np.ndarray, event: np.ndarray,
                  index: np.ndarray, out: np.ndarray) -> None:
     """For each query ``(event[q], index[q])`` the row ``order[i]`` of the first ``i`` with
@@ -58,13 +74,7 @@ def _lookup_find(sorted_keys: np.ndarray, order: np.ndarray, start: np.ndarray, 
             if sorted_keys[i] == key and (i == 0 or sorted_keys[i - 1] != key):
                 out[q] = order[i]
                 continue
-        lo, hi = 0, n_keys  # leftmost i with sorted_keys[i] >= key (numpy.searchsorted, side="left")
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if sorted_keys[mid] < key:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = bisect(sorted_keys, key, 0, False)  # leftmost i with sorted_keys[i] >= key
         out[q] = order[lo] if lo < n_keys and sorted_keys[lo] == key else -1
 
 
@@ -113,23 +123,8 @@ def _key_ranges(keys: np.ndarray, query: np.ndarray, lo: np.ndarray, hi: np.ndar
             hi[q] = b
         return
     for q in range(n):
-        v = query[q]
-        a, b = 0, n_keys
-        while a < b:
-            mid = (a + b) >> 1
-            if keys[mid] < v:
-                a = mid + 1
-            else:
-                b = mid
-        lo[q] = a
-        b = n_keys
-        while a < b:
-            mid = (a + b) >> 1
-            if keys[mid] <= v:
-                a = mid + 1
-            else:
-                b = mid
-        hi[q] = a
+        lo[q] = bisect(keys, query[q], 0, False)
+        hi[q] = bisect(keys, query[q], lo[q], True)
 
 
 key_ranges = _jit(_key_ranges)
