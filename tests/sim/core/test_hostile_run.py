@@ -213,6 +213,17 @@ def test_two_wide_resonances_stay_inside_the_mother(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- signals
+def _resume_equals_an_uninterrupted_run(cfg: Path, out: Path, runcfg: RunConfig, tmp_path: Path) -> None:
+    """``mambah run --resume`` finishes ``out``, and every table then equals a run that was never stopped."""
+    res = _cli("run", "--config", str(cfg), "-o", str(out), "--resume", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    ref = tmp_path / "ref.duckdb"
+    run(Pipeline((Generator(),), runcfg), ref, progress=False)
+    got, want = _tables(out), _tables(ref)
+    for name in want:
+        assert got[name].equals(want[name]), name
+
+
 def _wait_for_batches(out: Path, proc: subprocess.Popen[str], timeout: float = 180) -> None:
     """Wait until the run has committed its first batch (``out``'s write-ahead log appears)."""
     deadline = time.time() + timeout
@@ -289,13 +300,7 @@ def test_kill_9_keeps_complete_batches_and_resume_finishes(tmp_path: Path) -> No
         assert s.query("SELECT count(DISTINCT batch) AS n FROM mc_particles").to_pylist()[0]["n"] == len(done)
     assert f"events:         {100 * len(done)}" in res.stdout
     assert _cli("check", str(out)).returncode == 0
-    res = _cli("run", "--config", str(cfg), "-o", str(out), "--resume", "--no-progress")
-    assert res.returncode == 0, res.stderr
-    ref = tmp_path / "ref.duckdb"
-    run(Pipeline((Generator(),), runcfg), ref, progress=False)
-    got, want = _tables(out), _tables(ref)
-    for name in want:
-        assert got[name].equals(want[name]), name
+    _resume_equals_an_uninterrupted_run(cfg, out, runcfg, tmp_path)
 
 
 # ---------------------------------------------------------------------------- full disk
@@ -346,13 +351,7 @@ def test_disk_full_is_one_line_and_resume_finishes(small_disk: Path, tmp_path: P
         assert len(res.stderr.strip().splitlines()) == 1 and "No space left on device" in res.stderr.replace("no space", "No space"), res.stderr
         assert name in res.stderr, res.stderr
         assert sorted(p.name for p in small_disk.iterdir()) == store_files, name
-    res = _cli("run", "--config", str(cfg), "-o", str(roomy), "--resume", "--no-progress")
-    assert res.returncode == 0, res.stderr
-    ref = tmp_path / "ref.duckdb"
-    run(Pipeline((Generator(),), runcfg), ref, progress=False)
-    got, want = _tables(roomy), _tables(ref)
-    for name in want:
-        assert got[name].equals(want[name]), name
+    _resume_equals_an_uninterrupted_run(cfg, roomy, runcfg, tmp_path)
 
 
 @pytest.mark.slow

@@ -234,6 +234,17 @@ def test_reader_choice_is_checked(tmp_path: Path) -> None:
         build_kernels(pipe)
 
 
+def _errors_of_every_reader(path: Path, n: int) -> list[str]:
+    """The DataError message of reading events [0, n) of ``path`` with the text, auto and pyhepmc readers."""
+    ix = scan_hepmc(path)
+    errors = []
+    for reader in ("text", "auto", "pyhepmc"):
+        with pytest.raises(DataError) as err:
+            read_segment(ix, 0, n, reader)
+        errors.append(str(err.value))
+    return errors
+
+
 def test_broken_event_gives_pyhepmcs_error_in_both_readers(tmp_path: Path) -> None:
     good = _write(tmp_path / "g.hepmc3", 4, seed=6).read_text().splitlines(keepends=True)
     e1 = [i for i, ln in enumerate(good) if ln.startswith("E ")][1]
@@ -242,20 +253,10 @@ def test_broken_event_gives_pyhepmcs_error_in_both_readers(tmp_path: Path) -> No
     good[e1] = " ".join(f) + "\n"
     bad = tmp_path / "bad.hepmc3"
     bad.write_text("".join(good))
-    ix = scan_hepmc(bad)
-    errors = []
-    for reader in ("text", "auto", "pyhepmc"):
-        with pytest.raises(DataError) as err:
-            read_segment(ix, 0, 4, reader)
-        errors.append(str(err.value))
+    errors = _errors_of_every_reader(bad, 4)
     assert errors[0] == errors[1] == errors[2] and f"event 1: line {e1 + 1}" in errors[0]
     # an event without particles (E 9 0 0): pyhepmc's error in every mode
     empty = bad.read_text().replace(good[e1], "E 9 0 0\nU GEV MM\n" + good[e1].replace(f[2], str(int(f[2]) - 1), 1), 1)
     bad.write_text(empty)
-    ix = scan_hepmc(bad)
-    errors = []
-    for reader in ("text", "auto", "pyhepmc"):
-        with pytest.raises(DataError) as err:
-            read_segment(ix, 0, 5, reader)
-        errors.append(str(err.value))
+    errors = _errors_of_every_reader(bad, 5)
     assert errors[0] == errors[1] == errors[2] and "event 1:" in errors[0]
