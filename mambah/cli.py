@@ -44,8 +44,6 @@ COMMAND_ORDER: tuple[str, ...] = ("run", "train", "validate", "export")
 #: Entry-point group of options added to another package's command: ``command = "module:register"``,
 #: where ``register(parser)`` adds options to the parser of ``command`` (``run = ficino.cli:register_run_options``).
 OPTIONS_GROUP = "mambah.command_options"
-#: The store's own commands (no entry point).
-OWN_COMMANDS: tuple[str, ...] = ("info", "query", "check", "merge")
 
 
 def _commands(group: str = COMMAND_GROUP) -> list[Any]:
@@ -134,7 +132,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     merge.set_defaults(func=cmd_merge)
 
     eps = _commands()
-    if command in OWN_COMMANDS:
+    if command in sub.choices:  # one of the store's own commands, added above: no entry point needed
         eps = []
     elif any(ep.name == command for ep in eps):
         eps = [ep for ep in eps if ep.name == command]
