@@ -176,9 +176,10 @@ def configure_tensorflow() -> Any:
     Intra-op threads = the CPUs this process may run on (``os.sched_getaffinity``), inter-op
     threads = 1: the passes run one network at a time, so a second pool only competes
     for the same cores.  ``MAMBAH_TF_THREADS`` overrides the intra-op count.  Once
-    TensorFlow has run an op the pools are fixed; this then changes nothing.
+    TensorFlow has run an op the pools are fixed; this then changes nothing.  TensorFlow is
+    imported without its eager import of Keras (:func:`_import_tensorflow_without_keras`).
     """
-    import tensorflow as tf
+    tf = _import_tensorflow_without_keras()
 
     global _TF_CONFIGURED
     if not _TF_CONFIGURED:
@@ -198,6 +199,42 @@ def configure_tensorflow() -> Any:
 
 
 _TF_CONFIGURED = False
+
+
+def _import_tensorflow_without_keras() -> Any:
+    """``import tensorflow``, without the Keras import that TensorFlow's ``__init__`` makes at its end.
+
+    TensorFlow 2.16+ ends its import with ``importlib.import_module("keras.src.optimizers")``
+    (inside ``try/except ImportError``: it only registers Keras' optimizers early), which
+    imports all of Keras 3 and with it scikit-learn, SciPy's stats and matplotlib: 1.8 of
+    the 3.8 CPU s of ``import tensorflow`` on this machine (TensorFlow 2.21, Keras 3.15;
+    issue #17, ``benchmarks/README.md``).  The passes only run TensorFlow ops.  While
+    TensorFlow imports, ``sys.modules["keras"]`` is ``None`` (that import then fails as
+    TensorFlow allows); afterwards the entry is removed and the two Keras folders that
+    TensorFlow adds to its ``__path__`` are put back, so ``tf.keras``, ``import keras`` and
+    ``import tensorflow.keras`` work later as before (Keras then loads on first use).
+    Nothing changes when TensorFlow or Keras is imported already.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules or "keras" in sys.modules:
+        import tensorflow as tf
+
+        return tf
+    sys.modules["keras"] = None  # type: ignore[assignment]
+    try:
+        import tensorflow as tf
+    finally:
+        if "keras" in sys.modules and sys.modules["keras"] is None:
+            del sys.modules["keras"]
+    path = getattr(tf, "__path__", None)
+    if isinstance(path, list) and None in path:  # TensorFlow found no keras package: its folders, as it adds them
+        from tensorflow.python.tools.module_util import get_parent_dir_for_name
+
+        rest = [p for p in path if p is not None]
+        keras_dirs = [get_parent_dir_for_name("keras.api._v2.keras"), get_parent_dir_for_name("keras._tf_keras.keras")]
+        path[:] = [d for d in keras_dirs if d is not None] + rest
+    return tf
 #: Calls with fewer rows run in numpy (no TensorFlow, no tracing); larger ones through the traced graph.
 #: One chunk (:class:`CompiledModel`'s 262 144 rows): the blocked numpy forward pass of the dense
 #: networks measured about as fast as the graph per row (0.89 vs 0.77 CPU µs on the acceptance
