@@ -65,6 +65,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the vertex smearing (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--build", choices=("auto", "serial", "process"), default="auto",
+                   help="build the candidates in this process (serial) or in a worker process while this one writes "
+                        "(process); auto (default): the worker for large ROOT exports")
     p.set_defaults(func=cmd_export)
 
 
@@ -86,6 +89,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.store, args.output, decay=args.decay, aliases=parse_aliases(args.aliases), variables=_variables(args.variables),
         tree=args.tree, fmt=args.format, cut=args.cut, reconstructed_only=not args.all_candidates,
         overwrite=args.overwrite, progress=not args.no_progress, compression=args.compression, seed=args.seed,
+        build=args.build,
     )
     print(
         f"{summary.path}: {summary.rows:,} rows x {len(summary.columns)} columns ({summary.format}) from "

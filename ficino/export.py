@@ -11,6 +11,7 @@ column (also those not written), e.g. ``"Lc_M > 2200 AND mu_PT > 1000"``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ficino import _worker
 from ficino.candidates import (
     Column,
     DecaySpec,
@@ -47,6 +49,12 @@ log = logging.getLogger(__name__)
 
 _PARQUET_OK = ("LZ4", "ZSTD", "ZLIB", "NONE")
 
+#: ``export(build=...)`` choices (see :func:`export`).
+BUILD_MODES = ("auto", "serial", "process")
+#: ``build="auto"`` builds a ROOT export in the build worker process from this many candidates
+#: (head particles in the store) on, in two batches or more (measured: benchmarks/README.md, "Vertex fits").
+PROCESS_BUILD_MIN_CANDIDATES = 20_000
+
 
 @dataclass(frozen=True)
 class ExportSummary:
@@ -62,6 +70,8 @@ class ExportSummary:
         columns: column names, in order.
         seconds: wall time.
         bytes: size of the output.
+        worker_cpu_seconds: CPU time of the build worker process (``build="process"``; 0 when the
+            candidates were built in this process), not counted in this process's ``time.process_time()``.
     """
 
     path: str
@@ -73,6 +83,7 @@ class ExportSummary:
     columns: tuple[str, ...]
     seconds: float
     bytes: int
+    worker_cpu_seconds: float = 0.0
 
     @property
     def rows_per_second(self) -> float:
@@ -346,6 +357,7 @@ def export(
     compression: str | None = None,
     seed: int = 0,
     resolution: VertexResolution = VertexResolution(),
+    build: str = "auto",
 ) -> ExportSummary:
     """Export the candidates of ``decay`` in ``store`` to an ntuple at ``path``.
 
@@ -367,14 +379,23 @@ def export(
         compression: ``LZ4`` (default), ``ZLIB``, ``LZMA``, ``ZSTD``, ``NONE`` (``"ZSTD:5"``).
         seed: seed of the vertex smearing.
         resolution: vertex resolutions [mm] of the smearing.
+        build: where the candidates and columns are built: ``"serial"`` in this process,
+            ``"process"`` in the build worker process (:mod:`ficino._worker`) while this one
+            writes, ``"auto"`` (default) the worker for ROOT exports of at least
+            :data:`PROCESS_BUILD_MIN_CANDIDATES` candidates in two or more batches on a machine
+            with two CPUs or more (uproot's writer holds the GIL, so only a second process
+            overlaps building and writing), else serial. The columns are the same either way.
 
     Returns:
         :class:`ExportSummary`.
 
     Raises:
         ExportError: bad option, output exists, unwritable path, empty store,
-            decay matching nothing, cut that does not parse.
+            decay matching nothing, cut that does not parse, ``build="process"`` where no
+            worker can run (or with a variable registered after ``import ficino``).
     """
+    if build not in BUILD_MODES:
+        raise ExportError(f"unknown build {build!r}; choose {', '.join(BUILD_MODES)}")
     writer = NtupleWriter(
         path, decay, aliases, variables, tree, fmt, cut, reconstructed_only, overwrite,
         compression=compression, seed=seed, resolution=resolution,
@@ -392,37 +413,20 @@ def export(
             raise ExportError(f"store '{st.path}' is empty (no complete batch); nothing to export")
         if writer.spec is None:
             writer._set_spec(default_decay(st))
-        _check_store(st, cast(DecaySpec, writer.spec), reconstructed_only)
+        n_candidates = _check_store(st, cast(DecaySpec, writer.spec), reconstructed_only)
         from tqdm.auto import tqdm
 
         writer._resolve(st)
-        # one batch ahead: a worker thread reads batch i+1 from DuckDB (own cursor; DuckDB releases the GIL)
-        # while this thread builds and writes batch i, and reads batch 0 while the output is created. For
-        # Parquet and CSV the worker builds the candidates and columns of batch i+1 too (pyarrow's writer
-        # releases the GIL); for ROOT that was slower: uproot's Python-level extend holds the GIL, so the
-        # builder's numpy calls wait for it (measured in benchmarks/README.md, "Vertex fits").
+        mode = _build_mode(build, writer, n_candidates, len(batches))
         ahead = EventStore(st.connection.cursor(), st.path, read_only=True)
-        build_ahead = writer.format != "root"
-
-        def prepare(batch: int) -> tuple[dict[str, dict[str, np.ndarray]], tuple[dict[str, np.ndarray], int] | None]:
-            tables = writer._fetch(ahead, batch)
-            return tables, (writer._build(batch, tables) if build_ahead else None)
-
-        with (
-            ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool,
-            tqdm(total=len(batches), unit="batch", disable=not progress, desc="ficino", dynamic_ncols=True) as bar,
-        ):
-            future = pool.submit(prepare, batches[0])
-            writer._open()
-            for i, b in enumerate(batches):
-                tables, built = future.result()
-                if i + 1 < len(batches):
-                    future = pool.submit(prepare, batches[i + 1])
-                writer._append(b, *(built if built is not None else writer._build(b, tables)))
-                bar.update(1)
-                bar.set_postfix(rows=writer.rows, refresh=False)
+        with tqdm(total=len(batches), unit="batch", disable=not progress, desc="ficino", dynamic_ncols=True) as bar:
+            worker_cpu = _export_in_worker(writer, ahead, batches, bar) if mode == "process" else _export_here(writer, ahead, batches, bar)
         ahead.close()
-        return writer.close()
+        summary = writer.close()
+        if worker_cpu:
+            summary = dataclasses.replace(summary, worker_cpu_seconds=worker_cpu)
+            writer.summary = summary
+        return summary
     except BaseException:
         writer.abort()
         raise
@@ -431,7 +435,86 @@ def export(
             st.close()
 
 
-def _check_store(store: EventStore, spec: DecaySpec, reconstructed_only: bool) -> None:
+def _export_here(writer: NtupleWriter, ahead: EventStore, batches: Sequence[int], bar: Any) -> float:
+    """Build and write every batch in this process (``build="serial"``); returns 0 (no worker CPU)."""
+    # one batch ahead: a worker thread reads batch i+1 from DuckDB (own cursor; DuckDB releases the GIL)
+    # while this thread builds and writes batch i, and reads batch 0 while the output is created. For
+    # Parquet and CSV the worker builds the candidates and columns of batch i+1 too (pyarrow's writer
+    # releases the GIL); for ROOT that was slower: uproot's Python-level extend holds the GIL, so the
+    # builder's numpy calls wait for it (measured in benchmarks/README.md, "Vertex fits").
+    build_ahead = writer.format != "root"
+
+    def prepare(batch: int) -> tuple[dict[str, dict[str, np.ndarray]], tuple[dict[str, np.ndarray], int] | None]:
+        tables = writer._fetch(ahead, batch)
+        return tables, (writer._build(batch, tables) if build_ahead else None)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool:
+        future = pool.submit(prepare, batches[0])
+        writer._open()
+        for i, b in enumerate(batches):
+            tables, built = future.result()
+            if i + 1 < len(batches):
+                future = pool.submit(prepare, batches[i + 1])
+            writer._append(b, *(built if built is not None else writer._build(b, tables)))
+            bar.update(1)
+            bar.set_postfix(rows=writer.rows, refresh=False)
+    return 0.0
+
+
+def _export_in_worker(writer: NtupleWriter, ahead: EventStore, batches: Sequence[int], bar: Any) -> float:
+    """Build in the build worker process while this one writes (``build="process"``, :mod:`ficino._worker`).
+
+    A thread reads batch i+2 from DuckDB while this thread writes batch i and the worker builds batch
+    i+1; batch i+2 goes to the worker when batch i is written (two slots each way). Returns the
+    worker's CPU seconds. On any error or Ctrl-C the worker is killed (the next export starts another).
+    """
+    spec = cast(DecaySpec, writer.spec)
+    worker = _worker.get_worker()
+    try:
+        session = _worker.BuildSession(
+            worker, spec.descriptor, spec.aliases, [c.name for c in writer._computed_columns],
+            {"reconstructed_only": writer.reconstructed_only, "seed": writer.seed, "resolution": writer.resolution},
+        )
+        with ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool:
+            fetched = [pool.submit(writer._fetch, ahead, b) for b in batches[:2]]
+            session.submit(batches[0], fetched[0].result())
+            writer._open()  # uproot's mktree while the worker builds batch 0
+            if len(batches) > 1:
+                session.submit(batches[1], fetched[1].result())
+            del fetched
+            for i, b in enumerate(batches):
+                future = pool.submit(writer._fetch, ahead, batches[i + 2]) if i + 2 < len(batches) else None
+                columns, matched = session.result()
+                writer._append(b, columns, matched)
+                del columns  # views into the slot that batch i + 2 fills
+                if future is not None:
+                    session.submit(batches[i + 2], future.result())
+                bar.update(1)
+                bar.set_postfix(rows=writer.rows, refresh=False)
+        return session.close()
+    except BaseException:
+        _worker.discard_worker(worker)
+        raise
+
+
+def _build_mode(build: str, writer: NtupleWriter, n_candidates: int, n_batches: int) -> str:
+    """``"serial"`` or ``"process"`` for :func:`export`'s ``build`` option (see there)."""
+    if build == "serial":
+        return "serial"
+    col = _worker.worker_variables_ok(writer._computed_columns)
+    why = _worker.available() or (
+        f"column {col} uses a variable registered after 'import ficino', which the build worker does not have" if col else None)
+    if build == "process":
+        if why:
+            raise ExportError(f"build='process' cannot be honoured: {why}; use build='serial' (or 'auto')")
+        return "process"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    big = n_batches >= 2 and n_candidates >= PROCESS_BUILD_MIN_CANDIDATES
+    return "process" if why is None and writer.format == "root" and big and cpus >= 2 else "serial"
+
+
+def _check_store(store: EventStore, spec: DecaySpec, reconstructed_only: bool) -> int:
+    """Refuse a store the export cannot use; the number of head particles of ``spec`` (candidates before matching)."""
     pids = {spec.tree.pid}
     if spec.cc:
         pids.add(spec.tree.conjugate().pid)
@@ -448,6 +531,7 @@ def _check_store(store: EventStore, spec: DecaySpec, reconstructed_only: bool) -
             f"store '{store.path}' has no protoparticles (no detector pass ran), so no candidate is reconstructed; "
             "export all MC-truth candidates with reconstructed_only=False (--all-candidates)"
         )
+    return int(n)
 
 
 def _exporter(fmt: str, doc: str) -> Any:
@@ -466,10 +550,11 @@ def _exporter(fmt: str, doc: str) -> Any:
         compression: str | None = None,
         seed: int = 0,
         resolution: VertexResolution = VertexResolution(),
+        build: str = "auto",
     ) -> ExportSummary:
         return export(
             store, path, decay, aliases, variables, tree, fmt, cut, reconstructed_only, overwrite, progress,
-            compression=compression, seed=seed, resolution=resolution,
+            compression=compression, seed=seed, resolution=resolution, build=build,
         )
 
     exporter.__name__ = exporter.__qualname__ = f"to_{fmt}"

@@ -268,8 +268,10 @@ class RootFile(NtupleFile):
             raise
 
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
-        self._buffer.append(chunk)
         self._buffered += len(next(iter(chunk.values())))
+        if self._buffered < self.basket_rows:  # kept past this call: a copy (the caller may reuse its arrays,
+            chunk = {c: v.copy() for c, v in chunk.items()}  # e.g. the build worker's shared-memory slots)
+        self._buffer.append(chunk)
         if self._buffered >= self.basket_rows:
             self._flush()
 
