@@ -278,6 +278,7 @@ class CompiledModel:
         self._numpy_net = callable(getattr(trained.model, "numpy", None))  # a GraphNet
         self._fn: Any = None
         self._eager: Any = None
+        self._fn32: Any = None  # the generator's network without the float64 cast (sample_float32)
         self._post_numpy = False
 
     def _build_graph(self) -> None:
@@ -294,10 +295,15 @@ class CompiledModel:
                 x = tf.concat([tf.cast(z, tf.float32), noise], axis=1)
                 return post_fn(tf.cast(net(x, training=False), tf.float64), raw)
 
+            def network(z: Any, noise: Any) -> Any:
+                return net(tf.concat([tf.cast(z, tf.float32), noise], axis=1), training=False)
+
             self._eager = graph
             self._fn = tf.function(graph, autograph=False, reduce_retracing=True, input_signature=[
                 tf.TensorSpec([None, d], tf.float64), tf.TensorSpec([None, d], tf.float64),
                 tf.TensorSpec([None, trained.n_noise], tf.float32)])
+            self._fn32 = tf.function(network, autograph=False, reduce_retracing=True, input_signature=[
+                tf.TensorSpec([None, d], tf.float64), tf.TensorSpec([None, trained.n_noise], tf.float32)])
         else:
             def classify(z: Any) -> Any:
                 return net(tf.cast(z, tf.float32), training=False)
@@ -362,3 +368,47 @@ class CompiledModel:
         outs = [self._call(z[i : i + self.chunk], raw[i : i + self.chunk], noise[i : i + self.chunk])
                 for i in range(0, raw.shape[0], self.chunk)]
         return np.concatenate(outs, axis=0) if outs else np.zeros((0, self._n_out), np.float64)
+
+    def sample_float32(self, conditions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """:meth:`sample` of a generator whose output preprocessing is :class:`~sim.core.preprocessing.Identity`, in float32.
+
+        The same numbers as :meth:`sample` (its outputs are these float32 values cast to
+        float64, exactly; the same noise draws, the same graph-or-numpy choice per chunk),
+        without the float64 copy: for the shower generator's ``(n, 901)`` outputs that copy
+        and its conversion back cost more than the network's last layers.  The numpy path
+        refuses NaN/inf outputs with the message of ``Identity.inverse_transform``.
+
+        Raises:
+            ModelError: the model is no generator or has another output preprocessing.
+        """
+        from sim.core.preprocessing import Identity
+
+        if not self._generator or not isinstance(self.trained.output_preprocessor, Identity):
+            raise ModelError(f"sample_float32: the model's output preprocessing is "
+                             f"{type(self.trained.output_preprocessor).__name__}; only an Identity one has raw float32 outputs")
+        raw = np.ascontiguousarray(self._raw(conditions, "sample"))
+        z = self._pre(raw)
+        noise = rng.standard_normal((raw.shape[0], self.trained.n_noise), dtype=np.float32)
+        outs = [self._call32(z[i : i + self.chunk], noise[i : i + self.chunk]) for i in range(0, raw.shape[0], self.chunk)]
+        return np.concatenate(outs, axis=0) if len(outs) > 1 else outs[0] if outs else np.zeros((0, self._n_out), np.float32)
+
+    def _call32(self, z: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """One chunk of :meth:`sample_float32` (the row-count rule of :meth:`_call`)."""
+        big = z.shape[0] >= (GRAPH_MIN_ROWS if self.graph_min_rows is None else self.graph_min_rows)
+        if not big and self._numpy_net:
+            y = np.asarray(self.trained.model.numpy(np.concatenate([z.astype(np.float32), noise], axis=1)), np.float32)
+            bad = ~np.isfinite(y)
+            if bad.any():
+                raise DataError(f"Identity.inverse_transform: NaN or inf in column(s) {sorted(set(np.nonzero(bad)[1].tolist()))}")
+            return y
+        if self._fn is None:
+            self._build_graph()
+        if big:
+            return self._fn32(z, noise).numpy()  # type: ignore[no-any-return]
+        tf = self._tf
+        return self._eager_network32(tf.convert_to_tensor(z), tf.convert_to_tensor(noise))
+
+    def _eager_network32(self, z: Any, noise: Any) -> np.ndarray:
+        tf = self._tf
+        x = tf.concat([tf.cast(z, tf.float32), noise], axis=1)
+        return self.trained.model(x, training=False).numpy()  # type: ignore[no-any-return]

@@ -97,14 +97,18 @@ class GraphNet:
     def __call__(self, x: Any, training: bool = False) -> Any:
         import tensorflow as tf
 
-        if self._tf_weights is None:
-            self._tf_weights = {k: [tf.constant(w) for w in v] for k, v in self._np_weights.items()}
+        if not tf.executing_eagerly():  # tracing: constants of this graph (another graph cannot use them)
+            weights = {k: [tf.constant(w) for w in v] for k, v in self._np_weights.items()}
+        else:
+            if self._tf_weights is None:
+                self._tf_weights = {k: [tf.constant(w) for w in v] for k, v in self._np_weights.items()}
+            weights = self._tf_weights
         values: dict[str, Any] = {self._inputs: tf.convert_to_tensor(x, tf.float32)}
         for name, cls, cfg, srcs in self._layers:
             if cls == "InputLayer":
                 continue
             ins = [values[s] for s in srcs]
-            values[name] = _apply(tf, cls, cfg, ins, self._tf_weights.get(name, []))
+            values[name] = _apply(tf, cls, cfg, ins, weights.get(name, []))
         return values[self._output]
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
