@@ -14,7 +14,7 @@ are all there is to it (and so that sample weights can enter the quantiles).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -279,22 +279,48 @@ class ConditionalQuantileGaussian(_Base):
     (``conditional = True`` tells callers to pass them).  Negative weights are clipped
     to zero for the quantiles, as in :class:`QuantileGaussian`.
 
+    Two options shape it to a threshold (the proton RICH targets, :mod:`sim.training.recipes.pid`):
+
+    * ``edges`` (raw condition values, e.g. a Cherenkov threshold [MeV]): the bins are
+      equal-population *within* each segment between the edges (the ``n_bins`` shared
+      in proportion to the segments' rows, at least one each), and the interpolation
+      never crosses an edge: each segment's outermost tables are repeated at the edge
+      (two anchors at the same condition), so a row uses the tables of its own segment
+      only and the quantile function may jump at the edge.  A value that is exact in
+      every row of a segment (a point mass) is then generated exactly there.
+    * ``differences`` (pairs ``(j, b)``): column ``j`` is transformed as ``x_j - x_b``
+      (``b`` itself not a difference), and ``inverse_transform`` adds ``x_b`` back, so
+      where the difference is exactly 0 (two likelihood hypotheses both below their
+      Cherenkov thresholds) the generated ``x_j`` equals ``x_b`` exactly.
+
     Args:
         n_quantiles: points of each bin's quantile table.
         n_bins: number of bins (equal numbers of rows; with fewer than ``n_quantiles`` rows
             per bin the tables get as many points as the smallest bin has rows).
         condition: index of the condition column that the transform follows.
+        edges: increasing raw condition values where the interpolation stops (default none).
+        differences: ``(j, b)`` pairs of target columns, ``x_j`` stored as ``x_j - x_b``.
     """
 
     kind = "conditional_quantile_gaussian"
     conditional: ClassVar[bool] = True
 
-    def __init__(self, n_quantiles: int = 128, n_bins: int = 12, condition: int = 0) -> None:
+    def __init__(self, n_quantiles: int = 128, n_bins: int = 12, condition: int = 0,
+                 edges: Sequence[float] = (), differences: Sequence[Sequence[int]] = ()) -> None:
         if int(n_quantiles) < 2 or int(n_bins) < 1:
             raise DataError(f"ConditionalQuantileGaussian: n_quantiles={n_quantiles} must be >= 2, n_bins={n_bins} >= 1")
         self.n_quantiles = int(n_quantiles)
         self.n_bins = int(n_bins)
         self.condition = int(condition)
+        self.edges = tuple(float(e) for e in edges)
+        if not all(np.isfinite(self.edges)) or any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+            raise DataError(f"ConditionalQuantileGaussian: edges={list(self.edges)} must be finite and increasing")
+        self.differences = tuple((int(j), int(b)) for j, b in differences)
+        targets = [j for j, _ in self.differences]
+        if (len(set(targets)) != len(targets) or any(j == b or b in targets or min(j, b) < 0
+                                                     for j, b in self.differences)):
+            raise DataError(f"ConditionalQuantileGaussian: differences={[list(d) for d in self.differences]} must be "
+                            "(column, base) pairs of distinct columns >= 0, each column once, no base a difference")
         self.centers_: Any = None
         self.references_: Any = None
         self.quantiles_: Any = None  # (n_bins, n_quantiles, d)
@@ -313,24 +339,62 @@ class ConditionalQuantileGaussian(_Base):
         """Fit on targets ``x`` ``(n, d)`` with the raw ``conditions`` ``(n, c)`` and optional ``weights``."""
         arr = _as_2d(x, "ConditionalQuantileGaussian.fit")
         n, d = arr.shape
+        if any(max(jb) >= d for jb in self.differences):
+            raise DataError(f"ConditionalQuantileGaussian.fit: differences={[list(jb) for jb in self.differences]} "
+                            f"name a column beyond the {d} target(s)")
+        arr = self._differenced(arr)
         w = _check_weights(weights, n, "ConditionalQuantileGaussian.fit")
         col = self._column(conditions, n, "ConditionalQuantileGaussian.fit")
         order = np.argsort(col, kind="stable")
-        chunks = np.array_split(order, self.n_bins)
-        smallest = min(len(ch) for ch in chunks)
+        # segments between the edges (an edge with no row on one side is no edge)
+        cuts = np.searchsorted(col[order], np.asarray(self.edges, dtype=np.float64), side="left")
+        kept = [(i, s) for i, s in enumerate(np.split(order, cuts)) if s.size]
+        segments = [s for _, s in kept]
+        # the edge below each kept segment (the one closest to it when segments between are empty)
+        below = [self.edges[i - 1] if i > 0 else -np.inf for i, _ in kept]
+        shares = [max(1, int(round(self.n_bins * s.size / n))) for s in segments]
+        chunks_by_segment = [np.array_split(s, k) for s, k in zip(segments, shares)]
+        smallest = min(len(ch) for chunks in chunks_by_segment for ch in chunks)
         if smallest < 2:
-            raise DataError(f"ConditionalQuantileGaussian.fit: {n} rows are too few for {self.n_bins} bins")
+            raise DataError(f"ConditionalQuantileGaussian.fit: {n} rows are too few for {self.n_bins} bins"
+                            + (f" between the edges {list(self.edges)}" if self.edges else ""))
         points = min(self.n_quantiles, smallest)  # one probability grid for every bin
-        tables, centers = [], []
-        for rows in chunks:
-            qg = QuantileGaussian(points).fit(arr[rows], None if w is None else w[rows])
-            tables.append(qg.quantiles_)
-            centers.append(float(np.median(col[rows])))
+        tables: list[np.ndarray] = []
+        centers: list[float] = []
+        for i, chunks in enumerate(chunks_by_segment):
+            seg_tables, seg_centers = [], []
+            for rows in chunks:
+                qg = QuantileGaussian(points).fit(arr[rows], None if w is None else w[rows])
+                seg_tables.append(qg.quantiles_)
+                seg_centers.append(float(np.median(col[rows])))
+            if i > 0:  # the segment's first table from its lower edge on: no interpolation across it
+                seg_tables.insert(0, seg_tables[0])
+                seg_centers.insert(0, float(below[i]))
+            if i < len(chunks_by_segment) - 1:  # and its last table up to its upper edge
+                seg_tables.append(seg_tables[-1])
+                seg_centers.append(float(below[i + 1]))
+            tables.extend(seg_tables)
+            centers.extend(seg_centers)
         self.references_ = qg.references_
         self.quantiles_ = np.stack(tables)
         self.centers_ = np.maximum.accumulate(np.asarray(centers))
         self.n_features_ = d
         return self
+
+    def _differenced(self, x: np.ndarray) -> np.ndarray:
+        """Raw targets with each difference column replaced by ``x_j - x_b``."""
+        if not self.differences:
+            return x
+        out = np.array(x, dtype=np.float64, copy=True)
+        for j, b in self.differences:
+            out[:, j] = x[:, j] - x[:, b]
+        return out
+
+    def _undifferenced(self, y: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`_differenced` (in place)."""
+        for j, b in self.differences:
+            y[:, j] = y[:, j] + y[:, b]
+        return y
 
     def _neighbours(self, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lower bin index and interpolation weight ``a`` in [0, 1] per row."""
@@ -345,7 +409,7 @@ class ConditionalQuantileGaussian(_Base):
 
     def transform(self, x: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
         """``(n, d)`` raw values (with their raw conditions) → standard-normal values."""
-        arr = _as_2d(x, "ConditionalQuantileGaussian.transform", self._fitted())
+        arr = self._differenced(_as_2d(x, "ConditionalQuantileGaussian.transform", self._fitted()))
         k, a = self._neighbours(self._column(conditions, arr.shape[0], "ConditionalQuantileGaussian.transform"))
         r = self.references_
         out = np.empty_like(arr)
@@ -385,13 +449,18 @@ class ConditionalQuantileGaussian(_Base):
             for j in range(arr.shape[1]):
                 out[rows, j] = ((1.0 - a[rows]) * np.interp(p[rows, j], r, lo[:, j])
                                 + a[rows] * np.interp(p[rows, j], r, hi[:, j]))
-        return out
+        return self._undifferenced(out)
 
     def to_dict(self) -> dict[str, Any]:
         self._fitted()
+        options: dict[str, Any] = {}  # only when set: a transform without them keeps its old form
+        if self.edges:
+            options["edges"] = list(self.edges)
+        if self.differences:
+            options["differences"] = [list(jb) for jb in self.differences]
         return {
             "type": self.kind, "n_quantiles": self.n_quantiles, "n_bins": self.n_bins,
-            "condition": self.condition, "centers": self.centers_.tolist(),
+            "condition": self.condition, **options, "centers": self.centers_.tolist(),
             "references": self.references_.tolist(), "quantiles": self.quantiles_.tolist(),
         }
 
@@ -430,7 +499,8 @@ def preprocessor_from_dict(
             obj.n_features_ = obj.mean_.size
             return obj
         if kind == ConditionalQuantileGaussian.kind:
-            cq = ConditionalQuantileGaussian(int(data["n_quantiles"]), int(data["n_bins"]), int(data["condition"]))
+            cq = ConditionalQuantileGaussian(int(data["n_quantiles"]), int(data["n_bins"]), int(data["condition"]),
+                                             edges=data.get("edges", ()), differences=data.get("differences", ()))
             cq.centers_ = np.asarray(data["centers"], dtype=np.float64).reshape(-1)
             cq.references_ = np.asarray(data["references"], dtype=np.float64).reshape(-1)
             cq.quantiles_ = np.asarray(data["quantiles"], dtype=np.float64)
@@ -438,6 +508,8 @@ def preprocessor_from_dict(
                 raise ValueError(f"quantiles shape {cq.quantiles_.shape} vs {cq.centers_.size} bins "
                                  f"x {cq.references_.size} references")
             cq.n_features_ = cq.quantiles_.shape[2]
+            if any(max(jb) >= cq.n_features_ for jb in cq.differences):
+                raise ValueError(f"differences {data.get('differences')} beyond the {cq.n_features_} columns")
             return cq
         qg = QuantileGaussian(int(data["n_quantiles"]))
         refs = np.asarray(data["references"], dtype=np.float64).reshape(-1)
@@ -522,6 +594,7 @@ def compiled_inverse(prep: Any) -> Any:
         rt, ct = tf.constant(r), tf.constant(centers)
         cols = tf.constant(np.arange(d, dtype=np.int64))
         col = int(prep.condition)
+        diffs = tuple(prep.differences)
 
         def cinv(z: Any, c: Any) -> Any:
             n = tf.shape(z, out_type=tf.int64)[0]
@@ -547,7 +620,13 @@ def compiled_inverse(prep: Any) -> Any:
                 return tf.where(pos == 0, first, tf.where(pos >= m, last, inner))
 
             hi = tf.minimum(k + 1, nb - 1)
-            return (1.0 - a)[:, None] * table(k) + a[:, None] * table(hi)
+            out = (1.0 - a)[:, None] * table(k) + a[:, None] * table(hi)
+            if not diffs:
+                return out
+            columns = [out[:, i] for i in range(d)]
+            for i, b in diffs:  # x_i = (x_i - x_b) + x_b, as the numpy method
+                columns[i] = columns[i] + columns[b]
+            return tf.stack(columns, axis=1)
 
         return cinv
     return None

@@ -89,10 +89,14 @@ def _fitted(kind: str, rng: np.random.Generator) -> tuple[object, np.ndarray]:
         return QuantileGaussian(256).fit(targets), cond
     if kind == "conditional":
         return ConditionalQuantileGaussian(64, 8, condition=0).fit(targets, conditions=cond), cond
+    if kind == "conditional-edges":  # no interpolation across 2e4, column 2 learned as x2 - x0
+        targets[cond[:, 0] < 2e4, 2] = targets[cond[:, 0] < 2e4, 0]
+        prep = ConditionalQuantileGaussian(64, 8, condition=0, edges=(2e4,), differences=((2, 0),))
+        return prep.fit(targets, conditions=cond), cond
     return Standardizer().fit(targets), cond
 
 
-@pytest.mark.parametrize("kind", ["quantile", "conditional", "standardizer"])
+@pytest.mark.parametrize("kind", ["quantile", "conditional", "conditional-edges", "standardizer"])
 def test_compiled_inverse_equals_the_numpy_inverse(kind: str) -> None:
     import tensorflow as tf
 
@@ -105,6 +109,9 @@ def test_compiled_inverse_equals_the_numpy_inverse(kind: str) -> None:
     want = inverse_transform(prep, z, cond)
     got = compiled_inverse(prep)(tf.constant(z), tf.constant(cond)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    if kind == "conditional-edges":  # the exact equality below the edge survives the compiled form
+        below = cond[:, 0] < 2e4
+        assert below.sum() > 1000 and np.array_equal(got[below, 2], got[below, 0])
 
 
 def test_quantile_transform_puts_ties_in_the_middle_of_their_run() -> None:

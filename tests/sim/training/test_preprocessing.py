@@ -117,3 +117,38 @@ def test_conditional_quantile_gaussian_follows_a_moving_edge() -> None:
         prep.transform(y)
     with pytest.raises(ModelError, match="malformed"):
         preprocessor_from_dict({**prep.to_dict(), "centers": [1.0, 2.0]})
+
+
+def test_conditional_quantile_gaussian_edges_and_differences_keep_an_exact_tie() -> None:
+    """Below an edge where x1 == x0 in every row, any generated x1 equals x0 exactly; above, it does not.
+
+    The plain momentum-following transform interpolates its tables across the edge and
+    generates x1 - x0 != 0 below it (the proton RICH GAN's p -> K excess, docs/pid.md).
+    """
+    from sim.training.preprocessing import ConditionalQuantileGaussian, inverse_transform, transform
+
+    rng = np.random.default_rng(4)
+    n, edge = 20_000, 9.3
+    c = np.column_stack([rng.uniform(2.0, 20.0, n), rng.uniform(2.0, 5.0, n)])
+    x0 = rng.normal(0.0, 1.0, n) * c[:, 0]
+    x1 = x0 + np.where(c[:, 0] < edge, 0.0, rng.normal(0.0, 1.0, n) * (c[:, 0] - edge))
+    y = np.column_stack([x0, x1])
+    prep = ConditionalQuantileGaussian(64, 12, edges=(edge,), differences=((1, 0),)).fit(y, conditions=c)
+    assert list(prep.centers_).count(edge) == 2  # both segments' outer tables anchored at the edge
+    z = transform(prep, y, c)
+    assert np.mean(np.abs(inverse_transform(prep, z, c) - y) < 1e-9) > 0.98  # all but the clipped extremes
+    wild = inverse_transform(prep, rng.normal(0.0, 2.0, (n, 2)), c)
+    below = c[:, 0] < edge
+    assert np.array_equal(wild[below, 1], wild[below, 0])
+    assert np.mean(wild[~below, 1] == wild[~below, 0]) < 0.01
+    plain = ConditionalQuantileGaussian(64, 12, differences=((1, 0),)).fit(y, conditions=c)
+    leak = inverse_transform(plain, rng.normal(0.0, 2.0, (n, 2)), c)
+    assert np.mean(leak[below, 1] != leak[below, 0]) > 0.05  # the test can fail: without the edge it leaks
+    back = preprocessor_from_dict(json.loads(json.dumps(prep.to_dict())))
+    np.testing.assert_array_equal(back.inverse_transform(z, c), inverse_transform(prep, z, c))
+    assert "edges" not in ConditionalQuantileGaussian(64, 12).fit(y, conditions=c).to_dict()  # old form kept
+    for bad in ({"edges": (5.0, 3.0)}, {"differences": ((1, 1),)}, {"differences": ((1, 0), (0, 1))}):
+        with pytest.raises(DataError, match="ConditionalQuantileGaussian"):
+            ConditionalQuantileGaussian(64, 12, **bad)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="beyond the 2 target"):
+        ConditionalQuantileGaussian(64, 12, differences=((2, 0),)).fit(y, conditions=c)
