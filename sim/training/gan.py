@@ -281,8 +281,15 @@ class GANConfig:
     penalty: str = "one-sided"
     n_quantiles: int = 1000
     target_bins: int | None = None
+    target_edges: tuple[float, ...] = ()
+    target_differences: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "target_edges", tuple(float(e) for e in self.target_edges))
+        object.__setattr__(self, "target_differences", tuple((int(j), int(b)) for j, b in self.target_differences))
+        if (self.target_edges or self.target_differences) and self.target_bins is None:
+            raise ConfigError("train_gan: target_edges and target_differences shape the momentum-following "
+                              "target transform; give target_bins too (e.g. target_bins=12)")
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"unknown GAN algorithm {self.algorithm!r}; known: {list(ALGORITHMS)}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -314,6 +321,9 @@ class GANConfig:
             "hidden_generator": list(self.hidden_generator), "hidden_critic": list(self.hidden_critic),
             "n_critic_features": int(self.n_critic_features), "gp_lambda": float(self.gp_lambda),
             "penalty": self.penalty, "target_bins": None if self.target_bins is None else int(self.target_bins),
+            # None when unset, as in the checkpoints written before these options existed
+            "target_edges": list(self.target_edges) or None,
+            "target_differences": [list(jb) for jb in self.target_differences] or None,
             "n_rows": int(n_rows), "conditions": list(conditions), "targets": list(targets),
         }
 
@@ -373,6 +383,14 @@ def train_gan(
             many bins of ``n_quantiles // 2`` points), so generated values stay inside
             the range the targets take at that condition (e.g. below a Cherenkov
             threshold).
+        target_edges: with ``target_bins``, raw values of the first condition (e.g. a
+            Cherenkov threshold [MeV]) across which the transform does not interpolate
+            (bins are equal-population within each segment), so a target that is
+            exact in a whole segment (a point mass) is generated exactly there.
+        target_differences: with ``target_bins``, ``(j, b)`` pairs: target ``j`` is
+            learned as ``target_j - target_b`` and generated as that plus ``target_b``
+            (e.g. RichDLLp - RichDLLK, exactly 0 where both hypotheses are below
+            threshold); see :class:`~sim.training.preprocessing.ConditionalQuantileGaussian`.
         condition_names, target_names: column names (default ``c0..``, ``t0..``).
         provenance: extra provenance entries (e.g. ``data_file``).
         config: the settings as a :class:`GANConfig`; ``settings`` (the keyword
@@ -482,8 +500,15 @@ def _preprocessors(
         return prep_c, QuantileGaussian(cfg.n_quantiles).fit(t_raw, weights=w)
     if c_raw.shape[1] == 0:
         raise ConfigError("train_gan: target_bins needs a condition for the targets' preprocessing to follow")
-    prep_t = ConditionalQuantileGaussian(max(cfg.n_quantiles // 2, 2), int(cfg.target_bins)).fit(
-        t_raw, weights=w, conditions=c_raw)
+    if any(max(jb) >= t_raw.shape[1] for jb in cfg.target_differences):
+        raise ConfigError(f"train_gan: target_differences={[list(jb) for jb in cfg.target_differences]} name a "
+                          f"column beyond the {t_raw.shape[1]} target(s)")
+    try:
+        prep_t = ConditionalQuantileGaussian(max(cfg.n_quantiles // 2, 2), int(cfg.target_bins),
+                                             edges=cfg.target_edges, differences=cfg.target_differences)
+    except DataError as err:
+        raise ConfigError(f"train_gan: {err}") from None
+    prep_t = prep_t.fit(t_raw, weights=w, conditions=c_raw)
     return prep_c, prep_t
 
 

@@ -75,6 +75,9 @@ THRESHOLDS: dict[str, float] = {
     "max_integrated_diff": 0.03,
     "max_bin_diff": 0.04,
     "min_bin_weight": 1000.0,
+    # misID rate fast / reference within this of 1 (K->pi, pi->K, p->K); measured at the default
+    # sample: K->pi 0.99, pi->K 0.94, p->K 1.78 before its threshold-aware RICH transform, 0.86 with it (#16)
+    "max_misid_ratio_deviation": 0.2,
 }
 _MISID = {"K": "K->pi", "pi": "pi->K", "p": "p->K"}
 
@@ -112,6 +115,7 @@ class SpeciesValidation:
         max_pull: quantile → max |eff_fast - eff_ref| / uncertainty, same bins.
         integrated: quantile → (eff_ref, err, eff_fast, err).
         misid: name → (rate_ref, err, rate_fast, err) (K->pi, pi->K, p->K).
+        misid_bins: name → :class:`~sim.training.BinnedEfficiency` of that misID rate in the p bins.
         n_candidates: rows in the sample; n_signal: its fitted signal yield (sum of sWeights).
     """
 
@@ -127,9 +131,10 @@ class SpeciesValidation:
     n_candidates: int = 0
     n_signal: float = 0.0
     fullest_bin: dict[str, float] = field(default_factory=dict)
+    misid_bins: dict[str, Any] = field(default_factory=dict)
 
     def checks(self) -> list[tuple[str, bool, str]]:
-        """``(name, passed, line)`` of each criterion of :data:`THRESHOLDS` (cut at the reference median).
+        """``(name, passed, line)`` of each criterion of :data:`THRESHOLDS` (cut at the reference median; each misID rate).
 
         ``fullest_bin`` (variable -> largest sWeighted bin content) tells how many candidates a
         bin comparison would need when no bin is full enough.
@@ -152,6 +157,18 @@ class SpeciesValidation:
             out.append((f"{s} efficiency bins", False,
                         f"{s}: efficiency bins: not enough events: need >= {more:,} candidates "
                         f"(a bin of >= {need:g} sWeighted candidates in each of p, eta, nTracks; {self.n_candidates:,} given)"))
+        lim = THRESHOLDS["max_misid_ratio_deviation"]
+        for name, (ref, ref_err, fast, fast_err) in self.misid.items():
+            if ref > 0:
+                ratio = fast / ref
+                err = ratio * float(np.hypot(ref_err / ref, fast_err / fast if fast > 0 else 0.0))
+                out.append((f"{s} {name} misID", bool(abs(ratio - 1.0) < lim),
+                            f"{s}: {name} misID fast / reference = {ratio:.2f} +- {err:.2f} "
+                            f"({fast:.4f} / {ref:.4f}; |ratio - 1| limit {lim:g})"))
+            else:
+                out.append((f"{s} {name} misID", False,
+                            f"{s}: {name} misID of the reference is {ref:.4g}: no ratio to compare "
+                            f"(fast {fast:.4g}); a larger sample (--n-signal) may hold some"))
         return [(name, ok, f"{line}: {'ok' if ok else 'FAIL'}") for name, ok, line in out]
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +181,9 @@ class SpeciesValidation:
             "max_pull": {str(q): v for q, v in self.max_pull.items()},
             "integrated": {str(q): list(v) for q, v in self.integrated.items()},
             "misid": {k: list(v) for k, v in self.misid.items()},
+            "misid_bins": {k: {"edges": e.edges.tolist(), "ref": e.ref.tolist(), "ref_err": e.ref_err.tolist(),
+                               "fast": e.fast.tolist(), "fast_err": e.fast_err.tolist()}
+                           for k, e in self.misid_bins.items()},
             "efficiency_bins": {
                 str(q): {var: {"edges": e.edges.tolist(), "ref": e.ref.tolist(), "ref_err": e.ref_err.tolist(),
                                "fast": e.fast.tolist(), "fast_err": e.fast_err.tolist()}
@@ -240,23 +260,26 @@ def validate_species(
         max_diff[q] = float(max(diffs)) if diffs else float("nan")
         max_pull[q] = float(max(pulls)) if pulls else float("nan")
         integrated[q] = (*_rate(ref_pass, w), *_rate(fast_pass, w))
-    misid = {}
+    misid, misid_bins = {}, {}
     if species in _MISID:
-        misid[_MISID[species]] = (*_rate(_misid_pass(species, ref), w), *_rate(_misid_pass(species, fast), w))
+        ref_mis, fast_mis = _misid_pass(species, ref), _misid_pass(species, fast)
+        misid[_MISID[species]] = (*_rate(ref_mis, w), *_rate(fast_mis, w))
+        vals = {"p": ref["p"]}
+        misid_bins[_MISID[species]] = efficiency_ratio(ref_mis, w, fast_mis, w, {"p": BINS["p"]}, vals, vals)["p"]
 
     result = SpeciesValidation(species, test["auc"], test["ks"], cuts, effs, max_diff, max_pull, integrated, misid,
                                n_candidates=len(df), n_signal=float(w.sum()),
-                               fullest_bin={v: float(np.max(c)) for v, c in bins_w.items()})
+                               fullest_bin={v: float(np.max(c)) for v, c in bins_w.items()}, misid_bins=misid_bins)
     log.info("PID validation %s: AUC %.3f, KS %.3f, max |d eff| at median cut %.3f", species, result.auc,
              result.ks, max_diff[0.5])
     if report_dir is not None:
-        _plots(species, ref, fast, w, cuts, effs, Path(report_dir) / species)
+        _plots(species, ref, fast, w, cuts, effs, misid_bins, Path(report_dir) / species)
     return result
 
 
 def _plots(species: str, ref: dict[str, np.ndarray], fast: dict[str, np.ndarray], w: np.ndarray,
-           cuts: dict[float, float], effs: dict[float, dict[str, Any]], out: Path) -> None:
-    from sim.training import efficiency_ratio, plot_efficiency, plot_histograms
+           cuts: dict[float, float], effs: dict[float, dict[str, Any]], misid_bins: dict[str, Any], out: Path) -> None:
+    from sim.training import plot_efficiency, plot_histograms
 
     cols = ["RichDLLe", "RichDLLmu", "RichDLLK", "RichDLLp", *MAIN_COLUMNS]
     p_edges = (2e3, 1e4, 3e4, 1.5e5)
@@ -271,11 +294,9 @@ def _plots(species: str, ref: dict[str, np.ndarray], fast: dict[str, np.ndarray]
     for q, eff in effs.items():
         plot_efficiency(eff, out, labels=("Reference (sWeighted)", "Mambah GAN"),
                         prefix=f"{species}_eff_{CUT_VARIABLE[species]}_gt_q{int(q * 100)}_")
-    if species in _MISID:
-        vals = {"p": ref["p"]}
-        m = efficiency_ratio(_misid_pass(species, ref), w, _misid_pass(species, fast), w, {"p": BINS["p"]}, vals, vals)
-        plot_efficiency(m, out, labels=("Reference (sWeighted)", "Mambah GAN"),
-                        prefix=f"misid_{_MISID[species].replace('->', '_to_')}_")
+    for name, m in misid_bins.items():
+        plot_efficiency({"p": m}, out, labels=("Reference (sWeighted)", "Mambah GAN"),
+                        prefix=f"misid_{name.replace('->', '_to_')}_")
 
 
 def validate_pid(

@@ -30,10 +30,11 @@ from sim.pid.models import (
     _check_species,
     ismuon_allowed,
 )
+from sim.reference.pid import RICH1_C4F10
 
 log = logging.getLogger(__name__)
 
-__all__ = ("train_gan_part", "train_species_models", "SEEDS", "EPOCHS", "LEARNING_RATE", "LR_SCHEDULE", "EMA", "GAN_OVERRIDES", "SHIPPED", "shipped_settings")
+__all__ = ("train_gan_part", "train_species_models", "SEEDS", "EPOCHS", "LEARNING_RATE", "LR_SCHEDULE", "EMA", "GAN_OVERRIDES", "KAON_THRESHOLD_RICH1", "SHIPPED", "cherenkov_threshold", "shipped_settings")
 
 #: Fixed seeds: calibration sample and model initialisation, per species.
 SEEDS: dict[str, int] = {"mu": 101, "pi": 102, "K": 103, "p": 104, "e": 105}
@@ -44,10 +45,29 @@ LEARNING_RATE: dict[str, float] = {"mu": 1e-3, "pi": 5e-4, "K": 1e-3, "p": 1e-3,
 #: GAN learning-rate schedule and generator weight averaging (EMA momentum), every species.
 LR_SCHEDULE: str = "cosine"
 EMA: float = 0.999
+
+
+def cherenkov_threshold(mass: float, n_minus_1: float) -> float:
+    """Momentum [MeV] above which a particle of ``mass`` [MeV] radiates: ``m / sqrt(n^2 - 1)``."""
+    return float(mass / np.sqrt((1.0 + n_minus_1) ** 2 - 1.0))
+
+
+#: The kaon's Cherenkov threshold in the reference RICH1 gas (C4F10, n - 1 = 1.4e-3:
+#: 9.33 GeV; arXiv:1211.6759, Sect. 2).  Below it the kaon and proton hypotheses predict no
+#: photon in either radiator (RICH2's CF4 thresholds are higher), so their likelihoods are
+#: the same and RichDLLp = RichDLLK exactly: a true proton there never has PIDK > PIDp.
+KAON_THRESHOLD_RICH1: float = cherenkov_threshold(493.677, RICH1_C4F10.n_minus_1)  # m_K, PDG 2024
 #: Per-species overrides of sim.pid.models.GAN_SETTINGS.  Muons are above the Cherenkov
 #: thresholds almost everywhere: the RICH GAN keeps the marginal target preprocessing
-#: (the momentum-following one gave a worse 20-30 GeV bin, 0.026 vs 0.017).
-GAN_OVERRIDES: dict[str, dict[str, dict[str, object]]] = {"mu": {"rich": {"target_bins": None}}}
+#: (the momentum-following one gave a worse 20-30 GeV bin, 0.026 vs 0.017).  Protons: the
+#: RICH GAN learns RichDLLp - RichDLLK in place of RichDLLp, with no interpolation of the
+#: momentum-following transform across the kaon threshold, so the difference is exactly 0
+#: below it, as in the reference (docs/pid.md, "p -> K misID"; with the plain transform the
+#: fast p -> K misID was 0.065 against 0.037, its excess from protons below 9.3 GeV).
+GAN_OVERRIDES: dict[str, dict[str, dict[str, object]]] = {
+    "mu": {"rich": {"target_bins": None}},
+    "p": {"rich": {"target_edges": (KAON_THRESHOLD_RICH1,), "target_differences": ((3, 2),)}},
+}
 
 
 def shipped_settings(species: str) -> dict[str, Any]:

@@ -202,3 +202,9 @@ def test_bad_input() -> None:
         train_gan(c, y, -np.ones(100), epochs=1)
     with pytest.raises(DataError, match="NaN or inf in targets"):
         train_gan(c, np.where(c > 0, np.nan, y), epochs=1)
+    with pytest.raises(ConfigError, match="give target_bins too"):
+        train_gan(c, y, target_edges=(0.5,), epochs=1)
+    with pytest.raises(ConfigError, match="target_differences=\\[\\[1, 0\\]\\] name a column beyond the 1 target"):
+        train_gan(c, y, target_bins=4, target_differences=((1, 0),), epochs=1)
+    with pytest.raises(ConfigError, match="edges=\\[2.0, 1.0\\] must be finite and increasing"):
+        train_gan(c, y, target_bins=4, target_edges=(2.0, 1.0), epochs=1)

@@ -92,3 +92,20 @@ def test_cli_validate_pid_strict(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "mu: efficiency bins: not enough events: need >= " in out and "nan" not in out
     assert out.strip().splitlines()[-1].startswith("outside the thresholds: ") and "mu efficiency bins" in out
+
+
+def test_misid_ratio_check_against_its_threshold() -> None:
+    """p -> K of the 1 Dec 2026 models (1.78 x the reference) fails; 0.86 x passes; no reference misID fails."""
+    from sim.validation.pid import THRESHOLDS
+
+    assert THRESHOLDS["max_misid_ratio_deviation"] == 0.2
+    old = _result(0.5, (0.50, 0.50), 0.02, 3000)
+    old.misid = {"p->K": (0.0366, 0.0015, 0.0652, 0.0017)}
+    name, ok, line = old.checks()[-1]
+    assert name == "K p->K misID" and not ok and "fast / reference = 1.78" in line and line.endswith("FAIL")
+    new = _result(0.5, (0.50, 0.50), 0.02, 3000)
+    new.misid = {"p->K": (0.0366, 0.0015, 0.0313, 0.0013)}
+    assert new.checks()[-1][1] and "0.86 +- 0.05" in new.checks()[-1][2]
+    none = _result(0.5, (0.50, 0.50), 0.02, 3000)
+    none.misid = {"p->K": (0.0, 0.0, 0.01, 0.001)}
+    assert not none.checks()[-1][1] and "no ratio to compare" in none.checks()[-1][2]
