@@ -197,7 +197,9 @@ FIGURES: tuple[PublishedFigure, ...] = (
         "p_eff_dllp5", "proton ID efficiency, DLL(p-pi) > 5",
         "Long protons of the PIDCalib-like Lambda kinematics",
         None, "", 0.03, False, _PID2,
-        "proton efficiency / misID curves from Lambda -> p pi; no number read", REMEMBERED),
+        "proton efficiency / misID curves from Lambda -> p pi; no number read (searched 1 Dec 2026: the "
+        "stored texts of arXiv:1803.00824, 1211.6759 and 1412.6352 reachable here are their opening pages, "
+        "which give no proton efficiency or misID number)", REMEMBERED),
     PublishedFigure(
         "rich_p_range_min", "lowest momentum with RICH hadron ID [GeV]",
         "RICH system", 2.0, "GeV", 0.0, False, _RICH,
