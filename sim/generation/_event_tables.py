@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = (
     "charges",
     "check_theta_window",
     "daughters_in_acceptance",
+    "layout_copies",
     "layout_tables",
     "nearest_kept",
     "signal_cut_efficiency",
@@ -155,32 +157,28 @@ def _rank_within(group: np.ndarray) -> np.ndarray:
     return np.arange(n) - np.repeat(start, counts)
 
 
-def layout_tables(rec: GeneratorRecord) -> dict[str, dict[str, np.ndarray]]:
-    """Lay a batch of generator records out as store rows (no ``batch`` column).
+def _bfs_order(
+    status: np.ndarray, event: np.ndarray, parent: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kept lines of a record and their breadth-first order (see the module docstring).
 
     Args:
-        rec: the records; see :class:`GeneratorRecord`.
+        status: ``(n_lines,)`` HepMC status of each line.
+        event: ``(n_lines,)`` event of each line.
+        parent: ``(n_lines,)`` row of each line's mother, -1 none.
 
     Returns:
-        ``{"events": ..., "mc_particles": ..., "mc_vertices": ...}``, dicts of 1-D arrays
-        sorted by (event, index).  ``events`` holds ``event, pv_x/y/z/t`` (the PV of
-        interaction 0) and ``n_interactions``; ``mc_particles`` holds ``status``.
-
-    Raises:
-        DataError: a mother link pointing outside its event or into a cycle.
+        ``rows`` ``(n,)`` the kept lines; ``mother`` ``(n,)`` the nearest kept non-beam ancestor
+        of each (position in ``rows``, -1 for prompt particles and beams); ``ev`` ``(n,)`` their
+        events; ``order`` ``(n,)`` positions in ``rows`` sorted by (event, depth, mother's rank
+        in its level, row); ``depth`` and ``level_rank`` ``(n,)``: each kept line's depth (0:
+        beams and prompt particles) and its rank among the lines of its (event, depth).
     """
-    n_ev = int(rec.n_events)
-    status = np.asarray(rec.status, dtype=np.int64)
-    event = np.asarray(rec.event, dtype=np.int64)
-    parent = np.asarray(rec.parent, dtype=np.int64)
-    n_lines = status.size
-    if parent.size and (parent.max() >= n_lines or (np.any(event[np.maximum(parent, 0)][parent >= 0] != event[parent >= 0]))):
-        raise DataError("a mother link points outside its event in the generator record")
     kept = np.isin(status, KEPT_STATUS)
     anc = nearest_kept(parent, kept)
     rows = np.flatnonzero(kept)
     n = rows.size
-    new_of_row = np.full(n_lines, -1, np.int64)
+    new_of_row = np.full(status.size, -1, np.int64)
     new_of_row[rows] = np.arange(n)
     k_anc = anc[rows]
     mother = np.where(k_anc >= 0, new_of_row[np.maximum(k_anc, 0)], -1)
@@ -208,6 +206,33 @@ def layout_tables(rec: GeneratorRecord) -> dict[str, dict[str, np.ndarray]]:
         level_order.append(o)
     order = np.concatenate(level_order) if level_order else np.zeros(0, np.int64)
     order = order[np.argsort(ev[order], kind="stable")]  # per event: levels in order, BFS within
+    return rows, mother, ev, order, depth, level_rank
+
+
+def layout_tables(rec: GeneratorRecord) -> dict[str, dict[str, np.ndarray]]:
+    """Lay a batch of generator records out as store rows (no ``batch`` column).
+
+    Args:
+        rec: the records; see :class:`GeneratorRecord`.
+
+    Returns:
+        ``{"events": ..., "mc_particles": ..., "mc_vertices": ...}``, dicts of 1-D arrays
+        sorted by (event, index).  ``events`` holds ``event, pv_x/y/z/t`` (the PV of
+        interaction 0) and ``n_interactions``; ``mc_particles`` holds ``status``.
+
+    Raises:
+        DataError: a mother link pointing outside its event or into a cycle.
+    """
+    n_ev = int(rec.n_events)
+    status = np.asarray(rec.status, dtype=np.int64)
+    event = np.asarray(rec.event, dtype=np.int64)
+    parent = np.asarray(rec.parent, dtype=np.int64)
+    n_lines = status.size
+    if parent.size and (parent.max() >= n_lines or (np.any(event[np.maximum(parent, 0)][parent >= 0] != event[parent >= 0]))):
+        raise DataError("a mother link points outside its event in the generator record")
+    rows, mother, ev, order, _depth, _rank = _bfs_order(status, event, parent)
+    n = rows.size
+    st = status[rows]
     ev_o = ev[order]
     index = _rank_within(ev_o)
     pos = np.empty(n, np.int64)
@@ -288,6 +313,237 @@ def layout_tables(rec: GeneratorRecord) -> dict[str, dict[str, np.ndarray]]:
     }
     events = {
         "event": np.arange(n_ev, dtype=np.int32),
+        "pv_x": pv[first_pv, 0], "pv_y": pv[first_pv, 1], "pv_z": pv[first_pv, 2], "pv_t": pv[first_pv, 3],
+        "n_interactions": n_int.astype(np.int16),
+    }
+    return {"events": events, "mc_particles": particles, "mc_vertices": vertices}
+
+
+def layout_copies(
+    base: GeneratorRecord,
+    heads: np.ndarray,
+    copy_group: np.ndarray,
+    signal: GeneratorRecord,
+    pv: np.ndarray,
+    base_decay_pos: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`layout_tables` of events that share their record but for one signal decay tree (ReDecay).
+
+    Each output event (a *copy*) is the record of its group, ``base``, with the decay tree of
+    the group's signal line replaced by the copy's own tree, ``signal``.  The result equals
+    :func:`layout_tables` of the record with every copy written out in full (the group's lines,
+    then every copy's signal lines appended after all of them), but the group's breadth-first
+    layout is made once and each copy's signal lines are merged into it level by level, so the
+    work per copy is one gather per column instead of a sort of its lines.
+
+    Args:
+        base: one event per group (``n_groups``), the signal lines' Pythia descendants already
+            dropped (status 0); its ``n_interactions`` are the groups'.
+        heads: ``(n_groups,)`` row of each group's signal line in ``base``.
+        copy_group: ``(n_copies,)`` group of each output event, non-decreasing.
+        signal: one event per copy: rows ``0 … n_copies-1`` are the copies' signal lines (``pid``,
+            ``status``, ``p4``, ``mass``, ``decay_pos`` of the copy), the rows after them the
+            lines of their decay trees (``parent`` links within ``signal``).
+        pv: ``(sum of the copies' interactions, 4)`` primary vertices [mm, ns], copy by copy.
+        base_decay_pos: ``(rows, copies) -> (k, 4)`` end-vertex position [mm, ns] of the
+            ``base`` lines ``rows`` in the copies ``copies``.
+
+    Returns:
+        The tables of :func:`layout_tables`, one event per copy.
+
+    Raises:
+        DataError: a mother link outside its event, a signal line that is not kept in ``base``,
+            or the inconsistencies :func:`layout_tables` refuses.
+    """
+    copy_group = np.asarray(copy_group, np.int64)
+    heads = np.asarray(heads, np.int64)
+    n_g, n_c = int(base.n_events), copy_group.size
+    status = np.asarray(base.status, np.int64)
+    event = np.asarray(base.event, np.int64)
+    parent = np.asarray(base.parent, np.int64)
+    n_lines = status.size
+    if parent.size and (parent.max() >= n_lines or np.any(event[np.maximum(parent, 0)][parent >= 0] != event[parent >= 0])):
+        raise DataError("a mother link points outside its event in the generator record")
+    n_int_g = np.asarray(base.n_interactions, np.int64)
+    if np.any(n_int_g < 1):
+        raise DataError("every event needs at least one interaction with a primary vertex")
+    rows, mother, ev, order, depth, level_rank = _bfs_order(status, event, parent)
+    n = rows.size
+    ev_o = ev[order]
+    index = _rank_within(ev_o)
+    pos = np.empty(n, np.int64)
+    pos[order] = index
+    counts = np.bincount(ev_o, minlength=n_g)
+    start = np.cumsum(counts) - counts
+    mother_o = mother[order]
+    mother_idx = np.where(mother_o >= 0, pos[np.maximum(mother_o, 0)], -1)
+    depth_o = depth[order]
+    rank_o = level_rank[order]
+    mrank_o = np.where(mother_o >= 0, level_rank[np.maximum(mother_o, 0)], -1)
+    src_o = rows[order]  # base row of each ordered line
+    inter_o = np.asarray(base.interaction, np.int64)[src_o]
+    if np.any(inter_o >= n_int_g[ev_o]) or np.any(inter_o < 0):
+        raise DataError("a particle belongs to an interaction its event does not have")
+    kept_of_row = np.full(n_lines, -1, np.int64)
+    kept_of_row[rows] = np.arange(n)
+    hk = kept_of_row[heads]
+    if np.any(hk < 0) or np.any(event[heads] != np.arange(n_g)):
+        raise DataError("a signal line of the generator record is not a kept line of its event")
+    head_idx, head_depth, head_rank = pos[hk], depth[hk], level_rank[hk]
+
+    # the copies' signal trees, breadth-first within each copy (depth 0: the signal line itself)
+    s_status = np.asarray(signal.status, np.int64)
+    s_rows, s_mother, s_ev, _s_order, s_depth, s_rank = _bfs_order(
+        s_status, np.asarray(signal.event, np.int64), np.asarray(signal.parent, np.int64))
+    if s_rows.size < n_c or np.any(s_rows[:n_c] != np.arange(n_c)) or np.any(s_depth[:n_c] != 0):
+        raise DataError("every copy needs its signal line as the root of its decay tree (internal error)")
+    n_levels = int(s_depth.max()) if s_depth.size else 0  # J: levels below the signal line
+    tree = np.flatnonzero(s_depth > 0)  # kept signal lines below the heads (positions in s_rows)
+    k = np.zeros((n_c, n_levels + 1), np.int64)
+    np.add.at(k, (s_ev[tree], s_depth[tree]), 1)
+    cum_k = np.cumsum(k, axis=1)  # cum_k[c, j] = lines of copy c at relative depths 1 … j
+    g_of = copy_group
+    big_d = int(depth_o.max() if n else 0) + n_levels + 2
+    big_m = int(counts.max() if n_g else 0) + 2
+    key = (ev_o * big_d + depth_o) * big_m + (mrank_o + 1)  # non-decreasing in the breadth-first order
+    p = np.zeros((n_c, n_levels + 1), np.int64)
+    low = np.zeros((n_c, n_levels + 1), np.int64)  # base lines of the group below relative depth j
+    p[:, 0] = head_rank[g_of]
+    for j in range(1, n_levels + 1):
+        level = (g_of * big_d + head_depth[g_of] + j) * big_m
+        first = np.searchsorted(key, level, "left")
+        p[:, j] = np.searchsorted(key, level + p[:, j - 1] + 1, "left") - first
+        low[:, j] = first - start[g_of]
+
+    # the group's lines in every copy, shifted past the signal lines inserted before them
+    reps = counts[g_of]
+    rep = (np.arange(int(reps.sum()), dtype=np.int64) + np.repeat(start[g_of] - (np.cumsum(reps) - reps), reps))
+    c_rep = np.repeat(np.arange(n_c, dtype=np.int64), reps)
+    rel = depth_o[rep] - head_depth[g_of][c_rep]
+    inside = (rel >= 1) & (rel <= n_levels)
+    j_rep = np.where(inside, rel, 0)
+    shift = cum_k[c_rep, np.clip(rel - 1, 0, n_levels)]
+    shift += np.where(inside & (rank_o[rep] >= p[c_rep, j_rep]), k[c_rep, j_rep], 0)
+    idx_rep = index[rep] + shift
+    rep_start = np.cumsum(reps) - reps
+    m_rep = mother_idx[rep]
+    mother_rep = np.where(m_rep >= 0, idx_rep[rep_start[c_rep] + np.maximum(m_rep, 0)], -1)
+
+    # the signal lines below the heads
+    c_t, j_t = s_ev[tree], s_depth[tree]
+    idx_t = low[c_t, j_t] + cum_k[c_t, j_t - 1] + p[c_t, j_t] + s_rank[tree]
+    idx_of_sig = np.full(s_rows.size, -1, np.int64)
+    idx_of_sig[:n_c] = head_idx[g_of]
+    idx_of_sig[tree] = idx_t
+    mother_t = idx_of_sig[s_mother[tree]]
+
+    n_copy = reps + cum_k[:, n_levels]
+    copy_start = np.cumsum(n_copy) - n_copy
+    n_out = int(n_copy.sum())
+    out_rep = copy_start[c_rep] + idx_rep
+    out_t = copy_start[c_t] + idx_t
+    out_head = copy_start + head_idx[g_of]
+    s_src = s_rows[tree]  # signal rows of the tree lines
+
+    def merged(base_col: np.ndarray, sig_col: np.ndarray, dtype: Any) -> np.ndarray:
+        out = np.empty((n_out, *base_col.shape[1:]), dtype)
+        out[out_rep] = base_col[src_o][rep]
+        out[out_t] = sig_col[s_src]
+        out[out_head] = sig_col[:n_c]
+        return out
+
+    pid = merged(np.asarray(base.pid, np.int64), np.asarray(signal.pid, np.int64), np.int64)
+    p4 = merged(np.asarray(base.p4, np.float64), np.asarray(signal.p4, np.float64), np.float64)
+    mass = merged(np.asarray(base.mass, np.float64), np.asarray(signal.mass, np.float64), np.float64)
+    st = merged(status, s_status, np.int64)
+    is_sig = merged(np.asarray(base.is_signal, bool), np.ones(s_status.size, bool), bool)
+    base_q = np.zeros(n_lines, np.int16)
+    base_q[src_o] = np.asarray(base.charge)[src_o] if base.charge is not None else charges(np.asarray(base.pid)[src_o])
+    sig_q = np.asarray(signal.charge) if signal.charge is not None else charges(np.asarray(signal.pid))
+    charge = merged(base_q, sig_q, np.int16)
+    inter = np.empty(n_out, np.int64)
+    inter[out_rep] = inter_o[rep]
+    inter[out_t] = inter_o[(start + head_idx)[g_of]][c_t]
+    mother_out = np.empty(n_out, np.int64)
+    mother_out[out_rep] = mother_rep
+    mother_out[out_t] = mother_t
+    src_base = np.full(n_out, -1, np.int64)
+    src_base[out_rep] = src_o[rep]
+    src_sig = np.full(n_out, -1, np.int64)
+    src_sig[out_t] = s_src
+    src_sig[out_head] = np.arange(n_c)
+
+    ev_out = np.repeat(np.arange(n_c, dtype=np.int64), n_copy)
+    index_out = np.arange(n_out, dtype=np.int64) - copy_start[ev_out]
+    # daughters: contiguous runs of equal (event, mother)
+    first = np.full(n_out, -1, np.int64)
+    last = np.full(n_out, -1, np.int64)
+    child = np.flatnonzero(mother_out >= 0)
+    if child.size:
+        mrow = copy_start[ev_out[child]] + mother_out[child]
+        brk = np.flatnonzero(mrow[1:] != mrow[:-1])
+        run_first = np.r_[0, brk + 1]
+        run_last = np.r_[brk, child.size - 1]
+        if np.count_nonzero(np.bincount(mrow, minlength=n_out)) != run_first.size:  # a mother in two runs
+            raise DataError("daughters are not contiguous after renumbering (internal error)")
+        first[mrow[run_first]] = index_out[child[run_first]]
+        last[mrow[run_last]] = index_out[child[run_last]]
+
+    n_int = n_int_g[g_of]
+    decayed = st == STATUS_DECAYED
+    n_dec = np.bincount(ev_out[decayed], minlength=n_c)
+    dec_before = np.cumsum(n_dec) - n_dec
+    dv = np.where(decayed, n_int[ev_out] + np.cumsum(decayed) - 1 - dec_before[ev_out], -1)
+    dv = np.where(st == STATUS_BEAM, inter, dv)
+    prod = np.where(mother_out >= 0, dv[copy_start[ev_out] + np.maximum(mother_out, 0)], inter)
+    if np.any(prod < 0):
+        raise DataError("a particle's mother is neither decayed nor a beam in the generator record")
+
+    pv = np.asarray(pv, np.float64).reshape(-1, 4)
+    if pv.shape[0] != int(n_int.sum()):
+        raise DataError("every event needs at least one interaction with a primary vertex")
+    first_pv = np.cumsum(n_int) - n_int
+    v_count = n_int + n_dec
+    v_start = np.cumsum(v_count) - v_count
+    n_v = int(v_count.sum())
+    v_pos = np.empty((n_v, 4), np.float64)
+    v_mother = np.full(n_v, -1, np.int64)
+    v_event = np.repeat(np.arange(n_c, dtype=np.int64), v_count)
+    v_index = np.arange(n_v, dtype=np.int64) - v_start[v_event]
+    pv_rows = np.arange(n_v)[v_index < n_int[v_event]]
+    v_pos[pv_rows] = pv
+    d_rows = np.flatnonzero(decayed)
+    at = v_start[ev_out[d_rows]] + dv[d_rows]
+    v_mother[at] = index_out[d_rows]
+    from_sig = src_sig[d_rows] >= 0
+    dpos = np.empty((d_rows.size, 4), np.float64)
+    dpos[from_sig] = np.asarray(signal.decay_pos, np.float64)[src_sig[d_rows[from_sig]]]
+    dpos[~from_sig] = base_decay_pos(src_base[d_rows[~from_sig]], ev_out[d_rows[~from_sig]])
+    v_pos[at] = dpos
+
+    particles = {
+        "event": ev_out.astype(np.int32),
+        "index": index_out.astype(np.int32),
+        "pid": pid.astype(np.int32),
+        "px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "e": p4[:, 3],
+        "mass": mass,
+        "charge": charge,
+        "mother": mother_out.astype(np.int32),
+        "first_daughter": first.astype(np.int32),
+        "last_daughter": last.astype(np.int32),
+        "prod_vertex": prod.astype(np.int32),
+        "decay_vertex": dv.astype(np.int32),
+        "is_signal": is_sig,
+        "status": st.astype(np.int16),
+    }
+    vertices = {
+        "event": v_event.astype(np.int32),
+        "index": v_index.astype(np.int32),
+        "x": v_pos[:, 0], "y": v_pos[:, 1], "z": v_pos[:, 2], "t": v_pos[:, 3],
+        "mother_particle": v_mother.astype(np.int32),
+    }
+    events = {
+        "event": np.arange(n_c, dtype=np.int32),
         "pv_x": pv[first_pv, 0], "pv_y": pv[first_pv, 1], "pv_z": pv[first_pv, 2], "pv_t": pv[first_pv, 3],
         "n_interactions": n_int.astype(np.int16),
     }

@@ -56,7 +56,9 @@ crossing translated).  Pythia's CPU per event drops by ``N``; the events of a gr
 correlated (same underlying event and signal kinematics), which the analyst treats as
 ReDecay samples are treated (the paper's Sec. 4).  ``n_tried`` is 0 on an event that shares the
 previous event's Pythia event, so ``sum(n_tried)`` still counts Pythia events; the
-``generator`` metadata records ``redecay``.
+``generator`` metadata records ``redecay``.  Each Pythia event's record is converted and laid
+out once; per copy only the signal tree is made and merged into that layout
+(:func:`~sim.generation._event_tables.layout_copies`, equal to laying out every copy in full).
 
 Seeds: every batch makes fresh Pythia instances with ``Random:setSeed = on`` and
 ``Random:seed`` from the batch seed (``ctx.batch.int_seed``, mapped to 1 … 900 000 000),
@@ -88,6 +90,7 @@ from sim.generation._event_tables import (
     charges,
     check_theta_window,
     daughters_in_acceptance,
+    layout_copies,
     layout_tables,
     nearest_kept,
     signal_cut_efficiency,
@@ -399,16 +402,19 @@ def _generate(
             while sum(c["counts"].size for c in pu_chunks) < n_pu:  # nextBatch skips failed events
                 pu_chunks.append(_prune(pythia_columns(minb.nextBatch(n_pu - sum(c["counts"].size for c in pu_chunks))), None)[0])
             pu = _concat(pu_chunks)
-        if cfg.redecay > 1:
-            ev, pu, n_int, chosen, n_tried = _replicate(ev, pu, n_int, chosen, n_tried, cfg.redecay)
-            n = int(ev["counts"].size)
-        rec, prod_pos, hard_start = _record(ev, pu, n_int, rng, cfg.luminous_region)
-        if cfg.daughters_in_acceptance and cfg.invert_backward:
-            _invert_backward(rec, prod_pos, hard_start + chosen)
-        if model is not None:
-            _decay_signal(rec, hard_start + chosen, prod_pos, model, rng)
-        tables = layout_tables(rec)
         gg = (ev["id1"] == 21) & (ev["id2"] == 21)
+        if cfg.redecay > 1:  # the Pythia event laid out once, each copy's signal tree merged into it
+            tables = _redecay_tables(cfg, ev, pu, n_int, chosen, rng, model)
+            n_tried = np.where(np.arange(n * cfg.redecay) % cfg.redecay == 0, np.repeat(n_tried, cfg.redecay), 0)
+            gg = np.repeat(gg, cfg.redecay)
+            n *= cfg.redecay
+        else:
+            rec, prod_pos, hard_start = _record(ev, pu, n_int, rng, cfg.luminous_region)
+            if cfg.daughters_in_acceptance and cfg.invert_backward:
+                _invert_backward(rec, prod_pos, hard_start + chosen)
+            if model is not None:
+                _decay_signal(rec, hard_start + chosen, prod_pos, model, rng)
+            tables = layout_tables(rec)
         tables["events"]["process"] = (
             np.array([_CODES[(cfg.preset, bool(g))] for g in gg], np.int64) if process_known else np.full(n, -1)
         )
@@ -425,11 +431,13 @@ def _generate(
                 f"Pythia preset {cfg.preset!r} made no {model.mother} with its daughters in the acceptance in {carry} "
                 f"events in a row (max_tries {cfg.max_tries}); widen charged_theta/neutral_theta or drop daughters_in_acceptance"
             )
-        sub = _take_table_events(tables, k, n_kept)
+        sub = tables if (n_kept == 0 and k.size == n) else _take_table_events(tables, k, n_kept)
         sub["events"]["n_tried"] = np.diff(np.r_[0, cum[k]]).astype(np.int64)
         parts.append(sub)
         n_kept += int(k.size)
     sigma = float(hard.infoPython().sigmaGen())
+    if len(parts) == 1:
+        return parts[0], sigma, (n_cand, n_kept)
     merged = {name: {col: np.concatenate([p[name][col] for p in parts]) for col in parts[0][name]} for name in parts[0]}
     return merged, sigma, (n_cand, n_kept)
 
@@ -668,6 +676,117 @@ def _record(
     return rec, cat["pos"], hard_start
 
 
+def _drop_descendants(rec: GeneratorRecord, heads: np.ndarray) -> None:
+    """Remove every descendant of the lines ``heads`` (status 0, no mother), in place."""
+    n_lines = rec.pid.size
+    desc = np.zeros(n_lines, bool)
+    mark = np.zeros(n_lines, bool)
+    mark[heads] = True
+    par = rec.parent
+    has_par = par >= 0
+    while True:  # propagate down the mother links
+        new = np.zeros(n_lines, bool)
+        new[has_par] = mark[par[has_par]] & ~desc[has_par]
+        new[heads] = False
+        if not new.any():
+            break
+        desc |= new
+        mark = mark | new
+    rec.status[desc] = 0
+    rec.parent[desc] = -1
+
+
+def _redecay_tables(
+    cfg: Pythia, ev: dict[str, np.ndarray], pu: dict[str, np.ndarray] | None, n_int: np.ndarray, chosen: np.ndarray,
+    rng: np.random.Generator, model: Any,
+) -> dict[str, dict[str, np.ndarray]]:
+    """ReDecay: ``cfg.redecay`` laid-out events from each hard event (and its pile-up), the signal decayed in each.
+
+    Equal to writing every copy out (:func:`_replicate`, :func:`_record`, :func:`_decay_signal`,
+    :func:`layout_tables`), with the same random numbers in the same order: the primary vertices
+    of every copy's interactions, then the signal decays of all copies.  The record of each
+    Pythia event is laid out once (:func:`~sim.generation._event_tables.layout_copies`); per copy
+    only the signal tree is made and merged, and the end vertices of the other lines are the
+    group's, translated to the copy's primary vertices.
+
+    Args:
+        cfg: the pass.
+        ev: ``n`` hard events (pruned), ``pu`` their pile-up events, ``n_int`` ``(n,)`` interactions.
+        chosen: ``(n,)`` signal line within each hard event.
+        rng: the pass's randomness.
+        model: the signal decay model.
+    """
+    times = int(cfg.redecay)
+    n_g = int(ev["counts"].size)
+    copy_group = np.repeat(np.arange(n_g), times)
+    n_int = np.asarray(n_int, np.int64)
+    n_int_c = n_int[copy_group]
+    # the record of the groups, positions relative to their interaction's PV (what _record shifts)
+    parts = [(ev, np.arange(n_g), np.zeros(n_g, np.int64))]
+    if pu is not None:
+        pu_event = np.repeat(np.arange(n_g), n_int - 1)
+        pu_inter = np.concatenate([np.arange(1, k) for k in n_int]) if pu_event.size else np.zeros(0, np.int64)
+        parts.append((pu, pu_event, pu_inter))
+    pvd = sample_primary_vertices(int(n_int_c.sum()), rng, cfg.luminous_region)
+    pv = np.stack([pvd["pv_x"], pvd["pv_y"], pvd["pv_z"], pvd["pv_t"]], axis=1)  # copy by copy, interaction by interaction
+    first_pv = np.cumsum(n_int_c) - n_int_c
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("event", "pid", "status", "p4", "mass", "parent", "interaction", "rel", "step")}
+    offset = 0
+    hard_start = np.zeros(0, np.int64)
+    for c, event_of, inter_of in parts:
+        counts = c["counts"]
+        start = np.cumsum(counts) - counts
+        cols["event"].append(np.repeat(event_of, counts))
+        cols["interaction"].append(np.repeat(inter_of, counts))
+        cols["parent"].append(np.where(c["parent"] >= 0, np.repeat(start, counts) + c["parent"] + offset, -1))
+        cols["status"].append(c["hstatus"])
+        cols["pid"].append(c["id"])
+        cols["p4"].append(np.stack([c["px"], c["py"], c["pz"], c["e"]], axis=1) * 1000.0)
+        cols["mass"].append(c["m"] * 1000.0)
+        cols["rel"].append(np.stack([c["x"], c["y"], c["z"], c["t"] / C_LIGHT], axis=1))
+        m = np.where(c["m"] > 0, c["m"], 1.0)
+        cols["step"].append((c["tau"] / m)[:, None] * np.stack([c["px"], c["py"], c["pz"], c["e"] / C_LIGHT], axis=1))
+        if c is ev:
+            hard_start = start
+        offset += int(counts.sum())
+    cat = {k: np.concatenate(v) for k, v in cols.items()}
+    rel, step, inter = cat["rel"], cat["step"], cat["interaction"]
+    base = GeneratorRecord(
+        n_events=n_g, event=cat["event"], pid=cat["pid"], status=cat["status"], p4=cat["p4"], mass=cat["mass"],
+        parent=cat["parent"], decay_pos=np.zeros((cat["pid"].size, 4)), interaction=inter, n_interactions=n_int,
+        pv=np.zeros((int(n_int.sum()), 4)), is_signal=np.zeros(cat["pid"].size, bool),
+    )
+    heads = hard_start + np.asarray(chosen, np.int64)
+    mirror = np.zeros(n_g, bool)
+    if cfg.daughters_in_acceptance and cfg.invert_backward:  # as _invert_backward, on the groups' momenta
+        mirror = base.p4[heads, 2] < 0
+        lines = np.flatnonzero(mirror[base.event] & (inter == 0))
+        base.p4[lines, 2] = -base.p4[lines, 2]
+
+    def positions(rows: np.ndarray, copies: np.ndarray, with_step: bool) -> np.ndarray:
+        """Production (or end) position [mm, ns] of the group's lines ``rows`` in the copies ``copies``."""
+        out = rel[rows] + pv[first_pv[copies] + inter[rows]]
+        if with_step:
+            out = out + step[rows]
+        flip = np.flatnonzero(mirror[copy_group[copies]] & (inter[rows] == 0))
+        out[flip, 2] = 2.0 * pv[first_pv[copies[flip]], 2] - out[flip, 2]
+        return out
+
+    copies = np.arange(copy_group.size)
+    head_rows = heads[copy_group]
+    signal = GeneratorRecord(
+        n_events=copy_group.size, event=copies.copy(), pid=base.pid[head_rows].copy(),
+        status=np.full(copies.size, STATUS_DECAYED, np.int64), p4=base.p4[head_rows].copy(), mass=base.mass[head_rows].copy(),
+        parent=np.full(copies.size, -1, np.int64), decay_pos=positions(head_rows, copies, True),
+        interaction=np.zeros(copies.size, np.int64), n_interactions=n_int_c, pv=pv, is_signal=np.zeros(copies.size, bool),
+    )
+    _drop_descendants(base, heads)
+    base.status[heads] = STATUS_DECAYED
+    base.is_signal[heads] = True
+    _decay_signal(signal, copies, positions(head_rows, copies, False), model, rng)
+    return layout_copies(base, heads, copy_group, signal, pv, lambda rows, cps: positions(rows, cps, True))
+
+
 def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray, model: Any, rng: np.random.Generator) -> None:
     """Undo Pythia's decay of the signal lines ``heads`` and append Mambah's decay (in place).
 
@@ -682,23 +801,7 @@ def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray,
         model: the signal :class:`~sim.generation.decay.DecayModel`.
         rng: randomness (mode choice, phasespace seeds, decay times).
     """
-    n_lines = rec.pid.size
-    # remove every descendant of the chosen lines (propagate down the mother links)
-    desc = np.zeros(n_lines, bool)
-    mark = np.zeros(n_lines, bool)
-    mark[heads] = True
-    par = rec.parent
-    has_par = par >= 0
-    while True:
-        new = np.zeros(n_lines, bool)
-        new[has_par] = mark[par[has_par]] & ~desc[has_par]
-        new[heads] = False
-        if not new.any():
-            break
-        desc |= new
-        mark = mark | new
-    rec.status[desc] = 0
-    rec.parent[desc] = -1
+    _drop_descendants(rec, heads)
     conj = rec.pid[heads] != model.head.pid
     m_head = float(model.head.mass)
     rec.p4[heads, 3] = np.sqrt(np.sum(rec.p4[heads, :3] ** 2, axis=1) + m_head**2)  # Mambah's mass, Pythia's 3-momentum
