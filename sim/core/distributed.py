@@ -56,7 +56,7 @@ from mambah.quiet import quiet_if_inherited
 from mambah.schema import DATA_TABLES
 from mambah.store import BatchRecord, EventStore, query_arrow, staged_metadata, staging_connection
 from sim.core.pipeline import Batch, Pipeline, build_kernels, run_batch
-from sim.core.resources import check_batch_memory
+from sim.core.resources import check_batch_memory, limit_blas_threads
 from sim.core.runner import (
     RunSummary,
     _progress,
@@ -135,7 +135,8 @@ def configure_worker(threads: int = 1) -> dict[str, str]:
     when its runtime starts, i.e. when the first pass builds) and, if
     TensorFlow is imported already, also ``tf.config.threading``; TensorFlow
     is not imported here.  A runtime that already started keeps its pools
-    (logged as a warning).
+    (logged as a warning).  numpy's BLAS/OpenMP pools are limited through
+    :func:`sim.core.resources.limit_blas_threads`, which acts even when they are loaded.
 
     Returns:
         The environment variables set.
@@ -146,6 +147,7 @@ def configure_worker(threads: int = 1) -> dict[str, str]:
         return env
     os.environ.update(env)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    limit_blas_threads(threads)  # numpy's BLAS may be loaded already (a worker of an existing cluster)
     tf = sys.modules.get("tensorflow")
     if tf is not None:
         try:

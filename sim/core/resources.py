@@ -1,4 +1,5 @@
-"""How much memory a batch needs, and whether this machine has it — checked before a run starts.
+"""How much memory a batch needs, and whether this machine has it — checked before a run starts;
+and how many threads the matrix products of a run use.
 
 A batch is held in memory while it runs (numpy arrays of every pass, the
 Arrow tables inserted, DuckDB's buffers), so its memory grows with the number
@@ -12,11 +13,25 @@ occupancy, acceptance, efficiency, resolution, PID; 10k- and 50k-event batches,
 peak RSS after the first batch minus RSS after the passes were built):
 8.5-18 kB per event, i.e. about 1.5 kB per generated particle plus the fixed
 cost of the event row.  The constants below round this up.
+
+Threads: the passes' networks run as numpy matrix products (OpenBLAS) on batches of
+10^4-10^5 rows.  OpenBLAS splits each product over all cores and its threads
+busy-wait between products, which on the 2-core reference machine costs more than it
+gains: the default job (10^5 events, batches of 5 x 10^4, 1 December 2026, load 3-5)
+took 9.0 and 10.3 s wall, 8.9 and 9.0 CPU s with one BLAS thread against 9.6 and
+17.1 s wall, 11.7 and 15.8 CPU s with OpenBLAS's two (at load 5: 20 vs 45 s wall,
+9.3 vs 25 CPU s), with bit-identical tables (benchmarks/README.md, "Whole default
+chain").  :func:`blas_threads` sets the limit for the batch loop of a run
+(:func:`sim.core.runner.run`), :func:`limit_blas_threads` for a whole worker process
+(:func:`sim.core.distributed.configure_worker`); more cores are used by running more
+processes (``--workers N``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +41,11 @@ __all__ = (
     "BASE_BYTES",
     "BYTES_PER_EVENT",
     "BYTES_PER_PARTICLE",
+    "BLAS_THREADS",
     "batch_memory_bytes",
+    "blas_threads",
     "check_batch_memory",
+    "limit_blas_threads",
     "machine_memory_bytes",
     "particles_per_event",
 )
@@ -119,3 +137,58 @@ def check_batch_memory(pipeline: Any, *, processes: int = 1, memory: int | None 
         f"({processes} process(es) x {particles_per_event(pipeline):,} particles/event), "
         f"this machine has {mem / 2**30:.1f} GiB; {advice} (--batch-size)"
     )
+
+
+#: BLAS / OpenMP threads of a run's matrix products (see the module docstring for the measurement)
+BLAS_THREADS = 1
+
+
+def _check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"BLAS threads must be a positive integer, got {threads!r}")
+    return threads
+
+
+def _load_pools() -> Any:
+    """threadpoolctl, after loading the BLAS libraries a run uses (a limit acts on loaded libraries only).
+
+    numpy's OpenBLAS is loaded with numpy; scipy ships its own, loaded at the first
+    ``scipy.linalg``/``scipy.special`` use, which in a run comes after the limit is set.
+    """
+    import scipy.linalg  # noqa: F401 - loads scipy's OpenBLAS
+    import threadpoolctl
+
+    return threadpoolctl
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int | None = BLAS_THREADS) -> Iterator[None]:
+    """Limit the BLAS and OpenMP thread pools of this process to ``threads`` inside the block.
+
+    ``None`` leaves the libraries' own setting (all cores).  The previous limits are
+    restored on exit.  Results do not depend on it (each output element of a matrix
+    product is summed by one thread).
+
+    Raises:
+        ConfigError: ``threads`` is not a positive integer.
+    """
+    if threads is None:
+        yield
+        return
+    _check_threads(threads)
+    threadpoolctl = _load_pools()
+    with threadpoolctl.threadpool_limits(limits=threads):
+        yield
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Limit the BLAS and OpenMP thread pools of this process to ``threads`` from now on (a worker's setting).
+
+    Unlike the ``OMP_NUM_THREADS`` family of environment variables, this also acts
+    when numpy's BLAS is loaded already (a worker of an existing Dask cluster).
+
+    Raises:
+        ConfigError: ``threads`` is not a positive integer.
+    """
+    _check_threads(threads)
+    _load_pools().threadpool_limits(limits=threads)

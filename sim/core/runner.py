@@ -17,7 +17,8 @@ from mambah.errors import ConfigError, StoreError, StoreExistsError
 from mambah.store import BatchRecord, EventStore
 from sim.core.executors import Executor, SerialExecutor
 from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
-from sim.core.resources import check_batch_memory
+from sim.core.resources import BLAS_THREADS, check_batch_memory
+from sim.core.resources import blas_threads as limit_threads
 
 __all__ = ("RunSummary", "iter_pending", "open_output", "pending_batches", "run")
 
@@ -128,6 +129,7 @@ def run(
     store: EventStore | None = None,
     on_batch: Callable[[EventStore, Batch], None] | None = None,
     executor: Executor | None = None,
+    blas_threads: int | None = BLAS_THREADS,
 ) -> RunSummary:
     """Run ``pipeline`` into ``output``, one transaction per batch, with the given executor.
 
@@ -151,6 +153,9 @@ def run(
             committed (a :class:`~sim.core.executors.BatchHook`, e.g. ``ficino.hook.ExportHook``).
         executor: where the batches run: :class:`~sim.core.executors.SerialExecutor`
             (default: this process) or :class:`~sim.core.executors.DaskExecutor`.
+        blas_threads: BLAS/OpenMP threads of this process's batch loop (default 1, measured
+            faster on the reference machine: :mod:`sim.core.resources`); ``None``: the
+            libraries' own (all cores).  Workers of a distributed run use one each.
     """
     if executor is not None and not isinstance(executor, SerialExecutor):
         if store is not None:
@@ -172,15 +177,16 @@ def run(
     n_done = n_batches = 0
     bar = _progress(pipeline.run.events, store.n_events(), progress)
     try:
-        for b in iter_pending(pipeline, done):
-            # the passes run against an in-memory staging database; each table is written once
-            with store.staged_batch(BatchRecord(b.batch, b.n_events, b.seed)) as con:
-                run_batch(kernels, con, b)
-            n_batches += 1
-            if on_batch is not None:
-                on_batch(store, b)
-            n_done += b.n_events
-            bar.update(b.n_events)
+        with limit_threads(blas_threads):
+            for b in iter_pending(pipeline, done):
+                # the passes run against an in-memory staging database; each table is written once
+                with store.staged_batch(BatchRecord(b.batch, b.n_events, b.seed)) as con:
+                    run_batch(kernels, con, b)
+                n_batches += 1
+                if on_batch is not None:
+                    on_batch(store, b)
+                n_done += b.n_events
+                bar.update(b.n_events)
     except BaseException as err:
         bar.close()
         if own:
