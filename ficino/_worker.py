@@ -7,13 +7,15 @@ the terminal reaches only the exporting process) and reused by later exports; it
 process closes its end of the control pipe (at exit, or when this process dies) and is killed when
 an export fails or is interrupted (its state is then that of a half-done batch).
 
-Arrays travel through shared memory without a copy per column: per export four anonymous
-shared-memory files (``memfd``, or an unlinked temporary file; nothing has a name that could be
-left behind), two input and two output slots; batch ``k`` uses slot ``k % 2``.  This process
+Arrays travel through shared memory without a copy per column: four anonymous shared-memory files
+(``memfd``, or an unlinked temporary file; nothing has a name that could be left behind), two input
+and two output slots, kept with the worker for the next export up to :data:`KEEP_SLOT_BYTES`;
+batch ``k`` uses slot ``k % 2``.  This process
 copies the store rows of a batch into its input slot (one segment, each column at an aligned
 offset), the worker builds the candidates and columns with the same code as the serial path
 (:func:`ficino.candidates.candidates_from_tables`, :func:`ficino.candidates.compute_columns`) and
-copies the columns into the output slot; this process writes them from there (numpy views).
+copies the columns into the output slot (big-endian for ROOT, which stores them so: the byte swap
+rides on that copy instead of uproot's own conversion); this process writes them from there (numpy views).
 Batch ``k + 2`` is sent only after batch ``k`` is written, so no slot is overwritten while in use.
 The columns are therefore bit for bit those of the serial path.
 
@@ -109,14 +111,15 @@ class _Segment:
             os.close(self.fd)
 
 
-def _pack(seg: _Segment, arrays: Sequence[tuple[str, str, np.ndarray]]) -> Layout:
-    """Copy the 1-D ``arrays`` ``(table, column, array)`` into ``seg``; their layout there."""
+def _pack(seg: _Segment, arrays: Sequence[tuple[str, str, np.ndarray]], *, big_endian: bool = False) -> Layout:
+    """Copy the 1-D ``arrays`` ``(table, column, array)`` into ``seg`` (byte-swapped to big-endian on the
+    way when ``big_endian``: what uproot writes, so its writer does not convert them again); their layout there."""
     layout: Layout = []
     off = 0
     for table, name, a in arrays:
         if a.ndim != 1 or a.dtype.hasobject:
             raise ExportError(f"column {table}.{name} ({a.dtype}, {a.ndim}-D) cannot go through shared memory")
-        layout.append((table, name, a.dtype.str, off, len(a)))
+        layout.append((table, name, (a.dtype.newbyteorder(">") if big_endian else a.dtype).str, off, len(a)))
         off += -(-a.nbytes // _ALIGN) * _ALIGN
     buf = seg.ensure(max(off, 1), grow=True)
     for (_, _, dt, o, n), (_, _, a) in zip(layout, arrays):
@@ -165,6 +168,9 @@ class BuildWorker:
         self.busy = False
         self.private = False  # started for one export while the shared worker was busy: stopped after it
         self.owner = os.getpid()
+        #: the shared slots (input 0, 1, output 0, 1), kept from one export to the next while their pages
+        #: stay within :data:`KEEP_SLOT_BYTES` (a new slot's first write pays a page fault per page)
+        self.slots: list[_Segment] | None = None
 
     @property
     def alive(self) -> bool:
@@ -220,11 +226,20 @@ class BuildWorker:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def drop_slots(self) -> None:
+        for seg in self.slots or ():
+            seg.close()
+        self.slots = None
+
     def _close_pipes(self) -> None:
+        self.drop_slots()
         for c in (self._req, self._rep, self._fds):
             with contextlib.suppress(Exception):
                 c.close()
 
+
+#: Shared slots up to this many bytes in all are kept for the next export (see :attr:`BuildWorker.slots`).
+KEEP_SLOT_BYTES = 512 * 2**20
 
 _LOCK = threading.Lock()
 _WORKER: BuildWorker | None = None
@@ -285,21 +300,24 @@ class BuildSession:
         descriptor, aliases: the export's :class:`~ficino.candidates.DecaySpec` (rebuilt there).
         columns: names of the columns to build, in order.
         options: ``reconstructed_only``, ``seed``, ``resolution`` of :func:`ficino.candidates.candidates_from_tables`.
+        big_endian: the columns come back big-endian (for the ROOT writer, which writes them so).
     """
 
     def __init__(self, worker: BuildWorker, descriptor: str, aliases: Sequence[str], columns: Sequence[str],
-                 options: Mapping[str, Any]) -> None:
+                 options: Mapping[str, Any], *, big_endian: bool = False) -> None:
         self.worker = worker
         self.cpu0 = worker.cpu
-        fds = [_shared_fd() for _ in range(4)]
-        self._in = [_Segment(fds[0]), _Segment(fds[1])]
-        self._out = [_Segment(fds[2]), _Segment(fds[3])]
+        new = worker.slots is None
+        if worker.slots is None:
+            worker.slots = [_Segment(_shared_fd()) for _ in range(4)]
+        self._in, self._out = worker.slots[:2], worker.slots[2:]
         self._sent = 0
         self._received = 0
         worker.busy = True
         self._opened = False
-        worker.send(("open", descriptor, tuple(aliases), tuple(columns), dict(options)))
-        worker.send_fds(fds)
+        worker.send(("open", descriptor, tuple(aliases), tuple(columns), dict(options), bool(big_endian), new))
+        if new:
+            worker.send_fds([seg.fd for seg in worker.slots])
 
     def submit(self, batch: int, tables: Mapping[str, Mapping[str, np.ndarray]]) -> None:
         """Send batch ``batch``'s store rows (at most two batches in flight)."""
@@ -327,18 +345,16 @@ class BuildSession:
         if not self._opened:
             self.worker.recv()
             self._opened = True
-        self.worker.send(("close",))
+        keep = sum(seg.size for seg in (*self._in, *self._out)) <= KEEP_SLOT_BYTES
+        self.worker.send(("close", keep))
         self.worker.recv()
-        self._drop()
+        if not keep:
+            self.worker.drop_slots()
         self.worker.busy = False
         cpu = self.worker.cpu - self.cpu0
         if self.worker.private:
             self.worker.stop()
         return cpu
-
-    def _drop(self) -> None:
-        for seg in (*self._in, *self._out):
-            seg.close()
 
 
 # --------------------------------------------------------------------------- the worker's side
@@ -346,6 +362,7 @@ def _serve(req: Connection, rep: Connection, fds: socket.socket) -> None:
     from ficino.candidates import candidates_from_tables, compute_columns, decay_spec, resolve_columns
 
     state: dict[str, Any] = {}
+    slots: list[_Segment] = []
     while True:
         try:
             msg = req.recv()
@@ -356,14 +373,18 @@ def _serve(req: Connection, rep: Connection, fds: socket.socket) -> None:
             if kind == "stop":
                 return
             if kind == "open":
-                _, descriptor, aliases, names, options = msg
-                _, got, _, _ = socket.recv_fds(fds, 1, 4)
-                state = {"in": [_Segment(got[0]), _Segment(got[1])], "out": [_Segment(got[2]), _Segment(got[3])]}
+                _, descriptor, aliases, names, options, big_endian, new = msg
+                if new:
+                    for seg in slots:
+                        seg.close()
+                    _, got, _, _ = socket.recv_fds(fds, 1, 4)
+                    slots = [_Segment(fd) for fd in got]
+                state = {"in": slots[:2], "out": slots[2:]}
                 spec = decay_spec(descriptor, list(aliases))
                 columns = resolve_columns(spec, list(names))
                 if [c.name for c in columns] != list(names):
                     raise ExportError(f"the build worker resolved other columns than {', '.join(names[:3])}...")
-                state.update(spec=spec, columns=columns, options=options)
+                state.update(spec=spec, columns=columns, options=options, big_endian=big_endian)
             elif kind == "build":
                 _, batch, slot, layout, size = msg
                 tables = _unpack(state["in"][slot], layout, size)
@@ -371,13 +392,15 @@ def _serve(req: Connection, rep: Connection, fds: socket.socket) -> None:
                 built = compute_columns(cands, state["columns"])
                 matched = cands.n_matched
                 del tables, cands
-                out = _pack(state["out"][slot], [("", k, v) for k, v in built.items()])
+                out = _pack(state["out"][slot], [("", k, v) for k, v in built.items()], big_endian=state["big_endian"])
                 del built
                 rep.send(("built", slot, out, state["out"][slot].size, matched, time.process_time()))
                 continue
             elif kind == "close":
-                for seg in (*state.get("in", ()), *state.get("out", ())):
-                    seg.close()
+                if not msg[1]:
+                    for seg in slots:
+                        seg.close()
+                    slots = []
                 state = {}
             rep.send(("ok", time.process_time()))
         except Exception as err:  # the exporting process raises it (or its text)

@@ -474,6 +474,7 @@ def _export_in_worker(writer: NtupleWriter, ahead: EventStore, batches: Sequence
         session = _worker.BuildSession(
             worker, spec.descriptor, spec.aliases, [c.name for c in writer._computed_columns],
             {"reconstructed_only": writer.reconstructed_only, "seed": writer.seed, "resolution": writer.resolution},
+            big_endian=writer.format == "root" and writer.cut is None,  # the cut (DuckDB, via Arrow) needs native arrays
         )
         with ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool:
             fetched = [pool.submit(writer._fetch, ahead, b) for b in batches[:2]]

@@ -150,7 +150,7 @@ class NtupleFile:
         n = len(next(iter(columns.values()))) if columns else 0
         if n == 0:
             return
-        chunk = {c: np.ascontiguousarray(columns[c], dtype=self.dtypes[c]) for c in self.dtypes}
+        chunk = {c: self._column(columns[c], self.dtypes[c]) for c in self.dtypes}
         try:
             self._write(chunk)
         except OSError as err:
@@ -191,6 +191,11 @@ class NtupleFile:
         with contextlib.suppress(Exception):
             self._finish()
         self._remove(self.tmp)
+
+    @staticmethod
+    def _column(values: np.ndarray, dtype: str) -> np.ndarray:
+        """``values`` as a contiguous array of ``dtype`` (native byte order)."""
+        return np.ascontiguousarray(values, dtype=dtype)
 
     # subclasses
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
@@ -266,6 +271,15 @@ class RootFile(NtupleFile):
             if isinstance(err, OSError):
                 raise ExportError(f"cannot create '{self.path}': {_why(err, self.tmp, self.path)}") from err
             raise
+
+    @staticmethod
+    def _column(values: np.ndarray, dtype: str) -> np.ndarray:
+        """As :meth:`NtupleFile._column`, but a big-endian ``dtype`` array is kept: ROOT stores big-endian, so
+        uproot's ``extend`` then has nothing to convert (the export's build worker sends them so)."""
+        big = np.dtype(dtype).newbyteorder(">")
+        if values.dtype == big and values.ndim == 1 and values.flags.c_contiguous:
+            return values
+        return np.ascontiguousarray(values, dtype=dtype)
 
     def _write(self, chunk: dict[str, np.ndarray]) -> None:
         self._buffered += len(next(iter(chunk.values())))
