@@ -21,6 +21,9 @@ decay and a digest of the pipeline's passes); :func:`with_preselect` inserts the
 after the generator with both taken from the pipeline, and the pass refuses a model
 trained on another decay or pipeline.
 
+With ``drop_skipped`` (``mambah run --preselect ... --drop-skipped``) the skipped events' MC
+truth (``mc_particles``, ``mc_vertices``) is deleted as well; their ``events`` row stays.
+
 A model trained with ``particles = "signal"`` reads only the signal decay's particles (for full
 events; an event without any is left simulated).
 
@@ -52,6 +55,7 @@ __all__ = (
     "PARTICLE_SETS",
     "particles_sql",
     "Preselect",
+    "drop_truth",
     "event_sequences",
     "flat_input_names",
     "pipeline_digest",
@@ -366,6 +370,10 @@ class Preselect(Pass):
             P(kept | signal kinematics, pass) ``r`` gives every kept event ``events.weight = s / r``
             (``r`` floored at the model's ``min_keep``, ``s`` its normalisation ``scale``; skipped
             events 0; a kept event without a signal head ``s``), so weighted, the kept passing events have the signal kinematics of all passing events.
+        drop_skipped: delete the MC truth (``mc_particles``, ``mc_vertices``) of the events this
+            pass skips; their ``events`` row stays (``simulated = false``, ``preselect_score``,
+            ``weight``, the PV, ``n_tried``), so what was skipped is still counted.  Off by
+            default: the skipped events' truth is kept.
     """
 
     kind: ClassVar[str] = "preselect"
@@ -380,8 +388,11 @@ class Preselect(Pass):
     pipeline: str = ""
     mode: str = "threshold"
     weights: str = ""
+    drop_skipped: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.drop_skipped, bool):
+            raise ConfigError(f"pass {self.name!r}: drop_skipped must be true or false, got {self.drop_skipped!r}")
         if self.mode not in MODES:
             raise ConfigError(f"pass {self.name!r}: mode={self.mode!r}; choose one of {list(MODES)}")
         if self.weights and self.mode != "threshold":
@@ -425,6 +436,7 @@ class Preselect(Pass):
         name, sample = self.name, self.mode == "sample"
         sql = particles_sql("p.batch = $batch AND v.batch = $batch AND e.batch = $batch", str(record.get("particles", "all")))
         reweight = self._weights_model(threshold) if self.weights else None
+        drop = self.drop_skipped
 
         def kernel(ctx: BatchContext) -> None:
             tab = ctx.query(sql)
@@ -446,6 +458,8 @@ class Preselect(Pass):
                  **({"weight": weight} if weight is not None else {})},
                 keys=("batch", "event"),
             )
+            if drop and not keep.all():
+                drop_truth(ctx, (keys[~keep] & ((1 << 24) - 1)).astype(np.int32))
 
         return kernel
 
@@ -471,6 +485,20 @@ class Preselect(Pass):
         return trained, n_daughters, float(record["min_keep"]), float(record["scale"])
 
 
+def drop_truth(ctx: BatchContext, events: np.ndarray) -> None:
+    """Delete the ``mc_particles`` and ``mc_vertices`` rows of the batch's events ``events`` (``(k,)`` event numbers)."""
+    import pyarrow as pa
+
+    con = ctx.con
+    con.register("_preselect_skipped", pa.table({"event": pa.array(np.asarray(events, np.int32))}))
+    try:
+        for table in ("mc_particles", "mc_vertices"):
+            con.execute(f"DELETE FROM {table} WHERE batch = ? AND event IN (SELECT event FROM _preselect_skipped)",
+                        [ctx.batch.batch])
+    finally:
+        con.unregister("_preselect_skipped")
+
+
 def _reweight(ctx: BatchContext, reweight: tuple[Any, int, float, float], keys: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """``events.weight`` of one batch's events ``keys`` (sorted) from the reweighting model (see ``Preselect.weights``)."""
     trained, n_daughters, min_keep, scale = reweight
@@ -486,12 +514,12 @@ def _reweight(ctx: BatchContext, reweight: tuple[Any, int, float, float], keys: 
 
 def with_preselect(
     pipeline: Pipeline, model: str, *, retention: float | None = None, threshold: float | None = None,
-    mode: str = "threshold", weights: str | bool = "",
+    mode: str = "threshold", weights: str | bool = "", drop_skipped: bool = False,
 ) -> Pipeline:
     """``pipeline`` with a :class:`Preselect` pass right after its generator.
 
     Args:
-        pipeline, model, retention, threshold, mode: see :class:`Preselect`.
+        pipeline, model, retention, threshold, mode, drop_skipped: see :class:`Preselect`.
         weights: the reweighting model's path, or ``True`` for the one the selection model's
             sidecar names (``selection.weights_model``, next to the model).
 
@@ -508,6 +536,6 @@ def with_preselect(
         weights = str((Path(model).resolve().parent / str(record["weights_model"])).resolve())
     pre = Preselect(model=str(model), retention=retention, threshold=threshold,
                     decay=pipeline_decay(pipeline), pipeline=pipeline_digest(pipeline), mode=mode,
-                    weights=str(weights or ""))
+                    weights=str(weights or ""), drop_skipped=drop_skipped)
     passes = (pipeline.passes[0], pre, *pipeline.passes[1:])
     return Pipeline(passes, pipeline.run)
