@@ -59,6 +59,8 @@ def register(sub: Any) -> None:
                      "(default); sample: keep an event with probability min(1, score/threshold), events.weight = 1/that")
     run.add_argument("--preselect-weights", action="store_true", help="threshold mode: events.weight = 1/P(kept) from "
                      "the reweighting model the selection model's sidecar names (corrects the kinematic bias)")
+    run.add_argument("--drop-skipped", action="store_true", help="with --preselect: delete the MC truth (mc_particles, "
+                     "mc_vertices) of the events it skips; their events row stays (simulated = false)")
     run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
@@ -122,16 +124,18 @@ def _with_preselect(pipeline: Pipeline, args: argparse.Namespace) -> Pipeline:
     model, retention, threshold, mode = (getattr(args, k, None) for k in ("preselect", "retention", "threshold",
                                                                           "preselect_mode"))
     weights = bool(getattr(args, "preselect_weights", False))
+    drop = bool(getattr(args, "drop_skipped", False))
     if model is None:
-        if retention is not None or threshold is not None or mode is not None or weights:
-            raise ConfigError("--retention, --threshold, --preselect-mode and --preselect-weights need --preselect MODEL")
+        if retention is not None or threshold is not None or mode is not None or weights or drop:
+            raise ConfigError("--retention, --threshold, --preselect-mode, --preselect-weights and --drop-skipped "
+                              "need --preselect MODEL")
         return pipeline
     from sim.generation.preselect import with_preselect
 
     if retention is None and threshold is None:
         retention = 0.99
     return with_preselect(pipeline, str(Path(model).resolve()), retention=retention, threshold=threshold,
-                          mode=mode or "threshold", weights=weights)
+                          mode=mode or "threshold", weights=weights, drop_skipped=drop)
 
 
 #: suffixes of the export formats (``mambah export``), not of a store
