@@ -306,18 +306,73 @@ def matrix_to_cells(
     n = m.shape[0]
     if m.shape != (n, g, g):
         raise DataError(f"matrix_to_cells: matrices have shape {m.shape}; expected (n, {g}, {g})")
-    gx, gy = grid_origin(x, y, cfg)
-    centres = (np.arange(g) + 0.5) * cfg.grid_pitch
-    fx = np.broadcast_to(gx[:, None, None] + centres[None, None, :], m.shape)
-    fy = np.broadcast_to(gy[:, None, None] + centres[None, :, None], m.shape)
-    nz = m > 0
-    shower = np.broadcast_to(np.arange(n)[:, None, None], m.shape)[nz]
-    cid = cell_of(fx[nz], fy[nz], cfg)
-    e = m[nz].astype(np.float64)
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    table = _fine_cell_table(cfg) if np.all(np.isfinite(xa)) and np.all(np.isfinite(ya)) else None
+    if table is not None:  # the cell of every fine cell looked up (the same ids: see _fine_cell_table)
+        ids, ox, oy = table
+        flat = np.flatnonzero(m.reshape(-1) > 0)  # the deposits in C order, as the boolean mask takes them
+        shower = flat // (g * g)
+        rc = flat - shower * (g * g)
+        row = rc // g
+        half = g // 2
+        gi = (np.floor(xa / cfg.grid_pitch).astype(np.int64) - half + ox)[shower] + (rc - row * g)
+        gj = (np.floor(ya / cfg.grid_pitch).astype(np.int64) - half + oy)[shower] + row
+        inside = (gi >= 0) & (gi < ids.shape[1]) & (gj >= 0) & (gj < ids.shape[0])
+        cid = np.where(inside, ids.reshape(-1)[np.where(inside, gj * ids.shape[1] + gi, 0)], -1)
+        e = m.reshape(-1)[flat].astype(np.float64)
+    else:
+        gx, gy = grid_origin(xa, ya, cfg)
+        centres = (np.arange(g) + 0.5) * cfg.grid_pitch
+        fx = np.broadcast_to(gx[:, None, None] + centres[None, None, :], m.shape)
+        fy = np.broadcast_to(gy[:, None, None] + centres[None, :, None], m.shape)
+        nz = m > 0
+        shower = np.broadcast_to(np.arange(n)[:, None, None], m.shape)[nz]
+        cid = cell_of(fx[nz], fy[nz], cfg)
+        e = m[nz].astype(np.float64)
     keep = cid >= 0
     shower, cid, e = shower[keep], cid[keep], e[keep]
     uniq, total = sum_by_key(shower.astype(np.int64) * 10_000_000 + cid, e)
     return uniq // 10_000_000, uniq % 10_000_000, total
+
+
+_FINE_TABLES: dict[object, tuple[np.ndarray, int, int] | None] = {}
+
+
+def _fine_cell_table(cfg: ECALLayout) -> tuple[np.ndarray, int, int] | None:
+    """The cell id of every fine cell of the shower lattice, ``(ids (ny, nx), ox, oy)``, or ``None``.
+
+    Fine cell ``(i, j)`` (global indices, ``x`` in ``[i·pitch, (i+1)·pitch)``) has id
+    ``ids[j + oy, i + ox]`` (:func:`cell_of` of its centre; ``-1`` outside, in the hole, and
+    beyond the table).  :func:`matrix_to_cells` looks deposits up here instead of calling
+    :func:`cell_of` on each of them (≈ 10⁶ per batch of full events).  That gives the same
+    ids as :func:`cell_of` of the deposits' centres only when no cell or region edge lies
+    near a fine-cell centre (the centres it computes differ from these by rounding): the
+    table is kept only if :func:`cell_of` gives the same id at ±0.4 pitch from every
+    centre in both coordinates (true when every edge is on the fine lattice, as in
+    :class:`ECALGeometry`); otherwise ``None`` and the caller calls :func:`cell_of`.
+    Made once per layout (layouts are frozen dataclasses; an unhashable one gets ``None``).
+    """
+    try:
+        hit = _FINE_TABLES.get(cfg, False)
+    except TypeError:
+        return None
+    if hit is not False:
+        return hit  # type: ignore[return-value]
+    p = float(cfg.grid_pitch)
+    ox = int(np.ceil(cfg.outer_x_half / p)) + 1
+    oy = int(np.ceil(cfg.outer_y_half / p)) + 1
+    cx = (np.arange(-ox, ox) + 0.5) * p
+    cy = (np.arange(-oy, oy) + 0.5) * p
+    gx, gy = np.meshgrid(cx, cy)
+    ids = cell_of(gx.reshape(-1), gy.reshape(-1), cfg)
+    ok = True
+    for dx in (-0.4, 0.0, 0.4):
+        for dy in (-0.4, 0.0, 0.4):
+            if (dx or dy) and not np.array_equal(cell_of(gx.reshape(-1) + dx * p, gy.reshape(-1) + dy * p, cfg), ids):
+                ok = False
+    table = (ids.reshape(gx.shape), ox, oy) if ok else None
+    _FINE_TABLES[cfg] = table
+    return table
 
 
 def sum_by_key(key: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
