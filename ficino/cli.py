@@ -83,14 +83,18 @@ def register_run_options(run: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``mambah export``."""
+    from ficino._worker import shutdown_worker
     from ficino.export import export
 
-    summary = export(
-        args.store, args.output, decay=args.decay, aliases=parse_aliases(args.aliases), variables=_variables(args.variables),
-        tree=args.tree, fmt=args.format, cut=args.cut, reconstructed_only=not args.all_candidates,
-        overwrite=args.overwrite, progress=not args.no_progress, compression=args.compression, seed=args.seed,
-        build=args.build,
-    )
+    try:
+        summary = export(
+            args.store, args.output, decay=args.decay, aliases=parse_aliases(args.aliases), variables=_variables(args.variables),
+            tree=args.tree, fmt=args.format, cut=args.cut, reconstructed_only=not args.all_candidates,
+            overwrite=args.overwrite, progress=not args.no_progress, compression=args.compression, seed=args.seed,
+            build=args.build,
+        )
+    finally:
+        shutdown_worker()  # the command leaves without interpreter teardown (no atexit): stop the worker here
     print(
         f"{summary.path}: {summary.rows:,} rows x {len(summary.columns)} columns ({summary.format}) from "
         f"{summary.candidates:,} candidates in {summary.batches} batch(es), {summary.seconds:.1f} s"

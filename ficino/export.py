@@ -51,9 +51,12 @@ _PARQUET_OK = ("LZ4", "ZSTD", "ZLIB", "NONE")
 
 #: ``export(build=...)`` choices (see :func:`export`).
 BUILD_MODES = ("auto", "serial", "process")
-#: ``build="auto"`` builds a ROOT export in the build worker process from this many candidates
-#: (head particles in the store) on, in two batches or more (measured: benchmarks/README.md, "Vertex fits").
+#: ``build="auto"`` builds a ROOT export of two batches or more in the build worker process from this
+#: many candidates (head particles in the store) on when the worker runs already, and from
+#: :data:`PROCESS_BUILD_MIN_CANDIDATES_COLD` on when it must be started (≈ 1.2 s of CPU, in parallel;
+#: the build costs ≈ 9 µs per candidate; benchmarks/README.md, "Vertex fits").
 PROCESS_BUILD_MIN_CANDIDATES = 20_000
+PROCESS_BUILD_MIN_CANDIDATES_COLD = 50_000
 
 
 @dataclass(frozen=True)
@@ -382,9 +385,10 @@ def export(
         build: where the candidates and columns are built: ``"serial"`` in this process,
             ``"process"`` in the build worker process (:mod:`ficino._worker`) while this one
             writes, ``"auto"`` (default) the worker for ROOT exports of at least
-            :data:`PROCESS_BUILD_MIN_CANDIDATES` candidates in two or more batches on a machine
-            with two CPUs or more (uproot's writer holds the GIL, so only a second process
-            overlaps building and writing), else serial. The columns are the same either way.
+            :data:`PROCESS_BUILD_MIN_CANDIDATES` candidates (:data:`PROCESS_BUILD_MIN_CANDIDATES_COLD`
+            when the worker is not running yet) in two or more batches on a machine with two CPUs
+            or more (uproot's writer holds the GIL, so only a second process overlaps building and
+            writing), else serial. The columns are the same either way.
 
     Returns:
         :class:`ExportSummary`.
@@ -510,7 +514,8 @@ def _build_mode(build: str, writer: NtupleWriter, n_candidates: int, n_batches: 
             raise ExportError(f"build='process' cannot be honoured: {why}; use build='serial' (or 'auto')")
         return "process"
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    big = n_batches >= 2 and n_candidates >= PROCESS_BUILD_MIN_CANDIDATES
+    least = PROCESS_BUILD_MIN_CANDIDATES if _worker.worker_running() else PROCESS_BUILD_MIN_CANDIDATES_COLD
+    big = n_batches >= 2 and n_candidates >= least
     return "process" if why is None and writer.format == "root" and big and cpus >= 2 else "serial"
 
 

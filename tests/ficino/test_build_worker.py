@@ -194,3 +194,34 @@ def test_sigint_to_the_exporting_process(make_store, tmp_path):
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     assert _gone(pid)
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_cli_build_option(make_store, tmp_path, capsys):
+    from mambah.cli import main
+
+    make_store(str(tmp_path / "s.duckdb"), batches=2, n=50).close()
+    for build in ("serial", "process"):
+        assert main(["export", str(tmp_path / "s.duckdb"), str(tmp_path / f"{build}.root"), "--build", build,
+                     "--variables", "Lb_M,p_PT", "--no-progress"]) == 0
+    _same(_read(tmp_path / "serial.root"), _read(tmp_path / "process.root"))
+    assert _worker._WORKER is None  # mambah export stops its worker: the command leaves without atexit
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tmp_path / "s.duckdb"), str(tmp_path / "x.root"), "--build", "threads"])
+    assert exc.value.code == 2 and "invalid choice: 'threads'" in capsys.readouterr().err
+
+
+def test_auto_picks_the_worker_for_large_root_exports_only(make_store, small_store, tmp_path, monkeypatch):
+    export_module = sys.modules["ficino.export"]  # the module (ficino.export is the function)
+    monkeypatch.setattr(export_module, "PROCESS_BUILD_MIN_CANDIDATES", 400)  # small_store: 2 batches x 200
+    monkeypatch.setattr(export_module, "PROCESS_BUILD_MIN_CANDIDATES_COLD", 10**9)
+    _worker.shutdown_worker()
+    cold = ficino.export(small_store, tmp_path / "cold.root", variables=["Lb_M"])  # no worker yet: too small to start one
+    ficino.export(small_store, tmp_path / "start.root", variables=["Lb_M"], build="process")
+    warm = ficino.export(small_store, tmp_path / "warm.root", variables=["Lb_M"])
+    pq_ = ficino.export(small_store, tmp_path / "a.parquet", variables=["Lb_M"])  # pyarrow releases the GIL: a thread
+    one = make_store(batches=1, n=500)
+    single = ficino.export(one, tmp_path / "one.root", variables=["Lb_M"])  # one batch: nothing to overlap
+    one.close()
+    monkeypatch.setattr(export_module, "PROCESS_BUILD_MIN_CANDIDATES", 401)
+    below = ficino.export(small_store, tmp_path / "below.root", variables=["Lb_M"])
+    assert [s.worker_cpu_seconds > 0 for s in (cold, warm, pq_, single, below)] == [False, True, False, False, False]
