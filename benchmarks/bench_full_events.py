@@ -239,6 +239,7 @@ def main() -> None:
     ap.add_argument("--hepmc-file", type=Path, help="read this HepMC3 file instead of one written from the chain's events")
     ap.add_argument("--skip-chain", action="store_true", help="only the HepMC part (needs --hepmc-file)")
     ap.add_argument("--hepmc-repeats", type=int, default=1, help="repeat the HepMC readings in turn, best time of each")
+    ap.add_argument("--skip-hepmc", action="store_true", help="only the chain and Pythia alone (no HepMC part)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -262,6 +263,9 @@ def main() -> None:
         if calo:  # the calorimeter pass (issue #15) came after this issue's target was set: also without it
             chain["ratio_pythia_alone_over_chain_without_calorimeter"] = alone / (chain["chain_seconds"] - calo)
             chain["ratio_pythia_in_chain_over_chain_without_calorimeter"] = chain["pythia_in_chain_seconds"] / (chain["chain_seconds"] - calo)
+        if args.skip_hepmc:
+            print(json.dumps(chain, indent=2))
+            return
         if args.hepmc_file is not None:
             hep = args.hepmc_file
             n = min(args.hepmc_events, HepMCInput(files=(str(hep),)).n_events())
