@@ -407,8 +407,16 @@ class ConditionalQuantileGaussian(_Base):
             a = np.where(span > 0, (col - c[k]) / span, 0.0)
         return k, np.clip(a, 0.0, 1.0)
 
-    def transform(self, x: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
-        """``(n, d)`` raw values (with their raw conditions) → standard-normal values."""
+    def transform(self, x: np.ndarray, conditions: np.ndarray | None = None,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+        """``(n, d)`` raw values (with their raw conditions) → standard-normal values.
+
+        A value repeated in the row's table (a point mass, e.g. a difference that is exactly
+        0 below a threshold) maps to the middle of its probability run; with ``rng`` it maps
+        to a uniform random point of the run instead (dequantisation, for training targets:
+        the point mass is then a standard normal in the model's space, like its
+        neighbourhood, and the inverse still gives the exact value).
+        """
         arr = self._differenced(_as_2d(x, "ConditionalQuantileGaussian.transform", self._fitted()))
         k, a = self._neighbours(self._column(conditions, arr.shape[0], "ConditionalQuantileGaussian.transform"))
         r = self.references_
@@ -433,7 +441,10 @@ class ConditionalQuantileGaussian(_Base):
                         with np.errstate(divide="ignore", invalid="ignore"):
                             f = np.where(t1 > t0, (xv[:, 0] - t0) / (t1 - t0), 0.5)
                         probs.append(r[idx - 1] + np.clip(f, 0.0, 1.0) * (r[idx] - r[idx - 1]))
-                    out[rr, j] = 0.5 * (probs[0] + probs[1])
+                    if rng is None:
+                        out[rr, j] = 0.5 * (probs[0] + probs[1])
+                    else:
+                        out[rr, j] = probs[0] + rng.random(rr.size) * (probs[1] - probs[0])
         return ndtri(np.clip(out, BOUND, 1.0 - BOUND))
 
     def inverse_transform(self, z: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
@@ -470,9 +481,12 @@ def inverse_transform(prep: Any, z: np.ndarray, conditions: np.ndarray) -> np.nd
     return prep.inverse_transform(z, conditions) if getattr(prep, "conditional", False) else prep.inverse_transform(z)
 
 
-def transform(prep: Any, x: np.ndarray, conditions: np.ndarray) -> np.ndarray:
-    """``prep.transform(x)``, passing the raw ``conditions`` to a conditional preprocessing."""
-    return prep.transform(x, conditions) if getattr(prep, "conditional", False) else prep.transform(x)
+def transform(prep: Any, x: np.ndarray, conditions: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``prep.transform(x)``, passing the raw ``conditions`` (and ``rng``, see
+    :meth:`ConditionalQuantileGaussian.transform`) to a conditional preprocessing."""
+    if not getattr(prep, "conditional", False):
+        return prep.transform(x)
+    return prep.transform(x, conditions) if rng is None else prep.transform(x, conditions, rng)
 
 
 def preprocessor_from_dict(

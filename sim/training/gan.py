@@ -283,8 +283,14 @@ class GANConfig:
     target_bins: int | None = None
     target_edges: tuple[float, ...] = ()
     target_differences: tuple[tuple[int, int], ...] = ()
+    target_ties: str = "middle"
 
     def __post_init__(self) -> None:
+        if self.target_ties not in ("middle", "spread"):
+            raise ConfigError(f"train_gan: target_ties={self.target_ties!r}; known: ['middle', 'spread']")
+        if self.target_ties == "spread" and self.target_bins is None:
+            raise ConfigError("train_gan: target_ties='spread' is an option of the momentum-following target "
+                              "transform; give target_bins too (e.g. target_bins=12)")
         object.__setattr__(self, "target_edges", tuple(float(e) for e in self.target_edges))
         object.__setattr__(self, "target_differences", tuple((int(j), int(b)) for j, b in self.target_differences))
         if (self.target_edges or self.target_differences) and self.target_bins is None:
@@ -324,6 +330,7 @@ class GANConfig:
             # None when unset, as in the checkpoints written before these options existed
             "target_edges": list(self.target_edges) or None,
             "target_differences": [list(jb) for jb in self.target_differences] or None,
+            "target_ties": None if self.target_ties == "middle" else self.target_ties,
             "n_rows": int(n_rows), "conditions": list(conditions), "targets": list(targets),
         }
 
@@ -391,6 +398,12 @@ def train_gan(
             learned as ``target_j - target_b`` and generated as that plus ``target_b``
             (e.g. RichDLLp - RichDLLK, exactly 0 where both hypotheses are below
             threshold); see :class:`~sim.training.preprocessing.ConditionalQuantileGaussian`.
+        target_ties: with ``target_bins``, where a repeated target value (a point mass)
+            goes in the model's space: ``"middle"`` (of its probability run, z = 0 for a
+            value that fills a whole table) or ``"spread"`` (uniformly over the run, one
+            draw per row from a generator seeded with ``(seed, 1)``), so the generator
+            need not collapse its noise where the target is exact and stays smooth across
+            the edge of the point mass; the inverse gives the exact value either way.
         condition_names, target_names: column names (default ``c0..``, ``t0..``).
         provenance: extra provenance entries (e.g. ``data_file``).
         config: the settings as a :class:`GANConfig`; ``settings`` (the keyword
@@ -429,7 +442,8 @@ def train_gan(
     state = _resume_state(ckpt, resume, record)
     prep_c, prep_t = _preprocessors(cfg, state, c_raw, t_raw, w if weights is not None else None)
     c = prep_c.transform(c_raw).astype(np.float32)
-    t = transform(prep_t, t_raw, c_raw).astype(np.float32)
+    spread = np.random.default_rng([int(cfg.seed), 1]) if cfg.target_ties == "spread" else None
+    t = transform(prep_t, t_raw, c_raw, spread).astype(np.float32)
     w32 = w.astype(np.float32)
 
     keras.utils.set_random_seed(cfg.seed)

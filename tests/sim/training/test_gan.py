@@ -208,3 +208,7 @@ def test_bad_input() -> None:
         train_gan(c, y, target_bins=4, target_differences=((1, 0),), epochs=1)
     with pytest.raises(ConfigError, match="edges=\\[2.0, 1.0\\] must be finite and increasing"):
         train_gan(c, y, target_bins=4, target_edges=(2.0, 1.0), epochs=1)
+    with pytest.raises(ConfigError, match="target_ties='spread' is an option of the momentum-following"):
+        train_gan(c, y, target_ties="spread", epochs=1)
+    with pytest.raises(ConfigError, match="target_ties='random'; known"):
+        train_gan(c, y, target_bins=4, target_ties="random", epochs=1)

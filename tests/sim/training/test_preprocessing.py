@@ -144,6 +144,13 @@ def test_conditional_quantile_gaussian_edges_and_differences_keep_an_exact_tie()
     plain = ConditionalQuantileGaussian(64, 12, differences=((1, 0),)).fit(y, conditions=c)
     leak = inverse_transform(plain, rng.normal(0.0, 2.0, (n, 2)), c)
     assert np.mean(leak[below, 1] != leak[below, 0]) > 0.05  # the test can fail: without the edge it leaks
+    # the point mass sits at z = 0 in the model's space; spread (training targets), it is a standard normal
+    assert np.all(z[below, 1] == 0.0)
+    spread = transform(prep, y, c, np.random.default_rng(5))
+    assert abs(spread[below, 1].mean()) < 0.05 and 0.9 < spread[below, 1].std() < 1.0  # truncated at the table's ends
+    np.testing.assert_array_equal(spread[~below], z[~below])  # no tie above the edge: unchanged
+    back_spread = inverse_transform(prep, spread, c)
+    assert np.array_equal(back_spread[below, 1], back_spread[below, 0])  # still exact
     back = preprocessor_from_dict(json.loads(json.dumps(prep.to_dict())))
     np.testing.assert_array_equal(back.inverse_transform(z, c), inverse_transform(prep, z, c))
     assert "edges" not in ConditionalQuantileGaussian(64, 12).fit(y, conditions=c).to_dict()  # old form kept
