@@ -128,10 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import dataclasses
 
-    import distributed
-
     from sim import Pipeline
-    from sim.core.distributed import run_distributed
+    from sim.core.distributed import local_cluster, run_distributed
     from sim.core.runner import run
 
     pipeline, what = _pipeline(args.events, args.batch_size, args.seed)
@@ -145,10 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("serial", 1, s.seconds, s.events_per_second, 0.0, 0.0))
     for n in args.workers:
         t0 = time.perf_counter()
-        with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                      silence_logs=logging.ERROR,
-                                      env={"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-                                           "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}) as cluster:
+        with local_cluster(n, 1, {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+                                  "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}) as cluster:
             run_distributed(warm, tmp / f"warm{n}.duckdb", scheduler=cluster.scheduler_address, progress=False)
             startup = time.perf_counter() - t0
             for mode in args.modes:

@@ -68,7 +68,7 @@ from sim.core.runner import (
     open_output,
 )
 
-__all__ = ("run_distributed", "DistributedSummary", "run_dataset_batch", "run_part", "spool_dir", "configure_worker", "MambahWorkerPlugin")  # noqa: F822 - the plugin is made lazily by __getattr__
+__all__ = ("run_distributed", "DistributedSummary", "run_dataset_batch", "run_part", "spool_dir", "configure_worker", "local_cluster", "MambahWorkerPlugin")  # noqa: F822 - the plugin is made lazily by __getattr__
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,11 @@ def configure_worker(threads: int = 1) -> dict[str, str]:
         except (RuntimeError, AttributeError) as err:
             log.warning("cannot limit TensorFlow threads on pid %d (runtime already started): %s", os.getpid(), err)
     _CONFIGURED["threads"] = threads
+    for var in UNSET_WORKER_ENV:
+        if var in os.environ:  # a worker of an existing cluster, started with Dask's default
+            log.warning("worker pid %d runs with %s=%s (Dask's distributed.nanny.pre-spawn-environ): batches cost "
+                        "~40 %% more CPU; start the workers with that key set to null (docs/production.md)",
+                        os.getpid(), var, os.environ[var])
     return env
 
 
@@ -475,6 +480,52 @@ def _sigint_ignored() -> Any:
         signal.signal(signal.SIGINT, previous)
 
 
+#: environment variables Dask's nanny sets before it spawns a worker that Mambah's workers must not get
+#: (``distributed.nanny.pre-spawn-environ``): ``MALLOC_TRIM_THRESHOLD_=65536`` fixes glibc's mmap
+#: threshold, so every large numpy temporary of a pass is a fresh mmap with its page faults: a
+#: default-job batch of 50 000 events took 8.2-8.8 user + 4.2-4.6 sys CPU s per 100 000 events
+#: with it against 8.3-8.5 + 0.7-1.0 without (7-8x the page faults), 1 December 2026
+UNSET_WORKER_ENV = ("MALLOC_TRIM_THRESHOLD_",)
+#: Dask's statistical profiler in the workers of :func:`local_cluster` (it samples every worker
+#: thread's stack each 10 ms, taking the GIL from the batch)
+WORKER_PROFILER = False
+
+
+def local_cluster(workers: int, threads_per_worker: int = 1, env: dict[str, str] | None = None) -> Any:
+    """A :class:`distributed.LocalCluster` of ``workers`` processes as Mambah runs them.
+
+    One thread per worker, no dashboard on a fixed port, Dask's logs at ERROR, the
+    variables of :data:`UNSET_WORKER_ENV` not set in the workers and Dask's worker
+    profiler off (:data:`WORKER_PROFILER`), for this cluster only; the caller's Dask
+    configuration is otherwise kept.
+
+    Args:
+        workers: number of worker processes.
+        threads_per_worker: threads of each worker.
+        env: environment of the worker processes (e.g. thread-pool sizes).
+    """
+    import dask
+    import distributed
+
+    settings: dict[str, Any] = {f"distributed.nanny.pre-spawn-environ.{var}": None for var in UNSET_WORKER_ENV}
+    settings["distributed.worker.profile.enabled"] = WORKER_PROFILER
+    # a nanny made earlier in this process (a plain LocalCluster) leaves its pre-spawn variables in
+    # os.environ, which the workers would inherit: they are held back while this cluster spawns
+    held = {var: os.environ.pop(var) for var in UNSET_WORKER_ENV if var in os.environ}
+    try:
+        with dask.config.set(settings):
+            return distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=":0",  # a free port: 8787 may be taken (a warning, an error under -W error)
+                silence_logs=logging.ERROR,
+                env=dict(env or {}),
+            )
+    finally:
+        os.environ.update(held)
+
+
 @contextlib.contextmanager
 def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any:
     """A Dask client on a new LocalCluster (``workers``) or on an existing scheduler."""
@@ -514,14 +565,7 @@ def _client(workers: int | None, scheduler: Any, threads_per_worker: int) -> Any
     # the worker processes ignore Ctrl-C (a terminal sends it to the whole process group): the
     # driver alone handles it, prints the one line and closes the cluster
     with _sigint_ignored():
-        cluster = distributed.LocalCluster(
-            n_workers=int(workers or 1),
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            dashboard_address=":0",  # a free port: 8787 may be taken (a warning, an error under -W error)
-            silence_logs=logging.ERROR,
-            env=env,
-        )
+        cluster = local_cluster(int(workers or 1), threads_per_worker, env)
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:
