@@ -204,14 +204,17 @@ class NtupleWriter:
         self.columns = resolve_columns(spec, self.variables, present)
         check_photons(store, spec, self.columns)
 
-    def _open(self) -> None:
-        """Create the output (temporary name); uproot's ``mktree`` takes a while for many branches."""
+    def _open(self, chunks: int | None = None) -> None:
+        """Create the output (temporary name); uproot's ``mktree`` takes a while for many branches.
+
+        ``chunks``: the number of batches to come, if known (sizes the ROOT tree's basket arrays).
+        """
         spec = cast(DecaySpec, self.spec)
         dtypes = {c.name: c.var.dtype for c in self.columns}
         units = {c.name: c.var.unit for c in self.columns}
         self._file = open_ntuple(
             self.path, dtypes, units, fmt=self.format, tree=self.tree, compression=self.compression,
-            title=f"Ficino: {spec.descriptor}",
+            title=f"Ficino: {spec.descriptor}", chunks=chunks,
         )
 
     # ------------------------------------------------------------------ streaming
@@ -454,7 +457,7 @@ def _export_here(writer: NtupleWriter, ahead: EventStore, batches: Sequence[int]
 
     with ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool:
         future = pool.submit(prepare, batches[0])
-        writer._open()
+        writer._open(len(batches))
         for i, b in enumerate(batches):
             tables, built = future.result()
             if i + 1 < len(batches):
@@ -483,7 +486,7 @@ def _export_in_worker(writer: NtupleWriter, ahead: EventStore, batches: Sequence
         with ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool:
             fetched = [pool.submit(writer._fetch, ahead, b) for b in batches[:2]]
             session.submit(batches[0], fetched[0].result())
-            writer._open()  # uproot's mktree while the worker builds batch 0
+            writer._open(len(batches))  # uproot's mktree while the worker builds batch 0
             if len(batches) > 1:
                 session.submit(batches[1], fetched[1].result())
             del fetched

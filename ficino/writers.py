@@ -236,6 +236,10 @@ class RootFile(NtupleFile):
         compression: e.g. ``"LZ4"``, ``"ZSTD:5"``, ``"NONE"``.
         title: TTree title.
         basket_rows: chunks are buffered until they hold this many entries.
+        chunks: how many chunks are coming, if known: the TTree's basket arrays are made that
+            long (at most 1000) so uproot does not rewrite the tree's metadata when they fill
+            (its default of 10 grows tenfold, each time rewriting the metadata of every
+            branch: ≈ 0.26 s of CPU for 312 branches).
     """
 
     format = "root"
@@ -250,6 +254,7 @@ class RootFile(NtupleFile):
         compression: str | None = None,
         title: str = "",
         basket_rows: int = 10_000,
+        chunks: int | None = None,
     ) -> None:
         import uproot
 
@@ -263,7 +268,9 @@ class RootFile(NtupleFile):
         self._buffered = 0
         try:
             self._file = uproot.recreate(self.tmp, compression=comp)
-            self._tree = self._file.mktree(tree, {c: np.dtype(t) for c, t in self.dtypes.items()}, title=title)
+            capacity = 10 if chunks is None else min(max(10, int(chunks) + 2), 1000)
+            self._tree = self._file.mktree(tree, {c: np.dtype(t) for c, t in self.dtypes.items()}, title=title,
+                                           initial_basket_capacity=capacity)
         except BaseException as err:  # Ctrl-C inside mktree too: the object never exists, so no abort() would remove it
             with contextlib.suppress(Exception):
                 self._file.close()
@@ -410,15 +417,17 @@ def open_ntuple(
     tree: str = "DecayTree",
     compression: str | None = None,
     title: str = "",
+    chunks: int | None = None,
 ) -> NtupleFile:
     """A writer for ``path`` in ``fmt`` (default: from the suffix).
 
     Parquet goes to one file when ``path`` ends in ``.parquet``/``.pq``, else to a
-    dataset directory (one part file per chunk).
+    dataset directory (one part file per chunk).  ``chunks``: how many chunks are
+    coming, if known (ROOT: see :class:`RootFile`).
     """
     f = resolve_format(path, fmt)
     if f == "root":
-        return RootFile(path, dtypes, units, tree=tree, compression=compression, title=title)
+        return RootFile(path, dtypes, units, tree=tree, compression=compression, title=title, chunks=chunks)
     if f == "parquet":
         dataset = Path(path).suffix.lower() not in (".parquet", ".pq")
         return ParquetFile(path, dtypes, units, compression=compression, dataset=dataset)

@@ -155,3 +155,29 @@ def test_check_output(tmp_path):
             check_output(ro / "x.root", overwrite=False)
     finally:
         ro.chmod(0o700)
+
+
+def test_root_basket_arrays_sized_to_the_chunks_to_come(tmp_path):
+    """chunks=N: the tree's basket arrays hold N + 2 (uproot's default 10 is rewritten when 9 baskets fill);
+    big-endian input is written as is, small chunks are copied while buffered (the caller may reuse them)."""
+    for chunks, capacity in ((None, 100), (12, 14)):
+        w = RootFile(tmp_path / f"{chunks}.root", DTYPES, UNITS, basket_rows=10, chunks=chunks)
+        reused = _chunk(5)
+        for i in range(24):  # 5 rows each: a basket every second chunk, 12 baskets
+            c = _chunk(5, 5 * i)
+            if i % 2 == 0:  # buffered (5 < 10 rows), then its arrays are overwritten before the flush
+                for k in reused:
+                    reused[k][...] = c[k]
+                w.write(reused)
+                for k in reused:
+                    reused[k][...] = -1
+            else:
+                w.write({k: v.astype(v.dtype.newbyteorder(">")) for k, v in c.items()})
+        w.close()
+        with uproot.open(tmp_path / f"{chunks}.root") as f:
+            tree = f["DecayTree"]
+            arrays = tree.arrays(library="np")
+            assert tree["a_PX"].member("fMaxBaskets") == capacity and tree["a_PX"].num_baskets == 12
+        want = _chunk(120)
+        for k, v in want.items():
+            np.testing.assert_array_equal(arrays[k], v)
