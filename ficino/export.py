@@ -472,7 +472,8 @@ def _export_in_worker(writer: NtupleWriter, ahead: EventStore, batches: Sequence
     """Build in the build worker process while this one writes (``build="process"``, :mod:`ficino._worker`).
 
     A thread reads batch i+2 from DuckDB while this thread writes batch i and the worker builds batch
-    i+1; batch i+2 goes to the worker when batch i is written (two slots each way). Returns the
+    i+1; batch i+2 goes to the worker when batch i is written (two slots each way); batches 0 and 1
+    are sent before and during uproot's ``mktree``. Returns the
     worker's CPU seconds. On any error or Ctrl-C the worker is killed (the next export starts another).
     """
     spec = cast(DecaySpec, writer.spec)
@@ -484,12 +485,13 @@ def _export_in_worker(writer: NtupleWriter, ahead: EventStore, batches: Sequence
             big_endian=writer.format == "root" and writer.cut is None,  # the cut (DuckDB, via Arrow) needs native arrays
         )
         with ThreadPoolExecutor(1, thread_name_prefix="ficino") as pool:
-            fetched = [pool.submit(writer._fetch, ahead, b) for b in batches[:2]]
-            session.submit(batches[0], fetched[0].result())
-            writer._open(len(batches))  # uproot's mktree while the worker builds batch 0
-            if len(batches) > 1:
-                session.submit(batches[1], fetched[1].result())
-            del fetched
+            session.submit(batches[0], pool.submit(writer._fetch, ahead, batches[0]).result())
+            # batch 1 is read and sent by the thread while this one runs uproot's mktree (the worker builds
+            # batches 0 and 1 meanwhile); the session is this thread's again once that is done
+            second = pool.submit(lambda: session.submit(batches[1], writer._fetch(ahead, batches[1]))) if len(batches) > 1 else None
+            writer._open(len(batches))
+            if second is not None:
+                second.result()
             for i, b in enumerate(batches):
                 future = pool.submit(writer._fetch, ahead, batches[i + 2]) if i + 2 < len(batches) else None
                 columns, matched = session.result()
