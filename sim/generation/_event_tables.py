@@ -444,13 +444,14 @@ def layout_copies(
     out_t = copy_start[c_t] + idx_t
     out_head = copy_start + head_idx[g_of]
     s_src = s_rows[tree]  # signal rows of the tree lines
+    # every output row's source: a group line in breadth-first order (< n) or a signal row (n + row)
+    source = np.empty(n_out, np.int64)
+    source[out_rep] = rep
+    source[out_t] = n + s_src
+    source[out_head] = n + np.arange(n_c)
 
     def merged(base_col: np.ndarray, sig_col: np.ndarray, dtype: Any) -> np.ndarray:
-        out = np.empty((n_out, *base_col.shape[1:]), dtype)
-        out[out_rep] = base_col[src_o][rep]
-        out[out_t] = sig_col[s_src]
-        out[out_head] = sig_col[:n_c]
-        return out
+        return np.concatenate([base_col[src_o].astype(dtype, copy=False), sig_col.astype(dtype, copy=False)])[source]
 
     pid = merged(np.asarray(base.pid, np.int64), np.asarray(signal.pid, np.int64), np.int64)
     p4 = merged(np.asarray(base.p4, np.float64), np.asarray(signal.p4, np.float64), np.float64)
@@ -461,9 +462,10 @@ def layout_copies(
     base_q[src_o] = np.asarray(base.charge)[src_o] if base.charge is not None else charges(np.asarray(base.pid)[src_o])
     sig_q = np.asarray(signal.charge) if signal.charge is not None else charges(np.asarray(signal.pid))
     charge = merged(base_q, sig_q, np.int16)
-    inter = np.empty(n_out, np.int64)
-    inter[out_rep] = inter_o[rep]
-    inter[out_t] = inter_o[(start + head_idx)[g_of]][c_t]
+    inter = merged(np.asarray(base.interaction, np.int64), np.zeros(s_status.size, np.int64), np.int64)
+    head_inter = inter_o[(start + head_idx)[g_of]]
+    inter[out_head] = head_inter
+    inter[out_t] = head_inter[c_t]  # a signal line's interaction: its head's
     mother_out = np.empty(n_out, np.int64)
     mother_out[out_rep] = mother_rep
     mother_out[out_t] = mother_t
