@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from mambah.errors import DataError
+
 __all__ = (
     "pt",
     "p",
@@ -84,15 +86,26 @@ def boost(p4: ArrayLike, frame: ArrayLike) -> Array:
 
     Returns:
         ``(..., 4)`` boosted four-momenta.
+
+    Raises:
+        DataError: a frame is not a massive particle moving forward in time (E > |p|;
+            also NaN): a lightlike or spacelike ``frame`` has no rest frame.
     """
     p4 = np.asarray(p4, dtype=np.float64)
     f = np.asarray(frame, dtype=np.float64)
     m = np.sqrt(np.maximum(f[..., 3] ** 2 - np.sum(f[..., :3] ** 2, axis=-1), 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = f[..., :3] / f[..., 3:4]
+    b2 = np.sum(b * b, axis=-1)
+    ok = (b2 < 1.0) & (f[..., 3] > 0.0)  # False for NaN
+    if not np.all(ok):
+        bad = np.flatnonzero(~np.reshape(ok, -1))
+        raise DataError(f"boost: frame {bad[0]} (of {np.size(b2)}) has no rest frame: (px, py, pz, E) = "
+                        f"{tuple(float(x) for x in f.reshape(-1, 4)[bad[0]])} MeV needs E > |p| "
+                        f"({bad.size} such frame(s))")
     m = np.where(m > 0, m, 1e-300)
-    b = f[..., :3] / f[..., 3:4]
     gamma = f[..., 3] / m
     bp = np.sum(b * p4[..., :3], axis=-1)
-    b2 = np.sum(b * b, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         g2 = np.where(b2 > 0, (gamma - 1.0) / b2, 0.0)
     space = p4[..., :3] + (g2 * bp + gamma * p4[..., 3])[..., None] * b

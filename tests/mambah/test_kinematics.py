@@ -78,3 +78,15 @@ def test_nan_stays_in_its_row() -> None:
     direction = np.array([[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]])
     ip = kin.ip(origin, direction, np.array([[1.0, 0.0, 0.0]] * 2))
     assert ip[0] == pytest.approx(1.0) and np.isnan(ip[1])
+
+
+@pytest.mark.parametrize("frame", [[0.0, 0.0, 5.0, 5.0], [0.0, 3.0, 4.0, 4.0], [0.0, 0.0, 0.0, -1.0], [0.0, 0.0, 0.0, 0.0],
+                                   [np.nan, 0.0, 0.0, 5.0]])
+def test_boost_into_a_frame_without_rest_frame_is_an_error(frame) -> None:
+    """A lightlike, spacelike, negative-energy or NaN frame has no rest frame: one line naming it, not inf/NaN momenta."""
+    from mambah.errors import DataError
+
+    frames = np.array([[0.0, 0.0, 3.0, 5.0], frame])
+    with pytest.raises(DataError, match=r"boost: frame 1 \(of 2\) has no rest frame.*needs E > \|p\| \(1 such frame"):
+        kin.boost(np.array([[0.0, 0.0, 0.0, 1.0]] * 2), frames)
+    np.testing.assert_allclose(kin.boost(np.array([0.0, 0.0, 0.0, 1.0]), frames[0]), [0.0, 0.0, 0.75, 1.25])
