@@ -165,6 +165,8 @@ def run(
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_batch_memory(pipeline)  # before anything heavy: a batch that cannot fit is refused in one line
+    with limit_threads(blas_threads):  # a bad count is refused here, before the store is touched
+        pass
     kernels = build_kernels(pipeline)
     own = store is None
     created = own and str(output) != ":memory:" and not (resume and Path(output).exists())
