@@ -35,6 +35,14 @@ from sim.training.recipes.pid import EMA, EPOCHS, GAN_OVERRIDES, LEARNING_RATE, 
 log = logging.getLogger("train_pid_models")
 
 
+def _overrides(species: str, epochs: int | None) -> dict[str, dict[str, object]] | None:
+    """The species' GAN_OVERRIDES; an explicit ``--epochs`` replaces a part's own epochs."""
+    over = GAN_OVERRIDES.get(species)
+    if over is None or epochs is None:
+        return over
+    return {part: {k: v for k, v in s.items() if k != "epochs"} for part, s in over.items()}
+
+
 def main() -> int:
     from sim.pid.models import DEFAULT_MODEL_DIR, MODEL_PARTS, REQUIRED_COLUMNS
     from sim.reference.calibration import make_calibration_sample
@@ -78,7 +86,7 @@ def main() -> int:
             lr_schedule=args.lr_schedule or LR_SCHEDULE,
             ema=EMA if args.ema is None else (args.ema or None),
             checkpoint_dir=args.checkpoint, resume=args.resume, parts=args.parts,
-            gan_settings=GAN_OVERRIDES.get(sp),
+            gan_settings=_overrides(sp, args.epochs),
             data_file=f"make_calibration_sample({sp!r}, {args.n_signal}, {args.n_background}, seed={SEEDS[sp]})",
         )
         times[sp] = {"calibration_sample": t_sample, **t_parts}
