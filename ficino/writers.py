@@ -154,7 +154,7 @@ class NtupleFile:
         try:
             self._write(chunk)
         except OSError as err:
-            raise ExportError(f"cannot write '{self.tmp}': {err}") from err
+            raise ExportError(f"cannot write '{self.path}': {err}") from err  # the user named the output, not the temporary
         self.rows += n
 
     def close(self) -> int:
