@@ -101,7 +101,11 @@ class _Segment:
         if self.map is None or size > self.size:
             size = max(_PAGE, -(-int(size * (1.25 if grow else 1.0)) // _PAGE) * _PAGE)
             if grow:
-                os.ftruncate(self.fd, size)
+                try:
+                    os.ftruncate(self.fd, size)
+                except OSError as err:  # e.g. RLIMIT_FSIZE (a memfd counts as a file) or no memory
+                    raise ExportError(f"cannot grow the export's shared memory to {size} bytes: {err}; "
+                                      "export with --build serial (build='serial') or raise the limit") from err
             # the old map is not closed: views into it may live on (they stay valid; the file only grows)
             self.map = mmap.mmap(self.fd, size)
             self.size = size

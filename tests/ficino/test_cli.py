@@ -164,3 +164,55 @@ def test_mambah_run_export(tmp_path, monkeypatch, capsys):
     assert len(err.splitlines()) == 1 and "matches no candidate" in err, err
     assert err.endswith(f"the store '{tmp_path / 'y.duckdb'}' is complete (export it with 'mambah export {tmp_path / 'y.duckdb'} OUT')")
     assert not (tmp_path / "y.root").exists() and not list(tmp_path.glob(".y.root*"))
+
+
+# the bad-input and fault corpus, second part: the export's build worker (mambah export --build)
+
+_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+from mambah.cli import main
+from ficino import _worker
+rc = main(sys.argv[1:])
+print("worker-left", _worker.worker_running(), file=sys.stdout)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize(("suffix", "build", "limit", "message"), [
+    # the worker's shared memory is a memfd, which RLIMIT_FSIZE counts: was an OSError traceback, rc 1
+    ("root", "process", 20_000, "cannot grow the export's shared memory to "),
+    ("parquet", "process", 20_000, "cannot grow the export's shared memory to "),
+    ("csv", "serial", 20_000, "cannot write '{out}': [Errno 27]"),  # was named the hidden temporary file
+])
+def test_export_past_the_file_size_limit_is_one_line_and_leaves_nothing(store_file, tmp_path, suffix, build, limit,
+                                                                           message):
+    import subprocess
+    import sys
+
+    from ficino import _worker
+
+    if _worker.available() is not None and build == "process":
+        pytest.skip("no build worker on this platform")
+    out = tmp_path / f"o.{suffix}"
+    p = subprocess.run([sys.executable, "-c", _LIMITED.format(limit=limit), "export", str(store_file), str(out),
+                        "--build", build, "--no-progress"], capture_output=True, text=True, timeout=120)
+    err = p.stderr.strip()
+    assert p.returncode == 2, err
+    assert err.startswith("mambah: error: ") and len(err.splitlines()) == 1, err
+    assert message.format(out=out) in err, err
+    assert "worker-left False" in p.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", ["root", "parquet", "csv"])
+def test_export_of_no_candidate_in_the_worker_warns_and_writes_an_empty_ntuple(store_file, tmp_path, suffix, caplog):
+    from ficino import _worker
+
+    if _worker.available() is not None:
+        pytest.skip("no build worker on this platform")
+    out = tmp_path / f"o.{suffix}"
+    assert main(["export", str(store_file), str(out), "--build", "process", "--cut", "Lc_M < 0", "--no-progress"]) == 0
+    assert "no candidate passed the selection" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    assert not _worker.worker_running()  # the command stops its worker
