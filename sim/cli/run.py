@@ -81,7 +81,7 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         pipeline = Pipeline(pipeline.passes, dataclasses.replace(pipeline.run, **changes))
     if args.decay is not None and args.dec_file is not None:
         raise ConfigError("give only one of --decay and --dec-file")
-    if getattr(args, "pythia", None) or getattr(args, "hepmc", None):
+    if getattr(args, "pythia", None) is not None or getattr(args, "hepmc", None):  # --pythia "" is a bad preset, not no Pythia
         from sim.cli.full_events import full_event_pipeline
 
         return _with_preselect(full_event_pipeline(pipeline, args), args).validate()

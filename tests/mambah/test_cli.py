@@ -98,6 +98,14 @@ BAD_RUNS = [
     (["--decay", "B0 -> K+ pi- SVS"], "unknown particle 'SVS'.*a decay model such as SVS goes in a .dec file \\(mambah run --dec-file"),
     (["--dec-file", "/"], "DecFile '/' is a directory, not a .dec file"),
     (["--config", "/"], "config file '/' is a directory; give a .toml or .yaml file"),
+    # the corpus's second part (surfaces new on 1 Dec)
+    (["--pythia", ""], "unknown Pythia preset ''; presets: minbias, bbbar, ccbar"),  # was the default job, rc 0
+    (["--pythia", "bbbarr"], "unknown Pythia preset 'bbbarr'; presets: minbias, bbbar, ccbar"),
+    (["--redecay", "0", "--pythia", "bbbar"], "--redecay: expected a positive integer, got '0'"),
+    (["--redecay", "2.5", "--pythia", "bbbar"], "--redecay: expected a positive integer, got '2.5'"),
+    (["--redecay", "3"], "--redecay needs Pythia events: add --pythia PRESET"),
+    (["--drop-skipped"], "--drop-skipped need --preselect MODEL"),
+    (["--preselect", SELECTION, "--retention", "2"], r"retention=2.0 must be in \(0, 1\]"),
 ]
 
 
