@@ -622,6 +622,23 @@ def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
+def _interaction_parts(
+    ev: dict[str, np.ndarray], pu: dict[str, np.ndarray] | None, n_int: np.ndarray,
+) -> list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """The hard events and their pile-up events as ``(columns, event of each, interaction of each)``.
+
+    ``ev`` holds ``n`` hard events (interaction 0 of events 0..n-1); ``pu`` the pile-up
+    events, ``n_int[i] - 1`` of them for event ``i`` in order (interactions 1..n_int[i]-1).
+    """
+    n = int(ev["counts"].size)
+    parts = [(ev, np.arange(n), np.zeros(n, np.int64))]
+    if pu is not None:
+        pu_event = np.repeat(np.arange(n), n_int - 1)
+        pu_inter = np.concatenate([np.arange(1, k) for k in n_int]) if pu_event.size else np.zeros(0, np.int64)
+        parts.append((pu, pu_event, pu_inter))
+    return parts
+
+
 def _record(
     ev: dict[str, np.ndarray], pu: dict[str, np.ndarray] | None, n_int: np.ndarray,
     rng: np.random.Generator, region: LuminousRegion,
@@ -633,11 +650,7 @@ def _record(
         line 0 of each hard event.
     """
     n_ev = ev["counts"].size
-    parts = [(ev, np.arange(n_ev), np.zeros(n_ev, np.int64))]
-    if pu is not None:
-        pu_event = np.repeat(np.arange(n_ev), n_int - 1)
-        pu_inter = np.concatenate([np.arange(1, k) for k in n_int]) if pu_event.size else np.zeros(0, np.int64)
-        parts.append((pu, pu_event, pu_inter))
+    parts = _interaction_parts(ev, pu, n_int)
     pvd = sample_primary_vertices(int(n_int.sum()), rng, region)
     pv = np.stack([pvd["pv_x"], pvd["pv_y"], pvd["pv_z"], pvd["pv_t"]], axis=1)  # event by event, interaction by interaction
     first_pv = np.cumsum(n_int) - n_int
@@ -725,11 +738,7 @@ def _redecay_tables(
     n_int = np.asarray(n_int, np.int64)
     n_int_c = n_int[copy_group]
     # the record of the groups, positions relative to their interaction's PV (what _record shifts)
-    parts = [(ev, np.arange(n_g), np.zeros(n_g, np.int64))]
-    if pu is not None:
-        pu_event = np.repeat(np.arange(n_g), n_int - 1)
-        pu_inter = np.concatenate([np.arange(1, k) for k in n_int]) if pu_event.size else np.zeros(0, np.int64)
-        parts.append((pu, pu_event, pu_inter))
+    parts = _interaction_parts(ev, pu, n_int)
     pvd = sample_primary_vertices(int(n_int_c.sum()), rng, cfg.luminous_region)
     pv = np.stack([pvd["pv_x"], pvd["pv_y"], pvd["pv_z"], pvd["pv_t"]], axis=1)  # copy by copy, interaction by interaction
     first_pv = np.cumsum(n_int_c) - n_int_c
