@@ -28,7 +28,9 @@ Conversion (see :mod:`sim.generation._event_tables` for the layout):
   particle whose stored decay matches it is flagged ``is_signal`` with all its
   descendants.  The interaction holding the first signal particle becomes PV 0.
 
-A file that is not HepMC, a truncated file, an event that does not parse or whose
+A file that is not HepMC (a gzip/bzip2/xz/zstd/lz4-compressed one is named as such:
+decompress it first), a truncated file, an event without particles, a particle with a
+NaN/infinite or negative energy, an event that does not parse or whose
 links are broken (a particle other than a beam without production vertex counts as
 broken: the reader leaves unresolved links that way) stop the run with a one-line :class:`~mambah.errors.DataError`
 naming the file, the event and the line.  Links are checked for every event of every file
@@ -117,6 +119,12 @@ class HepMCIndex:
             return f.read(offset).count(b"\n") + 1
 
 
+#: magic bytes of compressed files (a ``.hepmc3.gz`` or a compressed file under any name)
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"),
+               (b"\x04\x22\x4d\x18", "lz4"))
+_UNPACK = {"gzip": "gunzip -k", "bzip2": "bunzip2 -k", "xz": "unxz -k", "zstd": "unzstd", "lz4": "unlz4"}
+
+
 def scan_hepmc(path: str | Path) -> HepMCIndex:
     """Check a HepMC3/HepMC2 ASCII file and find its events.
 
@@ -134,6 +142,12 @@ def scan_hepmc(path: str | Path) -> HepMCIndex:
             lines = [ln.strip() for ln in head[:3]]
             kind = next((_HEADERS[ln] for ln in lines[:2] if ln in _HEADERS), None)
             if not lines[0].startswith(b"HepMC::Version") or kind is None:
+                packed = next((name for magic, name in _COMPRESSED if mm[: len(magic)] == magic), None)
+                if packed is not None:
+                    raise DataError(
+                        f"'{p}' is {packed}-compressed; the hepmc pass reads HepMC3 / HepMC2 ASCII text "
+                        f"(its events are indexed by byte offset): decompress it first (e.g. {_UNPACK[packed]} '{p}')"
+                    )
                 first = lines[0][:60].decode("utf-8", "replace")
                 raise DataError(
                     f"'{p}' is not a HepMC ASCII file (first line {first!r}); expected 'HepMC::Version' and an "
@@ -358,7 +372,9 @@ def _diagnose(index: HepMCIndex, event: int, text: bytes) -> str:
                 for x in inc:
                     if int(x) not in particles:
                         return f"line {first_line + k}: vertex {int(f[1])} has undefined incoming particle {int(x)}"
-    else:
+    if not any(ln.split()[:1] == [b"P"] for ln in lines):
+        return f"line {first_line}: the event holds no particles; drop it from the file"
+    if index.format != "hepmc3":
         vertices2 = {int(f[1]) for f in (ln.split() for ln in lines) if f[:1] == [b"V"] and len(f) > 1}
         for k, ln in enumerate(lines):
             f = ln.split()
@@ -541,7 +557,8 @@ def read_segment(index: HepMCIndex, first: int, stop: int, reader: str = "auto")
 
 def _check_finite(seg: dict[str, Any], index: HepMCIndex, first: int) -> dict[str, Any]:
     """``seg`` unchanged, or a :class:`DataError` naming the file, event and particle (or vertex) of
-    the first momentum, mass or position that is NaN or infinite (never stored as it is)."""
+    the first momentum, mass or position that is NaN or infinite, or the first negative energy
+    (never stored as it is)."""
     for key, what, sizes in (("p4", "particle", "sizes"), ("mass", "particle", "sizes"), ("vpos", "vertex", "vsizes")):
         arr = np.asarray(seg[key], dtype=np.float64)
         bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
@@ -555,6 +572,16 @@ def _check_finite(seg: dict[str, Any], index: HepMCIndex, first: int) -> dict[st
                 f"HepMC file '{index.path}', event {first + e}: {what} {k + 1} has a non-finite {field} "
                 f"({np.asarray(seg[key])[row].tolist()}); fix or drop the event"
             )
+    energy = np.asarray(seg["p4"], dtype=np.float64)[:, 3]
+    if np.any(energy < 0.0):  # a negative energy is no particle; |p| > E (rounding of massless ones) is kept
+        row = int(np.flatnonzero(energy < 0.0)[0])
+        ends = np.cumsum(np.asarray(seg["sizes"], np.int64))
+        e = int(np.searchsorted(ends, row, side="right"))
+        k = row - (int(ends[e - 1]) if e else 0)
+        raise DataError(
+            f"HepMC file '{index.path}', event {first + e}: particle {k + 1} has a negative energy "
+            f"(E = {energy[row]:.6g} MeV); fix or drop the event"
+        )
     return seg
 
 

@@ -343,3 +343,54 @@ def test_non_finite_values_are_refused_naming_the_event(tmp_path: Path, reader: 
     expect = "particle 8 has a non-finite momentum" if what == "momentum" else "vertex 3 has a non-finite position"
     assert len(err) == 1 and f"'{path}', event 1: {expect}" in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("fmt", "reader"), [("hepmc3", "text"), ("hepmc3", "pyhepmc"), ("hepmc2", "auto")])
+def test_negative_energy_is_refused_naming_the_particle(tmp_path: Path, fmt: str, reader: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A particle with E < 0 is no particle: one line naming file, event and particle, nothing stored."""
+    path = tmp_path / f"neg.{fmt}"
+    writer = pyhepmc.io.WriterAscii if fmt == "hepmc3" else pyhepmc.io.WriterAsciiHepMC2
+    with writer(str(path)) as f:
+        for i in range(3):
+            ev = _event(i, 0.1 * i)
+            if i == 2:
+                ev.particles[3].momentum = pyhepmc.FourVector(0.3, -0.2, 12.0, -12.01)
+            f.write_event(ev)
+    from mambah.cli import main
+
+    out = tmp_path / "out.duckdb"
+    cfg = tmp_path / "job.toml"
+    Pipeline((HepMCInput(files=(str(path),), batch_size=3, reader=reader),), RunConfig(events=3, batch_size=3)).save(cfg)
+    assert main(["run", "--config", str(cfg), "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"'{path}', event 2: particle 4 has a negative energy (E = -12010 MeV)" in err[0], err
+    assert not out.exists()
+
+
+def test_event_without_particles_and_compressed_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty event is named as such (not "does not parse"); a gzip/xz file under any name says to decompress it."""
+    import gzip
+    import lzma
+
+    from mambah.cli import main
+
+    good = _write(tmp_path / "good.hepmc3", 3, "hepmc3").read_text()
+    lines = good.splitlines(keepends=True)
+    e_lines = [i for i, ln in enumerate(lines) if ln.startswith("E ")]
+    empty = [*lines[: e_lines[1]], "E 1 0 0\n", "U GEV CM\n", *lines[e_lines[2] :]]
+    (tmp_path / "empty.hepmc3").write_text("".join(empty))
+    out = tmp_path / "out.duckdb"
+    assert main(["run", "--hepmc", str(tmp_path / "empty.hepmc3"), "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"event 1: line {e_lines[1] + 1}: the event holds no particles" in err[0], err
+    assert not out.exists()
+    for name, packed, opener in (("good.hepmc3.gz", "gzip", gzip.open), ("good.hepmc3", "xz", lzma.open)):
+        path = tmp_path / "packed" / name
+        path.parent.mkdir(exist_ok=True)
+        with opener(path, "wt") as f:
+            f.write(good)
+        assert main(["run", "--hepmc", str(path), "-o", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"'{path}' is {packed}-compressed" in err[0] and "decompress it first" in err[0], err
+        assert not out.exists()
