@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
+
+from sim.core.pipeline import PASS_KINDS, Kernel, Pass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,3 +34,29 @@ def generated_store(tmp_path_factory: pytest.TempPathFactory):
     store = mambah.EventStore.open(path, read_only=True)
     yield store
     store.close()
+
+
+
+@dataclass(frozen=True)
+class InterruptOnce(Pass):
+    """Test pass: raises KeyboardInterrupt in batch ``at`` while ``marker`` does not exist (then creates it)."""
+
+    kind: ClassVar[str] = "test-interrupt-once"
+    name: str = "interrupt-once"
+    at: int = 1
+    marker: str = ""
+
+    def build(self) -> Kernel:
+        def kernel(ctx) -> None:  # type: ignore[no-untyped-def]
+            if ctx.batch.batch == self.at and not Path(self.marker).exists():
+                Path(self.marker).write_text("x")
+                raise KeyboardInterrupt
+        return kernel
+
+
+@pytest.fixture
+def interrupt_once(monkeypatch: pytest.MonkeyPatch) -> type[InterruptOnce]:
+    """:class:`InterruptOnce`, registered as a pass kind for the test (the runner records the
+    pipeline by kind, so a resumed run rebuilds it from this module)."""
+    monkeypatch.setitem(PASS_KINDS, InterruptOnce.kind, f"{InterruptOnce.__module__}:InterruptOnce")
+    return InterruptOnce

@@ -4,15 +4,12 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
 import mambah
 from sim import Generator, Pipeline, RunConfig, run
-from sim.core.pipeline import PASS_KINDS, Pass
 
 SMALL = RunConfig(events=3000, batch_size=1000, seed=11)
 
@@ -52,26 +49,8 @@ def _tables_after(path, runcfg):
     return _tables(path)
 
 
-@dataclass(frozen=True)
-class FailOnce(Pass):
-    """Test pass: raises KeyboardInterrupt in batch ``at`` while ``marker`` does not exist."""
-
-    kind: ClassVar[str] = "test-fail-once"
-    name: str = "fail-once"
-    at: int = 1
-    marker: str = ""
-
-    def build(self):
-        def kernel(ctx):
-            if ctx.batch.batch == self.at and not Path(self.marker).exists():
-                Path(self.marker).write_text("x")
-                raise KeyboardInterrupt
-        return kernel
-
-
-def test_interrupted_run_resumes_to_the_same_store(tmp_path, monkeypatch):
-    monkeypatch.setitem(PASS_KINDS, FailOnce.kind, f"{__name__}:FailOnce")
-    pl = Pipeline((Generator(), FailOnce(marker=str(tmp_path / "marker"))), SMALL)
+def test_interrupted_run_resumes_to_the_same_store(tmp_path, interrupt_once):
+    pl = Pipeline((Generator(), interrupt_once(marker=str(tmp_path / "marker"))), SMALL)
     out = tmp_path / "r.duckdb"
     with pytest.raises(KeyboardInterrupt):
         run(pl, out, progress=False)

@@ -7,9 +7,7 @@ store, runs the same on Dask workers, and round-trips through the config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import pyarrow as pa
 import pytest
@@ -17,7 +15,7 @@ import pytest
 import mambah
 from mambah.cli import main
 from mambah.errors import ConfigError
-from sim.core.pipeline import PASS_KINDS, Kernel, Pass, Pipeline
+from sim.core.pipeline import Pipeline
 from sim.core.runner import run
 from sim.defaults import default_pipeline
 from sim.generation.preselect import Preselect, with_preselect
@@ -94,28 +92,10 @@ def test_cli_drop_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert not (tmp_path / "x.duckdb").exists()
 
 
-@dataclass(frozen=True)
-class InterruptOnce(Pass):
-    """Test pass: raises KeyboardInterrupt in batch ``at`` while ``marker`` does not exist (then creates it)."""
-
-    kind: ClassVar[str] = "test-drop-interrupt-once"
-    name: str = "interrupt-once"
-    at: int = 1
-    marker: str = ""
-
-    def build(self) -> Kernel:
-        def kernel(ctx) -> None:  # type: ignore[no-untyped-def]
-            if ctx.batch.batch == self.at and not Path(self.marker).exists():
-                Path(self.marker).write_text("x")
-                raise KeyboardInterrupt
-        return kernel
-
-
-def test_interrupted_drop_skipped_run_resumes_to_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_interrupted_drop_skipped_run_resumes_to_the_same_store(tmp_path: Path, interrupt_once: type,
                                                                 runs: tuple[Path, Path]) -> None:
-    monkeypatch.setitem(PASS_KINDS, InterruptOnce.kind, f"{__name__}:InterruptOnce")
     job = _job(True)
-    pl = Pipeline((*job.passes, InterruptOnce(marker=str(tmp_path / "marker"))), job.run)
+    pl = Pipeline((*job.passes, interrupt_once(marker=str(tmp_path / "marker"))), job.run)
     out = tmp_path / "r.duckdb"
     with pytest.raises(KeyboardInterrupt):
         run(pl, out, progress=False)

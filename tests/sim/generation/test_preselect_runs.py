@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
 import mambah
-from sim.core.pipeline import PASS_KINDS, Kernel, Pass, Pipeline
+from sim.core.pipeline import Pipeline
 from sim.core.runner import run
 from sim.defaults import default_pipeline
 from sim.generation.preselect import with_preselect
 
 SHIPPED = str(Path(__file__).resolve().parents[3] / "sim" / "models" / "selection.keras")
-
-
-@dataclass(frozen=True)
-class InterruptOnce(Pass):
-    """Test pass: raises KeyboardInterrupt in batch ``at`` while ``marker`` does not exist (then creates it)."""
-
-    kind: ClassVar[str] = "test-preselect-interrupt-once"
-    name: str = "interrupt-once"
-    at: int = 1
-    marker: str = ""
-
-    def build(self) -> Kernel:
-        def kernel(ctx) -> None:  # type: ignore[no-untyped-def]
-            if ctx.batch.batch == self.at and not Path(self.marker).exists():
-                Path(self.marker).write_text("x")
-                raise KeyboardInterrupt
-        return kernel
 
 
 def _job() -> Pipeline:
@@ -65,11 +46,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_interrupted_preselected_run_resumes_to_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(PASS_KINDS, InterruptOnce.kind, f"{__name__}:InterruptOnce")
+def test_interrupted_preselected_run_resumes_to_the_same_store(tmp_path: Path, interrupt_once: type) -> None:
     marker = tmp_path / "marker"
     job = _job()
-    pl = Pipeline((*job.passes, InterruptOnce(marker=str(marker))), job.run)
+    pl = Pipeline((*job.passes, interrupt_once(marker=str(marker))), job.run)
     out = tmp_path / "r.duckdb"
     with pytest.raises(KeyboardInterrupt):
         run(pl, out, progress=False)
