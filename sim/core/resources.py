@@ -45,6 +45,7 @@ __all__ = (
     "batch_memory_bytes",
     "blas_threads",
     "check_batch_memory",
+    "check_blas_threads",
     "limit_blas_threads",
     "machine_memory_bytes",
     "particles_per_event",
@@ -141,6 +142,17 @@ def check_batch_memory(pipeline: Any, *, processes: int = 1, memory: int | None 
 
 #: BLAS / OpenMP threads of a run's matrix products (see the module docstring for the measurement)
 BLAS_THREADS = 1
+
+
+def check_blas_threads(threads: int | None) -> int | None:
+    """``threads`` as given (``None``: the libraries' own setting), or a :class:`ConfigError`.
+
+    Raises:
+        ConfigError: ``threads`` is neither ``None`` nor a positive integer.
+    """
+    if threads is None:
+        return None
+    return _check_threads(threads)
 
 
 def _check_threads(threads: int) -> int:

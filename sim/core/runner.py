@@ -17,7 +17,7 @@ from mambah.errors import ConfigError, StoreError, StoreExistsError
 from mambah.store import BatchRecord, EventStore
 from sim.core.executors import Executor, SerialExecutor
 from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
-from sim.core.resources import BLAS_THREADS, check_batch_memory
+from sim.core.resources import BLAS_THREADS, check_batch_memory, check_blas_threads
 from sim.core.resources import blas_threads as limit_threads
 
 __all__ = ("RunSummary", "iter_pending", "open_output", "pending_batches", "run")
@@ -165,8 +165,7 @@ def run(
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_batch_memory(pipeline)  # before anything heavy: a batch that cannot fit is refused in one line
-    with limit_threads(blas_threads):  # a bad count is refused here, before the store is touched
-        pass
+    check_blas_threads(blas_threads)  # a bad count is refused before the store is touched
     kernels = build_kernels(pipeline)
     own = store is None
     created = own and str(output) != ":memory:" and not (resume and Path(output).exists())

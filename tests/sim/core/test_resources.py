@@ -9,7 +9,7 @@ import threadpoolctl
 import mambah
 from mambah.errors import ConfigError
 from sim import Generator, Pipeline, RunConfig, run
-from sim.core.resources import blas_threads, limit_blas_threads
+from sim.core.resources import blas_threads, check_blas_threads, limit_blas_threads
 
 
 def _blas() -> list[int]:
@@ -55,6 +55,18 @@ def test_bad_thread_counts_are_one_line_errors(bad):
         pass
     with pytest.raises(ConfigError, match="BLAS threads must be a positive integer"):
         limit_blas_threads(bad)
+    with pytest.raises(ConfigError, match="BLAS threads must be a positive integer"):
+        check_blas_threads(bad)
+
+
+def test_bad_thread_count_refused_before_the_store_exists(tmp_path):
+    from sim import Generator, Pipeline, RunConfig, run
+
+    assert check_blas_threads(None) is None and check_blas_threads(2) == 2
+    out = tmp_path / "out.duckdb"
+    with pytest.raises(ConfigError, match="BLAS threads must be a positive integer"):
+        run(Pipeline((Generator(),), RunConfig(events=100, batch_size=100)), out, progress=False, blas_threads=0)
+    assert not out.exists()
 
 
 def test_a_worker_limits_blas_loaded_before_it_was_configured():
