@@ -63,6 +63,7 @@ from sim.detector.trackcov import (
 )
 
 __all__ = (
+    "GhostConfig",
     "OUTPUT_KEYS",
     "TRACK_DOWNSTREAM",
     "TRACK_LONG",
@@ -71,6 +72,7 @@ __all__ = (
     "TRUTH_KEYS",
     "VELO_RUN2_STATION_Z",
     "TrackingConfig",
+    "simulate_ghosts",
     "simulate_tracking",
 )
 
@@ -690,3 +692,143 @@ def simulate_tracking(
         "ghost_prob": masked(ghost),
         **{k: masked(v) for k, v in cov_to_columns(cov).items()},
     }
+
+
+# --------------------------------------------------------------------------- ghost tracks
+
+
+@dataclass(frozen=True)
+class GhostConfig:
+    """Numbers of the reference ghost (fake) Long tracks, :func:`simulate_ghosts`.
+
+    A ghost is a track built from hits of different particles; the probability of a
+    wrong combination grows with the hit density, so the number of ghosts per real track
+    rises with the occupancy ([PERF] Sec. 2.2: ghost rate vs the number of PVs / tracks).
+    No published ghost rate could be read here (``sim/reference/published.py``,
+    ``ghost_rate_long``): the level below is a model choice, stated as such; the
+    ghost-probability spectrum is tuned to the one read number, [GHOSTNN]'s abstract
+    (the cut keeping 99 % of the real tracks removes 60 % of the ghosts).
+
+    Attributes:
+        ratio_ref: Ghosts per real Long track at ``nTracks = occupancy_ref``, 0.11
+            (model: a ghost fraction of 10 % of the Long tracks at the mean Run 2
+            occupancy of :class:`sim.reference.occupancy.OccupancyConfig`).
+        occupancy_ref: The reference occupancy, 150 tracks (the run2 preset's mean, 151).
+        power: ``r(n) = ratio_ref · (n / occupancy_ref)^power``, 1 (model: the chance that a
+            track's search window holds a wrong hit is proportional to the hit density, so
+            the ghost fraction grows linearly with nTracks, the ghost count quadratically).
+        p_min: Lowest ghost momentum (MeV), 1.5 GeV (model: a Long track must reach the T
+            stations through the dipole; real Long tracks start near 2 GeV, [TRKEFF]).
+        p_shape, p_scale: ``p − p_min ~ Gamma(shape, scale)`` (MeV), 1.5 and 2.7 GeV: a soft
+            spectrum, mean 5.5 GeV (model: wrong combinations are dominated by the many soft
+            particles; the T segment of a ghost has no matching VELO curvature).
+        eta_a, eta_b: ``η = eta_min + (eta_max − eta_min) · Beta(a, b)``, 2 and 2.5: η peaks
+            near 3.2 inside the acceptance (model: the hit density is highest at small radius,
+            but the ghosts' VELO segments come from real particles in the acceptance).
+        chi2_shape, chi2_scale: ``χ²/ndf = 1 + Gamma(shape, scale)``, 2 and 0.5: mean 2.0
+            against about 1.1 for real tracks (model: mismatched segments fit worse).
+        ghost_a, ghost_b: the classifier's raw ghost probability ``Beta(a, b)`` before the
+            χ² coupling of :class:`TrackingConfig` (``ghost_chi2_coupling``), 0.6 and 1.0:
+            tuned so that the cut keeping 99 % of the real Long tracks (at ghost_prob ≈ 0.35
+            in default-decay events) removes 60 % of the ghosts ([GHOSTNN] abstract; measured
+            0.604 on 10 000 events; ``mambah validate published``, ``ghostprob_rejection``);
+            the ghosts' mean ghost_prob is then 0.46, the real tracks' 0.04.
+
+    [GHOSTNN]: M. De Cian, S. Farry, P. Seyfert, S. Stahl, "Fast neural-net based fake
+    track rejection in the LHCb reconstruction", LHCb-PUB-2017-011 (CDS 2255039).
+    """
+
+    ratio_ref: float = 0.11
+    occupancy_ref: float = 150.0
+    power: float = 1.0
+    p_min: float = 1500.0
+    p_shape: float = 1.5
+    p_scale: float = 2700.0
+    eta_a: float = 2.0
+    eta_b: float = 2.5
+    chi2_shape: float = 2.0
+    chi2_scale: float = 0.5
+    ghost_a: float = 0.6
+    ghost_b: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ConfigError(f"GhostConfig.{f.name}={value!r}; expected a finite number")
+            if f.name == "power":
+                if not 0.0 <= value <= 5.0:
+                    raise ConfigError(f"GhostConfig.power={value!r}; expected a number in [0, 5]")
+            elif f.name == "ratio_ref":
+                if value < 0:
+                    raise ConfigError(f"GhostConfig.ratio_ref={value!r}; expected a number >= 0")
+            elif value <= 0:
+                raise ConfigError(f"GhostConfig.{f.name}={value!r}; expected a positive number")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, object]) -> GhostConfig:
+        """Build a config from a mapping, refusing unknown keys."""
+        from sim.core.pipeline import config_from_mapping
+
+        return config_from_mapping(cls, options, "GhostConfig")  # type: ignore[no-any-return]
+
+
+def simulate_ghosts(
+    events: Mapping[str, np.ndarray],
+    rng: np.random.Generator,
+    config: GhostConfig = GhostConfig(),
+    tracking: TrackingConfig = TrackingConfig(),
+) -> dict[str, np.ndarray]:
+    """Reference ghost Long tracks of a set of events.
+
+    Per event ``Poisson(r(nTracks) · N_long)`` ghosts (:class:`GhostConfig`; ``N_long`` the
+    event's real Long tracks: a stored event is a part of the physical one, and its ghosts
+    are in proportion), each with soft kinematics, a worse track χ²/ndf, a high ghost
+    probability (the same χ² coupling as real tracks, :func:`_fit_quality`) and a state
+    measured by :func:`sim.detector.ghosts.ghost_states` (shared with the fast pass).
+    Ghosts have no MC particle: they are never truth-matched.  A ghost whose direction
+    crosses fewer than 3 VELO stations from the PV (no VELO segment) is dropped.
+
+    Args:
+        events: ``(n_events,)`` arrays ``event``, ``n_tracks``, ``n_long``, ``pv_x/y/z``.
+        rng: source of randomness (the number of draws depends on the ghost count).
+        config: the ghost model numbers.
+        tracking: the tracking config (η window, ghost-probability χ² coupling, errors).
+
+    Returns:
+        ``(n_ghosts,)`` arrays ``event``, ``charge``, ``p``, ``eta``, ``phi`` and the columns
+        of :func:`sim.detector.ghosts.ghost_states` (``px … ip_chi2``, covariance), plus
+        ``track_chi2ndof`` and ``ghost_prob``.
+
+    Raises:
+        DataError: a key is missing or a value is NaN/inf.
+    """
+    from sim.detector.ghosts import ghost_counts, ghost_states
+
+    need = ("event", "n_tracks", "n_long", "pv_x", "pv_y", "pv_z")
+    missing = [k for k in need if k not in events]
+    if missing:
+        raise DataError(f"simulate_ghosts: missing event column(s) {missing}; expected {list(need)}")
+    ev = {k: np.asarray(events[k]) for k in need}
+    for k in need[1:]:
+        if not np.all(np.isfinite(ev[k].astype(np.float64))):
+            raise DataError(f"simulate_ghosts: column {k!r} holds NaN/inf")
+    c = config
+    counts = ghost_counts(ev["n_long"], ev["n_tracks"], c.ratio_ref, c.occupancy_ref, c.power, rng)
+    n = int(counts.sum())
+    pos = np.repeat(np.arange(counts.size), counts)
+    p = c.p_min + rng.gamma(c.p_shape, c.p_scale, n)
+    eta = tracking.eta_min + (tracking.eta_max - tracking.eta_min) * rng.beta(c.eta_a, c.eta_b, n)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    charge = rng.choice(np.array([-1.0, 1.0]), n)
+    chi2 = 1.0 + rng.gamma(c.chi2_shape, c.chi2_scale, n)
+    raw = rng.beta(c.ghost_a, c.ghost_b, n)
+    ghost = 1.0 - (1.0 - raw) * np.exp(-tracking.ghost_chi2_coupling * np.maximum(chi2 - 1.5, 0.0))
+    pv = np.column_stack([ev[f"pv_{a}"].astype(np.float64)[pos] for a in "xyz"])
+    st = ghost_states(charge, p, eta, phi, pv, ev["n_tracks"].astype(np.float64)[pos], rng, tracking.errors)
+    keep = st.pop("valid")
+    _log.debug("simulate_ghosts: %d events, %d real Long tracks, %d ghosts (%d without a VELO segment dropped)",
+               counts.size, int(ev["n_long"].sum()), int(keep.sum()), n - int(keep.sum()))
+    out = {"event": ev["event"][pos], "charge": charge, "p": p, "eta": eta, "phi": phi, **st,
+           "track_chi2ndof": chi2, "ghost_prob": np.clip(ghost, 0.0, 1.0)}
+    return {k: v[keep] for k, v in out.items()}
