@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if store.count("protoparticles") > 0:
             reco = store.query_df(
                 "SELECT batch, event, mc_particle, px, py, pz FROM protoparticles WHERE track_type = 3"
+                " AND mc_particle >= 0"  # truth-matched tracks (ghosts have mc_particle = -1)
             )
             e_tot = np.zeros(len(cands))
             p_tot = np.zeros((len(cands), 3))

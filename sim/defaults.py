@@ -18,11 +18,12 @@ def default_passes() -> tuple[Pass, ...]:
     from sim.detector.acceptance import Acceptance
     from sim.detector.calorimeter import Calorimeter
     from sim.detector.efficiency import Efficiency
+    from sim.detector.ghosts import Ghosts
     from sim.detector.occupancy import Occupancy
     from sim.detector.resolution import Resolution
     from sim.pid.response import PID
 
-    return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution(), Calorimeter(), PID())
+    return (Generator(), Occupancy(), Acceptance(), Efficiency(), Resolution(), Ghosts(), Calorimeter(), PID())
 
 
 def default_pipeline(**run: Any) -> Pipeline:

@@ -34,13 +34,13 @@ def test_run_info_query(small_store, capsys, tmp_path):
     assert f"schema version: {SCHEMA_VERSION}" in out and "seed=3" in out and "mc_particles" in out
     # one line per pass, not the pipeline TOML (issue #12: 114 lines, 100 of them TOML)
     assert "[[passes]]" not in out and len(out.splitlines()) < 30
-    names = ["generator", "occupancy", "acceptance", "efficiency", "resolution", "calorimeter", "pid"]
+    names = ["generator", "occupancy", "acceptance", "efficiency", "resolution", "ghosts", "calorimeter", "pid"]
     pipeline = out.split("pipeline:", 1)[1].splitlines()
-    assert pipeline[0].strip().startswith("7 passes") and [line.split()[0] for line in pipeline[1:]] == names
+    assert pipeline[0].strip().startswith("8 passes") and [line.split()[0] for line in pipeline[1:]] == names
     assert "decay = 'Lambda_b0 -> (Lambda_c+ -> p+ K- pi+) mu- anti-nu_mu'" in pipeline[1]
     assert main(["info", str(small_store), "--pipeline"]) == 0
     toml = capsys.readouterr().out
-    assert toml.startswith("[run]") and toml.count("[[passes]]") == 7
+    assert toml.startswith("[run]") and toml.count("[[passes]]") == 8
     import sim
 
     assert [p.name for p in sim.Pipeline.from_toml(toml).passes] == names  # usable as a config again

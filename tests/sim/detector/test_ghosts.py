@@ -27,11 +27,14 @@ from sim.detector.trackcov import COV_COLUMNS
 
 
 def ghost_pipeline(events: int, batch_size: int, seed: int, **ghosts: object) -> Pipeline:
-    """The default passes with the ghost pass after the resolution pass."""
-    passes = list(default_passes())
-    at = [p.kind for p in passes].index("resolution") + 1
-    passes.insert(at, Ghosts(**ghosts))  # type: ignore[arg-type]
-    return Pipeline(tuple(passes), RunConfig(events=events, batch_size=batch_size, seed=seed))
+    """The default passes (the ghost pass after the resolution pass), the ghost pass with ``ghosts``."""
+    passes = tuple(Ghosts(**ghosts) if p.kind == "ghosts" else p for p in default_passes())  # type: ignore[arg-type]
+    return Pipeline(passes, RunConfig(events=events, batch_size=batch_size, seed=seed))
+
+
+def test_the_default_job_makes_ghosts_after_the_resolution_pass() -> None:
+    kinds = [p.kind for p in default_passes()]
+    assert kinds.index("ghosts") == kinds.index("resolution") + 1 < kinds.index("calorimeter") < kinds.index("pid")
 
 
 def test_ghost_counts_follow_the_multiplicity_law() -> None:
