@@ -181,3 +181,19 @@ def test_config_round_trip_and_bad_options() -> None:
         Ghosts(scale=-1.0)
     with pytest.raises(ConfigError, match="unknown detector card"):
         Ghosts(card="nope")
+
+
+def test_ficino_candidates_never_use_a_ghost(store: EventStore, tmp_path: Path) -> None:
+    """The MC-truth candidates take each daughter's matched track; a ghost (mc_particle = -1) is never one."""
+    import pyarrow.parquet as pq
+
+    import ficino
+
+    ficino.export(store, tmp_path / "c.parquet")
+    cands = pq.read_table(tmp_path / "c.parquet").to_pandas()
+    pp = store.query_df("SELECT px, mc_particle FROM protoparticles WHERE px IS NOT NULL")
+    ghost_px, real_px = set(pp.px[pp.mc_particle < 0]), set(pp.px[pp.mc_particle >= 0])
+    assert len(cands) > 100 and ghost_px
+    for name in ("p", "K", "pi", "mu"):
+        px = set(cands[f"{name}_PX"].dropna())
+        assert px and px <= real_px and not px & ghost_px, name
