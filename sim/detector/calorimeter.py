@@ -41,10 +41,10 @@ from sim.detector.ecal_geometry import (
     cell_geometry,
     cell_of,
     convert_photons,
+    deposits_to_cells,
     digitise,
     ecal_entry,
     grid_offset,
-    matrix_to_cells,
 )
 
 __all__ = (
@@ -216,15 +216,16 @@ class ShowerModel:
 
 
 #: Shower calls with at least this many particles use the traced TensorFlow graph (see load_shower_model).
-#: On the quiet 2-core machine (load 1.4, ``bench_calorimeter.py``) the blocked numpy forward pass
-#: (:meth:`sim.core.netgraph.GraphNet.numpy`) takes 0.107 ms per shower at batch 1 024 (0.21 CPU ms),
-#: the traced graph 0.069 CPU ms (issue #15's target: ≤ 0.1 ms at batch 1 024); TensorFlow's import
-#: and tracing (≈ 5 CPU s once per process) is paid by a run's first call of ≥ 1 024 showers
-#: (e.g. a full-event batch of ≥ ~20 events), smaller calls stay in numpy and import nothing.
-#: The choice depends on the call's row count only, so a batch's numbers do not depend on what ran
-#: before it in the process.  64 at the fourth stop, 65 536 during the fifth (issue #17's short
-#: full-event runs without TensorFlow), 1 024 since.
-SHOWER_GRAPH_MIN_ROWS = 1_024
+#: Since the im2col convolution of :mod:`sim.core.netgraph` the numpy forward pass takes 30-34 CPU µs
+#: per shower against the graph's 18-19 (one process, 18 000 showers, load 2.4; with the graph's two
+#: threads counted), while TensorFlow's import and the tracing cost 2.4 CPU s once per process: the
+#: graph pays back from ≈ 180 000 showers in a process (≈ 5 000 full bb̄ events), so numpy runs every
+#: call below :data:`sim.core.modelio.GRAPH_MIN_ROWS` rows (a call is at most one chunk of 262 144
+#: rows) and a full-event run imports no TensorFlow.  The choice depends on the call's row count
+#: only, so a batch's numbers do not depend on what ran before it in the process.  64 at the fourth
+#: stop, 65 536 during the fifth, 1 024 from its end to the seventh (graph 0.040 vs numpy 0.079 CPU
+#: ms per shower before the im2col form), 262 144 since (issue #17).
+SHOWER_GRAPH_MIN_ROWS = 262_144
 
 
 def load_shower_model(path: str | None = None, pass_name: str = "calorimeter") -> ShowerModel:
@@ -247,8 +248,8 @@ def load_shower_model(path: str | None = None, pass_name: str = "calorimeter") -
                              inputs=ENERGY_CONDITIONS, outputs=SCALARS, pass_name=pass_name)
     hadron = load_pass_model(str(file.with_name(file.stem + "_hadron_energy.keras")), "calorimeter_hadron_energy",
                              kind="generator", inputs=HADRON_ENERGY_CONDITIONS, outputs=SCALARS, pass_name=pass_name)
-    # the convolutional shower generator runs through TensorFlow's kernels from SHOWER_GRAPH_MIN_ROWS
-    # rows on (its blocked numpy form is ~1.3x slower per shower); the small energy networks keep the default
+    # the shower generator runs through TensorFlow's kernels only from SHOWER_GRAPH_MIN_ROWS rows on
+    # (numpy below: no TensorFlow import); the small energy networks keep the default threshold
     return ShowerModel(CompiledModel(trained, graph_min_rows=SHOWER_GRAPH_MIN_ROWS), CompiledModel(energy), CompiledModel(hadron))
 
 
@@ -273,6 +274,42 @@ def generate_showers(
     simulate = getattr(model, "simulate_showers", None)
     if callable(simulate):  # a reference shower simulation (sim.reference.ecal_pid.ReferenceShowers)
         return np.asarray(simulate(pid, e, x, y, tx, ty, rng), dtype=np.float64)
+    pixels, total, eps = _generator_outputs(model, pid, e, x, y, tx, ty, rng, geo)
+    return _pixels_to_matrices(pixels, total, e, eps, int(geo.grid_n))
+
+
+def shower_deposits(
+    model: Any, pid: np.ndarray, energy: np.ndarray, x: np.ndarray, y: np.ndarray, tx: np.ndarray,
+    ty: np.ndarray, rng: np.random.Generator, geometry: ECALLayout | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The positive entries of :func:`generate_showers`' matrices, without the matrices (the same numbers).
+
+    Only ≈ 7 % of the fast generator's 900 pixels are positive (a full bb̄ batch of 500 events:
+    1.2 M of 16.5 M), so the pixel transform runs on those alone (:func:`_pixels_to_deposits`).
+
+    Returns:
+        ``(shower, pixel, energy)``: ``(m,)`` each, the shower's index, the fine cell
+        ``row · grid_n + column`` and the deposit (MeV, > 0; float32 from the fast model),
+        in the C order of the matrices, i.e. ``np.nonzero(generate_showers(...) > 0)`` and the
+        values there (:func:`~sim.detector.ecal_geometry.deposits_to_cells` takes them).
+    """
+    geo = geometry or ECALGeometry()
+    g = int(geo.grid_n)
+    e = np.asarray(energy, dtype=np.float64)
+    simulate = getattr(model, "simulate_showers", None)
+    if e.shape[0] == 0 or callable(simulate):
+        m = generate_showers(model, pid, e, x, y, tx, ty, rng, geo).reshape(e.shape[0], g * g)
+        shower, pixel = np.nonzero(m > 0)
+        return shower, pixel, m[shower, pixel]
+    pixels, total, eps = _generator_outputs(model, pid, e, x, y, tx, ty, rng, geo)
+    return _pixels_to_deposits(pixels, total, e, eps, g)
+
+
+def _generator_outputs(
+    model: Any, pid: np.ndarray, e: np.ndarray, x: np.ndarray, y: np.ndarray, tx: np.ndarray, ty: np.ndarray,
+    rng: np.random.Generator, geo: ECALLayout,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The fast model's ``(n, g²)`` transformed pixels (a view), ``(n,)`` transformed totals (float64) and ``eps``."""
     cond = shower_conditions(pid, e, x, y, tx, ty, geo)
     g = int(geo.grid_n)
     # the shape GAN's pixels in float32 when it can give them (its outputs are float32 network values)
@@ -287,7 +324,36 @@ def generate_showers(
         cols = [CONDITIONS.index(c) for c in HADRON_ENERGY_CONDITIONS]
         total[~em] = model.hadron_energy.sample(cond[~em][:, cols], rng)[:, 0]
     eps = float(model.shape.trained.provenance["image"]["eps"])
-    return _pixels_to_matrices(out[:, : g * g], total, e, eps, g)
+    return out[:, : g * g], total, eps
+
+
+def _pixels_to_deposits(
+    pixels: np.ndarray, total: np.ndarray, energy: np.ndarray, eps: float, grid_n: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_pixels_to_matrices`' positive entries ``(shower, pixel, MeV float32)``, bit for bit.
+
+    The same float32 ufuncs on the same values at the positive pixels (a pixel at or below 0
+    stays 0 in :func:`_pixels_to_matrices`); each shower's total is summed over its whole
+    row of transformed pixels, zeros included, as there (the same order of the float64 sum).
+    """
+    pix = np.asarray(pixels, dtype=np.float32)
+    n, g2 = pix.shape
+    flat = np.flatnonzero(pix > 0)  # (flatnonzero of the contiguous mask: 4x faster than a 2-D nonzero)
+    shower = flat // g2
+    pixel = flat - shower * g2
+    v = pix[shower, pixel]
+    np.multiply(v, np.float32(PixelTransform(eps).norm), out=v)
+    np.expm1(v, out=v)
+    np.multiply(np.float32(eps), v, out=v)
+    dense = np.zeros((n, g2), np.float32)
+    dense.reshape(-1)[flat] = v
+    tot = dense.reshape(-1, grid_n, grid_n).sum(axis=(1, 2), dtype=np.float64)
+    e = np.asarray(energy, dtype=np.float64)
+    r = np.clip(1.0 + nominal_resolution(e) * np.sinh(np.asarray(total, dtype=np.float64)), 0.0, None)
+    scale = (r * e / np.where(tot > 0, tot, 1.0)).astype(np.float32)
+    np.multiply(v, scale[shower], out=v)
+    keep = v > 0
+    return shower[keep], pixel[keep], v[keep]
 
 
 # --------------------------------------------------------------------------- reconstruction
@@ -523,6 +589,11 @@ _PARTICLES_SQL = """
       AND coalesce(e.simulated, true)  -- preselect-skipped events deposit nothing
     ORDER BY p.event, p."index"
 """
+_EM_PARTICLES_SQL = _PARTICLES_SQL.replace("AND p.pz > 0", "AND p.pz > 0 AND abs(p.pid) IN (11, 22)")
+"""The particles of ``showers="em"``: the photons and electrons alone.  The same numbers as
+:data:`_PARTICLES_SQL`: only they shower, radiate, convert or change a track's momentum, and
+their rows come in the same order (hadrons and muons draw no random numbers and their tracks
+keep ``kept = 1``): 139 of the 291 rows of a full bb̄ event (issue #17)."""
 _TRACKS_SQL = """
     SELECT t.event, t."index" AS track_index, t.mc_particle, t.charge, t.px, t.py, t.pz, t.tx, t.ty, t.x, t.y, t.z
     FROM protoparticles AS t WHERE t.batch = $batch ORDER BY t.event, t."index"
@@ -617,10 +688,11 @@ class Calorimeter(Pass):
         model = load_shower_model(self.model, self.name)
         geo = dataclasses.replace(ECALGeometry(), material_x0=self.material_x0)
         cfg = self
+        particles_sql = _EM_PARTICLES_SQL if self.showers == "em" else _PARTICLES_SQL
 
         def kernel(ctx: BatchContext) -> None:
             out = reconstruct_batch(
-                _np(ctx.query(_PARTICLES_SQL)), _np(ctx.query(_TRACKS_SQL)), _np(ctx.query(_EVENTS_SQL)),
+                _np(ctx.query(particles_sql)), _np(ctx.query(_TRACKS_SQL)), _np(ctx.query(_EVENTS_SQL)),
                 model, ctx.rng(cfg.name), cfg, geo,
             )
             b = ctx.batch.batch
@@ -709,9 +781,9 @@ def reconstruct_batch(
     if cfg.showers == "em":
         reaches &= (np.abs(pid) == 11) | (pid == 22)
     sel = np.nonzero(reaches)[0]
-    mats = generate_showers(model, pid[sel], energy[sel], x[sel], y[sel], tx[sel], ty[sel], rng, geometry)
+    dep_sh, dep_px, dep_e = shower_deposits(model, pid[sel], energy[sel], x[sel], y[sel], tx[sel], ty[sel], rng, geometry)
     shower_event = np.asarray(p["event"], dtype=np.int64)[src[sel]]
-    sh, cid, dep = matrix_to_cells(mats, x[sel], y[sel], geometry)
+    sh, cid, dep = deposits_to_cells(dep_sh, dep_px, dep_e, x[sel], y[sel], geometry)
     ev_c, cell_c, e_c = digitise(shower_event, sh, cid, dep, rng, geometry)
     cl = find_clusters(ev_c, cell_c, e_c, geometry, seed_et_min=cfg.seed_et_min)
     k = cl["event"].shape[0]
@@ -784,8 +856,7 @@ def reconstruct_batch(
         "track_distance": np.where(np.isfinite(dist), dist, np.nan).astype(np.float32),
     }
     if cfg.store_matrix:
-        clusters["matrix"] = np.where((seed_sh >= 0)[:, None], mats[np.maximum(seed_sh, 0)].reshape(k, -1), 0.0) \
-            if k else np.zeros((0, geometry.grid_n**2))
+        clusters["matrix"] = _seed_matrices(seed_sh, dep_sh, dep_px, dep_e, int(geometry.grid_n) ** 2)
     # --- photons: neutral clusters, direction from the event's primary vertex
     nz = np.nonzero(neutral)[0]
     ev_all = np.asarray(events["event"], dtype=np.int64)
@@ -813,6 +884,21 @@ def reconstruct_batch(
         "is_merged_pi0": (pt_n > cfg.merged_pt_min) & (spread > cfg.merged_spread),
     }
     return {"calo_clusters": clusters, "neutral_protoparticles": neutrals, "protoparticles": protos}
+
+
+def _seed_matrices(seed_shower: np.ndarray, shower: np.ndarray, pixel: np.ndarray, energy: np.ndarray, g2: int) -> np.ndarray:
+    """``(k, g²)`` float64 matrix of each cluster's seed shower (zeros without one) from the deposits."""
+    out = np.zeros((seed_shower.shape[0], g2))
+    has = seed_shower >= 0
+    if not has.any():
+        return out
+    wanted, inv = np.unique(seed_shower[has], return_inverse=True)
+    pos = np.searchsorted(wanted, shower)
+    hit = wanted[np.minimum(pos, wanted.size - 1)] == shower
+    rows = np.zeros((wanted.size, g2))
+    rows[pos[hit], pixel[hit]] = energy[hit]
+    out[has] = rows[inv]
+    return out
 
 
 def _local_index(event: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ __all__ = (
     "cell_geometry",
     "cell_of",
     "convert_photons",
+    "deposits_to_cells",
     "digitise",
     "ecal_entry",
     "grid_offset",
@@ -306,32 +307,49 @@ def matrix_to_cells(
     n = m.shape[0]
     if m.shape != (n, g, g):
         raise DataError(f"matrix_to_cells: matrices have shape {m.shape}; expected (n, {g}, {g})")
+    flat = np.flatnonzero(m.reshape(-1) > 0)  # the deposits in C order, as the boolean mask takes them
+    shower = flat // (g * g)
+    return deposits_to_cells(shower, flat - shower * (g * g), m.reshape(-1)[flat], x, y, cfg)
+
+
+def deposits_to_cells(
+    shower: np.ndarray, pixel: np.ndarray, energy: np.ndarray, x: np.ndarray, y: np.ndarray,
+    config: ECALLayout | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`matrix_to_cells` of the matrices' positive entries alone (the same numbers).
+
+    Args:
+        shower, pixel: ``(m,)`` the deposits' shower and fine cell ``row · grid_n + column``,
+            in the C order of the matrices (shower, then pixel) — ``np.nonzero(matrices > 0)``.
+        energy: ``(m,)`` their deposits (MeV; > 0).
+        x, y: ``(n,)`` entry points (mm) of the showers.
+        config: the ECAL.
+
+    Returns:
+        ``(shower, cell_id, energy)`` as :func:`matrix_to_cells`.
+    """
+    cfg = config or ECALGeometry()
+    g = int(cfg.grid_n)
+    shower = np.asarray(shower, dtype=np.int64)
+    rc = np.asarray(pixel, dtype=np.int64)
     xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    row = rc // g
     table = _fine_cell_table(cfg) if np.all(np.isfinite(xa)) and np.all(np.isfinite(ya)) else None
     if table is not None:  # the cell of every fine cell looked up (the same ids: see _fine_cell_table)
         ids, ox, oy = table
-        flat = np.flatnonzero(m.reshape(-1) > 0)  # the deposits in C order, as the boolean mask takes them
-        shower = flat // (g * g)
-        rc = flat - shower * (g * g)
-        row = rc // g
         half = g // 2
         gi = (np.floor(xa / cfg.grid_pitch).astype(np.int64) - half + ox)[shower] + (rc - row * g)
         gj = (np.floor(ya / cfg.grid_pitch).astype(np.int64) - half + oy)[shower] + row
         inside = (gi >= 0) & (gi < ids.shape[1]) & (gj >= 0) & (gj < ids.shape[0])
         cid = np.where(inside, ids.reshape(-1)[np.where(inside, gj * ids.shape[1] + gi, 0)], -1)
-        e = m.reshape(-1)[flat].astype(np.float64)
     else:
         gx, gy = grid_origin(xa, ya, cfg)
         centres = (np.arange(g) + 0.5) * cfg.grid_pitch
-        fx = np.broadcast_to(gx[:, None, None] + centres[None, None, :], m.shape)
-        fy = np.broadcast_to(gy[:, None, None] + centres[None, :, None], m.shape)
-        nz = m > 0
-        shower = np.broadcast_to(np.arange(n)[:, None, None], m.shape)[nz]
-        cid = cell_of(fx[nz], fy[nz], cfg)
-        e = m[nz].astype(np.float64)
+        cid = cell_of(gx[shower] + centres[rc - row * g], gy[shower] + centres[row], cfg)
+    e = np.asarray(energy).astype(np.float64)
     keep = cid >= 0
     shower, cid, e = shower[keep], cid[keep], e[keep]
-    uniq, total = sum_by_key(shower.astype(np.int64) * 10_000_000 + cid, e)
+    uniq, total = sum_by_key(shower * 10_000_000 + cid, e)
     return uniq // 10_000_000, uniq % 10_000_000, total
 
 

@@ -377,7 +377,7 @@ def _single(pid: int, n: int, rng: np.random.Generator) -> tuple[dict[str, np.nd
     return parts, tracks, {"event": ev, "pv_x": z, "pv_y": z, "pv_z": z}, {"p": p}
 
 
-def test_electron_pid_fast_vs_reference_showers(model, monkeypatch) -> None:
+def test_electron_pid_fast_vs_reference_showers(model) -> None:
     """EcalPIDe > 0: electron efficiency and pion misID in p bins, fast showers vs reference showers.
 
     Same reconstruction, only the shower model differs.  Measured (3000 each, 3-10-30-100 GeV):
@@ -387,20 +387,96 @@ def test_electron_pid_fast_vs_reference_showers(model, monkeypatch) -> None:
     """
     import sim.detector.calorimeter as calo
 
-    def reference(m, pid, e, x, y, tx, ty, rng, geometry=None):
-        return simulate_showers(pid, e, x, y, tx, ty, rng, ECALConfig()).astype(np.float64)
+    class Reference:  # the reference ECAL as the shower model (generate_showers / shower_deposits call it)
+        def simulate_showers(self, pid, e, x, y, tx, ty, rng):
+            return simulate_showers(pid, e, x, y, tx, ty, rng, ECALConfig()).astype(np.float64)
 
     edges = np.array([3000.0, 10_000.0, 30_000.0, 100_000.0])
     result: dict[tuple[str, int], np.ndarray] = {}
     for label in ("fast", "reference"):
-        if label == "reference":
-            monkeypatch.setattr(calo, "generate_showers", reference)
+        showers = Reference() if label == "reference" else model
         for pid in (11, 211):
             parts, tracks, events, truth = _single(pid, 3000, np.random.default_rng(7))
-            out = calo.reconstruct_batch(parts, tracks, events, model, np.random.default_rng(8), Calorimeter(showers="all"), GEO)
+            out = calo.reconstruct_batch(parts, tracks, events, showers, np.random.default_rng(8), Calorimeter(showers="all"), GEO)
             passed = out["protoparticles"]["EcalPIDe"] > 0
             b = np.digitize(truth["p"], edges) - 1
             result[(label, pid)] = np.array([passed[b == i].mean() for i in range(3)])
     assert np.all(np.abs(result[("fast", 11)] - result[("reference", 11)]) < 0.03), result
     assert np.all(result[("reference", 11)] > 0.75)
     assert np.all(result[("fast", 211)] < 0.03) and np.all(result[("reference", 211)] < 0.03), result
+
+
+def _mixed_events(n: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], ...]:
+    """Events of an electron, a pion (both tracked) and a photon from the origin, rows ordered as the pass's query."""
+    e_parts, e_tracks, events, _ = _single(11, n, rng)
+    pi_parts, pi_tracks, _, _ = _single(211, n, rng)
+    g_parts, _, _, _ = _single(11, n, rng)
+    g_parts = {**g_parts, "pid": np.full(n, 22), "charge": np.zeros(n),
+               "e": np.sqrt(g_parts["px"] ** 2 + g_parts["py"] ** 2 + g_parts["pz"] ** 2)}
+    pi_parts = {**pi_parts, "mc_index": np.ones(n, np.int64)}
+    pi_tracks = {**pi_tracks, "track_index": np.ones(n, np.int64), "mc_particle": np.ones(n, np.int64)}
+    g_parts = {**g_parts, "mc_index": np.full(n, 2, np.int64)}
+    parts = {k: np.concatenate([e_parts[k], pi_parts[k], g_parts[k]]) for k in e_parts}
+    order = np.lexsort((parts["mc_index"], parts["event"]))
+    tracks = {k: np.concatenate([e_tracks[k], pi_tracks[k]]) for k in e_tracks}
+    t_order = np.lexsort((tracks["track_index"], tracks["event"]))
+    return {k: v[order] for k, v in parts.items()}, {k: v[t_order] for k, v in tracks.items()}, events
+
+
+def test_em_showers_need_only_the_photon_and_electron_rows(model) -> None:
+    """showers='em' reads only e/γ rows (_EM_PARTICLES_SQL): every output equals the one from every particle's row."""
+    import sim.detector.calorimeter as calo
+
+    parts, tracks, events = _mixed_events(300, np.random.default_rng(21))
+    em = np.isin(np.abs(parts["pid"]), (11, 22))
+    assert 0 < em.sum() < em.size
+    full = calo.reconstruct_batch(parts, tracks, events, model, np.random.default_rng(3), Calorimeter(), GEO)
+    only = calo.reconstruct_batch({k: v[em] for k, v in parts.items()}, tracks, events, model, np.random.default_rng(3),
+                                  Calorimeter(), GEO)
+    assert full["calo_clusters"]["event"].size > 300
+    for table, cols in full.items():
+        for col, v in cols.items():
+            assert np.array_equal(v, only[table][col], equal_nan=True), (table, col)
+    assert "abs(p.pid) IN (11, 22)" in calo._EM_PARTICLES_SQL and "abs(p.pid) IN (11, 22)" not in calo._PARTICLES_SQL
+
+
+@pytest.mark.parametrize("kind", ["fast", "reference"])
+def test_shower_deposits_are_the_positive_entries_of_generate_showers(model, kind: str) -> None:
+    """The sparse pixel transform gives generate_showers' matrices' positive entries, bit for bit, in C order."""
+    from sim.detector.calorimeter import shower_deposits
+    from sim.detector.ecal_geometry import deposits_to_cells
+    from sim.reference.ecal_pid import ReferenceShowers
+
+    rng = np.random.default_rng(8)
+    n = 300 if kind == "fast" else 40
+    pid = rng.choice([22, 11, -11, 211], n)
+    e = np.exp(rng.uniform(np.log(1000.0), np.log(100_000.0), n))
+    x, y = rng.uniform(-3000, 3000, n), rng.uniform(-2400, 2400, n)
+    tx, ty = x / 12_500.0, y / 12_500.0
+    showers = model if kind == "fast" else ReferenceShowers()
+    mats = generate_showers(showers, pid, e, x, y, tx, ty, np.random.default_rng(9), GEO)
+    sh, px, dep = shower_deposits(showers, pid, e, x, y, tx, ty, np.random.default_rng(9), GEO)
+    flat = np.flatnonzero(mats.reshape(-1) > 0)
+    assert flat.size > 10 * n
+    assert np.array_equal(sh * GEO.grid_n**2 + px, flat)
+    assert np.array_equal(dep, mats.reshape(-1)[flat]) and dep.dtype == mats.dtype
+    for a, b in zip(deposits_to_cells(sh, px, dep, x, y, GEO), matrix_to_cells(mats, x, y, GEO), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_full_event_sized_shower_calls_do_not_import_tensorflow() -> None:
+    """Calls of ≥ 1 024 showers (a full-event batch) run in numpy too since the im2col convolution (issue #17)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from sim.detector.calorimeter import generate_showers, load_shower_model\n"
+        "rng = np.random.default_rng(1); n = 3000\n"
+        "m = generate_showers(load_shower_model(), np.full(n, 22), np.full(n, 5000.0), rng.uniform(500, 2000, n),\n"
+        "                     rng.uniform(500, 1500, n), np.full(n, 0.1), np.full(n, 0.1), rng)\n"
+        "print(m.shape[0], bool((m > 0).any()), 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[3])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["3000", "True", "False"], out.stdout
