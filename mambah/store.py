@@ -507,6 +507,7 @@ def staging_connection(threads: int | None = None) -> Iterator[duckdb.DuckDBPyCo
     try:
         for ddl in (*create_ddl(), *create_view_ddl()):
             con.execute(ddl)
+        con.execute(f"SET VARIABLE {_STAGING_VARIABLE} = true")  # :func:`update` may rewrite its tables' rows
         yield con
     finally:
         con.close()
@@ -578,6 +579,8 @@ def update(con: duckdb.DuckDBPyConnection, table: str, data: Any, keys: Sequence
     if not cols:
         return
     data = _rounded(table, data)
+    if _rewrite_rows(con, table, data, keys):
+        return
     view = f"_mambah_update_{table}"
     con.register(view, data)
     try:
@@ -591,6 +594,62 @@ def update(con: duckdb.DuckDBPyConnection, table: str, data: Any, keys: Sequence
     finally:
         with contextlib.suppress(duckdb.Error):
             con.unregister(view)
+
+
+#: DuckDB variable set on a :func:`staging_connection` (a batch's own database, discarded on any error).
+_STAGING_VARIABLE = "mambah_staging"
+
+
+def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, keys: Sequence[str]) -> bool:
+    """On a staging connection, an update of every row of ``table`` in its order as one rewrite of the rows.
+
+    DuckDB's ``UPDATE ... FROM`` joins the new values to the rows and keeps a version of
+    each changed column: for the resolution pass's 31 columns of ~140 000 tracks per
+    batch of 50 000 events it cost 0.17-0.18 CPU s, deleting the rows and inserting them
+    again with the new columns 0.08-0.10 s (issue #19, ``benchmarks/README.md``).  This
+    applies only where the result is the same table: ``data`` has one row per row of
+    ``table``, with the same keys in the same order (the passes update the tracks they
+    just read in that order), so each row gets its own new values and keeps its position;
+    the new columns are cast to the column types on insert as ``UPDATE`` casts them.
+    Inside one transaction of its own: a failure leaves the rows as they were.
+
+    Returns:
+        False where this does not apply (not a staging connection, other rows or another
+        order): the caller runs the ``UPDATE``.
+    """
+    if not con.execute(f"SELECT getvariable('{_STAGING_VARIABLE}')").fetchall()[0][0]:
+        return False
+    import numpy as np
+
+    if int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]) != data.num_rows:
+        return False
+    rows = query_arrow(con, f"SELECT * FROM {table}")
+    for k in keys:
+        have, new = rows.column(k), data.column(k)
+        if have.null_count or new.null_count or not np.array_equal(have.to_numpy(), new.to_numpy()):
+            return False
+    names = rows.column_names
+    merged = pa.table([data.column(c) if c in data.column_names and c not in keys else rows.column(c) for c in names],
+                      names=names)
+    view = f"_mambah_rewrite_{table}"
+    con.register(view, merged)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DROP TABLE {table}")  # a fresh table: DELETE would leave the old rows as deleted
+        con.execute(create_ddl()[TABLES.index(table)])  # versions, which later UPDATEs of the table wade through (3-10x slower)
+        cols = ", ".join(f'"{c}"' for c in names)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view}")
+        con.execute("COMMIT")
+    except duckdb.Error as err:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        if isinstance(err, duckdb.InterruptException):
+            raise
+        raise StoreError(f"cannot update '{table}': {_first_line(err)}") from err
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(view)
+    return True
 
 
 def _rounded(table: str, data: Any) -> Any:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -210,6 +211,42 @@ def test_staged_batch_writes_once_with_metadata_or_not_at_all(tmp_path):
         assert store.batches() == [0] and store.count("events") == 3
         with pytest.raises(mambah.StoreError, match="batch 0 is already in store"), store.staged_batch(BatchRecord(0, 3, 11)):
             pass
+
+
+def test_staging_update_of_every_row_equals_the_sql_update():
+    """The rewrite of a staging table (every row, in order) gives the table UPDATE gives; other updates run UPDATE."""
+    import duckdb
+
+    from mambah.store import query_arrow, staging_connection, update
+
+    n = 6
+    proto = {"batch": np.zeros(n, np.int32), "event": np.repeat(np.arange(3, dtype=np.int32), 2),
+             "index": np.tile([0, 1], 3).astype(np.int32), "mc_particle": np.arange(n, dtype=np.int32),
+             "track_type": np.full(n, 3, np.int16), "EcalPIDe": [0.5, None, 1.5, None, 2.5, 3.5]}
+    rng = np.random.default_rng(5)
+    new = {"px": rng.normal(size=n) * 1e3, "RichDLLK": rng.normal(size=n) * 10, "charge": np.tile([1, -1], 3),
+           "has_rich": pa.array([True, None, False, True, True, None])}
+    order = np.array([3, 0, 5, 1, 4, 2])
+    cases = {"every row in order": np.arange(n), "another order": order, "a subset": np.array([4, 1])}
+    for what, rows in cases.items():
+        data = {k: np.asarray(proto[k])[rows] for k in ("batch", "event", "index")}
+        data.update({k: (v.take(pa.array(rows)) if isinstance(v, pa.Array) else v[rows]) for k, v in new.items()})
+        tables = []
+        for staging in (True, False):
+            with staging_connection() if staging else contextlib.closing(duckdb.connect()) as con:
+                if not staging:
+                    for ddl in mambah.schema.create_ddl():
+                        con.execute(ddl)
+                mambah.store.insert(con, "protoparticles", proto)
+                update(con, "protoparticles", data)
+                update(con, "protoparticles", {k: data[k] for k in ("batch", "event", "index")} | {"ghost_prob": np.full(len(rows), 0.25)})
+                tables.append(query_arrow(con, "SELECT * FROM protoparticles"))
+        assert tables[0].equals(tables[1]), what  # values, NULLs, types and the row order
+    with staging_connection() as con:  # a failed rewrite leaves the rows as they were
+        mambah.store.insert(con, "protoparticles", proto)
+        with pytest.raises(mambah.StoreError, match="cannot update 'protoparticles'"):
+            update(con, "protoparticles", {k: proto[k] for k in ("batch", "event", "index")} | {"charge": np.full(n, 10**6)})
+        assert query_arrow(con, "SELECT mc_particle FROM protoparticles").column(0).to_pylist() == list(range(n))
 
 
 def test_version_2_store_is_refused_by_name(tmp_path):
