@@ -12,7 +12,11 @@ as ``mambah run --pythia``) with the signal ``--decay``; a selection model for t
 selection is trained here first on ``--train-events`` independent events (30 % held out).
 Each chain also reports its CPU per pass (kernels timed one by one, ``time.process_time``).
 ``--drop-skipped`` adds a third chain, the preselection with the skipped events' MC truth
-deleted (``Preselect.drop_skipped``, ``mambah run --drop-skipped``), interleaved with the others.
+dropped (``Preselect.drop_skipped``, ``mambah run --drop-skipped``; after Pythia it is never
+written, ``Pythia.defer_truth``), interleaved with the others; ``--written-and-deleted`` a fourth,
+the same with every event's truth written and the skipped events' deleted (the same store).
+``--model`` takes a model trained for the pipeline before (``--save-model`` of an earlier run).
+Before timing, each chain runs once on ``--warmup`` events (imports, TensorFlow tracing).
 
 The default job (Λb0 → (Λc+ → p K− π+) μ− ν̄μ) with the shipped selection model
 ``sim/models/selection.keras`` and its known-answer selection (four Long tracks, PIDK(K) > 5);
@@ -64,8 +68,15 @@ def main() -> int:
                     "training sample's largest event)")
     ap.add_argument("--particles", choices=("all", "signal"), default="all", help="a model trained here reads all "
                     "generated particles or only the signal decay's")
+    ap.add_argument("--model", help="a selection model trained for this pipeline and selection (e.g. by an earlier run's "
+                    "--save-model) instead of training one here")
+    ap.add_argument("--save-model", metavar="PATH", help="save the model trained here to PATH (with its sidecar)")
     ap.add_argument("--drop-skipped", action="store_true", help="also run the preselected chain with the skipped "
-                    "events' MC truth deleted (a third chain)")
+                    "events' MC truth dropped (a third chain; after Pythia, never written: Pythia.defer_truth)")
+    ap.add_argument("--written-and-deleted", action="store_true", help="with --drop-skipped: also the chain that "
+                    "writes every event's truth and deletes the skipped events' (Pythia.defer_truth off; the same store)")
+    ap.add_argument("--warmup", type=int, default=20, help="events of an untimed run of each chain first (imports, "
+                    "TensorFlow tracing, first-call caches: paid once per process, not per event); 0: none")
     args = ap.parse_args()
 
     from mambah import EventStore
@@ -86,7 +97,9 @@ def main() -> int:
             batch_size=args.batch_size, redecay=args.redecay))
     if args.showers != "em":
         base = base.replace("calorimeter", showers=args.showers)
-    if args.min_pt > 0 or args.showers != "em" or args.pythia:
+    if args.model:
+        model = args.model
+    elif args.min_pt > 0 or args.showers != "em" or args.pythia:
         import tempfile
 
         from sim.core.io import save_model
@@ -101,7 +114,8 @@ def main() -> int:
                                         max_particles=args.max_particles if args.pythia else None,
                                         particles=args.particles)
         train_cpu = time.process_time() - t0
-        model = save_model(trained_model, Path(tempfile.mkdtemp()) / "selection.keras").as_posix()
+        out = Path(args.save_model) if args.save_model else Path(tempfile.mkdtemp()) / "selection.keras"
+        model = save_model(trained_model, out).as_posix()
         rec = trained_model.provenance["selection"]
         print(f"trained a selection model (track pT > {args.min_pt} MeV, showers {args.showers}, "
               f"{'Pythia ' + args.pythia if args.pythia else 'gun'}) in {train_cpu:.1f} CPU s, {sim_cpu:.1f} of them "
@@ -111,9 +125,18 @@ def main() -> int:
     pre = with_preselect(full, model, retention=args.retention)
     chains = [("full", full), ("preselect", pre)]
     if args.drop_skipped:
-        chains.append(("preselect, truth dropped", with_preselect(full, model, retention=args.retention, drop_skipped=True)))
+        dropped = with_preselect(full, model, retention=args.retention, drop_skipped=True)
+        chains.append(("preselect, truth dropped", dropped))
+        if args.written_and_deleted and hasattr(dropped.passes[0], "defer_truth"):
+            chains.append(("preselect, truth written and deleted",
+                           dropped.replace(dropped.passes[0].name, defer_truth=False)))
     for _, pipeline in chains:
         build_kernels(pipeline)
+    if args.warmup > 0:  # the same kernels (cached per pass config) on a few events, untimed
+        for _, pipeline in chains:
+            warm = Pipeline(pipeline.passes, dataclasses.replace(pipeline.run, events=args.warmup,
+                                                                  batch_size=args.warmup, seed=args.seed + 7))
+            timed_run(warm, EventStore.memory())
     best: dict[str, tuple[float, EventStore]] = {}
     per_pass: dict[str, dict[str, float]] = {}
     for _ in range(args.repeat):

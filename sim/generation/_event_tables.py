@@ -41,19 +41,25 @@ from mambah.errors import ConfigError, DataError
 
 __all__ = (
     "CUT_KEY",
+    "DEFERRED_TRUTH",
     "KEPT_STATUS",
     "LONG_LIVED",
     "STATUS_BEAM",
     "STATUS_DECAYED",
     "STATUS_FINAL",
+    "DeferredTruth",
     "GeneratorRecord",
     "charges",
     "check_theta_window",
+    "copies_events",
+    "copies_signal_rows",
     "daughters_in_acceptance",
     "layout_copies",
     "layout_tables",
     "nearest_kept",
     "signal_cut_efficiency",
+    "stored",
+    "truth_rows",
     "write_tables",
 )
 
@@ -326,6 +332,7 @@ def layout_copies(
     signal: GeneratorRecord,
     pv: np.ndarray,
     base_decay_pos: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    copies: np.ndarray | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """:func:`layout_tables` of events that share their record but for one signal decay tree (ReDecay).
 
@@ -347,6 +354,8 @@ def layout_copies(
         pv: ``(sum of the copies' interactions, 4)`` primary vertices [mm, ns], copy by copy.
         base_decay_pos: ``(rows, copies) -> (k, 4)`` end-vertex position [mm, ns] of the
             ``base`` lines ``rows`` in the copies ``copies``.
+        copies: lay out only these copies (sorted copy numbers); ``None``: all.  Each copy's
+            rows are those it has in the layout of all copies, and keep its copy number as ``event``.
 
     Returns:
         The tables of :func:`layout_tables`, one event per copy.
@@ -355,6 +364,8 @@ def layout_copies(
         DataError: a mother link outside its event, a signal line that is not kept in ``base``,
             or the inconsistencies :func:`layout_tables` refuses.
     """
+    if copies is not None:
+        return _layout_some_copies(base, heads, copy_group, signal, pv, base_decay_pos, np.asarray(copies, np.int64))
     copy_group = np.asarray(copy_group, np.int64)
     heads = np.asarray(heads, np.int64)
     n_g, n_c = int(base.n_events), copy_group.size
@@ -504,7 +515,6 @@ def layout_copies(
     pv = np.asarray(pv, np.float64).reshape(-1, 4)
     if pv.shape[0] != int(n_int.sum()):
         raise DataError("every event needs at least one interaction with a primary vertex")
-    first_pv = np.cumsum(n_int) - n_int
     v_count = n_int + n_dec
     v_start = np.cumsum(v_count) - v_count
     n_v = int(v_count.sum())
@@ -544,17 +554,265 @@ def layout_copies(
         "x": v_pos[:, 0], "y": v_pos[:, 1], "z": v_pos[:, 2], "t": v_pos[:, 3],
         "mother_particle": v_mother.astype(np.int32),
     }
-    events = {
-        "event": np.arange(n_c, dtype=np.int32),
+    return {"events": copies_events(pv, n_int), "mc_particles": particles, "mc_vertices": vertices}
+
+
+def copies_events(pv: np.ndarray, n_interactions: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``events`` table of :func:`layout_copies`: ``event``, the PV of interaction 0 [mm, ns], ``n_interactions``.
+
+    Args:
+        pv: ``(sum(n_interactions), 4)`` primary vertices, copy by copy.
+        n_interactions: ``(n_copies,)``.
+    """
+    n_int = np.asarray(n_interactions, np.int64)
+    pv = np.asarray(pv, np.float64).reshape(-1, 4)
+    first_pv = np.cumsum(n_int) - n_int
+    return {
+        "event": np.arange(n_int.size, dtype=np.int32),
         "pv_x": pv[first_pv, 0], "pv_y": pv[first_pv, 1], "pv_z": pv[first_pv, 2], "pv_t": pv[first_pv, 3],
         "n_interactions": n_int.astype(np.int16),
     }
-    return {"events": events, "mc_particles": particles, "mc_vertices": vertices}
 
 
-def write_tables(ctx: Any, tables: dict[str, dict[str, np.ndarray]]) -> None:
-    """Insert laid-out tables into the batch (``process`` < 0 stored as NULL)."""
-    for name in ("events", "mc_particles", "mc_vertices"):
+def copies_signal_rows(
+    base: GeneratorRecord, heads: np.ndarray, copy_group: np.ndarray, signal: GeneratorRecord, pv: np.ndarray,
+    base_decay_pos: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> dict[str, np.ndarray]:
+    """:func:`truth_rows` of the signal particles of every copy of :func:`layout_copies`, without laying the copies out.
+
+    The arguments are :func:`layout_copies`'.  A copy's signal particles are its signal line and
+    that line's tree, in the layout in the breadth-first order of the tree; the signal line's
+    mother is its group's, produced at that mother's end vertex in the copy (a prompt signal
+    line: at its interaction's PV); every other signal particle is produced at its mother's end vertex.
+
+    Raises:
+        DataError: a signal line that is not a kept line, or whose mother did not decay.
+    """
+    copy_group = np.asarray(copy_group, np.int64)
+    heads = np.asarray(heads, np.int64)
+    n_c = copy_group.size
+    rows, mother, _ev, _o, _d, _r = _bfs_order(np.asarray(base.status, np.int64), np.asarray(base.event, np.int64),
+                                               np.asarray(base.parent, np.int64))
+    kept_of_row = np.full(np.asarray(base.status).size, -1, np.int64)
+    kept_of_row[rows] = np.arange(rows.size)
+    hk = kept_of_row[heads]
+    if np.any(hk < 0):
+        raise DataError("a signal line of the generator record is not a kept line of its event")
+    hm = mother[hk]
+    hm_row = np.where(hm >= 0, rows[np.maximum(hm, 0)], -1)
+    base_pid = np.asarray(base.pid, np.int64)
+    if np.any(np.asarray(base.status)[hm_row[hm_row >= 0]] != STATUS_DECAYED):
+        raise DataError("a particle's mother is neither decayed nor a beam in the generator record")
+    n_int_c = np.asarray(signal.n_interactions, np.int64)
+    first_pv = np.cumsum(n_int_c) - n_int_c
+    pv = np.asarray(pv, np.float64).reshape(-1, 4)
+    cps = np.arange(n_c, dtype=np.int64)
+    head_prod = pv[first_pv + np.asarray(base.interaction, np.int64)[heads][copy_group]]
+    has_m = hm_row[copy_group] >= 0
+    if np.any(has_m):
+        head_prod[has_m] = base_decay_pos(hm_row[copy_group][has_m], cps[has_m])
+
+    s_rows, s_mother, s_ev, s_order, s_depth, _s_rank = _bfs_order(
+        np.asarray(signal.status, np.int64), np.asarray(signal.event, np.int64), np.asarray(signal.parent, np.int64))
+    if s_rows.size < n_c or np.any(s_rows[:n_c] != cps) or np.any(s_depth[:n_c] != 0):
+        raise DataError("every copy needs its signal line as the root of its decay tree (internal error)")
+    q = s_order
+    r = s_rows[q]
+    c = s_ev[q]
+    is_head = r < n_c
+    m_row = np.where(is_head, -1, s_rows[np.maximum(s_mother[q], 0)])
+    s_pid = np.asarray(signal.pid, np.int64)
+    mother_pid = np.where(is_head, np.where(hm_row[copy_group[c]] >= 0, base_pid[np.maximum(hm_row[copy_group[c]], 0)], 0),
+                          s_pid[np.maximum(m_row, 0)])
+    prod = np.where(is_head[:, None], head_prod[c], np.asarray(signal.decay_pos, np.float64)[np.maximum(m_row, 0)])
+    p4 = np.asarray(signal.p4, np.float64)[r]
+    pv0 = pv[first_pv[c]]
+    out: dict[str, np.ndarray] = {"event": c.astype(np.int32), "pid": s_pid[r].astype(np.int32),
+                                  "mother_pid": mother_pid.astype(np.int32)}
+    for j, col in enumerate(("px", "py", "pz")):
+        out[col] = stored("mc_particles", col, p4[:, j])
+    for j, col in enumerate(("x", "y", "z")):
+        out[f"origin_d{col}"] = stored("mc_vertices", col, prod[:, j]) - stored("events", f"pv_{col}", pv0[:, j])
+    return out
+
+
+def _layout_some_copies(
+    base: GeneratorRecord, heads: np.ndarray, copy_group: np.ndarray, signal: GeneratorRecord, pv: np.ndarray,
+    base_decay_pos: Callable[[np.ndarray, np.ndarray], np.ndarray], copies: np.ndarray,
+) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`layout_copies` of the copies ``copies`` only (each copy's layout depends on its group and its own tree)."""
+    n_c = np.asarray(copy_group).size
+    if copies.size and (np.any(np.diff(copies) <= 0) or copies[0] < 0 or copies[-1] >= n_c):
+        raise DataError("copies to lay out must be sorted, distinct copy numbers (internal error)")
+    s_event = np.asarray(signal.event, np.int64)
+    tree = n_c + np.flatnonzero(np.isin(s_event[n_c:], copies))
+    rows = np.concatenate([copies, tree])  # the copies' signal lines, then their trees' lines in record order
+    new_of = np.full(s_event.size, -1, np.int64)
+    new_of[rows] = np.arange(rows.size)
+    par = np.asarray(signal.parent, np.int64)[rows]
+    n_int_c = np.asarray(signal.n_interactions, np.int64)
+    first_pv = np.cumsum(n_int_c) - n_int_c
+    k = n_int_c[copies]
+    pv_rows = np.arange(int(k.sum()), dtype=np.int64) + np.repeat(first_pv[copies] - (np.cumsum(k) - k), k)
+    pv_sub = np.asarray(pv, np.float64).reshape(-1, 4)[pv_rows]
+    sub = GeneratorRecord(
+        n_events=copies.size, event=np.searchsorted(copies, s_event[rows]), pid=np.asarray(signal.pid)[rows],
+        status=np.asarray(signal.status)[rows], p4=np.asarray(signal.p4)[rows], mass=np.asarray(signal.mass)[rows],
+        parent=np.where(par >= 0, new_of[np.maximum(par, 0)], -1), decay_pos=np.asarray(signal.decay_pos)[rows],
+        interaction=np.asarray(signal.interaction)[rows], n_interactions=k, pv=pv_sub,
+        is_signal=np.asarray(signal.is_signal)[rows],
+        charge=None if signal.charge is None else np.asarray(signal.charge)[rows],
+    )
+    out = layout_copies(base, heads, np.asarray(copy_group, np.int64)[copies], sub, pv_sub,
+                        lambda r, c: base_decay_pos(r, copies[c]))
+    for table in out.values():
+        table["event"] = copies[table["event"]].astype(np.int32)
+    return out
+
+
+#: Attribute of the :class:`~sim.core.pipeline.BatchContext` through which a generator with
+#: ``defer_truth`` hands its batch's :class:`DeferredTruth` to the preselect pass.
+DEFERRED_TRUTH = "deferred_truth"
+
+
+def stored(table: str, column: str, values: np.ndarray) -> np.ndarray:
+    """``values`` as the store holds and returns them in ``table.column``.
+
+    Rounded as :func:`mambah.store.insert` rounds them, then float32 for a ``REAL`` column
+    (DuckDB's cast of a double to a float rounds to nearest, as numpy's does).
+    """
+    import sqlalchemy as sa
+
+    from mambah.schema import METADATA, column_decimals
+
+    out = np.asarray(values)
+    d = column_decimals(table).get(column)
+    if d is not None:
+        import pyarrow.compute as pc
+
+        out = np.asarray(pc.round(pc.cast(pa.array(np.asarray(out, np.float64)), pa.float64()), ndigits=d))
+    kind = METADATA.tables[table].columns[column].type
+    if isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
+        out = out.astype(np.float32)
+    return out
+
+
+def truth_rows(tables: dict[str, dict[str, np.ndarray]], signal_only: bool) -> dict[str, np.ndarray]:
+    """The preselect pass's particle rows (:data:`sim.generation.preselect.PARTICLES_SQL`) from laid-out tables.
+
+    Args:
+        tables: ``events``, ``mc_particles``, ``mc_vertices`` of :func:`layout_tables` (sorted by event, index).
+        signal_only: only the ``is_signal`` particles.
+
+    Returns:
+        ``event, pid, mother_pid`` (0: none), ``px, py, pz`` [MeV] and ``origin_dx/dy/dz`` (production
+        vertex − PV [mm]) of every particle in (event, index) order, the values the store query gives.
+    """
+    p, v, e = tables["mc_particles"], tables["mc_vertices"], tables["events"]
+    p_ev = np.asarray(p["event"], np.int64)
+    v_ev = np.asarray(v["event"], np.int64)
+    ev_of = np.asarray(e["event"], np.int64)
+    n_ev = int(ev_of.max()) + 1 if ev_of.size else 0
+    p_start = np.searchsorted(p_ev, np.arange(n_ev))
+    v_start = np.searchsorted(v_ev, np.arange(n_ev))
+    e_row = np.full(n_ev, -1, np.int64)
+    e_row[ev_of] = np.arange(ev_of.size)
+    sel = np.flatnonzero(np.asarray(p["is_signal"], bool)) if signal_only else np.arange(p_ev.size)
+    ev = p_ev[sel]
+    mother = np.asarray(p["mother"], np.int64)[sel]
+    pid = np.asarray(p["pid"])
+    mother_pid = np.where(mother >= 0, pid[p_start[ev] + np.maximum(mother, 0)], 0)
+    vrow = v_start[ev] + np.asarray(p["prod_vertex"], np.int64)[sel]
+    out = {"event": ev.astype(np.int32), "pid": pid[sel], "mother_pid": mother_pid.astype(pid.dtype)}
+    for c in ("px", "py", "pz"):
+        out[c] = stored("mc_particles", c, np.asarray(p[c])[sel])
+    for c in ("x", "y", "z"):  # in the store's types (float32), as the query subtracts them
+        out[f"origin_d{c}"] = stored("mc_vertices", c, np.asarray(v[c])[vrow]) - stored("events", f"pv_{c}", np.asarray(e[f"pv_{c}"])[e_row[ev]])
+    return out
+
+
+class DeferredTruth:
+    """A batch's MC truth (``mc_particles``, ``mc_vertices``) not written yet, laid out on demand.
+
+    A generator with ``defer_truth`` writes its ``events`` rows and leaves this on the batch
+    context (:data:`DEFERRED_TRUTH`); the preselect pass reads the particles it scores from it
+    (:meth:`particles`) and writes the truth of the events it keeps (:meth:`write`), so the
+    truth of the events it skips with ``drop_skipped`` is neither written nor deleted, and
+    with a lazy ``layout`` (ReDecay) not laid out either.
+
+    Args:
+        events: the batch's ``events`` table (``event``, ``pv_x/y/z``, ...), as written.
+        layout: ``events -> tables``: ``mc_particles`` and ``mc_vertices`` of the events ``events``
+            (sorted event numbers), exactly their rows in the layout of the whole batch.
+        signal_rows: the :func:`truth_rows` of the signal particles of every event without a
+            layout (``None``: from the layout of every event).
+    """
+
+    def __init__(
+        self, events: dict[str, np.ndarray], layout: Callable[[np.ndarray], dict[str, dict[str, np.ndarray]]],
+        signal_rows: Callable[[], dict[str, np.ndarray]] | None = None,
+    ) -> None:
+        self.events = events
+        self._layout = layout
+        self._signal_rows = signal_rows
+        self._all: dict[str, dict[str, np.ndarray]] | None = None
+
+    @classmethod
+    def of_tables(cls, tables: dict[str, dict[str, np.ndarray]]) -> DeferredTruth:
+        """Truth already laid out (``tables`` of :func:`layout_tables`), written when asked."""
+        def subset(keep: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+            out = {}
+            for name in ("mc_particles", "mc_vertices"):
+                cols = tables[name]
+                rows = np.flatnonzero(np.isin(np.asarray(cols["event"], np.int64), keep))
+                out[name] = {c: np.asarray(v)[rows] for c, v in cols.items()}
+            return out
+
+        truth = cls(tables["events"], subset)
+        truth._all = {name: tables[name] for name in ("mc_particles", "mc_vertices")}
+        return truth
+
+    @property
+    def n_events(self) -> int:
+        return int(np.asarray(self.events["event"]).size)
+
+    def _whole(self) -> dict[str, dict[str, np.ndarray]]:
+        if self._all is None:
+            self._all = self._layout(np.asarray(self.events["event"], np.int64))
+        return self._all
+
+    def particles(self, signal_only: bool) -> dict[str, np.ndarray]:
+        """:func:`truth_rows` of every event (only the signal particles with ``signal_only``)."""
+        if signal_only and self._signal_rows is not None and self._all is None:
+            rows = self._signal_rows()
+            inside = np.isin(np.asarray(rows["event"], np.int64), np.asarray(self.events["event"], np.int64))
+            return rows if inside.all() else {c: v[inside] for c, v in rows.items()}
+        return truth_rows({"events": self.events, **self._whole()}, signal_only)
+
+    def write(self, ctx: Any, keep: np.ndarray) -> None:
+        """Insert the truth of the events ``keep`` (sorted event numbers) into the batch."""
+        keep = np.asarray(keep, np.int64)
+        if keep.size == 0:
+            return
+        if self._all is not None:
+            tables = self._all if keep.size == self.n_events else self._subset_all(keep)
+        else:
+            tables = self._layout(keep)
+        write_tables(ctx, tables, ("mc_particles", "mc_vertices"))
+
+    def _subset_all(self, keep: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        out = {}
+        for name, cols in (self._all or {}).items():
+            rows = np.flatnonzero(np.isin(np.asarray(cols["event"], np.int64), keep))
+            out[name] = {c: np.asarray(v)[rows] for c, v in cols.items()}
+        return out
+
+
+def write_tables(
+    ctx: Any, tables: dict[str, dict[str, np.ndarray]], names: tuple[str, ...] = ("events", "mc_particles", "mc_vertices"),
+) -> None:
+    """Insert laid-out tables (those of ``names``) into the batch (``process`` < 0 stored as NULL)."""
+    for name in names:
         cols = dict(tables[name])
         n = len(next(iter(cols.values())))
         arrays = {"batch": pa.array(np.full(n, ctx.batch.batch, np.int32))}

@@ -34,6 +34,7 @@ is the flattened ``(max_particles, len(SEQUENCE_FEATURES))`` sequence (names
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -48,6 +49,7 @@ from mambah import kinematics
 from mambah.errors import ConfigError, DataError, ModelError
 from sim.core.pipeline import BatchContext, Kernel, Pass, Pipeline, RunConfig
 from sim.core.registry import register_pass
+from sim.generation._event_tables import DEFERRED_TRUTH
 
 __all__ = (
     "SEQUENCE_FEATURES",
@@ -246,9 +248,17 @@ def event_sequences(
 
 
 def pipeline_digest(pipeline: Pipeline) -> str:
-    """Digest of the passes of ``pipeline`` other than ``preselect`` (run settings excluded), 16 hex digits."""
+    """Digest of the passes of ``pipeline`` other than ``preselect`` (run settings excluded), 16 hex digits.
+
+    A generator's ``defer_truth`` (set by :func:`with_preselect`; the same store) is not part of it.
+    """
+    import tomli_w
+
     passes = tuple(p for p in pipeline.passes if p.kind != Preselect.kind)
-    text = Pipeline(passes, RunConfig()).to_toml()
+    d = Pipeline(passes, RunConfig()).to_dict()
+    for p in d["passes"]:
+        p.pop("defer_truth", None)
+    text = tomli_w.dumps(d)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -373,12 +383,19 @@ class Preselect(Pass):
         drop_skipped: delete the MC truth (``mc_particles``, ``mc_vertices``) of the events this
             pass skips; their ``events`` row stays (``simulated = false``, ``preselect_score``,
             ``weight``, the PV, ``n_tried``), so what was skipped is still counted.  Off by
-            default: the skipped events' truth is kept.
+            default: the skipped events' truth is kept.  After a generator that defers its
+            truth (``Pythia.defer_truth``, which :func:`with_preselect` sets with this option)
+            the pass reads the particles it scores from the generator's arrays and writes the
+            truth of the events it keeps: the skipped events' truth is never written (nor,
+            with ReDecay, laid out); the store is the same.
     """
 
     kind: ClassVar[str] = "preselect"
-    reads: ClassVar[tuple[str, ...]] = ("events", "mc_particles", "mc_vertices")
-    writes: ClassVar[tuple[str, ...]] = ("events.simulated", "events.preselect_score", "events.weight")
+    #: It reads ``mc_particles`` and ``mc_vertices`` too, from the store, or from the generator when that
+    #: defers its truth (``defer_truth``: then this pass writes them; so they are not required upstream).
+    reads: ClassVar[tuple[str, ...]] = ("events",)
+    writes: ClassVar[tuple[str, ...]] = ("events.simulated", "events.preselect_score", "events.weight",
+                                         "mc_particles", "mc_vertices")
 
     name: str = "preselect"
     model: str = ""
@@ -438,9 +455,17 @@ class Preselect(Pass):
         reweight = self._weights_model(threshold) if self.weights else None
         drop = self.drop_skipped
 
+        signal_only = str(record.get("particles", "all")) == "signal"
+
         def kernel(ctx: BatchContext) -> None:
-            tab = ctx.query(sql)
-            parts = {c: tab.column(c).to_numpy(zero_copy_only=False) for c in tab.column_names}
+            truth = getattr(ctx, DEFERRED_TRUTH, None)  # the generator's truth, not written yet (its defer_truth)
+            if truth is not None:
+                setattr(ctx, DEFERRED_TRUTH, None)
+                parts = {"batch": np.full(0, 0), **truth.particles(signal_only)}
+                parts["batch"] = np.full(parts["event"].size, ctx.batch.batch, np.int64)
+            else:
+                tab = ctx.query(sql)
+                parts = {c: tab.column(c).to_numpy(zero_copy_only=False) for c in tab.column_names}
             keys, x = event_sequences(parts, vocabulary, max_particles)
             score = trained.predict_proba(x) if keys.size else np.zeros(0)
             weight = None
@@ -448,8 +473,13 @@ class Preselect(Pass):
                 keep, weight = sample_keep(score, threshold, ctx.rng(name))
             else:
                 keep = score >= threshold
-                if reweight is not None:
-                    weight = _reweight(ctx, reweight, keys, keep)
+            if truth is not None:  # every event's truth but that of the events this pass drops (none with weights:
+                # the reweighting reads the signal of every scored event from the store, as without defer_truth)
+                skipped = keys[~keep] & ((1 << 24) - 1) if drop and reweight is None else np.zeros(0, np.int64)
+                events = np.asarray(truth.events["event"], np.int64)
+                truth.write(ctx, events[~np.isin(events, skipped)] if skipped.size else events)
+            if not sample and reweight is not None:
+                weight = _reweight(ctx, reweight, keys, keep)
             log.debug("pass %r: batch %d keeps %d of %d events", name, ctx.batch.batch, int(keep.sum()), keep.size)
             ctx.update(
                 "events",
@@ -458,7 +488,7 @@ class Preselect(Pass):
                  **({"weight": weight} if weight is not None else {})},
                 keys=("batch", "event"),
             )
-            if drop and not keep.all():
+            if drop and not keep.all() and (truth is None or reweight is not None):
                 drop_truth(ctx, (keys[~keep] & ((1 << 24) - 1)).astype(np.int32))
 
         return kernel
@@ -537,5 +567,8 @@ def with_preselect(
     pre = Preselect(model=str(model), retention=retention, threshold=threshold,
                     decay=pipeline_decay(pipeline), pipeline=pipeline_digest(pipeline), mode=mode,
                     weights=str(weights or ""), drop_skipped=drop_skipped)
-    passes = (pipeline.passes[0], pre, *pipeline.passes[1:])
+    gen = pipeline.passes[0]
+    if drop_skipped and hasattr(gen, "defer_truth"):  # the skipped events' truth is then never written
+        gen = dataclasses.replace(gen, defer_truth=True)  # type: ignore[call-arg]
+    passes = (gen, pre, *pipeline.passes[1:])
     return Pipeline(passes, pipeline.run)

@@ -60,6 +60,14 @@ previous event's Pythia event, so ``sum(n_tried)`` still counts Pythia events; t
 out once; per copy only the signal tree is made and merged into that layout
 (:func:`~sim.generation._event_tables.layout_copies`, equal to laying out every copy in full).
 
+Deferred truth (``defer_truth``, set by ``with_preselect(..., drop_skipped=True)``): the pass
+writes ``events`` only and hands the batch's truth to the preselect pass after it
+(:class:`~sim.generation._event_tables.DeferredTruth`), which scores the events from the
+generator's arrays and writes the truth of the events it keeps; with ReDecay (and without
+``daughters_in_acceptance``) nothing is laid out before that, and the signal particles it
+scores are made without a layout, so a skipped copy costs its signal decay only.  The store
+is bit for bit the one of writing every event's truth and deleting the skipped events'.
+
 Seeds: every batch makes fresh Pythia instances with ``Random:setSeed = on`` and
 ``Random:seed`` from the batch seed (``ctx.batch.int_seed``, mapped to 1 … 900 000 000),
 so a batch is the same in any process and order (one ``init`` per batch and instance,
@@ -85,13 +93,17 @@ from sim.core.pipeline import BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.generation._event_tables import (
     CUT_KEY,
+    DEFERRED_TRUTH,
     LONG_LIVED,
     STATUS_BEAM,
     STATUS_DECAYED,
     STATUS_FINAL,
+    DeferredTruth,
     GeneratorRecord,
     charges,
     check_theta_window,
+    copies_events,
+    copies_signal_rows,
     daughters_in_acceptance,
     layout_copies,
     layout_tables,
@@ -143,6 +155,8 @@ NU_RUN3 = 5.5
 _PILEUP_LINES = PRESETS["minbias"]
 #: Largest ``redecay`` (events per Pythia event).
 MAX_REDECAY = 1000
+#: What a pass with ``defer_truth`` declares it writes (``Pass.writes``): the truth, not yet in the tables.
+GENERATOR_TRUTH = "generator_truth"
 
 
 def _require_pythia() -> Any:
@@ -261,6 +275,14 @@ class Pythia(Pass):
             whose signal goes backward, as Gauss does (doubles the efficiency of a forward cut).
         redecay: events made from each Pythia event (and its pile-up), the signal re-decayed in
             each (ReDecay; see the module docstring); 1: every event its own Pythia event.
+        defer_truth: write only ``events`` and hand the MC truth to the preselect pass after
+            it (:class:`~sim.generation._event_tables.DeferredTruth`), which writes the truth
+            of the events it keeps: with ``drop_skipped`` the skipped events' truth is never
+            written (with ReDecay and without ``daughters_in_acceptance`` not even laid out).
+            Set by :func:`~sim.generation.preselect.with_preselect` with ``drop_skipped``; the
+            store is the one without it.  The pass then declares ``generator_truth`` instead
+            of ``mc_particles`` and ``mc_vertices``, so a pipeline whose later passes read the
+            truth without a preselect pass in between is refused by ``Pipeline.validate``.
 
     Writes ``events`` (PV of the hard interaction, ``n_interactions``, ``process``, ``n_tried``),
     ``mc_particles`` (with ``status``), ``mc_vertices``.
@@ -285,6 +307,7 @@ class Pythia(Pass):
     neutral_theta: tuple[float, float] = (0.005, 0.400)
     invert_backward: bool = True
     redecay: int = 1
+    defer_truth: bool = False
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -309,6 +332,10 @@ class Pythia(Pass):
             raise ConfigError(f"redecay must be an integer in [1, {MAX_REDECAY}] (events per Pythia event), got {self.redecay!r}")
         if self.redecay > 1 and self.decay is None and self.dec_file is None:
             raise ConfigError("redecay re-decays the signal: give decay or dec_file (or redecay = 1)")
+        if not isinstance(self.defer_truth, bool):
+            raise ConfigError(f"defer_truth must be true or false, got {self.defer_truth!r}")
+        if self.defer_truth:  # the truth reaches the store through the preselect pass (Pipeline.validate checks one follows)
+            object.__setattr__(self, "writes", ("events", GENERATOR_TRUTH))
 
     def _model(self) -> tuple[Any, bool]:
         from sim.generation.decay import load_decay
@@ -352,8 +379,12 @@ class Pythia(Pass):
 
         def kernel(ctx: BatchContext) -> None:
             rng = ctx.rng(cfg.name)
-            tables, sigma, (tried, kept) = _generate(cfg, ctx, rng, model, cc, process_known)
-            write_tables(ctx, tables)
+            tables, sigma, (tried, kept), truth = _generate(cfg, ctx, rng, model, cc, process_known)
+            if truth is None:
+                write_tables(ctx, tables)
+            else:  # the preselect pass writes the truth of the events it keeps
+                write_tables(ctx, tables, ("events",))
+                setattr(ctx, DEFERRED_TRUTH, truth)
             ctx.con.execute(
                 "INSERT OR REPLACE INTO metadata VALUES ('generator', ?)", [json.dumps({**meta, "sigma_gen_mb": sigma})]
             )
@@ -368,17 +399,20 @@ class Pythia(Pass):
 
 def _generate(
     cfg: Pythia, ctx: BatchContext, rng: np.random.Generator, model: Any, cc: bool, process_known: bool
-) -> tuple[dict[str, dict[str, np.ndarray]], float, tuple[int, int]]:
+) -> tuple[dict[str, dict[str, np.ndarray]], float, tuple[int, int], DeferredTruth | None]:
     """One batch: hard events with signal, pile-up, Mambah signal decays → laid-out tables, σ_gen [mb], cut counts.
 
     With ``daughters_in_acceptance`` the events are made in rounds until enough pass the
     cut; a rejected event's Pythia tries are added to the next kept event's ``n_tried``.
 
     Returns:
-        The tables, σ_gen [mb] and ``(tried, kept)``: signal events the acceptance cut
-        looked at (up to the last one kept) and kept (``(n, n)`` without the cut).
+        The tables, σ_gen [mb], ``(tried, kept)``: signal events the acceptance cut
+        looked at (up to the last one kept) and kept (``(n, n)`` without the cut), and with
+        ``defer_truth`` the truth (the tables then hold only ``events``; else ``None``).
     """
     n_events = ctx.batch.n_events
+    lazy = cfg.defer_truth and not cfg.daughters_in_acceptance  # one round: every copy made is kept (the first n_events)
+    deferred: DeferredTruth | None = None
     hard = _make_pythia(pythia_lines(PRESETS[cfg.preset], float(cfg.sqrt_s), cfg.settings, _pythia_seed(ctx, cfg.name)))
     search = {"since_last": 0, "eff": 1.0}
     minb: Any = None
@@ -406,7 +440,12 @@ def _generate(
                 pu_chunks.append(_prune(pythia_columns(minb.nextBatch(n_pu - sum(c["counts"].size for c in pu_chunks))), None)[0])
             pu = _concat(pu_chunks)
         gg = (ev["id1"] == 21) & (ev["id2"] == 21)
-        if cfg.redecay > 1:  # the Pythia event laid out once, each copy's signal tree merged into it
+        if cfg.redecay > 1 and lazy:  # nothing laid out yet: the preselect pass asks for the copies it keeps
+            tables, deferred = _redecay_tables(cfg, ev, pu, n_int, chosen, rng, model, defer=True)
+            n_tried = np.where(np.arange(n * cfg.redecay) % cfg.redecay == 0, np.repeat(n_tried, cfg.redecay), 0)
+            gg = np.repeat(gg, cfg.redecay)
+            n *= cfg.redecay
+        elif cfg.redecay > 1:  # the Pythia event laid out once, each copy's signal tree merged into it
             tables = _redecay_tables(cfg, ev, pu, n_int, chosen, rng, model)
             n_tried = np.where(np.arange(n * cfg.redecay) % cfg.redecay == 0, np.repeat(n_tried, cfg.redecay), 0)
             gg = np.repeat(gg, cfg.redecay)
@@ -439,10 +478,13 @@ def _generate(
         parts.append(sub)
         n_kept += int(k.size)
     sigma = float(hard.infoPython().sigmaGen())
-    if len(parts) == 1:
-        return parts[0], sigma, (n_cand, n_kept)
-    merged = {name: {col: np.concatenate([p[name][col] for p in parts]) for col in parts[0][name]} for name in parts[0]}
-    return merged, sigma, (n_cand, n_kept)
+    merged = parts[0] if len(parts) == 1 else {
+        name: {col: np.concatenate([p[name][col] for p in parts]) for col in parts[0][name]} for name in parts[0]}
+    if not cfg.defer_truth:
+        return merged, sigma, (n_cand, n_kept), None
+    if deferred is None:  # laid out already (one Pythia event per event, or the acceptance cut's rounds)
+        return {"events": merged["events"]}, sigma, (n_cand, n_kept), DeferredTruth.of_tables(merged)
+    return merged, sigma, (n_cand, n_kept), DeferredTruth(merged["events"], deferred._layout, deferred._signal_rows)
 
 
 def _invert_backward(rec: GeneratorRecord, prod_pos: np.ndarray, heads: np.ndarray) -> None:
@@ -714,8 +756,8 @@ def _drop_descendants(rec: GeneratorRecord, heads: np.ndarray) -> None:
 
 def _redecay_tables(
     cfg: Pythia, ev: dict[str, np.ndarray], pu: dict[str, np.ndarray] | None, n_int: np.ndarray, chosen: np.ndarray,
-    rng: np.random.Generator, model: Any,
-) -> dict[str, dict[str, np.ndarray]]:
+    rng: np.random.Generator, model: Any, defer: bool = False,
+) -> Any:
     """ReDecay: ``cfg.redecay`` laid-out events from each hard event (and its pile-up), the signal decayed in each.
 
     Equal to writing every copy out (:func:`_replicate`, :func:`_record`, :func:`_decay_signal`,
@@ -731,6 +773,12 @@ def _redecay_tables(
         chosen: ``(n,)`` signal line within each hard event.
         rng: the pass's randomness.
         model: the signal decay model.
+        defer: lay nothing out: return the ``events`` table and the copies' truth as a
+            :class:`~sim.generation._event_tables.DeferredTruth` (laid out on demand, copy by copy;
+            the signal particles the preselect pass scores made without a layout).
+
+    Returns:
+        The tables; with ``defer``, ``({"events": ...}, DeferredTruth)``.
     """
     times = int(cfg.redecay)
     n_g = int(ev["counts"].size)
@@ -796,7 +844,16 @@ def _redecay_tables(
     base.status[heads] = STATUS_DECAYED
     base.is_signal[heads] = True
     _decay_signal(signal, copies, positions(head_rows, copies, False), model, rng)
-    return layout_copies(base, heads, copy_group, signal, pv, lambda rows, cps: positions(rows, cps, True))
+
+    def end_pos(rows: np.ndarray, cps: np.ndarray) -> np.ndarray:
+        return positions(rows, cps, True)
+
+    if not defer:
+        return layout_copies(base, heads, copy_group, signal, pv, end_pos)
+    events = copies_events(pv, n_int_c)
+    return {"events": events}, DeferredTruth(
+        events, lambda keep: layout_copies(base, heads, copy_group, signal, pv, end_pos, copies=keep),
+        lambda: copies_signal_rows(base, heads, copy_group, signal, pv, end_pos))
 
 
 def _decay_signal(rec: GeneratorRecord, heads: np.ndarray, prod_pos: np.ndarray, model: Any, rng: np.random.Generator) -> None:

@@ -1,7 +1,8 @@
 """ReDecay's layout: each Pythia event laid out once, each copy's signal tree merged into it.
 
 ``layout_copies`` must give exactly what ``layout_tables`` gives on the record with every copy
-written out (the way the pythia pass made ReDecay events before), for signal trees whose shape
+written out (and, for some copies only, their rows of that; ``copies_signal_rows`` the signal
+particles' rows the preselect pass reads, without a layout) (the way the pythia pass made ReDecay events before), for signal trees whose shape
 differs from copy to copy; and the pythia pass's ReDecay path must equal the written-out path
 (``_replicate``, ``_record``, ``_invert_backward``, ``_decay_signal``, ``layout_tables``) with
 the same random numbers.
@@ -14,7 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.generation._event_tables import STATUS_BEAM, STATUS_DECAYED, STATUS_FINAL, GeneratorRecord, layout_copies, layout_tables
+from sim.generation._event_tables import (
+    STATUS_BEAM,
+    STATUS_DECAYED,
+    STATUS_FINAL,
+    GeneratorRecord,
+    copies_signal_rows,
+    layout_copies,
+    layout_tables,
+    truth_rows,
+)
 
 
 def _random_group(rng: np.random.Generator, n_int: int) -> dict[str, np.ndarray]:
@@ -187,6 +197,42 @@ def test_layout_copies_shifts_the_rest_of_the_event_past_the_signal_tree() -> No
     assert t["mother"][ev == 1].tolist() == [-1, -1, -1, -1, 2, 2, 3, 4, 4]
     assert t["first_daughter"][ev == 1].tolist() == [-1, -1, 4, 6, 7, -1, -1, -1, -1]
     assert t["last_daughter"][ev == 1].tolist() == [-1, -1, 5, 6, 8, -1, -1, -1, -1]
+
+
+ROWS = ("event", "pid", "mother_pid", "px", "py", "pz", "origin_dx", "origin_dy", "origin_dz")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_some_copies_laid_out_alone_are_their_rows_of_the_whole_layout(seed: int) -> None:
+    base, heads, copy_group, signal, pv, _ = _case(seed)
+
+    def end(rows: np.ndarray, cps: np.ndarray) -> np.ndarray:
+        return base.decay_pos[rows] + cps[:, None]
+
+    whole = layout_copies(base, heads, copy_group, signal, pv, end)
+    rng = np.random.default_rng(seed)
+    some = np.flatnonzero(rng.random(copy_group.size) < 0.4)
+    got = layout_copies(base, heads, copy_group, signal, pv, end, copies=some)
+    for table, cols in whole.items():
+        rows = np.isin(cols["event"], some)
+        for col, want in cols.items():
+            assert got[table][col].dtype == want.dtype, (table, col)
+            np.testing.assert_array_equal(got[table][col], want[rows], err_msg=f"{table}.{col} (seed {seed})")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_signal_rows_without_a_layout_are_those_of_the_layout(seed: int) -> None:
+    base, heads, copy_group, signal, pv, _ = _case(seed)
+
+    def end(rows: np.ndarray, cps: np.ndarray) -> np.ndarray:
+        return base.decay_pos[rows] + cps[:, None]
+
+    want = truth_rows(layout_copies(base, heads, copy_group, signal, pv, end), signal_only=True)
+    got = copies_signal_rows(base, heads, copy_group, signal, pv, end)
+    assert want["event"].size == signal.pid.size  # every copy's signal line and tree
+    for col in ROWS:
+        assert got[col].dtype == want[col].dtype, col
+        np.testing.assert_array_equal(got[col], want[col], err_msg=f"{col} (seed {seed})")
 
 
 DEC = """
