@@ -214,7 +214,7 @@ def test_staged_batch_writes_once_with_metadata_or_not_at_all(tmp_path):
 
 
 def test_staging_update_of_every_row_equals_the_sql_update():
-    """The rewrite of a staging table (every row, in order) gives the table UPDATE gives; other updates run UPDATE."""
+    """The rewrite of a staging table (every row, in order, many columns) gives the table UPDATE gives; other updates run UPDATE."""
     import duckdb
 
     from mambah.store import query_arrow, staging_connection, update
@@ -224,12 +224,17 @@ def test_staging_update_of_every_row_equals_the_sql_update():
              "index": np.tile([0, 1], 3).astype(np.int32), "mc_particle": np.arange(n, dtype=np.int32),
              "track_type": np.full(n, 3, np.int16), "EcalPIDe": [0.5, None, 1.5, None, 2.5, 3.5]}
     rng = np.random.default_rng(5)
-    new = {"px": rng.normal(size=n) * 1e3, "RichDLLK": rng.normal(size=n) * 10, "charge": np.tile([1, -1], 3),
-           "has_rich": pa.array([True, None, False, True, True, None])}
+    floats = [c for c in column_names("protoparticles") if c.startswith("cov_") or c in ("px", "py", "pz", "tx", "ty", "x", "y", "z")]
+    new = {**{c: rng.normal(size=n) * 1e3 for c in floats}, "RichDLLK": rng.normal(size=n) * 10,
+           "charge": np.tile([1, -1], 3), "has_rich": pa.array([True, None, False, True, True, None])}
+    assert 3 * len(new) >= len(column_names("protoparticles"))  # enough columns for the rewrite (in order)
     order = np.array([3, 0, 5, 1, 4, 2])
-    cases = {"every row in order": np.arange(n), "another order": order, "a subset": np.array([4, 1])}
+    cases = {"every row in order": np.arange(n), "another order": order, "a subset": np.array([4, 1]),
+             "a row the table lacks": np.array([2, 0, 5])}
     for what, rows in cases.items():
         data = {k: np.asarray(proto[k])[rows] for k in ("batch", "event", "index")}
+        if what == "a row the table lacks":
+            data["event"] = np.array([1, 7, 2], np.int32)  # event 7: no such row (UPDATE skips it)
         data.update({k: (v.take(pa.array(rows)) if isinstance(v, pa.Array) else v[rows]) for k, v in new.items()})
         tables = []
         for staging in (True, False):
@@ -245,7 +250,7 @@ def test_staging_update_of_every_row_equals_the_sql_update():
     with staging_connection() as con:  # a failed rewrite leaves the rows as they were
         mambah.store.insert(con, "protoparticles", proto)
         with pytest.raises(mambah.StoreError, match="cannot update 'protoparticles'"):
-            update(con, "protoparticles", {k: proto[k] for k in ("batch", "event", "index")} | {"charge": np.full(n, 10**6)})
+            update(con, "protoparticles", {k: proto[k] for k in ("batch", "event", "index")} | new | {"charge": np.full(n, 10**6)})
         assert query_arrow(con, "SELECT mc_particle FROM protoparticles").column(0).to_pylist() == list(range(n))
 
 
