@@ -302,7 +302,7 @@ def shower_deposits(
         shower, pixel = np.nonzero(m > 0)
         return shower, pixel, m[shower, pixel]
     pixels, total, eps = _generator_outputs(model, pid, e, x, y, tx, ty, rng, geo)
-    return _pixels_to_deposits(pixels, total, e, eps, g)
+    return _pixels_to_deposits(pixels, total, e, eps, g, overwrite=True)  # the generator's own output
 
 
 def _generator_outputs(
@@ -328,16 +328,20 @@ def _generator_outputs(
 
 
 def _pixels_to_deposits(
-    pixels: np.ndarray, total: np.ndarray, energy: np.ndarray, eps: float, grid_n: int,
+    pixels: np.ndarray, total: np.ndarray, energy: np.ndarray, eps: float, grid_n: int, *, overwrite: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_pixels_to_matrices`' positive entries ``(shower, pixel, MeV float32)``, bit for bit.
 
     The same float32 ufuncs on the same values at the positive pixels (a pixel at or below 0
     stays 0 in :func:`_pixels_to_matrices`); each shower's total is summed over its whole
     row of transformed pixels, zeros included, as there (the same order of the float64 sum).
+    With ``overwrite`` the transformed row is written into ``pixels`` itself (the generator's
+    fresh output; a new ``(n, g²)`` array costs its page faults, ≈ 60 ms per full-event batch).
     """
     pix = np.asarray(pixels, dtype=np.float32)
-    n, g2 = pix.shape
+    if not overwrite and np.may_share_memory(pix, pixels):
+        pix = pix.copy()
+    g2 = pix.shape[1]
     flat = np.flatnonzero(pix > 0)  # (flatnonzero of the contiguous mask: 4x faster than a 2-D nonzero)
     shower = flat // g2
     pixel = flat - shower * g2
@@ -345,9 +349,9 @@ def _pixels_to_deposits(
     np.multiply(v, np.float32(PixelTransform(eps).norm), out=v)
     np.expm1(v, out=v)
     np.multiply(np.float32(eps), v, out=v)
-    dense = np.zeros((n, g2), np.float32)
-    dense.reshape(-1)[flat] = v
-    tot = dense.reshape(-1, grid_n, grid_n).sum(axis=(1, 2), dtype=np.float64)
+    np.maximum(pix, np.float32(0.0), out=pix)  # the row of transformed pixels: 0 at or below 0, v above
+    pix[shower, pixel] = v
+    tot = pix.reshape(-1, grid_n, grid_n).sum(axis=(1, 2), dtype=np.float64)
     e = np.asarray(energy, dtype=np.float64)
     r = np.clip(1.0 + nominal_resolution(e) * np.sinh(np.asarray(total, dtype=np.float64)), 0.0, None)
     scale = (r * e / np.where(tot > 0, tot, 1.0)).astype(np.float32)
