@@ -339,7 +339,7 @@ def _pixels_to_deposits(
     fresh output; a new ``(n, g²)`` array costs its page faults, ≈ 60 ms per full-event batch).
     """
     pix = np.asarray(pixels, dtype=np.float32)
-    if not overwrite and np.may_share_memory(pix, pixels):
+    if not pix.flags.writeable or (not overwrite and np.may_share_memory(pix, pixels)):
         pix = pix.copy()
     g2 = pix.shape[1]
     flat = np.flatnonzero(pix > 0)  # (flatnonzero of the contiguous mask: 4x faster than a 2-D nonzero)
