@@ -480,3 +480,18 @@ def test_full_event_sized_shower_calls_do_not_import_tensorflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[3])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-3:] == ["3000", "True", "False"], out.stdout
+
+
+def test_pixels_to_deposits_leaves_its_input_unless_told_to_overwrite() -> None:
+    from sim.detector.calorimeter import _pixels_to_deposits, _pixels_to_matrices
+
+    rng = np.random.default_rng(4)
+    n = 200
+    pixels = rng.normal(-0.5, 1.0, (n, 901)).astype(np.float32)[:, :900]  # a strided view, as the generator's
+    total, e = rng.normal(0.0, 1.0, n), np.full(n, 10_000.0)
+    before = pixels.copy()
+    want = _pixels_to_matrices(pixels, total, e, 1e-4, 30).reshape(n, 900)
+    for overwrite in (False, True):
+        sh, px, dep = _pixels_to_deposits(pixels, total, e, 1e-4, 30, overwrite=overwrite)
+        assert np.array_equal(dep, want[sh, px]) and np.array_equal(np.flatnonzero(want > 0), sh * 900 + px)
+        assert np.array_equal(pixels, before) != overwrite
