@@ -711,7 +711,11 @@ def _v_spinors(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def _bar(sp: np.ndarray) -> np.ndarray:
-    return np.conj(sp) @ _G0
+    """Rows ψ̄ = ψ† γ⁰ of spinors ``(n, s, 4)``: γ⁰ = diag(1, 1, −1, −1), the lower components negated
+    (the product with γ⁰, exactly: one non-zero term per component)."""
+    out = np.conj(sp)
+    np.negative(out[..., 2:], out=out[..., 2:])
+    return out
 
 
 def _polarisations(p4: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -749,15 +753,39 @@ def _lower(v: np.ndarray) -> np.ndarray:
 
 
 def _bilinear(bar: np.ndarray, op: np.ndarray, sp: np.ndarray) -> np.ndarray:
-    """``(n, a, b)`` ψ̄_a Γ ψ_b for barred rows ``bar`` (n, a, 4), a constant Γ (4, 4) and spinors ``sp`` (n, b, 4).
+    """``(n, a, b)`` ψ̄_a Γ ψ_b for barred rows ``bar`` (n, a, 4), a constant Γ (4, 4) and spinors ``sp`` (n, b, 4)."""
+    return _bilinears(bar, [op], sp)[..., 0]
 
-    Summed over Γ's non-zero entries only (γ matrices have four): fast for many tiny products.
+
+def _bilinears(bar: np.ndarray, ops: Sequence[np.ndarray], sp: np.ndarray, *, spinor_first: bool = False) -> np.ndarray:
+    """``(n, a, b, k)`` ψ̄_a Γ_k ψ_b for the constant matrices ``ops`` (k of them, (4, 4) each).
+
+    Each entry is the sum, in the order of Γ's non-zero entries (γ matrices have four),
+    of the products ``(Γ_ij ψ̄_a,i) ψ_b,j``, leaving out the components ``ψ_b,j`` that are
+    zero in every row (a spinor at rest has no lower components, and each of its spin
+    states one upper component): those terms are exact zeros, which change no sum (the
+    sum of one term is that term).  Issue #19: half the products of the parent-at-rest
+    bilinears of the BaryonPCR weights are such zeros.
+
+    Args:
+        spinor_first: return ``(n, b, a, k)`` (the spinors' index first) instead.
     """
-    out = np.zeros((bar.shape[0], bar.shape[1], sp.shape[1]), dtype=complex)
-    live = [bool(np.any(sp[:, :, j])) for j in range(4)]  # e.g. a spinor at rest has no lower components
-    for i, j in zip(*np.nonzero(op), strict=True):
-        if live[j]:
-            out += op[i, j] * bar[:, :, i, None] * sp[:, None, :, j]
+    n, na, nb, nk = bar.shape[0], bar.shape[1], sp.shape[1], len(ops)
+    live = np.any(sp != 0, axis=0)  # (b, 4): components not zero in every row
+    out = np.empty((n, nb, na, nk) if spinor_first else (n, na, nb, nk), dtype=complex)
+    for k, op in enumerate(ops):
+        nonzero = list(zip(*np.nonzero(op), strict=True))
+        for b in range(nb):
+            dst = out[:, b, :, k] if spinor_first else out[:, :, b, k]
+            terms = [(i, j) for i, j in nonzero if live[b, j]]
+            if not terms:
+                dst[...] = 0.0
+            for t, (i, j) in enumerate(terms):
+                term = op[i, j] * bar[:, :, i] * sp[:, b, j, None]  # (n, a)
+                if t == 0:
+                    dst[...] = term
+                else:
+                    dst += term
     return out
 
 
@@ -782,7 +810,7 @@ def _lepton_current(pl: np.ndarray, pnu: np.ndarray, m_lep: float) -> np.ndarray
     n = pl.shape[0]
     ul = _bar(_u_spinors(pl, np.full(n, m_lep)))  # (n, 2, 4) rows ū
     vn = _antineutrino_spinor(pnu)
-    return np.stack([2.0 * _bilinear(ul, g, vn) for g in _GAMMA], axis=-1)
+    return 2.0 * _bilinears(ul, _GAMMA, vn)
 
 
 def _contract(had: np.ndarray, lep_low: np.ndarray) -> np.ndarray:
@@ -878,11 +906,10 @@ def semileptonic_tensor(
         ux = _bar(_u_spinors(px, mx))
         v = tb / mb[:, None]
         vp = tx_ / mx[:, None]
-        # bilinears ū_X Γ u_B as (n, s_B, s_X): transpose of (n, s_X, s_B)
-        sca = np.swapaxes(_bilinear(ux, np.eye(4), ub), 1, 2)
-        pse = np.swapaxes(_bilinear(ux, _G5, ub), 1, 2)
-        vec_b = np.stack([np.swapaxes(_bilinear(ux, g, ub), 1, 2) for g in _GAMMA], axis=-1)  # (n, sB, sX, μ)
-        ax_b = np.stack([np.swapaxes(_bilinear(ux, g, ub), 1, 2) for g in _GA], axis=-1)
+        # bilinears ū_X Γ u_B as (n, s_B, s_X)
+        sca, pse = np.moveaxis(_bilinears(ux, [np.eye(4), _G5], ub, spinor_first=True), -1, 0)
+        vec_b = _bilinears(ux, _GAMMA, ub, spinor_first=True)  # (n, sB, sX, μ)
+        ax_b = _bilinears(ux, _GA, ub, spinor_first=True)
         vterm = f2[:, None] * v + f3[:, None] * vp  # (n, μ)
         aterm = g2[:, None] * v + g3[:, None] * vp
         had = (
