@@ -68,11 +68,18 @@ KAON_THRESHOLD_RICH1: float = cherenkov_threshold(493.677, RICH1_C4F10.n_minus_1
 #: above; 24 momentum bins, so the steep change of the K/p likelihood just above the threshold
 #: is followed (docs/pid.md, "p -> K misID": fast / reference 1.78 with the plain transform,
 #: 0.86 with the difference and the edge, 0.90 with 24 bins, 1.01 with the ties spread; 120
-#: epochs for this GAN only: AUC 0.516 against 0.527 at 80, misID 0.99).
+#: epochs for this GAN only: AUC 0.516 against 0.527 at 80, misID 0.99).  Kaons: the same transform
+#: (RichDLLK = RichDLLp exactly below 9.33 GeV, as for every species in the reference) and the sWeights
+#: regressed on the GAN's conditions and targets (sim.training.sweights): below 10 GeV 63-85 % of the D*
+#: candidates are background, whose +- sWeights the GAN did not cancel (a 3-4 % pion-like RichDLLK tail);
+#: ProbNNk > 0.5 of kaons below 10 GeV fast 0.657 -> 0.849 (transform) -> 0.864 (regressed weights),
+#: reference 0.889 (docs/pid.md, "Kaons below 10 GeV").
 GAN_OVERRIDES: dict[str, dict[str, dict[str, object]]] = {
     "mu": {"rich": {"target_bins": None}},
     "p": {"rich": {"target_bins": 24, "target_edges": (KAON_THRESHOLD_RICH1,), "target_differences": ((3, 2),),
                    "target_ties": "spread", "epochs": 120}},
+    "K": {"rich": {"target_bins": 24, "target_edges": (KAON_THRESHOLD_RICH1,), "target_differences": ((3, 2),),
+                   "target_ties": "spread", "weight_regression": True}, "global": {"weight_regression": True}},
 }
 
 
@@ -206,7 +213,9 @@ def train_species_models(
             the calibration sample and its seed, so retraining one part gives the
             model a full run would.
         gan_settings: per-part overrides of :data:`GAN_SETTINGS`, e.g.
-            ``{"rich": {"target_bins": None}}`` for a marginal target preprocessing.
+            ``{"rich": {"target_bins": None}}`` for a marginal target preprocessing;
+            ``"weight_regression": True`` trains that part with the sWeights regressed on its
+            conditions and targets (:func:`sim.training.sweights.regress_sweights`).
 
     Returns:
         (models, training seconds per part).
@@ -234,11 +243,21 @@ def train_species_models(
             raise DataError(f"PID training sample for {species!r} has {int(rows.sum())} rows for the "
                             f"{part} model; need at least {MIN_MUON_ROWS}")
         t0 = time.perf_counter()
+        settings = dict((gan_settings or {}).get(part) or {})
+        regress = bool(settings.pop("weight_regression", False))
+        wp = None if w is None else w[rows]
+        part_prov = {**prov, "mambah_part": part}
+        if regress and wp is not None:  # E[sWeight | conditions, targets] (sim.training.sweights)
+            from sim.training.sweights import regress_sweights
+
+            wp = regress_sweights(np.column_stack([c[rows], t[rows]]), wp, seed=seed + offset)
+            part_prov["weights"] = "sWeights regressed on the conditions and targets (sim.training.sweights)"
+            log.info("PID %s %s: sWeights regressed (sum %.1f, raw %.1f)", species, part, wp.sum(), w[rows].sum())
         model = train_gan_part(
-            part, c[rows], t[rows], None if w is None else w[rows], algorithm=algorithm, epochs=epochs,
+            part, c[rows], t[rows], wp, algorithm=algorithm, epochs=epochs,
             seed=seed + offset, learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, progress=progress,
             checkpoint_dir=None if ckpt is None else ckpt / f"{species}_{part}", resume=resume,
-            provenance={**prov, "mambah_part": part}, settings=(gan_settings or {}).get(part),
+            provenance=part_prov, settings=settings,
         )
         times[part] = time.perf_counter() - t0
         log.info("PID %s %s GAN trained in %.1f s", species, part, times[part])

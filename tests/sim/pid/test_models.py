@@ -36,7 +36,7 @@ def test_shipped_files_are_small_and_complete():
             for suffix in (".keras", ".json"):
                 f = DEFAULT_MODEL_DIR / f"{sp}_{part}{suffix}"
                 assert f.is_file(), f
-                assert f.stat().st_size < 500_000, f  # the largest: p_rich.json, 424 kB (24 momentum bins of tables)
+                assert f.stat().st_size < 500_000, f  # the largest: p_rich.json, K_rich.json, 424 / 422 kB (24 momentum bins)
 
 
 def test_species_of_pid_and_fallback():
