@@ -12,12 +12,14 @@ In one run, as whole processes:
 and, in this process, the share of each pass in the batch loop (each kernel timed
 on the same batches into a store file, the store's part as ``store``), with the
 passes inside the store's transaction (before #19) and staged in memory (now);
-``--rss`` measures the peak RSS of whole runs of several sizes instead.  Prints a markdown table
+``--rss`` measures the peak RSS of whole runs of several sizes instead, ``--shares`` only the
+CPU seconds per pass of the warm staged batch loop (for interleaved A/B runs under load).  Prints a markdown table
 with the ratio ``mambah / bare`` (events/s) and the pass list it was measured with.
 
 Run::
 
     python benchmarks/bench_chain.py [--events 200000] [--batch-size 25000]
+    python benchmarks/bench_chain.py --shares --events 100000 --batch-size 50000
 """
 
 from __future__ import annotations
@@ -85,7 +87,16 @@ def _timed(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def pass_shares(events: int, batch_size: int, mode: str = "staged", path: Path | None = None) -> tuple[list[str], dict[str, float]]:
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process so far, all its threads."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def pass_shares(events: int, batch_size: int, mode: str = "staged", path: Path | None = None, *,
+                clock: str = "wall", warm: bool = False) -> tuple[list[str], dict[str, float]]:
     """Seconds per pass (and the store's part) over the batch loop of the default job, in this process.
 
     Args:
@@ -93,6 +104,10 @@ def pass_shares(events: int, batch_size: int, mode: str = "staged", path: Path |
             table written to the store once per batch) or ``"transaction"`` (the passes insert
             into and update the store file itself inside the batch's transaction, as before #19).
         path: store file (default: in-memory store).
+        clock: ``"wall"`` (``time.perf_counter``) or ``"cpu"`` (this process's CPU seconds, all
+            threads: what compares under the other sessions' load).
+        warm: run the batch loop once first with the same kernels (one-off costs, e.g. a graph's
+            tracing, out of the figures) and time the second loop.
     """
     from mambah.quiet import quiet_tensorflow
 
@@ -100,28 +115,47 @@ def pass_shares(events: int, batch_size: int, mode: str = "staged", path: Path |
     from mambah import EventStore
     from mambah.store import BatchRecord
     from sim.core.pipeline import BatchContext, build_kernels
+    from sim.core.resources import blas_threads
     from sim.defaults import default_pipeline
 
+    now = _cpu if clock == "cpu" else time.perf_counter
     pl = default_pipeline(events=events, batch_size=batch_size, seed=3)
     kernels = build_kernels(pl)
     names = [p.name for p in pl.passes]
-    spent = dict.fromkeys([*names, "store"], 0.0)
-    store = EventStore.create(path, overwrite=True) if path is not None else EventStore.memory()
-    for b in pl.run.batches():
-        t_batch = time.perf_counter()
-        inner = 0.0
-        record = BatchRecord(b.batch, b.n_events, b.seed)
-        with store.staged_batch(record) if mode == "staged" else store.batch_transaction(record) as con:
-            ctx = BatchContext(con, b)
-            for name, k in zip(names, kernels):
-                t0 = time.perf_counter()
-                k(ctx)
-                dt = time.perf_counter() - t0
-                spent[name] += dt
-                inner += dt
-        spent["store"] += time.perf_counter() - t_batch - inner
-    store.close()
-    return names, spent
+
+    def loop() -> dict[str, float]:
+        spent = dict.fromkeys([*names, "store"], 0.0)
+        store = EventStore.create(path, overwrite=True) if path is not None else EventStore.memory()
+        for b in pl.run.batches():
+            t_batch = now()
+            inner = 0.0
+            record = BatchRecord(b.batch, b.n_events, b.seed)
+            with store.staged_batch(record) if mode == "staged" else store.batch_transaction(record) as con:
+                ctx = BatchContext(con, b)
+                for name, k in zip(names, kernels):
+                    t0 = now()
+                    k(ctx)
+                    dt = now() - t0
+                    spent[name] += dt
+                    inner += dt
+            spent["store"] += now() - t_batch - inner
+        store.close()
+        return spent
+
+    with blas_threads():  # one BLAS thread, as sim.core.runner.run's batch loop
+        if warm:
+            loop()
+        return names, loop()
+
+
+def shares_table(events: int, batch_size: int) -> None:
+    """CPU seconds per pass of the warm staged batch loop (``--shares``), one markdown row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _names, spent = pass_shares(events, batch_size, "staged", Path(tmp) / "shares.duckdb", clock="cpu", warm=True)
+    total = sum(spent.values())
+    print(f"| {' | '.join(spent)} | batch loop | load |\n|{'---|' * (len(spent) + 2)}")
+    print(f"| {' | '.join(f'{s:.2f} s ({s / total:.1%})' for s in spent.values())} | {total:.2f} CPU s | "
+          f"{os.getloadavg()[0]:.1f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=25_000)
     parser.add_argument("--rss", type=int, nargs="+", metavar="EVENTS",
                         help="only measure the peak RSS of whole 'mambah run' processes of these sizes (e.g. 1000000 5000000)")
+    parser.add_argument("--shares", action="store_true",
+                        help="only the CPU seconds per pass of the warm staged batch loop, --events events in this process")
     args = parser.parse_args(argv)
+    if args.shares:
+        shares_table(args.events, args.batch_size)
+        return 0
     if args.rss:
         rss_table(args.rss, args.batch_size)
         return 0

@@ -757,7 +757,7 @@ def _bilinear(bar: np.ndarray, op: np.ndarray, sp: np.ndarray) -> np.ndarray:
     return _bilinears(bar, [op], sp)[..., 0]
 
 
-def _bilinears(bar: np.ndarray, ops: Sequence[np.ndarray], sp: np.ndarray, *, spinor_first: bool = False) -> np.ndarray:
+def _bilinears(bar: np.ndarray, ops: Sequence[np.ndarray] | np.ndarray, sp: np.ndarray, *, spinor_first: bool = False) -> np.ndarray:
     """``(n, a, b, k)`` ψ̄_a Γ_k ψ_b for the constant matrices ``ops`` (k of them, (4, 4) each).
 
     Each entry is the sum, in the order of Γ's non-zero entries (γ matrices have four),
