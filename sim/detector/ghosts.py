@@ -306,7 +306,7 @@ LEFT JOIN (
            max("index") AS last_index
     FROM protoparticles WHERE batch = $batch GROUP BY event
 ) AS t ON t.event = e.event
-WHERE e.batch = $batch
+WHERE e.batch = $batch AND coalesce(e.simulated, true)  -- preselect-skipped events: no detector, no ghosts
 ORDER BY e.event
 """
 
