@@ -99,7 +99,7 @@ SELECTION = 'SELECT DISTINCT batch, event FROM mc_particles WHERE is_signal AND 
 
 
 @pytest.fixture(scope="module")
-def pythia_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, str]:
+def pythia_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, str, str]:
     """A ReDecay chain (truth-level detector passes) and a selection model trained for it on independent events."""
     pytest.importorskip("pythia8mc")
     from sim.core.io import save_model
@@ -107,13 +107,17 @@ def pythia_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, str]
     from sim.detector.efficiency import Efficiency
     from sim.detector.occupancy import Occupancy
     from sim.generation.pythia import Pythia
-    from sim.training.recipes.selection import simulate_sample, train_selection
+    from sim.training.recipes.selection import simulate_sample, train_selection_pair
 
     passes = (Pythia(decay=SIGNAL, redecay=5), Occupancy(), Acceptance(), Efficiency())
     sample = simulate_sample(Pipeline(passes, RunConfig(events=600, batch_size=300, seed=41)))
-    trained = train_selection(sample, selection=SELECTION, seed=1, epochs=3, validation_fraction=0.3, particles="signal")
-    path = save_model(trained, tmp_path_factory.mktemp("sel") / "selection.keras")
-    return Pipeline(passes, RunConfig(events=240, batch_size=120, seed=42)), str(path)
+    pair = train_selection_pair(sample, selection=SELECTION, seed=1, epochs=3, validation_fraction=0.3,
+                                weights_retention=0.95, weights_epochs=3, particles="signal")
+    folder = tmp_path_factory.mktemp("sel")
+    path = save_model(pair.model, folder / "selection.keras")
+    assert pair.weights is not None
+    weights = save_model(pair.weights, folder / "selection_weights.keras")
+    return Pipeline(passes, RunConfig(events=240, batch_size=120, seed=42)), str(path), str(weights)
 
 
 def _store_tables(path: Path) -> dict[str, pa.Table]:
@@ -121,11 +125,12 @@ def _store_tables(path: Path) -> dict[str, pa.Table]:
         return {t: s.query(f"SELECT * FROM {t} ORDER BY ALL") for t in (*mambah.DATA_TABLES, "batches")}
 
 
-def test_drop_skipped_after_pythia_writes_the_store_of_write_then_delete(pythia_job: tuple[Pipeline, str], tmp_path: Path) -> None:
+def test_drop_skipped_after_pythia_writes_the_store_of_write_then_delete(pythia_job: tuple[Pipeline, str, str],
+                                                                        tmp_path: Path) -> None:
     from sim.core.runner import run
     from sim.generation.preselect import with_preselect
 
-    base, model = pythia_job
+    base, model, _ = pythia_job
     dropped = with_preselect(base, model, retention=0.95, drop_skipped=True)
     assert dropped.passes[0].defer_truth  # type: ignore[attr-defined]  # set by with_preselect
     undeferred = dropped.replace("pythia", defer_truth=False)
@@ -144,3 +149,22 @@ def test_drop_skipped_after_pythia_writes_the_store_of_write_then_delete(pythia_
         gone = pc.is_in(pc.add(pc.multiply(k[table]["batch"], 1 << 24), k[table]["event"]),
                                 pc.add(pc.multiply(skipped["batch"], 1 << 24), skipped["event"]))
         assert a[table].equals(k[table].filter(pc.invert(gone))), table
+
+
+def test_drop_skipped_with_weights_after_pythia(pythia_job: tuple[Pipeline, str, str], tmp_path: Path) -> None:
+    """With the reweighting model the truth of every event is written first (it reads their signal from the store)."""
+    from sim.core.runner import run
+    from sim.generation.preselect import with_preselect
+
+    base, model, weights = pythia_job
+    dropped = with_preselect(base, model, retention=0.95, drop_skipped=True, weights=weights)
+    assert dropped.passes[0].defer_truth  # type: ignore[attr-defined]
+    stores = []
+    for name, pipe in (("deferred", dropped), ("undeferred", dropped.replace("pythia", defer_truth=False))):
+        run(pipe, tmp_path / f"{name}.duckdb", progress=False)
+        stores.append(_store_tables(tmp_path / f"{name}.duckdb"))
+    for table, t in stores[0].items():
+        assert t.equals(stores[1][table]), table
+    ev = stores[0]["events"]
+    assert pc.sum(pc.invert(ev["simulated"])).as_py() > 0 and pc.min(ev["weight"]).as_py() == 0.0
+    assert pc.max(ev["weight"]).as_py() > 1.0  # kept events weighted up
