@@ -72,12 +72,14 @@ KAON_THRESHOLD_RICH1: float = cherenkov_threshold(493.677, RICH1_C4F10.n_minus_1
 #: (RichDLLK = RichDLLp exactly below 9.33 GeV, as for every species in the reference) and the sWeights
 #: regressed on the GAN's conditions and targets (sim.training.sweights): below 10 GeV 63-85 % of the D*
 #: candidates are background, whose +- sWeights the GAN did not cancel (a 3-4 % pion-like RichDLLK tail);
-#: ProbNNk > 0.5 of kaons below 10 GeV fast 0.657 -> 0.849 (transform) -> 0.864 (regressed weights),
-#: reference 0.889 (docs/pid.md, "Kaons below 10 GeV").
+#: ProbNNk > 0.5 of kaons below 10 GeV fast 0.657 -> 0.849 (transform) -> 0.873 (regressed weights),
+#: reference 0.889 (docs/pid.md, "Kaons below 10 GeV").  Protons: the same regressed sWeights for their
+#: RICH and global GANs (their ProbNNk below 10 GeV 0.774 -> 0.793, reference 0.817).
 GAN_OVERRIDES: dict[str, dict[str, dict[str, object]]] = {
     "mu": {"rich": {"target_bins": None}},
     "p": {"rich": {"target_bins": 24, "target_edges": (KAON_THRESHOLD_RICH1,), "target_differences": ((3, 2),),
-                   "target_ties": "spread", "epochs": 120}},
+                   "target_ties": "spread", "epochs": 120, "weight_regression": True},
+          "global": {"weight_regression": True}},
     "K": {"rich": {"target_bins": 24, "target_edges": (KAON_THRESHOLD_RICH1,), "target_differences": ((3, 2),),
                    "target_ties": "spread", "weight_regression": True}, "global": {"weight_regression": True}},
 }
