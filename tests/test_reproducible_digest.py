@@ -22,7 +22,7 @@ PINNED: dict[str, str] = {
     "events": "45f156662c181471",
     "mc_particles": "f5b3fbe819fea724",
     "mc_vertices": "99c8ce7b5450279d",
-    "protoparticles": "15bf222aadadd32c",
+    "protoparticles": "db9230554e29d2b8",
     "vertices": "8c6c1c07ebea1dc6",
 }
 
