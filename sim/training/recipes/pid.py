@@ -252,9 +252,10 @@ def train_species_models(
         if regress and wp is not None:  # E[sWeight | conditions, targets] (sim.training.sweights)
             from sim.training.sweights import regress_sweights
 
+            raw_sum = float(wp.sum())
             wp = regress_sweights(np.column_stack([c[rows], t[rows]]), wp, seed=seed + offset)
             part_prov["weights"] = "sWeights regressed on the conditions and targets (sim.training.sweights)"
-            log.info("PID %s %s: sWeights regressed (sum %.1f, raw %.1f)", species, part, wp.sum(), w[rows].sum())
+            log.info("PID %s %s: sWeights regressed (sum %.1f, raw %.1f)", species, part, wp.sum(), raw_sum)
         model = train_gan_part(
             part, c[rows], t[rows], wp, algorithm=algorithm, epochs=epochs,
             seed=seed + offset, learning_rate=learning_rate, lr_schedule=lr_schedule, ema=ema, progress=progress,

@@ -282,3 +282,14 @@ def test_compiled_models_give_the_same_output(models):
     compiled = models.compiled().generate(*args, np.random.default_rng(9))
     for c in PID_COLUMNS:
         np.testing.assert_allclose(compiled[c], eager[c], rtol=1e-5, atol=1e-4, err_msg=c)
+
+
+def test_weight_regression_setting_trains_on_regressed_sweights(tmp_path: Path):
+    """``"weight_regression": True`` in a part's settings: the GAN trains on regressed sWeights
+    (sim.training.sweights, recorded in the provenance); the raw-weight part records nothing."""
+    d = _sample(1200)
+    w = np.random.default_rng(3).normal(1.0, 0.5, 1200)
+    models, _ = train_species_models(d, "K", w, parts=("rich", "global"), epochs=1,
+                                     gan_settings={"rich": {"weight_regression": True}})
+    assert "sWeights regressed" in models.rich.provenance["weights"]
+    assert "weights" not in models.global_.provenance
