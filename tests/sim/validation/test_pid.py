@@ -23,7 +23,8 @@ from sim.validation.pid import SpeciesValidation, validate_pid, validate_species
 
 # Measured (this sample size, models retrained 1 Dec 2026 on the #16-tuned reference with EcalPIDe):
 # AUC e 0.513, mu 0.505, pi 0.524, K 0.523, p 0.503; integrated |d eff| <= 0.013; per-bin max
-# |d eff| e 0.035, mu 0.022, pi 0.035, K 0.038, p 0.038.
+# |d eff| e 0.035, mu 0.022, pi 0.035, K 0.038, p 0.038.  The #16 kaon and proton models (2 Dec 2026,
+# regressed sWeights): K AUC 0.510, worst bin 0.027, K->pi 0.92; p AUC 0.508, worst bin 0.035, p->K 1.11.
 AUC_MAX = {"e": 0.55, "mu": 0.55, "pi": 0.55, "K": 0.55, "p": 0.55}
 INTEGRATED_MAX = 0.03
 BIN_MAX = {"e": 0.04, "mu": 0.04, "pi": 0.04, "K": 0.04, "p": 0.04}
