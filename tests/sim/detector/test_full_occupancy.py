@@ -62,29 +62,16 @@ def test_velo_tracks_need_an_origin_upstream_of_the_velo_end() -> None:
     assert velo_possible(truth).tolist() == [True, True, False]
 
 
-def test_truth_pv_is_the_particles_own_interaction(tmp_path: Path) -> None:
+def test_truth_pv_is_the_particles_own_interaction(two_interaction_store: Path) -> None:
     """Two interactions: a pile-up particle's PV (and so its origin offset and IP) is its interaction's, not PV 0."""
+    import pandas as pd
+
     import mambah
-    from mambah.store import BatchRecord
     from sim.core.pipeline import Batch, BatchContext
     from sim.detector.features import query_truth, truth_sql
-    from sim.generation._event_tables import GeneratorRecord, layout_tables
 
-    pv = np.array([[0.1, -0.1, 10.0, 0.0], [0.3, 0.2, -40.0, 0.1]])
     # lines: 0 pi+ (interaction 0), 1 pi- (interaction 1), 2 K_S0 (interaction 1, decays at z = 60), 3, 4 its pions
-    p4 = np.array([[100.0, 0, 5000, 5001], [-80, 0, 4000, 4001], [0, 300, 9000, 9020], [50, 150, 4500, 4510], [-50, 150, 4500, 4510]])
-    rec = GeneratorRecord(
-        n_events=1, event=np.zeros(5, np.int64), pid=np.array([211, -211, 310, 211, -211]), status=np.array([1, 1, 2, 1, 1]),
-        p4=p4, mass=np.array([139.57, 139.57, 497.6, 139.57, 139.57]), parent=np.array([-1, -1, -1, 2, 2]),
-        decay_pos=np.array([[np.nan] * 4, [np.nan] * 4, [0.3, 0.5, 60.0, 0.4], [np.nan] * 4, [np.nan] * 4]),
-        interaction=np.array([0, 1, 1, 1, 1]), n_interactions=np.array([2]), pv=pv, is_signal=np.zeros(5, bool),
-    )
-    tables = layout_tables(rec)
-    path = tmp_path / "two.duckdb"
-    with mambah.EventStore.create(path) as s:
-        s.write_batch(BatchRecord(0, 1, 1), {name: {"batch": np.zeros(len(t["event"]), np.int32), **t} for name, t in tables.items()})
-        import pandas as pd
-
+    with mambah.EventStore.open(two_interaction_store) as s:
         truth = pd.DataFrame(query_truth(BatchContext(s._con, Batch(0, 1, 1)), truth_sql(), "test"))
     by_pid = {int(r.pid) * (1 if r.origin_z < 50 else 10): r for r in truth.itertuples()}
     assert len(truth) == 4
