@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from mambah.check import CheckReport, check_store, duckdb_error_line, is_lock_conflict, truncation_problem
@@ -32,7 +33,7 @@ from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, VIEWS, column_dec
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ("EventStore", "BatchRecord", "staged_metadata", "staged_tables", "staging_connection")
+__all__ = ("EventStore", "BatchRecord", "staged_metadata", "staged_tables", "staging_connection", "stored_values")
 
 log = logging.getLogger(__name__)
 
@@ -673,17 +674,40 @@ def _rounded(table: str, data: Any) -> Any:
     todo = [c for c in names if c in decimals]
     if not todo:
         return data
-    import pyarrow.compute as pc
 
     if not isinstance(data, pa.Table):
         data = pa.Table.from_pandas(data, preserve_index=False)
     for c in todo:
         i = data.column_names.index(c)
-        col = data.column(i)
-        if not pa.types.is_floating(col.type):
-            col = pc.cast(col, pa.float64())
-        data = data.set_column(i, c, pc.round(pc.cast(col, pa.float64()), ndigits=decimals[c]))
+        data = data.set_column(i, c, _round(data.column(i), decimals[c]))
     return data
+
+
+def _round(col: Any, decimals: int) -> Any:
+    """An Arrow column (or array) rounded to ``decimals`` as float64: the rounding every write applies."""
+    import pyarrow.compute as pc
+
+    return pc.round(pc.cast(col, pa.float64()), ndigits=decimals)
+
+
+def stored_values(table: str, column: str, values: np.ndarray) -> np.ndarray:
+    """``values`` as the store holds and returns them in ``table.column``.
+
+    Rounded as every write rounds them (:func:`mambah.schema.column_decimals`), then float32
+    for a ``REAL`` column (DuckDB's cast of a double to a float rounds to nearest, as numpy's does).
+    """
+    import sqlalchemy as sa
+
+    from mambah.schema import METADATA
+
+    out = np.asarray(values)
+    d = column_decimals(table).get(column)
+    if d is not None:
+        out = np.asarray(_round(pa.array(np.asarray(out, np.float64)), d))
+    kind = METADATA.tables[table].columns[column].type
+    if isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
+        out = out.astype(np.float32)
+    return out
 
 
 def query_arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | Mapping[str, Any] | None = None) -> pa.Table:

@@ -676,25 +676,10 @@ DEFERRED_TRUTH = "deferred_truth"
 
 
 def stored(table: str, column: str, values: np.ndarray) -> np.ndarray:
-    """``values`` as the store holds and returns them in ``table.column``.
+    """``values`` as the store holds and returns them in ``table.column`` (:func:`mambah.store.stored_values`)."""
+    from mambah.store import stored_values
 
-    Rounded as :func:`mambah.store.insert` rounds them, then float32 for a ``REAL`` column
-    (DuckDB's cast of a double to a float rounds to nearest, as numpy's does).
-    """
-    import sqlalchemy as sa
-
-    from mambah.schema import METADATA, column_decimals
-
-    out = np.asarray(values)
-    d = column_decimals(table).get(column)
-    if d is not None:
-        import pyarrow.compute as pc
-
-        out = np.asarray(pc.round(pc.cast(pa.array(np.asarray(out, np.float64)), pa.float64()), ndigits=d))
-    kind = METADATA.tables[table].columns[column].type
-    if isinstance(kind, sa.Float) and not isinstance(kind, sa.Double):
-        out = out.astype(np.float32)
-    return out
+    return stored_values(table, column, values)
 
 
 def truth_rows(tables: dict[str, dict[str, np.ndarray]], signal_only: bool) -> dict[str, np.ndarray]:
