@@ -632,8 +632,6 @@ def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ke
     """
     if not con.execute(f"SELECT getvariable('{_STAGING_VARIABLE}')").fetchall()[0][0]:
         return False
-    import numpy as np
-
     if int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]) != data.num_rows:
         return False
     if 3 * len([c for c in data.column_names if c not in keys]) < len(column_names(table)):
