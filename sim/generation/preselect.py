@@ -77,6 +77,9 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
+#: An event's key in the pass: ``batch * _EVENT_SPAN + event`` (events per batch < 2**24).
+_EVENT_SPAN = 1 << 24
+
 #: ``Preselect.mode`` choices.
 MODES: tuple[str, ...] = ("threshold", "sample")
 
@@ -156,7 +159,7 @@ def signal_kinematics(parts: Mapping[str, np.ndarray], n_daughters: int) -> tupl
     Raises:
         DataError: an event has more than ``n_daughters`` charged final-state signal particles.
     """
-    key = np.asarray(parts["batch"], np.int64) * (1 << 24) + np.asarray(parts["event"], np.int64)
+    key = np.asarray(parts["batch"], np.int64) * _EVENT_SPAN + np.asarray(parts["event"], np.int64)
     head = np.asarray(parts["is_head"], bool)
     px, py, pz = (np.asarray(parts[k], np.float64) for k in ("px", "py", "pz"))
     pt = np.hypot(px, py)
@@ -208,7 +211,7 @@ def event_sequences(
     Raises:
         DataError: an event has more than ``max_particles`` particles.
     """
-    key = np.asarray(parts["batch"], np.int64) * (1 << 24) + np.asarray(parts["event"], np.int64)
+    key = np.asarray(parts["batch"], np.int64) * _EVENT_SPAN + np.asarray(parts["event"], np.int64)
     keys, start, counts = np.unique(key, return_index=True, return_counts=True)
     if counts.size and counts.max() > max_particles:
         raise DataError(
@@ -475,7 +478,7 @@ class Preselect(Pass):
                 keep = score >= threshold
             if truth is not None:  # every event's truth but that of the events this pass drops (none with weights:
                 # the reweighting reads the signal of every scored event from the store, as without defer_truth)
-                skipped = keys[~keep] & ((1 << 24) - 1) if drop and reweight is None else np.zeros(0, np.int64)
+                skipped = keys[~keep] & (_EVENT_SPAN - 1) if drop and reweight is None else np.zeros(0, np.int64)
                 events = np.asarray(truth.events["event"], np.int64)
                 truth.write(ctx, events[~np.isin(events, skipped)] if skipped.size else events)
             if not sample and reweight is not None:
@@ -483,13 +486,13 @@ class Preselect(Pass):
             log.debug("pass %r: batch %d keeps %d of %d events", name, ctx.batch.batch, int(keep.sum()), keep.size)
             ctx.update(
                 "events",
-                {"batch": (keys >> 24).astype(np.int32), "event": (keys & ((1 << 24) - 1)).astype(np.int32),
+                {"batch": (keys // _EVENT_SPAN).astype(np.int32), "event": (keys & (_EVENT_SPAN - 1)).astype(np.int32),
                  "simulated": keep, "preselect_score": score.astype(np.float32),
                  **({"weight": weight} if weight is not None else {})},
                 keys=("batch", "event"),
             )
             if drop and not keep.all() and (truth is None or reweight is not None):
-                drop_truth(ctx, (keys[~keep] & ((1 << 24) - 1)).astype(np.int32))
+                drop_truth(ctx, (keys[~keep] & (_EVENT_SPAN - 1)).astype(np.int32))
 
         return kernel
 
