@@ -11,6 +11,7 @@ on the field's meaning stay in each config's ``__post_init__``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import types
 import typing
@@ -20,7 +21,7 @@ import numpy as np
 
 from mambah.errors import ConfigError
 
-__all__ = ("INT64_MAX", "check_finite", "check_value", "field_hints")
+__all__ = ("INT64_MAX", "check_fields_finite", "check_finite", "check_value", "field_hints")
 
 INT64_MAX = 2**63 - 1
 
@@ -55,6 +56,32 @@ def check_finite(value: Any, where: str) -> float:
     if not math.isfinite(out):
         raise ConfigError(f"{where} must be a finite number, got {value!r}")
     return out
+
+
+def check_fields_finite(config: Any, label: str) -> None:
+    """Every dataclass field of ``config`` is a finite number (bools refused).
+
+    The one "every field finite" loop of the all-numeric configs
+    (``LuminousRegion``, ``GhostConfig``, ``ECALConfig``), called first in their
+    ``__post_init__``; the range checks of each field stay with the config.
+
+    Args:
+        config: a dataclass instance whose fields are all ``int`` or ``float``.
+        label: the config's name in the message (``"GhostConfig"``).
+
+    Raises:
+        ConfigError: ``"<label>.<field>=<value>; expected a finite number"`` for the
+            first field that is not a finite int or float (a string, None, a bool,
+            NaN, ±inf).
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if (
+            isinstance(value, (bool, np.bool_))
+            or not isinstance(value, (int, float, np.integer, np.floating))
+            or not math.isfinite(value)
+        ):
+            raise ConfigError(f"{label}.{f.name}={value!r}; expected a finite number")
 
 
 def _check_int(value: Any, where: str) -> int:

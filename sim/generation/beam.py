@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mambah.errors import ConfigError
+from sim.core.configcheck import check_fields_finite
 
 __all__ = ("LuminousRegion", "sample_primary_vertices")
 
@@ -58,10 +59,9 @@ class LuminousRegion:
     sigma_t: float = 0.19
 
     def __post_init__(self) -> None:
+        check_fields_finite(self, "LuminousRegion")
         for f in fields(self):
             value = getattr(self, f.name)
-            if not np.isfinite(value):
-                raise ConfigError(f"LuminousRegion.{f.name}={value!r}; expected a finite number")
             if f.name.startswith("sigma_") and value < 0:
                 raise ConfigError(f"LuminousRegion.{f.name}={value!r}; expected a width >= 0")
 

@@ -72,6 +72,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from mambah.errors import ConfigError, DataError
+from sim.core.configcheck import check_fields_finite
 from sim.detector.ecal_geometry import (
     ECALGeometry,
     bremsstrahlung,
@@ -219,10 +220,7 @@ class ECALConfig:
     brem_y_min: float = 0.005
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not np.isfinite(value):
-                raise ConfigError(f"ECALConfig.{f.name}={value!r}; expected a finite number")
+        check_fields_finite(self, "ECALConfig")
         non_negative = ("noise_et", "threshold_et", "material_x0", "constant")
         for f in fields(self):
             value = getattr(self, f.name)

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from mambah.errors import ConfigError, DataError
+from sim.core.configcheck import check_fields_finite
 from sim.detector.trackcov import (
     COV_COLUMNS,
     VELO_RUN2_STATION_Z,
@@ -752,10 +753,9 @@ class GhostConfig:
     ghost_b: float = 1.0
 
     def __post_init__(self) -> None:
+        check_fields_finite(self, "GhostConfig")
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise ConfigError(f"GhostConfig.{f.name}={value!r}; expected a finite number")
             if f.name == "power":
                 if not 0.0 <= value <= 5.0:
                     raise ConfigError(f"GhostConfig.power={value!r}; expected a number in [0, 5]")
