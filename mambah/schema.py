@@ -35,7 +35,7 @@ cov_y_qop, cov_tx_tx, cov_tx_ty, cov_tx_qop, cov_ty_ty, cov_ty_qop, cov_qop_qop`
 
 Column types
 ------------
-Chosen per quantity to keep the store small (the default job: about 600 bytes per
+Chosen per quantity to keep the store small (the default job: about 700 bytes per
 event; DuckDB compresses every column by itself: bit-packing, RLE, dictionaries and
 ALP/ALP-RD for floats, lossless):
 
@@ -49,9 +49,11 @@ ALP/ALP-RD for floats, lossless):
   from float32 momenta carries ~6e-8 (p/m)² relative error (0.07 % for a D0 at
   200 GeV, against a resolution of ~0.4 %); compute it in DOUBLE (``px::DOUBLE``,
   ``numpy.float64``), never in float32 arithmetic;
-  Log-likelihoods (``RichDLL*``, ``PID*``, ``Muon*LL``) are rounded to 1e-3 when written
+  Log-likelihoods (``RichDLL*``, ``PID*``, ``Muon*LL``) are rounded to 1e-2 when written
   (:data:`DLL_DECIMALS`), reconstructed positions and impact parameters to 1e-4 mm
-  (:data:`POSITION_DECIMALS`), generated vertex positions to 1e-5 mm
+  (:data:`POSITION_DECIMALS`; the track state's z to 1e-3 mm, :data:`STATE_Z_DECIMALS`),
+  track slopes to 1e-6 rad (:data:`SLOPE_DECIMALS`), track χ²/ndf to 1e-4
+  (:data:`CHI2NDOF_DECIMALS`), generated vertex positions to 1e-4 mm
   (:data:`TRUE_POSITION_DECIMALS`);
 * event weights: ``DOUBLE`` (summed over many events);
 * indices, links and counts: ``INTEGER``; codes and flags (charge, track type, region,
@@ -107,19 +109,37 @@ _D: sa.Double[float] = sa.Double()  # DOUBLE: event weights, generated four-mome
 #: while DuckDB's ALP codec stores such decimals in ~6 bytes instead of ~7.4.
 TRUTH_DECIMALS = 7
 TRUTH_QUANTUM_MEV = 10.0**-TRUTH_DECIMALS
-#: Log-likelihoods (RichDLL*, PID*, MuonMuLL/MuonBkgLL) are rounded to 1e-3 when written: their
-#: spreads are units, and decimals compress (ALP) to ~2.3 instead of ~3.9 bytes (ProbNN* are
-#: not rounded: their tails near 0 and 1 are used through logit/log).
-DLL_DECIMALS = 3
+#: Log-likelihoods (RichDLL*, PID*, MuonMuLL/MuonBkgLL) are rounded to 1e-2 when written: their
+#: spreads are units and analyses cut on them in steps of 1 (DLLK > 0, > 5), so 0.005 at most
+#: moves a cut's efficiency by the density at the cut times 0.005 (2e-4 for pions at DLLK = 0);
+#: decimals compress (ALP: 1e-2 saves 0.4 byte per value against 1e-3, 29 -> 25 bits; 1e-3 was
+#: the seventh stop's choice).  ProbNN* and ghost_prob are not rounded: their tails near 0 and 1
+#: are used through logit/log.
+DLL_DECIMALS = 2
 _DLL = {"decimals": DLL_DECIMALS}
 #: Reconstructed positions and impact parameters (protoparticles x/y/z/ip, vertices x/y/z) are
 #: rounded to 1e-4 mm (0.1 um) when written: resolutions are 10-100 um, and decimals compress.
 POSITION_DECIMALS = 4
 _POS = {"decimals": POSITION_DECIMALS}
-#: Generated vertex positions (mc_vertices x/y/z) are rounded to 1e-5 mm (10 nm), float32's own
-#: precision at z = 170 mm; times are not rounded.
-TRUE_POSITION_DECIMALS = 5
+#: Generated vertex positions (mc_vertices x/y/z) are rounded to 1e-4 mm (0.1 um), as the
+#: reconstructed ones: 100 times below the finest vertex resolution (PV x/y ~ 10 um), and a true
+#: impact parameter of a prompt track stays below 0.1 um; 1e-5 mm (float32's own precision at
+#: z = 170 mm) cost 5 bytes per event more.  Times are not rounded.
+TRUE_POSITION_DECIMALS = 4
 _TRUE_POS = {"decimals": TRUE_POSITION_DECIMALS}
+#: Track slopes (protoparticles tx/ty) are rounded to 1e-6 rad: the smallest slope error of the
+#: default job is 2.9e-5 rad (0.01 % quantile of sqrt(cov_tx_tx)), so the rounding's 2.9e-7 rad rms
+#: adds 5e-5 of it in quadrature (1.6 -> 1.0 byte saved per value, float32 -> ALP).
+SLOPE_DECIMALS = 6
+_SLOPE = {"decimals": SLOPE_DECIMALS}
+#: The track state's z (protoparticles z, -200 to 2 500 mm) is rounded to 1e-3 mm (1 um): the state
+#: is defined at that z, and 0.5 um along the track moves x/y by 0.5 um x |t| < 0.2 um, far below
+#: the 10-100 um resolutions; at 1e-4 mm the values need too many bits for ALP.
+STATE_Z_DECIMALS = 3
+_STATE_Z = {"decimals": STATE_Z_DECIMALS}
+#: Track-fit chi2/ndf is rounded to 1e-4 (values 0.3-10; analyses cut at 3-5).
+CHI2NDOF_DECIMALS = 4
+_CHI2NDOF = {"decimals": CHI2NDOF_DECIMALS}
 
 
 def _key(*extra: sa.Column) -> list[sa.Column]:
@@ -196,14 +216,14 @@ PROTOPARTICLES = sa.Table(
     sa.Column("px", _F, comment="reconstructed momentum [MeV]"),
     sa.Column("py", _F, comment="[MeV]"),
     sa.Column("pz", _F, comment="[MeV]"),
-    sa.Column("tx", _F, comment="slope dx/dz at the first state"),
-    sa.Column("ty", _F, comment="slope dy/dz at the first state"),
+    sa.Column("tx", _F, comment="slope dx/dz at the first state", info=_SLOPE),
+    sa.Column("ty", _F, comment="slope dy/dz at the first state", info=_SLOPE),
     sa.Column("x", _F, comment="state at closest approach to the beam line [mm]", info=_POS),
     sa.Column("y", _F, comment="[mm]", info=_POS),
-    sa.Column("z", _F, comment="[mm]", info=_POS),
+    sa.Column("z", _F, comment="[mm]", info=_STATE_Z),
     sa.Column("ip", _F, comment="impact parameter w.r.t. the primary vertex [mm]", info=_POS),
     sa.Column("ip_chi2", _F, comment="impact-parameter chi2"),
-    sa.Column("track_chi2ndof", _F, comment="track fit chi2/ndf"),
+    sa.Column("track_chi2ndof", _F, comment="track fit chi2/ndf", info=_CHI2NDOF),
     sa.Column("ghost_prob", _F, comment="ghost probability"),
     *[
         sa.Column(f"cov_{a}_{b}", _F, comment=f"state covariance ({a}, {b}) at z [units of {a} x {b}; mm, rad, 1/MeV]")

@@ -21,8 +21,8 @@ from sim.defaults import default_pipeline
 PINNED: dict[str, str] = {
     "events": "45f156662c181471",
     "mc_particles": "f5b3fbe819fea724",
-    "mc_vertices": "99c8ce7b5450279d",
-    "protoparticles": "db9230554e29d2b8",
+    "mc_vertices": "db3942102e87d4fd",
+    "protoparticles": "d2ba9a5f9f9eeb2c",
     "vertices": "8c6c1c07ebea1dc6",
 }
 

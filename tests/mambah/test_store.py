@@ -165,7 +165,8 @@ def test_create_refuses_existing_and_unwritable(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- column types, staging (#19)
 def test_column_types_and_rounding_per_quantity():
-    """Truth four-momenta: DOUBLE to 1e-7 MeV; reco momenta, positions: float32; log-likelihoods: 1e-3."""
+    """Truth four-momenta: DOUBLE to 1e-7 MeV; reco momenta, positions: float32; log-likelihoods: 1e-2;
+    slopes 1e-6 rad, the state's z 1e-3 mm, chi2/ndf 1e-4; ProbNN not rounded."""
     store = EventStore.memory()
     t = _tables(2, 0)
     mc = t["mc_particles"]
@@ -185,9 +186,13 @@ def test_column_types_and_rounding_per_quantity():
     from mambah.store import update
 
     update(store.connection, "protoparticles", {"batch": [0], "event": [0], "index": [0], "RichDLLK": [12.3456789],
-                                                "ProbNNk": [1.23456789e-6]})
-    pp = store.query('SELECT px, "RichDLLK", "ProbNNk" FROM protoparticles').to_pylist()[0]
-    assert pp["RichDLLK"] == pytest.approx(12.346, abs=1e-6) and pp["ProbNNk"] == pytest.approx(1.23456789e-6, rel=1e-6)
+                                                "ProbNNk": [1.23456789e-6], "tx": [0.12345678], "z": [123.45678],
+                                                "track_chi2ndof": [1.2345678], "ghost_prob": [1.23456789e-6]})
+    pp = store.query('SELECT px, "RichDLLK", "ProbNNk", tx, z, track_chi2ndof, ghost_prob FROM protoparticles').to_pylist()[0]
+    assert pp["RichDLLK"] == pytest.approx(12.35, abs=1e-6) and pp["ProbNNk"] == pytest.approx(1.23456789e-6, rel=1e-6)
+    assert pp["tx"] == pytest.approx(0.123457, abs=1e-8) and pp["z"] == pytest.approx(123.457, abs=1e-5)
+    assert pp["track_chi2ndof"] == pytest.approx(1.2346, abs=1e-7)
+    assert pp["ghost_prob"] == pytest.approx(1.23456789e-6, rel=1e-6)
     types = dict(store.query("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'protoparticles'")
                  .to_pandas().itertuples(index=False, name=None))
     assert types["px"] == types["cov_x_x"] == types["RichDLLK"] == "FLOAT" and types["charge"] == "SMALLINT"
