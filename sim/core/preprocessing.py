@@ -38,6 +38,26 @@ __all__ = (
 #: so transformed values stay within about +-5.2.
 BOUND = 1e-7
 
+#: Calls of :meth:`QuantileGaussian.inverse_transform` and
+#: :meth:`ConditionalQuantileGaussian.inverse_transform` on at least this many values run
+#: the compiled loops of :mod:`sim.core._quantile_kernels` (the same numbers bit for bit);
+#: smaller ones run the numpy steps, so a small run never imports numba (≈ 0.5 CPU s with
+#: the kernels' cache).
+COMPILED_MIN_VALUES = 32_768
+
+
+def _kernels() -> Any:
+    """:mod:`sim.core._quantile_kernels` (numba), imported on first use."""
+    from sim.core import _quantile_kernels
+
+    return _quantile_kernels
+
+
+def _contiguous_2d(x: np.ndarray) -> np.ndarray | None:
+    """``x`` as a C-contiguous float64 ``(n, d)`` array for the compiled loops, or ``None`` (another shape)."""
+    arr = np.asarray(x, dtype=np.float64)
+    return np.ascontiguousarray(arr) if arr.ndim == 2 else None
+
 
 @runtime_checkable
 class Preprocessor(Protocol):
@@ -240,9 +260,25 @@ class QuantileGaussian(_Base):
             self._ties_of = self.quantiles_
         return bool(self._ties_cache[j])
 
+    def _tables(self) -> tuple[Any, ...]:
+        """:func:`sim.core._quantile_kernels.qg_inverse`'s tables, cached per fitted table: the quantiles
+        ``(d, m)``, the references and their cell index."""
+        if getattr(self, "_tables_of", None) is not self.quantiles_:
+            r = np.ascontiguousarray(self.references_, dtype=np.float64)
+            first, x0, inv_width = _kernels().cell_index(r[None, :])
+            self._tables_cache = (np.ascontiguousarray(np.asarray(self.quantiles_, dtype=np.float64).T), r, first[0],
+                                  float(x0[0]), float(inv_width[0]))
+            self._tables_of = self.quantiles_
+        return self._tables_cache
+
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         """``(n, d)`` standard-normal values → ``(n, d)`` raw values."""
-        arr = _as_2d(z, "QuantileGaussian.inverse_transform", self._fitted())
+        fast = _contiguous_2d(z)
+        if fast is not None and fast.size >= COMPILED_MIN_VALUES and fast.shape[1] == self._fitted():
+            out = np.empty_like(fast)
+            if _kernels().qg_inverse(fast, ndtr(fast), *self._tables(), BOUND, out) < 0:
+                return out
+        arr = _as_2d(z, "QuantileGaussian.inverse_transform", self._fitted())  # the numpy steps (and their errors)
         p = np.clip(ndtr(arr), BOUND, 1.0 - BOUND)
         q, r = self.quantiles_, self.references_
         out = np.empty_like(arr)
@@ -449,7 +485,20 @@ class ConditionalQuantileGaussian(_Base):
 
     def inverse_transform(self, z: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
         """``(n, d)`` standard-normal values (with the raw conditions) → raw values."""
-        arr = _as_2d(z, "ConditionalQuantileGaussian.inverse_transform", self._fitted())
+        fast = _contiguous_2d(z)
+        if fast is not None and fast.size >= COMPILED_MIN_VALUES and fast.shape[1] == self._fitted():
+            k, a = self._neighbours(self._column(conditions, fast.shape[0], "ConditionalQuantileGaussian.inverse_transform"))
+            if getattr(self, "_tables_of", None) is not self.quantiles_:
+                r = np.ascontiguousarray(self.references_, dtype=np.float64)
+                first, x0, inv_width = _kernels().cell_index(r[None, :])
+                self._tables_cache = (r, first[0], float(x0[0]), float(inv_width[0]),
+                                      np.ascontiguousarray(np.asarray(self.quantiles_, np.float64).transpose(0, 2, 1)))
+                self._tables_of = self.quantiles_
+            out = np.empty_like(fast)
+            if _kernels().cqg_inverse(fast, ndtr(fast), k.astype(np.int64), np.asarray(a, np.float64),
+                                      *self._tables_cache, BOUND, out) < 0:
+                return self._undifferenced(out)
+        arr = _as_2d(z, "ConditionalQuantileGaussian.inverse_transform", self._fitted())  # the numpy steps (and their errors)
         k, a = self._neighbours(self._column(conditions, arr.shape[0], "ConditionalQuantileGaussian.inverse_transform"))
         p = np.clip(ndtr(arr), BOUND, 1.0 - BOUND)
         r = self.references_
