@@ -129,6 +129,13 @@ _MANY_BODY = 4
 _PS_SAFETY = 1.1
 _MODEL_SAFETY = 1.2
 _SL_MODELS = frozenset({"ISGW2", "HQET2", "BaryonPCR"})
+#: Semileptonic accept-reject (:meth:`_Engine._sample_semileptonic`): while at least this many
+#: decays are pending, a round draws about ``_SL_HITS_LARGE`` expected hits per pending decay
+#: (one candidate each at the BaryonPCR efficiency ≈ 0.6), later rounds 1.2: each decay keeps
+#: its first hit, so the draws beyond it are lost; 2.47 -> 1.7 candidates per decay of the
+#: default job (issue #19), the same distribution (a changed random stream).
+_SL_MANY_PENDING = 4_096
+_SL_HITS_LARGE = 0.5
 
 
 def descriptor_to_dec(tree: DecayNode) -> str:
@@ -1048,7 +1055,8 @@ class _Engine:
         for _ in range(2_000):
             if len(pending) == 0:
                 break
-            rep = int(np.clip(1.2 / max(eff, 1e-9), 1, max(1, 100_000 // len(pending))))
+            hits = _SL_HITS_LARGE if len(pending) >= _SL_MANY_PENDING else 1.2  # expected hits per pending decay
+            rep = int(np.clip(hits / max(eff, 1e-9), 1, max(1, 100_000 // len(pending))))
             cand = np.repeat(pending, rep)  # candidate c belongs to pending decay cand[c]
             Mp = M[cand]
             m = np.tile(nominal, (len(cand), 1))
@@ -1376,7 +1384,8 @@ class _Engine:
         for _ in range(2_000):
             if len(pending) == 0:
                 break
-            rep = int(np.clip(1.2 / max(eff, 1e-9), 1, max(1, 100_000 // len(pending))))
+            hits = _SL_HITS_LARGE if len(pending) >= _SL_MANY_PENDING else 1.2  # expected hits per pending decay
+            rep = int(np.clip(hits / max(eff, 1e-9), 1, max(1, 100_000 // len(pending))))
             cand = np.repeat(pending, rep)
             p4, ratio = prop.sample(len(cand), rng)
             rest = np.empty_like(p4)
