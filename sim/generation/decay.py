@@ -129,11 +129,12 @@ _MANY_BODY = 4
 _PS_SAFETY = 1.1
 _MODEL_SAFETY = 1.2
 _SL_MODELS = frozenset({"ISGW2", "HQET2", "BaryonPCR"})
-#: Semileptonic accept-reject (:meth:`_Engine._sample_semileptonic`): while at least this many
-#: decays are pending, a round draws about ``_SL_HITS_LARGE`` expected hits per pending decay
-#: (one candidate each at the BaryonPCR efficiency ≈ 0.6), later rounds 1.2: each decay keeps
-#: its first hit, so the draws beyond it are lost; 2.47 -> 1.7 candidates per decay of the
-#: default job (issue #19), the same distribution (a changed random stream).
+#: Accept-reject rounds (:meth:`_Engine._sample_decays`, :meth:`_Engine._sample_semileptonic`):
+#: while at least ``_SL_MANY_PENDING`` decays are pending, a round draws about ``_SL_HITS_LARGE``
+#: expected hits per pending decay (one candidate each at the BaryonPCR efficiency ≈ 0.6),
+#: later rounds 1.2 (few rounds for the last decays): each decay keeps its first hit, so the
+#: draws beyond it are lost; the default job's Λb → Λc μ ν went from 2.47 to 1.69 candidates
+#: per decay (issue #19).  The same distribution, a changed random stream.
 _SL_MANY_PENDING = 4_096
 _SL_HITS_LARGE = 0.5
 
