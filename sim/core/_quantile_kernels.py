@@ -47,10 +47,10 @@ if _is_command():  # as sim.detector._vertex_kernels: numba's third-party extens
     numba.core.entrypoints._already_initialized = True
 
 
-def _jit(func: Callable[..., Any]) -> Any:
+def _jit(func: Callable[..., Any], **options: Any) -> Any:
     """``numba.njit(cache=True)``, with a temporary-directory cache where numba finds no writable one."""
     try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+        return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(func)
     except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available for file ..."
         config: Any = numba.config
         if config.CACHE_DIR:
@@ -58,7 +58,12 @@ def _jit(func: Callable[..., Any]) -> Any:
         fallback = os.path.join(tempfile.gettempdir(), f"mambah-numba-{os.getuid()}")
         _log.warning("quantile kernels: numba cannot cache beside %s (%s); caching in %s", __file__, exc, fallback)
         config.CACHE_DIR = fallback
-        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+        return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(func)
+
+
+def _inline(func: Callable[..., Any]) -> Any:
+    """:func:`_jit` inlined into its callers (a call with array arguments costs their reference counts per value)."""
+    return _jit(func, inline="always")
 
 
 #: Cells of the uniform grid over each table (:func:`cell_index`).
@@ -87,7 +92,7 @@ def cell_index(xp: np.ndarray, cells: int = CELLS) -> tuple[np.ndarray, np.ndarr
     return first, x0, inv_width
 
 
-@_jit
+@_inline
 def _interp(v: float, xp: np.ndarray, fp: np.ndarray, first: np.ndarray, x0: float, inv_width: float) -> float:
     """``np.interp(v, xp, fp)`` (numpy's ``arr_interp`` arithmetic; ``xp`` increasing, ``m >= 2``, ``v`` finite)."""
     m = xp.shape[0]
@@ -124,7 +129,7 @@ def _interp(v: float, xp: np.ndarray, fp: np.ndarray, first: np.ndarray, x0: flo
     return res
 
 
-@_jit
+@_inline
 def _clip(v: float, lo: float, hi: float) -> float:
     """``np.clip`` of a finite value."""
     if v < lo:
@@ -148,12 +153,11 @@ def qg_inverse(z: np.ndarray, u: np.ndarray, q: np.ndarray, r: np.ndarray, first
     """
     n, d = u.shape
     hi = 1.0 - bound
-    for c in range(d):
-        qc = q[c]
-        for i in range(n):
+    for i in range(n):
+        for c in range(d):
             if not np.isfinite(z[i, c]):
                 return c
-            out[i, c] = _interp(_clip(u[i, c], bound, hi), r, qc, first, x0, inv_width)
+            out[i, c] = _interp(_clip(u[i, c], bound, hi), r, q[c], first, x0, inv_width)
     return -1
 
 
