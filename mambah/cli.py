@@ -115,8 +115,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     query = sub.add_parser("query", help="run SQL on a store")
     query.add_argument("store")
     query.add_argument("sql")
-    query.add_argument("--format", choices=("table", "csv", "parquet"), default="table")
-    query.add_argument("-o", "--output", help="file for --format csv/parquet (csv: default stdout)")
+    query.add_argument("--format", choices=QUERY_FORMATS,
+                       help="table (default; printed), csv (stdout or -o) or parquet (-o); with -o alone, from its suffix")
+    query.add_argument("-o", "--output", help="file for --format csv/parquet (csv: default stdout); .csv/.parquet/.pq tell the format")
     query.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     query.add_argument("--max-rows", type=positive_int, default=50, help="rows printed with --format table")
     query.set_defaults(func=cmd_query)
@@ -145,11 +146,58 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def path_argument(value: str, what: str) -> str:
+    """``value`` of a path argument, refused when empty (``''`` would name the current directory).
+
+    Raises:
+        ConfigError: ``value`` is empty or blank, naming ``what`` (``"store"``, ``"-o/--output"``).
+    """
+    if not str(value).strip():
+        raise ConfigError(f"empty {what} path {value!r}; give a file name")
+    return value
+
+
+#: formats of ``mambah query --format``
+QUERY_FORMATS = ("table", "csv", "parquet")
+#: ``mambah query -o`` suffixes that tell the format when ``--format`` is not given
+_QUERY_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def query_format(fmt: str | None, output: str | None, overwrite: bool) -> str:
+    """The format of ``mambah query``: ``--format``, else the suffix of ``-o``, else ``table``.
+
+    Raises:
+        ConfigError: ``-o`` with ``--format table`` (nothing would be written to it), ``-o`` whose
+            suffix tells no format and no ``--format``, ``--format parquet`` without ``-o``,
+            ``--overwrite`` without ``-o``.
+    """
+    if output is not None:
+        path_argument(output, "-o/--output")
+    if overwrite and output is None:
+        raise ConfigError("--overwrite replaces an -o/--output file; give -o FILE or drop --overwrite")
+    if fmt is None:
+        if output is None:
+            return "table"
+        suffix = os.path.splitext(output)[1].lower()
+        if suffix not in _QUERY_SUFFIXES:
+            raise ConfigError(
+                f"cannot tell the format of -o {output!r} from its suffix; give --format csv or --format parquet "
+                f"(or name it {', '.join(_QUERY_SUFFIXES)})"
+            )
+        return _QUERY_SUFFIXES[suffix]
+    if fmt == "table" and output is not None:
+        raise ConfigError(f"--format table prints to the terminal, it writes no -o {output!r}; give --format csv or parquet")
+    if fmt == "parquet" and output is None:
+        raise ConfigError("--format parquet needs --output FILE")
+    return fmt
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
     from mambah.store import EventStore
 
+    path_argument(args.store, "store")
     with EventStore.open(args.store, read_only=True) as store:
         if args.pipeline:
             text = store.get_metadata("pipeline")
@@ -249,8 +297,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     )
     from mambah.store import EventStore
 
-    if args.format == "parquet" and not args.output:
-        raise ConfigError("--format parquet needs --output FILE")
+    path_argument(args.store, "store")
+    args.format = query_format(args.format, args.output, args.overwrite)
     if args.output and args.format in ("csv", "parquet") and os.path.isfile(args.output) and not args.overwrite:
         raise ConfigError(f"output '{args.output}' exists; pass --overwrite to replace it")
 
@@ -290,7 +338,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from mambah.check import check_store
 
-    report = check_store(args.store)
+    report = check_store(path_argument(args.store, "store"))
     lines = report.lines()
     for line in lines:
         print(f"mambah: error: {line}", file=sys.stderr)
@@ -308,6 +356,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from mambah.dataset import merge_dataset
     from mambah.errors import StoreError
 
+    path_argument(args.dataset, "dataset")
+    path_argument(args.output, "output")
     if not Path(args.dataset).is_dir():
         raise StoreError(f"'{args.dataset}' is not a dataset directory (mambah run --dataset writes one)")
     with merge_dataset(args.dataset, args.output, overwrite=args.overwrite) as store:
