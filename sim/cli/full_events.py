@@ -22,6 +22,16 @@ __all__ = ("FULL_EVENT_BATCH", "full_event_pipeline")
 #: Default events per batch for full events (≈ 1 000 particles per event).
 FULL_EVENT_BATCH = 500
 
+#: ``mambah run`` options of the particle gun's generator pass (flag, argparse key), refused with
+#: --pythia/--hepmc: neither full-event pass has these fields
+_GUN_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("--spectrum", "spectrum"),
+    ("--cc-fraction", "cc_fraction"),
+    ("--decay-table", "decay_table"),
+    ("--unsupported-models", "unsupported_models"),
+    ("--table-unsupported-models", "table_unsupported_models"),
+)
+
 
 def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipeline:
     """``pipeline`` with its generator replaced as ``args.pythia`` / ``args.hepmc`` ask.
@@ -39,6 +49,13 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
     """
     if args.pythia and args.hepmc:
         raise ConfigError("give only one of --pythia and --hepmc")
+    gun_only = [flag for flag, key in _GUN_OPTIONS if getattr(args, key, None) is not None]
+    if gun_only:  # the Pythia and HepMC passes have no such field: they would be dropped without a word
+        source = "--pythia" if args.pythia is not None else "--hepmc"
+        raise ConfigError(
+            f"{', '.join(gun_only)} set(s) the particle gun's generator; {source} replaces it with a pass that has "
+            f"no such setting: drop {'it' if len(gun_only) == 1 else 'them'}"
+        )
     gens = [p for p in pipeline.passes if p.kind == "generator"]
     if not gens:
         raise ConfigError("the pipeline has no generator pass to replace with --pythia/--hepmc")

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from mambah.cli import nonnegative_int, positive_int
+from mambah.cli import nonnegative_int, path_argument, positive_int
 from mambah.errors import ConfigError
 from sim.core.executors import DaskExecutor, Executor, SerialExecutor
 from sim.core.pipeline import Pipeline
@@ -81,6 +81,8 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
         pipeline = Pipeline(pipeline.passes, dataclasses.replace(pipeline.run, **changes))
     if args.decay is not None and args.dec_file is not None:
         raise ConfigError("give only one of --decay and --dec-file")
+    if getattr(args, "mother", None) is not None and args.dec_file is None:  # it names a Decay block of the DecFile
+        raise ConfigError(f"--mother {args.mother!r} picks the Decay block of --dec-file FILE; give --dec-file, or drop --mother")
     if getattr(args, "pythia", None) is not None or getattr(args, "hepmc", None):  # --pythia "" is a bad preset, not no Pythia
         from sim.cli.full_events import full_event_pipeline
 
@@ -157,6 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"-o {args.output} names an ntuple; mambah run writes a DuckDB store: give -o "
             f"{Path(args.output).with_suffix('.duckdb')} and --export {args.output} (or mambah export afterwards)"
         )
+    path_argument(args.output, "-o/--output")
     check_output(args.output, resume=args.resume, overwrite=args.overwrite)
     # --export (ficino.cli): on_batch hook streaming committed batches into an ntuple
     hook = args.export_hook(args, pipeline) if getattr(args, "export_hook", None) else None

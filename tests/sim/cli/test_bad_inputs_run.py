@@ -1,0 +1,42 @@
+"""`mambah run` options that would be dropped without a word: refused in one line, exit 2, no store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mambah.cli import main
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        # --mother names a Decay block of --dec-file; without one it was ignored (exit 0)
+        (["--mother", "B+"], "--mother 'B+' picks the Decay block of --dec-file"),
+        (["--decay", "B+ -> K+ pi+ pi-", "--mother", "B+"], "--mother 'B+' picks the Decay block of --dec-file"),
+        # the gun's generator options with a full-event generator: the Pythia/HepMC pass has no such field
+        (["--pythia", "minbias", "--spectrum", "b"], "--spectrum set(s) the particle gun's generator; --pythia replaces it"),
+        (["--pythia", "bbbar", "--decay", "[B+ -> K+ pi+ pi-]cc", "--cc-fraction", "0.2"], "--cc-fraction set(s)"),
+        (["--pythia", "bbbar", "--decay-table", "DECAY_BELLE2.DEC"], "--decay-table set(s)"),
+        (["--hepmc", "x.hepmc", "--unsupported-models", "skip", "--table-unsupported-models", "error"],
+         "--unsupported-models, --table-unsupported-models set(s) the particle gun's generator; --hepmc replaces it"),
+        (["--hepmc", "x.hepmc", "--mother", "B+"], "--mother 'B+' picks the Decay block of --dec-file"),
+        (["-o", ""], "empty -o/--output path"),
+    ],
+)
+def test_ignored_options_are_refused(
+    argv: list[str], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = [] if "-o" in argv else ["-o", "s.duckdb"]
+    assert main(["run", "--events", "20", "--no-progress", *out, *argv]) == 2
+    assert match in _one_line(capsys)
+    assert list(tmp_path.iterdir()) == []
