@@ -245,13 +245,47 @@ class QuantileGaussian(_Base):
         """``(n, d)`` raw values → ``(n, d)`` standard-normal values."""
         arr = _as_2d(x, "QuantileGaussian.transform", self._fitted())
         q, r = self.quantiles_, self.references_
-        out = np.empty_like(arr)
+        out = np.empty((arr.shape[1], arr.shape[0]))  # column by column, each contiguous
         for j in range(arr.shape[1]):
-            out[:, j] = np.interp(arr[:, j], q[:, j], r)
-            if self._ties(j):  # the backward interpolation differs only at repeated quantiles
-                bwd = -np.interp(-arr[:, j], -q[::-1, j], -r[::-1])
-                out[:, j] = 0.5 * (out[:, j] + bwd)
-        return ndtri(np.clip(out, BOUND, 1.0 - BOUND))
+            col = np.ascontiguousarray(arr[:, j])
+            out[j] = np.interp(col, q[:, j], r)
+            tie = self._tie_points(j)
+            if tie is not None:  # a value on a repeated quantile: the middle of its probability run
+                values, middle = tie
+                if values.size <= 4:
+                    for v, mid in zip(values.tolist(), middle.tolist()):
+                        out[j][col == v] = mid
+                else:
+                    k = np.minimum(np.searchsorted(values, col), values.size - 1)
+                    on = values[k] == col
+                    out[j][on] = middle[k[on]]
+        np.clip(out, BOUND, 1.0 - BOUND, out=out)
+        return ndtri(out, out=out).T  # type: ignore[no-any-return]
+
+    def _tie_points(self, j: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The repeated quantiles of column ``j`` and the middle of each one's probability run, or ``None``.
+
+        ``transform`` averages, as sklearn does, the forward interpolation (at a repeated
+        quantile ``v``: the reference of its last occurrence, ``r[last]``) and the backward one
+        (``r[first]``).  Elsewhere the two are the same straight line evaluated from its two
+        ends, equal to round-off (≲ 1e-16, below the float32 the networks read): the forward
+        one alone is used there, and at the repeated quantiles ``0.5 (r[last] + r[first])``,
+        the average's exact value.  (Before issue #19 both interpolations ran on every value.)
+        """
+        if not self._ties(j):
+            return None
+        if getattr(self, "_tie_points_of", None) is not self.quantiles_:
+            q, r = np.asarray(self.quantiles_, dtype=np.float64), np.asarray(self.references_, dtype=np.float64)
+            points: list[tuple[np.ndarray, np.ndarray] | None] = []
+            for c in range(q.shape[1]):
+                qc = q[:, c]
+                values = np.unique(qc[:-1][np.diff(qc) <= 0])
+                first = np.searchsorted(qc, values, side="left")
+                last = np.searchsorted(qc, values, side="right") - 1
+                points.append((values, 0.5 * (r[last] + r[first])) if values.size else None)
+            self._tie_points_cache = points
+            self._tie_points_of = self.quantiles_
+        return self._tie_points_cache[j]
 
     def _ties(self, j: int) -> bool:
         """Whether column ``j`` has repeated quantiles (a discrete column), cached per fitted table."""
