@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from mambah.cli import nonnegative_int, path_argument
 from mambah.errors import ExportError
 
 __all__ = ("register", "cmd_export", "make_run_hook", "parse_aliases")
@@ -57,12 +58,12 @@ def register(sub: Any) -> None:
     p.add_argument("--decay", help="decay descriptor (default: the store's generator decay)")
     p.add_argument("--aliases", help="aliases, one per particle breadth-first ('Lb,Lc,mu,nu,p,K,pi') or renames ('Lb=B,Lc=C')")
     p.add_argument("--variables", help="comma-separated variables ('PT,M') or columns ('Lc_M'); default all")
-    p.add_argument("--tree", default="DecayTree", help="TTree name (default DecayTree)")
+    p.add_argument("--tree", help="TTree name of a ROOT output (default DecayTree)")
     p.add_argument("--cut", help="DuckDB SQL selection on the candidate columns, e.g. 'Lc_M > 2200'")
     p.add_argument("--format", choices=("root", "parquet", "csv"), help="output format (default: from the suffix)")
     p.add_argument("--compression", help="LZ4 (default), ZLIB, LZMA, ZSTD or NONE, optionally NAME:LEVEL")
     p.add_argument("--all-candidates", action="store_true", help="all MC-truth candidates, not only reconstructed ones")
-    p.add_argument("--seed", type=int, default=0, help="seed of the vertex smearing (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the vertex smearing (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--build", choices=("auto", "serial", "process"), default="auto",
@@ -85,11 +86,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``mambah export``."""
     from ficino._worker import shutdown_worker
     from ficino.export import export
+    from ficino.writers import resolve_format
 
+    path_argument(args.store, "store")
+    path_argument(args.output, "output")
+    if args.tree is not None and resolve_format(args.output, args.format) != "root":  # it names a TTree only
+        raise ExportError(f"--tree names the TTree of a ROOT output; '{args.output}' is written as "
+                          f"{resolve_format(args.output, args.format)}: drop --tree")
     try:
         summary = export(
             args.store, args.output, decay=args.decay, aliases=parse_aliases(args.aliases), variables=_variables(args.variables),
-            tree=args.tree, fmt=args.format, cut=args.cut, reconstructed_only=not args.all_candidates,
+            tree="DecayTree" if args.tree is None else args.tree, fmt=args.format, cut=args.cut, reconstructed_only=not args.all_candidates,
             overwrite=args.overwrite, progress=not args.no_progress, compression=args.compression, seed=args.seed,
             build=args.build,
         )

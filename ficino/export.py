@@ -144,6 +144,8 @@ class NtupleWriter:
         self.cut = _check_cut_syntax(cut)
         self.reconstructed_only = bool(reconstructed_only)
         self.compression = compression
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+            raise ExportError(f"seed of the vertex smearing must be an integer in [0, 2**63), got {seed!r}")
         self.seed = int(seed)
         self.resolution = resolution
         self.spec: DecaySpec | None = None

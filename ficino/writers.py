@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("root", "parquet", "csv")
 COMPRESSIONS = ("LZ4", "ZLIB", "LZMA", "ZSTD", "NONE")
 _SUFFIX = {".root": "root", ".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+_FORMAT_SUFFIX = {"root": ".root", "parquet": ".parquet", "csv": ".csv"}
 _PARQUET_CODEC = {"LZ4": "lz4", "ZSTD": "zstd", "ZLIB": "gzip", "NONE": "none"}
 
 
@@ -59,6 +60,12 @@ def resolve_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:
         f = str(fmt).lower()
         if f not in FORMATS:
             raise ExportError(f"unknown format {fmt!r}; formats are {', '.join(FORMATS)}")
+        named = _SUFFIX.get(Path(path).suffix.lower())
+        if named is not None and named != f:  # a CSV file named .root would be a silent substitute
+            raise ExportError(
+                f"output '{path}' is named as a {named} file but the format is {f}; "
+                f"name it '{Path(path).with_suffix(_FORMAT_SUFFIX[f])}' or give the format {named}"
+            )
         return f
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIX:

@@ -77,7 +77,7 @@ def test_export_command(store_file, tmp_path, capsys):
         (["--aliases", "Lx=B"], "unknown alias"),
         (["--decay", "B+ -> K+ pi0"], "matches nothing"),
         (["--cut", "Lc_M >"], "does not parse"),
-        (["--format", "parquet", "--compression", "LZMA"], "not available for Parquet"),
+        (["--format", "parquet", "--compression", "LZMA"], "o.root' is named as a root file but the format is parquet"),
         # the bad-input corpus
         (["--variables", ""], "--variables '' names no variable; give e.g. 'PT,M'"),  # was a uproot traceback, rc 1
         (["--variables", "PT,MASSS"], "unknown variable 'MASSS'; variables are PX"),
