@@ -482,7 +482,7 @@ def test_full_event_sized_shower_calls_do_not_import_tensorflow() -> None:
     assert out.stdout.split()[-3:] == ["3000", "True", "False"], out.stdout
 
 
-def test_pixels_to_deposits_leaves_its_input_unless_told_to_overwrite() -> None:
+def test_pixels_to_deposits_leaves_its_input() -> None:
     from sim.detector.calorimeter import _pixels_to_deposits, _pixels_to_matrices
 
     rng = np.random.default_rng(4)
@@ -491,7 +491,23 @@ def test_pixels_to_deposits_leaves_its_input_unless_told_to_overwrite() -> None:
     total, e = rng.normal(0.0, 1.0, n), np.full(n, 10_000.0)
     before = pixels.copy()
     want = _pixels_to_matrices(pixels, total, e, 1e-4, 30).reshape(n, 900)
-    for overwrite in (False, True):
-        sh, px, dep = _pixels_to_deposits(pixels, total, e, 1e-4, 30, overwrite=overwrite)
-        assert np.array_equal(dep, want[sh, px]) and np.array_equal(np.flatnonzero(want > 0), sh * 900 + px)
-        assert np.array_equal(pixels, before) != overwrite
+    sh, px, dep = _pixels_to_deposits(pixels, total, e, 1e-4, 30)
+    assert np.array_equal(dep, want[sh, px]) and np.array_equal(np.flatnonzero(want > 0), sh * 900 + px)
+    assert np.array_equal(pixels, before)
+
+
+def test_shower_totals_sum_the_positive_pixels_in_c_order() -> None:
+    """Each shower's total: its positive pixels added one by one in C order (dense and sparse paths alike)."""
+    from sim.detector.calorimeter import _shower_totals
+
+    rng = np.random.default_rng(5)
+    v = rng.uniform(0.0, 1.0, (3, 900)).astype(np.float32) * (rng.uniform(size=(3, 900)) < 0.1)
+    flat = np.flatnonzero(v > 0)
+    got = _shower_totals(flat // 900, v.reshape(-1)[flat], 4)
+    want = []
+    for row in v:  # float64 additions one by one (not sum(), which compensates since Python 3.12)
+        acc = 0.0
+        for x in row[row > 0]:
+            acc += float(x)
+        want.append(acc)
+    assert got.tolist() == [*want, 0.0]
