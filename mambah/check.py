@@ -130,10 +130,14 @@ def check_store(path: str | Path, *, con: duckdb.DuckDBPyConnection | None = Non
     if con is None:
         if not p.exists():
             raise StoreError(f"store '{p}' does not exist")
-        if p.is_dir():  # a dataset store (mambah.dataset): every Parquet file read in full
-            from mambah.dataset import dataset_connection
+        if p.is_dir():  # a dataset store (mambah.dataset): every batch directory looked at, every Parquet file read in full
+            from mambah.dataset import dataset_connection, dataset_problems, read_dataset_metadata
 
-            own = dataset_connection(p)
+            read_dataset_metadata(p)  # not a dataset, or another schema version: raised as for a store file
+            report.problems.extend(dataset_problems(p, schemas=True))
+            if report.problems:  # the views would fail on (or silently skip) the damaged directories
+                return report
+            own = dataset_connection(p, strict=False)
             try:
                 _check(own, report)
             finally:

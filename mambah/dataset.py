@@ -50,6 +50,7 @@ __all__ = (
     "create_dataset",
     "dataset_batches",
     "dataset_connection",
+    "dataset_problems",
     "is_dataset",
     "merge_dataset",
     "read_dataset_metadata",
@@ -129,6 +130,82 @@ def _batch_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(BATCH_PREFIX))
+
+
+def _batch_number(d: Path) -> int | None:
+    """``n`` of a directory named ``batch=<n>`` (decimal digits), else None."""
+    text = d.name[len(BATCH_PREFIX):]
+    return int(text) if text.isdecimal() and text.isascii() else None
+
+
+def _expected_columns(name: str) -> tuple[str, ...]:
+    """Columns a batch's ``<name>.parquet`` holds (the partition key ``batch`` is in the path)."""
+    if name == "batches":
+        return ("n_events", "seed")
+    return tuple(c for c in column_names(name) if c != "batch")
+
+
+def dataset_problems(root: str | os.PathLike[str], *, schemas: bool = False) -> list[str]:
+    """One line per batch directory of the dataset ``root`` that is not what :func:`write_dataset_batch` makes.
+
+    A batch directory is complete or absent (it is renamed into place last), so a
+    directory named ``batch=...`` that is not ``batch=<n>``, lacks a table file or its
+    ``batch.json``, or whose record does not name batch ``n``, was damaged or edited by
+    hand: the readers' views would miss its rows (a missing file), fail on its name, or
+    count a batch without its record.  Batches being written (``.tmp-*``) are not looked at.
+
+    Args:
+        root: the dataset directory.
+        schemas: also read every Parquet file's footer and compare its columns with the
+            schema (``mambah check``; the views fill a missing column with NULL).
+
+    Returns:
+        The problems, each naming the directory and file ("" when none).
+    """
+    r = Path(root)
+    out: list[str] = []
+    files = (*(f"{t}.parquet" for t in (*DATA_TABLES, "batches")), RECORD_FILE)
+    for d in _batch_dirs(r):
+        n = _batch_number(d)
+        if n is None:
+            out.append(f"dataset '{r}': '{d.name}' is not a batch directory (batch=<number>); remove or rename it")
+            continue
+        missing = [f for f in files if not (d / f).is_file()]
+        if missing:
+            out.append(f"dataset '{r}': batch {n} lacks {', '.join(missing)} in '{d.name}'; re-run it "
+                       "(mambah run --resume, after removing the directory) or remove it")
+            continue
+        try:
+            rec = json.loads((d / RECORD_FILE).read_text())
+            ok = (isinstance(rec, dict) and rec.get("batch") == n and isinstance(rec.get("n_events"), int)
+                  and rec["n_events"] > 0 and isinstance(rec.get("seed"), int))
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            out.append(f"dataset '{r}': '{d.name}/{RECORD_FILE}' is not the record of batch {n} (batch, n_events, seed)")
+            continue
+        if schemas:
+            out.extend(_schema_problems(r, d, n))
+    return out
+
+
+def _schema_problems(root: Path, d: Path, n: int) -> list[str]:
+    import pyarrow.parquet as pq
+
+    out: list[str] = []
+    for name in (*DATA_TABLES, "batches"):
+        f = d / f"{name}.parquet"
+        try:
+            have = set(pq.read_schema(f).names)
+        except Exception as err:  # pyarrow raises ArrowInvalid / OSError on a cut or foreign file
+            line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            out.append(f"dataset '{root}': batch {n}'s '{f.name}' is not a readable Parquet file: {line}")
+            continue
+        lacking = [c for c in _expected_columns(name) if c not in have]
+        if lacking:
+            shown = ", ".join(lacking[:5]) + (" ..." if len(lacking) > 5 else "")
+            out.append(f"dataset '{root}': batch {n}'s '{f.name}' lacks column(s) {shown} of table '{name}'")
+    return out
 
 
 def dataset_batches(root: str | os.PathLike[str]) -> dict[int, dict[str, Any]]:
@@ -214,14 +291,24 @@ def _glob(root: Path, name: str) -> str:
     return str(root / f"{BATCH_PREFIX}*" / f"{name}.parquet").replace("'", "''")
 
 
-def dataset_connection(root: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+def dataset_connection(root: str | os.PathLike[str], *, strict: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection whose tables are views over the dataset ``root`` (read-only use).
 
+    Args:
+        root: the dataset directory.
+        strict: refuse a dataset with a damaged batch directory (:func:`dataset_problems`);
+            ``mambah check`` opens it with ``strict=False`` to report everything.
+
     Raises:
-        StoreError, SchemaVersionError: see :func:`read_dataset_metadata`.
+        StoreError, SchemaVersionError: see :func:`read_dataset_metadata`; a damaged batch directory.
     """
     r = Path(root)
     meta = read_dataset_metadata(r)
+    if strict:
+        problems = dataset_problems(r)
+        if problems:
+            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+            raise StoreError(f"{problems[0]}{more}; see 'mambah check {r}'")
     records = dataset_batches(r)
     con = duckdb.connect(":memory:")
     try:
@@ -266,8 +353,7 @@ def merge_dataset(root: str | os.PathLike[str], output: str | os.PathLike[str], 
 
     if Path(output).exists() and not overwrite:  # merge has no resume
         raise StoreExistsError(f"output '{output}' exists; pass overwrite=True (--overwrite) to replace it")
-    src = EventStore.open(root, read_only=True)
-    src.close()
+    read_dataset_metadata(root)  # not a dataset, or another schema version: that line, not check's
     problems = check_store(Path(root)).lines()
     if problems:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""

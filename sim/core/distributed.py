@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mambah.errors import ConfigError, DistributedError, MambahError
+from mambah.errors import ConfigError, DistributedError, MambahError, StoreError
 from mambah.quiet import quiet_if_inherited
 from mambah.schema import DATA_TABLES
 from mambah.store import BatchRecord, EventStore, query_arrow, staged_metadata, staging_connection
@@ -306,7 +306,7 @@ def _open_dataset_output(pipeline: Pipeline, root: Path, *, resume: bool, overwr
         ConfigError: resume of a dataset made with another pipeline, seed or sizes.
         StoreError, StoreExistsError: see :func:`mambah.dataset.create_dataset`.
     """
-    from mambah.dataset import clear_incomplete, create_dataset, dataset_batches, read_dataset_metadata
+    from mambah.dataset import clear_incomplete, create_dataset, dataset_batches, dataset_problems, read_dataset_metadata
 
     meta = {"pipeline": pipeline.to_toml(), "run": _run_record(pipeline)}
     if resume and root.exists():
@@ -316,6 +316,9 @@ def _open_dataset_output(pipeline: Pipeline, root: Path, *, resume: bool, overwr
         n = clear_incomplete(root)
         if n:
             log.warning("removed %d incomplete batch(es) of '%s' (written when the run stopped)", n, root)
+        damaged = dataset_problems(root)  # such a batch directory would count as done without its rows
+        if damaged:
+            raise StoreError(f"cannot resume '{root}': {damaged[0]}; see 'mambah check {root}'")
         expected = _RunBatches(pipeline)
         done = dataset_batches(root)
         for b, rec in done.items():

@@ -52,7 +52,7 @@ def test_merge_refuses_a_batch_whose_table_file_is_missing(dataset: Path, tmp_pa
     out = tmp_path / "m.duckdb"
     assert main(["merge", str(dataset), str(out)]) == 2
     err = _one_line(capsys)
-    assert err.startswith(f"mambah: error: cannot merge '{dataset}': batch 1 is recorded with 100 events but table 'events' holds 0 row(s)")
+    assert err.startswith(f"mambah: error: cannot merge '{dataset}': dataset '{dataset}': batch 1 lacks events.parquet in 'batch=1'")
     assert err.endswith(f"see 'mambah check {dataset}'"), err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
@@ -65,5 +65,5 @@ def test_merge_onto_an_existing_output_names_the_option_merge_has(dataset: Path,
     assert out.read_bytes() == b"keep"
     (dataset / "batch=0" / "mc_particles.parquet").write_bytes(b"garbage")
     assert main(["merge", str(dataset), str(tmp_path / "n.duckdb")]) == 2
-    assert f"cannot open dataset '{dataset}'" in _one_line(capsys)
+    assert f"cannot merge '{dataset}': dataset '{dataset}': batch 0's 'mc_particles.parquet' is not a readable Parquet file" in _one_line(capsys)
     assert not (tmp_path / "n.duckdb").exists()
