@@ -20,7 +20,7 @@ import duckdb
 from mambah.errors import SchemaVersionError, StoreError
 from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES
 
-__all__ = ("CheckReport", "check_store", "duckdb_error_line", "is_lock_conflict", "truncation_problem")
+__all__ = ("CheckReport", "check_store", "duckdb_error_line", "foreign_database", "is_lock_conflict", "truncation_problem")
 
 #: the text DuckDB puts in a file-lock conflict (and in nothing else)
 _LOCK_MARKERS = ("could not set lock on file", "conflicting lock is held")
@@ -48,6 +48,26 @@ def duckdb_error_line(err: BaseException, path: str | Path) -> str:
     if "checksum" in low or "corrupt" in low or "could not read enough bytes" in low or "truncat" in low:
         return f"store '{path}' is damaged (run 'mambah check {path}'): {first}"
     return f"cannot read or write store '{path}': {first}"
+
+
+#: the first bytes of a SQLite 3 database file (DuckDB would try to download its sqlite extension to open it)
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def foreign_database(path: str | Path) -> str | None:
+    """One line if ``path`` is a SQLite database rather than a DuckDB store, else None.
+
+    DuckDB opens a SQLite file through its ``sqlite`` extension, which it tries to download
+    (``Failed to download extension "sqlite_scanner"``): the file is named for what it is instead.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError:
+        return None
+    if head == _SQLITE_MAGIC:
+        return f"'{path}' is a SQLite database, not a DuckDB store (mambah stores are DuckDB files: mambah run -o FILE)"
+    return None
 
 
 #: bytes before the first block of a DuckDB file: the main header and the two database headers
@@ -142,6 +162,10 @@ def check_store(path: str | Path, *, con: duckdb.DuckDBPyConnection | None = Non
                 _check(own, report)
             finally:
                 own.close()
+            return report
+        foreign = foreign_database(p)
+        if foreign:
+            report.problems.append(foreign)
             return report
         try:
             own = duckdb.connect(str(p), read_only=True)

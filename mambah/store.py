@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from mambah.check import CheckReport, check_store, duckdb_error_line, is_lock_conflict, truncation_problem
+from mambah.check import CheckReport, check_store, duckdb_error_line, foreign_database, is_lock_conflict, truncation_problem
 from mambah.errors import SchemaVersionError, StoreError, StoreExistsError, first_line
 from mambah.schema import DATA_TABLES, SCHEMA_VERSION, TABLES, VIEWS, column_decimals, column_names, create_ddl, create_view_ddl
 
@@ -740,6 +740,9 @@ def _connect(path: str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         "memory_limit": os.environ.get("MAMBAH_DUCKDB_MEMORY", MEMORY_LIMIT if read_only or path == MEMORY else WRITE_MEMORY_LIMIT),
         "max_vacuum_tasks": VACUUM_TASKS,
     }
+    foreign = foreign_database(path)  # a SQLite file: DuckDB would download its sqlite extension to open it
+    if foreign:
+        raise StoreError(foreign)
     try:
         return duckdb.connect(path, read_only=read_only, config=config)
     except duckdb.Error as err:
