@@ -790,6 +790,13 @@ def _bilinears(bar: np.ndarray, ops: Sequence[np.ndarray] | np.ndarray, sp: np.n
 
 
 _GA = [g @ _G5 for g in _GAMMA]  # γ^μ γ5
+#: 1, γ5, γ^μ, γ^μ γ5 for :func:`sim.generation._amplitude_kernels.baryon_current`.
+_BARYON_OPS = np.ascontiguousarray(np.stack([np.eye(4, dtype=complex), _G5, *_GAMMA, *_GA]))
+#: Calls of :func:`semileptonic_tensor` with a spin-½ daughter on at least this many decays compute the
+#: hadronic current in one compiled loop (:mod:`sim.generation._amplitude_kernels`, equal to the numpy form to
+#: round-off); smaller ones (a small run, the presample) stay numpy and import no numba.  Row count only, so a
+#: batch gives the same numbers in any process.
+COMPILED_MIN_DECAYS = 4_096
 
 
 def _antineutrino_spinor(p4: np.ndarray) -> np.ndarray:
@@ -906,18 +913,26 @@ def semileptonic_tensor(
         ux = _bar(_u_spinors(px, mx))
         v = tb / mb[:, None]
         vp = tx_ / mx[:, None]
-        # bilinears ū_X Γ u_B as (n, s_B, s_X)
-        sca, pse = np.moveaxis(_bilinears(ux, [np.eye(4), _G5], ub, spinor_first=True), -1, 0)
-        vec_b = _bilinears(ux, _GAMMA, ub, spinor_first=True)  # (n, sB, sX, μ)
-        ax_b = _bilinears(ux, _GA, ub, spinor_first=True)
-        vterm = f2[:, None] * v + f3[:, None] * vp  # (n, μ)
-        aterm = g2[:, None] * v + g3[:, None] * vp
-        had = (
-            f1[:, None, None, None] * vec_b
-            + sca[..., None] * vterm[:, None, None, :]
-            - g1[:, None, None, None] * ax_b
-            - pse[..., None] * aterm[:, None, None, :]
-        )  # (n, sB, sX, μ)
+        if n >= COMPILED_MIN_DECAYS:  # one compiled loop (sim.generation._amplitude_kernels), equal to round-off
+            from sim.generation._amplitude_kernels import baryon_current
+
+            had = np.empty((n, 2, 2, 4), dtype=complex)
+            baryon_current(np.ascontiguousarray(ux), np.ascontiguousarray(ub), _BARYON_OPS,
+                           np.ascontiguousarray(np.stack([f1, f2, f3, g1, g2, g3]), dtype=np.float64),
+                           np.ascontiguousarray(v), np.ascontiguousarray(vp), had)
+        else:
+            # bilinears ū_X Γ u_B as (n, s_B, s_X)
+            sca, pse = np.moveaxis(_bilinears(ux, [np.eye(4), _G5], ub, spinor_first=True), -1, 0)
+            vec_b = _bilinears(ux, _GAMMA, ub, spinor_first=True)  # (n, sB, sX, μ)
+            ax_b = _bilinears(ux, _GA, ub, spinor_first=True)
+            vterm = f2[:, None] * v + f3[:, None] * vp  # (n, μ)
+            aterm = g2[:, None] * v + g3[:, None] * vp
+            had = (
+                f1[:, None, None, None] * vec_b
+                + sca[..., None] * vterm[:, None, None, :]
+                - g1[:, None, None, None] * ax_b
+                - pse[..., None] * aterm[:, None, None, :]
+            )  # (n, sB, sX, μ)
         amp = _contract(had, lep_low)  # (n, 2, 2, 2, 1)
     tx = child_tensor(nodes, cx, mom)
     if tx is not None:
