@@ -309,6 +309,37 @@ def state_covariance(
     return np.where(ok, z_state, np.nan), cov
 
 
+def _cholesky_residuals(cov: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """``L @ normal`` per row, ``C = L Lᵀ`` the Cholesky factor of :func:`state_covariance`'s ``(n, 5, 5)``.
+
+    The covariance has two equal 2 × 2 blocks, ``(x, tx)`` and ``(y, ty)``, and the ``q/p``
+    variance, nothing else: the factor is written out (``l00 = √c_xx``, ``l20 = c_xt / l00``,
+    ``l22 = √(c_tt − l20²)``, ``l44 = √c_44``), the same numbers as LAPACK's factor of the
+    full matrix up to its rounding (it may divide by multiplying with a reciprocal), in
+    place of ``np.linalg.cholesky`` on ``(n, 5, 5)`` and an ``einsum`` (issue #19: 0.07 CPU s
+    per batch of 50 000 events).
+
+    Raises:
+        DataError: a block is not positive definite (as ``np.linalg.cholesky`` refuses it).
+    """
+    out = np.empty_like(normal)
+    for a, b in ((0, 2), (1, 3)):
+        cxx, cxt, ctt = cov[:, a, a], cov[:, a, b], cov[:, b, b]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            l00 = np.sqrt(cxx)
+            l20 = cxt / l00
+            l22 = np.sqrt(ctt - l20 * l20)
+        out[:, a] = l00 * normal[:, a]
+        out[:, b] = l20 * normal[:, a] + l22 * normal[:, b]
+        if not (np.all(l00 > 0) and np.all(l22 > 0)):
+            raise DataError("reconstruct_states: a track-state covariance is not positive definite")
+    l44 = np.sqrt(cov[:, 4, 4])
+    if not np.all(l44 > 0):
+        raise DataError("reconstruct_states: a track-state covariance is not positive definite")
+    out[:, 4] = l44 * normal[:, 4]
+    return out
+
+
 def reconstruct_states(
     truth: dict[str, np.ndarray],
     track_type: np.ndarray,
@@ -348,7 +379,7 @@ def reconstruct_states(
     zs, cov = state_covariance(p, tx_true, ty_true, x0 - pv[:, 0], y0 - pv[:, 1], z0,
                                np.where(known, tt, TrackType.NONE), model, truth.get("n_tracks"))
     safe_cov = np.where(known[:, None, None], cov, np.eye(5))
-    res = np.einsum("nij,nj->ni", np.linalg.cholesky(safe_cov), np.asarray(normal, dtype=np.float64))
+    res = _cholesky_residuals(safe_cov, np.asarray(normal, dtype=np.float64))
     zs0 = np.where(known, zs, 0.0)
     dz = zs0 - z0
     state = np.column_stack([
