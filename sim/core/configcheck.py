@@ -21,7 +21,7 @@ import numpy as np
 
 from mambah.errors import ConfigError
 
-__all__ = ("INT64_MAX", "check_fields_finite", "check_finite", "check_value", "field_hints")
+__all__ = ("INT64_MAX", "check_fields_finite", "check_finite", "check_value", "field_hints", "load_yaml")
 
 INT64_MAX = 2**63 - 1
 
@@ -146,3 +146,41 @@ def check_value(value: Any, hint: Any, where: str) -> Any:
             return tuple(check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         return tuple(value)
     return value
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load(text)``, refusing a mapping that holds a key twice.
+
+    PyYAML keeps the last of two equal keys (``scale: 1.0`` then ``scale: 5.0`` runs with
+    5.0) where TOML refuses the file; a config read either way must not drop a value
+    without a word.
+
+    Raises:
+        ConfigError: ``"malformed config <source>: key 'scale' appears twice (lines 12 and 13)"``.
+        yaml.YAMLError: the text does not parse (the caller names it).
+    """
+    import yaml
+
+    class _UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:  # the keys written here; '<<' merges may be overridden
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: yaml's own error follows
+                continue
+            if first is not None:
+                raise ConfigError(
+                    f"malformed config {source}: key {key!r} appears twice (lines {first} and "
+                    f"{key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return loader.construct_mapping(node, deep=deep)
+
+    _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no Python objects

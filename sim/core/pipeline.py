@@ -23,7 +23,7 @@ import numpy as np
 from mambah.errors import ConfigError, StoreError
 from mambah.store import insert, query_arrow, update
 from sim.core import registry
-from sim.core.configcheck import check_value, field_hints
+from sim.core.configcheck import check_value, field_hints, load_yaml
 
 __all__ = (
     "Batch",
@@ -427,7 +427,7 @@ class Pipeline:
             import yaml
 
             try:
-                data = yaml.safe_load(text)
+                data = load_yaml(text, f"'{p}'")  # yaml.safe_load, a key given twice refused
             except yaml.YAMLError as err:
                 raise ConfigError(f"malformed config '{p}': {str(err).splitlines()[0]}") from err
             except RecursionError:
