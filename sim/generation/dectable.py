@@ -133,12 +133,19 @@ def _parse(ctor: Any, arg: str, what: str) -> Any:
     extra: list[str] = []
     while True:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # MisconfiguredAliasWarning etc. of the shipped tables
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")  # MisconfiguredAliasWarning etc. of the shipped tables: not shown
                 parser = ctor(arg)
                 if extra:
                     parser.load_additional_decay_models(*extra)
                 parser.parse()
+            redefined = [w for w in caught if type(w.message).__name__ == "DuplicateDecayWarning"]
+            if redefined:  # decaylanguage keeps the first block and drops the others without a word
+                names = str(redefined[0].message).split(":", 1)[-1].split("!")[0].strip()
+                raise DecayError(f"DecFile {what!r} has more than one Decay block for {names}; "
+                                 "decaylanguage would keep the first and drop the others: keep one block per particle")
+        except DecayError:
+            raise
         except Exception as err:
             unknown = _UNKNOWN_MODEL.search(str(err))
             if unknown and unknown.group(1) not in extra and len(extra) < 100:
