@@ -103,9 +103,16 @@ def particles_per_event(pipeline: Any) -> int:
     return max(n, 1)
 
 
+def _largest_batch(pipeline: Any) -> int:
+    """Events of the run's largest batch: the batch size, or all the events when they are fewer."""
+    run = pipeline.run
+    events = getattr(run, "events", None)
+    return int(run.batch_size) if events is None else min(int(run.batch_size), int(events))
+
+
 def batch_memory_bytes(pipeline: Any, batch_size: int | None = None) -> int:
     """Estimated peak memory of one batch of ``pipeline`` [bytes], the built passes included."""
-    n = pipeline.run.batch_size if batch_size is None else batch_size
+    n = _largest_batch(pipeline) if batch_size is None else batch_size
     per_event = BYTES_PER_EVENT + BYTES_PER_PARTICLE * particles_per_event(pipeline)
     return BASE_BYTES + int(n) * per_event
 
@@ -134,7 +141,7 @@ def check_batch_memory(pipeline: Any, *, processes: int = 1, memory: int | None 
     fits = int((usable / processes - BASE_BYTES) // per_event)
     advice = f"a batch size of at most {fits:,} fits" if fits >= 1 else "no batch size fits: fewer particles per event"
     raise ConfigError(
-        f"a batch of {pipeline.run.batch_size:,} events needs about {need / 2**30:.1f} GiB "
+        f"a batch of {_largest_batch(pipeline):,} events needs about {need / 2**30:.1f} GiB "
         f"({processes} process(es) x {particles_per_event(pipeline):,} particles/event), "
         f"this machine has {mem / 2**30:.1f} GiB; {advice} (--batch-size)"
     )
