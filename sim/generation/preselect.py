@@ -426,7 +426,7 @@ class Preselect(Pass):
             raise ConfigError(f"pass {self.name!r}: give exactly one of retention (e.g. 0.99) or threshold")
         if self.retention is not None and not 0.0 < self.retention <= 1.0:
             raise ConfigError(f"pass {self.name!r}: retention={self.retention} must be in (0, 1]")
-        if self.threshold is not None and not math.isfinite(self.threshold):
+        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):  # a sigmoid score
             raise ConfigError(f"pass {self.name!r}: threshold={self.threshold} must be a finite score (0 to 1), or give a retention")
         if not self.decay or not self.pipeline:
             raise ConfigError(
