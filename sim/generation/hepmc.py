@@ -545,6 +545,8 @@ def read_segment(index: HepMCIndex, first: int, stop: int, reader: str = "auto")
         return _check_finite(parse_hepmc3(_segment_bytes(index, first, stop), stop - first), index, first)
     except TextLayoutError as err:
         reason = str(err)
+    if reason.startswith("units line"):  # pyhepmc would read 'U FOO BAR' as GEV and CM, a silent substitute
+        raise DataError(f"HepMC file '{index.path}', events [{first}, {stop}): {reason}; fix the file's units")
     seg = read_events(index, first, stop)  # a broken event stops here with its one-line error
     if reader == "text":
         raise DataError(

@@ -1,0 +1,46 @@
+"""A HepMC3 units line that names no unit: refused, never read as GeV and cm (pyhepmc's substitute)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mambah.cli import main
+
+
+def _event(i: int, units: str) -> str:
+    lines = [f"E {i} 1 4", f"U {units}",
+             "P 1 0 2212 0 0 6500 6500 0.938272 4", "P 2 0 2212 0 0 -6500 6500 0.938272 4", "V -1 0 [1,2]"]
+    lines += [f"P {k} -1 {211 if k % 2 else -211} 0.3 0.2 {20 + k} {((20 + k) ** 2 + 0.13 + 0.019479) ** 0.5} 0.13957 1"
+              for k in (3, 4)]
+    return "\n".join(lines) + "\n"
+
+
+def _file(path: Path, units: list[str]) -> Path:
+    body = "".join(_event(i, u) for i, u in enumerate(units))
+    path.write_text(f"HepMC::Version 3.02.05\nHepMC::Asciiv3-START_EVENT_LISTING\n{body}HepMC::Asciiv3-END_EVENT_LISTING\n")
+    return path
+
+
+def _run(tmp_path: Path, name: str) -> int:
+    return main(["run", "--hepmc", name, "--batch-size", "2", "-o", "s.duckdb", "--no-progress"])
+
+
+def test_unknown_units_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: pyhepmc printed two C++ ERROR lines, read the event as GEV and CM, and the run ended with exit 0
+    pytest.importorskip("pyhepmc")
+    monkeypatch.chdir(tmp_path)
+    _file(tmp_path / "bad.hepmc", ["GEV MM", "FOO BAR"])
+    assert _run(tmp_path, "bad.hepmc") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "HepMC file 'bad.hepmc', events [0, 2): units line b'U FOO BAR' not 'U GEV|MEV MM|CM'; fix the file's units" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.hepmc"]
+
+
+def test_known_units_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pyhepmc")
+    monkeypatch.chdir(tmp_path)
+    _file(tmp_path / "ok.hepmc", ["GEV MM", "MEV CM"])
+    assert _run(tmp_path, "ok.hepmc") == 0
