@@ -130,22 +130,27 @@ def _charge_of(pid: int) -> int:
 
 
 class _ChargeTable:
-    """The charges of the species seen so far, sorted by PDG id (a cache: lookups by ``searchsorted``)."""
+    """The charges of the species seen so far, sorted by PDG id (a cache: lookups by ``searchsorted``).
+
+    The ``(ids, values)`` pair is replaced whole, never changed in place, so a lookup in one
+    thread reads a consistent pair while another adds species.
+    """
 
     def __init__(self) -> None:
-        self.ids = np.zeros(0, np.int64)
-        self.values = np.zeros(0, np.int16)
+        self.table = (np.zeros(0, np.int64), np.zeros(0, np.int16))
 
     def lookup(self, pid: np.ndarray) -> np.ndarray:
-        at = np.minimum(np.searchsorted(self.ids, pid), max(self.ids.size - 1, 0))
-        if self.ids.size == 0 or np.any(self.ids[at] != pid):
-            new = np.setdiff1d(pid, self.ids)
-            ids = np.concatenate([self.ids, new])
-            values = np.concatenate([self.values, np.array([_charge_of(int(p)) for p in new], np.int16)])
+        ids, values = self.table
+        at = np.minimum(np.searchsorted(ids, pid), max(ids.size - 1, 0))
+        if ids.size == 0 or np.any(ids[at] != pid):
+            new = np.setdiff1d(pid, ids)
+            ids = np.concatenate([ids, new])
+            values = np.concatenate([values, np.array([_charge_of(int(p)) for p in new], np.int16)])
             o = np.argsort(ids)
-            self.ids, self.values = ids[o], values[o]
-            at = np.searchsorted(self.ids, pid)
-        return self.values[at]
+            ids, values = ids[o], values[o]
+            self.table = (ids, values)
+            at = np.searchsorted(ids, pid)
+        return values[at]
 
 
 _CHARGES = _ChargeTable()
