@@ -794,9 +794,11 @@ _GA = [g @ _G5 for g in _GAMMA]  # γ^μ γ5
 _BARYON_OPS = np.ascontiguousarray(np.stack([np.eye(4, dtype=complex), _G5, *_GAMMA, *_GA]))
 #: Calls of :func:`semileptonic_tensor` with a spin-½ daughter on at least this many decays compute the
 #: hadronic current in one compiled loop (:mod:`sim.generation._amplitude_kernels`, equal to the numpy form to
-#: round-off); smaller ones (a small run, the presample) stay numpy and import no numba.  Row count only, so a
-#: batch gives the same numbers in any process.
-COMPILED_MIN_DECAYS = 4_096
+#: round-off); smaller ones stay numpy and import no numba: above the engine's 20 000-decay presample of the
+#: accept-reject bound, so a small run does not import numba at start-up (+1 CPU s measured with 4 096).  The
+#: first accept-reject round of a batch of 25 000 events or more is compiled.  Row count only, so a batch gives
+#: the same numbers in any process.
+COMPILED_MIN_DECAYS = 24_576
 
 
 def _antineutrino_spinor(p4: np.ndarray) -> np.ndarray:
