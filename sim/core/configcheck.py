@@ -21,7 +21,7 @@ import numpy as np
 
 from mambah.errors import ConfigError
 
-__all__ = ("INT64_MAX", "check_fields_finite", "check_finite", "check_value", "field_hints", "load_yaml")
+__all__ = ("INT64_MAX", "check_fields_finite", "check_finite", "check_value", "field_hints", "load_yaml", "settings_difference")
 
 INT64_MAX = 2**63 - 1
 
@@ -184,3 +184,56 @@ def load_yaml(text: str, source: str) -> Any:
 
     _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no Python objects
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = value
+
+
+def settings_difference(stored_pipeline: str, pipeline: str, stored_run: str | None = None, run: str | None = None) -> str:
+    """The first setting in which two pipeline configs (TOML) or run records (JSON) differ, as a phrase.
+
+    For the refusal of ``--resume`` onto a store made otherwise: ``"[run].events is 200 in
+    the store, 400 here"``, ``"pass 'generator'.decay is 'B+ -> ...' in the store, 'B0 -> ...'
+    here"``, ``"the store's passes are generator, occupancy; here generator"``.
+    """
+    import json
+    import tomllib
+
+    def parse(text: str | None, loads: Any) -> Any:
+        try:
+            return loads(text) if text else {}
+        except ValueError:
+            return None
+
+    def show(v: Any) -> str:
+        text = repr(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    a, b = parse(stored_pipeline, tomllib.loads), parse(pipeline, tomllib.loads)
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return "the store's pipeline config cannot be read"
+    ra, rb = (parse(stored_run, json.loads) or {}), (parse(run, json.loads) or {})
+    runs_a = {**a.get("run", {}), **(ra if isinstance(ra, dict) else {})}
+    runs_b = {**b.get("run", {}), **(rb if isinstance(rb, dict) else {})}
+    for key in sorted(set(runs_a) | set(runs_b)):
+        if runs_a.get(key) != runs_b.get(key):
+            return f"[run].{key} is {show(runs_a.get(key))} in the store, {show(runs_b.get(key))} here"
+    pa, pb = a.get("passes", []), b.get("passes", [])
+    names_a = [str(p.get("name")) for p in pa if isinstance(p, dict)]
+    names_b = [str(p.get("name")) for p in pb if isinstance(p, dict)]
+    if names_a != names_b:
+        return f"the store's passes are {', '.join(names_a)}; here {', '.join(names_b)}"
+    for p, q in zip(pa, pb, strict=True):
+        fa: dict[str, Any] = {}
+        fb: dict[str, Any] = {}
+        _flatten(p, "", fa)
+        _flatten(q, "", fb)
+        for key in sorted(set(fa) | set(fb)):
+            if fa.get(key) != fb.get(key):
+                return f"pass {p.get('name')!r}.{key} is {show(fa.get(key))} in the store, {show(fb.get(key))} here"
+    return "the settings differ"

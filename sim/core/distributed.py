@@ -55,6 +55,7 @@ from mambah.errors import ConfigError, DistributedError, MambahError, StoreError
 from mambah.quiet import quiet_if_inherited
 from mambah.schema import DATA_TABLES
 from mambah.store import BatchRecord, EventStore, query_arrow, staged_metadata, staging_connection
+from sim.core.configcheck import settings_difference
 from sim.core.pipeline import Batch, Pipeline, build_kernels, run_batch
 from sim.core.resources import check_batch_memory, limit_blas_threads
 from sim.core.runner import (
@@ -312,7 +313,12 @@ def _open_dataset_output(pipeline: Pipeline, root: Path, *, resume: bool, overwr
     if resume and root.exists():
         stored = read_dataset_metadata(root)
         if stored.get("pipeline") != meta["pipeline"] or stored.get("run") != meta["run"]:
-            raise ConfigError(f"cannot resume '{root}': it was made with another pipeline or run settings (see 'mambah info {root}')")
+            raise ConfigError(
+                f"cannot resume '{root}': it was made with another pipeline or run settings "
+                f"({settings_difference(stored.get('pipeline', ''), meta['pipeline'], stored.get('run'), meta['run'])}); resume it "
+                f"with its own (mambah info --pipeline {root} > job.toml; mambah run --config job.toml --resume ...), "
+                "or use --overwrite or another -o"
+            )
         n = clear_incomplete(root)
         if n:
             log.warning("removed %d incomplete batch(es) of '%s' (written when the run stopped)", n, root)

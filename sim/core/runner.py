@@ -15,6 +15,7 @@ from typing import Any
 from mambah.check import duckdb_error_line
 from mambah.errors import ConfigError, StoreError, StoreExistsError
 from mambah.store import BatchRecord, EventStore
+from sim.core.configcheck import settings_difference
 from sim.core.executors import Executor, SerialExecutor
 from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
 from sim.core.resources import BLAS_THREADS, check_batch_memory, check_blas_threads
@@ -96,7 +97,11 @@ def _check_resumable(pipeline: Pipeline, store: EventStore) -> None:
             "run with --overwrite to replace it"
         )
     if stored != pipeline.to_toml() or run_rec != _run_record(pipeline):
-        raise ConfigError(f"cannot resume '{p}': it was made with another pipeline or run settings (see 'mambah info {p}')")
+        raise ConfigError(
+            f"cannot resume '{p}': it was made with another pipeline or run settings "
+            f"({settings_difference(stored, pipeline.to_toml(), run_rec, _run_record(pipeline))}); resume it with its own "
+            f"(mambah info --pipeline {p} > job.toml; mambah run --config job.toml --resume -o {p}), or use --overwrite or another -o"
+        )
     run = pipeline.run
     for rec in store.batch_records():
         if rec.batch >= run.n_batches or rec.seed != batch_seed(run.seed, rec.batch) or rec.n_events != run.batch(rec.batch).n_events:
