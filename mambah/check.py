@@ -47,6 +47,8 @@ def duckdb_error_line(err: BaseException, path: str | Path) -> str:
         return f"no space left on device writing '{path}': {first}"
     if "checksum" in low or "corrupt" in low or "could not read enough bytes" in low or "truncat" in low:
         return f"store '{path}' is damaged (run 'mambah check {path}'): {first}"
+    if "not a valid duckdb database file" in low:  # the line EventStore.open gives (mambah info/query)
+        return f"'{path}' is not a readable DuckDB store: {first}"
     return f"cannot read or write store '{path}': {first}"
 
 

@@ -299,6 +299,8 @@ def load_model(path: str | Path, expect_inputs: Sequence[str] | None = None, *,
     path = Path(path)
     sidecar_path = _sidecar(path)
     if not path.is_file():
+        if path.is_dir():
+            raise ModelError(f"model file {path} is a directory; give the .keras file (its .json sidecar next to it)")
         raise ModelError(f"model file {path} does not exist")
     if not sidecar_path.is_file():
         raise ModelError(f"model file {path} has no sidecar {sidecar_path.name} next to it")

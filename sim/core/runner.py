@@ -50,6 +50,11 @@ def check_output(output: str | os.PathLike[str], *, resume: bool, overwrite: boo
     if resume and overwrite:
         raise ConfigError("choose one of resume and overwrite")
     p = Path(output)
+    if str(output) != ":memory:" and p.is_dir() and not (p / "metadata.json").is_file():  # nor a dataset store
+        raise StoreExistsError(
+            f"output '{p}' is a directory that holds no store (no dataset metadata.json); it is never replaced: "
+            f"choose another output, e.g. '{p / 'mambah.duckdb'}'"
+        )
     if str(output) != ":memory:" and p.exists() and not (resume or overwrite):
         raise StoreExistsError(f"output '{p}' exists; pass --overwrite to replace it or --resume to finish it")
 
