@@ -181,6 +181,11 @@ class TrackErrorModel:
             )
 
 
+#: :func:`crossed_velo_stations` of at least this many tracks runs one compiled loop (the same numbers bit for
+#: bit; :mod:`sim.detector._trackcov_kernels`); fewer stay numpy, so a small run does not import numba.
+COMPILED_MIN_TRACKS = 16_384
+
+
 def crossed_velo_stations(
     x0: np.ndarray, y0: np.ndarray, z0: np.ndarray, tx: np.ndarray, ty: np.ndarray, model: TrackErrorModel
 ) -> np.ndarray:
@@ -191,6 +196,14 @@ def crossed_velo_stations(
         tx, ty: slopes, ``(n,)``.
         model: geometry.
     """
+    if len(x0) >= COMPILED_MIN_TRACKS:  # one compiled loop, the same numbers (sim.detector._trackcov_kernels)
+        from sim.detector._trackcov_kernels import crossed_loop
+
+        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (x0, y0, z0, tx, ty)]
+        zs1 = np.ascontiguousarray(model.velo_station_z, dtype=np.float64)
+        out = np.empty((len(arrays[0]), len(zs1)), dtype=bool)
+        crossed_loop(*arrays, zs1, float(model.velo_r_min**2), float(model.velo_r_max**2), out)
+        return out
     zs = np.asarray(model.velo_station_z)[None, :]
     dz = zs - z0[:, None]
     xs = x0[:, None] + tx[:, None] * dz
