@@ -117,8 +117,22 @@ def make_run_hook(args: argparse.Namespace, pipeline: Any) -> Any:
     run rewrites the whole ntuple).
     """
     if not getattr(args, "export", None):
+        given = [flag for flag, key in (("--export-decay", "export_decay"), ("--export-cut", "export_cut"),
+                                        ("--export-format", "export_format")) if getattr(args, key, None) is not None]
+        if getattr(args, "export", None) is not None:
+            path_argument(args.export, "--export")
+        if given:
+            raise ExportError(f"{', '.join(given)} set(s) the streamed ntuple of --export OUT, which is not given; "
+                              "add --export OUT or drop it")
         return None
+    from pathlib import Path
+
     from ficino.hook import Export
+
+    output = getattr(args, "output", None)
+    if output is not None and Path(args.export).resolve() == Path(output).resolve():  # the ntuple would replace the store
+        raise ExportError(f"--export {args.export} is the store -o {output} itself; give the ntuple another name (e.g. "
+                          f"{Path(output).with_suffix('.root')})")
 
     decay = args.export_decay
     if decay is None:
