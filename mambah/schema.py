@@ -121,7 +121,7 @@ _DLL = {"decimals": DLL_DECIMALS}
 #: rounded to 1e-4 mm (0.1 um) when written: resolutions are 10-100 um, and decimals compress.
 POSITION_DECIMALS = 4
 _POS = {"decimals": POSITION_DECIMALS}
-#: Generated vertex positions (mc_vertices x/y/z) are rounded to 1e-4 mm (0.1 um), as the
+#: Generated vertex positions (mc_vertices x/y/z, events pv_x/y/z) are rounded to 1e-4 mm (0.1 um), as the
 #: reconstructed ones: 100 times below the finest vertex resolution (PV x/y ~ 10 um), and a true
 #: impact parameter of a prompt track stays below 0.1 um; 1e-5 mm (float32's own precision at
 #: z = 170 mm) cost 5 bytes per event more.  Times are not rounded.
@@ -154,9 +154,9 @@ EVENTS = sa.Table(
     "events",
     METADATA,
     *_key(),
-    sa.Column("pv_x", _F, comment="signal primary vertex x [mm]"),
-    sa.Column("pv_y", _F, comment="signal primary vertex y [mm]"),
-    sa.Column("pv_z", _F, comment="signal primary vertex z [mm]"),
+    sa.Column("pv_x", _F, comment="signal primary vertex x [mm]", info=_TRUE_POS),
+    sa.Column("pv_y", _F, comment="signal primary vertex y [mm]", info=_TRUE_POS),
+    sa.Column("pv_z", _F, comment="signal primary vertex z [mm]", info=_TRUE_POS),
     sa.Column("pv_t", _F, comment="signal primary vertex time [ns]"),
     sa.Column("n_pv", sa.SmallInteger, comment="number of primary vertices (occupancy pass)"),
     sa.Column("n_tracks", sa.Integer, comment="number of reconstructed tracks, nTracks (occupancy pass)"),

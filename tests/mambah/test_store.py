@@ -178,7 +178,7 @@ def test_column_types_and_rounding_per_quantity():
     np.testing.assert_array_equal(got, [1234.5678912, -0.0, 98765.4321001, 0.0])  # rounded to 7 decimals
     assert store.table("mc_particles")["px"].type == pa.float64()
     ev = store.table("events")
-    assert ev["pv_x"].type == pa.float32() and ev["pv_x"].to_numpy()[0] == np.float32(0.123456789)
+    assert ev["pv_x"].type == pa.float32() and ev["pv_x"].to_numpy()[0] == np.float32(0.1235)  # a generated position: 1e-4 mm
     store.connection.execute(
         "INSERT INTO protoparticles (batch, event, \"index\", mc_particle, track_type, px, \"RichDLLK\", \"ProbNNk\") "
         "VALUES (0, 0, 0, 1, 3, 1000.123456789, 1.0, 0.5)"
