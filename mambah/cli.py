@@ -299,6 +299,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     path_argument(args.store, "store")
     args.format = query_format(args.format, args.output, args.overwrite)
+    if args.output is not None and os.path.realpath(args.output) == os.path.realpath(args.store):  # as mambah export
+        raise ConfigError(f"output '{args.output}' is the store being queried; choose another output")
     if args.output and args.format in ("csv", "parquet") and os.path.isfile(args.output) and not args.overwrite:
         raise ConfigError(f"output '{args.output}' exists; pass --overwrite to replace it")
 

@@ -73,3 +73,11 @@ def test_an_empty_store_path_is_named(
     argv = [command[0], "", *command[2:]] if len(command) > 1 else [command[0], ""]
     assert main(argv) == 2
     assert "empty" in _one_line(capsys)
+
+
+def test_query_output_onto_the_store_itself(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: "wrote 1 rows to s.duckdb", the store replaced by a CSV file (exit 0)
+    before = store.read_bytes()
+    assert main(["query", str(store), "SELECT 1", "-o", str(store), "--format", "csv", "--overwrite"]) == 2
+    assert "is the store being queried; choose another output" in _one_line(capsys)
+    assert store.read_bytes() == before
