@@ -148,7 +148,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim.core.runner import check_output, run
 
     pipeline = pipeline_from_args(args)
-    if args.save_config:
+    if args.save_config is not None:
+        path_argument(args.save_config, "--save-config")
+        if Path(args.save_config).is_file() and not args.overwrite:  # as every other output (a store was overwritten)
+            raise ConfigError(f"--save-config {args.save_config}: the file exists; pass --overwrite to replace it")
         pipeline.save(args.save_config)
         print(f"wrote {args.save_config}")
         return 0

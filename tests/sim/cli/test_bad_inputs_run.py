@@ -40,3 +40,18 @@ def test_ignored_options_are_refused(
     assert main(["run", "--events", "20", "--no-progress", *out, *argv]) == 2
     assert match in _one_line(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_config_does_not_replace_a_file_without_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: "wrote s.duckdb", a store replaced by the TOML text (exit 0)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.duckdb").write_bytes(b"a store")
+    assert main(["run", "--save-config", "s.duckdb"]) == 2
+    assert "--save-config s.duckdb: the file exists; pass --overwrite to replace it" in _one_line(capsys)
+    assert (tmp_path / "s.duckdb").read_bytes() == b"a store"
+    assert main(["run", "--save-config", "s.duckdb", "--overwrite"]) == 0
+    assert (tmp_path / "s.duckdb").read_text().startswith("[run]")
+    assert main(["run", "--save-config", ""]) == 2
+    assert "empty --save-config path" in _one_line(capsys)

@@ -20,11 +20,11 @@ def test_save_config_holds_the_preselect_pass(tmp_path: Path, capsys: pytest.Cap
     pre = pipeline.passes[1]
     assert pre.kind == "preselect" and pre.threshold == 0.1 and pre.retention is None  # type: ignore[attr-defined]
     assert pre.model == SHIPPED  # type: ignore[attr-defined]
-    assert main(["run", "--preselect", SHIPPED, "--save-config", str(cfg)]) == 0
+    assert main(["run", "--preselect", SHIPPED, "--save-config", str(cfg), "--overwrite"]) == 0
     assert Pipeline.load(cfg).passes[1].retention == 0.99  # type: ignore[attr-defined]  # the documented default
-    assert main(["run", "--preselect", SHIPPED, "--preselect-mode", "sample", "--save-config", str(cfg)]) == 0
+    assert main(["run", "--preselect", SHIPPED, "--preselect-mode", "sample", "--save-config", str(cfg), "--overwrite"]) == 0
     assert Pipeline.load(cfg).passes[1].mode == "sample"  # type: ignore[attr-defined]
-    assert main(["run", "--preselect", SHIPPED, "--preselect-weights", "--save-config", str(cfg)]) == 0
+    assert main(["run", "--preselect", SHIPPED, "--preselect-weights", "--save-config", str(cfg), "--overwrite"]) == 0
     assert Pipeline.load(cfg).passes[1].weights == SHIPPED.replace("selection.keras", "selection_weights.keras")  # type: ignore[attr-defined]
 
 

@@ -27,7 +27,7 @@ def test_flag_in_help_and_in_the_saved_config(tmp_path: Path, capsys: pytest.Cap
     assert main(["run", "--pythia", "bbbar", "--decay", SIGNAL, "--daughters-in-acceptance", "--save-config", str(cfg)]) == 0
     gen = Pipeline.load(cfg).passes[0]
     assert isinstance(gen, Pythia) and gen.daughters_in_acceptance and gen.decay == SIGNAL
-    assert main(["run", "--pythia", "bbbar", "--decay", SIGNAL, "--save-config", str(cfg)]) == 0
+    assert main(["run", "--pythia", "bbbar", "--decay", SIGNAL, "--save-config", str(cfg), "--overwrite"]) == 0
     gen = Pipeline.load(cfg).passes[0]
     assert isinstance(gen, Pythia) and not gen.daughters_in_acceptance  # off unless asked
     hep = tmp_path / "x.hepmc3"
