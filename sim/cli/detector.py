@@ -119,6 +119,8 @@ def train_model(
 
 def cmd_train(args: argparse.Namespace) -> int:
     output = args.output or f"{args.model}.keras"
+    if Path(output).exists() and not getattr(args, "overwrite", False):  # it was replaced after the training
+        raise ConfigError(f"model {output} exists; pass --overwrite to replace it (and its .json sidecar) or choose another -o")
     model, path = train_model(
         args.model, args.data, seed=args.seed, epochs=args.epochs, output=output, inputs=args.inputs,
         targets=args.targets, weight=args.weight, tree=getattr(args, "tree", None), recipe=args.recipe,
@@ -150,6 +152,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="settings: the trainer's defaults, or those of the shipped model (reproduces it)")
     parser.add_argument("--epochs", type=positive_int, help="epochs (default: the recipe's)")
     parser.add_argument("-o", "--output", help="model file, .keras (default <model>.keras)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output model")
     parser.add_argument("--inputs", nargs="+", help="input feature / condition columns")
     parser.add_argument("--targets", nargs="+", help="target column(s)")
     parser.add_argument("--weight", help="per-row weight column")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 from mambah.cli import nonnegative_int
@@ -46,6 +47,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="per-epoch GAN checkpoints in this folder")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("-o", "--output", default=None, help="output folder (default pid-models)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the species' models already in --output")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
 
 
@@ -73,7 +75,14 @@ def cmd_train_pid(args: argparse.Namespace) -> int:
     epochs = 15 if args.epochs is None else int(args.epochs)
     if epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise ConfigError(f"--learning-rate must be a finite number > 0, got {args.learning_rate}")
     output = args.output or "pid-models"
+    present = [f"{args.species}_{part}.keras" for part in ("rich", "ismuon", "muonll", "global")
+               if (Path(output) / f"{args.species}_{part}.keras").exists()]
+    if present and not (getattr(args, "overwrite", False) or args.resume):  # they were replaced after the training
+        raise ConfigError(f"{output} already holds {', '.join(present)}; pass --overwrite to replace them, --resume to "
+                          "continue a --checkpoint run, or choose another -o")
     if args.resume and not args.checkpoint:
         raise ConfigError("--resume needs --checkpoint DIR")
     from sim.core.io import check_model_output

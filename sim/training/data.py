@@ -144,6 +144,8 @@ def read_columns(
     if not wanted:
         raise DataError(f"{path}: no columns requested")
     kind = _sniff(path)
+    if kind == "parquet" and tree is not None:  # it names a TTree of a ROOT file only
+        raise DataError(f"{path} is a Parquet file; --tree {tree!r} names a TTree of a ROOT file: drop it")
     if kind == "parquet":
         out = _read_parquet(path, wanted)
     else:
