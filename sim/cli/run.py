@@ -65,7 +65,7 @@ def register(sub: Any) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
     run.add_argument("--scheduler", metavar="ADDRESS", help="run batches on an existing Dask cluster, e.g. tcp://host:8786")
-    run.add_argument("--retries", type=nonnegative_int, default=2, help="re-runs of a failing batch in a distributed run (default 2)")
+    run.add_argument("--retries", type=nonnegative_int, help="re-runs of a failing batch in a distributed run (default 2)")
     run.add_argument("--dataset", action="store_true", help="with --workers/--scheduler: write --output as a dataset store "
                      "(a directory of Parquet files per batch, written by the workers themselves; mambah merge makes one file)")
     run.set_defaults(func=cmd_run)
@@ -155,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         pipeline.save(args.save_config)
         print(f"wrote {args.save_config}")
         return 0
+    if args.retries is not None and args.workers is None and args.scheduler is None:  # a serial run retries nothing
+        raise ConfigError("--retries re-runs failing batches on Dask workers; add --workers N or --scheduler ADDRESS, or drop it")
     if getattr(args, "dataset", False) and args.workers is None and args.scheduler is None:
         raise ConfigError("--dataset needs --workers N or --scheduler ADDRESS (a serial run writes one store file)")
     if Path(args.output).suffix.lower() in _NTUPLE_SUFFIXES:  # a DuckDB file named .root would be a silent substitute
@@ -169,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         executor: Executor = SerialExecutor()
         if args.workers is not None or args.scheduler is not None:
-            executor = DaskExecutor(workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+            executor = DaskExecutor(workers=args.workers, scheduler=args.scheduler, retries=2 if args.retries is None else args.retries,
                                     dataset=bool(getattr(args, "dataset", False)))
         summary = run(pipeline, args.output, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, on_batch=hook, executor=executor)

@@ -30,6 +30,7 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
          "--unsupported-models, --table-unsupported-models set(s) the particle gun's generator; --hepmc replaces it"),
         (["--hepmc", "x.hepmc", "--mother", "B+"], "--mother 'B+' picks the Decay block of --dec-file"),
         (["-o", ""], "empty -o/--output path"),
+        (["--retries", "5"], "--retries re-runs failing batches on Dask workers; add --workers N"),  # was ignored
     ],
 )
 def test_ignored_options_are_refused(
