@@ -33,6 +33,24 @@ _GUN_OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _check_replaced_generator(gen: Pass, source: str) -> None:
+    """Refuse replacing a generator pass whose settings differ from the default job's (a --config gave them).
+
+    Raises:
+        ConfigError: naming the settings the full-event pass would drop.
+    """
+    from sim.defaults import default_pipeline
+
+    default = next(p for p in default_pipeline().passes if p.kind == "generator")
+    changed = [f.name for f in dataclasses.fields(gen) if getattr(gen, f.name) != getattr(default, f.name, None)]
+    if changed:
+        raise ConfigError(
+            f"{source} replaces the config's generator pass {gen.name!r}, whose {', '.join(changed)} it would drop; "
+            f"leave them at their defaults, or write a [[passes]] kind = \"{source.lstrip('-')}\" pass in the config "
+            f"instead of {source}"
+        )
+
+
 def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipeline:
     """``pipeline`` with its generator replaced as ``args.pythia`` / ``args.hepmc`` ask.
 
@@ -59,6 +77,7 @@ def full_event_pipeline(pipeline: Pipeline, args: argparse.Namespace) -> Pipelin
     gens = [p for p in pipeline.passes if p.kind == "generator"]
     if not gens:
         raise ConfigError("the pipeline has no generator pass to replace with --pythia/--hepmc")
+    _check_replaced_generator(gens[0], "--pythia" if args.pythia is not None else "--hepmc")
     batch = args.batch_size or FULL_EVENT_BATCH
     cut = bool(getattr(args, "daughters_in_acceptance", False))
     if cut and not (args.decay or (args.dec_file and not args.hepmc)):

@@ -56,3 +56,20 @@ def test_save_config_does_not_replace_a_file_without_overwrite(
     assert (tmp_path / "s.duckdb").read_text().startswith("[run]")
     assert main(["run", "--save-config", ""]) == 2
     assert "empty --save-config path" in _one_line(capsys)
+
+
+def test_full_events_do_not_drop_the_configs_generator_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: --config job.toml (luminous_region.sigma_z = 10) --pythia saved and ran Pythia with the default 45 mm
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--events", "20", "--save-config", "job.toml"]) == 0
+    text = (tmp_path / "job.toml").read_text()
+    assert text.count("sigma_z = 45.0") >= 1
+    (tmp_path / "lr.toml").write_text(text.replace("sigma_z = 45.0", "sigma_z = 10.0", 1))
+    capsys.readouterr()
+    assert main(["run", "--config", "lr.toml", "--pythia", "minbias", "--save-config", "p.toml"]) == 2
+    err = _one_line(capsys)
+    assert "--pythia replaces the config's generator pass 'generator', whose luminous_region it would drop" in err
+    assert 'kind = "pythia" pass in the config' in err and not (tmp_path / "p.toml").exists()
+    assert main(["run", "--config", "job.toml", "--pythia", "minbias", "--save-config", "p.toml"]) == 0  # defaults: fine
