@@ -86,7 +86,7 @@ def test_check_refuses_what_is_not_a_store(tmp_path: Path, capsys: pytest.Captur
 
 @pytest.fixture(scope="module")
 def pristine_big(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    path = make_store(tmp_path_factory.mktemp("pristine_big") / "s.duckdb", n=40_000)  # > 5 MB of float32 columns
+    path = make_store(tmp_path_factory.mktemp("pristine_big") / "s.duckdb", n=60_000)  # > 5 MB (pv_x/y/z are rounded)
     return path.read_bytes()
 
 
