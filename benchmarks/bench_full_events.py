@@ -39,6 +39,13 @@ from mambah.quiet import quiet_tensorflow
 
 quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are held back
 
+# The chain as the mambah command runs it (sim.core.jit): numba's third-party extensions (vector's and
+# awkward's, 1.3-4 CPU s at the first compiled kernel of a process) are not loaded; a Python session pays
+# them once, at its first kernel.
+import numba.core.entrypoints
+
+numba.core.entrypoints._already_initialized = True
+
 
 SIGNAL = "[B+ -> (J/psi -> mu+ mu-) K+]cc"
 #: Issue #17's target: Pythia alone / full chain >= 0.77 (the detector passes and the store add <= 30 %).

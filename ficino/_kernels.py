@@ -3,15 +3,15 @@
 Each loop does what a few numpy passes did in :mod:`ficino.candidates` (integer logic only, so the
 results are the same, not just close): one pass over the queries instead of a dozen ``(n,)``
 temporaries.  Importing this module imports numba and compiles (or loads from numba's cache) the
-loops, so :mod:`ficino.candidates` imports it on first use; the cache is that of
-:mod:`sim.detector._vertex_kernels` (``cache=True``, with its fallback directory).
+loops, so :mod:`ficino.candidates` imports it on first use; compiled and cached by
+:func:`sim.core.jit.njit_cached`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sim.detector._vertex_kernels import _jit
+from sim.core.jit import njit_cached
 
 __all__ = ("lookup_keys", "lookup_find", "keys_sorted", "key_ranges", "candidate_pvs")
 
@@ -30,7 +30,7 @@ def _lookup_keys(event: np.ndarray, index: np.ndarray, key: np.ndarray) -> bool:
     return in_order
 
 
-lookup_keys = _jit(_lookup_keys)
+lookup_keys = njit_cached(_lookup_keys)
 """The compiled :func:`_lookup_keys`."""
 
 
@@ -46,7 +46,7 @@ def _bisect(keys: np.ndarray, v: np.int64, lo: int, right: bool) -> int:
     return lo
 
 
-bisect = _jit(_bisect)
+bisect = njit_cached(_bisect)
 """The compiled :func:`_bisect` (called by the loops below)."""
 
 
@@ -78,7 +78,7 @@ def _lookup_find(sorted_keys: np.ndarray, order: np.ndarray, start: np.ndarray, 
         out[q] = order[lo] if lo < n_keys and sorted_keys[lo] == key else -1
 
 
-lookup_find = _jit(_lookup_find)
+lookup_find = njit_cached(_lookup_find)
 """The compiled :func:`_lookup_find`."""
 
 
@@ -95,7 +95,7 @@ def _keys_sorted(keys: np.ndarray) -> bool:
     return True
 
 
-keys_sorted = _jit(_keys_sorted)
+keys_sorted = njit_cached(_keys_sorted)
 """The compiled :func:`_keys_sorted`."""
 
 
@@ -127,7 +127,7 @@ def _key_ranges(keys: np.ndarray, query: np.ndarray, lo: np.ndarray, hi: np.ndar
         hi[q] = bisect(keys, query[q], lo[q], True)
 
 
-key_ranges = _jit(_key_ranges)
+key_ranges = njit_cached(_key_ranges)
 """The compiled :func:`_key_ranges`."""
 
 
@@ -170,5 +170,5 @@ def _candidate_pvs(at: np.ndarray, found: np.ndarray, t_pos: np.ndarray, t_var: 
                 cov[i, j, a, a] = v[a] if ok else 1.0
 
 
-candidate_pvs = _jit(_candidate_pvs)
+candidate_pvs = njit_cached(_candidate_pvs)
 """The compiled :func:`_candidate_pvs`."""

@@ -22,49 +22,16 @@ where many columns are discrete (issue #19, ``benchmarks/README.md``).
 Importing this module imports numba and compiles (or loads from numba's cache) the
 loops: :mod:`sim.core.preprocessing` imports it only for calls of at least
 :data:`sim.core.preprocessing.COMPILED_MIN_VALUES` values, so a small run does not
-import numba.  Cache: beside this file, else numba's user cache, else
-``$TMPDIR/mambah-numba-<uid>`` (as :mod:`sim.detector._vertex_kernels`).
+import numba.  Compiled and cached by :func:`sim.core.jit.njit_cached`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
-from collections.abc import Callable
-from typing import Any
-
-import numba
 import numpy as np
 
-from mambah import _is_command
+from sim.core.jit import njit_cached
 
 __all__ = ("CELLS", "cell_index", "cqg_inverse", "qg_inverse")
-
-_log = logging.getLogger(__name__)
-
-if _is_command():  # as sim.detector._vertex_kernels: numba's third-party extensions are not loaded
-    numba.core.entrypoints._already_initialized = True
-
-
-def _jit(func: Callable[..., Any], **options: Any) -> Any:
-    """``numba.njit(cache=True)``, with a temporary-directory cache where numba finds no writable one."""
-    try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(func)
-    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available for file ..."
-        config: Any = numba.config
-        if config.CACHE_DIR:
-            raise
-        fallback = os.path.join(tempfile.gettempdir(), f"mambah-numba-{os.getuid()}")
-        _log.warning("quantile kernels: numba cannot cache beside %s (%s); caching in %s", __file__, exc, fallback)
-        config.CACHE_DIR = fallback
-        return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(func)
-
-
-def _inline(func: Callable[..., Any]) -> Any:
-    """:func:`_jit` inlined into its callers (a call with array arguments costs their reference counts per value)."""
-    return _jit(func, inline="always")
-
 
 #: Cells of the uniform grid over each table (:func:`cell_index`).
 CELLS = 4096
@@ -92,7 +59,7 @@ def cell_index(xp: np.ndarray, cells: int = CELLS) -> tuple[np.ndarray, np.ndarr
     return first, x0, inv_width
 
 
-@_inline
+@njit_cached(inline=True)
 def _interp(v: float, xp: np.ndarray, fp: np.ndarray, first: np.ndarray, x0: float, inv_width: float) -> float:
     """``np.interp(v, xp, fp)`` (numpy's ``arr_interp`` arithmetic; ``xp`` increasing, ``m >= 2``, ``v`` finite)."""
     m = xp.shape[0]
@@ -129,7 +96,7 @@ def _interp(v: float, xp: np.ndarray, fp: np.ndarray, first: np.ndarray, x0: flo
     return res
 
 
-@_inline
+@njit_cached(inline=True)
 def _clip(v: float, lo: float, hi: float) -> float:
     """``np.clip`` of a finite value."""
     if v < lo:
@@ -139,7 +106,7 @@ def _clip(v: float, lo: float, hi: float) -> float:
     return v
 
 
-@_jit
+@njit_cached
 def qg_inverse(z: np.ndarray, u: np.ndarray, q: np.ndarray, r: np.ndarray, first: np.ndarray, x0: float,
                inv_width: float, bound: float, out: np.ndarray) -> int:
     """:meth:`QuantileGaussian.inverse_transform` of ``z`` ``(n, d)`` into ``out``, given ``u = ndtr(z)``.
@@ -161,7 +128,7 @@ def qg_inverse(z: np.ndarray, u: np.ndarray, q: np.ndarray, r: np.ndarray, first
     return -1
 
 
-@_jit
+@njit_cached
 def cqg_inverse(z: np.ndarray, u: np.ndarray, k: np.ndarray, a: np.ndarray, r: np.ndarray, first: np.ndarray,
                 x0: float, inv_width: float, quant: np.ndarray, bound: float, out: np.ndarray) -> int:
     """:meth:`ConditionalQuantileGaussian.inverse_transform` before the differences are added back.

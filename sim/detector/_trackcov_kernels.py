@@ -7,20 +7,20 @@ track's line at each station with the same operations in the same order (``dz = 
 result is the same bit for bit (``tests/sim/detector/test_trackcov_kernels.py``).
 
 Imported by :func:`~sim.detector.trackcov.crossed_velo_stations` for calls of at least
-:data:`sim.detector.trackcov.COMPILED_MIN_TRACKS` tracks (numba, cache as
-:mod:`sim.core._quantile_kernels`).
+:data:`sim.detector.trackcov.COMPILED_MIN_TRACKS` tracks (numba, compiled and cached by
+:func:`sim.core.jit.njit_cached`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sim.core._quantile_kernels import _jit
+from sim.core.jit import njit_cached
 
 __all__ = ("crossed_loop",)
 
 
-@_jit
+@njit_cached
 def crossed_loop(x0: np.ndarray, y0: np.ndarray, z0: np.ndarray, tx: np.ndarray, ty: np.ndarray, zs: np.ndarray,
                  r2_min: float, r2_max: float, out: np.ndarray) -> None:
     """``out[i, s]``: the line of track ``i`` crosses station ``s`` downstream of its origin inside the sensors."""

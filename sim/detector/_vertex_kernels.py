@@ -13,53 +13,21 @@ order, no fast-math), so the two agree to float64 rounding (the matrix products 
 momentum covariance are the only place where the association differs).
 
 Importing this module imports numba and compiles (or loads from numba's cache) the kernel,
-so :mod:`sim.detector.vertexing` imports it only on the first fit.  Cache: ``cache=True``
-writes next to this file (``__pycache__``) or, where that directory is not writable, in
-numba's user-wide cache directory (``NUMBA_CACHE_DIR``, else ``~/.cache/numba``); where
-neither can be written the kernel is cached in ``$TMPDIR/mambah-numba-<uid>`` (one
-warning line) and compiled afresh only if that fails too.
+so :mod:`sim.detector.vertexing` imports it only on the first fit.  Compiled and cached by
+:func:`sim.core.jit.njit_cached`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import tempfile
-from collections.abc import Callable
-from typing import Any
 
-import numba
 import numpy as np
 
-from mambah import _is_command
+from sim.core.jit import njit_cached
 from sim.detector.vertexing import _ip_terms
 
-_log = logging.getLogger(__name__)
 
-if _is_command():
-    # The mambah command runs only its own kernels: numba's third-party extensions (the
-    # 'numba_extensions' entry points of vector and awkward, which import sympy) are not
-    # loaded at the first compile or cache load (1-4 s per process). A Python session that
-    # imports this module keeps numba's default.
-    numba.core.entrypoints._already_initialized = True
-
-
-def _jit(func: Callable[..., Any]) -> Any:
-    """``numba.njit(cache=True)``, with a temporary-directory cache where numba finds no writable one."""
-    try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
-    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available for file ..."
-        config: Any = numba.config
-        if config.CACHE_DIR:
-            raise
-        fallback = os.path.join(tempfile.gettempdir(), f"mambah-numba-{os.getuid()}")
-        _log.warning("vertex kernel: numba cannot cache beside %s (%s); caching in %s", __file__, exc, fallback)
-        config.CACHE_DIR = fallback
-        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
-
-
-@_jit
+@njit_cached
 def _inv_sym3(a: float, b: float, c: float, d: float, e: float, f: float) -> tuple[float, ...]:
     """Inverse of the symmetric 3 × 3 with upper triangle ``(a, b, c, d, e, f)``, as its upper triangle."""
     i00 = d * f - e * e
@@ -70,7 +38,7 @@ def _inv_sym3(a: float, b: float, c: float, d: float, e: float, f: float) -> tup
             (a * d - b * b) * inv_det)
 
 
-@_jit
+@njit_cached
 def _profile_normal(
     x: np.ndarray, y: np.ndarray, tx: np.ndarray, ty: np.ndarray, zr: np.ndarray, use: np.ndarray, c: np.ndarray,
     vx: float, vy: float, vz: float, out: np.ndarray,
@@ -482,16 +450,16 @@ def _decay_time_loop(
             chi2_out[i] = chi2 if ok else np.nan
 
 
-decay_time_loop = _jit(_decay_time_loop)
+decay_time_loop = njit_cached(_decay_time_loop)
 """The compiled :func:`_decay_time_loop`."""
 
-fit_loop = _jit(_fit_loop)
+fit_loop = njit_cached(_fit_loop)
 """The compiled :func:`_fit_loop` (same arguments)."""
 
 
 # IP and IPχ² of one line (``c``: its 5 × 5 covariance) w.r.t. one PV (``p``: 3 × 3): the formula of
 # ``vertexing.impact_parameter``, compiled
-_ip_one_jit = _jit(_ip_terms)
+_ip_one_jit = njit_cached(_ip_terms)
 
 
 def _solve3(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
@@ -520,7 +488,7 @@ def _solve3(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     out[0] = (y0 - a[0, 1] * out[1] - a[0, 2] * out[2]) / a[0, 0]
 
 
-_solve3_jit = _jit(_solve3)
+_solve3_jit = njit_cached(_solve3)
 
 
 def _own_pv_loop(
@@ -601,7 +569,7 @@ def _own_pv_loop(
         mcorr_err[i] = math.sqrt(var if var > 0.0 or math.isnan(var) else 0.0)
 
 
-own_pv_loop = _jit(_own_pv_loop)
+own_pv_loop = njit_cached(_own_pv_loop)
 """The compiled :func:`_own_pv_loop`."""
 
 
@@ -627,7 +595,7 @@ def _line_ip_loop(
                                        pv[i, 0], pv[i, 1], pv[i, 2], pv_cov[i])
 
 
-line_ip_loop = _jit(_line_ip_loop)
+line_ip_loop = njit_cached(_line_ip_loop)
 """The compiled :func:`_line_ip_loop`."""
 
 
@@ -658,7 +626,7 @@ def _track_states_loop(
         ok[r] = good
 
 
-track_states_loop = _jit(_track_states_loop)
+track_states_loop = njit_cached(_track_states_loop)
 """The compiled :func:`_track_states_loop`."""
 
 
@@ -696,7 +664,7 @@ def _track_slot_loop(
     return bad
 
 
-track_slot_loop = _jit(_track_slot_loop)
+track_slot_loop = njit_cached(_track_slot_loop)
 """The compiled :func:`_track_slot_loop`."""
 
 
@@ -747,5 +715,5 @@ def _composite_line_loop(pos: np.ndarray, p4: np.ndarray, p_cubed: np.ndarray, c
                 out[i, a, b] = out[i, b, a] = 0.5 * (t + u)
 
 
-composite_line_loop = _jit(_composite_line_loop)
+composite_line_loop = njit_cached(_composite_line_loop)
 """The compiled :func:`_composite_line_loop`."""

@@ -18,19 +18,19 @@ of 85 000 candidates (a batch of 50 000 events' first round) 299-345 → 204-267
 
 Imported on the first call with at least
 :data:`sim.generation.formfactors.COMPILED_MIN_DECAYS` decays (numba and the kernel's
-cache load then, ≈ 0.5 CPU s); cache as :mod:`sim.core._quantile_kernels`.
+cache load then, ≈ 0.5 CPU s); compiled and cached by :func:`sim.core.jit.njit_cached`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sim.core._quantile_kernels import _jit
+from sim.core.jit import njit_cached
 
 __all__ = ("baryon_current",)
 
 
-@_jit
+@njit_cached
 def baryon_current(ux: np.ndarray, ub: np.ndarray, ops: np.ndarray, ff: np.ndarray, v: np.ndarray, vp: np.ndarray,
                    out: np.ndarray) -> None:
     """The hadronic current ``(n, s_B, s_X, μ)`` of 1/2 → 1/2 decays into ``out``.
