@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mambah.cli import nonnegative_int, path_argument, positive_int
-from mambah.errors import ConfigError
+from mambah.errors import ConfigError, DataError
 from sim.core.executors import DaskExecutor, Executor, SerialExecutor
 from sim.core.pipeline import Pipeline
 
@@ -187,4 +187,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if exported is not None:
         print(f"{exported.path}: {exported.rows:,} rows x {len(exported.columns)} columns ({exported.format})")
+    _check_signal_found(pipeline, summary.output)
     return 0
+
+
+def _check_signal_found(pipeline: Pipeline, output: Any) -> None:
+    """A HepMC input asked to flag a signal none of its events holds: a check that tested nothing (DataError).
+
+    The store is complete (every event, none flagged ``is_signal``); the error says so, with what to check.
+    """
+    from sim.generation.hepmc import HepMCInput
+
+    hep = next((p for p in pipeline.passes if isinstance(p, HepMCInput)), None)
+    if hep is None or hep.signal is None:
+        return
+    import mambah
+
+    with mambah.EventStore.open(output, read_only=True) as store:
+        found = store.connection.execute("SELECT count(*) FROM mc_particles WHERE is_signal").fetchone()
+    if found is not None and found[0] == 0:
+        raise DataError(
+            f"--decay {hep.signal!r}: no event of the HepMC input holds that decay (nor its charge conjugate), so "
+            f"nothing is flagged is_signal in {output} (its events are complete); check the descriptor against the "
+            "file's decays (e.g. mambah query STORE \"SELECT pid, count(*) FROM mc_particles GROUP BY pid\"), "
+            "or drop --decay"
+        )

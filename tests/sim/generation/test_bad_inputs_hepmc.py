@@ -44,3 +44,18 @@ def test_known_units_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.chdir(tmp_path)
     _file(tmp_path / "ok.hepmc", ["GEV MM", "MEV CM"])
     assert _run(tmp_path, "ok.hepmc") == 0
+
+
+def test_a_signal_no_event_holds_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # before: --decay X over a file without X ran with exit 0 and flagged nothing (a check that tested nothing)
+    pytest.importorskip("pyhepmc")
+    monkeypatch.chdir(tmp_path)
+    _file(tmp_path / "pions.hepmc", ["GEV MM", "GEV MM"])
+    argv = ["run", "--hepmc", "pions.hepmc", "--batch-size", "2", "-o", "s.duckdb", "--no-progress"]
+    assert main([*argv, "--decay", "[B+ -> K+ pi+ pi-]cc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "--decay '[B+ -> K+ pi+ pi-]cc': no event of the HepMC input holds that decay" in err
+    assert "nothing is flagged is_signal in s.duckdb" in err
+    assert main([*argv, "--overwrite"]) == 0  # without a signal: no check to fail
