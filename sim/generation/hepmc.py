@@ -132,6 +132,8 @@ def scan_hepmc(path: str | Path) -> HepMCIndex:
         DataError: missing file, not HepMC ASCII, no events, or truncated.
     """
     p = Path(path)
+    if p.is_dir():  # a folder of files: its files (or a glob), not the folder
+        raise DataError(f"HepMC file '{p}' is a directory; give its files, e.g. '{p / '*.hepmc3'}' (globs are expanded)")
     if not p.is_file():
         raise DataError(f"HepMC file '{p}' does not exist")
     with open(p, "rb") as f:

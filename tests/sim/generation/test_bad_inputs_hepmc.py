@@ -59,3 +59,14 @@ def test_a_signal_no_event_holds_is_an_error(tmp_path: Path, monkeypatch: pytest
     assert "--decay '[B+ -> K+ pi+ pi-]cc': no event of the HepMC input holds that decay" in err
     assert "nothing is flagged is_signal in s.duckdb" in err
     assert main([*argv, "--overwrite"]) == 0  # without a signal: no check to fail
+
+
+def test_a_directory_is_named_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # before: "HepMC file 'files' does not exist" for a folder that does
+    pytest.importorskip("pyhepmc")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "files").mkdir()
+    assert main(["run", "--hepmc", "files", "-o", "s.duckdb", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "HepMC file 'files' is a directory; give its files, e.g. 'files/*.hepmc3'" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["files"]
