@@ -405,6 +405,8 @@ def expand_files(files: Sequence[str]) -> list[str]:
     return out
 
 
+#: a units line of either format ("U GEV MM"), checked before pyhepmc reads the events
+_UNITS_LINE = re.compile(rb"^U ([^\r\n]*)", re.M)
 _MOMENTUM = {"GEV": 1000.0, "MEV": 1.0}
 _LENGTH = {"MM": 1.0, "CM": 10.0}
 
@@ -426,6 +428,11 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
     """
     pyhepmc = _require_pyhepmc()
     body = _segment_bytes(index, first, stop)
+    for units_line in _UNITS_LINE.finditer(body):  # pyhepmc reads 'U FOO BAR' as GEV and CM, a silent substitute
+        words = units_line.group(1).split()
+        if len(words) != 2 or words[0].decode(errors="replace") not in _MOMENTUM or words[1].decode(errors="replace") not in _LENGTH:
+            raise DataError(f"HepMC file '{index.path}', events [{first}, {stop}): units line {units_line.group(0)[:40]!r} "
+                            "not 'U GEV|MEV MM|CM'; fix the file's units")
     stream = pyhepmc.io.pyiostream(io.BytesIO(index.header + body + index.footer))
     reader = (pyhepmc.io.ReaderAscii if index.format == "hepmc3" else pyhepmc.io.ReaderAsciiHepMC2)(stream)
     base = int(index.offsets[first])

@@ -70,3 +70,41 @@ def test_a_directory_is_named_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyP
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "HepMC file 'files' is a directory; give its files, e.g. 'files/*.hepmc3'" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["files"]
+
+
+@pytest.mark.parametrize("case", ["hepmc2", "hepmc3 read by pyhepmc"])
+def test_unknown_units_are_refused_on_pyhepmcs_paths_too(tmp_path: Path, case: str) -> None:
+    # before: HepMC2 files and reader="pyhepmc" went straight to pyhepmc, which read 'U FOO BAR' as GEV and CM
+    pyhepmc = pytest.importorskip("pyhepmc")
+    from mambah.errors import DataError
+    from sim.core.pipeline import Pipeline, RunConfig
+    from sim.core.runner import run
+    from sim.generation.hepmc import HepMCInput
+
+    path = tmp_path / "in.hepmc"
+    if case == "hepmc2":
+        with pyhepmc.io.WriterAsciiHepMC2(str(path)) as f:
+            for i in range(2):
+                ev = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
+                ev.event_number = i
+                beam = [pyhepmc.GenParticle(pyhepmc.FourVector(0, 0, z, 6500), 2212, 4) for z in (6500, -6500)]
+                outs = [pyhepmc.GenParticle(pyhepmc.FourVector(0.3, 0.2, 20.0 + k, 30.0), 211, 1)
+                        for k in (0, 1)]
+                v = pyhepmc.GenVertex(pyhepmc.FourVector(0, 0, 0, 0))
+                for p in beam:
+                    v.add_particle_in(p)
+                for p in outs:
+                    v.add_particle_out(p)
+                ev.add_vertex(v)
+                f.write_event(ev)
+        text = path.read_text()
+        assert text.count("U GEV MM") == 2
+        path.write_text(text.replace("U GEV MM", "U FOO BAR", 1))  # the first event only
+        reader = "auto"
+    else:
+        _file(path, ["FOO BAR", "GEV MM"])
+        reader = "pyhepmc"
+    hep = HepMCInput(files=(str(path),), batch_size=2, reader=reader)
+    with pytest.raises(DataError, match=r"units line b'U FOO BAR' not 'U GEV\|MEV MM\|CM'; fix the file's units"):
+        run(Pipeline((hep,), RunConfig(events=2, batch_size=2)), tmp_path / "s.duckdb", progress=False)
+    assert not (tmp_path / "s.duckdb").exists()
