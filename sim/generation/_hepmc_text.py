@@ -42,6 +42,18 @@ __all__ = ("TextLayoutError", "parse_hepmc3")
 _C_LIGHT = 299.792458
 _MOMENTUM = {b"GEV": 1000.0, b"MEV": 1.0}
 _LENGTH = {b"MM": 1.0, b"CM": 10.0}
+
+
+def units_problem(line: bytes) -> str | None:
+    """Why ``line`` is not a units line both readers take (``U GEV|MEV MM|CM``, single spaces), or ``None``.
+
+    pyhepmc reads any other unit as GEV and CM without a word, so :func:`sim.generation.hepmc.read_events`
+    asks this too before pyhepmc reads a segment.
+    """
+    f = line.split(b" ")
+    if len(f) != 3 or f[0] != b"U" or f[1] not in _MOMENTUM or f[2] not in _LENGTH:
+        return f"units line {line[:40]!r} not 'U GEV|MEV MM|CM'"
+    return None
 _KINDS = frozenset(b"EUWAPV")
 _BIG = np.int64(1) << 32
 
@@ -168,9 +180,11 @@ def parse_hepmc3(body: bytes, n_events: int) -> dict[str, Any]:
         raise TextLayoutError("an event without exactly one units (U) line")
     mu_ev, lu_ev = np.empty(n_events), np.empty(n_events)
     for k, r in enumerate(u_rows.tolist()):
-        f = body[ls[r] : le[r]].split(b" ")
-        if len(f) != 3 or f[1] not in _MOMENTUM or f[2] not in _LENGTH:
-            raise TextLayoutError(f"units line {body[ls[r] : le[r]][:40]!r} not 'U GEV|MEV MM|CM'")
+        line = body[ls[r] : le[r]]
+        why = units_problem(line)
+        if why is not None:
+            raise TextLayoutError(why)
+        f = line.split(b" ")
         mu_ev[k], lu_ev[k] = _MOMENTUM[f[1]], _LENGTH[f[2]]
     process = np.full(n_events, -1, np.int64)
     a0 = np.flatnonzero((kind == 65) & (arr[np.minimum(ls + 2, arr.size - 1)] == 48) & (arr[np.minimum(ls + 3, arr.size - 1)] == 32))

@@ -406,7 +406,7 @@ def expand_files(files: Sequence[str]) -> list[str]:
 
 
 #: a units line of either format ("U GEV MM"), checked before pyhepmc reads the events
-_UNITS_LINE = re.compile(rb"^U ([^\r\n]*)", re.M)
+_UNITS_LINE = re.compile(rb"^U [^\r\n]*", re.M)  # a CR line end is not part of the units
 _MOMENTUM = {"GEV": 1000.0, "MEV": 1.0}
 _LENGTH = {"MM": 1.0, "CM": 10.0}
 
@@ -428,11 +428,12 @@ def read_events(index: HepMCIndex, first: int, stop: int) -> dict[str, Any]:
     """
     pyhepmc = _require_pyhepmc()
     body = _segment_bytes(index, first, stop)
+    from sim.generation._hepmc_text import units_problem
+
     for units_line in _UNITS_LINE.finditer(body):  # pyhepmc reads 'U FOO BAR' as GEV and CM, a silent substitute
-        words = units_line.group(1).split()
-        if len(words) != 2 or words[0].decode(errors="replace") not in _MOMENTUM or words[1].decode(errors="replace") not in _LENGTH:
-            raise DataError(f"HepMC file '{index.path}', events [{first}, {stop}): units line {units_line.group(0)[:40]!r} "
-                            "not 'U GEV|MEV MM|CM'; fix the file's units")
+        why = units_problem(units_line.group(0))
+        if why is not None:
+            raise DataError(f"HepMC file '{index.path}', events [{first}, {stop}): {why}; fix the file's units")
     stream = pyhepmc.io.pyiostream(io.BytesIO(index.header + body + index.footer))
     reader = (pyhepmc.io.ReaderAscii if index.format == "hepmc3" else pyhepmc.io.ReaderAsciiHepMC2)(stream)
     base = int(index.offsets[first])
@@ -554,9 +555,7 @@ def read_segment(index: HepMCIndex, first: int, stop: int, reader: str = "auto")
         return _check_finite(parse_hepmc3(_segment_bytes(index, first, stop), stop - first), index, first)
     except TextLayoutError as err:
         reason = str(err)
-    if reason.startswith("units line"):  # pyhepmc would read 'U FOO BAR' as GEV and CM, a silent substitute
-        raise DataError(f"HepMC file '{index.path}', events [{first}, {stop}): {reason}; fix the file's units")
-    seg = read_events(index, first, stop)  # a broken event stops here with its one-line error
+    seg = read_events(index, first, stop)  # a broken event or units line stops here with its one-line error
     if reader == "text":
         raise DataError(
             f"HepMC file '{index.path}', events [{first}, {stop}): the text reader does not cover {reason}; "
