@@ -42,9 +42,9 @@ quiet_tensorflow()  # before TensorFlow is imported: its C++ start-up lines are 
 # The chain as the mambah command runs it (sim.core.jit): numba's third-party extensions (vector's and
 # awkward's, 1.3-4 CPU s at the first compiled kernel of a process) are not loaded; a Python session pays
 # them once, at its first kernel.
-import numba.core.entrypoints
+from sim.core.jit import skip_numba_extensions
 
-numba.core.entrypoints._already_initialized = True
+skip_numba_extensions()
 
 
 SIGNAL = "[B+ -> (J/psi -> mu+ mu-) K+]cc"

@@ -34,7 +34,7 @@ import numba
 
 from mambah import _is_command
 
-__all__ = ("njit_cached",)
+__all__ = ("njit_cached", "skip_numba_extensions")
 
 _log = logging.getLogger(__name__)
 
@@ -50,8 +50,14 @@ def _in_command() -> bool:
     return getattr(spec, "name", None) == "mambah.cli" and (mp is None or mp.parent_process() is None)
 
 
-if _in_command():
+def skip_numba_extensions() -> None:
+    """Do not load numba's third-party extensions in this process (what the command does; a benchmark that
+    runs the chain in-process as the command would calls it before the first kernel)."""
     numba.core.entrypoints._already_initialized = True
+
+
+if _in_command():
+    skip_numba_extensions()
 
 
 def njit_cached(func: Callable[..., Any] | None = None, *, inline: bool = False) -> Any:

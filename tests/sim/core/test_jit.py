@@ -47,3 +47,12 @@ def test_a_python_session_keeps_numbas_extensions() -> None:
                          cwd=Path(__file__).resolve().parents[3])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_skip_numba_extensions_does_what_the_command_does() -> None:
+    code = ("import sim.core.jit as j, numba.core.entrypoints as e; a = e._already_initialized; "
+            "j.skip_numba_extensions(); print(a, e._already_initialized)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False True"
