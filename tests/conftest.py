@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -60,3 +61,17 @@ def interrupt_once(monkeypatch: pytest.MonkeyPatch) -> type[InterruptOnce]:
     pipeline by kind, so a resumed run rebuilds it from this module)."""
     monkeypatch.setitem(PASS_KINDS, InterruptOnce.kind, f"{InterruptOnce.__module__}:InterruptOnce")
     return InterruptOnce
+
+
+@pytest.fixture
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
+    """What the command wrote to stderr so far, asserted to be one line without a traceback (the brief's
+    rule for bad input), stripped; the test's own ``capsys`` is the same capture."""
+
+    def read() -> str:
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err, err
+        assert len(err.splitlines()) == 1, err
+        return err
+
+    return read

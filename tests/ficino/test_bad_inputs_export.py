@@ -26,13 +26,6 @@ def _status(argv: list[str]) -> int:
         return int(stop.code or 0)
 
 
-def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
 @pytest.mark.parametrize(
     ("out", "extra", "match"),
     [
@@ -46,12 +39,12 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
     ],
 )
 def test_refused_in_one_line(
-    store_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    store_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str],
     out: str, extra: list[str], match: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert _status(["export", str(store_file), out, "--no-progress", *extra]) == 2
-    assert match in _one_line(capsys)
+    assert match in one_line_error()
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +28,6 @@ def store(tmp_path: Path) -> Path:
     return _store(tmp_path / "s.duckdb")
 
 
-def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
 def test_query_output_without_format_takes_the_suffix(store: Path, tmp_path: Path) -> None:
     # was: -o ignored (the table printed, nothing written, exit 0)
     out = tmp_path / "r.csv"
@@ -56,28 +50,28 @@ def test_query_output_without_format_takes_the_suffix(store: Path, tmp_path: Pat
     ],
 )
 def test_query_output_options_that_would_be_ignored(
-    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], extra: list[str], match: str
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str], extra: list[str], match: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["query", str(store), "SELECT 1", *extra]) == 2
-    assert match in _one_line(capsys)
+    assert match in one_line_error()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.duckdb"]
 
 
 @pytest.mark.parametrize("command", [["info"], ["check"], ["query", "", "SELECT 1"], ["merge", "", "out.duckdb"]])
 def test_an_empty_store_path_is_named(
-    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]
 ) -> None:
     # was: "'.' is a directory but not a Mambah dataset" (the empty path read as the current directory)
     monkeypatch.chdir(tmp_path)
     argv = [command[0], "", *command[2:]] if len(command) > 1 else [command[0], ""]
     assert main(argv) == 2
-    assert "empty" in _one_line(capsys)
+    assert "empty" in one_line_error()
 
 
-def test_query_output_onto_the_store_itself(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_query_output_onto_the_store_itself(store: Path, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     # before: "wrote 1 rows to s.duckdb", the store replaced by a CSV file (exit 0)
     before = store.read_bytes()
     assert main(["query", str(store), "SELECT 1", "-o", str(store), "--format", "csv", "--overwrite"]) == 2
-    assert "is the store being queried; choose another output" in _one_line(capsys)
+    assert "is the store being queried; choose another output" in one_line_error()
     assert store.read_bytes() == before

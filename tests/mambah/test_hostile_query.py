@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +40,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
 WRITES = [
     "COPY (SELECT 1) TO '{tmp}/x.csv'",
     "COPY events TO '{tmp}/other.duckdb'",
@@ -72,23 +66,23 @@ WRITES = [
 
 
 @pytest.mark.parametrize("sql", WRITES)
-def test_statements_that_write_are_refused(store: Path, tmp_path: Path, sql: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_statements_that_write_are_refused(store: Path, tmp_path: Path, sql: str, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     other = make_store(tmp_path / "other.duckdb", n_batches=1)
     before = {p: _digest(p) for p in (store, other)}
     listing = sorted(tmp_path.iterdir())
     assert main(["query", str(store), sql.format(tmp=tmp_path)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error()
     assert "read-only" in err or "one SQL statement" in err, err
     assert {p: _digest(p) for p in (store, other)} == before
     assert sorted(tmp_path.iterdir()) == listing  # no file created
 
 
-def test_attach_then_delete_in_another_store_is_refused(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_attach_then_delete_in_another_store_is_refused(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     other = make_store(tmp_path / "other.duckdb", n_batches=1)
     before = _digest(other)
     sql = f"ATTACH '{other}' AS o; DELETE FROM o.events"
     assert main(["query", str(store), sql]) == 2
-    _one_line_error(capsys)
+    one_line_error()
     assert _digest(other) == before
 
 
@@ -126,35 +120,35 @@ def test_row_count_message_when_all_rows_fit(store: Path, capsys: pytest.Capture
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_output_that_is_a_directory_or_in_a_missing_directory(store: Path, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_that_is_a_directory_or_in_a_missing_directory(store: Path, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     d = tmp_path / "adir"
     d.mkdir()
     assert main(["query", str(store), "SELECT * FROM events", "--format", fmt, "-o", str(d)]) == 2
-    assert "is a directory" in _one_line_error(capsys)
+    assert "is a directory" in one_line_error()
     missing = tmp_path / "nope" / f"q.{fmt}"
     assert main(["query", str(store), "SELECT * FROM events", "--format", fmt, "-o", str(missing)]) == 2
-    assert "does not exist" in _one_line_error(capsys)
+    assert "does not exist" in one_line_error()
     assert not missing.parent.exists()
     if Path("/proc").is_dir():  # a file system that takes no new file (as root too): the line names the output
         assert main(["query", str(store), "SELECT * FROM events", "--format", fmt, "-o", f"/proc/q.{fmt}"]) == 2
-        err = _one_line_error(capsys)
+        err = one_line_error()
         assert f"cannot write '/proc/q.{fmt}'" in err and ".tmp-" not in err, err
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_failing_query_leaves_no_partial_file(store: Path, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failing_query_leaves_no_partial_file(store: Path, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     out = tmp_path / f"q.{fmt}"
     # the error comes after ~2e5 rows were streamed (several record batches written)
     sql = "SELECT CASE WHEN range < 200000 THEN range ELSE error('boom at row ' || range) END AS x FROM range(400000)"
     assert main(["query", str(store), sql, "--format", fmt, "-o", str(out)]) == 2
-    assert "boom" in _one_line_error(capsys)
+    assert "boom" in one_line_error()
     assert list(tmp_path.iterdir()) == [tmp_path / "s.duckdb"]
     # an existing file is refused without --overwrite, and left as it was by a failing query with it
     out.write_text("old")
     assert main(["query", str(store), "SELECT 1", "--format", fmt, "-o", str(out)]) == 2
-    assert f"output '{out}' exists; pass --overwrite to replace it" in _one_line_error(capsys)
+    assert f"output '{out}' exists; pass --overwrite to replace it" in one_line_error()
     assert main(["query", str(store), sql, "--format", fmt, "-o", str(out), "--overwrite"]) == 2
-    assert "boom" in _one_line_error(capsys)
+    assert "boom" in one_line_error()
     assert out.read_text() == "old"
     assert main(["query", str(store), "SELECT 1 AS x", "--format", fmt, "-o", str(out), "--overwrite"]) == 0
     capsys.readouterr()

@@ -6,7 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -61,22 +61,15 @@ def store(tmp_path: Path, pristine: bytes) -> Path:
     return path
 
 
-def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err, err
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
 def test_check_passes_a_sound_store(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(store)]) == 0
     out = capsys.readouterr().out
     assert "ok" in out and "3 batch(es)" in out
 
 
-def test_check_refuses_what_is_not_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_refuses_what_is_not_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     assert main(["check", str(tmp_path / "missing.duckdb")]) == 2
-    assert "does not exist" in _one_line(capsys)
+    assert "does not exist" in one_line_error()
     junk = tmp_path / "junk.duckdb"
     junk.write_bytes(b"\x89PNG\r\n" * 1000)
     assert main(["check", str(junk)]) == 2
@@ -91,7 +84,7 @@ def pristine_big(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @pytest.mark.parametrize("cut", ["4MB", "half"])
-def test_truncated_store(tmp_path: Path, pristine_big: bytes, cut: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_truncated_store(tmp_path: Path, pristine_big: bytes, cut: str, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     store = tmp_path / "s.duckdb"
     store.write_bytes(pristine_big)
     data = store.read_bytes()
@@ -107,7 +100,7 @@ def test_truncated_store(tmp_path: Path, pristine_big: bytes, cut: str, capsys: 
     for argv in (["info", str(store)], ["query", str(store), "SELECT count(*) FROM events"],
                  ["query", str(store), "SELECT sum(pv_x) FROM events"], ["export", str(store), str(tmp_path / "x.root")]):
         assert main(argv) == 2, argv
-        err = _one_line(capsys)
+        err = one_line_error()
         assert truncated in err, err
     assert sorted(q.name for q in tmp_path.iterdir()) == ["s.duckdb"]
 
@@ -153,9 +146,9 @@ def holder(store: Path) -> Iterator[subprocess.Popen[str]]:
     proc.communicate("")
 
 
-def test_real_lock_conflict_is_called_in_use(store: Path, holder: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_real_lock_conflict_is_called_in_use(store: Path, holder: subprocess.Popen[str], capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     assert main(["info", str(store)]) == 2
-    assert "in use by another process" in _one_line(capsys)
+    assert "in use by another process" in one_line_error()
 
 
 def test_overwrite_takes_the_lock_first(store: Path, holder: subprocess.Popen[str]) -> None:
@@ -241,7 +234,7 @@ def test_error_lines() -> None:
 @pytest.mark.parametrize("what", ["empty", "text", "plain-dir", "missing"])
 @pytest.mark.parametrize("command", ["info", "query", "check", "export", "run-resume"])
 def test_what_is_not_a_store_is_one_line_for_every_command(tmp_path: Path, what: str, command: str,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+                                                           capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]) -> None:
     path = tmp_path / "s.duckdb"
     if what == "empty":
         path.write_bytes(b"")
@@ -256,6 +249,6 @@ def test_what_is_not_a_store_is_one_line_for_every_command(tmp_path: Path, what:
     if what == "missing" and command == "run-resume":
         return  # --resume of nothing starts the run (documented: sim.core.runner.open_output, mambah run --help)
     assert main(argv) == 2
-    err = _one_line(capsys)
+    err = one_line_error()
     assert str(path) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from mambah.cli import main
-
-
-def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.mark.parametrize(
@@ -34,32 +28,32 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
     ],
 )
 def test_ignored_options_are_refused(
-    argv: list[str], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    argv: list[str], match: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     out = [] if "-o" in argv else ["-o", "s.duckdb"]
     assert main(["run", "--events", "20", "--no-progress", *out, *argv]) == 2
-    assert match in _one_line(capsys)
+    assert match in one_line_error()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_save_config_does_not_replace_a_file_without_overwrite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]
 ) -> None:
     # before: "wrote s.duckdb", a store replaced by the TOML text (exit 0)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.duckdb").write_bytes(b"a store")
     assert main(["run", "--save-config", "s.duckdb"]) == 2
-    assert "--save-config s.duckdb: the file exists; pass --overwrite to replace it" in _one_line(capsys)
+    assert "--save-config s.duckdb: the file exists; pass --overwrite to replace it" in one_line_error()
     assert (tmp_path / "s.duckdb").read_bytes() == b"a store"
     assert main(["run", "--save-config", "s.duckdb", "--overwrite"]) == 0
     assert (tmp_path / "s.duckdb").read_text().startswith("[run]")
     assert main(["run", "--save-config", ""]) == 2
-    assert "empty --save-config path" in _one_line(capsys)
+    assert "empty --save-config path" in one_line_error()
 
 
 def test_full_events_do_not_drop_the_configs_generator_settings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], one_line_error: Callable[[], str]
 ) -> None:
     # before: --config job.toml (luminous_region.sigma_z = 10) --pythia saved and ran Pythia with the default 45 mm
     monkeypatch.chdir(tmp_path)
@@ -69,7 +63,7 @@ def test_full_events_do_not_drop_the_configs_generator_settings(
     (tmp_path / "lr.toml").write_text(text.replace("sigma_z = 45.0", "sigma_z = 10.0", 1))
     capsys.readouterr()
     assert main(["run", "--config", "lr.toml", "--pythia", "minbias", "--save-config", "p.toml"]) == 2
-    err = _one_line(capsys)
+    err = one_line_error()
     assert "--pythia replaces the config's generator pass 'generator', whose luminous_region it would drop" in err
     assert 'kind = "pythia" pass in the config' in err and not (tmp_path / "p.toml").exists()
     assert main(["run", "--config", "job.toml", "--pythia", "minbias", "--save-config", "p.toml"]) == 0  # defaults: fine
