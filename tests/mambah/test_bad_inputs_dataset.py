@@ -14,34 +14,18 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 
-from mambah import BatchRecord, EventStore
+from mambah import EventStore
 from mambah.check import check_store
 from mambah.cli import main
-from mambah.dataset import create_dataset, dataset_problems, write_dataset_batch
+from mambah.dataset import dataset_problems
 from mambah.errors import StoreError
 
 
-def _tables(n: int, batch: int) -> dict[str, pa.Table]:
-    rng = np.random.default_rng(batch)
-    return {"events": pa.table({
-        "batch": np.full(n, batch, np.int32), "event": np.arange(n, dtype=np.int32),
-        "pv_x": rng.normal(size=n), "pv_y": rng.normal(size=n), "pv_z": rng.normal(size=n), "pv_t": rng.normal(size=n),
-    })}
-
-
 @pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    root = create_dataset(tmp_path / "ds", {"run": json.dumps({"events": 20, "batch_size": 10, "seed": 1})})
-    for b in (0, 1):
-        rec = BatchRecord(b, 10, 10 + b)
-        with EventStore.memory() as staging:
-            staging.write_batch(rec, _tables(10, b))
-            write_dataset_batch(root, rec, staging.connection)
-    return root
+def dataset(make_dataset: Callable[[int], Path]) -> Path:
+    return make_dataset(10)
 
 
 def _unlink(name: str) -> Callable[[Path], None]:

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 
-from mambah import BatchRecord, EventStore
+from mambah import EventStore
 from mambah.cli import main
-from mambah.dataset import create_dataset, write_dataset_batch
-
-
-def _events(n: int, batch: int) -> dict[str, pa.Table]:
-    rng = np.random.default_rng(batch)
-    return {"events": pa.table({
-        "batch": np.full(n, batch, np.int32), "event": np.arange(n, dtype=np.int32),
-        "pv_x": rng.normal(size=n), "pv_y": rng.normal(size=n), "pv_z": rng.normal(size=n), "pv_t": rng.normal(size=n),
-    })}
 
 
 @pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    root = create_dataset(tmp_path / "ds", {"run": json.dumps({"events": 200, "batch_size": 100, "seed": 1})})
-    for b in (0, 1):
-        rec = BatchRecord(b, 100, 10 + b)
-        with EventStore.memory() as staging:
-            staging.write_batch(rec, _events(100, b))
-            write_dataset_batch(root, rec, staging.connection)
-    return root
+def dataset(make_dataset: Callable[[int], Path]) -> Path:
+    return make_dataset(100)
 
 
 def test_merge_of_a_sound_dataset(dataset: Path, tmp_path: Path) -> None:
