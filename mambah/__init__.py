@@ -20,9 +20,14 @@ def _early_signal(signum: int, frame: object) -> None:  # pragma: no cover - tim
     os._exit(143 if term else 130)
 
 
-def _is_command() -> bool:
-    """Whether this process is the ``mambah`` command itself (not a multiprocessing child of it)."""
-    if os.path.basename(sys.argv[0]) != "mambah":
+def _is_command(*, or_module: bool = False) -> bool:
+    """Whether this process is the ``mambah`` command itself (not a multiprocessing child of it).
+
+    ``or_module=True`` counts ``python -m mambah.cli`` too (its ``__main__`` is the module ``mambah.cli``);
+    the early signal handlers below and in :mod:`mambah.cli` keep to the console script.
+    """
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if os.path.basename(sys.argv[0]) != "mambah" and not (or_module and getattr(spec, "name", None) == "mambah.cli"):
         return False
     mp = sys.modules.get("multiprocessing")
     return mp is None or mp.parent_process() is None

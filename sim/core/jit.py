@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -39,15 +38,9 @@ __all__ = ("njit_cached", "skip_numba_extensions")
 _log = logging.getLogger(__name__)
 
 
-
 def _in_command() -> bool:
-    """Whether this process runs the ``mambah`` command: the console script, or ``python -m mambah.cli``
-    (its ``__main__`` is the module ``mambah.cli``), not a multiprocessing child of either."""
-    if _is_command():
-        return True
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    mp = sys.modules.get("multiprocessing")
-    return getattr(spec, "name", None) == "mambah.cli" and (mp is None or mp.parent_process() is None)
+    """Whether this process runs the ``mambah`` command: the console script or ``python -m mambah.cli``."""
+    return _is_command(or_module=True)
 
 
 def skip_numba_extensions() -> None:
