@@ -6,7 +6,8 @@ In one run, as whole processes:
 1. bare ``phasespace`` generating *and unweighting* (accept–reject on the weight) the
    default decay Λb0 → (Λc+ → p K− π+) μ− ν̄μ, N events, in a fresh interpreter;
 2. ``mambah run`` of the default job, N events, in a fresh interpreter (start-up,
-   model loading, every pass and the store included);
+   model loading, every pass and the store included), as a user runs it (one batch at a
+   time) and with ``--threads 2`` (two batches side by side in threads);
 3. ``mambah run --events 1000`` (the start-up time);
 
 and, in this process, the share of each pass in the batch loop (each kernel timed
@@ -180,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         t_chain = _timed([sys.executable, "-m", "mambah.cli", "run", "--events", str(n), "--batch-size",
                           str(args.batch_size), "-o", str(out), "--no-progress"])
         size = out.stat().st_size
+        t_one = _timed([sys.executable, "-m", "mambah.cli", "run", "--events", str(n), "--batch-size",
+                        str(args.batch_size), "-o", str(Path(tmp) / "one.duckdb"), "--no-progress", "--threads", "2"])
         t_start = _timed([sys.executable, "-m", "mambah.cli", "run", "--events", "1000", "-o",
                           str(Path(tmp) / "small.duckdb"), "--no-progress"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -193,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| bare phasespace (generate + unweight), whole process | {n / t_bare:,.0f} events/s ({t_bare:.1f} s) |")
     print(f"| mambah run (default job), whole process | {n / t_chain:,.0f} events/s ({t_chain:.1f} s) |")
     print(f"| ratio mambah / bare | {t_bare / t_chain:.3f} (target 0.3) |")
+    print(f"| mambah run --threads 2 (two batches side by side), whole process | {n / t_one:,.0f} events/s ({t_one:.1f} s), "
+          f"ratio {t_bare / t_one:.3f} |")
     print(f"| mambah run --events 1000 | {t_start:.1f} s (target 4 s) |")
     print(f"| store size | {size / n:,.0f} bytes/event (target 700) |")
     print(f"| load average | {load:.1f} |")

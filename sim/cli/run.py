@@ -63,6 +63,8 @@ def register(sub: Any) -> None:
                      "mc_vertices) of the events it skips; their events row stays (simulated = false)")
     run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--threads", type=positive_int, metavar="N", help="batches computed at once in this process, written in order "
+                     "(default 1; above 1 refused for a pass that runs one batch at a time, e.g. --pythia)")
     run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
     run.add_argument("--scheduler", metavar="ADDRESS", help="run batches on an existing Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--retries", type=nonnegative_int, help="re-runs of a failing batch in a distributed run (default 2)")
@@ -157,6 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if args.retries is not None and args.workers is None and args.scheduler is None:  # a serial run retries nothing
         raise ConfigError("--retries re-runs failing batches on Dask workers; add --workers N or --scheduler ADDRESS, or drop it")
+    if args.threads is not None and (args.workers is not None or args.scheduler is not None):
+        raise ConfigError("--threads is for a run in this process; with --workers/--scheduler each worker computes one batch at a time: drop one")
     if getattr(args, "dataset", False) and args.workers is None and args.scheduler is None:
         raise ConfigError("--dataset needs --workers N or --scheduler ADDRESS (a serial run writes one store file)")
     if Path(args.output).suffix.lower() in _NTUPLE_SUFFIXES:  # a DuckDB file named .root would be a silent substitute
@@ -169,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # --export (ficino.cli): on_batch hook streaming committed batches into an ntuple
     hook = args.export_hook(args, pipeline) if getattr(args, "export_hook", None) else None
     try:
-        executor: Executor = SerialExecutor()
+        executor: Executor = SerialExecutor(threads=args.threads)
         if args.workers is not None or args.scheduler is not None:
             executor = DaskExecutor(workers=args.workers, scheduler=args.scheduler, retries=2 if args.retries is None else args.retries,
                                     dataset=bool(getattr(args, "dataset", False)))

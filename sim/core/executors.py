@@ -51,7 +51,14 @@ class Executor(Protocol):
 
 @dataclass(frozen=True)
 class SerialExecutor:
-    """Every batch in this process, one transaction each (the default)."""
+    """Every batch in this process, one transaction each (the default).
+
+    Args:
+        threads: batches computed at once in threads of this process, written in order
+            (``None``: :func:`sim.core.runner.batch_threads`' default).
+    """
+
+    threads: int | None = None
 
     def run(
         self,
@@ -66,7 +73,7 @@ class SerialExecutor:
         from sim.core.runner import run
 
         return run(pipeline, Path(output) if str(output) != ":memory:" else ":memory:", resume=resume,
-                   overwrite=overwrite, progress=progress, on_batch=on_batch)
+                   overwrite=overwrite, progress=progress, on_batch=on_batch, threads=self.threads)
 
 
 @dataclass(frozen=True)

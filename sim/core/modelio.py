@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,9 @@ __all__ = (
 )
 
 log = logging.getLogger(__name__)
+
+#: one graph built at a time: two batches of a run (threads) may ask a model for its graph together
+_GRAPH_LOCK = threading.Lock()
 
 #: Directory of the shipped default models (package data).
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -299,7 +303,7 @@ class CompiledModel:
                 return net(tf.concat([tf.cast(z, tf.float32), noise], axis=1), training=False)
 
             self._eager = graph
-            self._fn = tf.function(graph, autograph=False, reduce_retracing=True, input_signature=[
+            fn = tf.function(graph, autograph=False, reduce_retracing=True, input_signature=[
                 tf.TensorSpec([None, d], tf.float64), tf.TensorSpec([None, d], tf.float64),
                 tf.TensorSpec([None, trained.n_noise], tf.float32)])
             self._fn32 = tf.function(network, autograph=False, reduce_retracing=True, input_signature=[
@@ -309,9 +313,10 @@ class CompiledModel:
                 return net(tf.cast(z, tf.float32), training=False)
 
             self._eager = classify
-            self._fn = tf.function(classify, autograph=False, reduce_retracing=True,
-                                   input_signature=[tf.TensorSpec([None, d], tf.float64)])
+            fn = tf.function(classify, autograph=False, reduce_retracing=True,
+                             input_signature=[tf.TensorSpec([None, d], tf.float64)])
         self._tf = tf
+        self._fn = fn  # last: a thread that sees it sees the rest
 
     def _call(self, *args: np.ndarray) -> np.ndarray:
         """One chunk: through the traced graph, or (below ``graph_min_rows`` rows) numpy / eager TF.
@@ -328,7 +333,9 @@ class CompiledModel:
             y = self.trained.model.numpy(np.concatenate([z.astype(np.float32), noise], axis=1))
             return inverse_transform(self.trained.output_preprocessor, np.asarray(y, np.float64), raw)
         if self._fn is None:
-            self._build_graph()
+            with _GRAPH_LOCK:
+                if self._fn is None:
+                    self._build_graph()
         if big:
             out = self._fn(*args).numpy()
         else:
@@ -402,7 +409,9 @@ class CompiledModel:
                 raise DataError(f"Identity.inverse_transform: NaN or inf in column(s) {sorted(set(np.nonzero(bad)[1].tolist()))}")
             return y
         if self._fn is None:
-            self._build_graph()
+            with _GRAPH_LOCK:
+                if self._fn is None:
+                    self._build_graph()
         if big:
             return self._fn32(z, noise).numpy()  # type: ignore[no-any-return]
         tf = self._tf

@@ -20,13 +20,14 @@ from typing import Any, ClassVar, overload
 
 import numpy as np
 
-from mambah.errors import ConfigError, StoreError
+from mambah.errors import ConfigError, MambahError, StoreError
 from mambah.store import insert, query_arrow, update
 from sim.core import registry
 from sim.core.configcheck import check_value, field_hints, load_yaml
 
 __all__ = (
     "Batch",
+    "BatchCancelled",
     "BatchContext",
     "Batches",
     "Pass",
@@ -143,11 +144,16 @@ class Pass:
         kind: the name used in config files.
         reads: tables that must be produced upstream.
         writes: tables this pass writes (inserts into or updates).
+        concurrent: its kernel may run on two batches at once, from two threads of one
+            process (it keeps no state from one call to the next but caches whose value
+            does not depend on the batch).  A serial run computes batches side by side
+            only when every pass of the pipeline says so (:func:`sim.core.runner.run`).
     """
 
     kind: ClassVar[str] = ""
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
+    concurrent: ClassVar[bool] = False
 
     name: str = ""
 
@@ -477,8 +483,19 @@ def _build_cached(p: Pass) -> Kernel:
     return _KERNEL_CACHE[p]
 
 
-def run_batch(kernels: Iterable[Kernel], con: Any, batch: Batch) -> None:
-    """Run every kernel on ``batch`` inside an open transaction ``con``."""
+def run_batch(kernels: Iterable[Kernel], con: Any, batch: Batch, *, cancelled: Callable[[], bool] | None = None) -> None:
+    """Run every kernel on ``batch`` inside an open transaction ``con``.
+
+    Args:
+        cancelled: asked before each kernel; when it returns true the batch stops with
+            :class:`BatchCancelled` (a run stopping its other batches after an error).
+    """
     ctx = BatchContext(con, batch)
     for k in kernels:
+        if cancelled is not None and cancelled():
+            raise BatchCancelled(f"batch {batch.batch} cancelled")
         k(ctx)
+
+
+class BatchCancelled(MambahError):
+    """A batch stopped between two passes because its run is stopping (never reaches the user)."""

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mambah.check import duckdb_error_line
 from mambah.errors import ConfigError, StoreError, StoreExistsError
-from mambah.store import BatchRecord, EventStore
+from mambah.store import BatchRecord, EventStore, staged_metadata, staged_tables, staging_connection
 from sim.core.configcheck import settings_difference
 from sim.core.executors import Executor, SerialExecutor
 from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
-from sim.core.resources import BLAS_THREADS, check_batch_memory, check_blas_threads
+from sim.core.resources import BLAS_THREADS, batch_memory_bytes, check_batch_memory, check_blas_threads, machine_memory_bytes
 from sim.core.resources import blas_threads as limit_threads
 
-__all__ = ("RunSummary", "iter_pending", "open_output", "pending_batches", "run")
+__all__ = ("BATCH_THREADS", "RunSummary", "batch_threads", "iter_pending", "open_output", "pending_batches", "run")
+
+#: batches a serial run computes side by side in one process, by default: one.  On the 2-core
+#: reference machine (2 December 2026) two side by side ran the Python API's 300 000-event default
+#: job 1.2-1.5x faster in wall time, but ``mambah run`` not at all (18.8-18.9 s against 17.6-21.6 s,
+#: more CPU): its one-batch loop already keeps 1.5 cores busy.  So it is opt-in (``threads=2``,
+#: ``mambah run --threads 2``) until it is measured to pay (benchmarks/README.md).
+BATCH_THREADS = 1
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +151,17 @@ def run(
     on_batch: Callable[[EventStore, Batch], None] | None = None,
     executor: Executor | None = None,
     blas_threads: int | None = BLAS_THREADS,
+    threads: int | None = None,
 ) -> RunSummary:
     """Run ``pipeline`` into ``output``, one transaction per batch, with the given executor.
 
     Each batch runs against an in-memory staging database
-    (:meth:`~mambah.store.EventStore.staged_batch`) and is written to the store once,
-    atomically with its ``batches`` row and the metadata its passes set.
+    (:func:`~mambah.store.staging_connection`) and is written to the store once,
+    atomically with its ``batches`` row and the metadata its passes set.  Up to
+    ``threads`` batches are computed side by side in threads of this process
+    (:func:`batch_threads`); they are written in batch order by the calling thread,
+    so the store, the hooks' calls and an interruption's outcome are those of one
+    batch after the other.
 
     Every pass is built (decays parsed, models loaded) before the store is
     touched, so bad input never leaves a damaged store.  An interrupted run
@@ -166,16 +182,27 @@ def run(
         blas_threads: BLAS/OpenMP threads of this process's batch loop (default 1, measured
             faster on the reference machine: :mod:`sim.core.resources`); ``None``: the
             libraries' own (all cores).  Workers of a distributed run use one each.
+        threads: batches computed at once in this process (``None``: :func:`batch_threads`'
+            default).  The tables do not depend on it.
+
+    Raises:
+        ConfigError: ``threads`` is not a positive integer, or above 1 for a pipeline
+            with a pass that runs one batch at a time (e.g. ``pythia``).
     """
     if executor is not None and not isinstance(executor, SerialExecutor):
         if store is not None:
             raise ConfigError("an open store can only be written by the serial executor")
+        if threads is not None:
+            raise ConfigError("threads is for a run in this process; a distributed run's workers compute one batch each at a time")
         return executor.run(pipeline, output, resume=resume, overwrite=overwrite, progress=progress,
                             on_batch=on_batch)  # type: ignore[arg-type]  # a plain callable is a BatchHook
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_batch_memory(pipeline)  # before anything heavy: a batch that cannot fit is refused in one line
+    if threads is not None and threads > 1:
+        check_batch_memory(pipeline, processes=threads + 1)  # asked for: the batches computed and the one written
     check_blas_threads(blas_threads)  # a bad count is refused before the store is touched
+    n_threads = batch_threads(pipeline, threads)
     kernels = build_kernels(pipeline)
     own = store is None
     created = own and str(output) != ":memory:" and not (resume and Path(output).exists())
@@ -188,11 +215,9 @@ def run(
     n_done = n_batches = 0
     bar = _progress(pipeline.run.events, store.n_events(), progress)
     try:
-        with limit_threads(blas_threads):
-            for b in iter_pending(pipeline, done):
-                # the passes run against an in-memory staging database; each table is written once
-                with store.staged_batch(BatchRecord(b.batch, b.n_events, b.seed)) as con:
-                    run_batch(kernels, con, b)
+        with limit_threads(blas_threads), contextlib.closing(_staged_batches(kernels, iter_pending(pipeline, done), n_threads)) as staged:
+            for b, tables, meta in staged:
+                store.write_batch(BatchRecord(b.batch, b.n_events, b.seed), tables, meta)  # the batch's one transaction
                 n_batches += 1
                 if on_batch is not None:
                     on_batch(store, b)
@@ -211,6 +236,81 @@ def run(
         store.close()
     dt = time.perf_counter() - t0
     return RunSummary(str(output), n_batches, total, n_done, dt)
+
+
+def batch_threads(pipeline: Pipeline, threads: int | None = None) -> int:
+    """How many batches a serial run of ``pipeline`` computes at once in this process.
+
+    ``None`` (the default): :data:`BATCH_THREADS`, at most the CPUs this process may run
+    on and as many as fit in memory (:func:`~sim.core.resources.check_batch_memory`), and
+    1 when a pass of the pipeline runs one batch at a time (:attr:`Pass.concurrent
+    <sim.core.pipeline.Pass.concurrent>` false: a Pythia instance, a HepMC reader).  A
+    count given is honoured or refused, never lowered.
+
+    Raises:
+        ConfigError: ``threads`` is not a positive integer, or is above 1 while a pass
+            cannot run concurrently (the message names it and the alternative, ``--workers``).
+    """
+    serial = [p for p in pipeline.passes if not type(p).concurrent]
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+        if threads > 1 and serial:
+            names = ", ".join(f"{p.name!r} ({p.kind})" for p in serial)
+            raise ConfigError(f"threads={threads}: pass {names} runs one batch at a time in a process; "
+                              "use threads=1, or --workers N for batches in parallel processes")
+        return threads
+    if serial:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    n = max(1, min(BATCH_THREADS, cpus, pipeline.run.n_batches))
+    fits = int(0.8 * machine_memory_bytes() // max(batch_memory_bytes(pipeline), 1))
+    return max(1, min(n, fits - 1))  # the batches computed and the one being written
+
+
+def _stage(kernels: list[Any], batch: Batch, stop: threading.Event) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run ``batch`` against a fresh in-memory staging database; its tables and metadata rows."""
+    with staging_connection() as con:
+        run_batch(kernels, con, batch, cancelled=stop.is_set)
+        return staged_tables(con), staged_metadata(con)
+
+
+def _staged_batches(kernels: list[Any], batches: Iterable[Batch], threads: int) -> Generator[tuple[Batch, dict[str, Any], dict[str, str]], None, None]:
+    """``(batch, tables, metadata)`` of each batch, in order; up to ``threads`` computed at once.
+
+    The first batch runs alone (the one-off work of a run, imports and graph tracing,
+    happens once); then the next ``threads`` batches are in flight while the caller
+    writes the one yielded.  Closing the iterator (the caller's error or interrupt)
+    stops the batches in flight at their next pass and waits for them.
+    """
+    it = iter(batches)
+    stop = threading.Event()
+    if threads == 1:
+        for b in it:
+            yield (b, *_stage(kernels, b, stop))
+        return
+    first = next(it, None)
+    if first is None:
+        return
+    yield (first, *_stage(kernels, first, stop))
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="mambah-batch")
+    flight: deque[tuple[Batch, Future[tuple[dict[str, Any], dict[str, str]]]]] = deque()
+    try:
+        for b in itertools.islice(it, threads):
+            flight.append((b, pool.submit(_stage, kernels, b, stop)))
+        while flight:
+            b, fut = flight.popleft()
+            tables, meta = fut.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                flight.append((nxt, pool.submit(_stage, kernels, nxt, stop)))
+            yield b, tables, meta
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _remove_store(path: Path) -> None:

@@ -667,6 +667,8 @@ class Calorimeter(Pass):
     """
 
     kind: ClassVar[str] = "calorimeter"
+
+    concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("mc_particles", "mc_vertices", "events", "protoparticles",
                                          "protoparticles.kinematics")
     writes: ClassVar[tuple[str, ...]] = ("calo_clusters", "neutral_protoparticles", "protoparticles.calorimeter")

@@ -132,6 +132,8 @@ class Occupancy(Pass):
     """
 
     kind: ClassVar[str] = "occupancy"
+
+    concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("events",)
     writes: ClassVar[tuple[str, ...]] = ("events.n_pv", "events.n_tracks", "vertices")
 

@@ -4,12 +4,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 import mambah
 from sim import Generator, Pipeline, RunConfig, run
+from sim.core.pipeline import PASS_KINDS, Kernel, Pass
+from sim.core.runner import batch_threads
 
 SMALL = RunConfig(events=3000, batch_size=1000, seed=11)
 
@@ -91,3 +95,87 @@ def test_kill_9_leaves_complete_batches_and_resume_finishes(tmp_path):
     got, ref = _tables(out), _tables(tmp_path / "ref.duckdb")
     for name in ref:
         assert got[name].equals(ref[name]), name
+
+
+# ---- batches side by side (threads): the same store as one batch after the other
+
+
+@dataclass(frozen=True)
+class _Uneven(Pass):
+    """Test pass (concurrent): batch 1 takes longer than the batches after it, so they finish out of order;
+    raises DataError in batch ``fail_at`` while ``marker`` does not exist (then creates it)."""
+
+    kind: ClassVar[str] = "test-uneven"
+    concurrent: ClassVar[bool] = True
+    name: str = "uneven"
+    fail_at: int = -1
+    marker: str = ""
+
+    def build(self) -> Kernel:
+        def kernel(ctx) -> None:  # type: ignore[no-untyped-def]
+            if ctx.batch.batch == 1:
+                time.sleep(0.6)
+            if ctx.batch.batch == self.fail_at and not Path(self.marker).exists():
+                Path(self.marker).write_text("x")
+                raise mambah.DataError(f"test failure in batch {self.fail_at}")
+        return kernel
+
+
+@pytest.fixture
+def uneven(monkeypatch):
+    monkeypatch.setitem(PASS_KINDS, _Uneven.kind, f"{__name__}:_Uneven")
+    return _Uneven
+
+
+def test_default_job_side_by_side_equals_one_batch_at_a_time(tmp_path):
+    from sim.defaults import default_pipeline
+
+    pl = default_pipeline(events=5000, batch_size=1000, seed=4)
+    assert batch_threads(pl) == 1  # opt-in (sim.core.runner.BATCH_THREADS)
+    for t in (1, 2, 3):
+        run(pl, tmp_path / f"t{t}.duckdb", progress=False, threads=t)
+    one = _tables(tmp_path / "t1.duckdb")
+    for t in (2, 3):
+        got = _tables(tmp_path / f"t{t}.duckdb")
+        for name in one:
+            assert got[name].equals(one[name]), (t, name)
+    assert one["protoparticles"].num_rows > 0 and one["batches"].num_rows == 5
+
+
+def test_batches_are_written_and_hooked_in_order_when_they_finish_out_of_order(tmp_path, uneven):
+    order: list[int] = []
+    pl = Pipeline((Generator(), uneven()), RunConfig(events=5000, batch_size=1000, seed=3))
+    run(pl, tmp_path / "o.duckdb", progress=False, threads=3, on_batch=lambda store, b: order.append((b.batch, store.batches()[-1])))
+    assert order == [(i, i) for i in range(5)]
+    run(pl, tmp_path / "s.duckdb", progress=False, threads=1)
+    a, b = _tables(tmp_path / "o.duckdb"), _tables(tmp_path / "s.duckdb")
+    for name in a:
+        assert a[name].equals(b[name]), name
+
+
+def test_failure_side_by_side_keeps_the_batches_before_it_and_resumes(tmp_path, uneven):
+    pl = Pipeline((Generator(), uneven(fail_at=2, marker=str(tmp_path / "marker"))), RunConfig(events=5000, batch_size=1000, seed=3))
+    out = tmp_path / "f.duckdb"
+    t0 = time.perf_counter()
+    with pytest.raises(mambah.DataError, match="batch 2"):
+        run(pl, out, progress=False, threads=2)
+    assert time.perf_counter() - t0 < 60  # the batch in flight was stopped, not the whole run finished
+    with mambah.EventStore.open(out, read_only=True) as s:
+        assert s.batches() == [0, 1]  # batch 1 (slow) written before batch 2's error; nothing of 2, 3, 4
+        assert s.count("events") == 2000
+    run(pl, out, resume=True, progress=False, threads=2)
+    run(Pipeline(pl.passes, pl.run), tmp_path / "ref.duckdb", progress=False, threads=1)
+    got, ref = _tables(out), _tables(tmp_path / "ref.duckdb")
+    for name in ref:
+        assert got[name].equals(ref[name]), name
+
+
+def test_threads_are_refused_for_a_pass_that_runs_one_batch_at_a_time(tmp_path, interrupt_once):
+    pl = Pipeline((Generator(), interrupt_once(marker=str(tmp_path / "m"))), SMALL)
+    assert batch_threads(pl) == 1  # the default: silently one at a time
+    with pytest.raises(mambah.ConfigError, match=r"'interrupt-once' \(test-interrupt-once\) runs one batch at a time.*--workers"):
+        run(pl, tmp_path / "x.duckdb", progress=False, threads=2)
+    assert not (tmp_path / "x.duckdb").exists()
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(mambah.ConfigError, match="threads must be a positive integer"):
+            batch_threads(pl, bad)
