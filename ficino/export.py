@@ -520,7 +520,9 @@ def _build_mode(build: str, writer: NtupleWriter, n_candidates: int, n_batches: 
         if why:
             raise ExportError(f"build='process' cannot be honoured: {why}; use build='serial' (or 'auto')")
         return "process"
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from sim.core.resources import process_cpus
+
+    cpus = process_cpus()
     least = PROCESS_BUILD_MIN_CANDIDATES if _worker.worker_running() else PROCESS_BUILD_MIN_CANDIDATES_COLD
     big = n_batches >= 2 and n_candidates >= least
     return "process" if why is None and writer.format == "root" and big and cpus >= 2 else "serial"

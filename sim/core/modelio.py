@@ -189,10 +189,12 @@ def configure_tensorflow() -> Any:
     if not _TF_CONFIGURED:
         _TF_CONFIGURED = True
         env = os.environ.get("MAMBAH_TF_THREADS", "").strip()
+        from sim.core.resources import process_cpus
+
         try:
-            n = int(env) if env else len(os.sched_getaffinity(0))
-        except (ValueError, AttributeError):
-            n = os.cpu_count() or 1
+            n = int(env) if env else process_cpus()
+        except ValueError:
+            n = process_cpus()
         try:
             tf.config.threading.set_intra_op_parallelism_threads(max(n, 1))
             tf.config.threading.set_inter_op_parallelism_threads(1)

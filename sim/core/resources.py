@@ -49,6 +49,7 @@ __all__ = (
     "limit_blas_threads",
     "machine_memory_bytes",
     "particles_per_event",
+    "process_cpus",
 )
 
 #: memory of a built pipeline before any batch (TensorFlow, models, DuckDB) [bytes]
@@ -74,6 +75,14 @@ def machine_memory_bytes() -> int:
         if text.isdigit() and 0 < int(text) < total:
             total = int(text)
     return int(total)
+
+
+def process_cpus() -> int:
+    """CPUs this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` where that is missing)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _decay_size(text: str) -> int:

@@ -22,7 +22,15 @@ from mambah.store import BatchRecord, EventStore, staged_metadata, staged_tables
 from sim.core.configcheck import settings_difference
 from sim.core.executors import Executor, SerialExecutor
 from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
-from sim.core.resources import BLAS_THREADS, batch_memory_bytes, check_batch_memory, check_blas_threads, machine_memory_bytes
+from sim.core.resources import (
+    BLAS_THREADS,
+    USABLE_FRACTION,
+    batch_memory_bytes,
+    check_batch_memory,
+    check_blas_threads,
+    machine_memory_bytes,
+    process_cpus,
+)
 from sim.core.resources import blas_threads as limit_threads
 
 __all__ = ("BATCH_THREADS", "RunSummary", "batch_threads", "iter_pending", "open_output", "pending_batches", "run")
@@ -262,12 +270,8 @@ def batch_threads(pipeline: Pipeline, threads: int | None = None) -> int:
         return threads
     if serial:
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    n = max(1, min(BATCH_THREADS, cpus, pipeline.run.n_batches))
-    fits = int(0.8 * machine_memory_bytes() // max(batch_memory_bytes(pipeline), 1))
+    n = max(1, min(BATCH_THREADS, process_cpus(), pipeline.run.n_batches))
+    fits = int(USABLE_FRACTION * machine_memory_bytes() // max(batch_memory_bytes(pipeline), 1))
     return max(1, min(n, fits - 1))  # the batches computed and the one being written
 
 

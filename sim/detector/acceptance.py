@@ -65,7 +65,6 @@ class Acceptance(Pass):
     """
 
     kind: ClassVar[str] = "acceptance"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("mc_particles", "mc_vertices", "events")
     writes: ClassVar[tuple[str, ...]] = ("mc_particles.in_acceptance",)

@@ -667,7 +667,6 @@ class Calorimeter(Pass):
     """
 
     kind: ClassVar[str] = "calorimeter"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("mc_particles", "mc_vertices", "events", "protoparticles",
                                          "protoparticles.kinematics")

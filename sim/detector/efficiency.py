@@ -116,7 +116,6 @@ class Efficiency(Pass):
     """
 
     kind: ClassVar[str] = "efficiency"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = (
         "mc_particles", "mc_vertices", "events", "events.n_tracks", "mc_particles.in_acceptance",

@@ -271,7 +271,6 @@ class TrackCount(Pass):
     """
 
     kind: ClassVar[str] = "track_count"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("events", "protoparticles")
     writes: ClassVar[tuple[str, ...]] = ("events.n_tracks",)

@@ -371,7 +371,6 @@ class Ghosts(Pass):
     """
 
     kind: ClassVar[str] = "ghosts"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("protoparticles", "protoparticles.kinematics", "events", "events.n_tracks")
     writes: ClassVar[tuple[str, ...]] = ("protoparticles",)

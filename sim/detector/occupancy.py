@@ -132,7 +132,6 @@ class Occupancy(Pass):
     """
 
     kind: ClassVar[str] = "occupancy"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("events",)
     writes: ClassVar[tuple[str, ...]] = ("events.n_pv", "events.n_tracks", "vertices")

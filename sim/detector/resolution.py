@@ -267,7 +267,6 @@ class Resolution(Pass):
     """
 
     kind: ClassVar[str] = "resolution"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("protoparticles", "mc_particles", "mc_vertices", "events", "events.n_tracks")
     writes: ClassVar[tuple[str, ...]] = ("protoparticles.kinematics",)

@@ -101,7 +101,6 @@ class Generator(Pass):
     """
 
     kind: ClassVar[str] = "generator"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ("events", "mc_particles", "mc_vertices")

@@ -111,7 +111,6 @@ class PID(Pass):
     """
 
     kind: ClassVar[str] = "pid"
-
     concurrent: ClassVar[bool] = True
     reads: ClassVar[tuple[str, ...]] = ("protoparticles.kinematics", "events.n_tracks", "mc_particles")
     writes: ClassVar[tuple[str, ...]] = ("protoparticles.pid",)
