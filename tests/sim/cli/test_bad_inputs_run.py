@@ -25,6 +25,7 @@ from mambah.cli import main
         (["--hepmc", "x.hepmc", "--mother", "B+"], "--mother 'B+' picks the Decay block of --dec-file"),
         (["-o", ""], "empty -o/--output path"),
         (["--retries", "5"], "--retries re-runs failing batches on Dask workers; add --workers N"),  # was ignored
+        (["--threads", "2", "--workers", "2"], "--threads is for a run in this process; with --workers/--scheduler"),
     ],
 )
 def test_ignored_options_are_refused(
