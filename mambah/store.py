@@ -616,15 +616,16 @@ def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ke
     batch of 50 000 events it cost 0.17-0.18 CPU s, deleting the rows and inserting them
     again with the new columns 0.08-0.10 s (issue #19, ``benchmarks/README.md``).  This
     applies only where the result is the same table: ``data`` has one row per row of
-    ``table``, with the same keys in the same order (the passes update the tracks they
-    just read in that order), so each row gets its own new values and keeps its position;
+    ``table``, with the same keys, in the same order (the passes update the tracks they
+    just read in that order) or in another (the PID pass's tracks by (event, index) after
+    the ghosts were appended: matched by sorting the keys), so each row gets its own new
+    values and keeps its position;
     the new columns are cast to the column types on insert as ``UPDATE`` casts them.
     Inside one transaction of its own: a failure leaves the rows as they were.  The
     rewrite reads and writes every column, so it runs only for updates of at least a
     third of them (measured per batch of 50 000 events: the PID pass's 18 of 58 columns
     0.12-0.14 s either way, the occupancy pass's 2 of 14 0.007 s by ``UPDATE``, 0.02 s
-    rewritten).  A generalisation to rows in another order or a subset (the PID and
-    calorimeter updates after the ghost tracks are appended) measured no faster.
+    rewritten).  A subset of the rows is left to ``UPDATE``.
 
     Returns:
         False where this does not apply (not a staging connection, other rows or another
@@ -634,16 +635,15 @@ def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ke
         return False
     if int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]) != data.num_rows:
         return False
-    if 3 * len([c for c in data.column_names if c not in keys]) < len(column_names(table)):
+    if 4 * len([c for c in data.column_names if c not in keys]) < len(column_names(table)):
         return False  # a few columns: UPDATE is cheaper (the rewrite reads and writes every column)
     rows = query_arrow(con, f"SELECT * FROM {table}")
-    for k in keys:
-        have, new = rows.column(k), data.column(k)
-        if have.null_count or new.null_count or not np.array_equal(have.to_numpy(), new.to_numpy()):
-            return False
+    take = _row_order(rows, data, keys)
+    if take is False:
+        return False
     names = rows.column_names
-    merged = pa.table([data.column(c) if c in data.column_names and c not in keys else rows.column(c) for c in names],
-                      names=names)
+    merged = pa.table([(data.column(c) if take is None else data.column(c).take(take))
+                       if c in data.column_names and c not in keys else rows.column(c) for c in names], names=names)
     view = f"_mambah_rewrite_{table}"
     con.register(view, merged)
     try:
@@ -663,6 +663,38 @@ def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ke
         with contextlib.suppress(duckdb.Error):
             con.unregister(view)
     return True
+
+
+def _row_order(rows: pa.Table, data: pa.Table, keys: Sequence[str]) -> np.ndarray | bool | None:
+    """Which row of ``data`` updates each row of ``rows``: ``None`` (the same order), indices, or ``False``.
+
+    ``False`` where the keys hold NULLs, or where ``data``'s keys are not those of
+    ``rows`` (another count, a key the table lacks, a key twice in another order):
+    there the rewrite does not give what ``UPDATE`` gives.
+    """
+    have, new = [], []
+    for k in keys:
+        a, b = rows.column(k), data.column(k)
+        if a.null_count or b.null_count:
+            return False
+        have.append(a.to_numpy())
+        new.append(b.to_numpy())
+    if all(np.array_equal(a, b) for a, b in zip(have, new)):
+        return None
+    # another order (the PID pass reads the tracks by (event, index) after the ghosts were appended)
+    by_have, by_new = np.lexsort(have[::-1]), np.lexsort(new[::-1])
+    sorted_have = [a[by_have] for a in have]
+    if not all(np.array_equal(a, b[by_new]) for a, b in zip(sorted_have, new)):
+        return False
+    if sorted_have[0].size > 1:
+        same = np.ones(sorted_have[0].size - 1, bool)
+        for a in sorted_have:
+            same &= a[1:] == a[:-1]
+        if same.any():
+            return False  # a key twice: which value UPDATE keeps is not defined
+    take = np.empty(by_have.size, np.int64)
+    take[by_have] = by_new
+    return take
 
 
 def _rounded(table: str, data: Any) -> Any:
