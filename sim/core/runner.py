@@ -204,6 +204,10 @@ def run(
             raise ConfigError("threads is for a run in this process; a distributed run's workers compute one batch each at a time")
         return executor.run(pipeline, output, resume=resume, overwrite=overwrite, progress=progress,
                             on_batch=on_batch)  # type: ignore[arg-type]  # a plain callable is a BatchHook
+    if isinstance(executor, SerialExecutor) and executor.threads is not None:  # the executor's count is this run's
+        if threads is not None and threads != executor.threads:
+            raise ConfigError(f"threads={threads} and SerialExecutor(threads={executor.threads}) disagree: give one")
+        threads = executor.threads
     if store is None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_batch_memory(pipeline)  # before anything heavy: a batch that cannot fit is refused in one line

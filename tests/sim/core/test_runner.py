@@ -170,6 +170,36 @@ def test_failure_side_by_side_keeps_the_batches_before_it_and_resumes(tmp_path, 
         assert got[name].equals(ref[name]), name
 
 
+def test_a_serial_executors_thread_count_is_the_runs(tmp_path, monkeypatch):
+    """``run(executor=SerialExecutor(threads=N))`` (what ``mambah run --threads N`` passes) computes N batches at once.
+
+    Before: the executor's count was dropped and every batch ran in the calling thread.
+    """
+    import threading
+
+    from sim.core import runner
+    from sim.core.executors import SerialExecutor
+
+    where: list[str] = []
+    real_stage = runner._stage
+
+    def stage(kernels, batch, stop):  # type: ignore[no-untyped-def]
+        where.append(threading.current_thread().name)
+        return real_stage(kernels, batch, stop)
+
+    monkeypatch.setattr(runner, "_stage", stage)
+    pl = Pipeline((Generator(),), SMALL)
+    run(pl, tmp_path / "e.duckdb", progress=False, executor=SerialExecutor(threads=2))
+    assert len(where) == 3 and where[0] == threading.current_thread().name  # the first batch alone, in the caller
+    assert all(name.startswith("mambah-batch") for name in where[1:])
+    where.clear()
+    run(pl, tmp_path / "one.duckdb", progress=False, executor=SerialExecutor(threads=1))
+    assert where == [threading.current_thread().name] * 3
+    with pytest.raises(mambah.ConfigError, match=r"threads=3 and SerialExecutor\(threads=2\) disagree"):
+        run(pl, tmp_path / "x.duckdb", progress=False, executor=SerialExecutor(threads=2), threads=3)
+    assert not (tmp_path / "x.duckdb").exists()
+
+
 def test_threads_are_refused_for_a_pass_that_runs_one_batch_at_a_time(tmp_path, interrupt_once):
     pl = Pipeline((Generator(), interrupt_once(marker=str(tmp_path / "m"))), SMALL)
     assert batch_threads(pl) == 1  # the default: silently one at a time
