@@ -638,11 +638,11 @@ def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ke
     if 4 * len([c for c in data.column_names if c not in keys]) < len(column_names(table)):
         return False  # a few columns: UPDATE is cheaper (the rewrite reads and writes every column)
     rows = query_arrow(con, f"SELECT * FROM {table}")
-    take = _row_order(rows, data, keys)
-    if take is False:
+    matched, take = _row_order(rows, data, keys)
+    if not matched:
         return False
     names = rows.column_names
-    merged = pa.table([(data.column(c) if take is None else data.column(c).take(take))
+    merged = pa.table([(data.column(c) if take is None else _taken(data.column(c), take))
                        if c in data.column_names and c not in keys else rows.column(c) for c in names], names=names)
     view = f"_mambah_rewrite_{table}"
     con.register(view, merged)
@@ -665,10 +665,11 @@ def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ke
     return True
 
 
-def _row_order(rows: pa.Table, data: pa.Table, keys: Sequence[str]) -> np.ndarray | bool | None:
-    """Which row of ``data`` updates each row of ``rows``: ``None`` (the same order), indices, or ``False``.
+def _row_order(rows: pa.Table, data: pa.Table, keys: Sequence[str]) -> tuple[bool, np.ndarray | None]:
+    """Which row of ``data`` updates each row of ``rows``: ``(True, None)`` (the same order),
+    ``(True, indices)``, or ``(False, None)``.
 
-    ``False`` where the keys hold NULLs, or where ``data``'s keys are not those of
+    Not matched where the keys hold NULLs, or where ``data``'s keys are not those of
     ``rows`` (another count, a key the table lacks, a key twice in another order):
     there the rewrite does not give what ``UPDATE`` gives.
     """
@@ -676,25 +677,34 @@ def _row_order(rows: pa.Table, data: pa.Table, keys: Sequence[str]) -> np.ndarra
     for k in keys:
         a, b = rows.column(k), data.column(k)
         if a.null_count or b.null_count:
-            return False
+            return False, None
         have.append(a.to_numpy())
         new.append(b.to_numpy())
     if all(np.array_equal(a, b) for a, b in zip(have, new)):
-        return None
+        return True, None
     # another order (the PID pass reads the tracks by (event, index) after the ghosts were appended)
     by_have, by_new = np.lexsort(have[::-1]), np.lexsort(new[::-1])
     sorted_have = [a[by_have] for a in have]
     if not all(np.array_equal(a, b[by_new]) for a, b in zip(sorted_have, new)):
-        return False
+        return False, None
     if sorted_have[0].size > 1:
         same = np.ones(sorted_have[0].size - 1, bool)
         for a in sorted_have:
             same &= a[1:] == a[:-1]
         if same.any():
-            return False  # a key twice: which value UPDATE keeps is not defined
+            return False, None  # a key twice: which value UPDATE keeps is not defined
     take = np.empty(by_have.size, np.int64)
     take[by_have] = by_new
-    return take
+    return True, take
+
+
+def _taken(column: pa.ChunkedArray, take: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """``column`` in the row order ``take``: by numpy where it has no NULLs and a numeric type, else by
+    Arrow (whose ``take`` of the PID pass's 18 chunked columns measured 58 ms per batch of 50 000
+    events under cProfile, numpy's 3 ms)."""
+    if column.null_count == 0 and (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        return pa.array(column.to_numpy()[take], type=column.type)
+    return column.take(pa.array(take))
 
 
 def _rounded(table: str, data: Any) -> Any:
