@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
     run.add_argument("--save-config", metavar="FILE", help="write the pipeline config to FILE and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--threads", type=positive_int, metavar="N", help="batches computed at once in this process, written in order "
-                     "(default 1; above 1 refused for a pass that runs one batch at a time, e.g. --pythia)")
+                     "(default: 2, at most the CPUs; above 1 refused for a pass that runs one batch at a time, e.g. --pythia)")
     run.add_argument("--workers", type=positive_int, help="run batches on a local Dask cluster of N processes (needs mambah[dask])")
     run.add_argument("--scheduler", metavar="ADDRESS", help="run batches on an existing Dask cluster, e.g. tcp://host:8786")
     run.add_argument("--retries", type=nonnegative_int, help="re-runs of a failing batch in a distributed run (default 2)")

@@ -35,12 +35,12 @@ from sim.core.resources import blas_threads as limit_threads
 
 __all__ = ("BATCH_THREADS", "RunSummary", "batch_threads", "iter_pending", "open_output", "pending_batches", "run")
 
-#: batches a serial run computes side by side in one process, by default: one.  On the 2-core
-#: reference machine (2 December 2026) two side by side ran the Python API's 300 000-event default
-#: job 1.2-1.5x faster in wall time, but ``mambah run`` not at all (18.8-18.9 s against 17.6-21.6 s,
-#: more CPU): its one-batch loop already keeps 1.5 cores busy.  So it is opt-in (``threads=2``,
-#: ``mambah run --threads 2``) until it is measured to pay (benchmarks/README.md).
-BATCH_THREADS = 1
+#: batches a serial run computes side by side in one process, by default (at most the process's
+#: CPUs, what fits in memory and the run's batches: :func:`batch_threads`).  On the 2-core
+#: reference machine (2 December 2026) two side by side ran ``mambah run``'s 300 000-event default
+#: job in 13.9-14.3 s against 19.0-20.5 s one at a time, with the same CPU seconds and the same
+#: tables (benchmarks/README.md); the first batch of a run always runs alone.
+BATCH_THREADS = 2
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import pytest
 import mambah
 from sim import Generator, Pipeline, RunConfig, run
 from sim.core.pipeline import PASS_KINDS, Kernel, Pass
+from sim.core.resources import process_cpus
 from sim.core.runner import batch_threads
 
 SMALL = RunConfig(events=3000, batch_size=1000, seed=11)
@@ -131,7 +132,7 @@ def test_default_job_side_by_side_equals_one_batch_at_a_time(tmp_path):
     from sim.defaults import default_pipeline
 
     pl = default_pipeline(events=5000, batch_size=1000, seed=4)
-    assert batch_threads(pl) == 1  # opt-in (sim.core.runner.BATCH_THREADS)
+    assert batch_threads(pl) == min(2, process_cpus())  # the default (sim.core.runner.BATCH_THREADS)
     for t in (1, 2, 3):
         run(pl, tmp_path / f"t{t}.duckdb", progress=False, threads=t)
     one = _tables(tmp_path / "t1.duckdb")
