@@ -6,8 +6,9 @@ In one run, as whole processes:
 1. bare ``phasespace`` generating *and unweighting* (accept–reject on the weight) the
    default decay Λb0 → (Λc+ → p K− π+) μ− ν̄μ, N events, in a fresh interpreter;
 2. ``mambah run`` of the default job, N events, in a fresh interpreter (start-up,
-   model loading, every pass and the store included), as a user runs it (one batch at a
-   time) and with ``--threads 2`` (two batches side by side in threads);
+   model loading, every pass and the store included), as a user runs it (two batches side
+   by side in threads on a machine with two CPUs or more) and with ``--threads 1`` (one
+   batch at a time);
 3. ``mambah run --events 1000`` (the start-up time);
 
 and, in this process, the share of each pass in the batch loop (each kernel timed

@@ -70,10 +70,11 @@ def _standin_pass():
         def build(self) -> Kernel:
             def kernel(ctx: BatchContext) -> None:
                 b = str(int(ctx.batch.batch))
-                ctx.con.execute("""INSERT INTO protoparticles (batch, event, "index", mc_particle, track_type, charge, px, py, pz)
-                    SELECT batch, event, row_number() OVER (PARTITION BY event ORDER BY "index") - 1, "index", 3,
-                           charge, px, py, pz
-                    FROM mc_particles WHERE batch = $batch AND charge <> 0 AND decay_vertex = -1""".replace("$batch", b))
+                # protoparticles are written with ctx.insert (a staged batch holds them as Arrow, not as a DuckDB table)
+                ctx.insert("protoparticles", ctx.query("""
+                    SELECT batch, event, CAST(row_number() OVER (PARTITION BY event ORDER BY "index") - 1 AS INTEGER) AS "index",
+                           "index" AS mc_particle, CAST(3 AS SMALLINT) AS track_type, charge, px, py, pz
+                    FROM mc_particles WHERE batch = $batch AND charge <> 0 AND decay_vertex = -1"""))
                 ctx.con.execute("UPDATE events SET n_tracks = 60 + 10 * (event % 20) WHERE batch = " + b)
 
             return kernel

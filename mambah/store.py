@@ -510,16 +510,164 @@ def staging_connection(threads: int | None = None) -> Iterator[duckdb.DuckDBPyCo
         for ddl in _staging_ddl():
             con.execute(ddl)
         con.execute(f"SET VARIABLE {_STAGING_VARIABLE} = true")  # :func:`update` may rewrite its tables' rows
+        held: dict[str, pa.Table] = {}
+        for name in HELD_TABLES:
+            empty = _held_schema(name).empty_table()
+            con.execute(f"DROP TABLE {name}")
+            con.register(name, empty)
+            held[name] = empty
+        _HELD[id(con)] = held
         yield con
     finally:
+        _HELD.pop(id(con), None)
         con.close()
+
+
+#: Tables a staging connection holds as Arrow tables instead of DuckDB tables: the passes'
+#: ``insert`` concatenates, ``update`` replaces columns, and queries read the table registered
+#: under its name.  ``protoparticles`` is written by four passes of the default job (the
+#: efficiency pass's insert, the resolution, calorimeter and PID updates, the ghosts' append),
+#: which in DuckDB cost a rewrite or an ``UPDATE ... FROM`` of the whole table each (issue #19).
+#: Only :func:`insert` and :func:`update` may write such a table (SQL ``INSERT``/``UPDATE`` on
+#: it fails: it is a view).
+HELD_TABLES: tuple[str, ...] = ("protoparticles",)
+
+#: ``id(connection)`` → its held tables, while the staging connection is open.
+_HELD: dict[int, dict[str, pa.Table]] = {}
+
+
+@functools.cache
+def _held_schema(table: str) -> pa.Schema:
+    """The Arrow schema DuckDB gives ``table`` (``SELECT *`` of an empty table of the schema's DDL)."""
+    con = duckdb.connect(MEMORY)
+    try:
+        con.execute(_staging_ddl()[TABLES.index(table)])
+        return query_arrow(con, f"SELECT * FROM {table}").schema
+    finally:
+        con.close()
+
+
+def _held(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, pa.Table] | None:
+    held = _HELD.get(id(con))
+    return held if held is not None and table in held else None
+
+
+def _as_column_types(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, action: str) -> pa.Table:
+    """``data``'s columns cast to ``table``'s column types by DuckDB (as its ``INSERT`` and ``UPDATE`` cast)."""
+    types = {f.name: f.type for f in _held_schema(table)}
+    if all(data.schema.field(c).type == types[c] for c in data.column_names):
+        return data
+    fast = [_numeric_cast(data.column(c), types[c]) for c in data.column_names]
+    if all(f is not None for f in fast):
+        return pa.table(fast, names=data.column_names)
+    from mambah.schema import METADATA
+
+    cols = METADATA.tables[table].columns
+    view = f"_mambah_cast_{table}"
+    con.register(view, data)
+    try:
+        select = ", ".join(f'CAST("{c}" AS {_sql_type(cols[c])}) AS "{c}"' for c in data.column_names)
+        return query_arrow(con, f"SELECT {select} FROM {view}")
+    except duckdb.Error as err:
+        raise StoreError(f"cannot {action} '{table}': {_first_line(err)}") from err
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(view)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _numeric_cast(column: pa.ChunkedArray, to: pa.DataType) -> pa.Array | pa.ChunkedArray | None:
+    """``column`` as ``to`` by numpy, where that is DuckDB's cast too; ``None`` where DuckDB must cast.
+
+    Without NULLs: the same type; float64 → float32 (both round to nearest; DuckDB refuses a
+    finite value beyond float32's range, left to it); integers → a narrower or wider integer
+    or a float when every value fits (DuckDB refuses the rest).
+    """
+    t = column.type
+    if t == to:
+        return column
+    if column.null_count or not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        return None
+    values = column.to_numpy()
+    if pa.types.is_floating(t) and to == pa.float32():
+        finite = values[np.isfinite(values)]
+        if finite.size and np.abs(finite).max() > _FLOAT32_MAX:
+            return None
+        return pa.array(values.astype(np.float32), type=to)
+    if pa.types.is_integer(t) and pa.types.is_integer(to):
+        info = np.iinfo(to.to_pandas_dtype())
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            return None
+        return pa.array(values.astype(to.to_pandas_dtype()), type=to)
+    if pa.types.is_integer(t) and to == pa.float64() and (not values.size or np.abs(values).max() <= 2**53):
+        return pa.array(values.astype(np.float64), type=to)
+    return None
+
+
+def _sql_type(column: Any) -> str:
+    """The DuckDB type name of a schema column (as its DDL, :func:`mambah.schema.create_ddl`, writes it)."""
+    from mambah.schema import _dialect
+
+    return str(column.type.compile(dialect=_dialect()))
+
+
+def _insert_held(con: duckdb.DuckDBPyConnection, held: dict[str, pa.Table], table: str, data: pa.Table) -> None:
+    """Append ``data`` (some of the columns; the others NULL) to the held ``table``."""
+    data = _as_column_types(con, table, data, "insert into")
+    schema = _held_schema(table)
+    n = data.num_rows
+    new = pa.table([data.column(f.name) if f.name in data.column_names else pa.nulls(n, f.type) for f in schema],
+                   schema=schema)
+    _set_held(con, held, table, pa.concat_tables([held[table], new]))
+
+
+def _update_held(con: duckdb.DuckDBPyConnection, held: dict[str, pa.Table], table: str, data: pa.Table,
+                 keys: Sequence[str]) -> None:
+    """Set columns of the held ``table``'s rows from ``data``, matched on ``keys`` (rows ``data`` lacks keep theirs)."""
+    import pyarrow.compute as pc
+
+    data = _as_column_types(con, table, data, "update")
+    rows = held[table]
+    cols = [c for c in data.column_names if c not in keys]
+    matched, take = _row_order(rows, data, keys)
+    if matched:
+        new = {c: data.column(c) if take is None else _taken(data.column(c), take) for c in cols}
+    else:  # a subset, rows the table lacks, or keys with NULLs: UPDATE's join, by DuckDB on the keys
+        con.register("_mambah_held_rows", pa.table({k: rows.column(k) for k in keys}))
+        con.register("_mambah_held_data", pa.table({k: data.column(k) for k in keys}))
+        try:
+            on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+            pairs = query_arrow(con, "SELECT t.r, max(s.d) AS d FROM (SELECT *, row_number() OVER () - 1 AS r FROM "
+                                     "_mambah_held_rows) AS t JOIN (SELECT *, row_number() OVER () - 1 AS d FROM "
+                                     f"_mambah_held_data) AS s ON {on} GROUP BY t.r")
+        finally:
+            con.unregister("_mambah_held_rows")
+            con.unregister("_mambah_held_data")
+        src = np.full(rows.num_rows, -1, np.int64)
+        src[pairs.column("r").to_numpy()] = pairs.column("d").to_numpy()
+        hit = pa.array(src >= 0)
+        safe = pa.array(np.maximum(src, 0))
+        new = {}
+        for c in cols:
+            given = data.column(c).take(safe) if data.num_rows else pa.nulls(rows.num_rows, rows.schema.field(c).type)
+            new[c] = pc.if_else(hit, given, rows.column(c))
+    out = pa.table([new.get(f.name, rows.column(f.name)) for f in rows.schema], schema=rows.schema)
+    _set_held(con, held, table, out)
+
+
+def _set_held(con: duckdb.DuckDBPyConnection, held: dict[str, pa.Table], table: str, value: pa.Table) -> None:
+    held[table] = value
+    con.register(table, value)
 
 
 def staged_tables(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
     """The non-empty data tables of a staging connection as Arrow tables (schema column order)."""
     out: dict[str, pa.Table] = {}
+    held = _HELD.get(id(con), {})
     for name in DATA_TABLES:
-        t = query_arrow(con, f"SELECT * FROM {name}")
+        t = held[name] if name in held else query_arrow(con, f"SELECT * FROM {name}")
         if t.num_rows:
             out[name] = t
     return out
@@ -547,6 +695,10 @@ def insert(con: duckdb.DuckDBPyConnection, table: str, data: Any) -> None:
     if (data.num_rows if isinstance(data, pa.Table) else len(data)) == 0:
         return
     data = _rounded(table, data)
+    held = _held(con, table)
+    if held is not None:
+        _insert_held(con, held, table, data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False))
+        return
     view = f"_mambah_insert_{table}"
     con.register(view, data)
     try:
@@ -581,6 +733,10 @@ def update(con: duckdb.DuckDBPyConnection, table: str, data: Any, keys: Sequence
     if not cols:
         return
     data = _rounded(table, data)
+    held = _held(con, table)
+    if held is not None:
+        _update_held(con, held, table, data, keys)
+        return
     if _rewrite_rows(con, table, data, keys):
         return
     view = f"_mambah_update_{table}"

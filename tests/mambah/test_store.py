@@ -219,7 +219,7 @@ def test_staged_batch_writes_once_with_metadata_or_not_at_all(tmp_path):
 
 
 def test_staging_update_of_every_row_equals_the_sql_update():
-    """The rewrite of a staging table (every row, in order, many columns) gives the table UPDATE gives; other updates run UPDATE."""
+    """A staging connection's inserts and updates (of a table it holds as Arrow, or rewritten) give the tables DuckDB's INSERT and UPDATE give."""
     import duckdb
 
     from mambah.store import query_arrow, staging_connection, update
@@ -233,6 +233,9 @@ def test_staging_update_of_every_row_equals_the_sql_update():
     new = {**{c: rng.normal(size=n) * 1e3 for c in floats}, "RichDLLK": rng.normal(size=n) * 10,
            "charge": np.tile([1, -1], 3), "has_rich": pa.array([True, None, False, True, True, None])}
     assert 3 * len(new) >= len(column_names("protoparticles"))  # enough columns for the rewrite (in order)
+    ghosts = {"batch": np.zeros(2, np.int32), "event": np.array([0, 2], np.int32), "index": np.array([7, 7], np.int32),
+              "mc_particle": np.full(2, -1, np.int32), "track_type": np.full(2, 3, np.int16), "px": [1.5, 2.5],
+              "ghost_prob": np.array([0.9, 0.8], np.float32)}
     order = np.array([3, 0, 5, 1, 4, 2])
     cases = {"every row in order": np.arange(n), "another order": order, "a subset": np.array([4, 1]),
              "a row the table lacks": np.array([2, 0, 5])}
@@ -248,15 +251,20 @@ def test_staging_update_of_every_row_equals_the_sql_update():
                     for ddl in mambah.schema.create_ddl():
                         con.execute(ddl)
                 mambah.store.insert(con, "protoparticles", proto)
+                mambah.store.insert(con, "protoparticles", ghosts)  # appended rows, other columns: an update leaves them
                 update(con, "protoparticles", data)
                 update(con, "protoparticles", {k: data[k] for k in ("batch", "event", "index")} | {"ghost_prob": np.full(len(rows), 0.25)})
                 tables.append(query_arrow(con, "SELECT * FROM protoparticles"))
         assert tables[0].equals(tables[1]), what  # values, NULLs, types and the row order
+        assert tables[0].num_rows == n + 2
     with staging_connection() as con:  # a failed rewrite leaves the rows as they were
         mambah.store.insert(con, "protoparticles", proto)
         with pytest.raises(mambah.StoreError, match="cannot update 'protoparticles'"):
             update(con, "protoparticles", {k: proto[k] for k in ("batch", "event", "index")} | new | {"charge": np.full(n, 10**6)})
         assert query_arrow(con, "SELECT mc_particle FROM protoparticles").column(0).to_pylist() == list(range(n))
+        assert mambah.store.staged_tables(con)["protoparticles"].equals(query_arrow(con, "SELECT * FROM protoparticles"))
+        with pytest.raises(duckdb.Error):  # held as Arrow (mambah.store.HELD_TABLES): SQL does not write it
+            con.execute("DELETE FROM protoparticles")
 
 
 def test_version_2_store_is_refused_by_name(tmp_path):
