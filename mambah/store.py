@@ -536,13 +536,19 @@ HELD_TABLES: tuple[str, ...] = ("protoparticles",)
 _HELD: dict[int, dict[str, pa.Table]] = {}
 
 
-@functools.cache
 def _held_schema(table: str) -> pa.Schema:
     """The Arrow schema DuckDB gives ``table`` (``SELECT *`` of an empty table of the schema's DDL)."""
+    return _held_columns(table)[0]
+
+
+@functools.cache
+def _held_columns(table: str) -> tuple[pa.Schema, dict[str, str]]:
+    """``table``'s Arrow schema and its columns' DuckDB type names, from an empty table of the schema's DDL."""
     con = duckdb.connect(MEMORY)
     try:
         con.execute(_staging_ddl()[TABLES.index(table)])
-        return query_arrow(con, f"SELECT * FROM {table}").schema
+        types = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall())
+        return query_arrow(con, f"SELECT * FROM {table}").schema, types
     finally:
         con.close()
 
@@ -560,13 +566,11 @@ def _as_column_types(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table,
     fast = [_numeric_cast(data.column(c), types[c]) for c in data.column_names]
     if all(f is not None for f in fast):
         return pa.table(fast, names=data.column_names)
-    from mambah.schema import METADATA
-
-    cols = METADATA.tables[table].columns
+    sql_types = _held_columns(table)[1]
     view = f"_mambah_cast_{table}"
     con.register(view, data)
     try:
-        select = ", ".join(f'CAST("{c}" AS {_sql_type(cols[c])}) AS "{c}"' for c in data.column_names)
+        select = ", ".join(f'CAST("{c}" AS {sql_types[c]}) AS "{c}"' for c in data.column_names)
         return query_arrow(con, f"SELECT {select} FROM {view}")
     except duckdb.Error as err:
         raise StoreError(f"cannot {action} '{table}': {_first_line(err)}") from err
@@ -604,13 +608,6 @@ def _numeric_cast(column: pa.ChunkedArray, to: pa.DataType) -> pa.Array | pa.Chu
     if pa.types.is_integer(t) and to == pa.float64() and (not values.size or np.abs(values).max() <= 2**53):
         return pa.array(values.astype(np.float64), type=to)
     return None
-
-
-def _sql_type(column: Any) -> str:
-    """The DuckDB type name of a schema column (as its DDL, :func:`mambah.schema.create_ddl`, writes it)."""
-    from mambah.schema import _dialect
-
-    return str(column.type.compile(dialect=_dialect()))
 
 
 def _insert_held(con: duckdb.DuckDBPyConnection, held: dict[str, pa.Table], table: str, data: pa.Table) -> None:
@@ -772,16 +769,17 @@ def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ke
     batch of 50 000 events it cost 0.17-0.18 CPU s, deleting the rows and inserting them
     again with the new columns 0.08-0.10 s (issue #19, ``benchmarks/README.md``).  This
     applies only where the result is the same table: ``data`` has one row per row of
-    ``table``, with the same keys, in the same order (the passes update the tracks they
-    just read in that order) or in another (the PID pass's tracks by (event, index) after
-    the ghosts were appended: matched by sorting the keys), so each row gets its own new
-    values and keeps its position;
+    ``table``, with the same keys, in the same order (the passes update the rows they just
+    read in that order) or in another (matched by sorting the keys, :func:`_row_order`), so
+    each row gets its own new values and keeps its position;
     the new columns are cast to the column types on insert as ``UPDATE`` casts them.
     Inside one transaction of its own: a failure leaves the rows as they were.  The
     rewrite reads and writes every column, so it runs only for updates of at least a
     third of them (measured per batch of 50 000 events: the PID pass's 18 of 58 columns
     0.12-0.14 s either way, the occupancy pass's 2 of 14 0.007 s by ``UPDATE``, 0.02 s
-    rewritten).  A subset of the rows is left to ``UPDATE``.
+    rewritten).  A subset of the rows is left to ``UPDATE``.  ``protoparticles``, whose
+    updates this was measured on, is now held as Arrow (:data:`HELD_TABLES`) and never
+    comes here.
 
     Returns:
         False where this does not apply (not a staging connection, other rows or another
@@ -791,7 +789,7 @@ def _rewrite_rows(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table, ke
         return False
     if int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]) != data.num_rows:
         return False
-    if 4 * len([c for c in data.column_names if c not in keys]) < len(column_names(table)):
+    if 3 * len([c for c in data.column_names if c not in keys]) < len(column_names(table)):
         return False  # a few columns: UPDATE is cheaper (the rewrite reads and writes every column)
     rows = query_arrow(con, f"SELECT * FROM {table}")
     matched, take = _row_order(rows, data, keys)
