@@ -75,3 +75,22 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> Callable[[], str]:
         return err
 
     return read
+
+
+@pytest.fixture
+def batch_thread_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of the thread each batch of a serial run is computed in, in the order they start
+    (``sim.core.runner._stage`` wrapped for the test)."""
+    import threading
+
+    from sim.core import runner
+
+    names: list[str] = []
+    real_stage = runner._stage
+
+    def stage(kernels, batch, stop):  # type: ignore[no-untyped-def]
+        names.append(threading.current_thread().name)
+        return real_stage(kernels, batch, stop)
+
+    monkeypatch.setattr(runner, "_stage", stage)
+    return names

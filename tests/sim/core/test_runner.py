@@ -171,24 +171,16 @@ def test_failure_side_by_side_keeps_the_batches_before_it_and_resumes(tmp_path, 
         assert got[name].equals(ref[name]), name
 
 
-def test_a_serial_executors_thread_count_is_the_runs(tmp_path, monkeypatch):
+def test_a_serial_executors_thread_count_is_the_runs(tmp_path, batch_thread_names):
     """``run(executor=SerialExecutor(threads=N))`` (what ``mambah run --threads N`` passes) computes N batches at once.
 
     Before: the executor's count was dropped and every batch ran in the calling thread.
     """
     import threading
 
-    from sim.core import runner
     from sim.core.executors import SerialExecutor
 
-    where: list[str] = []
-    real_stage = runner._stage
-
-    def stage(kernels, batch, stop):  # type: ignore[no-untyped-def]
-        where.append(threading.current_thread().name)
-        return real_stage(kernels, batch, stop)
-
-    monkeypatch.setattr(runner, "_stage", stage)
+    where = batch_thread_names
     pl = Pipeline((Generator(),), SMALL)
     run(pl, tmp_path / "e.duckdb", progress=False, executor=SerialExecutor(threads=2))
     assert len(where) == 3 and all(name.startswith("mambah-batch") for name in where)
