@@ -896,10 +896,13 @@ class _Engine:
         species, gen, parent = t["species"], t["gen"], t["parent"]
         thr = self.mass[species].copy()
         sums = np.zeros(R)
+        is_parent = np.zeros(R, bool)
         for g in range(int(gen.max()), 0, -1):
             sel = np.flatnonzero(gen == g)
             np.add.at(sums, parent[sel], thr[sel])
-            par = np.unique(parent[sel])
+            is_parent[:] = False  # the sorted distinct parents (np.unique's result) without its sort:
+            is_parent[parent[sel]] = True  # 9 % of the default job's generator time, 3 December 2026
+            par = np.flatnonzero(is_parent)
             wide_par = par[self.wide[species[par]] & (gen[par] > 0)]
             thr[wide_par] = sums[wide_par]
         return thr, sums
