@@ -88,9 +88,9 @@ def batch_thread_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     names: list[str] = []
     real_stage = runner._stage
 
-    def stage(kernels, batch, stop, *args):  # type: ignore[no-untyped-def]
+    def stage(kernels, batch, stop):  # type: ignore[no-untyped-def]
         names.append(threading.current_thread().name)
-        return real_stage(kernels, batch, stop, *args)
+        return real_stage(kernels, batch, stop)
 
     monkeypatch.setattr(runner, "_stage", stage)
     return names

@@ -279,19 +279,9 @@ def batch_threads(pipeline: Pipeline, threads: int | None = None) -> int:
     return max(1, min(n, fits - 1))  # the batches computed and the one being written
 
 
-#: DuckDB threads of each batch's staging database while batches are computed side by side:
-#: one, so that two batch threads and the writer do not start DuckDB's whole pool each
-#: (3 Python threads and up to 6 DuckDB workers on the 2-core reference machine); measured
-#: on the default job, 300 000 events, 9 interleaved runs each (3 December 2026, load 0.1-2):
-#: 23.7 s against 24.2 s wall, sys 3.2 s against 3.5 s.  A batch computed alone keeps
-#: DuckDB's default (all cores).
-PARALLEL_STAGING_THREADS = 1
-
-
-def _stage(kernels: list[Any], batch: Batch, stop: threading.Event, duckdb_threads: int | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Run ``batch`` against a fresh in-memory staging database (``duckdb_threads``: its DuckDB
-    threads, ``None`` for DuckDB's default); its tables and metadata rows."""
-    with staging_connection(duckdb_threads) as con:
+def _stage(kernels: list[Any], batch: Batch, stop: threading.Event) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run ``batch`` against a fresh in-memory staging database; its tables and metadata rows."""
+    with staging_connection() as con:
         run_batch(kernels, con, batch, cancelled=stop.is_set)
         return staged_tables(con), staged_metadata(con)
 
@@ -316,13 +306,13 @@ def _staged_batches(kernels: list[Any], batches: Iterable[Batch], threads: int) 
     flight: deque[tuple[Batch, Future[tuple[dict[str, Any], dict[str, str]]]]] = deque()
     try:
         for b in itertools.islice(it, threads):
-            flight.append((b, pool.submit(_stage, kernels, b, stop, PARALLEL_STAGING_THREADS)))
+            flight.append((b, pool.submit(_stage, kernels, b, stop)))
         while flight:
             b, fut = flight.popleft()
             tables, meta = fut.result()
             nxt = next(it, None)
             if nxt is not None:
-                flight.append((nxt, pool.submit(_stage, kernels, nxt, stop, PARALLEL_STAGING_THREADS)))
+                flight.append((nxt, pool.submit(_stage, kernels, nxt, stop)))
             yield b, tables, meta
     finally:
         stop.set()
