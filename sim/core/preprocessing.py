@@ -38,12 +38,16 @@ __all__ = (
 #: so transformed values stay within about +-5.2.
 BOUND = 1e-7
 
-#: Calls of :meth:`QuantileGaussian.inverse_transform` and
+#: Calls of :meth:`QuantileGaussian.transform`, :meth:`QuantileGaussian.inverse_transform` and
 #: :meth:`ConditionalQuantileGaussian.inverse_transform` on at least this many values run
 #: the compiled loops of :mod:`sim.core._quantile_kernels` (the same numbers bit for bit);
 #: smaller ones run the numpy steps, so a small run never imports numba (≈ 0.5 CPU s with
 #: the kernels' cache).
 COMPILED_MIN_VALUES = 32_768
+
+#: Knots of the largest table :meth:`QuantileGaussian.transform` runs compiled
+#: (:data:`sim.core._quantile_kernels.FORWARD_KNOTS`, repeated here so that the check imports no numba).
+_FORWARD_KNOTS = 1024
 
 
 def _kernels() -> Any:
@@ -242,8 +246,20 @@ class QuantileGaussian(_Base):
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """``(n, d)`` raw values → ``(n, d)`` standard-normal values."""
-        arr = _as_2d(x, "QuantileGaussian.transform", self._fitted())
+        """``(n, d)`` raw values → ``(n, d)`` standard-normal values.
+
+        Calls of at least :data:`COMPILED_MIN_VALUES` values on tables of up to
+        :data:`sim.core._quantile_kernels.FORWARD_KNOTS` knots run the compiled loop
+        :func:`sim.core._quantile_kernels.qg_forward` (the same numbers bit for bit, a C-ordered
+        result); smaller ones the numpy steps below.
+        """
+        fast = _contiguous_2d(x)
+        if (fast is not None and fast.size >= COMPILED_MIN_VALUES and fast.shape[1] == self._fitted()
+                and np.shape(self.quantiles_)[0] <= _FORWARD_KNOTS):
+            out = np.empty_like(fast)
+            if _kernels().qg_forward(fast, *self._forward_tables(), BOUND, out) < 0:
+                return ndtri(out, out=out)  # type: ignore[no-any-return]
+        arr = _as_2d(x, "QuantileGaussian.transform", self._fitted())  # the numpy steps (and their errors)
         q, r = self.quantiles_, self.references_
         out = np.empty((arr.shape[1], arr.shape[0]))  # column by column, each contiguous
         for j in range(arr.shape[1]):
@@ -293,6 +309,13 @@ class QuantileGaussian(_Base):
             self._ties_cache = np.any(np.diff(np.asarray(self.quantiles_), axis=0) <= 0, axis=0)
             self._ties_of = self.quantiles_
         return bool(self._ties_cache[j])
+
+    def _forward_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`sim.core._quantile_kernels.qg_forward`'s tables, cached per fitted table."""
+        if getattr(self, "_forward_of", None) is not self.quantiles_:
+            self._forward_cache = _kernels().forward_tables(self.quantiles_, self.references_)
+            self._forward_of = self.quantiles_
+        return self._forward_cache  # type: ignore[no-any-return]
 
     def _tables(self) -> tuple[Any, ...]:
         """:func:`sim.core._quantile_kernels.qg_inverse`'s tables, cached per fitted table: the quantiles

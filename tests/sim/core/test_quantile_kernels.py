@@ -70,3 +70,74 @@ def test_cell_index_starts_at_or_below() -> None:
     assert first.shape == (2, 9) and np.all(first >= 0) and np.all(first <= 4)
     assert x0.tolist() == [0.0, 5.0] and inv_width[1] == 0.0
     assert np.all(np.diff(first[0]) >= 0)
+
+
+# ----------------------------------------------------------------------------- the forward transform
+
+
+def _raw(qg: P.QuantileGaussian, n: int, seed: int) -> np.ndarray:
+    """Raw values around each column's table: on knots (repeated ones too), between them, beyond both edges."""
+    rng = np.random.default_rng(seed)
+    q = np.asarray(qg.quantiles_)
+    cols = []
+    for c in range(q.shape[1]):
+        lo, hi = q[0, c], q[-1, c]
+        span = max(hi - lo, 1.0)
+        kinds = rng.integers(0, 4, n)
+        on_knot = q[rng.integers(0, q.shape[0], n), c]
+        inside = rng.uniform(lo, hi, n)
+        beyond = np.where(rng.random(n) < 0.5, lo - rng.exponential(span, n), hi + rng.exponential(span, n))
+        cols.append(np.select([kinds == 0, kinds == 1, kinds == 2], [on_knot, inside, beyond], np.round(inside)))
+    return np.column_stack(cols)
+
+
+_INPUT_MODELS = ["acceptance", "efficiency", "resolution", "calorimeter", "pid/K_global", "pid/p_rich", "pid/mu_ismuon"]
+
+
+@pytest.mark.parametrize("name", _INPUT_MODELS)
+def test_shipped_input_transforms_bit_for_bit(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    prep = P.preprocessor_from_dict(json.loads((MODELS_DIR / f"{name}.json").read_text())["preprocessing"]["inputs"])
+    x = _raw(prep, 20_000, 6)
+    fast, slow = _both(monkeypatch, prep.transform, x)
+    assert fast.dtype == slow.dtype == np.float64 and fast.shape == slow.shape == x.shape
+    assert np.array_equal(fast, slow)
+
+
+def test_forward_ties_and_edges_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discrete columns with runs of equal knots at both ends and inside, a flat column, a float32 input, -0.0."""
+    rng = np.random.default_rng(7)
+    data = np.column_stack([rng.integers(0, 3, 5000), rng.normal(size=5000), np.zeros(5000),
+                            np.where(rng.random(5000) < 0.4, 0.0, rng.exponential(size=5000))])
+    qg = P.QuantileGaussian(100).fit(data)
+    x = _raw(qg, 30_000, 8)
+    x[:4] = [[0.0, -0.0, -0.0, -0.0], [2.0, 1e300, 0.0, 1e-300], [-1e300, -1e-300, 1.0, 0.0], [1.0, 0.0, -1.0, 5.0]]
+    fast, slow = _both(monkeypatch, qg.transform, x)
+    assert np.array_equal(fast, slow)
+    fast, slow = _both(monkeypatch, qg.transform, x[4:].astype(np.float32))
+    assert np.array_equal(fast, slow)
+
+
+def test_forward_nan_raises_the_numpy_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    qg = P.QuantileGaussian(32).fit(np.random.default_rng(5).normal(size=(1000, 2)))
+    x = np.zeros((100, 2))
+    x[50, 1] = np.nan
+    monkeypatch.setattr(P, "COMPILED_MIN_VALUES", 1)
+    with pytest.raises(DataError, match=r"NaN or inf in column\(s\) \[1\]"):
+        qg.transform(x)
+    x[50, 1] = -np.inf
+    with pytest.raises(DataError, match=r"NaN or inf"):
+        qg.transform(x)
+
+
+def test_forward_tables_beyond_the_unrolled_depth_run_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table of more knots than the compiled bisection reaches stays on the numpy path, and the two
+    constants (the preprocessing's numba-free copy and the kernel's) agree."""
+    from sim.core import _quantile_kernels as K
+
+    assert P._FORWARD_KNOTS == K.FORWARD_KNOTS
+    qg = P.QuantileGaussian(K.FORWARD_KNOTS + 1).fit(np.random.default_rng(9).normal(size=(5000, 1)))
+    monkeypatch.setattr(K, "qg_forward", None)  # would fail if called
+    monkeypatch.setattr(P, "COMPILED_MIN_VALUES", 1)
+    assert qg.transform(np.zeros((10, 1))).shape == (10, 1)
+    with pytest.raises(ValueError, match="knots"):
+        K.forward_tables(qg.quantiles_, qg.references_)
