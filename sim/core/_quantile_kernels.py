@@ -1,27 +1,30 @@
 """Compiled (numba) loops of the quantile transforms of :mod:`sim.core.preprocessing`.
 
-Each loop does, per value, what the numpy inverse transforms do with several whole-array
-steps (``np.clip``, ``np.interp`` per column, and for the conditional transform per bin of
-the condition, the interpolation between its two neighbouring tables), with the
-same arithmetic in the same order, so the results are the same numbers bit for bit
+Each loop does, per value, what the numpy transforms do with several whole-array steps
+(``np.interp`` per column, ``np.clip``, and for the conditional transform per bin of the
+condition, the interpolation between its two neighbouring tables), with the same arithmetic in
+the same order, so the results are the same numbers bit for bit
 (``tests/sim/core/test_quantile_kernels.py``):
 
 * the interpolation is numpy's ``arr_interp``: the interval ``j`` is the last knot
-  ``xp[j] <= x`` (found here from a uniform grid of cells over the table, :func:`cell_index`,
-  then a bisection between the knots of the value's cell), a value on a knot or on the last knot takes
-  that knot's ``fp``, outside the table the edge value, inside ``slope * (x - xp[j]) +
-  fp[j]`` with ``slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])`` (and numpy's retry
-  from the right end where that gives NaN); no fast-math, so no fused multiply-add;
-* ``ndtr`` stays SciPy's ufunc, run by the caller on the whole array: as fast as its C
-  function called from the loop, which numba could not cache.
+  ``xp[j] <= x``, a value on a knot or on the last knot takes that knot's ``fp``, outside the
+  table the edge value, inside ``slope * (x - xp[j]) + fp[j]`` with ``slope = (fp[j + 1] -
+  fp[j]) / (xp[j + 1] - xp[j])`` (and numpy's retry from the right end where that gives NaN,
+  :func:`_segment`); no fast-math, so no fused multiply-add;
+* ``ndtr`` / ``ndtri`` stay SciPy's ufuncs, run by the caller on the whole array: as fast as
+  their C functions called from the loop, which numba could not cache.
 
-The forward transform (:func:`qg_forward`) finds each value's interval by a branch-free
-bisection of fixed depth over the table padded with ``+inf`` to :data:`FORWARD_KNOTS` knots
-(ten unrolled steps of compare-and-add, no branch to mispredict): about 15 ns per value on the
-models' inputs in any order, where ``np.interp``'s search takes 100-140 ns on values in random
-order (a mispredicted branch per step; 9 ns on sorted ones), and the cell-grid search of the
-inverse loops 85 ns (issue #19, ``benchmarks/README.md``).  A grid of cells does not suit the
-forward tables: their knots crowd where the data are and a momentum's tail stretches the grid.
+Every loop finds a value's interval by a branch-free bisection of fixed depth over its table
+padded with ``+inf`` to :data:`KNOTS` knots (:func:`padded`; ten unrolled steps of
+compare-and-add, no branch to mispredict): the forward tables are the quantiles of each column,
+the inverse ones the references (shared by the columns, and by both neighbouring tables of the
+conditional transform, so one search serves both).  On the shipped models' tables, per value
+(issue #19, ``benchmarks/README.md``): forward about 15 ns where ``np.interp``'s search takes
+100-140 ns on values in random order (a mispredicted branch per step; 9 ns on sorted ones);
+inverse 18-35 ns where the earlier loops, a uniform grid of cells and a bisection between the
+knots of the value's cell, took 72-171 ns.  NaN and inf are found by ``v - v != 0`` (numba's
+scalar ``np.isfinite`` / ``np.isnan`` are calls that keep the loop from being optimised as a
+whole).
 
 Importing this module imports numba and compiles (or loads from numba's cache) the
 loops: :mod:`sim.core.preprocessing` imports it only for calls of at least
@@ -35,22 +38,30 @@ import numpy as np
 
 from sim.core.jit import njit_cached
 
-__all__ = ("CELLS", "FORWARD_KNOTS", "cell_index", "cqg_inverse", "forward_tables", "qg_forward", "qg_inverse")
+__all__ = ("KNOTS", "cqg_inverse", "forward_tables", "padded", "qg_forward", "qg_inverse")
 
-#: Cells of the uniform grid over each table (:func:`cell_index`).
-CELLS = 4096
+#: Knots of every table once padded (:func:`padded`): tables of up to this many knots run the
+#: compiled loops, whose bisection has ``log2(KNOTS)`` fixed steps (unrolled in each loop).
+KNOTS = 1024
 
-#: Knots of the forward tables once padded (:func:`forward_tables`): tables of up to this many knots
-#: run :func:`qg_forward`, whose bisection has ``log2(FORWARD_KNOTS)`` fixed steps.
-FORWARD_KNOTS = 1024
+
+def padded(xp: np.ndarray) -> np.ndarray:
+    """The increasing table(s) ``xp`` ``(..., m)``, ``2 <= m <= KNOTS``, padded with ``+inf`` to ``(..., KNOTS)``."""
+    xp = np.asarray(xp, dtype=np.float64)
+    m = xp.shape[-1]
+    if m > KNOTS or m < 2:
+        raise ValueError(f"compiled quantile tables need 2..{KNOTS} knots, got {m}")
+    out = np.full((*xp.shape[:-1], KNOTS), np.inf)
+    out[..., :m] = xp
+    return out
 
 
 def forward_tables(quantiles: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`qg_forward`'s tables from a fitted ``quantiles_`` ``(m, d)`` and ``references_`` ``(m,)``, ``m <= FORWARD_KNOTS``.
+    """:func:`qg_forward`'s tables from a fitted ``quantiles_`` ``(m, d)`` and ``references_`` ``(m,)``, ``m <= KNOTS``.
 
     Returns:
-        ``xp`` ``(d, FORWARD_KNOTS)``: each column's quantiles, padded with ``+inf``; ``fp`` ``(m,)``:
-        the references; ``on_knot`` ``(d, m)``: the probability of a value equal to knot ``j`` when
+        ``xp`` ``(d, KNOTS)``: each column's quantiles, :func:`padded`; ``fp`` ``(m,)``: the
+        references; ``on_knot`` ``(d, m)``: the probability of a value equal to knot ``j`` when
         ``j`` is the last of its run of equal knots (what the search finds): ``0.5 (r[j] + r[first])``,
         the middle of the run (:meth:`sim.core.preprocessing.QuantileGaussian.transform`'s
         average of the forward and backward interpolation), ``r[j]`` for a knot that is not repeated.
@@ -58,10 +69,7 @@ def forward_tables(quantiles: np.ndarray, references: np.ndarray) -> tuple[np.nd
     q = np.asarray(quantiles, dtype=np.float64)
     r = np.ascontiguousarray(references, dtype=np.float64)
     m, d = q.shape
-    if m > FORWARD_KNOTS or m < 2:
-        raise ValueError(f"forward tables need 2..{FORWARD_KNOTS} knots, got {m}")
-    xp = np.full((d, FORWARD_KNOTS), np.inf)
-    xp[:, :m] = q.T
+    xp = padded(q.T)
     on_knot = np.empty((d, m))
     for c in range(d):
         first = np.searchsorted(q[:, c], q[:, c], side="left")
@@ -69,108 +77,15 @@ def forward_tables(quantiles: np.ndarray, references: np.ndarray) -> tuple[np.nd
     return xp, r, on_knot
 
 
-@njit_cached
-def qg_forward(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, on_knot: np.ndarray, bound: float,
-               out: np.ndarray) -> int:
-    """:meth:`QuantileGaussian.transform` of ``x`` ``(n, d)`` before ``ndtri``: clipped probabilities into ``out``.
-
-    Per value what the numpy form does: ``np.interp(v, q[:, c], r)`` (numpy's ``arr_interp``
-    arithmetic: below / above the table its edge reference, on a knot its reference, inside
-    ``slope * (v - xp[j]) + fp[j]`` on the last knot ``xp[j] <= v``, with numpy's retry from the
-    right end where that gives NaN), the middle of a run of repeated knots for a value on one
-    (``on_knot``), then ``np.clip`` to ``[bound, 1 - bound]``.  Tables from :func:`forward_tables`.
-
-    Returns:
-        -1, or the first column holding NaN/inf (``out`` is then incomplete: the caller raises
-        through the numpy method).
-    """
-    n, d = x.shape
-    m = fp.shape[0]
-    hi = 1.0 - bound
-    for c in range(d):
-        row = xp[c]
-        last = row[m - 1]
-        for i in range(n):
-            v = x[i, c]
-            if not np.isfinite(v):
-                return c
-            if v > last:
-                p = fp[m - 1]
-            elif v < row[0]:
-                p = fp[0]
-            else:
-                j = 0
-                for half in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1):  # FORWARD_KNOTS = 1024, unrolled
-                    j += half * int(row[j + half] <= v)
-                if row[j] == v:
-                    p = on_knot[c, j]
-                else:
-                    slope = (fp[j + 1] - fp[j]) / (row[j + 1] - row[j])
-                    p = slope * (v - row[j]) + fp[j]
-                    if np.isnan(p):
-                        p = slope * (v - row[j + 1]) + fp[j + 1]
-                        if np.isnan(p) and fp[j] == fp[j + 1]:
-                            p = fp[j]
-            out[i, c] = _clip(p, bound, hi)
-    return -1
-
-
-def cell_index(xp: np.ndarray, cells: int = CELLS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Uniform grids over the tables ``xp`` ``(d, m)`` (increasing rows): where to start each search.
-
-    Returns:
-        ``first`` ``(d, cells + 1)``: per column, the last knot at or below each grid edge
-        (clipped to ``[0, m - 2]``); ``x0`` ``(d,)``: the first knot; ``inv_width`` ``(d,)``:
-        cells per unit of ``x`` (0 for a table of one value).  The search corrects any
-        rounding of the cell, so these only make it short.
-    """
-    d, m = xp.shape
-    first = np.empty((d, cells + 1), np.int64)
-    x0 = np.ascontiguousarray(xp[:, 0], dtype=np.float64)
-    inv_width = np.zeros(d)
-    for c in range(d):
-        span = float(xp[c, -1] - xp[c, 0])
-        if span > 0 and np.isfinite(cells / span):
-            inv_width[c] = cells / span
-        edges = xp[c, 0] + np.arange(cells + 1) * (span / cells)
-        first[c] = np.clip(np.searchsorted(xp[c], edges, side="right") - 1, 0, m - 2)
-    return first, x0, inv_width
-
-
 @njit_cached(inline=True)
-def _interp(v: float, xp: np.ndarray, fp: np.ndarray, first: np.ndarray, x0: float, inv_width: float) -> float:
-    """``np.interp(v, xp, fp)`` (numpy's ``arr_interp`` arithmetic; ``xp`` increasing, ``m >= 2``, ``v`` finite)."""
-    m = xp.shape[0]
-    if v > xp[m - 1]:
-        return fp[m - 1]
-    if v < xp[0]:
-        return fp[0]
-    if v >= xp[m - 1]:
-        return fp[m - 1]
-    ncell = first.shape[0] - 1
-    k = int((v - x0) * inv_width)
-    k = min(max(k, 0), ncell - 1)
-    lo = first[k]  # the last knot <= v lies in [lo, hi) once corrected for the cell's rounding
-    while lo > 0 and xp[lo] > v:
-        lo -= 1
-    hi = min(first[k + 1] + 1, m - 1)
-    while xp[hi] <= v:
-        hi += 1
-    while hi - lo > 1:
-        mid = (lo + hi) >> 1
-        if xp[mid] <= v:
-            lo = mid
-        else:
-            hi = mid
-    j = lo
-    if xp[j] == v:
-        return fp[j]
-    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-    res = slope * (v - xp[j]) + fp[j]
-    if np.isnan(res):
-        res = slope * (v - xp[j + 1]) + fp[j + 1]
-        if np.isnan(res) and fp[j] == fp[j + 1]:
-            res = fp[j]
+def _segment(v: float, x0: float, x1: float, f0: float, f1: float) -> float:
+    """numpy's ``arr_interp`` of ``v`` strictly inside the knot interval ``[x0, x1)`` with values ``f0``, ``f1``."""
+    slope = (f1 - f0) / (x1 - x0)
+    res = slope * (v - x0) + f0
+    if res != res:  # noqa: PLR0124 -- NaN (numpy retries from the right end)
+        res = slope * (v - x1) + f1
+        if res != res and f0 == f1:  # noqa: PLR0124
+            res = f0
     return res
 
 
@@ -185,12 +100,52 @@ def _clip(v: float, lo: float, hi: float) -> float:
 
 
 @njit_cached
-def qg_inverse(z: np.ndarray, u: np.ndarray, q: np.ndarray, r: np.ndarray, first: np.ndarray, x0: float,
-               inv_width: float, bound: float, out: np.ndarray) -> int:
+def qg_forward(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, on_knot: np.ndarray, bound: float,
+               out: np.ndarray) -> int:
+    """:meth:`QuantileGaussian.transform` of ``x`` ``(n, d)`` before ``ndtri``: clipped probabilities into ``out``.
+
+    Per value what the numpy form does: ``np.interp(v, q[:, c], r)`` (below / above the table its
+    edge reference, on a knot its reference, inside :func:`_segment` on the last knot
+    ``xp[j] <= v``), the middle of a run of repeated knots for a value on one (``on_knot``), then
+    ``np.clip`` to ``[bound, 1 - bound]``.  Tables from :func:`forward_tables`.
+
+    Returns:
+        -1, or the first column holding NaN/inf (``out`` is then incomplete: the caller raises
+        through the numpy method).
+    """
+    n, d = x.shape
+    m = fp.shape[0]
+    hi = 1.0 - bound
+    for c in range(d):
+        row = xp[c]
+        last = row[m - 1]
+        for i in range(n):
+            v = x[i, c]
+            if v - v != 0.0:
+                return c
+            if v > last:
+                p = fp[m - 1]
+            elif v < row[0]:
+                p = fp[0]
+            else:
+                j = 0
+                for half in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1):  # KNOTS = 1024, unrolled
+                    j += half * int(row[j + half] <= v)
+                if row[j] == v:
+                    p = on_knot[c, j]
+                else:
+                    p = _segment(v, row[j], row[j + 1], fp[j], fp[j + 1])
+            out[i, c] = _clip(p, bound, hi)
+    return -1
+
+
+@njit_cached
+def qg_inverse(z: np.ndarray, u: np.ndarray, q: np.ndarray, rp: np.ndarray, m: int, bound: float,
+               out: np.ndarray) -> int:
     """:meth:`QuantileGaussian.inverse_transform` of ``z`` ``(n, d)`` into ``out``, given ``u = ndtr(z)``.
 
-    ``q`` ``(d, m)`` quantiles per column, ``r`` ``(m,)`` references with their
-    :func:`cell_index` ``first`` ``(cells + 1,)``, ``x0``, ``inv_width``.
+    Per value ``np.interp(np.clip(u, bound, 1 - bound), r, q[c])``.  ``q`` ``(d, m)`` quantiles per
+    column, ``rp`` the ``m`` references :func:`padded`.
 
     Returns:
         -1, or the first column holding NaN/inf (``out`` is then incomplete: the caller
@@ -198,24 +153,43 @@ def qg_inverse(z: np.ndarray, u: np.ndarray, q: np.ndarray, r: np.ndarray, first
     """
     n, d = u.shape
     hi = 1.0 - bound
+    last = rp[m - 1]
     for i in range(n):
         for c in range(d):
-            if not np.isfinite(z[i, c]):
+            zz = z[i, c]
+            if zz - zz != 0.0:
                 return c
-            out[i, c] = _interp(_clip(u[i, c], bound, hi), r, q[c], first, x0, inv_width)
+            v = _clip(u[i, c], bound, hi)
+            qc = q[c]
+            if v > last:
+                res = qc[m - 1]
+            elif v < rp[0]:
+                res = qc[0]
+            else:
+                j = 0
+                for half in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1):  # KNOTS = 1024, unrolled
+                    j += half * int(rp[j + half] <= v)
+                if rp[j] == v:
+                    res = qc[j]
+                else:
+                    res = _segment(v, rp[j], rp[j + 1], qc[j], qc[j + 1])
+            out[i, c] = res
     return -1
 
 
 @njit_cached
-def cqg_inverse(z: np.ndarray, u: np.ndarray, k: np.ndarray, a: np.ndarray, r: np.ndarray, first: np.ndarray,
-                x0: float, inv_width: float, quant: np.ndarray, bound: float, out: np.ndarray) -> int:
+def cqg_inverse(z: np.ndarray, u: np.ndarray, k: np.ndarray, a: np.ndarray, rp: np.ndarray, m: int,
+                quant: np.ndarray, bound: float, out: np.ndarray) -> int:
     """:meth:`ConditionalQuantileGaussian.inverse_transform` before the differences are added back.
+
+    Per value ``(1 - a) np.interp(p, r, lo) + a np.interp(p, r, hi)`` with ``p`` the clipped
+    ``u`` and ``lo``, ``hi`` the tables of the row's two neighbouring bins (one search, the
+    references being the same).
 
     Args:
         z: ``(n, d)`` model values; u: ``ndtr(z)``; k, a: ``(n,)`` lower bin and weight of
-            each row (``_neighbours``); r: ``(m,)`` references with their :func:`cell_index`
-            ``first``, ``x0``, ``inv_width``; quant: ``(n_bins, d, m)`` tables (contiguous
-            per bin and column).
+            each row (``_neighbours``); rp: the ``m`` references :func:`padded`; quant:
+            ``(n_bins, d, m)`` tables (contiguous per bin and column).
 
     Returns:
         -1, or the first column holding NaN/inf (``out`` is then incomplete: the caller
@@ -224,14 +198,33 @@ def cqg_inverse(z: np.ndarray, u: np.ndarray, k: np.ndarray, a: np.ndarray, r: n
     n, d = u.shape
     nb = quant.shape[0]
     hi = 1.0 - bound
+    last = rp[m - 1]
     for i in range(n):
         kk = k[i]
         kh = min(kk + 1, nb - 1)
         w = a[i]
         for c in range(d):
-            if not np.isfinite(z[i, c]):
+            zz = z[i, c]
+            if zz - zz != 0.0:
                 return c
-            p = _clip(u[i, c], bound, hi)
-            out[i, c] = ((1.0 - w) * _interp(p, r, quant[kk, c], first, x0, inv_width)
-                         + w * _interp(p, r, quant[kh, c], first, x0, inv_width))
+            v = _clip(u[i, c], bound, hi)
+            lo_t = quant[kk, c]
+            hi_t = quant[kh, c]
+            if v > last:
+                f_lo = lo_t[m - 1]
+                f_hi = hi_t[m - 1]
+            elif v < rp[0]:
+                f_lo = lo_t[0]
+                f_hi = hi_t[0]
+            else:
+                j = 0
+                for half in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1):  # KNOTS = 1024, unrolled
+                    j += half * int(rp[j + half] <= v)
+                if rp[j] == v:
+                    f_lo = lo_t[j]
+                    f_hi = hi_t[j]
+                else:
+                    f_lo = _segment(v, rp[j], rp[j + 1], lo_t[j], lo_t[j + 1])
+                    f_hi = _segment(v, rp[j], rp[j + 1], hi_t[j], hi_t[j + 1])
+            out[i, c] = (1.0 - w) * f_lo + w * f_hi
     return -1

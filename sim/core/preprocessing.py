@@ -45,9 +45,9 @@ BOUND = 1e-7
 #: the kernels' cache).
 COMPILED_MIN_VALUES = 32_768
 
-#: Knots of the largest table :meth:`QuantileGaussian.transform` runs compiled
-#: (:data:`sim.core._quantile_kernels.FORWARD_KNOTS`, repeated here so that the check imports no numba).
-_FORWARD_KNOTS = 1024
+#: Knots of the largest table the compiled loops take (:data:`sim.core._quantile_kernels.KNOTS`, repeated
+#: here so that the check imports no numba); larger tables run the numpy steps.
+_KNOTS = 1024
 
 
 def _kernels() -> Any:
@@ -55,6 +55,12 @@ def _kernels() -> Any:
     from sim.core import _quantile_kernels
 
     return _quantile_kernels
+
+
+def _compiled(fast: np.ndarray, n_features: int, references: np.ndarray) -> bool:
+    """Whether a transform of the C-contiguous float64 ``fast`` runs the compiled loops: at least
+    :data:`COMPILED_MIN_VALUES` values, the fitted number of columns, a table of 2 to ``_KNOTS`` knots."""
+    return fast.size >= COMPILED_MIN_VALUES and fast.shape[1] == n_features and 2 <= np.size(references) <= _KNOTS
 
 
 def _contiguous_2d(x: np.ndarray) -> np.ndarray | None:
@@ -249,13 +255,12 @@ class QuantileGaussian(_Base):
         """``(n, d)`` raw values → ``(n, d)`` standard-normal values.
 
         Calls of at least :data:`COMPILED_MIN_VALUES` values on tables of up to
-        :data:`sim.core._quantile_kernels.FORWARD_KNOTS` knots run the compiled loop
+        :data:`sim.core._quantile_kernels.KNOTS` knots run the compiled loop
         :func:`sim.core._quantile_kernels.qg_forward` (the same numbers bit for bit, a C-ordered
         result); smaller ones the numpy steps below.
         """
         fast = _contiguous_2d(x)
-        if (fast is not None and fast.size >= COMPILED_MIN_VALUES and fast.shape[1] == self._fitted()
-                and np.shape(self.quantiles_)[0] <= _FORWARD_KNOTS):
+        if fast is not None and _compiled(fast, self._fitted(), self.references_):
             out = np.empty_like(fast)
             if _kernels().qg_forward(fast, *self._forward_tables(), BOUND, out) < 0:
                 return ndtri(out, out=out)  # type: ignore[no-any-return]
@@ -319,19 +324,18 @@ class QuantileGaussian(_Base):
 
     def _tables(self) -> tuple[Any, ...]:
         """:func:`sim.core._quantile_kernels.qg_inverse`'s tables, cached per fitted table: the quantiles
-        ``(d, m)``, the references and their cell index."""
+        ``(d, m)``, the references padded, ``m``."""
         if getattr(self, "_tables_of", None) is not self.quantiles_:
-            r = np.ascontiguousarray(self.references_, dtype=np.float64)
-            first, x0, inv_width = _kernels().cell_index(r[None, :])
-            self._tables_cache = (np.ascontiguousarray(np.asarray(self.quantiles_, dtype=np.float64).T), r, first[0],
-                                  float(x0[0]), float(inv_width[0]))
+            r = np.asarray(self.references_, dtype=np.float64)
+            self._tables_cache = (np.ascontiguousarray(np.asarray(self.quantiles_, dtype=np.float64).T),
+                                  _kernels().padded(r), int(r.size))
             self._tables_of = self.quantiles_
         return self._tables_cache
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         """``(n, d)`` standard-normal values → ``(n, d)`` raw values."""
         fast = _contiguous_2d(z)
-        if fast is not None and fast.size >= COMPILED_MIN_VALUES and fast.shape[1] == self._fitted():
+        if fast is not None and _compiled(fast, self._fitted(), self.references_):
             out = np.empty_like(fast)
             if _kernels().qg_inverse(fast, ndtr(fast), *self._tables(), BOUND, out) < 0:
                 return out
@@ -543,12 +547,11 @@ class ConditionalQuantileGaussian(_Base):
     def inverse_transform(self, z: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
         """``(n, d)`` standard-normal values (with the raw conditions) → raw values."""
         fast = _contiguous_2d(z)
-        if fast is not None and fast.size >= COMPILED_MIN_VALUES and fast.shape[1] == self._fitted():
+        if fast is not None and _compiled(fast, self._fitted(), self.references_):
             k, a = self._neighbours(self._column(conditions, fast.shape[0], "ConditionalQuantileGaussian.inverse_transform"))
             if getattr(self, "_tables_of", None) is not self.quantiles_:
-                r = np.ascontiguousarray(self.references_, dtype=np.float64)
-                first, x0, inv_width = _kernels().cell_index(r[None, :])
-                self._tables_cache = (r, first[0], float(x0[0]), float(inv_width[0]),
+                r = np.asarray(self.references_, dtype=np.float64)
+                self._tables_cache = (_kernels().padded(r), int(r.size),
                                       np.ascontiguousarray(np.asarray(self.quantiles_, np.float64).transpose(0, 2, 1)))
                 self._tables_of = self.quantiles_
             out = np.empty_like(fast)

@@ -1,4 +1,4 @@
-"""The compiled inverse quantile transforms (sim.core._quantile_kernels) give numpy's numbers bit for bit."""
+"""The compiled quantile transforms (sim.core._quantile_kernels) give numpy's numbers bit for bit."""
 
 from __future__ import annotations
 
@@ -64,14 +64,28 @@ def test_nan_raises_the_numpy_error(monkeypatch: pytest.MonkeyPatch, method: str
         getattr(qg, method)(x)
 
 
-def test_cell_index_starts_at_or_below() -> None:
-    from sim.core._quantile_kernels import cell_index
+def test_padded_tables() -> None:
+    from sim.core._quantile_kernels import KNOTS, padded
 
-    xp = np.array([[0.0, 0.0, 1.0, 1.0, 2.0, 10.0], [5.0, 5.0, 5.0, 5.0, 5.0, 5.0]])
-    first, x0, inv_width = cell_index(xp, cells=8)
-    assert first.shape == (2, 9) and np.all(first >= 0) and np.all(first <= 4)
-    assert x0.tolist() == [0.0, 5.0] and inv_width[1] == 0.0
-    assert np.all(np.diff(first[0]) >= 0)
+    t = padded(np.array([[0.0, 0.5, 1.0], [1.0, 2.0, 2.0]]))
+    assert t.shape == (2, KNOTS) and t[:, :3].tolist() == [[0.0, 0.5, 1.0], [1.0, 2.0, 2.0]]
+    assert np.all(t[:, 3:] == np.inf)
+    for bad in (np.zeros(1), np.zeros(KNOTS + 1)):
+        with pytest.raises(ValueError, match="knots"):
+            padded(bad)
+
+
+@pytest.mark.parametrize("m", [2, 3, 1024])
+def test_table_sizes_at_the_bisection_limits_bit_for_bit(monkeypatch: pytest.MonkeyPatch, m: int) -> None:
+    """The smallest tables and the largest the unrolled bisection covers, both directions."""
+    rng = np.random.default_rng(m)
+    data = np.column_stack([rng.normal(size=5000), rng.integers(0, 4, 5000)])
+    qg = P.QuantileGaussian(m).fit(data)
+    assert qg.references_.size == m
+    fast, slow = _both(monkeypatch, qg.transform, _raw(qg, 20_000, 1))
+    assert np.array_equal(fast, slow)
+    fast, slow = _both(monkeypatch, qg.inverse_transform, _z(20_000, 2, 2))
+    assert np.array_equal(fast, slow)
 
 
 # ----------------------------------------------------------------------------- the forward transform
@@ -119,15 +133,23 @@ def test_forward_ties_and_edges_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> 
     assert np.array_equal(fast, slow)
 
 
-def test_forward_tables_beyond_the_unrolled_depth_run_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kernel", ["qg_forward", "qg_inverse", "cqg_inverse"])
+def test_tables_beyond_the_unrolled_depth_run_numpy(monkeypatch: pytest.MonkeyPatch, kernel: str) -> None:
     """A table of more knots than the compiled bisection reaches stays on the numpy path, and the two
     constants (the preprocessing's numba-free copy and the kernel's) agree."""
     from sim.core import _quantile_kernels as K
 
-    assert P._FORWARD_KNOTS == K.FORWARD_KNOTS
-    qg = P.QuantileGaussian(K.FORWARD_KNOTS + 1).fit(np.random.default_rng(9).normal(size=(5000, 1)))
-    monkeypatch.setattr(K, "qg_forward", None)  # would fail if called
+    assert P._KNOTS == K.KNOTS
+    rng = np.random.default_rng(9)
+    monkeypatch.setattr(K, kernel, None)  # would fail if called
     monkeypatch.setattr(P, "COMPILED_MIN_VALUES", 1)
-    assert qg.transform(np.zeros((10, 1))).shape == (10, 1)
+    if kernel == "cqg_inverse":
+        cq = P.ConditionalQuantileGaussian(2 * K.KNOTS + 2, 2).fit(rng.normal(size=(20_000, 1)), conditions=rng.uniform(size=20_000))
+        assert cq.references_.size > K.KNOTS
+        assert cq.inverse_transform(np.zeros((10, 1)), np.full(10, 0.5)).shape == (10, 1)
+        return
+    qg = P.QuantileGaussian(K.KNOTS + 1).fit(rng.normal(size=(5000, 1)))
+    method = qg.transform if kernel == "qg_forward" else qg.inverse_transform
+    assert method(np.zeros((10, 1))).shape == (10, 1)
     with pytest.raises(ValueError, match="knots"):
         K.forward_tables(qg.quantiles_, qg.references_)
