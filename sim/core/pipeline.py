@@ -89,11 +89,15 @@ class BatchContext:
     Args:
         con: DuckDB connection with the batch's transaction open.
         batch: the batch.
+        prefetched: pass name → the product of its :meth:`Pass.produce` for this batch, made
+            ahead by the run's producer process (:mod:`sim.core.producer`); a pass not named
+            computes its own.
     """
 
-    def __init__(self, con: Any, batch: Batch) -> None:
+    def __init__(self, con: Any, batch: Batch, prefetched: Mapping[str, Any] | None = None) -> None:
         self.con = con
         self.batch = batch
+        self.prefetched: Mapping[str, Any] = dict(prefetched or {})
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run SQL with ``$batch`` bound (a real parameter) to the batch number; more named parameters in ``params``.
@@ -164,6 +168,19 @@ class Pass:
         raises a :class:`~mambah.errors.MambahError` here, before any batch.
         """
         raise NotImplementedError
+
+    @property
+    def prefetchable(self) -> bool:
+        """Whether :meth:`produce` computes the batch's work without the store, in any process, and the
+        kernel writes a product of it found in :attr:`BatchContext.prefetched` (see :mod:`sim.core.producer`:
+        a serial run of a pipeline starting with such a pass makes the next batch's product in a child
+        process).  False unless a pass says otherwise."""
+        return False
+
+    def produce(self, batch: Batch) -> Any:
+        """The store-free part of the kernel's work on ``batch`` (a picklable value), for a
+        :attr:`prefetchable` pass; the same value in any process."""
+        raise NotImplementedError(f"pass {self.name!r} ({self.kind}) has no produce step")
 
     # ---- config round trip
     def to_dict(self) -> dict[str, Any]:
@@ -483,14 +500,16 @@ def _build_cached(p: Pass) -> Kernel:
     return _KERNEL_CACHE[p]
 
 
-def run_batch(kernels: Iterable[Kernel], con: Any, batch: Batch, *, cancelled: Callable[[], bool] | None = None) -> None:
+def run_batch(kernels: Iterable[Kernel], con: Any, batch: Batch, *, cancelled: Callable[[], bool] | None = None,
+              prefetched: Mapping[str, Any] | None = None) -> None:
     """Run every kernel on ``batch`` inside an open transaction ``con``.
 
     Args:
         cancelled: asked before each kernel; when it returns true the batch stops with
             :class:`BatchCancelled` (a run stopping its other batches after an error).
+        prefetched: products of passes' :meth:`Pass.produce` made ahead (:class:`BatchContext`).
     """
-    ctx = BatchContext(con, batch)
+    ctx = BatchContext(con, batch, prefetched)
     for k in kernels:
         if cancelled is not None and cancelled():
             raise BatchCancelled(f"batch {batch.batch} cancelled")

@@ -21,7 +21,8 @@ from mambah.errors import ConfigError, StoreError, StoreExistsError
 from mambah.store import BatchRecord, EventStore, staged_metadata, staged_tables, staging_connection
 from sim.core.configcheck import settings_difference
 from sim.core.executors import Executor, SerialExecutor
-from sim.core.pipeline import Batch, Pipeline, batch_seed, build_kernels, run_batch
+from sim.core.pipeline import Batch, Pass, Pipeline, batch_seed, build_kernels, run_batch
+from sim.core.producer import wants_producer
 from sim.core.resources import (
     BLAS_THREADS,
     USABLE_FRACTION,
@@ -227,7 +228,9 @@ def run(
     n_done = n_batches = 0
     bar = _progress(pipeline.run.events, store.n_events(), progress)
     try:
-        with limit_threads(blas_threads), contextlib.closing(_staged_batches(kernels, iter_pending(pipeline, done), n_threads)) as staged:
+        producer = wants_producer(pipeline.passes, total - len(done), process_cpus()) if n_threads == 1 else None
+        batches = _staged_batches(kernels, iter_pending(pipeline, done), n_threads, producer, blas_threads)
+        with limit_threads(blas_threads), contextlib.closing(batches) as staged:
             for b, tables, meta in staged:
                 store.write_batch(BatchRecord(b.batch, b.n_events, b.seed), tables, meta)  # the batch's one transaction
                 n_batches += 1
@@ -279,15 +282,21 @@ def batch_threads(pipeline: Pipeline, threads: int | None = None) -> int:
     return max(1, min(n, fits - 1))  # the batches computed and the one being written
 
 
-def _stage(kernels: list[Any], batch: Batch, stop: threading.Event) -> tuple[dict[str, Any], dict[str, str]]:
+def _stage(kernels: list[Any], batch: Batch, stop: threading.Event,
+           prefetched: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Run ``batch`` against a fresh in-memory staging database; its tables and metadata rows."""
     with staging_connection() as con:
-        run_batch(kernels, con, batch, cancelled=stop.is_set)
+        run_batch(kernels, con, batch, cancelled=stop.is_set, prefetched=prefetched)
         return staged_tables(con), staged_metadata(con)
 
 
-def _staged_batches(kernels: list[Any], batches: Iterable[Batch], threads: int) -> Generator[tuple[Batch, dict[str, Any], dict[str, str]], None, None]:
+def _staged_batches(kernels: list[Any], batches: Iterable[Batch], threads: int, producer: Pass | None = None,
+                    blas_threads: int | None = BLAS_THREADS) -> Generator[tuple[Batch, dict[str, Any], dict[str, str]], None, None]:
     """``(batch, tables, metadata)`` of each batch, in order; up to ``threads`` computed at once.
+
+    With ``producer`` (one batch at a time: the first pass, :func:`sim.core.producer.wants_producer`)
+    a child process makes that pass's product of the next batch while this one runs the passes
+    (:func:`sim.core.producer.prefetch_products`).
 
     ``threads`` batches are in flight while the caller writes the one yielded, from the
     first on: a run's one-off work (imports, numba's cache, a graph's tracing under
@@ -298,6 +307,13 @@ def _staged_batches(kernels: list[Any], batches: Iterable[Batch], threads: int) 
     """
     it = iter(batches)
     stop = threading.Event()
+    if threads == 1 and producer is not None:
+        from sim.core.producer import prefetch_products
+
+        with contextlib.closing(prefetch_products(producer, it, blas_threads)) as made:
+            for b, product in made:
+                yield (b, *_stage(kernels, b, stop, None if product is None else {producer.name: product}))
+        return
     if threads == 1:
         for b in it:
             yield (b, *_stage(kernels, b, stop))

@@ -89,7 +89,7 @@ import numpy as np
 
 from mambah.errors import ConfigError, DecayError
 from mambah.kinematics import boost
-from sim.core.pipeline import BatchContext, Kernel, Pass
+from sim.core.pipeline import Batch, BatchContext, Kernel, Pass
 from sim.core.registry import register_pass
 from sim.generation._event_tables import (
     CUT_KEY,
@@ -186,9 +186,9 @@ def _make_pythia(lines: list[str]) -> Any:
     return py
 
 
-def _pythia_seed(ctx: BatchContext, stream: str) -> int:
+def _pythia_seed(batch: Batch, stream: str) -> int:
     """A Pythia seed in 1 … 900 000 000 from the batch seed."""
-    return int(ctx.batch.int_seed(stream) % 900_000_000) + 1
+    return int(batch.int_seed(stream) % 900_000_000) + 1
 
 
 def pythia_columns(batch: Any) -> dict[str, np.ndarray]:
@@ -385,16 +385,39 @@ class Pythia(Pass):
             return model, bool(getattr(model, "has_cc", True))  # the complete-tree engine knows the DecFile's CDecay
         return None, False
 
+    @property
+    def prefetchable(self) -> bool:
+        """Pythia's events, the signal decays and the laid-out tables need no store: a producer process
+        (:mod:`sim.core.producer`) makes the next batch's while the run writes this one; not with
+        ``defer_truth`` (the truth is handed to the preselect pass as an object)."""
+        return not self.defer_truth
+
+    def _prepared(self) -> tuple[Any, bool, bool]:
+        """The signal model (its accept-reject bounds ready), its charge-conjugate flag, and whether the
+        settings keep the preset's process (``events.process`` known); built once per process."""
+        key = self
+        if key not in _PREPARED:
+            _require_pythia()
+            model, cc = self._model()
+            if model is not None and hasattr(model, "prepare"):
+                model.prepare()  # accept-reject bounds, before any batch
+            elif model is not None:
+                for chain in model.chains:  # compile the phasespace graphs once, before any batch
+                    chain.generate_rest_frame(1, seed=0)
+            charges(np.array([211]))  # load the PDG table now, not in the first batch
+            process_known = not any(s.strip().startswith(_PROCESS_GROUPS) for s in self.settings)
+            _PREPARED[key] = (model, cc, process_known)
+        return _PREPARED[key]
+
+    def produce(self, batch: Batch) -> tuple[dict[str, dict[str, np.ndarray]], float, tuple[int, int], DeferredTruth | None]:
+        """The batch's tables, σ_gen [mb] and cut counts (:func:`_generate`), in any process: the kernel's
+        work but the writing, the same numbers wherever it runs (the batch seed is all it uses)."""
+        model, cc, process_known = self._prepared()
+        return _generate(self, batch, batch.rng(self.name), model, cc, process_known)
+
     def build(self) -> Kernel:
         _require_pythia()
-        model, cc = self._model()
-        if model is not None and hasattr(model, "prepare"):
-            model.prepare()  # accept-reject bounds, before any batch
-        elif model is not None:
-            for chain in model.chains:  # compile the phasespace graphs once, before any batch
-                chain.generate_rest_frame(1, seed=0)
-        charges(np.array([211]))  # load the PDG table now, not in the first batch
-        process_known = not any(s.strip().startswith(_PROCESS_GROUPS) for s in self.settings)
+        self._prepared()
         hard_lines = pythia_lines(PRESETS[self.preset], float(self.sqrt_s), self.settings, 1)
         check = _make_pythia(hard_lines)  # bad settings fail here, before the store is touched
         meta = {
@@ -413,8 +436,8 @@ class Pythia(Pass):
         cfg = self
 
         def kernel(ctx: BatchContext) -> None:
-            rng = ctx.rng(cfg.name)
-            tables, sigma, (tried, kept), truth = _generate(cfg, ctx, rng, model, cc, process_known)
+            product = ctx.prefetched.get(cfg.name)  # made by the run's producer process (sim.core.producer)
+            tables, sigma, (tried, kept), truth = cfg.produce(ctx.batch) if product is None else product
             if truth is None:
                 write_tables(ctx, tables)
             else:  # the preselect pass writes the truth of the events it keeps
@@ -432,8 +455,12 @@ class Pythia(Pass):
         return kernel
 
 
+#: :meth:`Pythia._prepared` per pass config, per process.
+_PREPARED: dict[Pythia, tuple[Any, bool, bool]] = {}
+
+
 def _generate(
-    cfg: Pythia, ctx: BatchContext, rng: np.random.Generator, model: Any, cc: bool, process_known: bool
+    cfg: Pythia, batch: Batch, rng: np.random.Generator, model: Any, cc: bool, process_known: bool
 ) -> tuple[dict[str, dict[str, np.ndarray]], float, tuple[int, int], DeferredTruth | None]:
     """One batch: hard events with signal, pile-up, Mambah signal decays → laid-out tables, σ_gen [mb], cut counts.
 
@@ -445,10 +472,10 @@ def _generate(
         looked at (up to the last one kept) and kept (``(n, n)`` without the cut), and with
         ``defer_truth`` the truth (the tables then hold only ``events``; else ``None``).
     """
-    n_events = ctx.batch.n_events
+    n_events = batch.n_events
     lazy = cfg.defer_truth and not cfg.daughters_in_acceptance  # one round: every copy made is kept (the first n_events)
     deferred: DeferredTruth | None = None
-    hard = _make_pythia(pythia_lines(PRESETS[cfg.preset], float(cfg.sqrt_s), cfg.settings, _pythia_seed(ctx, cfg.name)))
+    hard = _make_pythia(pythia_lines(PRESETS[cfg.preset], float(cfg.sqrt_s), cfg.settings, _pythia_seed(batch, cfg.name)))
     search = {"since_last": 0, "eff": 1.0}
     minb: Any = None
     parts: list[dict[str, dict[str, np.ndarray]]] = []
@@ -469,7 +496,7 @@ def _generate(
         pu = None
         if n_pu:
             if minb is None:
-                minb = _make_pythia(pythia_lines(_PILEUP_LINES, float(cfg.sqrt_s), (), _pythia_seed(ctx, cfg.name + ":pileup")))
+                minb = _make_pythia(pythia_lines(_PILEUP_LINES, float(cfg.sqrt_s), (), _pythia_seed(batch, cfg.name + ":pileup")))
             pu_chunks = [_prune(pythia_columns(minb.nextBatch(n_pu)), None)[0]]
             while sum(c["counts"].size for c in pu_chunks) < n_pu:  # nextBatch skips failed events
                 pu_chunks.append(_prune(pythia_columns(minb.nextBatch(n_pu - sum(c["counts"].size for c in pu_chunks))), None)[0])
