@@ -6,7 +6,7 @@ for everything.  Such a pass may split its kernel in two (:attr:`Pass.prefetchab
 <sim.core.pipeline.Pass.prefetchable>`): :meth:`~sim.core.pipeline.Pass.produce`, the
 batch's work that needs no store (Pythia's events, the signal decays, the tables laid out),
 and the kernel, which writes a product into the batch.  :class:`Producer` runs ``produce``
-for batch *k + 1* in a child process (``spawn``) while the run's process runs the passes of
+for batch *k + 1* in a child process (a fresh interpreter) while the run's process runs the passes of
 batch *k*, so Pythia and the detector passes use two cores.  The product is the same value
 the pass computes in-process (the same code on the same batch seed), so a store is the same
 table by table with or without it (``tests/sim/core/test_producer.py``).
@@ -21,7 +21,6 @@ or killed with it: ``PR_SET_PDEATHSIG`` on Linux).
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import signal
 import sys
@@ -62,10 +61,9 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _serve(conn: Any, spec: Pass, blas_threads: int | None) -> None:
-    """The child: ``produce`` each batch received until ``None`` (the pass builds what it needs on first use)."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; it closes the child
+def _serve(conn: Any) -> None:
+    """The child: the pass and BLAS limit first, then ``produce`` each batch received until ``None``."""
+    spec, blas_threads = conn.recv()
     if blas_threads is not None:
         from sim.core.resources import limit_blas_threads
 
@@ -83,7 +81,7 @@ def _serve(conn: Any, spec: Pass, blas_threads: int | None) -> None:
             out = ("error", _portable(err))
         try:
             conn.send(out)
-        except (BrokenPipeError, EOFError):
+        except (BrokenPipeError, EOFError, OSError):
             return
 
 
@@ -102,19 +100,32 @@ def _portable(err: BaseException) -> BaseException:
 class Producer:
     """A child process that runs ``spec.produce(batch)`` for the batches it is given, one at a time.
 
+    The child is ``python -m sim.core.producer`` (a fresh interpreter with this process's
+    ``sys.path``), talking over a socket pair: unlike :mod:`multiprocessing`'s ``spawn``, it
+    never imports the caller's ``__main__``, so a user's script without an
+    ``if __name__ == "__main__":`` guard runs once.
+
     Args:
         spec: the pass (pickled to the child, which builds what ``produce`` needs on first use).
         blas_threads: BLAS threads of the child (the run's batch loop's; None: no limit).
     """
 
     def __init__(self, spec: Pass, blas_threads: int | None = 1) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, spec, blas_threads), name=f"mambah-producer-{spec.name}",
-                                 daemon=True)
-        self._proc.start()
-        child.close()
+        import socket
+        import subprocess
+        from multiprocessing.connection import Connection
+
+        self.name = f"{spec.name} ({spec.kind})"
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", "sim.core.producer", str(theirs.fileno())],
+                                          pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
         self._busy = False
+        self._conn.send((spec, blas_threads))
 
     def submit(self, batch: Batch) -> None:
         """Start ``produce(batch)`` in the child (one at a time: :meth:`result` first)."""
@@ -132,9 +143,10 @@ class Producer:
         try:
             kind, value = self._conn.recv()
         except (EOFError, OSError):
-            self._proc.join(timeout=5)
-            raise MambahError(f"the producer process of pass {self._proc.name} ended (exit status "
-                              f"{self._proc.exitcode}) before it returned a batch") from None
+            with contextlib.suppress(Exception):
+                self._proc.wait(timeout=5)
+            raise MambahError(f"the producer process of pass {self.name} ended (exit status "
+                              f"{self._proc.poll()}) before it returned a batch") from None
         finally:
             self._busy = False
         if kind == "error":
@@ -148,12 +160,13 @@ class Producer:
                 self._proc.terminate()
             else:
                 self._conn.send(None)
-        self._proc.join(timeout=10)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(timeout=5)
         with contextlib.suppress(Exception):
             self._conn.close()
+        try:
+            self._proc.wait(timeout=10)
+        except Exception:  # still running (or the wait was interrupted): it is not needed
+            self._proc.kill()
+            self._proc.wait(timeout=5)
 
 
 def prefetch_products(spec: Pass, batches: Iterable[Batch], blas_threads: int | None = 1) -> Generator[tuple[Batch, Any], None, None]:
@@ -181,3 +194,19 @@ def prefetch_products(spec: Pass, batches: Iterable[Batch], blas_threads: int | 
             yield cur, product
     finally:
         producer.close()
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m sim.core.producer FD``: serve :class:`Producer`'s requests on the socket ``FD``."""
+    import socket
+    from multiprocessing.connection import Connection
+
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; it closes the child
+    sock = socket.socket(fileno=int(argv[0]))
+    _serve(Connection(sock.detach()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
