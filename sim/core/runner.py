@@ -229,6 +229,8 @@ def run(
     bar = _progress(pipeline.run.events, store.n_events(), progress)
     try:
         producer = wants_producer(pipeline.passes, total - len(done), process_cpus()) if n_threads == 1 else None
+        if producer is not None and USABLE_FRACTION * machine_memory_bytes() < 2 * batch_memory_bytes(pipeline):
+            producer = None  # the child's batch and this process's would not both fit
         batches = _staged_batches(kernels, iter_pending(pipeline, done), n_threads, producer, blas_threads)
         with limit_threads(blas_threads), contextlib.closing(batches) as staged:
             for b, tables, meta in staged:

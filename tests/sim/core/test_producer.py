@@ -104,3 +104,26 @@ def test_a_dead_child_is_named() -> None:
     finally:
         prod.close()
     assert prod._proc.poll() is not None
+
+
+def test_no_producer_when_two_batches_do_not_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _needs_pythia()
+    from sim.core.resources import batch_memory_bytes
+
+    pipe = Pipeline((pythia.Pythia(preset="minbias", nu=0),), RunConfig(events=10, batch_size=5, seed=1))
+    used: list[object] = []
+    real = P.prefetch_products
+
+    def counted(*a: object, **k: object):  # type: ignore[no-untyped-def]
+        used.append(a)
+        yield from real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.delenv(P.ENV, raising=False)
+    monkeypatch.setattr(P, "prefetch_products", counted)
+    monkeypatch.setattr("sim.core.runner.process_cpus", lambda: 2)
+    monkeypatch.setattr("sim.core.runner.machine_memory_bytes", lambda: int(1.5 * batch_memory_bytes(pipe)))
+    run(pipe, tmp_path / "a.duckdb", progress=False)
+    assert used == []
+    monkeypatch.setattr("sim.core.runner.machine_memory_bytes", lambda: int(3 * batch_memory_bytes(pipe)))
+    run(pipe, tmp_path / "b.duckdb", progress=False)
+    assert len(used) == 1
