@@ -177,6 +177,10 @@ class Pass:
         process).  False unless a pass says otherwise."""
         return False
 
+    def prepare_produce(self) -> None:
+        """Build what :meth:`produce` needs in this process (a producer process calls it once, before the
+        first batch, with logging off: the run's own :meth:`build` showed the same warnings).  Default: nothing."""
+
     def produce(self, batch: Batch) -> Any:
         """The store-free part of the kernel's work on ``batch`` (a picklable value), for a
         :attr:`prefetchable` pass; the same value in any process."""

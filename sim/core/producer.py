@@ -21,6 +21,7 @@ or killed with it: ``PR_SET_PDEATHSIG`` on Linux).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -61,13 +62,43 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+class _Forward(logging.Handler):
+    """The child's log records (warnings and up, or what the run asked for), sent to the run, which
+    emits them through its own logging (same format, same level)."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self._conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.send(("log", {"name": record.name, "levelno": record.levelno, "levelname": record.levelname,
+                                     "msg": record.getMessage(), "args": None, "created": record.created}))
+
+
 def _serve(conn: Any) -> None:
-    """The child: the pass and BLAS limit first, then ``produce`` each batch received until ``None``."""
-    spec, blas_threads = conn.recv()
+    """The child: the pass, BLAS limit and log level first, then ``produce`` each batch received until ``None``.
+
+    What ``produce`` builds once (:meth:`~sim.core.pipeline.Pass.prepare_produce`) is built with
+    logging off: the run's own build made the same and showed its warnings already, once.
+    """
+    spec, blas_threads, level = conn.recv()
     if blas_threads is not None:
         from sim.core.resources import limit_blas_threads
 
         limit_blas_threads(blas_threads)  # as the run's batch loop (one BLAS thread by default)
+    root = logging.getLogger()
+    root.handlers[:] = [_Forward(conn)]
+    root.setLevel(level)
+    logging.disable(logging.CRITICAL)
+    try:
+        spec.prepare_produce()
+    except BaseException as err:  # raised with the first batch's result (the run's build passed, so it is rare)
+        failed: BaseException | None = err
+    else:
+        failed = None
+    finally:
+        logging.disable(logging.NOTSET)
     while True:
         try:
             batch = conn.recv()
@@ -76,6 +107,8 @@ def _serve(conn: Any) -> None:
         if batch is None:
             return
         try:
+            if failed is not None:
+                raise failed
             out: tuple[str, Any] = ("ok", spec.produce(batch))
         except BaseException as err:  # every failure goes back to the run, which raises it
             out = ("error", _portable(err))
@@ -125,7 +158,7 @@ class Producer:
             theirs.close()
         self._conn = Connection(ours.detach())
         self._busy = False
-        self._conn.send((spec, blas_threads))
+        self._conn.send((spec, blas_threads, logging.getLogger().getEffectiveLevel()))
 
     def submit(self, batch: Batch) -> None:
         """Start ``produce(batch)`` in the child (one at a time: :meth:`result` first)."""
@@ -142,6 +175,10 @@ class Producer:
         """
         try:
             kind, value = self._conn.recv()
+            while kind == "log":  # the child's log records, emitted here as they come
+                record = logging.makeLogRecord(value)
+                logging.getLogger(record.name).handle(record)
+                kind, value = self._conn.recv()
         except (EOFError, OSError):
             with contextlib.suppress(Exception):
                 self._proc.wait(timeout=5)

@@ -409,6 +409,9 @@ class Pythia(Pass):
             _PREPARED[key] = (model, cc, process_known)
         return _PREPARED[key]
 
+    def prepare_produce(self) -> None:
+        self._prepared()
+
     def produce(self, batch: Batch) -> tuple[dict[str, dict[str, np.ndarray]], float, tuple[int, int], DeferredTruth | None]:
         """The batch's tables, σ_gen [mb] and cut counts (:func:`_generate`), in any process: the kernel's
         work but the writing, the same numbers wherever it runs (the batch seed is all it uses)."""

@@ -127,3 +127,28 @@ def test_no_producer_when_two_batches_do_not_fit(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr("sim.core.runner.machine_memory_bytes", lambda: int(3 * batch_memory_bytes(pipe)))
     run(pipe, tmp_path / "b.duckdb", progress=False)
     assert len(used) == 1
+
+
+def test_the_childs_log_records_are_emitted_by_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    """Records the child sends before its result go through the run's logging, once each, with their logger."""
+    import logging
+    import socket
+    import subprocess
+    import sys
+    from multiprocessing.connection import Connection
+
+    a, b = socket.socketpair()
+    ours, theirs = Connection(a.detach()), Connection(b.detach())
+    child = P._Forward(theirs)
+    prod = object.__new__(P.Producer)
+    prod._conn, prod._busy, prod.name = ours, True, "pythia (pythia)"
+    prod._proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.emit(logging.makeLogRecord({"name": "sim.generation.decay", "levelno": logging.WARNING,
+                                      "levelname": "WARNING", "msg": "bound raised to %s", "args": (3,)}))
+    theirs.send(("ok", 42))
+    with caplog.at_level(logging.WARNING):
+        assert prod.result() == 42
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("sim.generation.decay", "bound raised to 3")]
+    prod._proc.wait()
+    ours.close()
+    theirs.close()
