@@ -90,6 +90,16 @@ def _segment(v: float, x0: float, x1: float, f0: float, f1: float) -> float:
 
 
 @njit_cached(inline=True)
+def _search(row: np.ndarray, v: float) -> int:
+    """The last knot ``j`` of the :func:`padded` table ``row`` with ``row[j] <= v`` (``row[0] <= v``):
+    a bisection of ten unrolled compare-and-add steps (``KNOTS = 1024``), no data-dependent branch."""
+    j = 0
+    for half in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1):
+        j += half * int(row[j + half] <= v)
+    return j
+
+
+@njit_cached(inline=True)
 def _clip(v: float, lo: float, hi: float) -> float:
     """``np.clip`` of a finite value."""
     if v < lo:
@@ -128,9 +138,7 @@ def qg_forward(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, on_knot: np.ndarra
             elif v < row[0]:
                 p = fp[0]
             else:
-                j = 0
-                for half in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1):  # KNOTS = 1024, unrolled
-                    j += half * int(row[j + half] <= v)
+                j = _search(row, v)
                 if row[j] == v:
                     p = on_knot[c, j]
                 else:
@@ -166,9 +174,7 @@ def qg_inverse(z: np.ndarray, u: np.ndarray, q: np.ndarray, rp: np.ndarray, m: i
             elif v < rp[0]:
                 res = qc[0]
             else:
-                j = 0
-                for half in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1):  # KNOTS = 1024, unrolled
-                    j += half * int(rp[j + half] <= v)
+                j = _search(rp, v)
                 if rp[j] == v:
                     res = qc[j]
                 else:
@@ -217,9 +223,7 @@ def cqg_inverse(z: np.ndarray, u: np.ndarray, k: np.ndarray, a: np.ndarray, rp: 
                 f_lo = lo_t[0]
                 f_hi = hi_t[0]
             else:
-                j = 0
-                for half in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1):  # KNOTS = 1024, unrolled
-                    j += half * int(rp[j + half] <= v)
+                j = _search(rp, v)
                 if rp[j] == v:
                     f_lo = lo_t[j]
                     f_hi = hi_t[j]
