@@ -90,13 +90,12 @@ def _serve(conn: Any) -> None:
     root = logging.getLogger()
     root.handlers[:] = [_Forward(conn)]
     root.setLevel(level)
+    failed: BaseException | None = None
     logging.disable(logging.CRITICAL)
     try:
         spec.prepare_produce()
     except BaseException as err:  # raised with the first batch's result (the run's build passed, so it is rare)
-        failed: BaseException | None = err
-    else:
-        failed = None
+        failed = err
     finally:
         logging.disable(logging.NOTSET)
     while True:

@@ -229,7 +229,7 @@ def run(
     bar = _progress(pipeline.run.events, store.n_events(), progress)
     try:
         producer = wants_producer(pipeline.passes, total - len(done), process_cpus()) if n_threads == 1 else None
-        if producer is not None and USABLE_FRACTION * machine_memory_bytes() < 2 * batch_memory_bytes(pipeline):
+        if producer is not None and _batches_that_fit(pipeline) < 2:
             producer = None  # the child's batch and this process's would not both fit
         batches = _staged_batches(kernels, iter_pending(pipeline, done), n_threads, producer, blas_threads)
         with limit_threads(blas_threads), contextlib.closing(batches) as staged:
@@ -280,8 +280,13 @@ def batch_threads(pipeline: Pipeline, threads: int | None = None) -> int:
     if serial:
         return 1
     n = max(1, min(BATCH_THREADS, process_cpus(), pipeline.run.n_batches))
-    fits = int(USABLE_FRACTION * machine_memory_bytes() // max(batch_memory_bytes(pipeline), 1))
-    return max(1, min(n, fits - 1))  # the batches computed and the one being written
+    return max(1, min(n, _batches_that_fit(pipeline) - 1))  # the batches computed and the one being written
+
+
+def _batches_that_fit(pipeline: Pipeline) -> int:
+    """How many of the pipeline's batches fit in this machine's usable memory at once (the estimate of
+    :func:`~sim.core.resources.batch_memory_bytes`)."""
+    return int(USABLE_FRACTION * machine_memory_bytes() // max(batch_memory_bytes(pipeline), 1))
 
 
 def _stage(kernels: list[Any], batch: Batch, stop: threading.Event,

@@ -394,20 +394,8 @@ class Pythia(Pass):
 
     def _prepared(self) -> tuple[Any, bool, bool]:
         """The signal model (its accept-reject bounds ready), its charge-conjugate flag, and whether the
-        settings keep the preset's process (``events.process`` known); built once per process."""
-        key = self
-        if key not in _PREPARED:
-            _require_pythia()
-            model, cc = self._model()
-            if model is not None and hasattr(model, "prepare"):
-                model.prepare()  # accept-reject bounds, before any batch
-            elif model is not None:
-                for chain in model.chains:  # compile the phasespace graphs once, before any batch
-                    chain.generate_rest_frame(1, seed=0)
-            charges(np.array([211]))  # load the PDG table now, not in the first batch
-            process_known = not any(s.strip().startswith(_PROCESS_GROUPS) for s in self.settings)
-            _PREPARED[key] = (model, cc, process_known)
-        return _PREPARED[key]
+        settings keep the preset's process (``events.process`` known); built once per process and config."""
+        return _prepared(self)
 
     def prepare_produce(self) -> None:
         self._prepared()
@@ -458,8 +446,19 @@ class Pythia(Pass):
         return kernel
 
 
-#: :meth:`Pythia._prepared` per pass config, per process.
-_PREPARED: dict[Pythia, tuple[Any, bool, bool]] = {}
+@functools.cache
+def _prepared(cfg: Pythia) -> tuple[Any, bool, bool]:
+    """:meth:`Pythia._prepared`, cached per (hashable, frozen) pass config in this process."""
+    _require_pythia()
+    model, cc = cfg._model()
+    if model is not None and hasattr(model, "prepare"):
+        model.prepare()  # accept-reject bounds, before any batch
+    elif model is not None:
+        for chain in model.chains:  # compile the phasespace graphs once, before any batch
+            chain.generate_rest_frame(1, seed=0)
+    charges(np.array([211]))  # load the PDG table now, not in the first batch
+    process_known = not any(s.strip().startswith(_PROCESS_GROUPS) for s in cfg.settings)
+    return model, cc, process_known
 
 
 def _generate(
